@@ -1,0 +1,93 @@
+# Two commands do everything on a fresh machine:
+#   make dev   installs what is missing, then serves the app with live reload (cargo leptos watch)
+#   make test  installs what is missing, then runs every check and test, Playwright included
+# Every install step is skipped when the tool is already there.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# npm-installed build tools (wasm-opt) come first on PATH, ahead of any Debian binaryen.
+export PATH := $(CURDIR)/tools/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+
+CARGO_LEPTOS_VERSION := 0.3.11
+# The CLI must match the wasm-bindgen crate in Cargo.lock exactly.
+WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock)
+CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM_PATH ?= $(CHROMIUM)
+
+free_port = $$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+.PHONY: help dev test tools chromium check fmt clippy test-rust e2e bench \
+        wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps
+
+help:
+	@echo "make dev    - install what is missing, then cargo leptos watch on http://127.0.0.1:3000"
+	@echo "make test   - install what is missing, then fmt, clippy (ssr, hydrate), Rust tests, Playwright"
+	@echo "make test-rust / make e2e - only the Rust tests / only the browser tests"
+	@echo "make bench  - benchmarks of the auth hot path (writes bench/RESULTS.md)"
+
+# ---------------------------------------------------------------- tools
+
+tools: wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps
+
+wasm-target:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown \
+	  || rustup target add wasm32-unknown-unknown
+
+# ~25 minutes from source on 2 cores; only the first time.
+cargo-leptos:
+	@cargo leptos --version 2>/dev/null | grep -qF "$(CARGO_LEPTOS_VERSION)" \
+	  || cargo install cargo-leptos --version $(CARGO_LEPTOS_VERSION) --locked --ignore-rust-version
+
+# Not --locked: one of its locked dependencies is no longer on the registry.
+wasm-bindgen:
+	@wasm-bindgen --version 2>/dev/null | grep -qF "$(WASM_BINDGEN_VERSION)" \
+	  || cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+
+wasm-opt: tools/node_modules/.bin/wasm-opt
+tools/node_modules/.bin/wasm-opt: tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund
+	@touch $@
+
+e2e-deps: end2end/node_modules/.package-lock.json
+end2end/node_modules/.package-lock.json: end2end/package.json end2end/package-lock.json
+	cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+	@touch $@
+
+# Debian's Chromium: Playwright's own browser download is not reachable here.
+chromium:
+	@test -x "$(CHROMIUM)" || { apt-get update && apt-get install -y chromium; }
+
+# ---------------------------------------------------------------- the two commands
+
+dev: tools
+	cargo leptos watch
+
+test: tools chromium check test-rust e2e
+
+# ---------------------------------------------------------------- checks and tests
+
+check: fmt clippy
+
+fmt:
+	cargo fmt --all -- --check
+
+# The two feature sets are checked separately: a workspace-wide run would unify them.
+clippy:
+	cargo clippy -p app -p server --features app/ssr --all-targets -- -D warnings
+	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+
+test-rust:
+	cargo test -p app --features ssr
+	cargo test -p server
+
+# Release build, served on a free loopback port with a fresh database, driven by Playwright.
+e2e: tools chromium
+	@port=$(free_port); dir=target/e2e; rm -rf $$dir; mkdir -p $$dir; \
+	echo "end-to-end: server on 127.0.0.1:$$port, database in $$dir"; \
+	LEPTOS_SITE_ADDR=127.0.0.1:$$port DATABASE_URL=sqlite://$$dir/app.db DATA_DIR=$$dir \
+	RUST_LOG=$${RUST_LOG:-warn} cargo leptos end-to-end --release
+
+bench: tools
+	bash bench/run.sh

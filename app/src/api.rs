@@ -1,0 +1,269 @@
+//! The HTTP door: server functions at stable paths under `/api`.
+//!
+//! Input is form-encoded (so the forms work before the WASM loads), output is JSON. Errors are
+//! [`ApiError`]; the server maps each error code to its HTTP status in one middleware.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use server_fn::codec::GetUrl;
+
+use crate::error::ApiError;
+
+/// The signed-in user as the UI and `/api/me` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub user_id: i64,
+    pub username: String,
+    /// When the account was created (unix seconds).
+    pub created_at: i64,
+    /// When this session's token expires (unix seconds).
+    pub expires_at: i64,
+}
+
+/// The answer to a successful login, in the OAuth 2 token-response shape for API clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    /// Seconds from now until the token expires.
+    pub expires_in: u64,
+    pub username: String,
+}
+
+/// The answer to a successful registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registered {
+    pub user_id: i64,
+    pub username: String,
+}
+
+/// The answer to a successful logout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedOut {
+    pub revoked: bool,
+}
+
+/// `POST /api/register`: creates an account. 409 `username_taken` if the name is in use,
+/// 422 `invalid_input` if a rule is broken. Browsers are then sent to the sign-in page.
+#[server(prefix = "/api", endpoint = "register")]
+pub async fn register(
+    username: String,
+    password: String,
+    password_confirm: Option<String>,
+) -> Result<Registered, ApiError> {
+    server::register(username, password, password_confirm).await
+}
+
+/// `POST /api/login`: checks the password, sets the session cookie and returns the token.
+/// Browsers are sent on to `next` (a path on this site) or to `/profile`.
+#[server(prefix = "/api", endpoint = "login")]
+pub async fn login(
+    username: String,
+    password: String,
+    next: Option<String>,
+) -> Result<TokenResponse, ApiError> {
+    server::login(username, password, next).await
+}
+
+/// `POST /api/logout`: revokes the presented token (cookie or Bearer) and clears the cookie.
+#[server(prefix = "/api", endpoint = "logout")]
+pub async fn logout() -> Result<LoggedOut, ApiError> {
+    server::logout().await
+}
+
+/// `GET /api/me`: the signed-in user; 401 with the reason otherwise.
+#[server(prefix = "/api", endpoint = "me", input = GetUrl)]
+pub async fn me() -> Result<SessionInfo, ApiError> {
+    server::me().await
+}
+
+/// `GET /api/session`: like `/api/me`, but "no token" is `null` rather than a 401,
+/// so every page can ask it. A bad token is still a 401 with its reason.
+#[server(prefix = "/api", endpoint = "session", input = GetUrl)]
+pub async fn session() -> Result<Option<SessionInfo>, ApiError> {
+    server::session().await
+}
+
+#[cfg(feature = "ssr")]
+mod server {
+    use super::*;
+    use crate::{
+        auth::{
+            cookie::{clear_cookie, session_cookie},
+            extractor::{AuthRejection, AuthUser, MaybeAuthUser},
+            users::{self, CreateUserError},
+            AppState,
+        },
+        validate,
+    };
+    use axum::http::header::SET_COOKIE;
+    use leptos_axum::{extract, redirect, ResponseOptions};
+
+    fn state() -> Result<AppState, ApiError> {
+        use_context::<AppState>().ok_or_else(|| {
+            tracing::error!("AppState missing from the server function context");
+            ApiError::internal()
+        })
+    }
+
+    /// Logs the cause of an internal failure and answers the generic 500.
+    fn internal(context: &str, err: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %err, "{context}");
+        ApiError::internal()
+    }
+
+    fn set_cookie(value: axum::http::HeaderValue) {
+        if let Some(res) = use_context::<ResponseOptions>() {
+            res.append_header(SET_COOKIE, value);
+        }
+    }
+
+    async fn authenticate() -> Result<AuthUser, ApiError> {
+        extract::<Result<AuthUser, AuthRejection>>()
+            .await
+            .map_err(|e| internal("cannot read the request", e))?
+            .map_err(ApiError::from)
+    }
+
+    pub async fn register(
+        username: String,
+        password: String,
+        password_confirm: Option<String>,
+    ) -> Result<Registered, ApiError> {
+        let username = username.trim().to_string();
+        validate::username(&username).map_err(ApiError::invalid_input)?;
+        validate::password(&password).map_err(ApiError::invalid_input)?;
+        if let Some(confirm) = password_confirm.filter(|c| !c.is_empty()) {
+            if confirm != password {
+                return Err(ApiError::invalid_input("The two passwords do not match."));
+            }
+        }
+        let state = state()?;
+        let hash = state
+            .auth
+            .passwords
+            .hash(password)
+            .await
+            .map_err(|e| internal("password hashing failed", e))?;
+        let user = match users::create(&state.pool, &username, &hash).await {
+            Ok(user) => user,
+            Err(CreateUserError::Taken) => {
+                return Err(ApiError::new(
+                    crate::error::ErrorCode::UsernameTaken,
+                    "That username is already taken. Choose another one.",
+                ))
+            }
+            Err(CreateUserError::Db(e)) => return Err(internal("creating a user failed", e)),
+        };
+        tracing::info!(user_id = user.id, "user registered");
+        redirect("/login?registered=1");
+        Ok(Registered {
+            user_id: user.id,
+            username: user.username,
+        })
+    }
+
+    pub async fn login(
+        username: String,
+        password: String,
+        next: Option<String>,
+    ) -> Result<TokenResponse, ApiError> {
+        let username = username.trim();
+        // Out-of-range input cannot match an account: refuse it before any hashing.
+        if validate::username(username).is_err() || validate::password(&password).is_err() {
+            return Err(ApiError::invalid_credentials());
+        }
+        let state = state()?;
+        let auth = &state.auth;
+        let found = users::credentials(&state.pool, username)
+            .await
+            .map_err(|e| internal("looking up a user failed", e))?;
+        let (user_id, hash) = match found {
+            Some(c) => (Some(c.id), Some(c.password_hash)),
+            None => (None, None),
+        };
+        // Unknown users are verified against a dummy hash: same work, same time.
+        let ok = auth
+            .passwords
+            .verify(password, hash)
+            .await
+            .map_err(|e| internal("password verification failed", e))?;
+        let user_id = match (ok, user_id) {
+            (true, Some(id)) => id,
+            _ => {
+                tracing::info!("login failed");
+                return Err(ApiError::invalid_credentials());
+            }
+        };
+        let (token, claims) = auth
+            .keys
+            .issue(user_id)
+            .map_err(|e| internal("signing a token failed", e))?;
+        let ttl = auth.keys.ttl().as_secs();
+        if let Some(cookie) = session_cookie(&token, ttl, auth.secure_cookie) {
+            set_cookie(cookie);
+        }
+        tracing::info!(user_id, "login succeeded");
+        let next = validate::safe_next(next.as_deref()).unwrap_or_else(|| "/profile".into());
+        redirect(&next);
+        Ok(TokenResponse {
+            access_token: token,
+            token_type: "Bearer".into(),
+            expires_in: (claims.exp - claims.iat).max(0) as u64,
+            username: username.to_string(),
+        })
+    }
+
+    pub async fn logout() -> Result<LoggedOut, ApiError> {
+        let state = state()?;
+        let user = match authenticate().await {
+            Ok(user) => user,
+            Err(e) => {
+                // Whatever is wrong with the token, the browser should drop it.
+                set_cookie(clear_cookie(state.auth.secure_cookie));
+                return Err(e);
+            }
+        };
+        // Commit the revoke before answering, so a crash cannot resurrect the token.
+        state
+            .auth
+            .blocklist
+            .revoke(user.jti, user.user_id, user.exp)
+            .await
+            .map_err(|e| internal("recording a revoked token failed", e))?;
+        set_cookie(clear_cookie(state.auth.secure_cookie));
+        tracing::info!(user_id = user.user_id, "logout: token revoked");
+        redirect("/");
+        Ok(LoggedOut { revoked: true })
+    }
+
+    async fn session_info(state: &AppState, user: AuthUser) -> Result<SessionInfo, ApiError> {
+        let found = users::by_id(&state.pool, user.user_id)
+            .await
+            .map_err(|e| internal("looking up a user failed", e))?;
+        // A valid token for a user that no longer exists is no session.
+        let found = found.ok_or_else(|| ApiError::from(AuthRejection::InvalidToken))?;
+        Ok(SessionInfo {
+            user_id: found.id,
+            username: found.username,
+            created_at: found.created_at,
+            expires_at: user.exp,
+        })
+    }
+
+    pub async fn me() -> Result<SessionInfo, ApiError> {
+        let user = authenticate().await?;
+        session_info(&state()?, user).await
+    }
+
+    pub async fn session() -> Result<Option<SessionInfo>, ApiError> {
+        let MaybeAuthUser(user) = extract::<Result<MaybeAuthUser, AuthRejection>>()
+            .await
+            .map_err(|e| internal("cannot read the request", e))?
+            .map_err(ApiError::from)?;
+        match user {
+            Some(user) => session_info(&state()?, user).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}

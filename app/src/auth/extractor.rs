@@ -1,0 +1,186 @@
+//! The axum extractor that authenticates a request.
+//!
+//! Token source: `Authorization: Bearer <token>` when present, otherwise the `auth_token`
+//! cookie. Then signature, algorithm, expiry and issuer ([`TokenKeys::verify`]), then the
+//! in-memory blocklist. The shared [`Auth`] is read from the request extensions, so the same
+//! extractor works in plain axum handlers, in middleware and inside server functions.
+
+use axum::{
+    extract::FromRequestParts,
+    http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use std::sync::Arc;
+use uuid::Uuid;
+
+use super::{cookie::COOKIE_NAME, jwt::TokenError, Auth};
+use crate::error::{ApiError, ErrorCode};
+
+/// How the token reached us. Cookie-borne state changes need a same-origin check; Bearer ones do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    Bearer,
+    Cookie,
+}
+
+/// An authenticated caller: the token was well signed, unexpired, ours, and not revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthUser {
+    pub user_id: i64,
+    pub jti: Uuid,
+    /// The token's expiry (unix seconds).
+    pub exp: i64,
+    pub source: TokenSource,
+}
+
+/// For routes that work signed in or out: no token gives `None`, but a bad token is still a 401.
+#[derive(Debug, Clone, Copy)]
+pub struct MaybeAuthUser(pub Option<AuthUser>);
+
+/// Why a request was not authenticated. Always answered as 401 with a JSON reason
+/// (or 500 if the server was wired without [`Auth`], a programming error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthRejection {
+    #[error("Authentication required: send a Bearer token or sign in.")]
+    MissingToken,
+    #[error("The token is malformed or its signature is invalid.")]
+    InvalidToken,
+    #[error("The token has expired. Please sign in again.")]
+    TokenExpired,
+    #[error("The token has been revoked. Please sign in again.")]
+    TokenRevoked,
+    #[error("Authentication is unavailable.")]
+    Unavailable,
+}
+
+impl AuthRejection {
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Self::MissingToken => ErrorCode::MissingToken,
+            Self::InvalidToken => ErrorCode::InvalidToken,
+            Self::TokenExpired => ErrorCode::TokenExpired,
+            Self::TokenRevoked => ErrorCode::TokenRevoked,
+            Self::Unavailable => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<AuthRejection> for ApiError {
+    fn from(r: AuthRejection) -> Self {
+        match r {
+            AuthRejection::Unavailable => ApiError::internal(),
+            _ => ApiError::new(r.code(), r.to_string()),
+        }
+    }
+}
+
+/// RFC 6750 challenge for a 401 with this error code.
+pub fn www_authenticate(code: ErrorCode) -> HeaderValue {
+    if code == ErrorCode::MissingToken {
+        HeaderValue::from_static(r#"Bearer realm="authapp""#)
+    } else {
+        HeaderValue::from_static(r#"Bearer realm="authapp", error="invalid_token""#)
+    }
+}
+
+/// The JSON response for an [`ApiError`]: its status, and the headers its code calls for.
+pub fn error_response(err: &ApiError) -> Response {
+    let status = err.status();
+    let mut res = (status, Json(err)).into_response();
+    if status == StatusCode::UNAUTHORIZED && err.error.is_token_rejection() {
+        res.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, www_authenticate(err.error));
+    }
+    if let Some(secs) = err.retry_after {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    res
+}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        if self == Self::Unavailable {
+            tracing::error!("Auth state missing from request extensions: the router is miswired");
+        }
+        error_response(&ApiError::from(self))
+    }
+}
+
+/// Finds the raw token and where it came from. An `Authorization` header that is present but
+/// not `Bearer <token>` is an invalid token, not a fallback to the cookie.
+pub fn token_from_headers(headers: &HeaderMap) -> Result<(&str, TokenSource), AuthRejection> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| AuthRejection::InvalidToken)?;
+        let (scheme, token) = value
+            .trim()
+            .split_once(' ')
+            .ok_or(AuthRejection::InvalidToken)?;
+        let token = token.trim();
+        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+            return Err(AuthRejection::InvalidToken);
+        }
+        return Ok((token, TokenSource::Bearer));
+    }
+    cookie_token(headers)
+        .map(|t| (t, TokenSource::Cookie))
+        .ok_or(AuthRejection::MissingToken)
+}
+
+/// The value of our session cookie, if the request carries a non-empty one.
+pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value.trim())
+        .filter(|v| !v.is_empty())
+}
+
+impl Auth {
+    /// The whole check, on headers alone: used by the extractor and directly by tests.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<AuthUser, AuthRejection> {
+        let (token, source) = token_from_headers(headers)?;
+        let verified = self.keys.verify(token).map_err(|e| match e {
+            TokenError::Expired => AuthRejection::TokenExpired,
+            TokenError::Invalid => AuthRejection::InvalidToken,
+        })?;
+        if self.blocklist.is_revoked(&verified.jti) {
+            return Err(AuthRejection::TokenRevoked);
+        }
+        Ok(AuthUser {
+            user_id: verified.user_id,
+            jti: verified.jti,
+            exp: verified.exp,
+            source,
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let auth = parts
+            .extensions
+            .get::<Arc<Auth>>()
+            .ok_or(AuthRejection::Unavailable)?;
+        auth.authenticate(&parts.headers)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeAuthUser {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match AuthUser::from_request_parts(parts, state).await {
+            Ok(user) => Ok(Self(Some(user))),
+            Err(AuthRejection::MissingToken) => Ok(Self(None)),
+            Err(other) => Err(other),
+        }
+    }
+}

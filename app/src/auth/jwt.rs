@@ -1,0 +1,292 @@
+//! Signing and checking access tokens: HS256 only, with `sub`, `jti`, `iat`, `exp` and `iss`.
+//!
+//! The accepted algorithm is fixed here, never read from the token header, so `alg: none`,
+//! HS384/512 or an RS256 token signed with our secret as a "public key" are all refused.
+
+use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use uuid::Uuid;
+
+/// Shortest secret we accept: 32 bytes, the size of the HMAC-SHA256 output.
+pub const MIN_SECRET_LEN: usize = 32;
+/// Tokens longer than this are refused before any parsing (a real one is ~250 bytes).
+pub const MAX_TOKEN_LEN: usize = 4096;
+/// Allowed clock skew when checking `exp`/`iat`, in seconds.
+pub const LEEWAY_SECS: u64 = 2;
+
+/// The claims we issue. All five are required when decoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id, as a decimal string (JWT `sub` is a string).
+    pub sub: String,
+    /// Unique token id (UUID v4): the key of the blocklist.
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub iss: String,
+}
+
+/// A verified token, with its claims parsed into our own types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub user_id: i64,
+    pub jti: Uuid,
+    pub exp: i64,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is invalid")]
+    Invalid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("JWT_SECRET must be at least {MIN_SECRET_LEN} bytes (got {0})")]
+    TooShort(usize),
+}
+
+/// Issues and verifies tokens with one secret. Cheap to share behind an `Arc`.
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    // Never print the keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("issuer", &self.issuer)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl TokenKeys {
+    pub fn new(secret: &[u8], issuer: &str, ttl: Duration) -> Result<Self, KeyError> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(KeyError::TooShort(secret.len()));
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.set_issuer(&[issuer]);
+        validation.set_required_spec_claims(&["sub", "jti", "iat", "exp", "iss"]);
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            issuer: issuer.to_owned(),
+            ttl,
+        })
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Signs a fresh token for `user_id`, valid from now for the configured lifetime.
+    pub fn issue(&self, user_id: i64) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        self.issue_at(user_id, now_unix())
+    }
+
+    /// Like [`issue`](Self::issue) with an explicit issue time (tests make expired tokens with it).
+    pub fn issue_at(
+        &self,
+        user_id: i64,
+        iat: i64,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        let claims = Claims {
+            sub: user_id.to_string(),
+            jti: Uuid::new_v4().to_string(),
+            iat,
+            exp: iat + self.ttl.as_secs() as i64,
+            iss: self.issuer.clone(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok((token, claims))
+    }
+
+    /// Checks size, signature, algorithm, expiry, issuer and claim shapes.
+    /// The blocklist is checked by the caller.
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Invalid);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })?;
+        let claims = data.claims;
+        let user_id = claims.sub.parse::<i64>().map_err(|_| TokenError::Invalid)?;
+        let jti = Uuid::parse_str(&claims.jti).map_err(|_| TokenError::Invalid)?;
+        // A token issued in the future is forged or from a badly skewed clock.
+        if claims.iat > now_unix() + LEEWAY_SECS as i64 || claims.exp <= claims.iat {
+            return Err(TokenError::Invalid);
+        }
+        Ok(VerifiedToken {
+            user_id,
+            jti,
+            exp: claims.exp,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test";
+
+    fn keys() -> TokenKeys {
+        TokenKeys::new(SECRET, "authapp", Duration::from_secs(3600)).unwrap()
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        use base64_lite::encode;
+        encode(bytes)
+    }
+
+    /// Minimal URL-safe base64 without padding, so the tests can forge tokens by hand.
+    mod base64_lite {
+        pub fn encode(input: &[u8]) -> String {
+            const T: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let mut out = String::new();
+            for chunk in input.chunks(3) {
+                let b = [
+                    chunk[0],
+                    *chunk.get(1).unwrap_or(&0),
+                    *chunk.get(2).unwrap_or(&0),
+                ];
+                let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
+                let chars = chunk.len() + 1;
+                for i in 0..chars {
+                    out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                }
+            }
+            out
+        }
+    }
+
+    fn claims_json(iat: i64, exp: i64) -> String {
+        serde_json::json!({
+            "sub": "1", "jti": Uuid::new_v4().to_string(), "iat": iat, "exp": exp, "iss": "authapp"
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn round_trip() {
+        let k = keys();
+        let (token, claims) = k.issue(42).unwrap();
+        let v = k.verify(&token).unwrap();
+        assert_eq!(v.user_id, 42);
+        assert_eq!(v.jti.to_string(), claims.jti);
+        assert_eq!(v.exp, claims.iat + 3600);
+        assert_eq!(Uuid::parse_str(&claims.jti).unwrap().get_version_num(), 4);
+    }
+
+    #[test]
+    fn each_token_has_its_own_jti() {
+        let k = keys();
+        let (_, a) = k.issue(1).unwrap();
+        let (_, b) = k.issue(1).unwrap();
+        assert_ne!(a.jti, b.jti);
+    }
+
+    #[test]
+    fn expired_token_is_expired() {
+        let k = keys();
+        let (token, _) = k.issue_at(1, now_unix() - 7200).unwrap();
+        assert_eq!(k.verify(&token), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn tampered_payload_is_invalid() {
+        let k = keys();
+        let (token, _) = k.issue(1).unwrap();
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        parts[1] = b64(claims_json(now_unix(), now_unix() + 3600).as_bytes());
+        assert_eq!(k.verify(&parts.join(".")), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn wrong_key_is_invalid() {
+        let other = TokenKeys::new(&[7u8; 32], "authapp", Duration::from_secs(60)).unwrap();
+        let (token, _) = other.issue(1).unwrap();
+        assert_eq!(keys().verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn wrong_issuer_is_invalid() {
+        let other = TokenKeys::new(SECRET, "someone-else", Duration::from_secs(60)).unwrap();
+        let (token, _) = other.issue(1).unwrap();
+        assert_eq!(keys().verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn alg_none_is_invalid() {
+        let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
+        let body = b64(claims_json(now_unix(), now_unix() + 3600).as_bytes());
+        assert_eq!(keys().verify(&format!("{header}.{body}.")), Err(TokenError::Invalid));
+        assert_eq!(keys().verify(&format!("{header}.{body}")), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn other_hmac_algorithms_are_invalid() {
+        for alg in [Algorithm::HS384, Algorithm::HS512] {
+            let claims: Claims =
+                serde_json::from_str(&claims_json(now_unix(), now_unix() + 3600)).unwrap();
+            let token = jsonwebtoken::encode(
+                &Header::new(alg),
+                &claims,
+                &EncodingKey::from_secret(SECRET),
+            )
+            .unwrap();
+            assert_eq!(keys().verify(&token), Err(TokenError::Invalid), "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn missing_claim_is_invalid() {
+        let k = keys();
+        let body = serde_json::json!({"sub": "1", "iat": now_unix(), "exp": now_unix() + 60, "iss": "authapp"});
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &body,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert_eq!(k.verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn garbage_and_oversized_are_invalid() {
+        let k = keys();
+        for t in ["", "abc", "a.b.c", "....", &"x".repeat(MAX_TOKEN_LEN + 1)] {
+            assert_eq!(k.verify(t), Err(TokenError::Invalid));
+        }
+    }
+
+    #[test]
+    fn short_secret_is_refused() {
+        assert!(TokenKeys::new(b"short", "authapp", Duration::from_secs(60)).is_err());
+    }
+}

@@ -1,0 +1,55 @@
+//! Server-only authentication core: tokens, passwords, the blocklist, the extractor.
+//! Nothing here is compiled into the browser's WASM.
+
+pub mod blocklist;
+pub mod cookie;
+pub mod extractor;
+pub mod jwt;
+pub mod password;
+pub mod users;
+
+use std::sync::Arc;
+
+use blocklist::Blocklist;
+use jwt::TokenKeys;
+use password::Passwords;
+
+/// Everything a request needs to authenticate or sign someone in; shared behind an `Arc`.
+#[derive(Debug)]
+pub struct Auth {
+    pub keys: TokenKeys,
+    pub blocklist: Blocklist,
+    pub passwords: Passwords,
+    /// Add `Secure` to the cookie (set when the site is served over https).
+    pub secure_cookie: bool,
+}
+
+/// The application state handed to the router and, as context, to every server function.
+#[derive(Clone, Debug, axum::extract::FromRef)]
+pub struct AppState {
+    pub leptos_options: leptos::config::LeptosOptions,
+    pub pool: sqlx::SqlitePool,
+    pub auth: Arc<Auth>,
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use std::time::Duration;
+
+    pub const SECRET: &[u8] = b"unit-test-secret-unit-test-secret!!";
+
+    /// A complete `Auth` on a fresh SQLite file (kept alive by the returned folder).
+    pub async fn auth() -> (tempfile::TempDir, sqlx::SqlitePool, Auth) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let pool = crate::db::connect(&url).await.unwrap();
+        let auth = Auth {
+            keys: TokenKeys::new(SECRET, "authapp", Duration::from_secs(3600)).unwrap(),
+            blocklist: Blocklist::load(pool.clone()).await.unwrap(),
+            passwords: Passwords::new(1).unwrap(),
+            secure_cookie: false,
+        };
+        (dir, pool, auth)
+    }
+}

@@ -1,0 +1,75 @@
+//! The application: pages, routes and server functions, shared by the server (feature `ssr`)
+//! and the browser (feature `hydrate`). Server-only code lives behind `ssr`.
+
+pub mod api;
+pub mod error;
+pub mod pages;
+pub mod session;
+pub mod time_fmt;
+pub mod validate;
+
+#[cfg(feature = "ssr")]
+pub mod auth;
+#[cfg(feature = "ssr")]
+pub mod db;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path, SsrMode,
+};
+
+use pages::{HomePage, LoginPage, NotFound, ProfilePage, RegisterPage};
+
+/// Pages that need a session. The server redirects a request for one of them without a valid
+/// token to `/login?next=<path>` before rendering anything.
+pub const PROTECTED_PATHS: &[&str] = &["/profile"];
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    session::provide_session();
+
+    // Set only in the browser, once the WASM has taken over the server-rendered page:
+    // end-to-end tests wait for it before they click.
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/authapp.css"/>
+        <Title text="Auth app"/>
+        <Router>
+            <pages::Nav/>
+            <main data-hydrated=move || hydrated.get().to_string()>
+                // Async: every page is rendered whole on the server, session included, so a
+                // signed-in visitor never sees a flash of the signed-out state.
+                <Routes fallback=NotFound>
+                    <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
+                    <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
+                    <Route path=path!("/register") view=RegisterPage ssr=SsrMode::Async/>
+                    <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}

@@ -1,0 +1,297 @@
+//! The pages and the pieces they share.
+
+use leptos::{either::Either, prelude::*};
+use leptos_router::hooks::{use_navigate, use_query_map};
+
+use crate::{
+    api::me,
+    error::ApiError,
+    session::use_session,
+    time_fmt::utc,
+    validate::{PASSWORD_MAX, PASSWORD_MIN, USERNAME_MAX, USERNAME_MIN},
+};
+
+/// True once this component runs in the browser (never during server rendering).
+fn hydrated() -> ReadSignal<bool> {
+    let (ready, set_ready) = signal(false);
+    Effect::new(move |_| set_ready.set(true));
+    ready
+}
+
+/// The header: the brand, and links or the signed-in user, on every page.
+#[component]
+pub fn Nav() -> impl IntoView {
+    let session = use_session();
+    view! {
+        <header class="site-header">
+            <a href="/" class="brand">"Auth app"</a>
+            <nav aria-label="Main">
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        match session.current.await {
+                            Ok(Some(user)) => Either::Left(view! {
+                                <span class="who" data-testid="nav-user">
+                                    "Signed in as " <strong>{user.username}</strong>
+                                </span>
+                                <a href="/profile">"Profile"</a>
+                                <SignOutButton/>
+                            }),
+                            _ => Either::Right(view! {
+                                <a href="/login">"Sign in"</a>
+                                <a href="/register">"Sign up"</a>
+                            }),
+                        }
+                    })}
+                </Transition>
+            </nav>
+        </header>
+        {move || session.notice().map(|text| view! {
+            <p class="notice warning" role="alert" data-testid="session-notice">{text}</p>
+        })}
+    }
+}
+
+#[component]
+fn SignOutButton() -> impl IntoView {
+    let logout = use_session().logout;
+    view! {
+        <ActionForm action=logout attr:class="inline">
+            <button type="submit" class="link-button" disabled=move || logout.pending().get()>
+                {move || if logout.pending().get() { "Signing out…" } else { "Sign out" }}
+            </button>
+        </ActionForm>
+    }
+}
+
+/// An inline error under a form, announced to screen readers.
+#[component]
+fn FormError(#[prop(into)] error: Signal<Option<ApiError>>) -> impl IntoView {
+    move || {
+        error.get().map(|e| {
+            view! { <p class="form-error" role="alert" data-error=format!("{:?}", e.error)>{e.description}</p> }
+        })
+    }
+}
+
+/// A password input with a show/hide button. The button needs the WASM, so it stays hidden
+/// until the page is hydrated; the field itself works without it.
+#[component]
+fn PasswordInput(
+    id: &'static str,
+    label: &'static str,
+    autocomplete: &'static str,
+    #[prop(optional)] name: Option<&'static str>,
+    #[prop(optional)] minlength: Option<usize>,
+) -> impl IntoView {
+    let visible = RwSignal::new(false);
+    let ready = hydrated();
+    view! {
+        <label for=id>{label}</label>
+        <div class="password-row">
+            <input
+                id=id
+                name=name.unwrap_or(id)
+                type=move || if visible.get() { "text" } else { "password" }
+                autocomplete=autocomplete
+                required
+                minlength=minlength.map(|n| n.to_string())
+                maxlength=PASSWORD_MAX.to_string()
+            />
+            <button
+                type="button"
+                class="toggle"
+                hidden=move || !ready.get()
+                aria-controls=id
+                aria-pressed=move || visible.get().to_string()
+                on:click=move |_| visible.update(|v| *v = !*v)
+            >
+                {move || if visible.get() { "Hide" } else { "Show" }}
+            </button>
+        </div>
+    }
+}
+
+#[component]
+pub fn HomePage() -> impl IntoView {
+    let session = use_session();
+    let explain = RwSignal::new(false);
+    view! {
+        <h1>"Sign up, sign in, sign out — done right"</h1>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match session.current.await {
+                    Ok(Some(user)) => Either::Left(view! {
+                        <p class="lead" data-testid="home-status">
+                            "You are signed in as " <strong>{user.username}</strong> ". "
+                            <a href="/profile">"Go to your profile"</a>
+                        </p>
+                    }),
+                    _ => Either::Right(view! {
+                        <p class="lead" data-testid="home-status">"You are not signed in."</p>
+                        <p class="actions">
+                            <a class="button" href="/login">"Sign in"</a>
+                            <a class="button secondary" href="/register">"Create an account"</a>
+                        </p>
+                    }),
+                }
+            })}
+        </Transition>
+        <button
+            type="button"
+            class="link-button"
+            aria-expanded=move || explain.get().to_string()
+            aria-controls="how-it-works"
+            on:click=move |_| explain.update(|v| *v = !*v)
+        >
+            {move || if explain.get() { "Hide how it works" } else { "How does signing in work?" }}
+        </button>
+        <section id="how-it-works" hidden=move || !explain.get()>
+            <p>
+                "Signing in issues a signed token kept in a cookie your scripts cannot read. "
+                "Every protected request checks its signature, its expiry and the list of "
+                "signed-out tokens. Signing out puts the token on that list for good."
+            </p>
+        </section>
+    }
+}
+
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let session = use_session();
+    let login = session.login;
+    let query = use_query_map();
+    let next = move || query.read().get("next").unwrap_or_default();
+    let registered = move || query.read().get("registered").is_some();
+    let error = Signal::derive(move || login.value().get().and_then(Result::err));
+    view! {
+        <h1>"Sign in"</h1>
+        <Show when=registered>
+            <p class="notice" role="status">"Your account was created. Sign in to continue."</p>
+        </Show>
+        <ActionForm action=login attr:class="auth-form" attr:aria-label="Sign in">
+            <input type="hidden" name="next" value=next/>
+            <label for="username">"Username"</label>
+            <input
+                id="username"
+                name="username"
+                type="text"
+                autocomplete="username"
+                autocapitalize="none"
+                spellcheck="false"
+                required
+                maxlength=USERNAME_MAX.to_string()
+            />
+            <PasswordInput id="password" label="Password" autocomplete="current-password"/>
+            <FormError error/>
+            <button type="submit" disabled=move || login.pending().get()>
+                {move || if login.pending().get() { "Signing in…" } else { "Sign in" }}
+            </button>
+        </ActionForm>
+        <p>"No account yet? " <a href="/register">"Create one"</a></p>
+    }
+}
+
+#[component]
+pub fn RegisterPage() -> impl IntoView {
+    let register = use_session().register;
+    let error = Signal::derive(move || register.value().get().and_then(Result::err));
+    let username_hint = format!(
+        "{USERNAME_MIN}–{USERNAME_MAX} characters: letters, digits, '_', '.' or '-'."
+    );
+    let password_hint = format!("{PASSWORD_MIN}–{PASSWORD_MAX} characters.");
+    view! {
+        <h1>"Create an account"</h1>
+        <ActionForm action=register attr:class="auth-form" attr:aria-label="Create an account">
+            <label for="username">"Username"</label>
+            <input
+                id="username"
+                name="username"
+                type="text"
+                autocomplete="username"
+                autocapitalize="none"
+                spellcheck="false"
+                required
+                minlength=USERNAME_MIN.to_string()
+                maxlength=USERNAME_MAX.to_string()
+                pattern="[A-Za-z0-9_.\\-]+"
+                aria-describedby="username-hint"
+            />
+            <p class="hint" id="username-hint">{username_hint}</p>
+            <PasswordInput
+                id="password"
+                label="Password"
+                autocomplete="new-password"
+                minlength=PASSWORD_MIN
+            />
+            <p class="hint">{password_hint}</p>
+            <PasswordInput
+                id="password_confirm"
+                label="Repeat the password"
+                autocomplete="new-password"
+                minlength=PASSWORD_MIN
+            />
+            <FormError error/>
+            <button type="submit" disabled=move || register.pending().get()>
+                {move || if register.pending().get() { "Creating…" } else { "Create account" }}
+            </button>
+        </ActionForm>
+        <p>"Already have an account? " <a href="/login">"Sign in"</a></p>
+    }
+}
+
+#[component]
+pub fn ProfilePage() -> impl IntoView {
+    let session = use_session();
+    // Fetched once per visit. On the server the request already passed the session check
+    // (see PROTECTED_PATHS), so this renders the profile into the HTML.
+    let profile = Resource::new_blocking(|| (), |_| me());
+
+    // In the browser: a rejected token (expired, or signed out elsewhere) ends the session
+    // and sends the visitor to sign in, then back here.
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Err(e)) = profile.get() {
+            session.rejected(&e);
+            if e.error.is_token_rejection() {
+                navigate("/login?next=%2Fprofile", Default::default());
+            }
+        }
+    });
+
+    view! {
+        <h1>"Your profile"</h1>
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match profile.await {
+                    Ok(user) => Either::Left(view! {
+                        <dl class="profile" data-testid="profile">
+                            <dt>"Username"</dt>
+                            <dd data-testid="profile-username">{user.username}</dd>
+                            <dt>"Member since"</dt>
+                            <dd>{utc(user.created_at)}</dd>
+                            <dt>"Session expires"</dt>
+                            <dd data-testid="profile-expires">{utc(user.expires_at)}</dd>
+                        </dl>
+                        <SignOutButton/>
+                    }),
+                    Err(e) => Either::Right(view! {
+                        <p class="form-error" role="alert">{e.description}</p>
+                        <p><a href="/login?next=%2Fprofile">"Sign in"</a></p>
+                    }),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+        res.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <h1>"Page not found"</h1>
+        <p><a href="/">"Back to the home page"</a></p>
+    }
+}

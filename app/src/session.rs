@@ -1,0 +1,85 @@
+//! The session as the UI sees it: a reactive context shared by every page.
+//!
+//! The token itself stays in an `HttpOnly` cookie the page cannot read. What the UI keeps is
+//! who is signed in and until when, fetched from `/api/session`, refetched after each login
+//! or logout, and dropped (with a message) as soon as any server function answers that the
+//! token was rejected.
+
+use leptos::prelude::*;
+
+use crate::{
+    api::{session, Login, Logout, Register, SessionInfo},
+    error::ApiError,
+};
+
+#[derive(Clone, Copy)]
+pub struct Session {
+    pub login: ServerAction<Login>,
+    pub logout: ServerAction<Logout>,
+    pub register: ServerAction<Register>,
+    /// `Ok(Some(user))` signed in, `Ok(None)` signed out, `Err` a rejected token or a failure.
+    pub current: Resource<Result<Option<SessionInfo>, ApiError>>,
+    /// Why the session ended, when it ended without the user asking (expired, revoked elsewhere).
+    notice: RwSignal<Option<String>>,
+}
+
+pub fn provide_session() {
+    let login = ServerAction::<Login>::new();
+    let logout = ServerAction::<Logout>::new();
+    let register = ServerAction::<Register>::new();
+    let current = Resource::new_blocking(
+        move || (login.version().get(), logout.version().get()),
+        |_| session(),
+    );
+    let s = Session {
+        login,
+        logout,
+        register,
+        current,
+        notice: RwSignal::new(None),
+    };
+    // A successful sign-in clears an old "your session ended" message.
+    Effect::new(move |_| {
+        if matches!(login.value().get(), Some(Ok(_))) {
+            s.notice.set(None);
+        }
+    });
+    // Signing out with a token that was already dead still ends the session, with the reason.
+    Effect::new(move |_| {
+        if let Some(Err(e)) = logout.value().get() {
+            s.rejected(&e);
+        }
+    });
+    provide_context(s);
+}
+
+pub fn use_session() -> Session {
+    expect_context::<Session>()
+}
+
+impl Session {
+    /// The signed-in user, if any (`None` while loading, signed out, or rejected).
+    pub fn user(&self) -> Option<SessionInfo> {
+        self.current.get().and_then(|r| r.ok()).flatten()
+    }
+
+    /// Tell the session about an error from any server function: a token rejection means this
+    /// browser is no longer signed in, whatever the UI believed.
+    pub fn rejected(&self, err: &ApiError) {
+        if err.error.is_token_rejection() {
+            self.notice.set(Some(err.description.clone()));
+            self.current.refetch();
+        }
+    }
+
+    /// The message to show about a session that ended by itself.
+    pub fn notice(&self) -> Option<String> {
+        self.notice.get().or_else(|| {
+            self.current
+                .get()
+                .and_then(|r| r.err())
+                .filter(|e| e.error.is_token_rejection())
+                .map(|e| e.description)
+        })
+    }
+}

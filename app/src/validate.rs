@@ -1,0 +1,95 @@
+//! Input rules shared by the server (which enforces them) and the forms (which hint them).
+
+/// Usernames: 3 to 32 characters from `[A-Za-z0-9_.-]`, compared without regard to case.
+pub const USERNAME_MIN: usize = 3;
+pub const USERNAME_MAX: usize = 32;
+/// Passwords: 8 to 128 characters (characters, not bytes), checked before any hashing.
+pub const PASSWORD_MIN: usize = 8;
+pub const PASSWORD_MAX: usize = 128;
+
+pub fn username(name: &str) -> Result<(), String> {
+    let len = name.chars().count();
+    if !(USERNAME_MIN..=USERNAME_MAX).contains(&len) {
+        return Err(format!(
+            "The username must be {USERNAME_MIN} to {USERNAME_MAX} characters long."
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        return Err(
+            "The username may contain only letters, digits, '_', '.' and '-'.".to_string(),
+        );
+    }
+    Ok(())
+}
+
+pub fn password(password: &str) -> Result<(), String> {
+    let len = password.chars().count();
+    if len < PASSWORD_MIN {
+        return Err(format!(
+            "The password must be at least {PASSWORD_MIN} characters long."
+        ));
+    }
+    if len > PASSWORD_MAX {
+        return Err(format!(
+            "The password must be at most {PASSWORD_MAX} characters long."
+        ));
+    }
+    Ok(())
+}
+
+/// The `next` target after sign-in: only a path on this site, never another origin.
+/// Anything else (`//evil.example`, `https://...`, `/\evil`, control characters) gives `None`.
+pub fn safe_next(next: Option<&str>) -> Option<String> {
+    let next = next?.trim();
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next.len() <= 512
+        && next.chars().all(|c| c.is_ascii_graphic() && c != '\\');
+    ok.then(|| next.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert!(username("alice").is_ok());
+        assert!(username("a.b-c_9").is_ok());
+        assert!(username("ab").is_err());
+        assert!(username(&"a".repeat(33)).is_err());
+        assert!(username("alice smith").is_err());
+        assert!(username("ålice").is_err());
+        assert!(username("<script>").is_err());
+    }
+
+    #[test]
+    fn passwords_count_characters() {
+        assert!(password("1234567").is_err());
+        assert!(password("12345678").is_ok());
+        assert!(password(&"é".repeat(128)).is_ok());
+        assert!(password(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn next_is_same_site_only() {
+        assert_eq!(safe_next(Some("/profile")).as_deref(), Some("/profile"));
+        assert_eq!(safe_next(Some("/a?b=c")).as_deref(), Some("/a?b=c"));
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "javascript:alert(1)",
+            "",
+            "/a b",
+            "/\u{0}",
+        ] {
+            assert_eq!(safe_next(Some(bad)), None, "{bad:?}");
+        }
+        assert_eq!(safe_next(None), None);
+    }
+}

@@ -1,0 +1,36 @@
+import { defineConfig } from '@playwright/test';
+
+// `make e2e` (cargo leptos end-to-end) starts the release server on a free loopback port and
+// passes it here through LEPTOS_SITE_ADDR.
+const addr = process.env.LEPTOS_SITE_ADDR ?? '127.0.0.1:3000';
+
+export default defineConfig({
+  testDir: './tests',
+  timeout: 30_000,
+  expect: { timeout: 10_000 },
+  fullyParallel: true,
+  workers: 2,
+  retries: 0,
+  forbidOnly: !!process.env.CI,
+  reporter: [['list']],
+  globalSetup: './global-setup.ts',
+  use: {
+    baseURL: `http://${addr}`,
+    trace: 'off',
+    launchOptions: {
+      // Debian's Chromium: Playwright's own browser download is not reachable here.
+      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    },
+  },
+  projects: [{ name: 'chromium', use: { browserName: 'chromium' } }],
+});

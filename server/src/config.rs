@@ -1,0 +1,228 @@
+//! Configuration from the environment (and an optional `.env`, loaded by `main`).
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `LEPTOS_SITE_ADDR` | `127.0.0.1:3000` | address to listen on (read by Leptos) |
+//! | `DATABASE_URL` | `sqlite://data/app.db` | SQLite database, created on first run |
+//! | `JWT_SECRET` | generated into `data/jwt_secret` in development | HS256 key, ≥ 32 bytes |
+//! | `JWT_TTL` | `60m` | token lifetime: `900`, `900s`, `15m`, `2h` |
+//! | `APP_ENV` | `development` | `production` requires `JWT_SECRET` and sets `Secure` cookies |
+//! | `COOKIE_SECURE` | `true` in production | add `Secure` to the session cookie (https only) |
+//! | `DATA_DIR` | `data` | folder for the generated development secret |
+//! | `BLOCKLIST_PURGE_INTERVAL` | `10m` | how often expired revocations are dropped |
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use app::auth::jwt::MIN_SECRET_LEN;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not valid: {1}")]
+    Invalid(&'static str, String),
+    #[error(
+        "APP_ENV=production requires JWT_SECRET (at least {MIN_SECRET_LEN} bytes of random data)"
+    )]
+    MissingSecret,
+    #[error("JWT_SECRET must be at least {MIN_SECRET_LEN} bytes long (it has {0})")]
+    ShortSecret(usize),
+    #[error("cannot use the development secret file {0}: {1}")]
+    SecretFile(String, std::io::Error),
+}
+
+/// Everything the server needs to start, besides Leptos's own options.
+pub struct Config {
+    pub database_url: String,
+    pub jwt_secret: Vec<u8>,
+    pub jwt_ttl: Duration,
+    pub production: bool,
+    pub secure_cookie: bool,
+    pub purge_interval: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    // The secret is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &self.database_url)
+            .field("jwt_ttl", &self.jwt_ttl)
+            .field("production", &self.production)
+            .field("secure_cookie", &self.secure_cookie)
+            .field("purge_interval", &self.purge_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `"900"`, `"900s"`, `"15m"`, `"2h"` → a duration of at least one second.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+fn parse_bool(name: &'static str, text: &str) -> Result<bool, ConfigError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(ConfigError::Invalid(name, format!("{other:?} is not true or false"))),
+    }
+}
+
+/// Reads the development secret from `dir/jwt_secret`, creating it (mode 0600) on first use.
+pub fn dev_secret(dir: &Path) -> Result<Vec<u8>, ConfigError> {
+    let path = dir.join("jwt_secret");
+    let fail = |e| ConfigError::SecretFile(path.display().to_string(), e);
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let secret = String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec();
+            if secret.len() < MIN_SECRET_LEN {
+                return Err(ConfigError::ShortSecret(secret.len()));
+            }
+            Ok(secret)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(fail)?;
+            let random: [u8; 32] = rand::random();
+            let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+            let mut options = fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path).map_err(fail)?;
+            file.write_all(hex.as_bytes()).map_err(fail)?;
+            file.sync_all().map_err(fail)?;
+            Ok(hex.into_bytes())
+        }
+        Err(e) => Err(fail(e)),
+    }
+}
+
+impl Config {
+    /// Reads the configuration through `get`, a lookup of environment variables.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let production = match get("APP_ENV") {
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "production" | "prod" => true,
+                "development" | "dev" | "test" => false,
+                other => {
+                    return Err(ConfigError::Invalid(
+                        "APP_ENV",
+                        format!("{other:?} is not production or development"),
+                    ))
+                }
+            },
+            None => false,
+        };
+        let jwt_secret = match get("JWT_SECRET").filter(|s| !s.is_empty()) {
+            Some(s) if s.len() < MIN_SECRET_LEN => return Err(ConfigError::ShortSecret(s.len())),
+            Some(s) => s.into_bytes(),
+            None if production => return Err(ConfigError::MissingSecret),
+            None => {
+                let dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "data".into()));
+                dev_secret(&dir)?
+            }
+        };
+        let duration = |name: &'static str, default: u64| match get(name) {
+            Some(v) => parse_duration(&v).ok_or_else(|| {
+                ConfigError::Invalid(name, format!("{v:?} is not a duration like 900, 15m or 2h"))
+            }),
+            None => Ok(Duration::from_secs(default)),
+        };
+        let secure_cookie = match get("COOKIE_SECURE") {
+            Some(v) => parse_bool("COOKIE_SECURE", &v)?,
+            None => production,
+        };
+        Ok(Self {
+            database_url: get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/app.db".into()),
+            jwt_secret,
+            jwt_ttl: duration("JWT_TTL", 3600)?,
+            production,
+            secure_cookie,
+            purge_interval: duration("BLOCKLIST_PURGE_INTERVAL", 600)?,
+        })
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("900"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("0"), None);
+        assert_eq!(parse_duration("ten"), None);
+        assert_eq!(parse_duration("5y"), None);
+    }
+
+    #[test]
+    fn production_requires_a_long_secret() {
+        let err = Config::from_lookup(lookup(&[("APP_ENV", "production")])).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingSecret));
+        let err = Config::from_lookup(lookup(&[("APP_ENV", "production"), ("JWT_SECRET", "short")]))
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::ShortSecret(5)));
+        let ok = Config::from_lookup(lookup(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", &"k".repeat(32)),
+        ]))
+        .unwrap();
+        assert!(ok.production && ok.secure_cookie);
+    }
+
+    #[test]
+    fn development_secret_is_generated_once_with_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let d = data.to_str().unwrap();
+        let a = Config::from_lookup(lookup(&[("DATA_DIR", d)])).unwrap();
+        let b = Config::from_lookup(lookup(&[("DATA_DIR", d)])).unwrap();
+        assert_eq!(a.jwt_secret, b.jwt_secret);
+        assert!(a.jwt_secret.len() >= MIN_SECRET_LEN);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(data.join("jwt_secret")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(!a.secure_cookie);
+        assert_eq!(a.jwt_ttl, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::from_lookup(lookup(&[("JWT_SECRET", &"k".repeat(32)), ("JWT_TTL", "soon")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("JWT_TTL"));
+    }
+}

@@ -1,0 +1,155 @@
+//! The server: configuration, database, router and serving. The app's logic lives in `app`;
+//! this crate only wires it together, so tests can build the same router on their own database.
+
+pub mod config;
+pub mod middleware;
+
+use std::{sync::Arc, time::Duration};
+
+use app::{
+    auth::{blocklist::Blocklist, jwt::TokenKeys, password::Passwords, AppState, Auth},
+    db, shell, App,
+};
+use axum::{middleware as mw, routing::get, Extension, Router};
+use leptos::config::LeptosOptions;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tokio::net::TcpListener;
+use tower_http::{
+    limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer, trace::TraceLayer,
+};
+
+pub use config::Config;
+
+/// Largest request body accepted (the auth forms are a few hundred bytes).
+pub const BODY_LIMIT: usize = 8 * 1024;
+/// Token issuer (`iss`) written and required.
+pub const ISSUER: &str = "authapp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error("cannot load the token blocklist: {0}")]
+    Blocklist(sqlx::Error),
+    #[error("invalid token settings: {0}")]
+    Keys(#[from] app::auth::jwt::KeyError),
+    #[error("cannot prepare password hashing: {0}")]
+    Passwords(#[from] app::auth::password::PasswordError),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the database (running migrations), loads the blocklist and builds the shared state.
+pub async fn build_state(
+    config: &Config,
+    leptos_options: LeptosOptions,
+) -> Result<AppState, StartError> {
+    let pool = db::connect(&config.database_url).await?;
+    let blocklist = Blocklist::load(pool.clone())
+        .await
+        .map_err(StartError::Blocklist)?;
+    let purged = blocklist
+        .purge_expired()
+        .await
+        .map_err(StartError::Blocklist)?;
+    tracing::info!(
+        revoked = blocklist.len(),
+        purged,
+        "blocklist loaded"
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let auth = Auth {
+        keys: TokenKeys::new(&config.jwt_secret, ISSUER, config.jwt_ttl)?,
+        blocklist,
+        passwords: Passwords::new(cores)?,
+        secure_cookie: config.secure_cookie,
+    };
+    Ok(AppState {
+        leptos_options,
+        pool,
+        auth: Arc::new(auth),
+    })
+}
+
+/// The whole HTTP surface: Leptos pages and server functions, `/health`, and the layers.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let options = state.leptos_options.clone();
+    let auth = state.auth.clone();
+
+    let mut router = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .leptos_routes(&state, routes, move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .with_state(state)
+        // Layers run bottom-up: the last one added sees the request first.
+        .layer(mw::from_fn(middleware::api_error_status))
+        .layer(mw::from_fn(middleware::protect_pages))
+        .layer(mw::from_fn(middleware::same_origin_posts))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(Extension(auth));
+    for (name, value) in middleware::security_headers() {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
+    }
+    // Spans name the method and path only: no headers (cookies, tokens), no query, no body.
+    router.layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
+        tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+    }))
+}
+
+/// Drops expired revocations every `interval`, for as long as the process lives.
+pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
+    let auth = state.auth.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.tick().await; // the first tick is immediate; start-up already purged
+        loop {
+            tick.tick().await;
+            match auth.blocklist.purge_expired().await {
+                Ok(n) => tracing::debug!(purged = n, "blocklist purge"),
+                Err(e) => tracing::warn!(error = %e, "blocklist purge failed"),
+            }
+        }
+    })
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Without TCP_NODELAY each keep-alive response waits ~40 ms for a delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

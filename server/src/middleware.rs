@@ -1,0 +1,216 @@
+//! Request and response layers in front of the app.
+
+use app::{
+    auth::{
+        cookie::{clear_cookie, cookie_token},
+        extractor::{error_response, AuthRejection, AuthUser},
+        Auth,
+    },
+    error::{ApiError, ErrorCode},
+    PROTECTED_PATHS,
+};
+use axum::{
+    body::{to_bytes, Body},
+    extract::Request,
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Redirect, Response},
+};
+use std::sync::Arc;
+
+/// The largest error body the status mapper will read.
+const MAX_ERROR_BODY: usize = 16 * 1024;
+
+/// Gives every `/api` error its real status.
+///
+/// Server functions answer every `Err` with 500; the JSON body carries our error code, and the
+/// code decides the status (401 with `WWW-Authenticate`, 409, 422, 429 with `Retry-After`...).
+/// Only 500s are read, so successful answers pass untouched. A bare 413 from the body-size
+/// limit is given a JSON body too.
+pub async fn api_error_status(req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/api/") {
+        return next.run(req).await;
+    }
+    let res = next.run(req).await;
+    match res.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => error_response(&ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "The request body is too large.",
+        )),
+        StatusCode::INTERNAL_SERVER_ERROR => {
+            let (parts, body) = res.into_parts();
+            let Ok(bytes) = to_bytes(body, MAX_ERROR_BODY).await else {
+                return error_response(&ApiError::internal());
+            };
+            match serde_json::from_slice::<ApiError>(&bytes) {
+                Ok(err) => {
+                    let mut mapped = error_response(&err);
+                    // Keep headers the function set (e.g. the cookie cleared by a failed logout).
+                    for value in parts.headers.get_all(header::SET_COOKIE) {
+                        mapped
+                            .headers_mut()
+                            .append(header::SET_COOKIE, value.clone());
+                    }
+                    mapped
+                }
+                Err(_) => Response::from_parts(parts, Body::from(bytes)),
+            }
+        }
+        _ => res,
+    }
+}
+
+/// Protected pages are never rendered without a valid session: the visitor is sent to sign
+/// in, and back here afterwards. A stale cookie is cleared on the way.
+pub async fn protect_pages(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if req.method() != Method::GET || !PROTECTED_PATHS.contains(&path) {
+        return next.run(req).await;
+    }
+    let Some(auth) = req.extensions().get::<Arc<Auth>>().cloned() else {
+        return AuthRejection::Unavailable.into_response();
+    };
+    match auth.authenticate(req.headers()) {
+        Ok(user) => {
+            let mut req = req;
+            req.extensions_mut().insert::<AuthUser>(user);
+            next.run(req).await
+        }
+        Err(rejection) => {
+            let target = match req.uri().path_and_query() {
+                Some(pq) => pq.as_str().to_string(),
+                None => path.to_string(),
+            };
+            let mut res =
+                Redirect::to(&format!("/login?next={}", encode_component(&target))).into_response();
+            if rejection != AuthRejection::MissingToken {
+                res.headers_mut()
+                    .append(header::SET_COOKIE, clear_cookie(auth.secure_cookie));
+            }
+            res
+        }
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `host[:port]` of an `Origin` or `Referer` value, if it is an http(s) URL.
+fn authority(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    Some(rest.split(['/', '?', '#']).next().unwrap_or(rest))
+}
+
+/// Is this request from a page of our own site? `Origin` first, `Referer` as the fallback.
+/// `None` when the request says neither (curl, scripts).
+fn same_origin(headers: &HeaderMap) -> Option<bool> {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let from = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))?;
+    let from = from.to_str().ok().and_then(authority);
+    Some(matches!((from, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h)))
+}
+
+/// CSRF defence for state changes: a POST to `/api` that names another origin is refused, and
+/// so is a cookie-carrying one that names no origin at all. Requests authenticated with an
+/// `Authorization` header cannot be forged by another site and pass.
+pub async fn same_origin_posts(req: Request, next: Next) -> Response {
+    if req.method() != Method::POST
+        || !req.uri().path().starts_with("/api/")
+        || req.headers().contains_key(header::AUTHORIZATION)
+    {
+        return next.run(req).await;
+    }
+    let allowed = match same_origin(req.headers()) {
+        Some(same) => same,
+        None => cookie_token(req.headers()).is_none(),
+    };
+    if !allowed {
+        tracing::warn!(path = req.uri().path(), "cross-origin POST refused");
+        return error_response(&ApiError::new(
+            ErrorCode::Forbidden,
+            "This request must come from this site's own pages.",
+        ));
+    }
+    next.run(req).await
+}
+
+/// Headers every response carries.
+pub fn security_headers() -> [(header::HeaderName, HeaderValue); 3] {
+    [
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        // Same-origin requests keep the full Referer: forms without JavaScript need it to
+        // come back to the page they were sent from.
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(k.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn origin_checks() {
+        let host = (header::HOST, "127.0.0.1:3000");
+        assert_eq!(
+            same_origin(&headers(&[host.clone(), (header::ORIGIN, "http://127.0.0.1:3000")])),
+            Some(true)
+        );
+        assert_eq!(
+            same_origin(&headers(&[host.clone(), (header::ORIGIN, "http://evil.example")])),
+            Some(false)
+        );
+        assert_eq!(
+            same_origin(&headers(&[host.clone(), (header::ORIGIN, "null")])),
+            Some(false)
+        );
+        assert_eq!(
+            same_origin(&headers(&[
+                host.clone(),
+                (header::REFERER, "http://127.0.0.1:3000/login?next=%2Fprofile")
+            ])),
+            Some(true)
+        );
+        assert_eq!(
+            same_origin(&headers(&[
+                host.clone(),
+                (header::REFERER, "http://127.0.0.1:3000.evil.example/")
+            ])),
+            Some(false)
+        );
+        assert_eq!(same_origin(&headers(&[host])), None);
+    }
+
+    #[test]
+    fn next_is_encoded() {
+        assert_eq!(encode_component("/profile?a=b&c"), "%2Fprofile%3Fa%3Db%26c");
+    }
+}

@@ -1,0 +1,169 @@
+//! The user's story over HTTP: register → login → me → logout → me refused, by cookie and by Bearer.
+
+mod common;
+
+use common::{assert_rejected, spawn_app, spawn_app_in, PASSWORD};
+use reqwest::header;
+use serde_json::Value;
+
+#[tokio::test]
+async fn cookie_session_register_login_me_logout() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+
+    let res = app.register(&browser, "alice", PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["username"], "alice");
+
+    let res = app.login(&browser, "alice", PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    let cookie = res
+        .headers()
+        .get(header::SET_COOKIE)
+        .expect("login sets the cookie")
+        .to_str()
+        .unwrap()
+        .to_string();
+    for attr in ["auth_token=", "HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=3600"] {
+        assert!(cookie.contains(attr), "{attr} missing from {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http in development");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    let token = body["access_token"].as_str().unwrap().to_string();
+    assert!(cookie.contains(&token));
+
+    let me = browser.get(app.url("/api/me")).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    let me: Value = me.json().await.unwrap();
+    assert_eq!(me["username"], "alice");
+    assert!(me["expires_at"].as_i64().unwrap() > me["created_at"].as_i64().unwrap());
+
+    let out = browser.post(app.url("/api/logout")).send().await.unwrap();
+    assert_eq!(out.status(), 200);
+    let cleared = out.headers().get(header::SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+
+    // The browser dropped its cookie...
+    assert_rejected(
+        browser.get(app.url("/api/me")).send().await.unwrap(),
+        "missing_token",
+    )
+    .await;
+    // ...and the same token replayed as a cookie, or as a Bearer, is revoked.
+    let replay = app
+        .api()
+        .get(app.url("/api/me"))
+        .header(header::COOKIE, format!("auth_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_rejected(replay, "token_revoked").await;
+    assert_rejected(app.me_bearer(&token).await, "token_revoked").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bearer_session_register_login_me_logout() {
+    let app = spawn_app().await;
+    let token = app.token_for("bob").await;
+
+    let me = app.me_bearer(&token).await;
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.json::<Value>().await.unwrap()["username"], "bob");
+
+    let out = app.logout_bearer(&token).await;
+    assert_eq!(out.status(), 200);
+    assert_eq!(out.json::<Value>().await.unwrap()["revoked"], true);
+
+    assert_rejected(app.me_bearer(&token).await, "token_revoked").await;
+    // Logging out twice with the same token is refused too.
+    assert_rejected(app.logout_bearer(&token).await, "token_revoked").await;
+
+    // A new login gets a new, working token.
+    let again = app.login(&app.api(), "bob", PASSWORD).await;
+    let fresh = again.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(fresh, token);
+    assert_eq!(app.me_bearer(&fresh).await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn revocation_survives_a_restart() {
+    let app = spawn_app().await;
+    let revoked = app.token_for("carol").await;
+    let kept = {
+        let res = app.login(&app.api(), "carol", PASSWORD).await;
+        res.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(app.logout_bearer(&revoked).await.status(), 200);
+    let dir = app.dir.clone();
+    app.stop().await;
+
+    let app = spawn_app_in(dir).await;
+    assert_rejected(app.me_bearer(&revoked).await, "token_revoked").await;
+    // Tokens that were not signed out still work after the restart.
+    assert_eq!(app.me_bearer(&kept).await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn protected_page_redirects_without_a_session_and_renders_with_one() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+
+    let res = browser.get(app.url("/profile")).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        res.headers()[header::LOCATION],
+        "/login?next=%2Fprofile"
+    );
+
+    app.register(&browser, "dora", PASSWORD).await;
+    assert_eq!(app.login(&browser, "dora", PASSWORD).await.status(), 200);
+    let res = browser.get(app.url("/profile")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("data-testid=\"profile-username\">dora<"), "{html}");
+    assert!(html.contains("Signed in as"));
+
+    // A revoked cookie is sent to sign in as well, and the stale cookie is cleared.
+    browser.post(app.url("/api/logout")).send().await.unwrap();
+    let token = app.token_for("erin").await;
+    app.logout_bearer(&token).await;
+    let res = app
+        .api()
+        .get(app.url("/profile"))
+        .header(header::COOKIE, format!("auth_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert!(res.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn home_page_is_server_rendered_for_both_states() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let html = browser.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("You are not signed in."), "{html}");
+
+    app.register(&browser, "fred", PASSWORD).await;
+    app.login(&browser, "fred", PASSWORD).await;
+    let html = browser.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("<strong>fred</strong>"), "{html}");
+    app.stop().await;
+}

@@ -1,0 +1,163 @@
+//! Test harness: the real router on a free loopback port with its own SQLite file.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use leptos::config::LeptosOptions;
+use reqwest::{header, redirect::Policy, Client, Response};
+use serde_json::Value;
+use server::{build_state, router, serve, Config};
+use tempfile::TempDir;
+use tokio::{sync::oneshot, task::JoinHandle};
+
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    /// The folder holding the database: pass it to [`spawn_app_in`] to "restart" on the same data.
+    pub dir: Arc<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_in(Arc::new(tempfile::tempdir().expect("tempdir"))).await
+}
+
+pub async fn spawn_app_in(dir: Arc<TempDir>) -> TestApp {
+    let config = Config {
+        database_url: format!("sqlite://{}", dir.path().join("app.db").display()),
+        jwt_secret: SECRET.as_bytes().to_vec(),
+        jwt_ttl: Duration::from_secs(3600),
+        production: false,
+        secure_cookie: false,
+        purge_interval: Duration::from_secs(600),
+    };
+    let options = LeptosOptions::builder().output_name("authapp").build();
+    let state = build_state(&config, options).await.expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        serve(listener, router(state), async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("serve");
+    });
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        dir,
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A browser-like client: keeps cookies, sends our Origin, does not follow redirects.
+    pub fn browser(&self) -> Client {
+        let mut headers = header::HeaderMap::new();
+        headers.insert(header::ORIGIN, self.base.parse().expect("origin"));
+        Client::builder()
+            .cookie_store(true)
+            .default_headers(headers)
+            .redirect(Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    /// A script-like client: no cookies, no Origin.
+    pub fn api(&self) -> Client {
+        Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    pub async fn register(&self, client: &Client, username: &str, password: &str) -> Response {
+        client
+            .post(self.url("/api/register"))
+            .form(&[("username", username), ("password", password)])
+            .send()
+            .await
+            .expect("register")
+    }
+
+    pub async fn login(&self, client: &Client, username: &str, password: &str) -> Response {
+        client
+            .post(self.url("/api/login"))
+            .form(&[("username", username), ("password", password)])
+            .send()
+            .await
+            .expect("login")
+    }
+
+    /// Registers `username` and returns a fresh access token for it.
+    pub async fn token_for(&self, username: &str) -> String {
+        let api = self.api();
+        assert_eq!(self.register(&api, username, PASSWORD).await.status(), 200);
+        let res = self.login(&api, username, PASSWORD).await;
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.expect("json");
+        body["access_token"].as_str().expect("token").to_string()
+    }
+
+    pub async fn me_bearer(&self, token: &str) -> Response {
+        self.api()
+            .get(self.url("/api/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("me")
+    }
+
+    pub async fn logout_bearer(&self, token: &str) -> Response {
+        self.api()
+            .post(self.url("/api/logout"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("logout")
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.await;
+        }
+    }
+}
+
+/// Asserts a 401 with the given `error` code, a description and a Bearer challenge.
+pub async fn assert_rejected(res: Response, code: &str) {
+    assert_eq!(res.status(), 401, "expected 401 {code}");
+    let challenge = res
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .expect("WWW-Authenticate")
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(challenge.starts_with("Bearer"), "{challenge}");
+    if code != "missing_token" {
+        assert!(challenge.contains(r#"error="invalid_token""#), "{challenge}");
+    }
+    let body: Value = res.json().await.expect("json body");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["description"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+}
