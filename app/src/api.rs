@@ -96,7 +96,8 @@ mod server {
         },
         validate,
     };
-    use axum::http::header::SET_COOKIE;
+    use axum::{extract::ConnectInfo, http::header::SET_COOKIE};
+    use std::net::SocketAddr;
     use leptos_axum::{extract, redirect, ResponseOptions};
 
     fn state() -> Result<AppState, ApiError> {
@@ -116,6 +117,14 @@ mod server {
         if let Some(res) = use_context::<ResponseOptions>() {
             res.append_header(SET_COOKIE, value);
         }
+    }
+
+    /// The peer's address, when the server was started with connect info.
+    async fn client_addr() -> Option<std::net::IpAddr> {
+        extract::<ConnectInfo<SocketAddr>>()
+            .await
+            .ok()
+            .map(|ConnectInfo(addr)| addr.ip())
     }
 
     async fn authenticate() -> Result<AuthUser, ApiError> {
@@ -169,12 +178,18 @@ mod server {
         next: Option<String>,
     ) -> Result<TokenResponse, ApiError> {
         let username = username.trim();
-        // Out-of-range input cannot match an account: refuse it before any hashing.
-        if validate::username(username).is_err() || validate::password(&password).is_err() {
-            return Err(ApiError::invalid_credentials());
-        }
         let state = state()?;
         let auth = &state.auth;
+        let addr = client_addr().await;
+        // Locked accounts and addresses are refused before any password work.
+        auth.throttle
+            .check(username, addr)
+            .map_err(ApiError::too_many_requests)?;
+        // Out-of-range input cannot match an account: refuse it before any hashing.
+        if validate::username(username).is_err() || validate::password(&password).is_err() {
+            auth.throttle.failed(username, addr);
+            return Err(ApiError::invalid_credentials());
+        }
         let found = users::credentials(&state.pool, username)
             .await
             .map_err(|e| internal("looking up a user failed", e))?;
@@ -191,10 +206,13 @@ mod server {
         let user_id = match (ok, user_id) {
             (true, Some(id)) => id,
             _ => {
+                // The username is not logged: people type passwords into it by mistake.
                 tracing::info!("login failed");
+                auth.throttle.failed(username, addr);
                 return Err(ApiError::invalid_credentials());
             }
         };
+        auth.throttle.succeeded(username);
         let (token, claims) = auth
             .keys
             .issue(user_id)

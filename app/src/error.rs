@@ -5,7 +5,10 @@
 //! so the status mapping lives in one place ([`ErrorCode::status`]).
 
 use serde::{Deserialize, Serialize};
-use server_fn::{codec::JsonEncoding, error::FromServerFnError, ServerFnErrorErr};
+use server_fn::{
+    codec::JsonEncoding,
+    error::{FromServerFnError, ServerFnErrorErr},
+};
 
 /// Machine-readable reason of a failure. Serialised in snake_case (`token_revoked`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

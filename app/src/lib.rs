@@ -28,6 +28,8 @@ pub const PROTECTED_PATHS: &[&str] = &["/profile"];
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    set_content_security_policy(&options);
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -71,5 +73,35 @@ pub fn App() -> impl IntoView {
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+/// Content-Security-Policy for a rendered page. Scripts run only from this site or inline with
+/// this response's nonce (Leptos puts it on its hydration and resource scripts);
+/// `'wasm-unsafe-eval'` lets the WASM compile; no framing, no plugins, forms post only here.
+#[cfg(feature = "ssr")]
+fn set_content_security_policy(options: &LeptosOptions) {
+    use leptos::nonce::use_nonce;
+    let (Some(nonce), Some(res)) = (use_nonce(), use_context::<leptos_axum::ResponseOptions>())
+    else {
+        return;
+    };
+    // `cargo leptos watch` reloads the page through a websocket on its own port.
+    let reload = match options.env {
+        leptos::config::Env::DEV => format!(
+            " ws://{}:{} ws://localhost:{}",
+            options.site_addr.ip(),
+            options.reload_port,
+            options.reload_port
+        ),
+        leptos::config::Env::PROD => String::new(),
+    };
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'{reload}; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&policy) {
+        res.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
     }
 }

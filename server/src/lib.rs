@@ -7,7 +7,10 @@ pub mod middleware;
 use std::{sync::Arc, time::Duration};
 
 use app::{
-    auth::{blocklist::Blocklist, jwt::TokenKeys, password::Passwords, AppState, Auth},
+    auth::{
+        blocklist::Blocklist, jwt::TokenKeys, password::Passwords, throttle::LoginThrottle,
+        AppState, Auth,
+    },
     db, shell, App,
 };
 use axum::{middleware as mw, routing::get, Extension, Router};
@@ -64,6 +67,7 @@ pub async fn build_state(
         keys: TokenKeys::new(&config.jwt_secret, ISSUER, config.jwt_ttl)?,
         blocklist,
         passwords: Passwords::new(cores)?,
+        throttle: LoginThrottle::default(),
         secure_cookie: config.secure_cookie,
     };
     Ok(AppState {
@@ -107,6 +111,7 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
         tick.tick().await; // the first tick is immediate; start-up already purged
         loop {
             tick.tick().await;
+            auth.throttle.forget_stale();
             match auth.blocklist.purge_expired().await {
                 Ok(n) => tracing::debug!(purged = n, "blocklist purge"),
                 Err(e) => tracing::warn!(error = %e, "blocklist purge failed"),
@@ -126,8 +131,12 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+    // Connect info gives the login throttle the client's address.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
         .await
 }
 

@@ -1,6 +1,6 @@
 //! The session cookie: `HttpOnly; SameSite=Strict; Path=/`, plus `Secure` when served over https.
 
-use axum::http::HeaderValue;
+use axum::http::{header, HeaderMap, HeaderValue};
 
 pub const COOKIE_NAME: &str = "auth_token";
 
@@ -22,6 +22,19 @@ pub fn clear_cookie(secure: bool) -> HeaderValue {
     } else {
         HeaderValue::from_static("auth_token=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
     }
+}
+
+/// The value of our session cookie, if the request carries a non-empty one.
+pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value.trim())
+        .filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]

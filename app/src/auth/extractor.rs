@@ -14,7 +14,7 @@ use axum::{
 use std::sync::Arc;
 use uuid::Uuid;
 
-use super::{cookie::COOKIE_NAME, jwt::TokenError, Auth};
+use super::{cookie::cookie_token, jwt::TokenError, Auth};
 use crate::error::{ApiError, ErrorCode};
 
 /// How the token reached us. Cookie-borne state changes need a same-origin check; Bearer ones do not.
@@ -128,19 +128,6 @@ pub fn token_from_headers(headers: &HeaderMap) -> Result<(&str, TokenSource), Au
         .ok_or(AuthRejection::MissingToken)
 }
 
-/// The value of our session cookie, if the request carries a non-empty one.
-pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
-        .map(|(_, value)| value.trim())
-        .filter(|v| !v.is_empty())
-}
-
 impl Auth {
     /// The whole check, on headers alone: used by the extractor and directly by tests.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<AuthUser, AuthRejection> {
@@ -182,5 +169,157 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeAuthUser {
             Err(AuthRejection::MissingToken) => Ok(Self(None)),
             Err(other) => Err(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{jwt::now_unix, testing};
+    use axum::http::HeaderName;
+    use proptest::prop_assert;
+
+    fn headers(pairs: &[(HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(k.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[tokio::test]
+    async fn each_rejection() {
+        let (_dir, _pool, auth) = testing::auth().await;
+        let (token, _) = auth.keys.issue(7).unwrap();
+        let bearer = format!("Bearer {token}");
+
+        assert_eq!(
+            auth.authenticate(&HeaderMap::new()),
+            Err(AuthRejection::MissingToken)
+        );
+        assert_eq!(
+            auth.authenticate(&headers(&[(header::AUTHORIZATION, "Basic abc")])),
+            Err(AuthRejection::InvalidToken)
+        );
+        assert_eq!(
+            auth.authenticate(&headers(&[(header::AUTHORIZATION, "Bearer not.a.jwt")])),
+            Err(AuthRejection::InvalidToken)
+        );
+        let (old, _) = auth.keys.issue_at(7, now_unix() - 7200).unwrap();
+        assert_eq!(
+            auth.authenticate(&headers(&[(header::AUTHORIZATION, &format!("bearer {old}"))])),
+            Err(AuthRejection::TokenExpired)
+        );
+
+        let user = auth
+            .authenticate(&headers(&[(header::AUTHORIZATION, &bearer)]))
+            .unwrap();
+        assert_eq!((user.user_id, user.source), (7, TokenSource::Bearer));
+
+        sqlx::query("INSERT INTO users (id, username, password_hash, created_at) VALUES (7, 'u7', 'x', 0)")
+            .execute(&_pool)
+            .await
+            .unwrap();
+        auth.blocklist.revoke(user.jti, 7, user.exp).await.unwrap();
+        assert_eq!(
+            auth.authenticate(&headers(&[(header::AUTHORIZATION, &bearer)])),
+            Err(AuthRejection::TokenRevoked)
+        );
+    }
+
+    #[tokio::test]
+    async fn cookie_is_used_when_there_is_no_authorization_header() {
+        let (_dir, _pool, auth) = testing::auth().await;
+        let (token, _) = auth.keys.issue(3).unwrap();
+        let cookie = format!("theme=dark; auth_token={token}; other=1");
+        let user = auth
+            .authenticate(&headers(&[(header::COOKIE, &cookie)]))
+            .unwrap();
+        assert_eq!((user.user_id, user.source), (3, TokenSource::Cookie));
+        // A present but malformed Authorization header wins over a good cookie.
+        assert_eq!(
+            auth.authenticate(&headers(&[
+                (header::COOKIE, &cookie),
+                (header::AUTHORIZATION, "Token abc")
+            ])),
+            Err(AuthRejection::InvalidToken)
+        );
+        // An empty cookie is no token.
+        assert_eq!(
+            auth.authenticate(&headers(&[(header::COOKIE, "auth_token=")])),
+            Err(AuthRejection::MissingToken)
+        );
+    }
+
+    #[test]
+    fn rejections_answer_401_json_with_a_challenge() {
+        let res = AuthRejection::TokenRevoked.into_response();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            res.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="authapp", error="invalid_token""#
+        );
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "application/json"
+        );
+        let missing = AuthRejection::MissingToken.into_response();
+        assert_eq!(
+            missing.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="authapp""#
+        );
+    }
+
+    /// Arbitrary Authorization and Cookie values, and real tokens with one character changed,
+    /// never panic and never authenticate.
+    #[test]
+    fn arbitrary_headers_never_authenticate() {
+        use proptest::test_runner::{Config, TestRunner};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (_dir, _pool, auth) = rt.block_on(testing::auth());
+        let (good, _) = auth.keys.issue(1).unwrap();
+        let mut runner = TestRunner::new(Config {
+            cases: 4000,
+            ..Config::default()
+        });
+        let inputs = (
+            proptest::option::of(".{0,300}"),
+            proptest::option::of(".{0,300}"),
+            "[A-Za-z0-9_.=-]{0,400}",
+            0..good.len(),
+            "[A-Za-z0-9_-]",
+        );
+        runner
+            .run(&inputs, |(authorization, cookie, token, at, replacement)| {
+                let mut h = HeaderMap::new();
+                if let Some(v) = authorization.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                    h.insert(header::AUTHORIZATION, v);
+                }
+                if let Some(v) = cookie.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                    h.insert(header::COOKIE, v);
+                }
+                prop_assert!(auth.authenticate(&h).is_err());
+                let h = headers(&[(header::AUTHORIZATION, &format!("Bearer {token}"))]);
+                prop_assert!(auth.authenticate(&h).is_err());
+                let h = headers(&[(header::COOKIE, &format!("auth_token={token}"))]);
+                prop_assert!(auth.authenticate(&h).is_err());
+
+                // One character of a real token changed (not a '.', not the last of a part,
+                // whose low bits base64 may ignore).
+                let bytes = good.as_bytes();
+                let at_part_end = at + 1 == bytes.len() || bytes[at + 1] == b'.';
+                if bytes[at] != b'.' && !at_part_end && replacement.as_bytes()[0] != bytes[at] {
+                    let mut forged = good.clone().into_bytes();
+                    forged[at] = replacement.as_bytes()[0];
+                    let forged = String::from_utf8(forged).unwrap();
+                    let h = headers(&[(header::AUTHORIZATION, &format!("Bearer {forged}"))]);
+                    prop_assert!(auth.authenticate(&h).is_err(), "forged token accepted");
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 }

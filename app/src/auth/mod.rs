@@ -6,6 +6,7 @@ pub mod cookie;
 pub mod extractor;
 pub mod jwt;
 pub mod password;
+pub mod throttle;
 pub mod users;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use blocklist::Blocklist;
 use jwt::TokenKeys;
 use password::Passwords;
+use throttle::LoginThrottle;
 
 /// Everything a request needs to authenticate or sign someone in; shared behind an `Arc`.
 #[derive(Debug)]
@@ -20,6 +22,7 @@ pub struct Auth {
     pub keys: TokenKeys,
     pub blocklist: Blocklist,
     pub passwords: Passwords,
+    pub throttle: LoginThrottle,
     /// Add `Secure` to the cookie (set when the site is served over https).
     pub secure_cookie: bool,
 }
@@ -48,6 +51,7 @@ pub(crate) mod testing {
             keys: TokenKeys::new(SECRET, "authapp", Duration::from_secs(3600)).unwrap(),
             blocklist: Blocklist::load(pool.clone()).await.unwrap(),
             passwords: Passwords::new(1).unwrap(),
+            throttle: LoginThrottle::default(),
             secure_cookie: false,
         };
         (dir, pool, auth)

@@ -1,0 +1,227 @@
+//! The real binary as a separate process: crash durability, graceful shutdown, and what it logs.
+
+use std::{
+    io::Read,
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use reqwest::Client;
+use serde_json::Value;
+
+const SECRET: &str = "process-test-secret-0123456789abcdef0123";
+const PASSWORD: &str = "a very secret password 42";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the server binary on a free port with its database in `dir`, and waits for /health.
+async fn start(dir: &Path, rust_log: &str) -> Server {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_server"))
+        .current_dir(dir)
+        .env("LEPTOS_OUTPUT_NAME", "authapp")
+        .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", format!("sqlite://{}", dir.join("app.db").display()))
+        .env("JWT_SECRET", SECRET)
+        .env("RUST_LOG", rust_log)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("server binary");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(res) = client.get(format!("{base}/health")).send().await {
+            if res.status() == 200 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Server { child, base }
+}
+
+fn signal(server: &Server, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &server.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Waits for the process to end and returns its exit code and everything it printed.
+fn finish(mut server: Server) -> (Option<i32>, String) {
+    let status = server.child.wait().expect("wait");
+    let mut out = String::new();
+    if let Some(mut s) = server.child.stdout.take() {
+        s.read_to_string(&mut out).unwrap();
+    }
+    if let Some(mut s) = server.child.stderr.take() {
+        s.read_to_string(&mut out).unwrap();
+    }
+    (status.code(), out)
+}
+
+async fn register_and_login(base: &str, username: &str) -> String {
+    let client = Client::new();
+    let res = client
+        .post(format!("{base}/api/register"))
+        .form(&[("username", username), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = client
+        .post(format!("{base}/api/login"))
+        .form(&[("username", username), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+async fn me(base: &str, token: &str) -> reqwest::Response {
+    Client::new()
+        .get(format!("{base}/api/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_revoke_survives_sigkill_right_after_logout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "warn").await;
+    let token = register_and_login(&server.base, "kim").await;
+    let res = Client::new()
+        .post(format!("{}/api/logout", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // No grace: the process dies the instant the answer is in.
+    signal(&server, "-KILL");
+    let (code, _) = finish(server);
+    assert_eq!(code, None, "killed by a signal");
+
+    let server = start(dir.path(), "warn").await;
+    let res = me(&server.base, &token).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "token_revoked");
+    signal(&server, "-TERM");
+    finish(server);
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "info").await;
+    let base = server.base.clone();
+    let client = Client::new();
+    client
+        .post(format!("{base}/api/register"))
+        .form(&[("username", "lee"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    // Eight logins queue behind argon2 (one per core at a time): some are still running when
+    // the signal arrives.
+    let logins: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, base) = (client.clone(), base.clone());
+            tokio::spawn(async move {
+                client
+                    .post(format!("{base}/api/login"))
+                    .form(&[("username", "lee"), ("password", PASSWORD)])
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    signal(&server, "-TERM");
+    for login in logins {
+        assert_eq!(login.await.unwrap().expect("answered"), 200);
+    }
+    let (code, out) = finish(server);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("shutting down"), "{out}");
+    // And it is gone: new connections are refused.
+    assert!(client.get(format!("{base}/health")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn logs_never_contain_passwords_tokens_or_cookies() {
+    let dir = tempfile::tempdir().unwrap();
+    // As verbose as it gets for our code, the HTTP layer and the database.
+    let server = start(dir.path(), "debug").await;
+    let base = server.base.clone();
+    let browser = Client::builder().cookie_store(true).build().unwrap();
+    let origin = [("origin", base.clone())];
+    let send = |req: reqwest::RequestBuilder| {
+        let req = origin.iter().fold(req, |r, (k, v)| r.header(*k, v));
+        async move { req.send().await.unwrap() }
+    };
+    send(
+        browser
+            .post(format!("{base}/api/register"))
+            .form(&[("username", "moe"), ("password", PASSWORD)]),
+    )
+    .await;
+    send(
+        browser
+            .post(format!("{base}/api/login"))
+            .form(&[("username", "moe"), ("password", "wrong password here")]),
+    )
+    .await;
+    let res = send(
+        browser
+            .post(format!("{base}/api/login"))
+            .form(&[("username", "moe"), ("password", PASSWORD)]),
+    )
+    .await;
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let token: Value = res.json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    send(browser.get(format!("{base}/profile"))).await;
+    send(browser.get(format!("{base}/api/me"))).await;
+    send(browser.post(format!("{base}/api/logout"))).await;
+    me(&base, &token).await;
+    signal(&server, "-TERM");
+    let (_, out) = finish(server);
+
+    assert!(out.contains("login succeeded"), "the log was captured: {out}");
+    let signature = token.rsplit('.').next().unwrap();
+    for secret in [PASSWORD, "wrong password here", &token, signature, SECRET] {
+        assert!(!out.contains(secret), "{secret:?} appears in the log:\n{out}");
+    }
+    let cookie_value = cookie.split(';').next().unwrap();
+    assert!(!out.contains(cookie_value), "the cookie appears in the log");
+}
