@@ -97,8 +97,8 @@ mod server {
         validate,
     };
     use axum::{extract::ConnectInfo, http::header::SET_COOKIE};
-    use std::net::SocketAddr;
     use leptos_axum::{extract, redirect, ResponseOptions};
+    use std::net::SocketAddr;
 
     fn state() -> Result<AppState, ApiError> {
         use_context::<AppState>().ok_or_else(|| {

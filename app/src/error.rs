@@ -174,7 +174,10 @@ mod tests {
             assert_eq!(code.status(), http::StatusCode::UNAUTHORIZED);
             assert!(code.is_token_rejection());
         }
-        assert_eq!(ErrorCode::UsernameTaken.status(), http::StatusCode::CONFLICT);
+        assert_eq!(
+            ErrorCode::UsernameTaken.status(),
+            http::StatusCode::CONFLICT
+        );
         assert!(!ErrorCode::InvalidCredentials.is_token_rejection());
     }
 

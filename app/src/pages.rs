@@ -45,9 +45,11 @@ pub fn Nav() -> impl IntoView {
                 </Transition>
             </nav>
         </header>
-        {move || session.notice().map(|text| view! {
-            <p class="notice warning" role="alert" data-testid="session-notice">{text}</p>
-        })}
+        <Transition fallback=|| ()>
+            {move || session.notice().map(|text| view! {
+                <p class="notice warning" role="alert" data-testid="session-notice">{text}</p>
+            })}
+        </Transition>
     }
 }
 
@@ -195,9 +197,8 @@ pub fn LoginPage() -> impl IntoView {
 pub fn RegisterPage() -> impl IntoView {
     let register = use_session().register;
     let error = Signal::derive(move || register.value().get().and_then(Result::err));
-    let username_hint = format!(
-        "{USERNAME_MIN}–{USERNAME_MAX} characters: letters, digits, '_', '.' or '-'."
-    );
+    let username_hint =
+        format!("{USERNAME_MIN}–{USERNAME_MAX} characters: letters, digits, '_', '.' or '-'.");
     let password_hint = format!("{PASSWORD_MIN}–{PASSWORD_MAX} characters.");
     view! {
         <h1>"Create an account"</h1>

@@ -58,11 +58,6 @@ pub fn use_session() -> Session {
 }
 
 impl Session {
-    /// The signed-in user, if any (`None` while loading, signed out, or rejected).
-    pub fn user(&self) -> Option<SessionInfo> {
-        self.current.get().and_then(|r| r.ok()).flatten()
-    }
-
     /// Tell the session about an error from any server function: a token rejection means this
     /// browser is no longer signed in, whatever the UI believed.
     pub fn rejected(&self, err: &ApiError) {

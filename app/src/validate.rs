@@ -18,9 +18,7 @@ pub fn username(name: &str) -> Result<(), String> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
     {
-        return Err(
-            "The username may contain only letters, digits, '_', '.' and '-'.".to_string(),
-        );
+        return Err("The username may contain only letters, digits, '_', '.' and '-'.".to_string());
     }
     Ok(())
 }

@@ -79,7 +79,10 @@ fn parse_bool(name: &'static str, text: &str) -> Result<bool, ConfigError> {
     match text.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
-        other => Err(ConfigError::Invalid(name, format!("{other:?} is not true or false"))),
+        other => Err(ConfigError::Invalid(
+            name,
+            format!("{other:?} is not true or false"),
+        )),
     }
 }
 
@@ -189,8 +192,11 @@ mod tests {
     fn production_requires_a_long_secret() {
         let err = Config::from_lookup(lookup(&[("APP_ENV", "production")])).unwrap_err();
         assert!(matches!(err, ConfigError::MissingSecret));
-        let err = Config::from_lookup(lookup(&[("APP_ENV", "production"), ("JWT_SECRET", "short")]))
-            .unwrap_err();
+        let err = Config::from_lookup(lookup(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "short"),
+        ]))
+        .unwrap_err();
         assert!(matches!(err, ConfigError::ShortSecret(5)));
         let ok = Config::from_lookup(lookup(&[
             ("APP_ENV", "production"),
@@ -212,7 +218,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(data.join("jwt_secret")).unwrap().permissions().mode();
+            let mode = fs::metadata(data.join("jwt_secret"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(!a.secure_cookie);
@@ -221,8 +230,11 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = Config::from_lookup(lookup(&[("JWT_SECRET", &"k".repeat(32)), ("JWT_TTL", "soon")]))
-            .unwrap_err();
+        let err = Config::from_lookup(lookup(&[
+            ("JWT_SECRET", &"k".repeat(32)),
+            ("JWT_TTL", "soon"),
+        ]))
+        .unwrap_err();
         assert!(err.to_string().contains("JWT_TTL"));
     }
 }

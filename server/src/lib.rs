@@ -57,11 +57,7 @@ pub async fn build_state(
         .purge_expired()
         .await
         .map_err(StartError::Blocklist)?;
-    tracing::info!(
-        revoked = blocklist.len(),
-        purged,
-        "blocklist loaded"
-    );
+    tracing::info!(revoked = blocklist.len(), purged, "blocklist loaded");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let auth = Auth {
         keys: TokenKeys::new(&config.jwt_secret, ISSUER, config.jwt_ttl)?,
@@ -89,10 +85,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
         // Layers run bottom-up: the last one added sees the request first.
-        .layer(mw::from_fn(middleware::api_error_status))
         .layer(mw::from_fn(middleware::protect_pages))
         .layer(mw::from_fn(middleware::same_origin_posts))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        // Outside the body limit, so its bare 413 gets a JSON body too.
+        .layer(mw::from_fn(middleware::api_error_status))
         .layer(Extension(auth));
     for (name, value) in middleware::security_headers() {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
@@ -137,7 +134,7 @@ pub async fn serve(
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-        .await
+    .await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

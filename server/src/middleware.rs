@@ -181,11 +181,17 @@ mod tests {
     fn origin_checks() {
         let host = (header::HOST, "127.0.0.1:3000");
         assert_eq!(
-            same_origin(&headers(&[host.clone(), (header::ORIGIN, "http://127.0.0.1:3000")])),
+            same_origin(&headers(&[
+                host.clone(),
+                (header::ORIGIN, "http://127.0.0.1:3000")
+            ])),
             Some(true)
         );
         assert_eq!(
-            same_origin(&headers(&[host.clone(), (header::ORIGIN, "http://evil.example")])),
+            same_origin(&headers(&[
+                host.clone(),
+                (header::ORIGIN, "http://evil.example")
+            ])),
             Some(false)
         );
         assert_eq!(
@@ -195,7 +201,10 @@ mod tests {
         assert_eq!(
             same_origin(&headers(&[
                 host.clone(),
-                (header::REFERER, "http://127.0.0.1:3000/login?next=%2Fprofile")
+                (
+                    header::REFERER,
+                    "http://127.0.0.1:3000/login?next=%2Fprofile"
+                )
             ])),
             Some(true)
         );

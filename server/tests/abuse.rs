@@ -42,7 +42,9 @@ async fn failed_logins_are_throttled_per_address() {
     let limit = app::auth::throttle::FREE_FAILURES * app::auth::throttle::ADDRESS_FACTOR;
     for i in 0..limit {
         // A different account each time: only the address ties them together.
-        let res = app.login(&api, &format!("victim{i}"), "wrong password").await;
+        let res = app
+            .login(&api, &format!("victim{i}"), "wrong password")
+            .await;
         assert_eq!(res.status(), 401, "attempt {i}");
     }
     let res = app.login(&api, "victim-next", "wrong password").await;
@@ -78,7 +80,9 @@ async fn pages_carry_a_content_security_policy_that_allows_the_wasm() {
     assert!(html.contains(&format!("nonce=\"{nonce}\"")), "{html}");
     // A second page gets a different nonce.
     let again = app.api().get(app.url("/login")).send().await.unwrap();
-    let csp2 = again.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    let csp2 = again.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
     assert_ne!(csp, csp2);
     app.stop().await;
 }
@@ -128,14 +132,20 @@ async fn no_request_sent_after_the_logout_answer_succeeds() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
 
     let first_ok = first_ok.expect("at least one logout succeeded");
-    assert!(statuses.iter().all(|s| *s == 200 || *s == 401), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 401),
+        "{statuses:?}"
+    );
     let mut after = 0;
     for r in readers {
         for (sent, status) in r.await.unwrap() {
             assert!(status == 200 || status == 401, "unexpected {status}");
             if sent > first_ok {
                 after += 1;
-                assert_eq!(status, 401, "a request sent after the logout answer succeeded");
+                assert_eq!(
+                    status, 401,
+                    "a request sent after the logout answer succeeded"
+                );
             }
         }
     }

@@ -25,7 +25,13 @@ async fn cookie_session_register_login_me_logout() {
         .to_str()
         .unwrap()
         .to_string();
-    for attr in ["auth_token=", "HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=3600"] {
+    for attr in [
+        "auth_token=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=3600",
+    ] {
         assert!(cookie.contains(attr), "{attr} missing from {cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain http in development");
@@ -43,7 +49,12 @@ async fn cookie_session_register_login_me_logout() {
 
     let out = browser.post(app.url("/api/logout")).send().await.unwrap();
     assert_eq!(out.status(), 200);
-    let cleared = out.headers().get(header::SET_COOKIE).unwrap().to_str().unwrap();
+    let cleared = out
+        .headers()
+        .get(header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
 
     // The browser dropped its cookie...
@@ -122,17 +133,17 @@ async fn protected_page_redirects_without_a_session_and_renders_with_one() {
 
     let res = browser.get(app.url("/profile")).send().await.unwrap();
     assert_eq!(res.status(), 303);
-    assert_eq!(
-        res.headers()[header::LOCATION],
-        "/login?next=%2Fprofile"
-    );
+    assert_eq!(res.headers()[header::LOCATION], "/login?next=%2Fprofile");
 
     app.register(&browser, "dora", PASSWORD).await;
     assert_eq!(app.login(&browser, "dora", PASSWORD).await.status(), 200);
     let res = browser.get(app.url("/profile")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
-    assert!(html.contains("data-testid=\"profile-username\">dora<"), "{html}");
+    assert!(
+        html.contains("data-testid=\"profile-username\">dora<"),
+        "{html}"
+    );
     assert!(html.contains("Signed in as"));
 
     // A revoked cookie is sent to sign in as well, and the stale cookie is cleared.
@@ -158,12 +169,26 @@ async fn protected_page_redirects_without_a_session_and_renders_with_one() {
 async fn home_page_is_server_rendered_for_both_states() {
     let app = spawn_app().await;
     let browser = app.browser();
-    let html = browser.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    let html = browser
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(html.contains("You are not signed in."), "{html}");
 
     app.register(&browser, "fred", PASSWORD).await;
     app.login(&browser, "fred", PASSWORD).await;
-    let html = browser.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    let html = browser
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(html.contains("<strong>fred</strong>"), "{html}");
     app.stop().await;
 }

@@ -9,7 +9,10 @@ use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn b64url(bytes: &[u8]) -> String {
@@ -45,7 +48,11 @@ async fn bad_tokens_are_401_with_a_reason() {
     let key = SECRET.as_bytes();
 
     // Expired: well signed by our key, but past its `exp`.
-    let expired = sign(&claims(&user_id, now() - 7200, now() - 3600), Algorithm::HS256, key);
+    let expired = sign(
+        &claims(&user_id, now() - 7200, now() - 3600),
+        Algorithm::HS256,
+        key,
+    );
     assert_rejected(app.me_bearer(&expired).await, "token_expired").await;
 
     // Tampered: the payload changed after signing.
@@ -57,7 +64,10 @@ async fn bad_tokens_are_401_with_a_reason() {
     // alg: none, with and without the trailing dot.
     let none_header = b64url(br#"{"alg":"none","typ":"JWT"}"#);
     let body = b64url(claims(&user_id, now(), now() + 3600).to_string().as_bytes());
-    for t in [format!("{none_header}.{body}."), format!("{none_header}.{body}")] {
+    for t in [
+        format!("{none_header}.{body}."),
+        format!("{none_header}.{body}"),
+    ] {
         assert_rejected(app.me_bearer(&t).await, "invalid_token").await;
     }
 
@@ -117,18 +127,28 @@ async fn registration_input_is_checked() {
         let (status, body) = error_of(app.register(&api, user, pass).await).await;
         assert_eq!(status, 422, "{user}: {body}");
         assert_eq!(body["error"], "invalid_input");
-        assert!(body["description"].as_str().unwrap().contains(needle), "{body}");
+        assert!(
+            body["description"].as_str().unwrap().contains(needle),
+            "{body}"
+        );
     }
 
     let res = api
         .post(app.url("/api/register"))
-        .form(&[("username", "gina"), ("password", PASSWORD), ("password_confirm", "different!!")])
+        .form(&[
+            ("username", "gina"),
+            ("password", PASSWORD),
+            ("password_confirm", "different!!"),
+        ])
         .send()
         .await
         .unwrap();
     let (status, body) = error_of(res).await;
     assert_eq!(status, 422);
-    assert!(body["description"].as_str().unwrap().contains("do not match"));
+    assert!(body["description"]
+        .as_str()
+        .unwrap()
+        .contains("do not match"));
 
     assert_eq!(app.register(&api, "Gina", PASSWORD).await.status(), 200);
     // Usernames are unique regardless of case.
@@ -147,7 +167,14 @@ async fn login_failures_are_one_generic_401() {
     let (s1, wrong_password) = error_of(app.login(&api, "henry", "not the password").await).await;
     let (s2, unknown_user) = error_of(app.login(&api, "nobody", PASSWORD).await).await;
     let (s3, out_of_range) = error_of(app.login(&api, "x", "y").await).await;
-    assert_eq!((s1, s2, s3), (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED));
+    assert_eq!(
+        (s1, s2, s3),
+        (
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED
+        )
+    );
     assert_eq!(wrong_password, unknown_user);
     assert_eq!(wrong_password, out_of_range);
     assert_eq!(wrong_password["error"], "invalid_credentials");
@@ -214,7 +241,15 @@ async fn cross_site_cookie_posts_are_refused() {
     assert_eq!(status, 403);
     assert_eq!(body["error"], "forbidden");
     // Nothing was revoked: the session still works.
-    assert_eq!(browser.get(app.url("/api/me")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        browser
+            .get(app.url("/api/me"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     app.stop().await;
 }
 

@@ -34,7 +34,10 @@ async fn start(dir: &Path, rust_log: &str) -> Server {
         .current_dir(dir)
         .env("LEPTOS_OUTPUT_NAME", "authapp")
         .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", format!("sqlite://{}", dir.join("app.db").display()))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.join("app.db").display()),
+        )
         .env("JWT_SECRET", SECRET)
         .env("RUST_LOG", rust_log)
         .env("NO_COLOR", "1")
@@ -217,10 +220,16 @@ async fn logs_never_contain_passwords_tokens_or_cookies() {
     signal(&server, "-TERM");
     let (_, out) = finish(server);
 
-    assert!(out.contains("login succeeded"), "the log was captured: {out}");
+    assert!(
+        out.contains("login succeeded"),
+        "the log was captured: {out}"
+    );
     let signature = token.rsplit('.').next().unwrap();
     for secret in [PASSWORD, "wrong password here", &token, signature, SECRET] {
-        assert!(!out.contains(secret), "{secret:?} appears in the log:\n{out}");
+        assert!(
+            !out.contains(secret),
+            "{secret:?} appears in the log:\n{out}"
+        );
     }
     let cookie_value = cookie.split(';').next().unwrap();
     assert!(!out.contains(cookie_value), "the cookie appears in the log");

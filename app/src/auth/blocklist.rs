@@ -150,7 +150,9 @@ mod tests {
     async fn load_skips_expired_rows() {
         let (_dir, pool) = pool().await;
         let list = Blocklist::load(pool.clone()).await.unwrap();
-        list.revoke(Uuid::new_v4(), 1, now_unix() - 10).await.unwrap();
+        list.revoke(Uuid::new_v4(), 1, now_unix() - 10)
+            .await
+            .unwrap();
         assert_eq!(Blocklist::load(pool).await.unwrap().len(), 0);
     }
 }

@@ -207,7 +207,10 @@ mod tests {
         );
         let (old, _) = auth.keys.issue_at(7, now_unix() - 7200).unwrap();
         assert_eq!(
-            auth.authenticate(&headers(&[(header::AUTHORIZATION, &format!("bearer {old}"))])),
+            auth.authenticate(&headers(&[(
+                header::AUTHORIZATION,
+                &format!("bearer {old}")
+            )])),
             Err(AuthRejection::TokenExpired)
         );
 
@@ -216,10 +219,12 @@ mod tests {
             .unwrap();
         assert_eq!((user.user_id, user.source), (7, TokenSource::Bearer));
 
-        sqlx::query("INSERT INTO users (id, username, password_hash, created_at) VALUES (7, 'u7', 'x', 0)")
-            .execute(&_pool)
-            .await
-            .unwrap();
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (7, 'u7', 'x', 0)",
+        )
+        .execute(&_pool)
+        .await
+        .unwrap();
         auth.blocklist.revoke(user.jti, 7, user.exp).await.unwrap();
         assert_eq!(
             auth.authenticate(&headers(&[(header::AUTHORIZATION, &bearer)])),
@@ -259,10 +264,7 @@ mod tests {
             res.headers()[header::WWW_AUTHENTICATE],
             r#"Bearer realm="authapp", error="invalid_token""#
         );
-        assert_eq!(
-            res.headers()[header::CONTENT_TYPE],
-            "application/json"
-        );
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
         let missing = AuthRejection::MissingToken.into_response();
         assert_eq!(
             missing.headers()[header::WWW_AUTHENTICATE],
@@ -293,33 +295,36 @@ mod tests {
             "[A-Za-z0-9_-]",
         );
         runner
-            .run(&inputs, |(authorization, cookie, token, at, replacement)| {
-                let mut h = HeaderMap::new();
-                if let Some(v) = authorization.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                    h.insert(header::AUTHORIZATION, v);
-                }
-                if let Some(v) = cookie.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                    h.insert(header::COOKIE, v);
-                }
-                prop_assert!(auth.authenticate(&h).is_err());
-                let h = headers(&[(header::AUTHORIZATION, &format!("Bearer {token}"))]);
-                prop_assert!(auth.authenticate(&h).is_err());
-                let h = headers(&[(header::COOKIE, &format!("auth_token={token}"))]);
-                prop_assert!(auth.authenticate(&h).is_err());
+            .run(
+                &inputs,
+                |(authorization, cookie, token, at, replacement)| {
+                    let mut h = HeaderMap::new();
+                    if let Some(v) = authorization.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                        h.insert(header::AUTHORIZATION, v);
+                    }
+                    if let Some(v) = cookie.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                        h.insert(header::COOKIE, v);
+                    }
+                    prop_assert!(auth.authenticate(&h).is_err());
+                    let h = headers(&[(header::AUTHORIZATION, &format!("Bearer {token}"))]);
+                    prop_assert!(auth.authenticate(&h).is_err());
+                    let h = headers(&[(header::COOKIE, &format!("auth_token={token}"))]);
+                    prop_assert!(auth.authenticate(&h).is_err());
 
-                // One character of a real token changed (not a '.', not the last of a part,
-                // whose low bits base64 may ignore).
-                let bytes = good.as_bytes();
-                let at_part_end = at + 1 == bytes.len() || bytes[at + 1] == b'.';
-                if bytes[at] != b'.' && !at_part_end && replacement.as_bytes()[0] != bytes[at] {
-                    let mut forged = good.clone().into_bytes();
-                    forged[at] = replacement.as_bytes()[0];
-                    let forged = String::from_utf8(forged).unwrap();
-                    let h = headers(&[(header::AUTHORIZATION, &format!("Bearer {forged}"))]);
-                    prop_assert!(auth.authenticate(&h).is_err(), "forged token accepted");
-                }
-                Ok(())
-            })
+                    // One character of a real token changed (not a '.', not the last of a part,
+                    // whose low bits base64 may ignore).
+                    let bytes = good.as_bytes();
+                    let at_part_end = at + 1 == bytes.len() || bytes[at + 1] == b'.';
+                    if bytes[at] != b'.' && !at_part_end && replacement.as_bytes()[0] != bytes[at] {
+                        let mut forged = good.clone().into_bytes();
+                        forged[at] = replacement.as_bytes()[0];
+                        let forged = String::from_utf8(forged).unwrap();
+                        let h = headers(&[(header::AUTHORIZATION, &format!("Bearer {forged}"))]);
+                        prop_assert!(auth.authenticate(&h).is_err(), "forged token accepted");
+                    }
+                    Ok(())
+                },
+            )
             .unwrap();
     }
 }

@@ -245,8 +245,14 @@ mod tests {
     fn alg_none_is_invalid() {
         let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
         let body = b64(claims_json(now_unix(), now_unix() + 3600).as_bytes());
-        assert_eq!(keys().verify(&format!("{header}.{body}.")), Err(TokenError::Invalid));
-        assert_eq!(keys().verify(&format!("{header}.{body}")), Err(TokenError::Invalid));
+        assert_eq!(
+            keys().verify(&format!("{header}.{body}.")),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            keys().verify(&format!("{header}.{body}")),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]

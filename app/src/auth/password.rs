@@ -97,7 +97,11 @@ impl Passwords {
 
     /// Checks `password` against `phc`, or against the dummy hash when there is no user,
     /// in which case the answer is always `false` but takes as long.
-    pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, PasswordError> {
+    pub async fn verify(
+        &self,
+        password: String,
+        phc: Option<String>,
+    ) -> Result<bool, PasswordError> {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.dummy_hash.to_string());
         let ok = self.run(move || verify_blocking(&password, &phc)).await?;
@@ -114,8 +118,14 @@ mod tests {
         let p = Passwords::new(2).unwrap();
         let phc = p.hash("correct horse battery".into()).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert!(p.verify("correct horse battery".into(), Some(phc.clone())).await.unwrap());
-        assert!(!p.verify("wrong horse battery".into(), Some(phc)).await.unwrap());
+        assert!(p
+            .verify("correct horse battery".into(), Some(phc.clone()))
+            .await
+            .unwrap());
+        assert!(!p
+            .verify("wrong horse battery".into(), Some(phc))
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
@@ -135,6 +145,9 @@ mod tests {
     #[tokio::test]
     async fn corrupt_hash_does_not_verify() {
         let p = Passwords::new(1).unwrap();
-        assert!(!p.verify("anything".into(), Some("not a hash".into())).await.unwrap());
+        assert!(!p
+            .verify("anything".into(), Some("not a hash".into()))
+            .await
+            .unwrap());
     }
 }

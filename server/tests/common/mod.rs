@@ -152,7 +152,10 @@ pub async fn assert_rejected(res: Response, code: &str) {
         .to_string();
     assert!(challenge.starts_with("Bearer"), "{challenge}");
     if code != "missing_token" {
-        assert!(challenge.contains(r#"error="invalid_token""#), "{challenge}");
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{challenge}"
+        );
     }
     let body: Value = res.json().await.expect("json body");
     assert_eq!(body["error"], code, "{body}");
