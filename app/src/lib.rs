@@ -50,6 +50,19 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/authapp.css"/>
+        <Title text="Auth app"/>
+        <Router>
+            <Layout/>
+        </Router>
+    }
+}
+
+/// Everything inside the router. The session lives here: its actions must be created under
+/// the router, which hands them the error of a form posted without JavaScript.
+#[component]
+fn Layout() -> impl IntoView {
     session::provide_session();
 
     // Set only in the browser, once the WASM has taken over the server-rendered page:
@@ -58,21 +71,17 @@ pub fn App() -> impl IntoView {
     Effect::new(move |_| hydrated.set(true));
 
     view! {
-        <Stylesheet id="leptos" href="/pkg/authapp.css"/>
-        <Title text="Auth app"/>
-        <Router>
-            <pages::Nav/>
-            <main data-hydrated=move || hydrated.get().to_string()>
-                // Async: every page is rendered whole on the server, session included, so a
-                // signed-in visitor never sees a flash of the signed-out state.
-                <Routes fallback=NotFound>
-                    <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
-                    <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
-                    <Route path=path!("/register") view=RegisterPage ssr=SsrMode::Async/>
-                    <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async/>
-                </Routes>
-            </main>
-        </Router>
+        <pages::Nav/>
+        <main data-hydrated=move || hydrated.get().to_string()>
+            // Async: every page is rendered whole on the server, session included, so a
+            // signed-in visitor never sees a flash of the signed-out state.
+            <Routes fallback=NotFound>
+                <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
+                <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
+                <Route path=path!("/register") view=RegisterPage ssr=SsrMode::Async/>
+                <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async/>
+            </Routes>
+        </main>
     }
 }
 

@@ -5,7 +5,8 @@
 //! or logout, and dropped (with a message) as soon as any server function answers that the
 //! token was rejected.
 
-use leptos::prelude::*;
+use leptos::{prelude::*, server::ServerActionError};
+use leptos_router::hooks::use_query_map;
 
 use crate::{
     api::{session, Login, Logout, Register, SessionInfo},
@@ -24,6 +25,15 @@ pub struct Session {
 }
 
 pub fn provide_session() {
+    // A form posted without JavaScript comes back to its page with `__path` and `__err` in the
+    // query. The router hands that error to actions created under `<Routes>`; ours are created
+    // above it (the nav shares them), so hand it to them here, before they are created.
+    let query = use_query_map();
+    let posted_error = query.with_untracked(|q| Some((q.get("__path")?, q.get("__err")?)));
+    if let Some((path, err)) = posted_error {
+        provide_context(ServerActionError::new(&path, &err));
+    }
+
     let login = ServerAction::<Login>::new();
     let logout = ServerAction::<Logout>::new();
     let register = ServerAction::<Register>::new();
