@@ -87,7 +87,11 @@ e2e: tools chromium
 	@port=$(free_port); dir=target/e2e; rm -rf $$dir; mkdir -p $$dir; \
 	echo "end-to-end: server on 127.0.0.1:$$port, database in $$dir"; \
 	LEPTOS_SITE_ADDR=127.0.0.1:$$port DATABASE_URL=sqlite://$$dir/app.db DATA_DIR=$$dir \
-	RUST_LOG=$${RUST_LOG:-warn} cargo leptos end-to-end --release
+	RUST_LOG=$${RUST_LOG:-warn} cargo leptos end-to-end --release 2>&1 | tee $$dir/output.log; \
+	passed=$$(grep -Eo '^ +[0-9]+ passed' $$dir/output.log | tr -dc 0-9); \
+	failed=$$(grep -Eo '^ +[0-9]+ failed' $$dir/output.log | tr -dc 0-9); \
+	echo "playwright: $${passed:-0} passed, $${failed:-0} failed"; \
+	test "$${passed:-0}" -gt 0 && test "$${failed:-0}" -eq 0
 
 bench: tools
 	bash bench/run.sh

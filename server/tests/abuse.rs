@@ -1,5 +1,7 @@
 //! Brute force, concurrency and headers: what an attacker would try.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod common;
 
 use common::{spawn_app, PASSWORD};

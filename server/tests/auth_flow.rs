@@ -1,5 +1,7 @@
 //! The user's story over HTTP: register → login → me → logout → me refused, by cookie and by Bearer.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod common;
 
 use common::{assert_rejected, spawn_app, spawn_app_in, PASSWORD};

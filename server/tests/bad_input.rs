@@ -1,5 +1,7 @@
 //! Everything an attacker or a careless client might send gets a clear 4xx, never a 500.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod common;
 
 use common::{assert_rejected, spawn_app, PASSWORD, SECRET};

@@ -1,5 +1,7 @@
 //! The real binary as a separate process: crash durability, graceful shutdown, and what it logs.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 use std::{
     io::Read,
     net::TcpListener,
