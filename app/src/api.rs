@@ -256,7 +256,10 @@ mod server {
     }
 
     async fn session_info(state: &AppState, user: AuthUser) -> Result<SessionInfo, ApiError> {
-        let found = users::by_id(&state.pool, user.user_id)
+        let found = state
+            .auth
+            .users
+            .get(&state.pool, user.user_id)
             .await
             .map_err(|e| internal("looking up a user failed", e))?;
         // A valid token for a user that no longer exists is no session.

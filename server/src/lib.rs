@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 use app::{
     auth::{
         blocklist::Blocklist, jwt::TokenKeys, password::Passwords, throttle::LoginThrottle,
-        AppState, Auth,
+        users::UserCache, AppState, Auth,
     },
     db, shell, App,
 };
@@ -64,6 +64,7 @@ pub async fn build_state(
         blocklist,
         passwords: Passwords::new(cores)?,
         throttle: LoginThrottle::default(),
+        users: UserCache::default(),
         secure_cookie: config.secure_cookie,
     };
     Ok(AppState {

@@ -15,6 +15,7 @@ use blocklist::Blocklist;
 use jwt::TokenKeys;
 use password::Passwords;
 use throttle::LoginThrottle;
+use users::UserCache;
 
 /// Everything a request needs to authenticate or sign someone in; shared behind an `Arc`.
 #[derive(Debug)]
@@ -23,6 +24,7 @@ pub struct Auth {
     pub blocklist: Blocklist,
     pub passwords: Passwords,
     pub throttle: LoginThrottle,
+    pub users: UserCache,
     /// Add `Secure` to the cookie (set when the site is served over https).
     pub secure_cookie: bool,
 }
@@ -52,6 +54,7 @@ pub(crate) mod testing {
             blocklist: Blocklist::load(pool.clone()).await.unwrap(),
             passwords: Passwords::new(1).unwrap(),
             throttle: LoginThrottle::default(),
+            users: UserCache::default(),
             secure_cookie: false,
         };
         (dir, pool, auth)

@@ -66,3 +66,58 @@ pub async fn by_id(pool: &SqlitePool, id: i64) -> Result<Option<User>, sqlx::Err
         .fetch_optional(pool)
         .await
 }
+
+/// Users by id, kept in memory after the first look-up so `/api/me` and page renders cost no
+/// database round trip. Safe because a user's id, name and creation time never change here
+/// (there is no rename or delete). Bounded: when full it starts over.
+#[derive(Debug, Default)]
+pub struct UserCache {
+    users: std::sync::RwLock<std::collections::HashMap<i64, User>>,
+}
+
+impl UserCache {
+    /// Most users kept at once (~100 bytes each).
+    pub const CAPACITY: usize = 100_000;
+
+    pub async fn get(&self, pool: &SqlitePool, id: i64) -> Result<Option<User>, sqlx::Error> {
+        if let Some(user) = self.users.read().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(Some(user));
+        }
+        let found = by_id(pool, id).await?;
+        if let (Some(user), Ok(mut m)) = (&found, self.users.write()) {
+            if m.len() >= Self::CAPACITY {
+                m.clear();
+            }
+            m.insert(id, user.clone());
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn create_find_and_cache() {
+        let (_dir, pool, _auth) = crate::auth::testing::auth().await;
+        let user = create(&pool, "Alice", "hash").await.unwrap();
+        assert!(matches!(
+            create(&pool, "alice", "hash").await,
+            Err(CreateUserError::Taken)
+        ));
+        let creds = credentials(&pool, "ALICE").await.unwrap().unwrap();
+        assert_eq!(creds.id, user.id);
+
+        let cache = UserCache::default();
+        assert_eq!(cache.get(&pool, user.id).await.unwrap(), Some(user.clone()));
+        // Served from memory from now on: the database is not asked again.
+        sqlx::query("UPDATE users SET username = 'changed' WHERE id = ?")
+            .bind(user.id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(cache.get(&pool, user.id).await.unwrap(), Some(user));
+        assert_eq!(cache.get(&pool, 999).await.unwrap(), None);
+    }
+}
