@@ -138,6 +138,8 @@ def main():
 
     def record(name, r, note=""):
         rows.append((name, f"{r['rps']:,.0f}", f"{r['p50_us'] / 1000:.2f}", f"{r['p99_us'] / 1000:.2f}", note))
+        print(f"  {name}: {r['rps']:,.0f} req/s, p50 {r['p50_us'] / 1000:.2f} ms, p99 {r['p99_us'] / 1000:.2f} ms {note}",
+              flush=True)
         if r["socket_errors"]:
             budgets.append((f"{name}: no socket errors", False, f"{r['socket_errors']} errors"))
 
@@ -186,6 +188,7 @@ def main():
     seed_blocklist(data / "app.db", SEED_ROWS, user_id=1)
     server = Server(data, secret)
     startup_full = server.startup_s
+    me = f"{server.base}/api/me"
     me_bearer_1m = wrk(me, [bearer])
     record(f"GET /api/me, Bearer, {SEED_ROWS:,} revoked", me_bearer_1m)
     me_revoked_1m = wrk(me, [f"Authorization: Bearer {revoked}"])

@@ -85,7 +85,7 @@ pub async fn session() -> Result<Option<SessionInfo>, ApiError> {
 }
 
 #[cfg(feature = "ssr")]
-mod server {
+pub mod server {
     use super::*;
     use crate::{
         auth::{
@@ -253,6 +253,20 @@ mod server {
         tracing::info!(user_id = user.user_id, "logout: token revoked");
         redirect("/");
         Ok(LoggedOut { revoked: true })
+    }
+
+    /// `GET /api/me` as a plain axum handler: the same answer as the [`me`](super::me) server
+    /// function (which the browser calls at this path), without the server-function machinery
+    /// on the API's hottest route. The router mounts it in place of the generated route.
+    pub async fn me_handler(
+        axum::extract::State(state): axum::extract::State<AppState>,
+        user: AuthUser,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        match session_info(&state, user).await {
+            Ok(info) => axum::Json(info).into_response(),
+            Err(e) => crate::auth::extractor::error_response(&e),
+        }
     }
 
     async fn session_info(state: &AppState, user: AuthUser) -> Result<SessionInfo, ApiError> {

@@ -15,7 +15,7 @@ use app::{
 };
 use axum::{middleware as mw, routing::get, Extension, Router};
 use leptos::config::LeptosOptions;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{generate_route_list_with_exclusions, LeptosRoutes};
 use tokio::net::TcpListener;
 use tower_http::{
     limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer, trace::TraceLayer,
@@ -25,6 +25,8 @@ pub use config::Config;
 
 /// Largest request body accepted (the auth forms are a few hundred bytes).
 pub const BODY_LIMIT: usize = 8 * 1024;
+/// The API's hottest route.
+const ME_PATH: &str = "/api/me";
 /// Token issuer (`iss`) written and required.
 pub const ISSUER: &str = "authapp";
 
@@ -58,11 +60,13 @@ pub async fn build_state(
         .await
         .map_err(StartError::Blocklist)?;
     tracing::info!(revoked = blocklist.len(), purged, "blocklist loaded");
+    // One core is left to the async runtime: a login storm must not stall every other request.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let hashers = cores.saturating_sub(1).max(1);
     let auth = Auth {
         keys: TokenKeys::new(&config.jwt_secret, ISSUER, config.jwt_ttl)?,
         blocklist,
-        passwords: Passwords::new(cores)?,
+        passwords: Passwords::new(hashers)?,
         throttle: LoginThrottle::default(),
         users: UserCache::default(),
         secure_cookie: config.secure_cookie,
@@ -76,12 +80,14 @@ pub async fn build_state(
 
 /// The whole HTTP surface: Leptos pages and server functions, `/health`, and the layers.
 pub fn router(state: AppState) -> Router {
-    let routes = generate_route_list(App);
+    // `/api/me` is served by a plain axum handler (see `me_handler`), not the generated route.
+    let routes = generate_route_list_with_exclusions(App, Some(vec![ME_PATH.to_string()]));
     let options = state.leptos_options.clone();
     let auth = state.auth.clone();
 
     let mut router = Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route(ME_PATH, get(app::api::server::me_handler))
         .leptos_routes(&state, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)

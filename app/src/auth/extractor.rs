@@ -152,6 +152,11 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // Already checked for this request (by the protected-page guard): no second
+        // verification. Only server code can put it there.
+        if let Some(user) = parts.extensions.get::<AuthUser>() {
+            return Ok(*user);
+        }
         let auth = parts
             .extensions
             .get::<Arc<Auth>>()

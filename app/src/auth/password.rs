@@ -68,7 +68,7 @@ impl std::fmt::Debug for Passwords {
 }
 
 impl Passwords {
-    /// Builds the hasher; `concurrency` is how many hashes may run at once (the core count).
+    /// Builds the hasher; `concurrency` is how many hashes may run at once.
     pub fn new(concurrency: usize) -> Result<Self, PasswordError> {
         let random: [u8; 16] = rand::random();
         let dummy = hash_blocking(&format!("{random:x?}"))?;
