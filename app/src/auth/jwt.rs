@@ -5,7 +5,11 @@
 
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::HashMap,
+    sync::RwLock,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 use uuid::Uuid;
 
 /// Shortest secret we accept: 32 bytes, the size of the HMAC-SHA256 output.
@@ -50,6 +54,9 @@ pub enum KeyError {
     TooShort(usize),
 }
 
+/// How many verified tokens are remembered (~300 bytes each); when full, it starts over.
+pub const VERIFIED_CACHE: usize = 10_000;
+
 /// Issues and verifies tokens with one secret. Cheap to share behind an `Arc`.
 pub struct TokenKeys {
     encoding: EncodingKey,
@@ -57,6 +64,10 @@ pub struct TokenKeys {
     validation: Validation,
     issuer: String,
     ttl: Duration,
+    /// Tokens whose signature and claims already passed, by their exact text. A hit skips the
+    /// HMAC and the JSON parsing (most of a request's auth cost) but not the expiry check; the
+    /// caller still checks the blocklist. Only tokens we signed can get in.
+    verified: RwLock<HashMap<Box<str>, VerifiedToken>>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -93,6 +104,7 @@ impl TokenKeys {
             validation,
             issuer: issuer.to_owned(),
             ttl,
+            verified: RwLock::new(HashMap::new()),
         })
     }
 
@@ -125,9 +137,36 @@ impl TokenKeys {
     /// Checks size, signature, algorithm, expiry, issuer and claim shapes.
     /// The blocklist is checked by the caller.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        self.verify_at(token, now_unix())
+    }
+
+    fn verify_at(&self, token: &str, now: i64) -> Result<VerifiedToken, TokenError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Invalid);
         }
+        let cached = self
+            .verified
+            .read()
+            .ok()
+            .and_then(|m| m.get(token).copied());
+        if let Some(verified) = cached {
+            // The same rule jsonwebtoken applies: expired once `exp + leeway` has passed.
+            if now > verified.exp + LEEWAY_SECS as i64 {
+                return Err(TokenError::Expired);
+            }
+            return Ok(verified);
+        }
+        let verified = self.verify_uncached(token)?;
+        if let Ok(mut m) = self.verified.write() {
+            if m.len() >= VERIFIED_CACHE {
+                m.clear();
+            }
+            m.insert(token.into(), verified);
+        }
+        Ok(verified)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -209,6 +248,21 @@ mod tests {
         let (_, a) = k.issue(1).unwrap();
         let (_, b) = k.issue(1).unwrap();
         assert_ne!(a.jti, b.jti);
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let k = keys();
+        let (token, claims) = k.issue(9).unwrap();
+        assert!(k.verify(&token).is_ok());
+        assert!(k.verify(&token).is_ok()); // from the cache
+        assert_eq!(
+            k.verify_at(&token, claims.exp + LEEWAY_SECS as i64 + 1),
+            Err(TokenError::Expired)
+        );
+        // A changed token is not a cache hit.
+        let forged = format!("{token}x");
+        assert_eq!(k.verify(&forged), Err(TokenError::Invalid));
     }
 
     #[test]
