@@ -71,12 +71,6 @@ pub async fn logout() -> Result<LoggedOut, ApiError> {
     server::logout().await
 }
 
-/// `GET /api/me`: the signed-in user; 401 with the reason otherwise.
-#[server(prefix = "/api", endpoint = "me", input = GetUrl)]
-pub async fn me() -> Result<SessionInfo, ApiError> {
-    server::me().await
-}
-
 /// `GET /api/session`: like `/api/me`, but "no token" is `null` rather than a 401,
 /// so every page can ask it. A bad token is still a 401 with its reason.
 #[server(prefix = "/api", endpoint = "session", input = GetUrl)]
@@ -255,9 +249,9 @@ pub mod server {
         Ok(LoggedOut { revoked: true })
     }
 
-    /// `GET /api/me` as a plain axum handler: the same answer as the [`me`](super::me) server
-    /// function (which the browser calls at this path), without the server-function machinery
-    /// on the API's hottest route. The router mounts it in place of the generated route.
+    /// `GET /api/me`: the signed-in user, or 401 with the reason. A plain axum handler with
+    /// the [`AuthUser`] extractor: the API's hottest route skips the server-function
+    /// machinery, and the browser (which asks `/api/session`) does not need it.
     pub async fn me_handler(
         axum::extract::State(state): axum::extract::State<AppState>,
         user: AuthUser,
@@ -284,11 +278,6 @@ pub mod server {
             created_at: found.created_at,
             expires_at: user.exp,
         })
-    }
-
-    pub async fn me() -> Result<SessionInfo, ApiError> {
-        let user = authenticate().await?;
-        session_info(&state()?, user).await
     }
 
     pub async fn session() -> Result<Option<SessionInfo>, ApiError> {

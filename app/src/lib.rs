@@ -14,7 +14,6 @@ pub mod auth;
 pub mod db;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
     path, SsrMode,
@@ -38,7 +37,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
-                <MetaTags/>
+                <title>"Auth app"</title>
+                <link rel="stylesheet" id="leptos" href="/pkg/authapp.css"/>
             </head>
             <body>
                 <App/>
@@ -49,10 +49,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 
 #[component]
 pub fn App() -> impl IntoView {
-    provide_meta_context();
     view! {
-        <Stylesheet id="leptos" href="/pkg/authapp.css"/>
-        <Title text="Auth app"/>
         <Router>
             <Layout/>
         </Router>

@@ -4,12 +4,14 @@ use leptos::{either::Either, prelude::*};
 use leptos_router::hooks::{use_navigate, use_query_map};
 
 use crate::{
-    api::me,
-    error::ApiError,
+    api,
+    error::{ApiError, ErrorCode},
     session::use_session,
     time_fmt::utc,
     validate::{PASSWORD_MAX, PASSWORD_MIN, USERNAME_MAX, USERNAME_MIN},
 };
+
+const SIGN_IN_AGAIN: &str = "Please sign in to see your profile.";
 
 /// True once this component runs in the browser (never during server rendering).
 fn hydrated() -> ReadSignal<bool> {
@@ -243,19 +245,24 @@ pub fn RegisterPage() -> impl IntoView {
 #[component]
 pub fn ProfilePage() -> impl IntoView {
     let session = use_session();
-    // Fetched once per visit. On the server the request already passed the session check
-    // (see PROTECTED_PATHS), so this renders the profile into the HTML.
-    let profile = Resource::new_blocking(|| (), |_| me());
+    // Fetched once per visit (not refetched by a sign-out here, which goes home). On the
+    // server the request already passed the session check (see PROTECTED_PATHS), so this
+    // renders the profile into the HTML. It is the nav's server function: one client stub less
+    // in the WASM than a separate `/api/me` call.
+    let profile = Resource::new_blocking(|| (), |_| api::session());
 
-    // In the browser: a rejected token (expired, or signed out elsewhere) ends the session
-    // and sends the visitor to sign in, then back here.
+    // In the browser: no session, or a rejected token (expired, or signed out elsewhere), ends
+    // the session and sends the visitor to sign in, then back here.
     let navigate = use_navigate();
     Effect::new(move |_| {
-        if let Some(Err(e)) = profile.get() {
+        let rejection = match profile.get() {
+            Some(Ok(None)) => Some(ApiError::new(ErrorCode::MissingToken, SIGN_IN_AGAIN)),
+            Some(Err(e)) => Some(e),
+            _ => None,
+        };
+        if let Some(e) = rejection.filter(|e| e.error.is_token_rejection()) {
             session.rejected(&e);
-            if e.error.is_token_rejection() {
-                navigate("/login?next=%2Fprofile", Default::default());
-            }
+            navigate("/login?next=%2Fprofile", Default::default());
         }
     });
 
@@ -264,7 +271,7 @@ pub fn ProfilePage() -> impl IntoView {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match profile.await {
-                    Ok(user) => Either::Left(view! {
+                    Ok(Some(user)) => Either::Left(view! {
                         <dl class="profile" data-testid="profile">
                             <dt>"Username"</dt>
                             <dd data-testid="profile-username">{user.username}</dd>
@@ -275,8 +282,10 @@ pub fn ProfilePage() -> impl IntoView {
                         </dl>
                         <SignOutButton/>
                     }),
-                    Err(e) => Either::Right(view! {
-                        <p class="form-error" role="alert">{e.description}</p>
+                    other => Either::Right(view! {
+                        <p class="form-error" role="alert">
+                            {other.err().map_or(SIGN_IN_AGAIN.to_string(), |e| e.description)}
+                        </p>
                         <p><a href="/login?next=%2Fprofile">"Sign in"</a></p>
                     }),
                 }

@@ -15,7 +15,7 @@ use app::{
 };
 use axum::{middleware as mw, routing::get, Extension, Router};
 use leptos::config::LeptosOptions;
-use leptos_axum::{generate_route_list_with_exclusions, LeptosRoutes};
+use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
 use tower_http::{
     limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer, trace::TraceLayer,
@@ -25,8 +25,6 @@ pub use config::Config;
 
 /// Largest request body accepted (the auth forms are a few hundred bytes).
 pub const BODY_LIMIT: usize = 8 * 1024;
-/// The API's hottest route.
-const ME_PATH: &str = "/api/me";
 /// Token issuer (`iss`) written and required.
 pub const ISSUER: &str = "authapp";
 
@@ -80,14 +78,13 @@ pub async fn build_state(
 
 /// The whole HTTP surface: Leptos pages and server functions, `/health`, and the layers.
 pub fn router(state: AppState) -> Router {
-    // `/api/me` is served by a plain axum handler (see `me_handler`), not the generated route.
-    let routes = generate_route_list_with_exclusions(App, Some(vec![ME_PATH.to_string()]));
+    let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     let auth = state.auth.clone();
 
     let mut router = Router::new()
         .route("/health", get(|| async { "ok" }))
-        .route(ME_PATH, get(app::api::server::me_handler))
+        .route("/api/me", get(app::api::server::me_handler))
         .leptos_routes(&state, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
