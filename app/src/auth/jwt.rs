@@ -198,8 +198,7 @@ mod tests {
     }
 
     fn b64(bytes: &[u8]) -> String {
-        use base64_lite::encode;
-        encode(bytes)
+        base64_lite::encode(bytes)
     }
 
     /// Minimal URL-safe base64 without padding, so the tests can forge tokens by hand.
@@ -321,6 +320,17 @@ mod tests {
             )
             .unwrap();
             assert_eq!(keys().verify(&token), Err(TokenError::Invalid), "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn asymmetric_algorithms_are_invalid() {
+        // An RS256 or ES256 header with any signature: the algorithm is ours to choose.
+        let body = b64(claims_json(now_unix(), now_unix() + 3600).as_bytes());
+        for alg in ["RS256", "ES256", "PS256"] {
+            let header = b64(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#).as_bytes());
+            let token = format!("{header}.{body}.{}", b64(&[7u8; 64]));
+            assert_eq!(keys().verify(&token), Err(TokenError::Invalid), "{alg}");
         }
     }
 
