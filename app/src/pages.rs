@@ -4,7 +4,8 @@ use leptos::{either::Either, prelude::*};
 use leptos_router::hooks::{use_navigate, use_query_map};
 
 use crate::{
-    error::ApiError,
+    api,
+    error::{ApiError, ErrorCode},
     session::use_session,
     time_fmt::utc,
     validate::{PASSWORD_MAX, PASSWORD_MIN, USERNAME_MAX, USERNAME_MIN},
@@ -244,23 +245,23 @@ pub fn RegisterPage() -> impl IntoView {
 #[component]
 pub fn ProfilePage() -> impl IntoView {
     let session = use_session();
-    // The nav's session resource, not a second fetch: on the server the request already passed
-    // the session check (see PROTECTED_PATHS), so this renders the profile into the HTML.
-    let profile = session.current;
+    // Fetched once per visit (not refetched by a sign-out here, which goes home). On the
+    // server the request already passed the session check (see PROTECTED_PATHS), so this
+    // renders the profile into the HTML. It is the nav's server function: one client stub less
+    // in the WASM than a separate `/api/me` call.
+    let profile = Resource::new_blocking(|| (), |_| api::session());
 
-    // In the browser: no session, or a rejected token (expired, or signed out elsewhere: the
-    // nav says why), sends the visitor to sign in, then back here. Not after a sign-out made on
-    // this page: that one goes home by itself.
+    // In the browser: no session, or a rejected token (expired, or signed out elsewhere), ends
+    // the session and sends the visitor to sign in, then back here.
     let navigate = use_navigate();
-    let sign_outs_at_start = session.logout.version().get_untracked();
     Effect::new(move |_| {
-        let no_session = match profile.get() {
-            Some(Ok(None)) => true,
-            Some(Err(e)) => e.error.is_token_rejection(),
-            _ => false,
+        let rejection = match profile.get() {
+            Some(Ok(None)) => Some(ApiError::new(ErrorCode::MissingToken, SIGN_IN_AGAIN)),
+            Some(Err(e)) => Some(e),
+            _ => None,
         };
-        let signed_out_here = session.logout.version().get_untracked() != sign_outs_at_start;
-        if no_session && !signed_out_here {
+        if let Some(e) = rejection.filter(|e| e.error.is_token_rejection()) {
+            session.rejected(&e);
             navigate("/login?next=%2Fprofile", Default::default());
         }
     });
