@@ -171,26 +171,12 @@ async fn protected_page_redirects_without_a_session_and_renders_with_one() {
 async fn home_page_is_server_rendered_for_both_states() {
     let app = spawn_app().await;
     let browser = app.browser();
-    let html = browser
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.page_html(&browser, "/").await;
     assert!(html.contains("You are not signed in."), "{html}");
 
     app.register(&browser, "fred", PASSWORD).await;
     app.login(&browser, "fred", PASSWORD).await;
-    let html = browser
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.page_html(&browser, "/").await;
     assert!(html.contains("<strong>fred</strong>"), "{html}");
     app.stop().await;
 }

@@ -101,6 +101,12 @@ impl TestApp {
             .expect("login")
     }
 
+    /// The HTML of a page as `client` gets it.
+    pub async fn page_html(&self, client: &Client, path: &str) -> String {
+        let res = client.get(self.url(path)).send().await.expect("page");
+        res.text().await.expect("html")
+    }
+
     /// Registers `username` and returns a fresh access token for it.
     pub async fn token_for(&self, username: &str) -> String {
         let api = self.api();
