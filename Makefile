@@ -90,6 +90,11 @@ e2e: tools chromium
 	RUST_LOG=$${RUST_LOG:-warn} cargo leptos end-to-end --release 2>&1 | tee $$dir/output.log; \
 	passed=$$(grep -Eo '^ +[0-9]+ passed' $$dir/output.log | tr -dc 0-9 || true); \
 	failed=$$(grep -Eo '^ +[0-9]+ failed' $$dir/output.log | tr -dc 0-9 || true); \
+	if [ "$${failed:-0}" != 0 ] || [ "$${passed:-0}" = 0 ]; then \
+	  echo "---- what failed (the full log is $$dir/output.log) ----"; \
+	  sed -n '/^  1) /,/^  [0-9]* passed/p' $$dir/output.log | grep -v '^ *at ' | head -n 80; \
+	  [ "$${passed:-0}" != 0 ] || tail -n 30 $$dir/output.log; \
+	fi; \
 	echo "playwright: $${passed:-0} passed, $${failed:-0} failed"; \
 	test "$${passed:-0}" -gt 0 && test "$${failed:-0}" -eq 0
 

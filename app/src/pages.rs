@@ -1,11 +1,13 @@
 //! The pages and the pieces they share.
 
-use leptos::{either::Either, prelude::*};
+use leptos::{
+    either::{Either, EitherOf3},
+    prelude::*,
+};
 use leptos_router::hooks::{use_navigate, use_query_map};
 
 use crate::{
-    api,
-    error::{ApiError, ErrorCode},
+    error::ApiError,
     session::use_session,
     time_fmt::utc,
     validate::{PASSWORD_MAX, PASSWORD_MIN, USERNAME_MAX, USERNAME_MIN},
@@ -30,7 +32,7 @@ pub fn Nav() -> impl IntoView {
             <nav aria-label="Main">
                 <Transition fallback=|| ()>
                     {move || Suspend::new(async move {
-                        match session.current.await {
+                        match session.current.await.user {
                             Ok(Some(user)) => Either::Left(view! {
                                 <span class="who" data-testid="nav-user">
                                     "Signed in as " <strong>{user.username}</strong>
@@ -123,7 +125,7 @@ pub fn HomePage() -> impl IntoView {
         <h1>"Sign up, sign in, sign out — done right"</h1>
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
-                match session.current.await {
+                match session.current.await.user {
                     Ok(Some(user)) => Either::Left(view! {
                         <p class="lead" data-testid="home-status">
                             "You are signed in as " <strong>{user.username}</strong> ". "
@@ -245,33 +247,39 @@ pub fn RegisterPage() -> impl IntoView {
 #[component]
 pub fn ProfilePage() -> impl IntoView {
     let session = use_session();
-    // Fetched once per visit (not refetched by a sign-out here, which goes home). On the
-    // server the request already passed the session check (see PROTECTED_PATHS), so this
-    // renders the profile into the HTML. It is the nav's server function: one client stub less
-    // in the WASM than a separate `/api/me` call.
-    let profile = Resource::new_blocking(|| (), |_| api::session());
 
-    // In the browser: no session, or a rejected token (expired, or signed out elsewhere), ends
-    // the session and sends the visitor to sign in, then back here.
+    // In the browser: once the session is settled, no session or a rejected token (expired,
+    // or signed out elsewhere) sends the visitor to sign in, then back here.
     let navigate = use_navigate();
     Effect::new(move |_| {
-        let rejection = match profile.get() {
-            Some(Ok(None)) => Some(ApiError::new(ErrorCode::MissingToken, SIGN_IN_AGAIN)),
-            Some(Err(e)) => Some(e),
-            _ => None,
+        let Some(snapshot) = session.current.get() else {
+            return;
         };
-        if let Some(e) = rejection.filter(|e| e.error.is_token_rejection()) {
-            session.rejected(&e);
-            navigate("/login?next=%2Fprofile", Default::default());
+        if !session.is_settled(&snapshot) {
+            return;
         }
+        match snapshot.user {
+            Ok(Some(_)) => return,
+            Ok(None) => session.ended(SIGN_IN_AGAIN),
+            Err(e) if e.error.is_token_rejection() => session.rejected(&e),
+            // Any other failure is shown on the page; signing in again would not help.
+            Err(_) => return,
+        }
+        navigate("/login?next=%2Fprofile", Default::default());
     });
 
+    // The session the nav shows, not a second fetch. On the server the request already passed
+    // the session check (see PROTECTED_PATHS), so the profile is in the HTML.
     view! {
         <h1>"Your profile"</h1>
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+        <Suspense fallback=Loading>
             {move || Suspend::new(async move {
-                match profile.await {
-                    Ok(Some(user)) => Either::Left(view! {
+                let snapshot = session.current.await;
+                if !session.is_settled(&snapshot) {
+                    return EitherOf3::A(Loading());
+                }
+                match snapshot.user {
+                    Ok(Some(user)) => EitherOf3::B(view! {
                         <dl class="profile" data-testid="profile">
                             <dt>"Username"</dt>
                             <dd data-testid="profile-username">{user.username}</dd>
@@ -282,7 +290,7 @@ pub fn ProfilePage() -> impl IntoView {
                         </dl>
                         <SignOutButton/>
                     }),
-                    other => Either::Right(view! {
+                    other => EitherOf3::C(view! {
                         <p class="form-error" role="alert">
                             {other.err().map_or(SIGN_IN_AGAIN.to_string(), |e| e.description)}
                         </p>
@@ -292,6 +300,11 @@ pub fn ProfilePage() -> impl IntoView {
             })}
         </Suspense>
     }
+}
+
+#[component]
+fn Loading() -> impl IntoView {
+    view! { <p>"Loading…"</p> }
 }
 
 #[component]

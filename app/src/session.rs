@@ -7,19 +7,29 @@
 
 use leptos::{prelude::*, server::ServerActionError};
 use leptos_router::hooks::use_query_map;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     api::{session, Login, Logout, Register, SessionInfo},
     error::ApiError,
 };
 
+/// One answer of `/api/session`, with the sign-ins and sign-outs it already reflects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// How many sign-ins and sign-outs had completed when it was asked.
+    pub after: (usize, usize),
+    /// `Ok(Some(user))` signed in, `Ok(None)` signed out, `Err` a rejected token or a failure.
+    pub user: Result<Option<SessionInfo>, ApiError>,
+}
+
 #[derive(Clone, Copy)]
 pub struct Session {
     pub login: ServerAction<Login>,
     pub logout: ServerAction<Logout>,
     pub register: ServerAction<Register>,
-    /// `Ok(Some(user))` signed in, `Ok(None)` signed out, `Err` a rejected token or a failure.
-    pub current: Resource<Result<Option<SessionInfo>, ApiError>>,
+    /// What the server last said about this browser's session.
+    pub current: Resource<Snapshot>,
     /// Why the session ended, when it ended without the user asking (expired, revoked elsewhere).
     notice: RwSignal<Option<String>>,
 }
@@ -39,7 +49,12 @@ pub fn provide_session() {
     let register = ServerAction::<Register>::new();
     let current = Resource::new_blocking(
         move || (login.version().get(), logout.version().get()),
-        |_| session(),
+        |after| async move {
+            Snapshot {
+                after,
+                user: session().await,
+            }
+        },
     );
     let s = Session {
         login,
@@ -77,12 +92,27 @@ impl Session {
         }
     }
 
+    /// Is `snapshot` the session as it stands now? Not while a sign-in is on its way, nor
+    /// until the refetch after the last sign-in or sign-out has landed: a sign-in's redirect
+    /// opens the next page before the action completes and the refetch starts. Reactive.
+    pub fn is_settled(&self, snapshot: &Snapshot) -> bool {
+        !self.login.pending().get()
+            && snapshot.after == (self.login.version().get(), self.logout.version().get())
+    }
+
+    /// A session found missing: ask the visitor to sign in, unless a reason is already shown.
+    pub fn ended(&self, message: &str) {
+        if self.notice.with_untracked(Option::is_none) {
+            self.notice.set(Some(message.to_string()));
+        }
+    }
+
     /// The message to show about a session that ended by itself.
     pub fn notice(&self) -> Option<String> {
         self.notice.get().or_else(|| {
             self.current
                 .get()
-                .and_then(|r| r.err())
+                .and_then(|s| s.user.err())
                 .filter(|e| e.error.is_token_rejection())
                 .map(|e| e.description)
         })

@@ -105,6 +105,9 @@ test('the session ends in the UI when the token is revoked elsewhere', async ({ 
   await page.getByRole('button', { name: 'Sign out' }).first().click();
   await expect(page.getByTestId('session-notice')).toContainText('revoked');
   await expect(page.getByTestId('nav-user')).toHaveCount(0);
+  // The profile cannot be shown any more: the visitor is asked to sign in again, with the reason.
+  await expect(page).toHaveURL(/\/login\?next=%2Fprofile$/);
+  await expect(page.getByTestId('session-notice')).toContainText('revoked');
 });
 
 test.describe('with JavaScript disabled', () => {

@@ -69,11 +69,7 @@ pub async fn build_state(
         users: UserCache::default(),
         secure_cookie: config.secure_cookie,
     };
-    Ok(AppState {
-        leptos_options,
-        pool,
-        auth: Arc::new(auth),
-    })
+    Ok(AppState::new(leptos_options, pool, Arc::new(auth)))
 }
 
 /// The whole HTTP surface: Leptos pages and server functions, `/health`, and the layers.

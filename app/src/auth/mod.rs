@@ -30,11 +30,46 @@ pub struct Auth {
 }
 
 /// The application state handed to the router and, as context, to every server function.
-#[derive(Clone, Debug, axum::extract::FromRef)]
-pub struct AppState {
+///
+/// Cloned for every request and every server-function call, so it is one `Arc`: a profile
+/// of page rendering under load showed `LeptosOptions` clones among the top costs.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<AppStateInner>);
+
+#[derive(Debug)]
+pub struct AppStateInner {
     pub leptos_options: leptos::config::LeptosOptions,
     pub pool: sqlx::SqlitePool,
     pub auth: Arc<Auth>,
+}
+
+impl AppState {
+    pub fn new(
+        leptos_options: leptos::config::LeptosOptions,
+        pool: sqlx::SqlitePool,
+        auth: Arc<Auth>,
+    ) -> Self {
+        Self(Arc::new(AppStateInner {
+            leptos_options,
+            pool,
+            auth,
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// Leptos's handlers ask the state for the options (e.g. to serve a static file).
+impl axum::extract::FromRef<AppState> for leptos::config::LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
 }
 
 #[cfg(test)]
