@@ -2,11 +2,16 @@
 
 use leptos::{
     either::{Either, EitherOf3},
+    ev::SubmitEvent,
     prelude::*,
+    server_fn::ServerFn,
+    wasm_bindgen::JsCast,
+    web_sys,
 };
 use leptos_router::hooks::{use_navigate, use_query_map};
 
 use crate::{
+    api::{Login, Logout, Register},
     error::ApiError,
     session::use_session,
     time_fmt::utc,
@@ -26,33 +31,31 @@ fn hydrated() -> ReadSignal<bool> {
 #[component]
 pub fn Nav() -> impl IntoView {
     let session = use_session();
+    // The session is read inside transitions: the server waits for it before it renders them,
+    // and a refetch in the browser keeps them as they were until the answer lands.
     view! {
+        <Transition fallback=|| ()>
         <header class="site-header">
             <a href="/" class="brand">"Auth app"</a>
             <nav aria-label="Main">
-                <Transition fallback=|| ()>
-                    {move || Suspend::new(async move {
-                        match session.current.await.user {
-                            Ok(Some(user)) => Either::Left(view! {
-                                <span class="who" data-testid="nav-user">
-                                    "Signed in as " <strong>{user.username}</strong>
-                                </span>
-                                <a href="/profile">"Profile"</a>
-                                <SignOutButton/>
-                            }),
-                            _ => Either::Right(view! {
-                                <a href="/login">"Sign in"</a>
-                                <a href="/register">"Sign up"</a>
-                            }),
-                        }
-                    })}
-                </Transition>
+                {move || match session.user() {
+                    Some(user) => Either::Left(view! {
+                        <span class="who" data-testid="nav-user">
+                            "Signed in as " <strong>{user.username}</strong>
+                        </span>
+                        <a href="/profile">"Profile"</a>
+                        <SignOutButton/>
+                    }),
+                    None => Either::Right(view! {
+                        <a href="/login">"Sign in"</a>
+                        <a href="/register">"Sign up"</a>
+                    }),
+                }}
             </nav>
         </header>
-        <Transition fallback=|| ()>
-            {move || session.notice().map(|text| view! {
-                <p class="notice warning" role="alert" data-testid="session-notice">{text}</p>
-            })}
+        {move || session.notice().map(|text| view! {
+            <p class="notice warning" role="alert" data-testid="session-notice">{text}</p>
+        })}
         </Transition>
     }
 }
@@ -61,12 +64,48 @@ pub fn Nav() -> impl IntoView {
 fn SignOutButton() -> impl IntoView {
     let logout = use_session().logout;
     view! {
-        <ActionForm action=logout attr:class="inline">
+        <form
+            action=Logout::url()
+            method="post"
+            class="inline"
+            on:submit=submit_with(logout, |_| Logout {})
+        >
             <button type="submit" class="link-button" disabled=move || logout.pending().get()>
                 {move || if logout.pending().get() { "Signing out…" } else { "Sign out" }}
             </button>
-        </ActionForm>
+        </form>
     }
+}
+
+/// The submit handler of a form that posts to a server function. Without the WASM the browser
+/// posts the form itself to the same URL (and the server redirects back); once hydrated, the
+/// fields are read by `args` and sent through `action`, whose pending state and value the page
+/// shows. (Leptos's `ActionForm` does the same through a generic form decoder, which costs the
+/// WASM several kilobytes per form.)
+fn submit_with<S>(
+    action: ServerAction<S>,
+    args: fn(&web_sys::FormData) -> S,
+) -> impl Fn(SubmitEvent)
+where
+    S: ServerFn + Clone + Send + Sync + 'static,
+    S::Output: Send + Sync + 'static,
+    S::Error: Send + Sync + 'static,
+{
+    move |ev: SubmitEvent| {
+        let form = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlFormElement>().ok());
+        let Some(data) = form.and_then(|f| web_sys::FormData::new_with_form(&f).ok()) else {
+            return; // let the browser post it
+        };
+        ev.prevent_default();
+        action.dispatch(args(&data));
+    }
+}
+
+/// A text field of a submitted form ("" when absent).
+fn field(form: &web_sys::FormData, name: &str) -> String {
+    form.get(name).as_string().unwrap_or_default()
 }
 
 /// An inline error under a form, announced to screen readers.
@@ -124,23 +163,21 @@ pub fn HomePage() -> impl IntoView {
     view! {
         <h1>"Sign up, sign in, sign out — done right"</h1>
         <Transition fallback=|| ()>
-            {move || Suspend::new(async move {
-                match session.current.await.user {
-                    Ok(Some(user)) => Either::Left(view! {
-                        <p class="lead" data-testid="home-status">
-                            "You are signed in as " <strong>{user.username}</strong> ". "
-                            <a href="/profile">"Go to your profile"</a>
-                        </p>
-                    }),
-                    _ => Either::Right(view! {
-                        <p class="lead" data-testid="home-status">"You are not signed in."</p>
-                        <p class="actions">
-                            <a class="button" href="/login">"Sign in"</a>
-                            <a class="button secondary" href="/register">"Create an account"</a>
-                        </p>
-                    }),
-                }
-            })}
+        {move || match session.user() {
+            Some(user) => Either::Left(view! {
+                <p class="lead" data-testid="home-status">
+                    "You are signed in as " <strong>{user.username}</strong> ". "
+                    <a href="/profile">"Go to your profile"</a>
+                </p>
+            }),
+            None => Either::Right(view! {
+                <p class="lead" data-testid="home-status">"You are not signed in."</p>
+                <p class="actions">
+                    <a class="button" href="/login">"Sign in"</a>
+                    <a class="button secondary" href="/register">"Create an account"</a>
+                </p>
+            }),
+        }}
         </Transition>
         <button
             type="button"
@@ -171,10 +208,20 @@ pub fn LoginPage() -> impl IntoView {
     let error = Signal::derive(move || login.value().get().and_then(Result::err));
     view! {
         <h1>"Sign in"</h1>
-        <Show when=registered>
+        {move || registered().then(|| view! {
             <p class="notice" role="status">"Your account was created. Sign in to continue."</p>
-        </Show>
-        <ActionForm action=login attr:class="auth-form" attr:aria-label="Sign in">
+        })}
+        <form
+            action=Login::url()
+            method="post"
+            class="auth-form"
+            aria-label="Sign in"
+            on:submit=submit_with(login, |form| Login {
+                username: field(form, "username"),
+                password: field(form, "password"),
+                next: Some(field(form, "next")),
+            })
+        >
             <input type="hidden" name="next" value=next/>
             <label for="username">"Username"</label>
             <input
@@ -192,7 +239,7 @@ pub fn LoginPage() -> impl IntoView {
             <button type="submit" disabled=move || login.pending().get()>
                 {move || if login.pending().get() { "Signing in…" } else { "Sign in" }}
             </button>
-        </ActionForm>
+        </form>
         <p>"No account yet? " <a href="/register">"Create one"</a></p>
     }
 }
@@ -206,7 +253,17 @@ pub fn RegisterPage() -> impl IntoView {
     let password_hint = format!("{PASSWORD_MIN}–{PASSWORD_MAX} characters.");
     view! {
         <h1>"Create an account"</h1>
-        <ActionForm action=register attr:class="auth-form" attr:aria-label="Create an account">
+        <form
+            action=Register::url()
+            method="post"
+            class="auth-form"
+            aria-label="Create an account"
+            on:submit=submit_with(register, |form| Register {
+                username: field(form, "username"),
+                password: field(form, "password"),
+                password_confirm: Some(field(form, "password_confirm")),
+            })
+        >
             <label for="username">"Username"</label>
             <input
                 id="username"
@@ -239,7 +296,7 @@ pub fn RegisterPage() -> impl IntoView {
             <button type="submit" disabled=move || register.pending().get()>
                 {move || if register.pending().get() { "Creating…" } else { "Create account" }}
             </button>
-        </ActionForm>
+        </form>
         <p>"Already have an account? " <a href="/login">"Sign in"</a></p>
     }
 }
@@ -272,12 +329,12 @@ pub fn ProfilePage() -> impl IntoView {
     // the session check (see PROTECTED_PATHS), so the profile is in the HTML.
     view! {
         <h1>"Your profile"</h1>
-        <Suspense fallback=Loading>
-            {move || Suspend::new(async move {
-                let snapshot = session.current.await;
-                if !session.is_settled(&snapshot) {
-                    return EitherOf3::A(Loading());
-                }
+        <Transition fallback=Loading>
+        {move || {
+            let snapshot = session.current.get()?;
+            Some(if !session.is_settled(&snapshot) {
+                EitherOf3::A(Loading())
+            } else {
                 match snapshot.user {
                     Ok(Some(user)) => EitherOf3::B(view! {
                         <dl class="profile" data-testid="profile">
@@ -297,8 +354,9 @@ pub fn ProfilePage() -> impl IntoView {
                         <p><a href="/login?next=%2Fprofile">"Sign in"</a></p>
                     }),
                 }
-            })}
-        </Suspense>
+            })
+        }}
+        </Transition>
     }
 }
 

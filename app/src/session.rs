@@ -92,6 +92,11 @@ impl Session {
         }
     }
 
+    /// The signed-in user, if any, as last fetched. Reactive.
+    pub fn user(&self) -> Option<SessionInfo> {
+        self.current.get().and_then(|s| s.user.ok().flatten())
+    }
+
     /// Is `snapshot` the session as it stands now? Not while a sign-in is on its way, nor
     /// until the refetch after the last sign-in or sign-out has landed: a sign-in's redirect
     /// opens the next page before the action completes and the refetch starts. Reactive.
