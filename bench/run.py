@@ -28,8 +28,8 @@ WASM = ROOT / "target" / "site" / "pkg" / "authapp.wasm"
 LUA = ROOT / "bench" / "report.lua"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 DURATION = os.environ.get("BENCH_DURATION", "4s")
-REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
-PAIRS = int(os.environ.get("BENCH_PAIRS", "5"))
+PAIRS = int(os.environ.get("BENCH_PAIRS", "9"))
+PAIR_DURATION = os.environ.get("BENCH_PAIR_DURATION", "2s")
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 SEED_ROWS = int(os.environ.get("BENCH_SEED_ROWS", "1000000"))
 PASSWORD = "bench password 1234"
@@ -100,26 +100,16 @@ class Server:
         self.post("/api/logout", {}, {"Authorization": f"Bearer {token}"})
 
 
-def wrk(url: str, headers=(), body=None, connections=CONNECTIONS, duration=DURATION, background=False):
-    """One wrk run, or (in the foreground) the median of REPEAT runs: this machine's two cores
-    are shared by the server and the load generator, so single runs drift by several percent."""
-    if not background and REPEAT > 1:
-        runs = sorted(
-            (wrk_once(url, headers, body, connections, duration) for _ in range(REPEAT)),
-            key=lambda r: r["rps"],
-        )
-        return runs[len(runs) // 2]
-    return wrk_once(url, headers, body, connections, duration, background)
-
-
 def paired(a: dict, b: dict) -> tuple:
-    """Two cases measured in turns (a, b, a, b...): PAIRS pairs of runs. Returns the median run
-    of each and the median of the per-pair ratios b/a, the figure budgets compare: the two runs
-    of a pair are seconds apart, so a drift of the shared machine weighs on both alike."""
+    """Two cases measured in turns (a, b, a, b...): PAIRS pairs of short runs. Returns the median
+    run of each and the median of the per-pair ratios b/a, the figure budgets compare. On this
+    shared machine the speed of the same case drifts by ±20% from one run to the next (the
+    server's CPU time per request drifts with it: it is the hardware, not the load generator);
+    runs a second or two apart drift together, so the ratio within a pair is the stable figure."""
     runs_a, runs_b = [], []
     for _ in range(PAIRS):
-        runs_a.append(wrk_once(a["url"], a.get("headers", ()), None, CONNECTIONS, DURATION))
-        runs_b.append(wrk_once(b["url"], b.get("headers", ()), None, CONNECTIONS, DURATION))
+        runs_a.append(wrk_once(a["url"], a.get("headers", ()), None, CONNECTIONS, PAIR_DURATION))
+        runs_b.append(wrk_once(b["url"], b.get("headers", ()), None, CONNECTIONS, PAIR_DURATION))
     ratios = sorted(rb["rps"] / ra["rps"] for ra, rb in zip(runs_a, runs_b))
     median = lambda runs: sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
     return median(runs_a), median(runs_b), ratios[len(ratios) // 2]
@@ -174,7 +164,7 @@ def main():
     def budget(name, ok, detail):
         budgets.append((name, ok, detail))
 
-    print(f"benchmarking {SERVER} with wrk, {CONNECTIONS} connections, {DURATION} per run")
+    print(f"benchmarking {SERVER} with wrk, {CONNECTIONS} connections, {PAIRS} pairs of {PAIR_DURATION} runs per budget")
     server = Server(data, secret)
     startup_empty = server.startup_s
     rss_empty = server.rss_mib()
@@ -185,13 +175,13 @@ def main():
     bearer = f"Authorization: Bearer {token}"
     cookie = f"Cookie: auth_token={token}"
 
-    health = wrk(f"{server.base}/health")
-    record("GET /health (ceiling, no auth)", health)
-    me_bearer = wrk(me, [bearer])
+    health = {"url": f"{server.base}/health"}
+    health_run, me_bearer, bearer_ratio = paired(health, {"url": me, "headers": [bearer]})
+    _, me_cookie, cookie_ratio = paired(health, {"url": me, "headers": [cookie]})
+    _, me_revoked, revoked_ratio = paired(health, {"url": me, "headers": [f"Authorization: Bearer {revoked}"]})
+    record("GET /health (ceiling, no auth)", health_run)
     record("GET /api/me, Bearer", me_bearer)
-    me_cookie = wrk(me, [cookie])
     record("GET /api/me, cookie", me_cookie)
-    me_revoked = wrk(me, [f"Authorization: Bearer {revoked}"])
     record("GET /api/me, revoked token (401)", me_revoked)
     if me_revoked["non_2xx"] != me_revoked["requests"]:
         budget("revoked token always refused", False, f"{me_revoked['requests'] - me_revoked['non_2xx']} answered 2xx")
@@ -204,7 +194,7 @@ def main():
     login_body = urllib.parse.urlencode({"username": "bench_user", "password": PASSWORD})
     login = wrk_once(f"{server.base}/api/login", (), login_body, 4, DURATION)
     record("POST /api/login (argon2id)", login)
-    storm = wrk(f"{server.base}/api/login", body=login_body, connections=64, duration="10s", background=True)
+    storm = wrk_once(f"{server.base}/api/login", (), login_body, 64, "10s", background=True)
     time.sleep(2)
     me_storm = wrk_once(me, [bearer], None, 8, "5s")
     storm_result = wrk_result(storm)
@@ -244,22 +234,20 @@ def main():
     raw = WASM.stat().st_size
     gz = len(gzip.compress(WASM.read_bytes(), compresslevel=9))
 
-    budget("/api/me Bearer ≥ 80% of /health", me_bearer["rps"] >= 0.8 * health["rps"],
-           f"{me_bearer['rps'] / health['rps']:.0%}")
-    budget("/api/me cookie ≥ 80% of /health", me_cookie["rps"] >= 0.8 * health["rps"],
-           f"{me_cookie['rps'] / health['rps']:.0%}")
-    budget("revoked path ≥ 80% of /health", me_revoked["rps"] >= 0.8 * health["rps"],
-           f"{me_revoked['rps'] / health['rps']:.0%}")
+    paired_note = f"(median of {PAIRS} paired runs)"
+    budget("/api/me Bearer ≥ 80% of /health", bearer_ratio >= 0.8, f"{bearer_ratio:.0%} {paired_note}")
+    budget("/api/me cookie ≥ 80% of /health", cookie_ratio >= 0.8, f"{cookie_ratio:.0%} {paired_note}")
+    budget("revoked path ≥ 80% of /health", revoked_ratio >= 0.8, f"{revoked_ratio:.0%} {paired_note}")
     budget(f"/api/me with {SEED_ROWS:,} revoked ≤ 10% slower", bearer_1m_ratio >= 0.9,
-           f"{bearer_1m_ratio - 1:+.0%} (median of {PAIRS} paired runs)")
+           f"{bearer_1m_ratio - 1:+.0%} {paired_note}")
     budget(f"revoked path with {SEED_ROWS:,} revoked ≤ 10% slower", revoked_1m_ratio >= 0.9,
-           f"{revoked_1m_ratio - 1:+.0%} (median of {PAIRS} paired runs)")
+           f"{revoked_1m_ratio - 1:+.0%} {paired_note}")
     budget(f"memory with {SEED_ROWS:,} revoked ≤ +64 MiB", rss_full - rss_empty <= 64,
            f"{rss_empty:.0f} → {rss_full:.0f} MiB ({rss_full - rss_empty:+.0f})")
     budget(f"start-up with {SEED_ROWS:,} revoked ≤ 2 s", startup_full <= 2.0,
            f"{startup_empty:.2f} s → {startup_full:.2f} s")
     budget("/profile SSR ≥ 70% of signed-out home", profile_ratio >= 0.7,
-           f"{profile_ratio:.0%} (median of {PAIRS} paired runs)")
+           f"{profile_ratio:.0%} {paired_note}")
     budget("/api/me p99 ≤ 5 ms during the login storm", me_storm["p99_us"] <= 5000,
            f"{me_storm['p99_us'] / 1000:.2f} ms")
     budget("release WASM ≤ 250 KB gzip", gz <= 250_000, f"{raw / 1000:.0f} KB raw, {gz / 1000:.0f} KB gzip")
@@ -269,9 +257,9 @@ def main():
         "# Benchmark results",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {cores} cores, by `make bench`: the release",
-        f"server on loopback, wrk with 1 thread and {CONNECTIONS} keep-alive connections (unless noted), the median of",
-        f"{REPEAT} runs of {DURATION} per case (login cases: one run). Compared cases (home and /profile; 0 and",
-        f"{SEED_ROWS:,} revoked) run in turns, {PAIRS} pairs; their budgets use the median ratio of a pair.",
+        f"server on loopback, wrk with 1 thread and {CONNECTIONS} keep-alive connections (unless noted). Each budget",
+        f"compares two cases run in turns, {PAIRS} pairs of {PAIR_DURATION} runs, by the median ratio within a pair;",
+        "the table shows each case's median run (login cases: one run).",
         "",
         "| case | requests/s | p50 ms | p99 ms | note |",
         "|---|---:|---:|---:|---|",

@@ -62,7 +62,8 @@ pub fn Nav() -> impl IntoView {
 
 #[component]
 fn SignOutButton() -> impl IntoView {
-    let logout = use_session().logout;
+    let session = use_session();
+    let logout = session.logout;
     view! {
         <form
             action=Logout::url()
@@ -70,9 +71,7 @@ fn SignOutButton() -> impl IntoView {
             class="inline"
             on:submit=submit_with(logout, |_| Logout {})
         >
-            <button type="submit" class="link-button" disabled=move || logout.pending().get()>
-                {move || if logout.pending().get() { "Signing out…" } else { "Sign out" }}
-            </button>
+            <SubmitButton pending=session.signing_out idle="Sign out" busy="Signing out…" class="link-button"/>
         </form>
     }
 }
@@ -103,6 +102,21 @@ where
     }
 }
 
+/// A form's submit button, disabled and relabelled while its action runs.
+#[component]
+fn SubmitButton(
+    pending: Memo<bool>,
+    idle: &'static str,
+    busy: &'static str,
+    #[prop(optional)] class: Option<&'static str>,
+) -> impl IntoView {
+    view! {
+        <button type="submit" class=class disabled=pending>
+            {move || if pending.get() { busy } else { idle }}
+        </button>
+    }
+}
+
 /// A text field of a submitted form ("" when absent).
 fn field(form: &web_sys::FormData, name: &str) -> String {
     form.get(name).as_string().unwrap_or_default()
@@ -115,6 +129,27 @@ fn FormError(#[prop(into)] error: Signal<Option<ApiError>>) -> impl IntoView {
         error.get().map(|e| {
             view! { <p class="form-error" role="alert" data-error=format!("{:?}", e.error)>{e.description}</p> }
         })
+    }
+}
+
+/// The username field. For a new account it also states the rules (the hint follows it).
+#[component]
+fn UsernameInput(#[prop(optional)] new_account: bool) -> impl IntoView {
+    view! {
+        <label for="username">"Username"</label>
+        <input
+            id="username"
+            name="username"
+            type="text"
+            autocomplete="username"
+            autocapitalize="none"
+            spellcheck="false"
+            required
+            minlength=new_account.then(|| USERNAME_MIN.to_string())
+            maxlength=USERNAME_MAX.to_string()
+            pattern=new_account.then_some("[A-Za-z0-9_.\\-]+")
+            aria-describedby=new_account.then_some("username-hint")
+        />
     }
 }
 
@@ -223,22 +258,10 @@ pub fn LoginPage() -> impl IntoView {
             })
         >
             <input type="hidden" name="next" value=next/>
-            <label for="username">"Username"</label>
-            <input
-                id="username"
-                name="username"
-                type="text"
-                autocomplete="username"
-                autocapitalize="none"
-                spellcheck="false"
-                required
-                maxlength=USERNAME_MAX.to_string()
-            />
+            <UsernameInput/>
             <PasswordInput id="password" label="Password" autocomplete="current-password"/>
             <FormError error/>
-            <button type="submit" disabled=move || login.pending().get()>
-                {move || if login.pending().get() { "Signing in…" } else { "Sign in" }}
-            </button>
+            <SubmitButton pending=session.signing_in idle="Sign in" busy="Signing in…"/>
         </form>
         <p>"No account yet? " <a href="/register">"Create one"</a></p>
     }
@@ -246,7 +269,8 @@ pub fn LoginPage() -> impl IntoView {
 
 #[component]
 pub fn RegisterPage() -> impl IntoView {
-    let register = use_session().register;
+    let session = use_session();
+    let register = session.register;
     let error = Signal::derive(move || register.value().get().and_then(Result::err));
     let username_hint =
         format!("{USERNAME_MIN}–{USERNAME_MAX} characters: letters, digits, '_', '.' or '-'.");
@@ -264,20 +288,7 @@ pub fn RegisterPage() -> impl IntoView {
                 password_confirm: Some(field(form, "password_confirm")),
             })
         >
-            <label for="username">"Username"</label>
-            <input
-                id="username"
-                name="username"
-                type="text"
-                autocomplete="username"
-                autocapitalize="none"
-                spellcheck="false"
-                required
-                minlength=USERNAME_MIN.to_string()
-                maxlength=USERNAME_MAX.to_string()
-                pattern="[A-Za-z0-9_.\\-]+"
-                aria-describedby="username-hint"
-            />
+            <UsernameInput new_account=true/>
             <p class="hint" id="username-hint">{username_hint}</p>
             <PasswordInput
                 id="password"
@@ -293,9 +304,7 @@ pub fn RegisterPage() -> impl IntoView {
                 minlength=PASSWORD_MIN
             />
             <FormError error/>
-            <button type="submit" disabled=move || register.pending().get()>
-                {move || if register.pending().get() { "Creating…" } else { "Create account" }}
-            </button>
+            <SubmitButton pending=session.registering idle="Create account" busy="Creating…"/>
         </form>
         <p>"Already have an account? " <a href="/login">"Sign in"</a></p>
     }

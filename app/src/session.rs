@@ -32,6 +32,11 @@ pub struct Session {
     pub current: Resource<Snapshot>,
     /// Why the session ended, when it ended without the user asking (expired, revoked elsewhere).
     notice: RwSignal<Option<String>>,
+    /// Whether each action is on its way. Made once, here: `pending()` makes a new memo at
+    /// every call, owned by whatever component calls it.
+    pub signing_in: Memo<bool>,
+    pub signing_out: Memo<bool>,
+    pub registering: Memo<bool>,
 }
 
 pub fn provide_session() {
@@ -62,6 +67,9 @@ pub fn provide_session() {
         register,
         current,
         notice: RwSignal::new(None),
+        signing_in: login.pending(),
+        signing_out: logout.pending(),
+        registering: register.pending(),
     };
     // A successful sign-in clears an old "your session ended" message.
     Effect::new(move |_| {
@@ -101,7 +109,7 @@ impl Session {
     /// until the refetch after the last sign-in or sign-out has landed: a sign-in's redirect
     /// opens the next page before the action completes and the refetch starts. Reactive.
     pub fn is_settled(&self, snapshot: &Snapshot) -> bool {
-        !self.login.pending().get()
+        !self.signing_in.get()
             && snapshot.after == (self.login.version().get(), self.logout.version().get())
     }
 
