@@ -95,10 +95,10 @@ e2e: tools chromium
 	  sed -n '/^  1) /,/^  [0-9]* passed/p' $$dir/output.log | grep -v '^ *at ' | head -n 80; \
 	  [ "$${passed:-0}" != 0 ] || tail -n 30 $$dir/output.log; \
 	fi; \
-	panics=$$(grep -c "^thread '.*' panicked at" $$dir/output.log || true); \
+	panics=$$(grep -c "^thread '.*panicked at" $$dir/output.log || true); \
 	if [ "$${panics:-0}" != 0 ]; then \
 	  echo "---- the server panicked during the run ----"; \
-	  grep -A2 "^thread '.*' panicked at" $$dir/output.log | head -n 20; \
+	  grep -A2 "^thread '.*panicked at" $$dir/output.log | head -n 20; \
 	fi; \
 	echo "playwright: $${passed:-0} passed, $${failed:-0} failed"; \
 	test "$${passed:-0}" -gt 0 && test "$${failed:-0}" -eq 0 && test "$${panics:-0}" -eq 0
