@@ -64,8 +64,7 @@ fn Layout() -> impl IntoView {
 
     // Set only in the browser, once the WASM has taken over the server-rendered page:
     // end-to-end tests wait for it before they click.
-    let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
+    let hydrated = pages::hydrated();
 
     view! {
         <pages::Nav/>

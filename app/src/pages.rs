@@ -21,7 +21,7 @@ use crate::{
 const SIGN_IN_AGAIN: &str = "Please sign in to see your profile.";
 
 /// True once this component runs in the browser (never during server rendering).
-fn hydrated() -> ReadSignal<bool> {
+pub fn hydrated() -> ReadSignal<bool> {
     let (ready, set_ready) = signal(false);
     Effect::new(move |_| set_ready.set(true));
     ready
