@@ -1,72 +1,182 @@
 //! Throttling of failed sign-ins, per account and per client address.
 //!
-//! Only failures count, so people who type their password right are never slowed down, and
-//! someone hammering one account (or from one address) does not lock out anyone else. After
-//! `FREE_FAILURES` failures in a row a key is locked for a delay that doubles with each further
-//! failure, up to `MAX_LOCK`; while locked, attempts are answered with 429 and `Retry-After`
-//! before any password work. A success clears the account's record. Records not touched for
-//! `FORGET_AFTER` are forgotten.
+//! The rate decisions are [`governor`]'s (GCRA, one state per key in a `DashMap`). Only
+//! failures use up the allowance, so people who type their password right are never slowed
+//! down, and someone hammering one account (or from one address) does not lock out anyone
+//! else. An account may fail [`ACCOUNT_BURST`] times in a row, then once per
+//! [`ACCOUNT_PERIOD`]; an address (which several people may share) [`ADDRESS_BURST`] times, then
+//! once per [`ADDRESS_PERIOD`]. While either is used up, every attempt — even with the right
+//! password — is answered 429 with `Retry-After`, before any password work. A correct password
+//! gives the account its whole allowance back (not the address's).
+//!
+//! The one addition to governor is a look that uses no cell ([`Look::Peek`]): before the
+//! password is checked we must know whether a failure would still be allowed, without
+//! counting the attempt, since it may succeed.
 
+use governor::{
+    clock::{Clock, DefaultClock},
+    middleware::NoOpMiddleware,
+    nanos::Nanos,
+    state::{
+        keyed::{DashMapStateStore, ShrinkableKeyedStateStore},
+        StateStore,
+    },
+    Quota, RateLimiter,
+};
 use std::{
-    collections::HashMap,
+    convert::Infallible,
+    hash::{Hash, Hasher},
     net::IpAddr,
-    sync::Mutex,
-    time::{Duration, Instant},
+    num::NonZeroU32,
+    sync::Arc,
+    time::Duration,
 };
 
-/// Failures allowed before the first lock.
-pub const FREE_FAILURES: u32 = 5;
-/// The first lock; doubled for each failure after that.
-pub const FIRST_LOCK: Duration = Duration::from_secs(15);
-/// The longest lock.
-pub const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
-/// A record untouched this long is dropped (its failures are forgiven).
-pub const FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
-/// Per client address the allowance is larger: several people may share one (NAT, offices).
-pub const ADDRESS_FACTOR: u32 = 4;
+/// Failures in a row allowed on one account.
+pub const ACCOUNT_BURST: u32 = 5;
+/// After the burst, one more failure per account is allowed every so often.
+pub const ACCOUNT_PERIOD: Duration = Duration::from_secs(60);
+/// Failures in a row allowed from one address: several people may share one (NAT, offices).
+pub const ADDRESS_BURST: u32 = 20;
+/// After the burst, one more failure per address is allowed every so often.
+pub const ADDRESS_PERIOD: Duration = Duration::from_secs(15);
 
-#[derive(Debug, Clone, Copy)]
-struct Record {
-    failures: u32,
-    locked_until: Option<Instant>,
-    last_seen: Instant,
+/// How the limiter looks at a key: `Take` uses a cell (a failure), `Peek` only asks whether
+/// one is left. Keys compare by name alone, so both looks see the same state.
+#[derive(Debug, Clone)]
+struct Key {
+    name: String,
+    look: Look,
 }
 
-#[derive(Debug, Default)]
-struct Table {
-    records: HashMap<String, Record>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    Take,
+    Peek,
 }
 
-impl Table {
-    fn retry_after(&self, key: &str, now: Instant) -> Option<Duration> {
-        let until = self.records.get(key)?.locked_until?;
-        (until > now).then(|| until - now)
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+/// governor's DashMap store, shared with the throttle (which forgets an account on success),
+/// and able to answer a [`Look::Peek`] without changing anything.
+#[derive(Debug, Clone, Default)]
+struct Store(Arc<DashMapStateStore<String>>);
+
+impl StateStore for Store {
+    type Key = Key;
+
+    fn measure_and_replace<T, F, E>(&self, key: &Key, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        match key.look {
+            Look::Take => self.0.measure_and_replace(&key.name, f),
+            // A key never seen is a fresh state: decide on it without creating an entry.
+            Look::Peek if !self.0.contains_key(&key.name) => f(None).map(|(t, _)| t),
+            // The store only writes a decision that comes back `Ok`: hand it back as the
+            // error, and the state stays as it was.
+            Look::Peek => {
+                let kept: Result<Infallible, Result<(T, Nanos), E>> =
+                    self.0.measure_and_replace(&key.name, |tat| Err(f(tat)));
+                match kept {
+                    Ok(never) => match never {},
+                    Err(decision) => decision.map(|(t, _)| t),
+                }
+            }
+        }
+    }
+}
+
+impl ShrinkableKeyedStateStore<Key> for Store {
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.0.retain_recent(drop_below);
     }
 
-    fn fail(&mut self, key: String, free: u32, now: Instant) {
-        let r = self.records.entry(key).or_insert(Record {
-            failures: 0,
-            locked_until: None,
-            last_seen: now,
+    fn shrink_to_fit(&self) {
+        ShrinkableKeyedStateStore::shrink_to_fit(&*self.0);
+    }
+
+    fn len(&self) -> usize {
+        ShrinkableKeyedStateStore::len(&*self.0)
+    }
+
+    fn is_empty(&self) -> bool {
+        ShrinkableKeyedStateStore::is_empty(&*self.0)
+    }
+}
+
+/// One dimension of the throttle (accounts, or addresses).
+struct Limiter<C: Clock> {
+    limiter: RateLimiter<Key, Store, C, NoOpMiddleware<C::Instant>>,
+    store: Store,
+}
+
+impl<C: Clock + Clone> Limiter<C> {
+    fn new(burst: u32, period: Duration, clock: &C) -> Self {
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        let store = Store::default();
+        Self {
+            limiter: RateLimiter::new(quota, store.clone(), clock.clone()),
+            store,
+        }
+    }
+
+    /// How long until a failure would be allowed again; `None` if it would be now.
+    fn wait(&self, name: String) -> Option<Duration> {
+        let key = Key {
+            name,
+            look: Look::Peek,
+        };
+        self.limiter
+            .check_key(&key)
+            .err()
+            .map(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
+    }
+
+    fn fail(&self, name: String) {
+        // Already used up: the attempt was refused before any work and is not counted again.
+        let _ = self.limiter.check_key(&Key {
+            name,
+            look: Look::Take,
         });
-        if now.duration_since(r.last_seen) > FORGET_AFTER {
-            r.failures = 0;
-        }
-        r.failures = r.failures.saturating_add(1);
-        r.last_seen = now;
-        if r.failures >= free {
-            let doublings = (r.failures - free).min(16);
-            let lock = FIRST_LOCK.saturating_mul(1 << doublings).min(MAX_LOCK);
-            r.locked_until = Some(now + lock);
-        }
     }
 }
 
-/// Shared by all requests; a std mutex held only for map operations, never across an await.
-#[derive(Debug, Default)]
-pub struct LoginThrottle {
-    accounts: Mutex<Table>,
-    addresses: Mutex<Table>,
+/// Shared by all requests; lock-free reads and writes (governor's atomics in a DashMap).
+pub struct LoginThrottle<C: Clock = DefaultClock> {
+    accounts: Limiter<C>,
+    addresses: Limiter<C>,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self::with_clock(DefaultClock::default())
+    }
+}
+
+impl<C: Clock> std::fmt::Debug for LoginThrottle<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (accounts, addresses) = self.tracked();
+        f.debug_struct("LoginThrottle")
+            .field("accounts", &accounts)
+            .field("addresses", &addresses)
+            .finish()
+    }
 }
 
 fn account_key(username: &str) -> String {
@@ -78,125 +188,129 @@ fn secs_ceil(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-impl LoginThrottle {
-    /// `Err(seconds)` when this account or this address is locked right now.
-    pub fn check(&self, username: &str, addr: Option<IpAddr>) -> Result<(), u64> {
-        self.check_at(username, addr, Instant::now())
-    }
-
-    pub fn failed(&self, username: &str, addr: Option<IpAddr>) {
-        self.failed_at(username, addr, Instant::now())
-    }
-
-    /// A correct password: the account's failures are forgiven. The address's are not, so an
-    /// attacker cannot reset their address's record by signing in to their own account.
-    pub fn succeeded(&self, username: &str) {
-        if let Ok(mut t) = self.accounts.lock() {
-            t.records.remove(&account_key(username));
+impl<C: Clock + Clone> LoginThrottle<C> {
+    /// A throttle on the given clock (tests use governor's fake one).
+    pub fn with_clock(clock: C) -> Self {
+        Self {
+            accounts: Limiter::new(ACCOUNT_BURST, ACCOUNT_PERIOD, &clock),
+            addresses: Limiter::new(ADDRESS_BURST, ADDRESS_PERIOD, &clock),
         }
     }
 
-    fn check_at(&self, username: &str, addr: Option<IpAddr>, now: Instant) -> Result<(), u64> {
-        let account = self
-            .accounts
-            .lock()
-            .ok()
-            .and_then(|t| t.retry_after(&account_key(username), now));
-        let address = addr.and_then(|a| {
-            self.addresses
-                .lock()
-                .ok()
-                .and_then(|t| t.retry_after(&a.to_string(), now))
-        });
+    /// `Err(seconds)` when this account or this address may not fail again yet. Counts nothing.
+    pub fn check(&self, username: &str, addr: Option<IpAddr>) -> Result<(), u64> {
+        let account = self.accounts.wait(account_key(username));
+        let address = addr.and_then(|a| self.addresses.wait(a.to_string()));
         match account.max(address) {
             Some(wait) => Err(secs_ceil(wait).max(1)),
             None => Ok(()),
         }
     }
 
-    fn failed_at(&self, username: &str, addr: Option<IpAddr>, now: Instant) {
-        if let Ok(mut t) = self.accounts.lock() {
-            t.fail(account_key(username), FREE_FAILURES, now);
-        }
-        if let (Some(a), Ok(mut t)) = (addr, self.addresses.lock()) {
-            t.fail(a.to_string(), FREE_FAILURES * ADDRESS_FACTOR, now);
+    /// A wrong password (or an unknown user): uses one cell of the account and of the address.
+    pub fn failed(&self, username: &str, addr: Option<IpAddr>) {
+        self.accounts.fail(account_key(username));
+        if let Some(a) = addr {
+            self.addresses.fail(a.to_string());
         }
     }
 
-    /// Drops records untouched for [`FORGET_AFTER`]; run from the periodic purge.
+    /// A correct password: the account's failures are forgiven. The address's are not, so an
+    /// attacker cannot reset their address's record by signing in to their own account.
+    pub fn succeeded(&self, username: &str) {
+        self.accounts.store.0.remove(&account_key(username));
+    }
+}
+
+impl<C: Clock> LoginThrottle<C> {
+    /// Drops the records that are back to a full allowance; run from the periodic purge.
     pub fn forget_stale(&self) {
-        let now = Instant::now();
-        for table in [&self.accounts, &self.addresses] {
-            if let Ok(mut t) = table.lock() {
-                t.records
-                    .retain(|_, r| now.duration_since(r.last_seen) <= FORGET_AFTER);
-            }
+        for dimension in [&self.accounts, &self.addresses] {
+            dimension.limiter.retain_recent();
+            dimension.limiter.shrink_to_fit();
         }
     }
 
     /// Number of accounts and addresses with a record (for tests and metrics).
     pub fn tracked(&self) -> (usize, usize) {
-        let count = |t: &Mutex<Table>| t.lock().map(|t| t.records.len()).unwrap_or(0);
-        (count(&self.accounts), count(&self.addresses))
+        (self.accounts.limiter.len(), self.addresses.limiter.len())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
 
     const A: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)));
     const B: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)));
 
+    fn throttle() -> (FakeRelativeClock, LoginThrottle<FakeRelativeClock>) {
+        let clock = FakeRelativeClock::default();
+        (clock.clone(), LoginThrottle::with_clock(clock))
+    }
+
     #[test]
-    fn locks_an_account_after_the_free_failures_and_doubles() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
-        for _ in 0..FREE_FAILURES - 1 {
-            t.failed_at("alice", A, now);
-            assert!(t.check_at("alice", A, now).is_ok());
+    fn an_account_may_fail_its_burst_then_once_per_period() {
+        let (clock, t) = throttle();
+        for _ in 0..ACCOUNT_BURST {
+            assert!(t.check("alice", A).is_ok());
+            t.failed("alice", A);
         }
-        t.failed_at("alice", A, now);
-        assert_eq!(t.check_at("ALICE", B, now), Err(FIRST_LOCK.as_secs()));
+        // Used up: refused from any address, case-insensitively, with the wait until the next.
+        assert_eq!(t.check("ALICE", B), Err(ACCOUNT_PERIOD.as_secs()));
         // Another account from another address is not affected.
-        assert!(t.check_at("bob", B, now).is_ok());
-        // One more failure doubles the lock.
-        t.failed_at("alice", A, now);
-        assert_eq!(t.check_at("alice", B, now), Err(2 * FIRST_LOCK.as_secs()));
-        // The lock ends.
-        assert!(t.check_at("alice", B, now + MAX_LOCK).is_ok());
+        assert!(t.check("bob", B).is_ok());
+        clock.advance(ACCOUNT_PERIOD / 2);
+        assert_eq!(t.check("alice", B), Err(ACCOUNT_PERIOD.as_secs() / 2));
+        clock.advance(ACCOUNT_PERIOD / 2);
+        assert!(t.check("alice", B).is_ok());
+        t.failed("alice", B);
+        assert_eq!(t.check("alice", B), Err(ACCOUNT_PERIOD.as_secs()));
     }
 
     #[test]
-    fn locks_an_address_that_tries_many_accounts() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
-        for i in 0..FREE_FAILURES * ADDRESS_FACTOR {
-            t.failed_at(&format!("user{i}"), A, now);
-        }
-        assert!(t.check_at("someone-new", A, now).is_err());
-        assert!(t.check_at("someone-new", B, now).is_ok());
-    }
-
-    #[test]
-    fn success_forgives_the_account() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
-        for _ in 0..FREE_FAILURES - 1 {
-            t.failed_at("carol", A, now);
-        }
-        t.succeeded("carol");
-        t.failed_at("carol", A, now);
-        assert!(t.check_at("carol", A, now).is_ok());
-    }
-
-    #[test]
-    fn the_lock_never_exceeds_the_maximum() {
-        let t = LoginThrottle::default();
-        let now = Instant::now();
+    fn checking_counts_nothing() {
+        let (_clock, t) = throttle();
         for _ in 0..100 {
-            t.failed_at("dave", None, now);
+            assert!(t.check("carol", A).is_ok());
         }
-        assert_eq!(t.check_at("dave", None, now), Err(MAX_LOCK.as_secs()));
+        assert_eq!(t.tracked(), (0, 0));
+    }
+
+    #[test]
+    fn an_address_that_tries_many_accounts_is_refused() {
+        let (_clock, t) = throttle();
+        for i in 0..ADDRESS_BURST {
+            t.failed(&format!("user{i}"), A);
+        }
+        assert!(t.check("someone-new", A).is_err());
+        assert!(t.check("someone-new", B).is_ok());
+    }
+
+    #[test]
+    fn success_forgives_the_account_but_not_the_address() {
+        let (_clock, t) = throttle();
+        for _ in 0..ACCOUNT_BURST {
+            t.failed("dave", A);
+        }
+        assert!(t.check("dave", B).is_err());
+        t.succeeded("Dave");
+        assert!(t.check("dave", B).is_ok());
+        for i in 0..ADDRESS_BURST {
+            t.failed(&format!("x{i}"), A);
+        }
+        t.succeeded("x0");
+        assert!(t.check("x0", A).is_err());
+    }
+
+    #[test]
+    fn full_records_are_forgotten() {
+        let (clock, t) = throttle();
+        t.failed("erin", A);
+        assert_eq!(t.tracked(), (1, 1));
+        clock.advance(ACCOUNT_PERIOD.max(ADDRESS_PERIOD) * 2);
+        t.forget_stale();
+        assert_eq!(t.tracked(), (0, 0));
     }
 }
