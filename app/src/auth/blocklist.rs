@@ -192,6 +192,59 @@ mod tests {
         assert!(ids.iter().all(|id| reloaded.is_revoked(id)));
     }
 
+    /// A million revocations (plus expired ones) seeded straight into SQLite all come back,
+    /// and only they do. The time is printed here; its budget is checked by `make bench`.
+    #[tokio::test]
+    async fn a_million_revocations_load() {
+        const ROWS: i64 = 1_000_000;
+        let (_dir, pool) = pool().await;
+        let now = now_unix();
+        sqlx::query(
+            // Random jtis, inserted in key order: appending to the B-tree takes seconds,
+            // inserting at random places took twenty.
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) \
+             INSERT INTO revoked_tokens (jti, user_id, exp, revoked_at) \
+             SELECT jti, 1, CASE WHEN i % 1000 = 0 THEN ? ELSE ? END, ? \
+             FROM (SELECT i, randomblob(16) AS jti FROM n) ORDER BY jti",
+        )
+        .bind(ROWS + ROWS / 999)
+        .bind(now - 60)
+        .bind(now + 3600)
+        .bind(now)
+        .execute(&pool)
+        .await
+        .unwrap();
+        let expected: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM revoked_tokens WHERE exp >= ?")
+                .bind(now)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert!(expected >= ROWS, "seeded {expected}");
+
+        let started = std::time::Instant::now();
+        let list = Blocklist::load(pool.clone()).await.unwrap();
+        eprintln!(
+            "loaded {} revoked jtis in {:.2} s (debug build)",
+            list.len(),
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(list.len() as i64, expected);
+        let sample: Vec<(Vec<u8>, i64)> =
+            sqlx::query_as("SELECT jti, exp FROM revoked_tokens ORDER BY random() LIMIT 200")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        for (jti, exp) in sample {
+            let jti = Uuid::from_slice(&jti).unwrap();
+            assert_eq!(list.is_revoked(&jti), exp >= now, "{jti}");
+        }
+        // The purge drops exactly the rows that had expired, and nothing loaded.
+        let expired = ROWS + ROWS / 999 - expected;
+        assert_eq!(list.purge_expired().await.unwrap() as i64, expired);
+        assert_eq!(list.len() as i64, expected);
+    }
+
     #[tokio::test]
     async fn load_skips_expired_rows() {
         let (_dir, pool) = pool().await;
