@@ -103,6 +103,39 @@ async fn register_and_login(base: &str, username: &str) -> String {
     body["access_token"].as_str().unwrap().to_string()
 }
 
+/// Runs the binary with `env` until it exits on its own (30 s at most) and returns its exit
+/// code and output.
+fn run_to_exit(dir: &Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
+    command
+        .current_dir(dir)
+        .env_remove("JWT_SECRET")
+        .env_remove("APP_ENV")
+        .env("LEPTOS_OUTPUT_NAME", "authapp")
+        .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.join("app.db").display()),
+        )
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("server binary");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started instead of refusing to");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let base = String::new();
+    finish(Server { child, base })
+}
+
 async fn me(base: &str, token: &str) -> reqwest::Response {
     Client::new()
         .get(format!("{base}/api/me"))
@@ -110,6 +143,45 @@ async fn me(base: &str, token: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
+}
+
+#[tokio::test]
+async fn refuses_to_start_without_a_production_secret_or_on_a_broken_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = run_to_exit(dir.path(), &[("APP_ENV", "production")]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("APP_ENV=production requires JWT_SECRET"),
+        "{out}"
+    );
+
+    let (code, out) = run_to_exit(
+        dir.path(),
+        &[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "too-short-secret"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("at least 32 bytes"), "{out}");
+
+    // A database whose `users` table is not ours: the first migration cannot run.
+    let db = dir.path().join("broken.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE users (name TEXT)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let url = format!("sqlite://{}", db.display());
+    let (code, out) = run_to_exit(
+        dir.path(),
+        &[("DATABASE_URL", &url), ("JWT_SECRET", SECRET)],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("database migration failed"), "{out}");
 }
 
 #[tokio::test]
@@ -149,9 +221,9 @@ async fn sigterm_lets_in_flight_requests_finish() {
         .send()
         .await
         .unwrap();
-    // Eight logins queue behind argon2 (one per core at a time): some are still running when
-    // the signal arrives.
-    let logins: Vec<_> = (0..8)
+    // Two dozen logins queue behind argon2 (one hash per core at a time, tens of ms each):
+    // most are still waiting or running when the signal arrives.
+    let logins: Vec<_> = (0..24)
         .map(|_| {
             let (client, base) = (client.clone(), base.clone());
             tokio::spawn(async move {
