@@ -252,6 +252,51 @@ async fn cross_site_cookie_posts_are_refused() {
             .status(),
         200
     );
+
+    // Without Origin the Referer decides; a cookie with neither is refused too.
+    let res = app.login(&browser, "jack", PASSWORD).await;
+    let cookie = res.headers()[header::SET_COOKIE].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let logout = |extra: Option<(header::HeaderName, String)>| {
+        let req = app
+            .api()
+            .post(app.url("/api/logout"))
+            .header(header::COOKIE, &cookie);
+        let req = match extra {
+            Some((name, value)) => req.header(name, value),
+            None => req,
+        };
+        async move { req.send().await.unwrap().status() }
+    };
+    let evil = Some((header::REFERER, "http://evil.example/page".to_string()));
+    assert_eq!(logout(evil).await, 403);
+    assert_eq!(logout(None).await, 403);
+    // Signing in (or up) from another site is refused as well: no login CSRF.
+    let res = app
+        .api()
+        .post(app.url("/api/login"))
+        .header(header::ORIGIN, "http://evil.example")
+        .header(header::COOKIE, &cookie)
+        .form(&[("username", "jack"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    // From our own page (Referer only) it goes through.
+    let ours = Some((header::REFERER, app.url("/profile")));
+    assert_eq!(logout(ours).await, 200);
+
+    // A Bearer token cannot be sent by another site's page: no origin check for it.
+    let token = app.token_for("kate").await;
+    let res = app
+        .api()
+        .post(app.url("/api/logout"))
+        .header(header::ORIGIN, "http://evil.example")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
     app.stop().await;
 }
 
