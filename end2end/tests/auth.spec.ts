@@ -37,6 +37,33 @@ test('visiting /profile signed out, then signing in, lands back on /profile', as
   await expect(page.getByTestId('profile-username')).toHaveText(user);
 });
 
+test('a signed-in visit to /profile never shows the signed-out state, before or after hydration', async ({ page, request }) => {
+  const user = uniqueUser('flash');
+  await registerByApi(request, user);
+  await page.goto('/login');
+  await hydrated(page);
+  await signIn(page, user);
+  await expect(page).toHaveURL(/\/profile$/);
+
+  // Watch every node the parser and the WASM add, from the first byte of the next load.
+  await page.addInitScript(() => {
+    const seen: string[] = [];
+    (window as unknown as { signedOutSeen: string[] }).signedOutSeen = seen;
+    const look = () => {
+      if (document.querySelector('a[href="/login"]')) seen.push('a sign-in link');
+      if (document.querySelector('[data-testid="home-status"]')) seen.push('the signed-out home');
+      if (document.body && /Loading/.test(document.body.textContent ?? '')) seen.push('a loading placeholder');
+    };
+    new MutationObserver(look).observe(document, { childList: true, subtree: true, characterData: true });
+  });
+  await page.reload();
+  await hydrated(page);
+  await expect(page.getByTestId('profile-username')).toHaveText(user);
+  await expect(page.getByTestId('nav-user')).toContainText(user);
+  const seen = await page.evaluate(() => (window as unknown as { signedOutSeen: string[] }).signedOutSeen);
+  expect(seen).toEqual([]);
+});
+
 test('a token captured before sign-out is refused afterwards with token_revoked', async ({ page, context, request }) => {
   const user = uniqueUser('rev');
   await registerByApi(request, user);
