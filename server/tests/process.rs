@@ -31,8 +31,14 @@ fn free_port() -> u16 {
 
 /// Starts the server binary on a free port with its database in `dir`, and waits for /health.
 async fn start(dir: &Path, rust_log: &str) -> Server {
+    start_with(dir, rust_log, &[]).await
+}
+
+/// [`start`] with more environment variables.
+async fn start_with(dir: &Path, rust_log: &str, env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_server"))
+        .envs(env.iter().copied())
         .current_dir(dir)
         .env("LEPTOS_OUTPUT_NAME", "authapp")
         .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
@@ -182,6 +188,82 @@ async fn refuses_to_start_without_a_production_secret_or_on_a_broken_database() 
     );
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("database migration failed"), "{out}");
+}
+
+/// The database of a test server in `dir`, opened beside it.
+async fn database(dir: &Path) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("app.db").display()))
+        .await
+        .unwrap()
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn expired_revocations_are_purged_on_a_timer_and_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = [("JWT_TTL", "2s"), ("BLOCKLIST_PURGE_INTERVAL", "1s")];
+    let server = start_with(dir.path(), "warn", &quick).await;
+    let token = register_and_login(&server.base, "pat").await;
+    let res = Client::new()
+        .post(format!("{}/api/logout", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let db = database(dir.path()).await;
+    let revoked_exp: i64 = sqlx::query_scalar("SELECT exp FROM revoked_tokens")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    // A revocation that has an hour to go, written beside it: the purge must keep it.
+    sqlx::query("INSERT INTO revoked_tokens VALUES (randomblob(16), 1, ?, ?)")
+        .bind(now_unix() + 3600)
+        .bind(now_unix())
+        .execute(&db)
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let remaining: Vec<i64> = loop {
+        let exps: Vec<i64> = sqlx::query_scalar("SELECT exp FROM revoked_tokens")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+        if !exps.contains(&revoked_exp) {
+            break exps;
+        }
+        assert!(Instant::now() < deadline, "the timer never purged the row");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // What went had expired; what stays has not.
+    assert!(now_unix() > revoked_exp);
+    assert_eq!(remaining.len(), 1);
+    assert!(remaining[0] > now_unix());
+    signal(&server, "-TERM");
+    finish(server);
+
+    // Stopped, an already-expired row is added: the next start purges it before it listens.
+    sqlx::query("INSERT INTO revoked_tokens VALUES (randomblob(16), 1, ?, ?)")
+        .bind(now_unix() - 10)
+        .bind(now_unix() - 100)
+        .execute(&db)
+        .await
+        .unwrap();
+    let server = start_with(dir.path(), "warn", &[("BLOCKLIST_PURGE_INTERVAL", "1h")]).await;
+    let exps: Vec<i64> = sqlx::query_scalar("SELECT exp FROM revoked_tokens")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(exps, remaining);
+    signal(&server, "-TERM");
+    finish(server);
 }
 
 #[tokio::test]
