@@ -44,7 +44,8 @@ pub struct LoggedOut {
 }
 
 /// `POST /api/register`: creates an account. 409 `username_taken` if the name is in use,
-/// 422 `invalid_input` if a rule is broken. Browsers are then sent to the sign-in page.
+/// 422 `invalid_input` if a rule is broken, 429 when the address has created too many accounts
+/// lately. Browsers are then sent to the sign-in page.
 #[server(prefix = "/api", endpoint = "register")]
 pub async fn register(
     username: String,
@@ -142,6 +143,12 @@ pub mod server {
             }
         }
         let state = state()?;
+        // Every sign-up that gets this far costs a hash and a row: counted per address.
+        state
+            .auth
+            .throttle
+            .signup(client_addr().await)
+            .map_err(ApiError::too_many_signups)?;
         let hash = state
             .auth
             .passwords

@@ -32,7 +32,7 @@ pub enum ErrorCode {
     BadRequest,
     /// The request body is larger than the auth routes accept.
     PayloadTooLarge,
-    /// Too many failed attempts; see `retry_after`.
+    /// Too many failed sign-ins, or sign-ups from one address; see `retry_after`.
     TooManyRequests,
     /// A cookie-authenticated state change from another origin.
     Forbidden,
@@ -115,6 +115,16 @@ impl ApiError {
             error: ErrorCode::TooManyRequests,
             description: format!(
                 "Too many failed sign-in attempts. Try again in {retry_after} seconds."
+            ),
+            retry_after: Some(retry_after),
+        }
+    }
+
+    pub fn too_many_signups(retry_after: u64) -> Self {
+        Self {
+            error: ErrorCode::TooManyRequests,
+            description: format!(
+                "Too many accounts were created from your network. Try again in {retry_after} seconds."
             ),
             retry_after: Some(retry_after),
         }

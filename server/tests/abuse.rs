@@ -69,6 +69,34 @@ async fn failed_logins_are_throttled_per_address() {
 }
 
 #[tokio::test]
+async fn sign_ups_are_throttled_per_address() {
+    use app::auth::throttle::{SIGNUP_BURST, SIGNUP_PERIOD};
+    let app = spawn_app().await;
+    let api = app.api();
+    let started = std::time::Instant::now();
+    for i in 0..SIGNUP_BURST {
+        let res = app.register(&api, &format!("many{i}"), PASSWORD).await;
+        assert_eq!(res.status(), 200, "sign-up {i}");
+    }
+    // What refilled while they ran (each one hashes) is used up first.
+    let refilled = (started.elapsed().as_secs_f64() / SIGNUP_PERIOD.as_secs_f64()).ceil() as u32;
+    let mut res = app.register(&api, "one-more", PASSWORD).await;
+    for i in 0..refilled {
+        if res.status() == 429 {
+            break;
+        }
+        res = app.register(&api, &format!("extra{i}"), PASSWORD).await;
+    }
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key(header::RETRY_AFTER));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "too_many_requests");
+    // Signing in is a different allowance: the accounts made still work.
+    assert_eq!(app.login(&api, "many0", PASSWORD).await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn pages_carry_a_content_security_policy_that_allows_the_wasm() {
     let app = spawn_app().await;
     let res = app.api().get(app.url("/login")).send().await.unwrap();

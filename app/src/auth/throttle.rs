@@ -1,4 +1,5 @@
-//! Throttling of failed sign-ins, per account and per client address.
+//! Throttling of failed sign-ins, per account and per client address, and of sign-ups per
+//! client address.
 //!
 //! The rate decisions are [`governor`]'s (GCRA, one state per key in a `DashMap`). Only
 //! failures use up the allowance, so people who type their password right are never slowed
@@ -8,6 +9,9 @@
 //! once per [`ADDRESS_PERIOD`]. While either is used up, every attempt — even with the right
 //! password — is answered 429 with `Retry-After`, before any password work. A correct password
 //! gives the account its whole allowance back (not the address's).
+//!
+//! Sign-ups cost a password hash and a row each, so an address may create [`SIGNUP_BURST`]
+//! accounts in a row, then one per [`SIGNUP_PERIOD`]; here every attempt counts.
 //!
 //! The one addition to governor is a look that uses no cell ([`Look::Peek`]): before the
 //! password is checked we must know whether a failure would still be allowed, without
@@ -40,6 +44,11 @@ pub const ACCOUNT_PERIOD: Duration = Duration::from_secs(60);
 pub const ADDRESS_BURST: u32 = 20;
 /// After the burst, one more failure per address is allowed every so often.
 pub const ADDRESS_PERIOD: Duration = Duration::from_secs(15);
+
+/// Sign-up attempts in a row allowed from one address.
+pub const SIGNUP_BURST: u32 = 30;
+/// After the burst, one more sign-up per address is allowed every so often.
+pub const SIGNUP_PERIOD: Duration = Duration::from_secs(10);
 
 /// How the limiter looks at a key: `Take` uses a cell (a failure), `Peek` only asks whether
 /// one is left. Keys compare by name alone, so both looks see the same state.
@@ -148,12 +157,19 @@ impl<C: Clock + Clone> Limiter<C> {
             .map(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
     }
 
+    /// Uses a cell; `Err(wait)` (and nothing used) when none is left.
+    fn take(&self, name: String) -> Result<(), Duration> {
+        self.limiter
+            .check_key(&Key {
+                name,
+                look: Look::Take,
+            })
+            .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
+    }
+
     fn fail(&self, name: String) {
         // Already used up: the attempt was refused before any work and is not counted again.
-        let _ = self.limiter.check_key(&Key {
-            name,
-            look: Look::Take,
-        });
+        let _ = self.take(name);
     }
 }
 
@@ -161,6 +177,7 @@ impl<C: Clock + Clone> Limiter<C> {
 pub struct LoginThrottle<C: Clock = DefaultClock> {
     accounts: Limiter<C>,
     addresses: Limiter<C>,
+    signups: Limiter<C>,
 }
 
 impl Default for LoginThrottle {
@@ -175,6 +192,7 @@ impl<C: Clock> std::fmt::Debug for LoginThrottle<C> {
         f.debug_struct("LoginThrottle")
             .field("accounts", &accounts)
             .field("addresses", &addresses)
+            .field("signup_addresses", &self.signups.limiter.len())
             .finish()
     }
 }
@@ -194,6 +212,19 @@ impl<C: Clock + Clone> LoginThrottle<C> {
         Self {
             accounts: Limiter::new(ACCOUNT_BURST, ACCOUNT_PERIOD, &clock),
             addresses: Limiter::new(ADDRESS_BURST, ADDRESS_PERIOD, &clock),
+            signups: Limiter::new(SIGNUP_BURST, SIGNUP_PERIOD, &clock),
+        }
+    }
+
+    /// A sign-up attempt from `addr`: counted, or `Err(seconds)` while the address has none
+    /// left. Without a known address nothing is counted.
+    pub fn signup(&self, addr: Option<IpAddr>) -> Result<(), u64> {
+        match addr {
+            Some(a) => self
+                .signups
+                .take(a.to_string())
+                .map_err(|wait| secs_ceil(wait).max(1)),
+            None => Ok(()),
         }
     }
 
@@ -225,7 +256,7 @@ impl<C: Clock + Clone> LoginThrottle<C> {
 impl<C: Clock> LoginThrottle<C> {
     /// Drops the records that are back to a full allowance; run from the periodic purge.
     pub fn forget_stale(&self) {
-        for dimension in [&self.accounts, &self.addresses] {
+        for dimension in [&self.accounts, &self.addresses, &self.signups] {
             dimension.limiter.retain_recent();
             dimension.limiter.shrink_to_fit();
         }
@@ -302,6 +333,23 @@ mod tests {
         }
         t.succeeded("x0");
         assert!(t.check("x0", A).is_err());
+    }
+
+    #[test]
+    fn an_address_may_sign_up_its_burst_then_once_per_period() {
+        let (clock, t) = throttle();
+        for _ in 0..SIGNUP_BURST {
+            assert!(t.signup(A).is_ok());
+        }
+        assert_eq!(t.signup(A), Err(SIGNUP_PERIOD.as_secs()));
+        // Refused attempts use nothing up, and other addresses are not affected.
+        assert_eq!(t.signup(A), Err(SIGNUP_PERIOD.as_secs()));
+        assert!(t.signup(B).is_ok());
+        // Failed sign-ins do not touch the sign-up allowance, nor the reverse.
+        assert!(t.check("frank", A).is_ok());
+        clock.advance(SIGNUP_PERIOD);
+        assert!(t.signup(A).is_ok());
+        assert!(t.signup(A).is_err());
     }
 
     #[test]
