@@ -142,6 +142,15 @@ fn run_to_exit(dir: &Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
     finish(Server { child, base })
 }
 
+async fn logout(base: &str, token: &str) -> reqwest::Response {
+    Client::new()
+        .post(format!("{base}/api/logout"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn me(base: &str, token: &str) -> reqwest::Response {
     Client::new()
         .get(format!("{base}/api/me"))
@@ -197,6 +206,14 @@ async fn database(dir: &Path) -> sqlx::SqlitePool {
         .unwrap()
 }
 
+/// The `exp` of every revocation in the database.
+async fn revoked_exps(db: &sqlx::SqlitePool) -> Vec<i64> {
+    sqlx::query_scalar("SELECT exp FROM revoked_tokens")
+        .fetch_all(db)
+        .await
+        .unwrap()
+}
+
 fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -210,13 +227,7 @@ async fn expired_revocations_are_purged_on_a_timer_and_at_start() {
     let quick = [("JWT_TTL", "2s"), ("BLOCKLIST_PURGE_INTERVAL", "1s")];
     let server = start_with(dir.path(), "warn", &quick).await;
     let token = register_and_login(&server.base, "pat").await;
-    let res = Client::new()
-        .post(format!("{}/api/logout", server.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(logout(&server.base, &token).await.status(), 200);
     let db = database(dir.path()).await;
     let revoked_exp: i64 = sqlx::query_scalar("SELECT exp FROM revoked_tokens")
         .fetch_one(&db)
@@ -232,10 +243,7 @@ async fn expired_revocations_are_purged_on_a_timer_and_at_start() {
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let remaining: Vec<i64> = loop {
-        let exps: Vec<i64> = sqlx::query_scalar("SELECT exp FROM revoked_tokens")
-            .fetch_all(&db)
-            .await
-            .unwrap();
+        let exps = revoked_exps(&db).await;
         if !exps.contains(&revoked_exp) {
             break exps;
         }
@@ -257,10 +265,7 @@ async fn expired_revocations_are_purged_on_a_timer_and_at_start() {
         .await
         .unwrap();
     let server = start_with(dir.path(), "warn", &[("BLOCKLIST_PURGE_INTERVAL", "1h")]).await;
-    let exps: Vec<i64> = sqlx::query_scalar("SELECT exp FROM revoked_tokens")
-        .fetch_all(&db)
-        .await
-        .unwrap();
+    let exps = revoked_exps(&db).await;
     assert_eq!(exps, remaining);
     signal(&server, "-TERM");
     finish(server);
@@ -271,13 +276,7 @@ async fn a_revoke_survives_sigkill_right_after_logout() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), "warn").await;
     let token = register_and_login(&server.base, "kim").await;
-    let res = Client::new()
-        .post(format!("{}/api/logout", server.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(logout(&server.base, &token).await.status(), 200);
     // No grace: the process dies the instant the answer is in.
     signal(&server, "-KILL");
     let (code, _) = finish(server);
