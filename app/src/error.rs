@@ -110,23 +110,28 @@ impl ApiError {
         )
     }
 
+    /// A failed sign-in while the account or the address is locked out.
     pub fn too_many_requests(retry_after: u64) -> Self {
-        Self {
-            error: ErrorCode::TooManyRequests,
-            description: format!(
-                "Too many failed sign-in attempts. Try again in {retry_after} seconds."
-            ),
-            retry_after: Some(retry_after),
-        }
+        Self::retry_later(
+            retry_after,
+            format!("Too many failed sign-in attempts. Try again in {retry_after} seconds."),
+        )
     }
 
+    /// A sign-up beyond the address's allowance.
     pub fn too_many_signups(retry_after: u64) -> Self {
-        Self {
-            error: ErrorCode::TooManyRequests,
-            description: format!(
+        Self::retry_later(
+            retry_after,
+            format!(
                 "Too many accounts were created from your network. Try again in {retry_after} seconds."
             ),
+        )
+    }
+
+    fn retry_later(retry_after: u64, description: String) -> Self {
+        Self {
             retry_after: Some(retry_after),
+            ..Self::new(ErrorCode::TooManyRequests, description)
         }
     }
 

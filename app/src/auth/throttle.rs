@@ -145,26 +145,22 @@ impl<C: Clock + Clone> Limiter<C> {
         }
     }
 
+    /// `Ok` when a cell is left (used up by a `Take`, untouched by a `Peek`); otherwise how
+    /// long until one is.
+    fn look(&self, name: String, look: Look) -> Result<(), Duration> {
+        self.limiter
+            .check_key(&Key { name, look })
+            .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
+    }
+
     /// How long until a failure would be allowed again; `None` if it would be now.
     fn wait(&self, name: String) -> Option<Duration> {
-        let key = Key {
-            name,
-            look: Look::Peek,
-        };
-        self.limiter
-            .check_key(&key)
-            .err()
-            .map(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
+        self.look(name, Look::Peek).err()
     }
 
     /// Uses a cell; `Err(wait)` (and nothing used) when none is left.
     fn take(&self, name: String) -> Result<(), Duration> {
-        self.limiter
-            .check_key(&Key {
-                name,
-                look: Look::Take,
-            })
-            .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
+        self.look(name, Look::Take)
     }
 
     fn fail(&self, name: String) {
