@@ -52,7 +52,7 @@ async fn failed_logins_are_throttled_per_address() {
     }
     // The allowance refills one failure per period while the attempts run (each one hashes):
     // use up what came back, then the address is refused.
-    let refilled = (started.elapsed().as_secs_f64() / ADDRESS_PERIOD.as_secs_f64()).ceil() as u32;
+    let refilled = common::refills_since(started, ADDRESS_PERIOD);
     for i in 0..refilled {
         let res = app
             .login(&api, &format!("extra{i}"), "wrong password")
@@ -79,7 +79,7 @@ async fn sign_ups_are_throttled_per_address() {
         assert_eq!(res.status(), 200, "sign-up {i}");
     }
     // What refilled while they ran (each one hashes) is used up first.
-    let refilled = (started.elapsed().as_secs_f64() / SIGNUP_PERIOD.as_secs_f64()).ceil() as u32;
+    let refilled = common::refills_since(started, SIGNUP_PERIOD);
     let mut res = app.register(&api, "one-more", PASSWORD).await;
     for i in 0..refilled {
         if res.status() == 429 {

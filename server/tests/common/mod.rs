@@ -13,6 +13,11 @@ use tokio::{sync::oneshot, task::JoinHandle};
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// How many cells a limiter refilling one per `period` has got back since `started`, at most.
+pub fn refills_since(started: std::time::Instant, period: Duration) -> u32 {
+    (started.elapsed().as_secs_f64() / period.as_secs_f64()).ceil() as u32
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
