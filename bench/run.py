@@ -41,6 +41,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Every server's output, read at the end: a run in which a server panicked fails.
+SERVER_LOGS = []
+
+
+def panics_in(logs) -> list:
+    """The lines of the servers' output that report a Rust panic."""
+    found = []
+    for log in logs:
+        lines = Path(log).read_text(errors="replace").splitlines()
+        found += [f"{log}: {line}" for line in lines if "panicked at" in line]
+    return found
+
+
 class Server:
     """The release server as a child process on a free loopback port, stopped by its own PID."""
 
@@ -54,9 +67,16 @@ class Server:
             JWT_SECRET=secret,
             DATA_DIR=str(data),
             RUST_LOG="warn",
+            # The login cases measure argon2 under load, from one address: the limits that
+            # would answer them 429 are off (refused in production).
+            LOGIN_THROTTLE="off",
         )
         started = time.monotonic()
-        self.proc = subprocess.Popen([str(SERVER)], cwd=ROOT, env=env)
+        log = Path(tempfile.mkstemp(prefix="bench-server-", suffix=".log")[1])
+        SERVER_LOGS.append(log)
+        self.output = open(log, "w")
+        self.proc = subprocess.Popen([str(SERVER)], cwd=ROOT, env=env,
+                                     stdout=self.output, stderr=subprocess.STDOUT)
         while True:
             try:
                 with urllib.request.urlopen(f"{self.base}/health", timeout=1) as r:
@@ -85,6 +105,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.output.close()
 
     def post(self, path: str, fields: dict, headers=None):
         data = urllib.parse.urlencode(fields).encode()
@@ -279,6 +300,14 @@ def main():
     missed = [n for n, ok, _ in budgets if not ok]
     for n in missed:
         print(f"BUDGET MISSED: {n}", file=sys.stderr)
+    panics = panics_in(SERVER_LOGS)
+    for line in panics[:20]:
+        print(f"SERVER PANICKED: {line}", file=sys.stderr)
+    if panics:
+        missed.append("no server panic")
+    for log in SERVER_LOGS:
+        if not panics:
+            log.unlink(missing_ok=True)
     shutil.rmtree(data, ignore_errors=True)
     shutil.rmtree(seeded, ignore_errors=True)
     sys.exit(1 if missed else 0)

@@ -84,8 +84,8 @@ pub mod server {
     use super::*;
     use crate::{
         auth::{
-            cookie::{clear_cookie, session_cookie},
             extractor::{AuthRejection, AuthUser, MaybeAuthUser},
+            password::Ticket,
             users::{self, CreateUserError},
             AppState,
         },
@@ -129,6 +129,14 @@ pub mod server {
             .map_err(ApiError::from)
     }
 
+    /// A place in the hashing queue, or 503 `temporarily_unavailable` before any other work.
+    fn hashing_ticket(state: &AppState) -> Result<Ticket, ApiError> {
+        state.auth.passwords.ticket().map_err(|_| {
+            tracing::warn!("password queue full: request refused");
+            ApiError::busy()
+        })
+    }
+
     pub async fn register(
         username: String,
         password: String,
@@ -139,30 +147,24 @@ pub mod server {
         validate::password(&password).map_err(ApiError::invalid_input)?;
         if let Some(confirm) = password_confirm.filter(|c| !c.is_empty()) {
             if confirm != password {
-                return Err(ApiError::invalid_input("The two passwords do not match."));
+                return Err(ApiError::invalid_input(validate::PASSWORDS_DIFFER));
             }
         }
         let state = state()?;
+        let ticket = hashing_ticket(&state)?;
         // Every sign-up that gets this far costs a hash and a row: counted per address.
         state
             .auth
             .throttle
-            .signup(client_addr().await)
-            .map_err(ApiError::too_many_signups)?;
-        let hash = state
-            .auth
-            .passwords
+            .sign_up(client_addr().await)
+            .map_err(|r| ApiError::too_many_signups(r.retry_after))?;
+        let hash = ticket
             .hash(password)
             .await
             .map_err(|e| internal("password hashing failed", e))?;
         let user = match users::create(&state.pool, &username, &hash).await {
             Ok(user) => user,
-            Err(CreateUserError::Taken) => {
-                return Err(ApiError::new(
-                    crate::error::ErrorCode::UsernameTaken,
-                    "That username is already taken. Choose another one.",
-                ))
-            }
+            Err(CreateUserError::Taken) => return Err(ApiError::username_taken()),
             Err(CreateUserError::Db(e)) => return Err(internal("creating a user failed", e)),
         };
         tracing::info!(user_id = user.id, "user registered");
@@ -179,18 +181,20 @@ pub mod server {
         next: Option<String>,
     ) -> Result<TokenResponse, ApiError> {
         let username = username.trim();
-        let state = state()?;
-        let auth = &state.auth;
-        let addr = client_addr().await;
-        // Locked accounts and addresses are refused before any password work.
-        auth.throttle
-            .check(username, addr)
-            .map_err(ApiError::too_many_requests)?;
-        // Out-of-range input cannot match an account: refuse it before any hashing.
+        // Out-of-range input cannot match an account: refused before it touches the throttle
+        // (whose memory it would fill) or any hashing. Same answer as a wrong password.
         if validate::username(username).is_err() || validate::password(&password).is_err() {
-            auth.throttle.failed(username, addr);
             return Err(ApiError::invalid_credentials());
         }
+        let state = state()?;
+        let auth = &state.auth;
+        let ticket = hashing_ticket(&state)?;
+        let addr = client_addr().await;
+        // Counted now, before any password work: parallel guesses cannot outrun the count,
+        // and a client that hangs up during the hash has still used its attempt.
+        auth.throttle
+            .sign_in(username, addr)
+            .map_err(|r| ApiError::too_many_requests(r.retry_after))?;
         let found = users::credentials(&state.pool, username)
             .await
             .map_err(|e| internal("looking up a user failed", e))?;
@@ -199,8 +203,7 @@ pub mod server {
             None => (None, None),
         };
         // Unknown users are verified against a dummy hash: same work, same time.
-        let ok = auth
-            .passwords
+        let ok = ticket
             .verify(password, hash)
             .await
             .map_err(|e| internal("password verification failed", e))?;
@@ -209,17 +212,16 @@ pub mod server {
             _ => {
                 // The username is not logged: people type passwords into it by mistake.
                 tracing::info!("login failed");
-                auth.throttle.failed(username, addr);
                 return Err(ApiError::invalid_credentials());
             }
         };
-        auth.throttle.succeeded(username);
+        auth.throttle.signed_in(username, addr);
         let (token, claims) = auth
             .keys
             .issue(user_id)
             .map_err(|e| internal("signing a token failed", e))?;
         let ttl = auth.keys.ttl().as_secs();
-        if let Some(cookie) = session_cookie(&token, ttl, auth.secure_cookie) {
+        if let Some(cookie) = auth.cookie.set(&token, ttl) {
             set_cookie(cookie);
         }
         tracing::info!(user_id, "login succeeded");
@@ -239,18 +241,23 @@ pub mod server {
             Ok(user) => user,
             Err(e) => {
                 // Whatever is wrong with the token, the browser should drop it.
-                set_cookie(clear_cookie(state.auth.secure_cookie));
+                set_cookie(state.auth.cookie.clear());
                 return Err(e);
             }
         };
-        // Commit the revoke before answering, so a crash cannot resurrect the token.
-        state
-            .auth
-            .blocklist
-            .revoke(user.jti, user.user_id, user.exp)
-            .await
-            .map_err(|e| internal("recording a revoked token failed", e))?;
-        set_cookie(clear_cookie(state.auth.secure_cookie));
+        // Commit the revoke before answering, so a crash cannot resurrect the token. In a task
+        // of its own: if the client hangs up, this request's future is dropped, but a write
+        // the database may already have committed must still reach memory.
+        let auth = state.auth.clone();
+        tokio::spawn(async move {
+            auth.blocklist
+                .revoke(user.jti, user.user_id, user.exp)
+                .await
+        })
+        .await
+        .map_err(|e| internal("the revoke task failed", e))?
+        .map_err(|e| internal("recording a revoked token failed", e))?;
+        set_cookie(state.auth.cookie.clear());
         tracing::info!(user_id = user.user_id, "logout: token revoked");
         redirect("/");
         Ok(LoggedOut { revoked: true })
@@ -274,7 +281,7 @@ pub mod server {
         let found = state
             .auth
             .users
-            .get(&state.pool, user.user_id)
+            .get(user.user_id)
             .await
             .map_err(|e| internal("looking up a user failed", e))?;
         // A valid token for a user that no longer exists is no session.

@@ -36,6 +36,8 @@ pub enum ErrorCode {
     TooManyRequests,
     /// A cookie-authenticated state change from another origin.
     Forbidden,
+    /// Too many requests are waiting for a password check; see `retry_after`.
+    TemporarilyUnavailable,
     /// Something failed on our side; the cause is in the server log, not in the answer.
     Internal,
     /// Client side only: the server could not be reached or answered something unreadable.
@@ -57,6 +59,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests => S::TOO_MANY_REQUESTS,
             Self::Forbidden => S::FORBIDDEN,
+            Self::TemporarilyUnavailable => S::SERVICE_UNAVAILABLE,
             Self::Internal => S::INTERNAL_SERVER_ERROR,
             Self::Network => S::SERVICE_UNAVAILABLE,
         }
@@ -114,7 +117,7 @@ impl ApiError {
     pub fn too_many_requests(retry_after: u64) -> Self {
         Self::retry_later(
             retry_after,
-            format!("Too many failed sign-in attempts. Try again in {retry_after} seconds."),
+            format!("Too many sign-in attempts. Try again in {retry_after} seconds."),
         )
     }
 
@@ -128,11 +131,70 @@ impl ApiError {
         )
     }
 
+    /// Too many sign-ins are waiting for a password check: refused before any work.
+    pub fn busy() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                ErrorCode::TemporarilyUnavailable,
+                "The server is busy checking other passwords. Try again in a moment.",
+            )
+        }
+    }
+
     fn retry_later(retry_after: u64, description: String) -> Self {
         Self {
             retry_after: Some(retry_after),
             ..Self::new(ErrorCode::TooManyRequests, description)
         }
+    }
+
+    /// The error of a form posted without JavaScript comes back in the page's URL
+    /// (`__err=<base64 JSON>`), where anyone can write a link with any text in it. Only its code
+    /// is believed: the text shown is ours, chosen by the code (a validation message is kept
+    /// only when it is one we write, word for word), and a wait is a number we format.
+    pub fn in_our_words(&self, signing_up: bool) -> Self {
+        use ErrorCode as C;
+        let text = match self.error {
+            C::MissingToken => "Please sign in.",
+            C::InvalidToken => "Your session is no longer valid. Please sign in again.",
+            C::TokenExpired => "Your session has expired. Please sign in again.",
+            C::TokenRevoked => "You were signed out. Please sign in again.",
+            C::InvalidCredentials => return Self::invalid_credentials(),
+            C::UsernameTaken => return Self::username_taken(),
+            C::InvalidInput if crate::validate::is_our_message(&self.description) => {
+                return Self::invalid_input(self.description.clone())
+            }
+            C::InvalidInput => "Check the form and try again.",
+            // `network` never comes from the server: here it means the link's error could not
+            // be decoded (the browser's word for it; the server says `bad_request`).
+            C::BadRequest | C::PayloadTooLarge | C::Network => {
+                return Self::new(
+                    C::BadRequest,
+                    "The form could not be read. Please try again.",
+                )
+            }
+            C::TooManyRequests => {
+                // No real wait is longer than a couple of minutes.
+                let wait = self.retry_after.unwrap_or(60).clamp(1, 120);
+                return if signing_up {
+                    Self::too_many_signups(wait)
+                } else {
+                    Self::too_many_requests(wait)
+                };
+            }
+            C::Forbidden => "This request must come from this site's own pages.",
+            C::TemporarilyUnavailable => return Self::busy(),
+            C::Internal => return Self::internal(),
+        };
+        Self::new(self.error, text)
+    }
+
+    pub fn username_taken() -> Self {
+        Self::new(
+            ErrorCode::UsernameTaken,
+            "That username is already taken. Choose another one.",
+        )
     }
 
     pub fn status(&self) -> http::StatusCode {
@@ -154,7 +216,16 @@ impl FromServerFnError for ApiError {
                 ErrorCode::BadRequest,
                 format!("The request is missing the field `{field}`."),
             ),
-            // Client side: the server could not be reached, or its answer could not be read.
+            // On the server these mean the request could not be decoded (e.g. a body that is not
+            // UTF-8): the client's fault. Server functions called during rendering make no
+            // requests, so the server never has a network failure of its own to report.
+            #[cfg(feature = "ssr")]
+            ServerFnErrorErr::Request(_) | ServerFnErrorErr::Deserialization(_) => Self::new(
+                ErrorCode::BadRequest,
+                "The request could not be read: send a UTF-8 form body.",
+            ),
+            // In the browser: the server could not be reached, or its answer could not be read.
+            #[cfg(not(feature = "ssr"))]
             ServerFnErrorErr::Request(_) | ServerFnErrorErr::Deserialization(_) => Self::new(
                 ErrorCode::Network,
                 "Could not reach the server. Check your connection and try again.",
@@ -194,6 +265,56 @@ mod tests {
             http::StatusCode::CONFLICT
         );
         assert!(!ErrorCode::InvalidCredentials.is_token_rejection());
+    }
+
+    #[test]
+    fn undecodable_requests_are_the_clients_fault_on_the_server() {
+        for e in [
+            ServerFnErrorErr::Deserialization("invalid utf-8".into()),
+            ServerFnErrorErr::Request("body".into()),
+        ] {
+            let err = ApiError::from_server_fn_error(e);
+            assert_eq!(err.error, ErrorCode::BadRequest);
+            assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn text_from_a_url_is_never_shown() {
+        let forged = |error, description: &str, retry_after| ApiError {
+            error,
+            description: description.into(),
+            retry_after,
+        };
+        for code in [
+            ErrorCode::InvalidCredentials,
+            ErrorCode::TokenRevoked,
+            ErrorCode::InvalidInput,
+            ErrorCode::Internal,
+            ErrorCode::Network,
+            ErrorCode::TooManyRequests,
+        ] {
+            let clean = forged(
+                code,
+                "Call +1 555 0100 to unlock your account",
+                Some(u64::MAX),
+            )
+            .in_our_words(false);
+            assert!(!clean.description.contains("555"), "{clean:?}");
+            assert!(clean.retry_after.is_none_or(|s| s <= 120), "{clean:?}");
+            assert_ne!(clean.error, ErrorCode::Network);
+        }
+        // Our own validation messages survive the trip, word for word.
+        let ours = crate::validate::password("short").unwrap_err();
+        assert_eq!(
+            forged(ErrorCode::InvalidInput, &ours, None)
+                .in_our_words(true)
+                .description,
+            ours
+        );
+        let wait = forged(ErrorCode::TooManyRequests, "x", Some(42)).in_our_words(false);
+        assert_eq!(wait.retry_after, Some(42));
+        assert!(wait.description.contains("42 seconds"));
     }
 
     #[test]

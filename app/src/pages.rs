@@ -111,8 +111,8 @@ fn SubmitButton(
     #[prop(optional)] class: Option<&'static str>,
 ) -> impl IntoView {
     view! {
-        <button type="submit" class=class disabled=pending>
-            {move || if pending.get() { busy } else { idle }}
+        <button type="submit" class=class disabled=move || pending.try_get().unwrap_or(false)>
+            {move || if pending.try_get().unwrap_or(false) { busy } else { idle }}
         </button>
     }
 }

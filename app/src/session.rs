@@ -5,12 +5,13 @@
 //! or logout, and dropped (with a message) as soon as any server function answers that the
 //! token was rejected.
 
-use leptos::{prelude::*, server::ServerActionError};
+use leptos::{prelude::*, server_fn::ServerFn};
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
+use server_fn::error::ServerFnUrlError;
 
 use crate::{
-    api::{session, Login, Logout, Register, SessionInfo},
+    api::{session, LoggedOut, Login, Logout, Register, SessionInfo},
     error::ApiError,
 };
 
@@ -28,10 +29,17 @@ pub struct Session {
     pub login: ServerAction<Login>,
     pub logout: ServerAction<Logout>,
     pub register: ServerAction<Register>,
+    /// The actions' versions (completed dispatches), kept here so that reads can tolerate a
+    /// disposed owner (see [`Session::user`]).
+    logins: RwSignal<usize>,
+    logouts: RwSignal<usize>,
     /// What the server last said about this browser's session.
     pub current: Resource<Snapshot>,
     /// Why the session ended, when it ended without the user asking (expired, revoked elsewhere).
     notice: RwSignal<Option<String>>,
+    /// The last sign-out's answer: a sign-out refused because the token was already dead
+    /// (or such an answer handed back to a page without JavaScript) is shown as the reason.
+    signed_out: MappedSignal<Option<Result<LoggedOut, ApiError>>>,
     /// Whether each action is on its way. Made once, here: `pending()` makes a new memo at
     /// every call, owned by whatever component calls it.
     pub signing_in: Memo<bool>,
@@ -40,20 +48,29 @@ pub struct Session {
 }
 
 pub fn provide_session() {
-    // A form posted without JavaScript comes back to its page with `__path` and `__err` in the
-    // query. The router hands that error to actions created under `<Routes>`; ours are created
-    // above it (the nav shares them), so hand it to them here, before they are created.
-    let query = use_query_map();
-    let posted_error = query.with_untracked(|q| Some((q.get("__path")?, q.get("__err")?)));
-    if let Some((path, err)) = posted_error {
-        provide_context(ServerActionError::new(&path, &err));
-    }
-
     let login = ServerAction::<Login>::new();
     let logout = ServerAction::<Logout>::new();
     let register = ServerAction::<Register>::new();
+
+    // A form posted without JavaScript comes back to its page with `__path` and `__err` in the
+    // query. Anyone can write such a link, so only the error's code is taken from it: the text
+    // shown is ours (`ApiError::in_our_words`), then handed to the action that posted it.
+    let query = use_query_map();
+    let posted = query.with_untracked(|q| Some((q.get("__path")?, q.get("__err")?)));
+    if let Some((path, err)) = posted {
+        let claimed = ServerFnUrlError::<ApiError>::decode_err(&err);
+        if path == Login::PATH {
+            login.value().set(Some(Err(claimed.in_our_words(false))));
+        } else if path == Register::PATH {
+            register.value().set(Some(Err(claimed.in_our_words(true))));
+        } else if path == Logout::PATH {
+            logout.value().set(Some(Err(claimed.in_our_words(false))));
+        }
+    }
+
+    let (logins, logouts) = (login.version(), logout.version());
     let current = Resource::new_blocking(
-        move || (login.version().get(), logout.version().get()),
+        move || (logins.get(), logouts.get()),
         |after| async move {
             Snapshot {
                 after,
@@ -65,8 +82,11 @@ pub fn provide_session() {
         login,
         logout,
         register,
+        logins,
+        logouts,
         current,
         notice: RwSignal::new(None),
+        signed_out: logout.value(),
         signing_in: login.pending(),
         signing_out: logout.pending(),
         registering: register.pending(),
@@ -75,6 +95,7 @@ pub fn provide_session() {
     Effect::new(move |_| {
         if matches!(login.value().get(), Some(Ok(_))) {
             s.notice.set(None);
+            logout.value().set(None);
         }
     });
     // Signing out with a token that was already dead still ends the session, with the reason.
@@ -101,16 +122,23 @@ impl Session {
     }
 
     /// The signed-in user, if any, as last fetched. Reactive.
+    ///
+    /// Every read here is a `try_` read: on the server a view closure can still run after the
+    /// request's reactive owner was disposed (a client that hung up mid-render), and a plain
+    /// read would panic there. A disposed session reads as "signed out, nothing settled".
     pub fn user(&self) -> Option<SessionInfo> {
-        self.current.get().and_then(|s| s.user.ok().flatten())
+        self.current
+            .try_get()
+            .flatten()
+            .and_then(|s| s.user.ok().flatten())
     }
 
     /// Is `snapshot` the session as it stands now? Not while a sign-in is on its way, nor
     /// until the refetch after the last sign-in or sign-out has landed: a sign-in's redirect
     /// opens the next page before the action completes and the refetch starts. Reactive.
     pub fn is_settled(&self, snapshot: &Snapshot) -> bool {
-        !self.signing_in.get()
-            && snapshot.after == (self.login.version().get(), self.logout.version().get())
+        let current = self.logins.try_get().zip(self.logouts.try_get());
+        !self.signing_in.try_get().unwrap_or(true) && current == Some(snapshot.after)
     }
 
     /// A session found missing: ask the visitor to sign in, unless a reason is already shown.
@@ -122,12 +150,25 @@ impl Session {
 
     /// The message to show about a session that ended by itself.
     pub fn notice(&self) -> Option<String> {
-        self.notice.get().or_else(|| {
-            self.current
-                .get()
-                .and_then(|s| s.user.err())
+        let signed_out = || {
+            self.signed_out
+                .try_get()
+                .flatten()
+                .and_then(Result::err)
                 .filter(|e| e.error.is_token_rejection())
                 .map(|e| e.description)
-        })
+        };
+        self.notice
+            .try_get()
+            .flatten()
+            .or_else(signed_out)
+            .or_else(|| {
+                self.current
+                    .try_get()
+                    .flatten()
+                    .and_then(|s| s.user.err())
+                    .filter(|e| e.error.is_token_rejection())
+                    .map(|e| e.description)
+            })
     }
 }

@@ -7,6 +7,21 @@ pub const USERNAME_MAX: usize = 32;
 pub const PASSWORD_MIN: usize = 8;
 pub const PASSWORD_MAX: usize = 128;
 
+/// Said when the confirmation differs from the password.
+pub const PASSWORDS_DIFFER: &str = "The two passwords do not match.";
+
+/// True when `text` is, word for word, one of the messages these rules give.
+pub fn is_our_message(text: &str) -> bool {
+    let ours = [
+        username("").err(),
+        username("a b").err(),
+        password("").err(),
+        password(&"x".repeat(PASSWORD_MAX + 1)).err(),
+        Some(PASSWORDS_DIFFER.to_string()),
+    ];
+    ours.iter().flatten().any(|m| m == text)
+}
+
 pub fn username(name: &str) -> Result<(), String> {
     let len = name.chars().count();
     if !(USERNAME_MIN..=USERNAME_MAX).contains(&len) {

@@ -10,6 +10,7 @@
 //! | `COOKIE_SECURE` | `true` in production | add `Secure` to the session cookie (https only) |
 //! | `DATA_DIR` | `data` | folder for the generated development secret |
 //! | `BLOCKLIST_PURGE_INTERVAL` | `10m` | how often expired revocations are dropped |
+//! | `LOGIN_THROTTLE` | `on` | `off` lifts the sign-in and sign-up limits, for load tests only; refused in production |
 
 use std::{
     fs,
@@ -42,6 +43,8 @@ pub struct Config {
     pub production: bool,
     pub secure_cookie: bool,
     pub purge_interval: Duration,
+    /// Sign-in and sign-up limits (off only for load tests, never in production).
+    pub throttle: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -53,6 +56,7 @@ impl std::fmt::Debug for Config {
             .field("production", &self.production)
             .field("secure_cookie", &self.secure_cookie)
             .field("purge_interval", &self.purge_interval)
+            .field("throttle", &self.throttle)
             .finish_non_exhaustive()
     }
 }
@@ -150,6 +154,16 @@ impl Config {
             Some(v) => parse_bool("COOKIE_SECURE", &v)?,
             None => production,
         };
+        let throttle = match get("LOGIN_THROTTLE") {
+            Some(v) => parse_bool("LOGIN_THROTTLE", &v)?,
+            None => true,
+        };
+        if production && !throttle {
+            return Err(ConfigError::Invalid(
+                "LOGIN_THROTTLE",
+                "the limits cannot be turned off with APP_ENV=production".into(),
+            ));
+        }
         Ok(Self {
             database_url: get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/app.db".into()),
             jwt_secret,
@@ -157,6 +171,7 @@ impl Config {
             production,
             secure_cookie,
             purge_interval: duration("BLOCKLIST_PURGE_INTERVAL", 600)?,
+            throttle,
         })
     }
 
@@ -226,6 +241,17 @@ mod tests {
         }
         assert!(!a.secure_cookie);
         assert_eq!(a.jwt_ttl, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn the_throttle_stays_on_in_production() {
+        let secret = "k".repeat(32);
+        let off = [("JWT_SECRET", secret.as_str()), ("LOGIN_THROTTLE", "off")];
+        assert!(!Config::from_lookup(lookup(&off)).unwrap().throttle);
+        let prod = [off[0], off[1], ("APP_ENV", "production")];
+        let err = Config::from_lookup(lookup(&prod)).unwrap_err();
+        assert!(err.to_string().contains("LOGIN_THROTTLE"), "{err}");
+        assert!(Config::from_lookup(lookup(&off[..1])).unwrap().throttle);
     }
 
     #[test]

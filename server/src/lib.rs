@@ -8,12 +8,12 @@ use std::{sync::Arc, time::Duration};
 
 use app::{
     auth::{
-        blocklist::Blocklist, jwt::TokenKeys, password::Passwords, throttle::LoginThrottle,
-        users::UserCache, AppState, Auth,
+        blocklist::Blocklist, cookie::SessionCookie, jwt::TokenKeys, password::Passwords,
+        throttle::Throttle, users::UserCache, AppState, Auth,
     },
     db, shell, App,
 };
-use axum::{middleware as mw, routing::get, Extension, Router};
+use axum::{http::header, middleware as mw, routing::get, Extension, Router};
 use leptos::config::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
@@ -65,9 +65,14 @@ pub async fn build_state(
         keys: TokenKeys::new(&config.jwt_secret, ISSUER, config.jwt_ttl)?,
         blocklist,
         passwords: Passwords::new(hashers)?,
-        throttle: LoginThrottle::default(),
-        users: UserCache::default(),
-        secure_cookie: config.secure_cookie,
+        throttle: if config.throttle {
+            Throttle::default()
+        } else {
+            tracing::warn!("LOGIN_THROTTLE=off: sign-ins and sign-ups are not limited");
+            Throttle::default().disabled()
+        },
+        users: UserCache::new(pool.clone()),
+        cookie: SessionCookie::new(config.secure_cookie),
     };
     Ok(AppState::new(leptos_options, pool, Arc::new(auth)))
 }
@@ -77,6 +82,7 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     let auth = state.auth.clone();
+    let https = auth.cookie.secure();
 
     let mut router = Router::new()
         .route("/health", get(|| async { "ok" }))
@@ -90,9 +96,16 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         // Outside the body limit, so its bare 413 gets a JSON body too.
         .layer(mw::from_fn(middleware::api_error_status))
+        .layer(mw::from_fn(middleware::no_store))
         .layer(Extension(auth));
     for (name, value) in middleware::security_headers() {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
+    }
+    if https {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            middleware::HSTS,
+        ));
     }
     // Spans name the method and path only: no headers (cookies, tokens), no query, no body.
     router.layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
@@ -117,7 +130,11 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
     })
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+/// How long in-flight requests may take to finish once shutdown has begun.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish
+/// for up to [`SHUTDOWN_GRACE`]: a client that never reads its answer cannot hold the process.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -128,13 +145,30 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    let begun = Arc::new(tokio::sync::Notify::new());
+    let signal = {
+        let begun = begun.clone();
+        async move {
+            shutdown.await;
+            begun.notify_one();
+        }
+    };
     // Connect info gives the login throttle the client's address.
-    axum::serve(
+    let serving = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
+    .with_graceful_shutdown(signal);
+    tokio::select! {
+        served = serving => served,
+        () = async {
+            begun.notified().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("requests still in flight {SHUTDOWN_GRACE:?} after shutdown began: closing them");
+            Ok(())
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -2,7 +2,6 @@
 
 use app::{
     auth::{
-        cookie::{clear_cookie, cookie_token},
         extractor::{error_response, AuthRejection, AuthUser},
         Auth,
     },
@@ -70,7 +69,7 @@ pub async fn protect_pages(req: Request, next: Next) -> Response {
     let Some(auth) = req.extensions().get::<Arc<Auth>>().cloned() else {
         return AuthRejection::Unavailable.into_response();
     };
-    match auth.authenticate(req.headers()) {
+    match auth.authenticate(req.headers()).await {
         Ok(user) => {
             let mut req = req;
             req.extensions_mut().insert::<AuthUser>(user);
@@ -85,7 +84,7 @@ pub async fn protect_pages(req: Request, next: Next) -> Response {
                 Redirect::to(&format!("/login?next={}", encode_component(&target))).into_response();
             if rejection != AuthRejection::MissingToken {
                 res.headers_mut()
-                    .append(header::SET_COOKIE, clear_cookie(auth.secure_cookie));
+                    .append(header::SET_COOKIE, auth.cookie.clear());
             }
             res
         }
@@ -105,23 +104,27 @@ fn encode_component(text: &str) -> String {
     out
 }
 
-/// The `host[:port]` of an `Origin` or `Referer` value, if it is an http(s) URL.
-fn authority(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
-    Some(rest.split(['/', '?', '#']).next().unwrap_or(rest))
+/// The scheme and `host[:port]` of an `Origin` or `Referer` value, if it is an http(s) URL.
+fn scheme_and_authority(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    Some((scheme, rest.split(['/', '?', '#']).next().unwrap_or(rest)))
 }
 
-/// Is this request from a page of our own site? `Origin` first, `Referer` as the fallback.
-/// `None` when the request says neither (curl, scripts).
-fn same_origin(headers: &HeaderMap) -> Option<bool> {
+/// Is this request from a page of our own site, served with `scheme`? `Origin` first, `Referer`
+/// as the fallback. `None` when the request says neither (curl, scripts). Over https a page
+/// at `http://` the same host is another origin: an attacker on the network could serve it.
+fn same_origin(headers: &HeaderMap, scheme: &str) -> Option<bool> {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let from = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))?;
-    let from = from.to_str().ok().and_then(authority);
-    Some(matches!((from, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h)))
+    let from = from.to_str().ok().and_then(scheme_and_authority);
+    Some(
+        matches!((from, host), (Some((s, a)), Some(h)) if s == scheme && a.eq_ignore_ascii_case(h)),
+    )
 }
 
 /// CSRF defence for state changes: a POST to `/api` that names another origin is refused, and
@@ -134,9 +137,13 @@ pub async fn same_origin_posts(req: Request, next: Next) -> Response {
     {
         return next.run(req).await;
     }
-    let allowed = match same_origin(req.headers()) {
+    let Some(cookie) = req.extensions().get::<Arc<Auth>>().map(|a| a.cookie) else {
+        return AuthRejection::Unavailable.into_response();
+    };
+    let scheme = if cookie.secure() { "https" } else { "http" };
+    let allowed = match same_origin(req.headers(), scheme) {
         Some(same) => same,
-        None => cookie_token(req.headers()).is_none(),
+        None => cookie.read(req.headers()).is_none(),
     };
     if !allowed {
         tracing::warn!(path = req.uri().path(), "cross-origin POST refused");
@@ -147,6 +154,24 @@ pub async fn same_origin_posts(req: Request, next: Next) -> Response {
     }
     next.run(req).await
 }
+
+/// `Cache-Control: no-store` on every answer but the static assets: API answers carry tokens
+/// and private data, and pages are rendered for whoever is signed in. Neither the browser's
+/// cache nor a shared one may keep them (a "back" after signing out must not show them).
+pub async fn no_store(req: Request, next: Next) -> Response {
+    let assets = req.uri().path().starts_with("/pkg/");
+    let mut res = next.run(req).await;
+    if !assets {
+        res.headers_mut()
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+/// HSTS, sent only when the site is served over https (`Secure` cookies): browsers then refuse
+/// plain http to this host for a year, so the cookie never travels unencrypted.
+pub const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includeSubDomains");
 
 /// Headers every response carries.
 pub fn security_headers() -> [(header::HeaderName, HeaderValue); 3] {
@@ -178,7 +203,20 @@ mod tests {
     }
 
     #[test]
+    fn origin_checks_compare_the_scheme() {
+        let host = (header::HOST, "example.com");
+        let h = |origin: &str| headers(&[host.clone(), (header::ORIGIN, origin)]);
+        assert_eq!(same_origin(&h("https://example.com"), "https"), Some(true));
+        assert_eq!(same_origin(&h("http://example.com"), "https"), Some(false));
+        assert_eq!(same_origin(&h("https://example.com"), "http"), Some(false));
+        assert_eq!(same_origin(&h("ftp://example.com"), "http"), Some(false));
+        let referer = headers(&[host.clone(), (header::REFERER, "http://example.com/login")]);
+        assert_eq!(same_origin(&referer, "https"), Some(false));
+    }
+
+    #[test]
     fn origin_checks() {
+        let same_origin = |h: &HeaderMap| same_origin(h, "http");
         let host = (header::HOST, "127.0.0.1:3000");
         assert_eq!(
             same_origin(&headers(&[

@@ -9,13 +9,13 @@ use reqwest::header;
 use serde_json::Value;
 
 #[tokio::test]
-async fn failed_logins_are_throttled_per_account_with_retry_after() {
+async fn failed_logins_are_throttled_per_account_and_address_with_retry_after() {
     let app = spawn_app().await;
     let api = app.api();
     app.register(&api, "target", PASSWORD).await;
     app.register(&api, "bystander", PASSWORD).await;
 
-    for _ in 0..app::auth::throttle::ACCOUNT_BURST {
+    for _ in 0..app::auth::throttle::PAIR_BURST {
         let res = app.login(&api, "target", "wrong password").await;
         assert_eq!(res.status(), 401);
     }
@@ -27,13 +27,125 @@ async fn failed_logins_are_throttled_per_account_with_retry_after() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(retry >= 1 && retry <= app::auth::throttle::ACCOUNT_PERIOD.as_secs());
+    assert!(retry >= 1 && retry <= app::auth::throttle::PAIR_PERIOD.as_secs());
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "too_many_requests");
     assert_eq!(body["retry_after"], retry);
 
     // Someone else signing in (from the same address, even) is not affected.
     assert_eq!(app.login(&api, "bystander", PASSWORD).await.status(), 200);
+    app.stop().await;
+}
+
+/// Guesses sent all at once are counted before any of them reaches argon2: only the burst gets
+/// a password check (401), every other one is refused at once (429).
+#[tokio::test]
+async fn parallel_guesses_get_no_more_checks_than_the_burst() {
+    use app::auth::throttle::PAIR_BURST;
+    let app = std::sync::Arc::new(spawn_app().await);
+    app.register(&app.api(), "crowded", PASSWORD).await;
+    let guesses: Vec<_> = (0..64)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let api = app.api();
+                let res = app
+                    .login(&api, "crowded", &format!("wrong guess {i}"))
+                    .await;
+                res.status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for g in guesses {
+        statuses.push(g.await.unwrap());
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        checked <= PAIR_BURST as usize,
+        "{checked} password checks: {statuses:?}"
+    );
+    assert_eq!(checked + refused, 64, "{statuses:?}");
+}
+
+/// Someone elsewhere using up an account's attempts does not lock its owner out: the tight
+/// limit is per (account, address).
+#[tokio::test]
+async fn guesses_from_elsewhere_do_not_lock_the_owner_out() {
+    let app = spawn_app().await;
+    app.register(&app.api(), "owner", PASSWORD).await;
+    let attacker = app.api_from([127, 0, 0, 2]);
+    for _ in 0..app::auth::throttle::PAIR_BURST {
+        assert_eq!(
+            app.login(&attacker, "owner", "wrong password")
+                .await
+                .status(),
+            401
+        );
+    }
+    assert_eq!(app.login(&attacker, "owner", PASSWORD).await.status(), 429);
+    let owner = app.api_from([127, 0, 0, 3]);
+    assert_eq!(app.login(&owner, "owner", PASSWORD).await.status(), 200);
+    app.stop().await;
+}
+
+/// An attempt counts when it arrives, even if the client hangs up before the password check
+/// has answered: here every abandoned attempt is still queued behind other people's hashing
+/// when its client leaves, so it is never checked at all.
+#[tokio::test]
+async fn an_abandoned_attempt_still_counts() {
+    use tokio::io::AsyncWriteExt;
+    let app = std::sync::Arc::new(spawn_app().await);
+    app.register(&app.api(), "leaver", PASSWORD).await;
+    // Twenty sign-ups from another address keep the one hashing thread busy for a while.
+    let busy: Vec<_> = (0..20)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let other = app.api_from([127, 0, 0, 5]);
+                app.register(&other, &format!("busy{i}"), PASSWORD)
+                    .await
+                    .status()
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let body = "username=leaver&password=wrong+password+here";
+    let request = format!(
+        "POST /api/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        app.addr,
+        body.len()
+    );
+    for _ in 0..app::auth::throttle::PAIR_BURST {
+        let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        drop(tcp); // hang up while the attempt waits for a hash
+    }
+    for b in busy {
+        assert_eq!(b.await.unwrap(), 200);
+    }
+    let res = app.login(&app.api(), "leaver", PASSWORD).await;
+    assert_eq!(res.status(), 429, "the abandoned attempts were not counted");
+}
+
+/// Names that cannot be accounts are refused before they reach the throttle: they fill no
+/// memory and use up nobody's allowance.
+#[tokio::test]
+async fn invalid_names_never_reach_the_throttle() {
+    let app = spawn_app().await;
+    let api = app.api();
+    app.register(&api, "regular", PASSWORD).await;
+    for i in 0..(app::auth::throttle::ADDRESS_BURST + 10) {
+        let name = format!("not a valid name {i} {}", "x".repeat(2000));
+        let res = app.login(&api, &name, "wrong password").await;
+        assert_eq!(res.status(), 401);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_credentials");
+    }
+    assert_eq!(app.login(&api, "regular", PASSWORD).await.status(), 200);
     app.stop().await;
 }
 

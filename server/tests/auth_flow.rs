@@ -180,3 +180,48 @@ async fn home_page_is_server_rendered_for_both_states() {
     assert!(html.contains("<strong>fred</strong>"), "{html}");
     app.stop().await;
 }
+
+/// User ids are reused: after the database is reset (same secret), a token from before names
+/// an id that now belongs to someone else. It must not sign in as them.
+#[tokio::test]
+async fn a_token_from_before_a_database_reset_is_refused() {
+    let before = spawn_app().await;
+    let token = before.token_for("old-alice").await;
+    let me: Value = before.me_bearer(&token).await.json().await.unwrap();
+    let old_id = me["user_id"].as_i64().unwrap();
+    before.stop().await;
+
+    // A new, empty database with the same secret; the next account created gets the same id.
+    let after = spawn_app().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let bob: Value = after
+        .me_bearer(&after.token_for("new-bob").await)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        bob["user_id"].as_i64(),
+        Some(old_id),
+        "the id was not reused"
+    );
+    assert_rejected(after.me_bearer(&token).await, "invalid_token").await;
+    // Pages and server functions too.
+    let page = after
+        .api()
+        .get(after.url("/profile"))
+        .header(header::COOKIE, format!("auth_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303);
+    let session = after
+        .api()
+        .get(after.url("/api/session"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_rejected(session, "invalid_token").await;
+    after.stop().await;
+}

@@ -309,5 +309,165 @@ async fn pages_carry_security_headers() {
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["referrer-policy"], "strict-origin-when-cross-origin");
+    // Read to the end: an unread answer keeps its connection busy through the shutdown.
+    res.text().await.unwrap();
+    app.stop().await;
+}
+
+/// A form body that is not UTF-8 is the client's fault: 400 `bad_request`, never a 5xx, and
+/// never the browser-only `network` code.
+#[tokio::test]
+async fn bytes_that_are_not_utf8_are_a_bad_request() {
+    let app = spawn_app().await;
+    for path in ["/api/login", "/api/register", "/api/logout"] {
+        for body in [
+            &b"\xff\xfe{{{"[..],
+            b"username=\xff\xfe&password=\xc3\x28abcdefgh",
+        ] {
+            let res = app
+                .api()
+                .post(app.url(path))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(body.to_vec())
+                .send()
+                .await
+                .unwrap();
+            let (status, body) = error_of(res).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+            assert_eq!(body["error"], "bad_request", "{path}: {body}");
+        }
+    }
+    app.stop().await;
+}
+
+/// The error of a form posted without JavaScript travels in the URL, where anyone can write
+/// a link: the page shows our text for the error's code, never the link's.
+#[tokio::test]
+async fn error_text_from_a_link_is_never_shown_as_the_sites_own() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    let forged = |code: &str| {
+        let json =
+            json!({"error": code, "description": "Your account is locked. Call +1 555 0100."});
+        base64::engine::general_purpose::URL_SAFE.encode(json.to_string())
+    };
+    for (page, fn_path, code, ours) in [
+        (
+            "/login",
+            "/api/login",
+            "invalid_credentials",
+            "The username or password is incorrect.",
+        ),
+        (
+            "/",
+            "/api/logout",
+            "token_revoked",
+            "You were signed out. Please sign in again.",
+        ),
+        (
+            "/register",
+            "/api/register",
+            "invalid_input",
+            "Check the form and try again.",
+        ),
+    ] {
+        let url = format!("{page}?__path={fn_path}&__err={}", forged(code));
+        let html = app.page_html(&app.api(), &url).await;
+        assert!(!html.contains("555"), "{page}: the link's text is shown");
+        assert!(
+            html.contains(ours),
+            "{page}: our text for {code} is missing"
+        );
+    }
+    app.stop().await;
+}
+
+/// Answers that carry a token or private data are never stored by a cache; static assets may be.
+#[tokio::test]
+async fn private_answers_are_not_cached() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    app.register(&browser, "private", PASSWORD).await;
+    let login = app.login(&browser, "private", PASSWORD).await;
+    assert_eq!(login.status(), 200);
+    assert_eq!(login.headers()[header::CACHE_CONTROL], "no-store");
+    for path in ["/api/me", "/api/session", "/profile", "/"] {
+        let res = browser.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store", "{path}");
+    }
+    // Over plain http there is no HSTS (it would be ignored, and breaks local development).
+    let res = browser.get(app.url("/")).send().await.unwrap();
+    assert!(!res
+        .headers()
+        .contains_key(header::STRICT_TRANSPORT_SECURITY));
+    app.stop().await;
+}
+
+/// Served over https (Secure cookies): HSTS on every answer, the cookie named `__Host-`, and
+/// the same-origin check comparing the scheme too.
+#[tokio::test]
+async fn over_https_cookies_are_host_only_and_hsts_is_sent() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let app = common::spawn_app_with(dir, |c| c.secure_cookie = true).await;
+    let api = app.api();
+    app.register(&api, "secure", PASSWORD).await;
+    let res = app.login(&api, "secure", PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    let hsts = res.headers()[header::STRICT_TRANSPORT_SECURITY]
+        .to_str()
+        .unwrap();
+    assert!(hsts.starts_with("max-age=31536000"), "{hsts}");
+    let cookie = res.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.starts_with("__Host-auth_token="), "{cookie}");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    let token = cookie
+        .trim_start_matches("__Host-auth_token=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let me = |cookie: String| {
+        api.get(app.url("/api/me"))
+            .header(header::COOKIE, cookie)
+            .send()
+    };
+    assert_eq!(
+        me(format!("__Host-auth_token={token}"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The plain name is not ours over https: anything on http could have set it.
+    assert_rejected(
+        me(format!("auth_token={token}")).await.unwrap(),
+        "missing_token",
+    )
+    .await;
+
+    // A cookie POST from the same host over plain http is another origin.
+    let host = app.addr.to_string();
+    let logout = |origin: String| {
+        api.post(app.url("/api/logout"))
+            .header(header::COOKIE, format!("__Host-auth_token={token}"))
+            .header(header::ORIGIN, origin)
+            .send()
+    };
+    assert_eq!(
+        logout(format!("http://{host}")).await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        logout(format!("https://{host}")).await.unwrap().status(),
+        200
+    );
     app.stop().await;
 }

@@ -293,7 +293,8 @@ async fn a_revoke_survives_sigkill_right_after_logout() {
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), "info").await;
+    // Two dozen sign-ins of one account at once: the throttle would refuse all but five.
+    let server = start_with(dir.path(), "info", &[("LOGIN_THROTTLE", "off")]).await;
     let base = server.base.clone();
     let client = Client::new();
     client
@@ -388,4 +389,112 @@ async fn logs_never_contain_passwords_tokens_or_cookies() {
     }
     let cookie_value = cookie.split(';').next().unwrap();
     assert!(!out.contains(cookie_value), "the cookie appears in the log");
+}
+
+/// (threads, resident KiB) of a process.
+fn threads_and_rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap()
+    };
+    (field("Threads:"), field("VmRSS:"))
+}
+
+/// The median time of 21 `/api/me` requests.
+async fn me_median(base: &str, token: &str) -> Duration {
+    let client = Client::new();
+    let mut times = Vec::new();
+    for _ in 0..21 {
+        let started = Instant::now();
+        let res = client
+            .get(format!("{base}/api/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// Hundreds of sign-ins, each abandoned by its client about 30 ms in. A hash that has started
+/// keeps its permit until it ends, and abandoned requests still waiting never start one: the
+/// server's threads and memory stay bounded, and `/api/me` is as quick right after as before.
+/// (When the permit was freed with the request, every hand-over started one more argon2 run
+/// on a new blocking thread while the abandoned ones ran on.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn abandoned_logins_do_not_pile_up_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "error").await;
+    let token = register_and_login(&server.base, "steady").await;
+    let pid = server.child.id();
+    let usual = me_median(&server.base, &token).await;
+    let (threads_before, rss_before) = threads_and_rss(pid);
+
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut most = (0, 0);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let (t, r) = threads_and_rss(pid);
+                most = (most.0.max(t), most.1.max(r));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            most
+        })
+    };
+    // 16 client addresses × 20 attempts, 4 names each: inside every throttle limit, so each
+    // attempt is one that would be hashed.
+    let clients: Vec<_> = (0..16u8)
+        .map(|a| {
+            let base = server.base.clone();
+            tokio::spawn(async move {
+                let client = Client::builder()
+                    .local_address(std::net::IpAddr::from([127, 0, 0, 10 + a]))
+                    .timeout(Duration::from_millis(30))
+                    .build()
+                    .unwrap();
+                for i in 0..20 {
+                    let name = format!("gone{a}x{}", i % 4);
+                    let _ = client
+                        .post(format!("{base}/api/login"))
+                        .form(&[("username", name.as_str()), ("password", "wrong password")])
+                        .send()
+                        .await;
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let right_after = me_median(&server.base, &token).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (threads_most, rss_most) = sampler.await.unwrap();
+
+    // sqlx may open a few more connections (a thread each); argon2 needs 19 MiB a hash.
+    assert!(
+        threads_most <= threads_before + 12,
+        "threads {threads_before} → {threads_most}"
+    );
+    assert!(
+        rss_most <= rss_before + 160 * 1024,
+        "resident {rss_before} KiB → {rss_most} KiB"
+    );
+    assert!(
+        right_after <= (usual * 5).max(Duration::from_millis(50)),
+        "/api/me took {right_after:?} right after, {usual:?} before"
+    );
+    signal(&server, "-TERM");
+    let (code, out) = finish(server);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("panicked"), "{out}");
 }

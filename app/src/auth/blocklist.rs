@@ -1,16 +1,22 @@
 //! The revoked-token blocklist: SQLite is the record, memory serves the checks.
 //!
 //! Every protected request asks [`Blocklist::is_revoked`], which reads an in-memory map of
-//! unexpired revoked `jti`s: no database round trip on the hot path. A revoke is written to the
-//! map first (so requests racing the logout already see it) and then committed to SQLite
-//! before the logout answers (so a crash cannot resurrect the token). Expired entries can no
-//! longer authenticate anyone, so [`Blocklist::purge_expired`] drops them from both.
+//! unexpired revoked `jti`s: no database round trip on the hot path. A revoke is committed to
+//! SQLite first and enters the map only then, still before the logout answers: memory never
+//! holds a revocation the database lacks, so a failed write cannot look like a sign-out that a
+//! restart would undo. Tokens are accepted until `exp` + [`LEEWAY_SECS`]; only after that can a
+//! revocation go, so [`Blocklist::purge_expired`] and the start-up load keep it until then.
 
 use sqlx::SqlitePool;
 use std::{collections::HashSet, sync::RwLock};
 use uuid::Uuid;
 
-use super::jwt::now_unix;
+use super::jwt::{now_unix, LEEWAY_SECS};
+
+/// Revocations whose token can no longer be accepted: `exp` + leeway has passed.
+fn dead_before() -> i64 {
+    now_unix() - LEEWAY_SECS as i64
+}
 
 #[derive(Debug)]
 pub struct Blocklist {
@@ -29,7 +35,7 @@ impl Blocklist {
     /// byte) into one string of hex jtis, and we parse those: the per-row work stays in
     /// SQLite's C loop and the start-up stays around a second.
     pub async fn load(pool: SqlitePool) -> Result<Self, sqlx::Error> {
-        let now = now_unix();
+        let now = dead_before();
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM revoked_tokens WHERE exp >= ?")
             .bind(now)
             .fetch_one(&pool)
@@ -69,11 +75,9 @@ impl Blocklist {
             .unwrap_or(true)
     }
 
-    /// Revokes a token: memory first, then a committed SQLite row. Idempotent.
+    /// Revokes a token: a committed SQLite row, then memory. Idempotent. On error nothing has
+    /// changed, and the token stays valid: the caller must not report a sign-out.
     pub async fn revoke(&self, jti: Uuid, user_id: i64, exp: i64) -> Result<(), sqlx::Error> {
-        if let Ok(mut set) = self.revoked.write() {
-            set.insert(jti);
-        }
         sqlx::query(
             "INSERT INTO revoked_tokens (jti, user_id, exp, revoked_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (jti) DO NOTHING",
@@ -84,15 +88,24 @@ impl Blocklist {
         .bind(now_unix())
         .execute(&self.pool)
         .await?;
+        match self.revoked.write() {
+            Ok(mut set) => {
+                set.insert(jti);
+            }
+            // Poisoned: `is_revoked` already refuses everything.
+            Err(poisoned) => {
+                poisoned.into_inner().insert(jti);
+            }
+        }
         Ok(())
     }
 
-    /// Drops revocations whose token has expired (it would be refused as expired anyway),
-    /// from SQLite and from memory. Returns how many were dropped.
+    /// Drops revocations whose token is refused as expired anyway (`exp` + leeway has
+    /// passed), from SQLite and from memory. Returns how many were dropped.
     pub async fn purge_expired(&self) -> Result<u64, sqlx::Error> {
         let gone: Vec<Vec<u8>> =
             sqlx::query_scalar("DELETE FROM revoked_tokens WHERE exp < ? RETURNING jti")
-                .bind(now_unix())
+                .bind(dead_before())
                 .fetch_all(&self.pool)
                 .await?;
         if let Ok(mut set) = self.revoked.write() {
@@ -162,7 +175,9 @@ mod tests {
         let live = Uuid::new_v4();
         let dead = Uuid::new_v4();
         list.revoke(live, 1, now_unix() + 600).await.unwrap();
-        list.revoke(dead, 1, now_unix() - 10).await.unwrap();
+        list.revoke(dead, 1, now_unix() - LEEWAY_SECS as i64 - 10)
+            .await
+            .unwrap();
 
         assert_eq!(list.purge_expired().await.unwrap(), 1);
         assert!(list.is_revoked(&live));
@@ -245,11 +260,76 @@ mod tests {
         assert_eq!(list.len() as i64, expected);
     }
 
+    /// A token is accepted until `exp` + leeway: its revocation must outlive `exp` by as much,
+    /// through a purge and through a restart.
+    #[tokio::test]
+    async fn a_revocation_is_kept_through_the_leeway() {
+        let (_dir, pool) = pool().await;
+        let list = Blocklist::load(pool.clone()).await.unwrap();
+        let in_leeway = Uuid::new_v4();
+        let past = Uuid::new_v4();
+        // Expires now: accepted for the leeway still, so kept through it.
+        list.revoke(in_leeway, 1, now_unix()).await.unwrap();
+        list.revoke(past, 1, now_unix() - LEEWAY_SECS as i64 - 2)
+            .await
+            .unwrap();
+        assert_eq!(list.purge_expired().await.unwrap(), 1);
+        assert!(list.is_revoked(&in_leeway));
+        assert!(!list.is_revoked(&past));
+        let reloaded = Blocklist::load(pool).await.unwrap();
+        assert!(reloaded.is_revoked(&in_leeway));
+    }
+
+    /// A revoke the database refuses (another connection holds the write lock) changes
+    /// nothing: the token is not refused in memory either, and a retry once the lock is gone
+    /// is stored and survives a reload.
+    #[tokio::test]
+    async fn a_failed_revoke_leaves_memory_and_database_agreeing() {
+        use sqlx::{sqlite::SqliteConnectOptions, ConnectOptions, Connection};
+        use std::str::FromStr;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        connect(&url).await.unwrap().close().await;
+        // The blocklist's pool gives up on a locked database after 100 ms.
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .busy_timeout(std::time::Duration::from_millis(100));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .connect_with(options.clone())
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (1, 'a', 'x', 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let list = Blocklist::load(pool.clone()).await.unwrap();
+
+        let mut holder = options.connect().await.unwrap();
+        let mut tx = holder.begin().await.unwrap();
+        sqlx::query("INSERT INTO users (username, password_hash, created_at) VALUES ('b', 'x', 0)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let jti = Uuid::new_v4();
+        assert!(list.revoke(jti, 1, now_unix() + 600).await.is_err());
+        assert!(
+            !list.is_revoked(&jti),
+            "memory says revoked, the database does not"
+        );
+        tx.rollback().await.unwrap();
+
+        list.revoke(jti, 1, now_unix() + 600).await.unwrap();
+        assert!(list.is_revoked(&jti));
+        assert!(Blocklist::load(pool).await.unwrap().is_revoked(&jti));
+    }
+
     #[tokio::test]
     async fn load_skips_expired_rows() {
         let (_dir, pool) = pool().await;
         let list = Blocklist::load(pool.clone()).await.unwrap();
-        list.revoke(Uuid::new_v4(), 1, now_unix() - 10)
+        list.revoke(Uuid::new_v4(), 1, now_unix() - LEEWAY_SECS as i64 - 10)
             .await
             .unwrap();
         assert_eq!(Blocklist::load(pool).await.unwrap().len(), 0);

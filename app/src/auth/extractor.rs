@@ -1,8 +1,9 @@
 //! The axum extractor that authenticates a request.
 //!
-//! Token source: `Authorization: Bearer <token>` when present, otherwise the `auth_token`
-//! cookie. Then signature, algorithm, expiry and issuer ([`TokenKeys::verify`]), then the
-//! in-memory blocklist. The shared [`Auth`] is read from the request extensions, so the same
+//! Token source: `Authorization: Bearer <token>` when present, otherwise the session cookie.
+//! Then signature, algorithm, expiry and issuer ([`TokenKeys::verify`]), then the in-memory
+//! blocklist, then the user: it must exist and be older than the token, so a token from before
+//! a database reset or restore cannot sign in as whoever holds its user id now. The shared [`Auth`] is read from the request extensions, so the same
 //! extractor works in plain axum handlers, in middleware and inside server functions.
 
 use axum::{
@@ -14,7 +15,7 @@ use axum::{
 use std::sync::Arc;
 use uuid::Uuid;
 
-use super::{cookie::cookie_token, jwt::TokenError, Auth};
+use super::{cookie::SessionCookie, jwt::TokenError, Auth};
 use crate::error::{ApiError, ErrorCode};
 
 /// How the token reached us. Cookie-borne state changes need a same-origin check; Bearer ones do not.
@@ -102,7 +103,7 @@ pub fn error_response(err: &ApiError) -> Response {
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
         if self == Self::Unavailable {
-            tracing::error!("Auth state missing from request extensions: the router is miswired");
+            tracing::error!("authentication unavailable (router miswired or database failing)");
         }
         error_response(&ApiError::from(self))
     }
@@ -110,7 +111,10 @@ impl IntoResponse for AuthRejection {
 
 /// Finds the raw token and where it came from. An `Authorization` header that is present but
 /// not `Bearer <token>` is an invalid token, not a fallback to the cookie.
-pub fn token_from_headers(headers: &HeaderMap) -> Result<(&str, TokenSource), AuthRejection> {
+pub fn token_from_headers(
+    headers: &HeaderMap,
+    cookie: SessionCookie,
+) -> Result<(&str, TokenSource), AuthRejection> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value.to_str().map_err(|_| AuthRejection::InvalidToken)?;
         let (scheme, token) = value
@@ -123,21 +127,33 @@ pub fn token_from_headers(headers: &HeaderMap) -> Result<(&str, TokenSource), Au
         }
         return Ok((token, TokenSource::Bearer));
     }
-    cookie_token(headers)
+    cookie
+        .read(headers)
         .map(|t| (t, TokenSource::Cookie))
         .ok_or(AuthRejection::MissingToken)
 }
 
 impl Auth {
     /// The whole check, on headers alone: used by the extractor and directly by tests.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<AuthUser, AuthRejection> {
-        let (token, source) = token_from_headers(headers)?;
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<AuthUser, AuthRejection> {
+        let (token, source) = token_from_headers(headers, self.cookie)?;
         let verified = self.keys.verify(token).map_err(|e| match e {
             TokenError::Expired => AuthRejection::TokenExpired,
             TokenError::Invalid => AuthRejection::InvalidToken,
         })?;
         if self.blocklist.is_revoked(&verified.jti) {
             return Err(AuthRejection::TokenRevoked);
+        }
+        // User ids are reused (SQLite hands out max + 1): a token names its user by id, so it
+        // must be no older than the account that holds the id today. From memory after the
+        // first look-up.
+        match self.users.created_at(verified.user_id).await {
+            Ok(Some(created_at)) if verified.iat >= created_at => {}
+            Ok(_) => return Err(AuthRejection::InvalidToken),
+            Err(e) => {
+                tracing::error!(error = %e, "looking up a token's user failed");
+                return Err(AuthRejection::Unavailable);
+            }
         }
         Ok(AuthUser {
             user_id: verified.user_id,
@@ -161,7 +177,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
             .extensions
             .get::<Arc<Auth>>()
             .ok_or(AuthRejection::Unavailable)?;
-        auth.authenticate(&parts.headers)
+        auth.authenticate(&parts.headers).await
     }
 }
 
@@ -194,20 +210,23 @@ mod tests {
 
     #[tokio::test]
     async fn each_rejection() {
-        let (_dir, _pool, auth) = testing::auth().await;
+        let (_dir, pool, auth) = testing::auth().await;
+        testing::user(&pool, 7, 0).await;
         let (token, _) = auth.keys.issue(7).unwrap();
         let bearer = format!("Bearer {token}");
 
         assert_eq!(
-            auth.authenticate(&HeaderMap::new()),
+            auth.authenticate(&HeaderMap::new()).await,
             Err(AuthRejection::MissingToken)
         );
         assert_eq!(
-            auth.authenticate(&headers(&[(header::AUTHORIZATION, "Basic abc")])),
+            auth.authenticate(&headers(&[(header::AUTHORIZATION, "Basic abc")]))
+                .await,
             Err(AuthRejection::InvalidToken)
         );
         assert_eq!(
-            auth.authenticate(&headers(&[(header::AUTHORIZATION, "Bearer not.a.jwt")])),
+            auth.authenticate(&headers(&[(header::AUTHORIZATION, "Bearer not.a.jwt")]))
+                .await,
             Err(AuthRejection::InvalidToken)
         );
         let (old, _) = auth.keys.issue_at(7, now_unix() - 7200).unwrap();
@@ -215,35 +234,56 @@ mod tests {
             auth.authenticate(&headers(&[(
                 header::AUTHORIZATION,
                 &format!("bearer {old}")
-            )])),
+            )]))
+            .await,
             Err(AuthRejection::TokenExpired)
         );
 
         let user = auth
             .authenticate(&headers(&[(header::AUTHORIZATION, &bearer)]))
+            .await
             .unwrap();
         assert_eq!((user.user_id, user.source), (7, TokenSource::Bearer));
 
-        sqlx::query(
-            "INSERT INTO users (id, username, password_hash, created_at) VALUES (7, 'u7', 'x', 0)",
-        )
-        .execute(&_pool)
-        .await
-        .unwrap();
         auth.blocklist.revoke(user.jti, 7, user.exp).await.unwrap();
         assert_eq!(
-            auth.authenticate(&headers(&[(header::AUTHORIZATION, &bearer)])),
+            auth.authenticate(&headers(&[(header::AUTHORIZATION, &bearer)]))
+                .await,
             Err(AuthRejection::TokenRevoked)
         );
     }
 
+    /// A user id held by another account than the token's: the database was reset or restored.
+    #[tokio::test]
+    async fn a_token_older_than_its_user_or_without_one_is_invalid() {
+        let (_dir, pool, auth) = testing::auth().await;
+        let now = now_unix();
+        let (before, _) = auth.keys.issue_at(5, now - 60).unwrap();
+        let bearer = |t: &str| headers(&[(header::AUTHORIZATION, &format!("Bearer {t}"))]);
+        // No such user (yet).
+        assert_eq!(
+            auth.authenticate(&bearer(&before)).await,
+            Err(AuthRejection::InvalidToken)
+        );
+        // Id 5 now belongs to an account created after the token was issued.
+        testing::user(&pool, 5, now - 10).await;
+        assert_eq!(
+            auth.authenticate(&bearer(&before)).await,
+            Err(AuthRejection::InvalidToken)
+        );
+        let (fresh, _) = auth.keys.issue(5).unwrap();
+        assert!(auth.authenticate(&bearer(&fresh)).await.is_ok());
+    }
+
     #[tokio::test]
     async fn cookie_is_used_when_there_is_no_authorization_header() {
-        let (_dir, _pool, auth) = testing::auth().await;
+        let (_dir, pool, auth) = testing::auth().await;
+        testing::user(&pool, 3, 0).await;
         let (token, _) = auth.keys.issue(3).unwrap();
         let cookie = format!("theme=dark; auth_token={token}; other=1");
         let user = auth
             .authenticate(&headers(&[(header::COOKIE, &cookie)]))
+            .await
             .unwrap();
         assert_eq!((user.user_id, user.source), (3, TokenSource::Cookie));
         // A present but malformed Authorization header wins over a good cookie.
@@ -251,12 +291,14 @@ mod tests {
             auth.authenticate(&headers(&[
                 (header::COOKIE, &cookie),
                 (header::AUTHORIZATION, "Token abc")
-            ])),
+            ]))
+            .await,
             Err(AuthRejection::InvalidToken)
         );
         // An empty cookie is no token.
         assert_eq!(
-            auth.authenticate(&headers(&[(header::COOKIE, "auth_token=")])),
+            auth.authenticate(&headers(&[(header::COOKIE, "auth_token=")]))
+                .await,
             Err(AuthRejection::MissingToken)
         );
     }
@@ -286,8 +328,15 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let (_dir, _pool, auth) = rt.block_on(testing::auth());
+        let (_dir, pool, auth) = rt.block_on(testing::auth());
+        rt.block_on(testing::user(&pool, 1, 0));
         let (good, _) = auth.keys.issue(1).unwrap();
+        assert!(rt
+            .block_on(auth.authenticate(&headers(&[(
+                header::AUTHORIZATION,
+                &format!("Bearer {good}")
+            )])))
+            .is_ok());
         let mut runner = TestRunner::new(Config {
             cases: 4000,
             ..Config::default()
@@ -310,11 +359,11 @@ mod tests {
                     if let Some(v) = cookie.and_then(|v| HeaderValue::from_str(&v).ok()) {
                         h.insert(header::COOKIE, v);
                     }
-                    prop_assert!(auth.authenticate(&h).is_err());
+                    prop_assert!(rt.block_on(auth.authenticate(&h)).is_err());
                     let h = headers(&[(header::AUTHORIZATION, &format!("Bearer {token}"))]);
-                    prop_assert!(auth.authenticate(&h).is_err());
+                    prop_assert!(rt.block_on(auth.authenticate(&h)).is_err());
                     let h = headers(&[(header::COOKIE, &format!("auth_token={token}"))]);
-                    prop_assert!(auth.authenticate(&h).is_err());
+                    prop_assert!(rt.block_on(auth.authenticate(&h)).is_err());
 
                     // One character of a real token changed (not a '.', not the last of a part,
                     // whose low bits base64 may ignore).
@@ -325,7 +374,10 @@ mod tests {
                         forged[at] = replacement.as_bytes()[0];
                         let forged = String::from_utf8(forged).unwrap();
                         let h = headers(&[(header::AUTHORIZATION, &format!("Bearer {forged}"))]);
-                        prop_assert!(auth.authenticate(&h).is_err(), "forged token accepted");
+                        prop_assert!(
+                            rt.block_on(auth.authenticate(&h)).is_err(),
+                            "forged token accepted"
+                        );
                     }
                     Ok(())
                 },

@@ -36,6 +36,7 @@ pub struct Claims {
 pub struct VerifiedToken {
     pub user_id: i64,
     pub jti: Uuid,
+    pub iat: i64,
     pub exp: i64,
 }
 
@@ -156,7 +157,7 @@ impl TokenKeys {
             }
             return Ok(verified);
         }
-        let verified = self.verify_uncached(token)?;
+        let verified = self.verify_uncached(token, now)?;
         if let Ok(mut m) = self.verified.write() {
             if m.len() >= VERIFIED_CACHE {
                 m.clear();
@@ -166,7 +167,7 @@ impl TokenKeys {
         Ok(verified)
     }
 
-    fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+    fn verify_uncached(&self, token: &str, now: i64) -> Result<VerifiedToken, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -176,12 +177,13 @@ impl TokenKeys {
         let user_id = claims.sub.parse::<i64>().map_err(|_| TokenError::Invalid)?;
         let jti = Uuid::parse_str(&claims.jti).map_err(|_| TokenError::Invalid)?;
         // A token issued in the future is forged or from a badly skewed clock.
-        if claims.iat > now_unix() + LEEWAY_SECS as i64 || claims.exp <= claims.iat {
+        if claims.iat > now + LEEWAY_SECS as i64 || claims.exp <= claims.iat {
             return Err(TokenError::Invalid);
         }
         Ok(VerifiedToken {
             user_id,
             jti,
+            iat: claims.iat,
             exp: claims.exp,
         })
     }

@@ -12,9 +12,10 @@ pub mod users;
 use std::sync::Arc;
 
 use blocklist::Blocklist;
+use cookie::SessionCookie;
 use jwt::TokenKeys;
 use password::Passwords;
-use throttle::LoginThrottle;
+use throttle::Throttle;
 use users::UserCache;
 
 /// Everything a request needs to authenticate or sign someone in; shared behind an `Arc`.
@@ -23,10 +24,10 @@ pub struct Auth {
     pub keys: TokenKeys,
     pub blocklist: Blocklist,
     pub passwords: Passwords,
-    pub throttle: LoginThrottle,
+    pub throttle: Throttle,
     pub users: UserCache,
-    /// Add `Secure` to the cookie (set when the site is served over https).
-    pub secure_cookie: bool,
+    /// The session cookie (`Secure` and `__Host-` when the site is served over https).
+    pub cookie: SessionCookie,
 }
 
 /// The application state handed to the router and, as context, to every server function.
@@ -88,10 +89,23 @@ pub(crate) mod testing {
             keys: TokenKeys::new(SECRET, "authapp", Duration::from_secs(3600)).unwrap(),
             blocklist: Blocklist::load(pool.clone()).await.unwrap(),
             passwords: Passwords::new(1).unwrap(),
-            throttle: LoginThrottle::default(),
-            users: UserCache::default(),
-            secure_cookie: false,
+            throttle: Throttle::default(),
+            users: UserCache::new(pool.clone()),
+            cookie: SessionCookie::new(false),
         };
         (dir, pool, auth)
+    }
+
+    /// A user row with the given id and creation time.
+    pub async fn user(pool: &sqlx::SqlitePool, id: i64, created_at: i64) {
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, 'x', ?)",
+        )
+        .bind(id)
+        .bind(format!("user{id}"))
+        .bind(created_at)
+        .execute(pool)
+        .await
+        .unwrap();
     }
 }

@@ -9,8 +9,11 @@ use argon2::{
     password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
     Algorithm, Argon2, Params, Version,
 };
-use std::sync::Arc;
-use tokio::sync::Semaphore;
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1.
 pub const MEMORY_KIB: u32 = 19_456;
@@ -25,6 +28,8 @@ pub enum PasswordError {
     Task(#[from] tokio::task::JoinError),
     #[error("password hashing queue closed")]
     Closed,
+    #[error("too many requests are waiting for a password check")]
+    Busy,
 }
 
 fn argon2() -> Argon2<'static> {
@@ -52,9 +57,17 @@ fn verify_blocking(password: &str, phc: &str) -> bool {
 }
 
 /// The hasher shared by all requests.
+///
+/// Two bounds: `permits` hashes run at once, and at most `queue` more requests wait for one.
+/// A hash holds its permit until it has finished, even when the request that asked for it was
+/// abandoned (the client hung up): the blocking thread runs on, so the permit must too, or
+/// abandoned requests would pile up hashes on the blocking pool. A request beyond the queue is
+/// refused at once ([`PasswordError::Busy`], a 503) before any work.
 #[derive(Clone)]
 pub struct Passwords {
     permits: Arc<Semaphore>,
+    active: Arc<AtomicUsize>,
+    queue: Arc<Semaphore>,
     /// A real argon2id hash of a random password: verifying against it costs what a real check costs.
     dummy_hash: Arc<str>,
 }
@@ -63,42 +76,128 @@ impl std::fmt::Debug for Passwords {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Passwords")
             .field("available_permits", &self.permits.available_permits())
+            .field("queue_places", &self.queue.available_permits())
             .finish_non_exhaustive()
     }
 }
 
+/// A place in the hashing queue, taken before any other work of a request that will hash.
+/// Dropping it (the request was refused or abandoned) gives the place back.
+#[must_use]
+pub struct Ticket {
+    place: OwnedSemaphorePermit,
+    permits: Arc<Semaphore>,
+    active: Arc<AtomicUsize>,
+    dummy_hash: Arc<str>,
+}
+
 impl Passwords {
+    /// Requests that may wait for a hash, per hash that may run at once.
+    pub const QUEUE_PER_HASHER: usize = 64;
+
     /// Builds the hasher; `concurrency` is how many hashes may run at once.
     pub fn new(concurrency: usize) -> Result<Self, PasswordError> {
+        let concurrency = concurrency.max(1);
+        Self::with_queue(concurrency, concurrency * Self::QUEUE_PER_HASHER)
+    }
+
+    /// [`new`](Self::new) with an explicit queue length.
+    pub fn with_queue(concurrency: usize, queue: usize) -> Result<Self, PasswordError> {
         let random: [u8; 16] = rand::random();
         let dummy = hash_blocking(&format!("{random:x?}"))?;
+        let concurrency = concurrency.max(1);
         Ok(Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            active: Arc::default(),
+            queue: Arc::new(Semaphore::new(queue.max(1))),
             dummy_hash: dummy.into(),
         })
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, PasswordError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| PasswordError::Closed)?;
-        Ok(tokio::task::spawn_blocking(work).await?)
+    /// A place in the queue, or [`PasswordError::Busy`] when it is full.
+    pub fn ticket(&self) -> Result<Ticket, PasswordError> {
+        let place = self
+            .queue
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| PasswordError::Busy)?;
+        Ok(Ticket {
+            place,
+            permits: self.permits.clone(),
+            active: self.active.clone(),
+            dummy_hash: self.dummy_hash.clone(),
+        })
+    }
+
+    /// Hashes running on the blocking pool now, counted by the hashing threads themselves.
+    pub fn running(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
     }
 
     /// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        self.ticket()?.hash(password).await
+    }
+
+    /// Checks `password` against `phc` (see [`Ticket::verify`]).
+    pub async fn verify(
+        &self,
+        password: String,
+        phc: Option<String>,
+    ) -> Result<bool, PasswordError> {
+        self.ticket()?.verify(password, phc).await
+    }
+}
+
+/// Counts a hash as running for as long as it lives, panics included.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn start(active: Arc<AtomicUsize>) -> Self {
+        active.fetch_add(1, Ordering::Relaxed);
+        Self(active)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Ticket {
+    /// Waits for a permit, then runs `work` on the blocking pool with the permit moved into it:
+    /// the permit is released when the work ends, not when this future is dropped.
+    async fn run<T: Send + 'static>(
+        self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PasswordError::Closed)?;
+        // Hashing now: the place in the queue is free for the next request.
+        drop(self.place);
+        let active = self.active;
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _running = Running::start(active);
+            work()
+        });
+        Ok(task.await?)
+    }
+
+    /// Hashes a password into a PHC string.
+    pub async fn hash(self, password: String) -> Result<String, PasswordError> {
         self.run(move || hash_blocking(&password)).await?
     }
 
     /// Checks `password` against `phc`, or against the dummy hash when there is no user,
     /// in which case the answer is always `false` but takes as long.
     pub async fn verify(
-        &self,
+        self,
         password: String,
         phc: Option<String>,
     ) -> Result<bool, PasswordError> {
@@ -140,6 +239,47 @@ mod tests {
     async fn unknown_user_never_verifies() {
         let p = Passwords::new(1).unwrap();
         assert!(!p.verify("anything at all".into(), None).await.unwrap());
+    }
+
+    /// Requests abandoned while hashing (their future dropped) keep their permit until the hash
+    /// ends: never more hashes run than there are permits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_requests_never_run_more_hashes_than_permits() {
+        let p = Passwords::with_queue(1, 1000).unwrap();
+        let mut most = 0;
+        for _ in 0..40 {
+            let task = tokio::spawn({
+                let p = p.clone();
+                async move { p.verify("some password".into(), None).await }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+            task.abort();
+            most = most.max(p.running());
+        }
+        assert!(most <= 1, "{most} hashes ran at once");
+        // Once they finish, every permit is back.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while p.running() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a permit was never returned"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_before_any_work() {
+        let p = Passwords::with_queue(1, 2).unwrap();
+        let a = p.ticket().unwrap();
+        let b = p.ticket().unwrap();
+        assert!(matches!(p.ticket(), Err(PasswordError::Busy)));
+        drop(a);
+        let c = p.ticket().unwrap();
+        // A ticket gives its place back once its hash starts.
+        assert!(!b.verify("some password".into(), None).await.unwrap());
+        let _d = p.ticket().unwrap();
+        drop(c);
     }
 
     #[tokio::test]

@@ -1,195 +1,75 @@
-//! Throttling of failed sign-ins, per account and per client address, and of sign-ups per
-//! client address.
+//! Throttling of sign-in attempts and of sign-ups.
 //!
-//! The rate decisions are [`governor`]'s (GCRA, one state per key in a `DashMap`). Only
-//! failures use up the allowance, so people who type their password right are never slowed
-//! down, and someone hammering one account (or from one address) does not lock out anyone
-//! else. An account may fail [`ACCOUNT_BURST`] times in a row, then once per
-//! [`ACCOUNT_PERIOD`]; an address (which several people may share) [`ADDRESS_BURST`] times, then
-//! once per [`ADDRESS_PERIOD`]. While either is used up, every attempt — even with the right
-//! password — is answered 429 with `Retry-After`, before any password work. A correct password
-//! gives the account its whole allowance back (not the address's).
+//! The rate decisions are [`governor`]'s (GCRA). Every sign-in attempt is counted *before* any
+//! password work, success included (a person does not sign in five times a minute), so a crowd
+//! of parallel guesses cannot all reach argon2 before the first one is counted. Three limits
+//! answer three attacks:
 //!
-//! Sign-ups cost a password hash and a row each, so an address may create [`SIGNUP_BURST`]
-//! accounts in a row, then one per [`SIGNUP_PERIOD`]; here every attempt counts.
+//! | limit | key | allowance | stops |
+//! |---|---|---|---|
+//! | pair | (account, address) | [`PAIR_BURST`], then one per [`PAIR_PERIOD`] | guessing one account from one place |
+//! | account | account | [`ACCOUNT_BURST`], then one per [`ACCOUNT_PERIOD`] | guessing one account from many places |
+//! | address | address | [`ADDRESS_BURST`], then one per [`ADDRESS_PERIOD`] | trying many accounts from one place |
 //!
-//! The one addition to governor is a look that uses no cell ([`Look::Peek`]): before the
-//! password is checked we must know whether a failure would still be allowed, without
-//! counting the attempt, since it may succeed.
+//! The tight limit is the pair, so guesses from elsewhere never lock the owner out at their own
+//! address; the account ceiling is high enough that only a distributed attack reaches it. A
+//! correct password forgets the pair's record (not the address's: an attacker must not be able
+//! to reset their address by signing in to their own account).
+//!
+//! Sign-ups cost a hash and a row each: an address may create [`SIGNUP_BURST`] accounts in a
+//! row, then one per [`SIGNUP_PERIOD`].
+//!
+//! An IPv6 address is keyed by its /64 (what one host or one customer gets), an IPv4-mapped one
+//! as the IPv4 address. Each limit keeps at most a fixed number of records; beyond it the least
+//! recently touched one is dropped, so a flood of new keys costs bounded memory.
 
 use governor::{
     clock::{Clock, DefaultClock},
     middleware::NoOpMiddleware,
     nanos::Nanos,
-    state::{
-        keyed::{DashMapStateStore, ShrinkableKeyedStateStore},
-        StateStore,
-    },
+    state::{keyed::ShrinkableKeyedStateStore, StateStore},
     Quota, RateLimiter,
 };
 use std::{
-    convert::Infallible,
-    hash::{Hash, Hasher},
-    net::IpAddr,
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, Ipv6Addr},
     num::NonZeroU32,
-    sync::Arc,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
-/// Failures in a row allowed on one account.
-pub const ACCOUNT_BURST: u32 = 5;
-/// After the burst, one more failure per account is allowed every so often.
-pub const ACCOUNT_PERIOD: Duration = Duration::from_secs(60);
-/// Failures in a row allowed from one address: several people may share one (NAT, offices).
-pub const ADDRESS_BURST: u32 = 20;
-/// After the burst, one more failure per address is allowed every so often.
-pub const ADDRESS_PERIOD: Duration = Duration::from_secs(15);
+/// Attempts in a row allowed on one account from one address.
+pub const PAIR_BURST: u32 = 5;
+/// After the burst, one more attempt on that account from that address every so often.
+pub const PAIR_PERIOD: Duration = Duration::from_secs(60);
+/// Attempts in a row allowed on one account from all addresses together.
+pub const ACCOUNT_BURST: u32 = 100;
+/// After the burst, 100 an hour.
+pub const ACCOUNT_PERIOD: Duration = Duration::from_secs(36);
+/// Attempts in a row allowed from one address: several people may share one (NAT, offices).
+pub const ADDRESS_BURST: u32 = 30;
+/// After the burst, one more attempt from the address every so often.
+pub const ADDRESS_PERIOD: Duration = Duration::from_secs(10);
 
 /// Sign-up attempts in a row allowed from one address.
 pub const SIGNUP_BURST: u32 = 30;
-/// After the burst, one more sign-up per address is allowed every so often.
+/// After the burst, one more sign-up per address every so often.
 pub const SIGNUP_PERIOD: Duration = Duration::from_secs(10);
 
-/// How the limiter looks at a key: `Take` uses a cell (a failure), `Peek` only asks whether
-/// one is left. Keys compare by name alone, so both looks see the same state.
-#[derive(Debug, Clone)]
-struct Key {
-    name: String,
-    look: Look,
-}
+/// Records kept per limit (about 150 bytes each); beyond it the least recently touched goes.
+pub const MAX_KEYS: usize = 100_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Look {
-    Take,
-    Peek,
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
-
-impl Eq for Key {}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.name.hash(state);
-    }
-}
-
-/// governor's DashMap store, shared with the throttle (which forgets an account on success),
-/// and able to answer a [`Look::Peek`] without changing anything.
-#[derive(Debug, Clone, Default)]
-struct Store(Arc<DashMapStateStore<String>>);
-
-impl StateStore for Store {
-    type Key = Key;
-
-    fn measure_and_replace<T, F, E>(&self, key: &Key, f: F) -> Result<T, E>
-    where
-        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
-    {
-        match key.look {
-            Look::Take => self.0.measure_and_replace(&key.name, f),
-            // A key never seen is a fresh state: decide on it without creating an entry.
-            Look::Peek if !self.0.contains_key(&key.name) => f(None).map(|(t, _)| t),
-            // The store only writes a decision that comes back `Ok`: hand it back as the
-            // error, and the state stays as it was.
-            Look::Peek => {
-                let kept: Result<Infallible, Result<(T, Nanos), E>> =
-                    self.0.measure_and_replace(&key.name, |tat| Err(f(tat)));
-                match kept {
-                    Ok(never) => match never {},
-                    Err(decision) => decision.map(|(t, _)| t),
-                }
+/// The key of a client address: the IPv4 address, or the /64 of an IPv6 one.
+pub fn address_key(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                format!("{}/64", Ipv6Addr::from(prefix))
             }
-        }
-    }
-}
-
-impl ShrinkableKeyedStateStore<Key> for Store {
-    fn retain_recent(&self, drop_below: Nanos) {
-        self.0.retain_recent(drop_below);
-    }
-
-    fn shrink_to_fit(&self) {
-        ShrinkableKeyedStateStore::shrink_to_fit(&*self.0);
-    }
-
-    fn len(&self) -> usize {
-        ShrinkableKeyedStateStore::len(&*self.0)
-    }
-
-    fn is_empty(&self) -> bool {
-        ShrinkableKeyedStateStore::is_empty(&*self.0)
-    }
-}
-
-/// One dimension of the throttle (accounts, or addresses).
-struct Limiter<C: Clock> {
-    limiter: RateLimiter<Key, Store, C, NoOpMiddleware<C::Instant>>,
-    store: Store,
-}
-
-impl<C: Clock + Clone> Limiter<C> {
-    fn new(burst: u32, period: Duration, clock: &C) -> Self {
-        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(burst);
-        let store = Store::default();
-        Self {
-            limiter: RateLimiter::new(quota, store.clone(), clock.clone()),
-            store,
-        }
-    }
-
-    /// `Ok` when a cell is left (used up by a `Take`, untouched by a `Peek`); otherwise how
-    /// long until one is.
-    fn look(&self, name: String, look: Look) -> Result<(), Duration> {
-        self.limiter
-            .check_key(&Key { name, look })
-            .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
-    }
-
-    /// How long until a failure would be allowed again; `None` if it would be now.
-    fn wait(&self, name: String) -> Option<Duration> {
-        self.look(name, Look::Peek).err()
-    }
-
-    /// Uses a cell; `Err(wait)` (and nothing used) when none is left.
-    fn take(&self, name: String) -> Result<(), Duration> {
-        self.look(name, Look::Take)
-    }
-
-    fn fail(&self, name: String) {
-        // Already used up: the attempt was refused before any work and is not counted again.
-        let _ = self.take(name);
-    }
-}
-
-/// Shared by all requests; lock-free reads and writes (governor's atomics in a DashMap).
-pub struct LoginThrottle<C: Clock = DefaultClock> {
-    accounts: Limiter<C>,
-    addresses: Limiter<C>,
-    signups: Limiter<C>,
-}
-
-impl Default for LoginThrottle {
-    fn default() -> Self {
-        Self::with_clock(DefaultClock::default())
-    }
-}
-
-impl<C: Clock> std::fmt::Debug for LoginThrottle<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (accounts, addresses) = self.tracked();
-        f.debug_struct("LoginThrottle")
-            .field("accounts", &accounts)
-            .field("addresses", &addresses)
-            .field("signup_addresses", &self.signups.limiter.len())
-            .finish()
+        },
     }
 }
 
@@ -199,68 +79,237 @@ fn account_key(username: &str) -> String {
 }
 
 fn secs_ceil(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
-impl<C: Clock + Clone> LoginThrottle<C> {
-    /// A throttle on the given clock (tests use governor's fake one).
-    pub fn with_clock(clock: C) -> Self {
+/// A keyed state store for governor with a fixed number of records, least recently touched
+/// dropped first. One mutex: each access is a hash-map update, and every sign-in it guards
+/// costs an argon2 hash.
+#[derive(Debug, Clone)]
+struct BoundedStore {
+    records: Arc<Mutex<Records>>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Records {
+    /// Key → (governor's theoretical arrival time, when last touched).
+    map: HashMap<String, (Nanos, u64)>,
+    /// When last touched → key: the first entry is the least recently touched.
+    order: BTreeMap<u64, String>,
+    ticks: u64,
+}
+
+impl BoundedStore {
+    fn new(capacity: usize) -> Self {
         Self {
-            accounts: Limiter::new(ACCOUNT_BURST, ACCOUNT_PERIOD, &clock),
-            addresses: Limiter::new(ADDRESS_BURST, ADDRESS_PERIOD, &clock),
-            signups: Limiter::new(SIGNUP_BURST, SIGNUP_PERIOD, &clock),
+            records: Arc::default(),
+            capacity: capacity.max(1),
         }
     }
 
-    /// A sign-up attempt from `addr`: counted, or `Err(seconds)` while the address has none
-    /// left. Without a known address nothing is counted.
-    pub fn signup(&self, addr: Option<IpAddr>) -> Result<(), u64> {
-        match addr {
-            Some(a) => self
-                .signups
-                .take(a.to_string())
-                .map_err(|wait| secs_ceil(wait).max(1)),
-            None => Ok(()),
-        }
+    fn lock(&self) -> MutexGuard<'_, Records> {
+        // The map stays consistent at every step: a panic elsewhere leaves it usable.
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `Err(seconds)` when this account or this address may not fail again yet. Counts nothing.
-    pub fn check(&self, username: &str, addr: Option<IpAddr>) -> Result<(), u64> {
-        let account = self.accounts.wait(account_key(username));
-        let address = addr.and_then(|a| self.addresses.wait(a.to_string()));
-        match account.max(address) {
-            Some(wait) => Err(secs_ceil(wait).max(1)),
-            None => Ok(()),
+    fn forget(&self, key: &str) {
+        let mut r = self.lock();
+        if let Some((_, touched)) = r.map.remove(key) {
+            r.order.remove(&touched);
         }
-    }
-
-    /// A wrong password (or an unknown user): uses one cell of the account and of the address.
-    pub fn failed(&self, username: &str, addr: Option<IpAddr>) {
-        self.accounts.fail(account_key(username));
-        if let Some(a) = addr {
-            self.addresses.fail(a.to_string());
-        }
-    }
-
-    /// A correct password: the account's failures are forgiven. The address's are not, so an
-    /// attacker cannot reset their address's record by signing in to their own account.
-    pub fn succeeded(&self, username: &str) {
-        self.accounts.store.0.remove(&account_key(username));
     }
 }
 
-impl<C: Clock> LoginThrottle<C> {
+impl StateStore for BoundedStore {
+    type Key = String;
+
+    fn measure_and_replace<T, F, E>(&self, key: &String, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut r = self.lock();
+        let previous = r.map.get(key).map(|(tat, _)| *tat);
+        let decision = f(previous);
+        // A refusal changes no allowance and creates no record, but it does mark the record
+        // as recently used: a key under attack must not be the one a flood pushes out.
+        let tat = match (&decision, previous) {
+            (Ok((_, tat)), _) => *tat,
+            (Err(_), Some(tat)) => tat,
+            (Err(_), None) => return decision.map(|(outcome, _)| outcome),
+        };
+        r.ticks += 1;
+        let tick = r.ticks;
+        if let Some((_, touched)) = r.map.insert(key.clone(), (tat, tick)) {
+            r.order.remove(&touched);
+        }
+        r.order.insert(tick, key.clone());
+        while r.map.len() > self.capacity {
+            let Some((_, oldest)) = r.order.pop_first() else {
+                break;
+            };
+            r.map.remove(&oldest);
+        }
+        decision.map(|(outcome, _)| outcome)
+    }
+}
+
+impl ShrinkableKeyedStateStore<String> for BoundedStore {
+    fn retain_recent(&self, drop_below: Nanos) {
+        let mut r = self.lock();
+        let Records { map, order, .. } = &mut *r;
+        map.retain(|_, (tat, _)| *tat > drop_below);
+        order.retain(|_, key| map.contains_key(key));
+    }
+
+    fn shrink_to_fit(&self) {
+        self.lock().map.shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().map.is_empty()
+    }
+}
+
+/// One limit: a governor rate limiter over a bounded store.
+struct Limiter<C: Clock> {
+    limiter: RateLimiter<String, BoundedStore, C, NoOpMiddleware<C::Instant>>,
+    store: BoundedStore,
+}
+
+impl<C: Clock + Clone> Limiter<C> {
+    fn new(burst: u32, period: Duration, clock: &C, capacity: usize) -> Self {
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        let store = BoundedStore::new(capacity);
+        Self {
+            limiter: RateLimiter::new(quota, store.clone(), clock.clone()),
+            store,
+        }
+    }
+
+    /// Uses a cell; `Err(seconds until one is back)` (and nothing used) when none is left.
+    fn take(&self, key: String) -> Result<(), u64> {
+        self.limiter
+            .check_key(&key)
+            .map_err(|not_until| secs_ceil(not_until.wait_time_from(self.limiter.clock().now())))
+    }
+}
+
+/// Shared by all requests.
+pub struct Throttle<C: Clock = DefaultClock> {
+    /// Off only for load tests (`LOGIN_THROTTLE=off`, refused in production).
+    enabled: bool,
+    pairs: Limiter<C>,
+    accounts: Limiter<C>,
+    addresses: Limiter<C>,
+    signups: Limiter<C>,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::with_clock(DefaultClock::default(), MAX_KEYS)
+    }
+}
+
+impl<C: Clock> std::fmt::Debug for Throttle<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Throttle")
+            .field("enabled", &self.enabled)
+            .field("records", &self.tracked())
+            .finish()
+    }
+}
+
+/// An attempt refused by one of the limits, and how long until it would be allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub retry_after: u64,
+}
+
+impl<C: Clock + Clone> Throttle<C> {
+    /// A throttle on the given clock (tests use governor's fake one), keeping at most
+    /// `capacity` records per limit.
+    pub fn with_clock(clock: C, capacity: usize) -> Self {
+        Self {
+            enabled: true,
+            pairs: Limiter::new(PAIR_BURST, PAIR_PERIOD, &clock, capacity),
+            accounts: Limiter::new(ACCOUNT_BURST, ACCOUNT_PERIOD, &clock, capacity),
+            addresses: Limiter::new(ADDRESS_BURST, ADDRESS_PERIOD, &clock, capacity),
+            signups: Limiter::new(SIGNUP_BURST, SIGNUP_PERIOD, &clock, capacity),
+        }
+    }
+
+    /// A throttle that lets everything through, for load tests of the password path.
+    pub fn disabled(self) -> Self {
+        Self {
+            enabled: false,
+            ..self
+        }
+    }
+
+    /// A sign-in attempt on `username` from `addr`, counted now, before any password work.
+    /// `username` must already be a valid name (see `validate::username`).
+    ///
+    /// The address is asked first: an address that is refused creates no record for the
+    /// accounts it names.
+    pub fn sign_in(&self, username: &str, addr: Option<IpAddr>) -> Result<(), Refused> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let address = addr.map_or_else(|| "unknown".to_string(), address_key);
+        let account = account_key(username);
+        self.addresses
+            .take(address.clone())
+            .and_then(|()| self.pairs.take(format!("{account} {address}")))
+            .and_then(|()| self.accounts.take(account))
+            .map_err(|retry_after| Refused { retry_after })
+    }
+
+    /// A correct password: this pair's attempts are forgiven (not the account's ceiling, nor
+    /// the address's).
+    pub fn signed_in(&self, username: &str, addr: Option<IpAddr>) {
+        let address = addr.map_or_else(|| "unknown".to_string(), address_key);
+        self.pairs
+            .store
+            .forget(&format!("{} {address}", account_key(username)));
+    }
+
+    /// A sign-up attempt from `addr`: counted, or refused while the address has none left.
+    pub fn sign_up(&self, addr: Option<IpAddr>) -> Result<(), Refused> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let address = addr.map_or_else(|| "unknown".to_string(), address_key);
+        self.signups
+            .take(address)
+            .map_err(|retry_after| Refused { retry_after })
+    }
+}
+
+impl<C: Clock> Throttle<C> {
     /// Drops the records that are back to a full allowance; run from the periodic purge.
     pub fn forget_stale(&self) {
-        for dimension in [&self.accounts, &self.addresses, &self.signups] {
-            dimension.limiter.retain_recent();
-            dimension.limiter.shrink_to_fit();
+        for limit in [&self.pairs, &self.accounts, &self.addresses, &self.signups] {
+            limit.limiter.retain_recent();
+            limit.limiter.shrink_to_fit();
         }
     }
 
-    /// Number of accounts and addresses with a record (for tests and metrics).
-    pub fn tracked(&self) -> (usize, usize) {
-        (self.accounts.limiter.len(), self.addresses.limiter.len())
+    /// Records held: (pairs, accounts, addresses, sign-up addresses).
+    pub fn tracked(&self) -> (usize, usize, usize, usize) {
+        (
+            self.pairs.limiter.len(),
+            self.accounts.limiter.len(),
+            self.addresses.limiter.len(),
+            self.signups.limiter.len(),
+        )
     }
 }
 
@@ -268,93 +317,165 @@ impl<C: Clock> LoginThrottle<C> {
 mod tests {
     use super::*;
     use governor::clock::FakeRelativeClock;
+    use std::net::Ipv4Addr;
 
-    const A: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)));
-    const B: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)));
+    fn v4(last: u8) -> Option<IpAddr> {
+        Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)))
+    }
 
-    fn throttle() -> (FakeRelativeClock, LoginThrottle<FakeRelativeClock>) {
+    fn throttle() -> (FakeRelativeClock, Throttle<FakeRelativeClock>) {
         let clock = FakeRelativeClock::default();
-        (clock.clone(), LoginThrottle::with_clock(clock))
+        (clock.clone(), Throttle::with_clock(clock, MAX_KEYS))
     }
 
     #[test]
-    fn an_account_may_fail_its_burst_then_once_per_period() {
+    fn a_pair_may_try_its_burst_then_once_per_period() {
         let (clock, t) = throttle();
-        for _ in 0..ACCOUNT_BURST {
-            assert!(t.check("alice", A).is_ok());
-            t.failed("alice", A);
+        for _ in 0..PAIR_BURST {
+            assert!(t.sign_in("alice", v4(1)).is_ok());
         }
-        // Used up: refused from any address, case-insensitively, with the wait until the next.
-        assert_eq!(t.check("ALICE", B), Err(ACCOUNT_PERIOD.as_secs()));
-        // Another account from another address is not affected.
-        assert!(t.check("bob", B).is_ok());
-        clock.advance(ACCOUNT_PERIOD / 2);
-        assert_eq!(t.check("alice", B), Err(ACCOUNT_PERIOD.as_secs() / 2));
-        clock.advance(ACCOUNT_PERIOD / 2);
-        assert!(t.check("alice", B).is_ok());
-        t.failed("alice", B);
-        assert_eq!(t.check("alice", B), Err(ACCOUNT_PERIOD.as_secs()));
+        // Used up, case-insensitively, with the wait until the next.
+        assert_eq!(
+            t.sign_in("ALICE", v4(1)),
+            Err(Refused {
+                retry_after: PAIR_PERIOD.as_secs()
+            })
+        );
+        // The same account from another address is not affected: the owner can still sign in.
+        assert!(t.sign_in("alice", v4(2)).is_ok());
+        clock.advance(PAIR_PERIOD / 2);
+        assert_eq!(
+            t.sign_in("alice", v4(1)).map_err(|r| r.retry_after),
+            Err(PAIR_PERIOD.as_secs() / 2)
+        );
+        clock.advance(PAIR_PERIOD / 2);
+        assert!(t.sign_in("alice", v4(1)).is_ok());
+        assert!(t.sign_in("alice", v4(1)).is_err());
     }
 
     #[test]
-    fn checking_counts_nothing() {
+    fn an_account_has_a_ceiling_across_addresses() {
         let (_clock, t) = throttle();
-        for _ in 0..100 {
-            assert!(t.check("carol", A).is_ok());
+        // A distributed attack: each address stays inside its pair allowance.
+        let mut allowed = 0;
+        for i in 0..=u8::MAX {
+            for _ in 0..PAIR_BURST {
+                if t.sign_in("target", v4(i)).is_ok() {
+                    allowed += 1;
+                }
+            }
         }
-        assert_eq!(t.tracked(), (0, 0));
+        assert_eq!(allowed, ACCOUNT_BURST);
+        // Every address is now refused on that account, and nobody else is affected.
+        assert!(t
+            .sign_in("target", Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))))
+            .is_err());
+        assert!(t.sign_in("bystander", v4(1)).is_ok());
     }
 
     #[test]
     fn an_address_that_tries_many_accounts_is_refused() {
         let (_clock, t) = throttle();
         for i in 0..ADDRESS_BURST {
-            t.failed(&format!("user{i}"), A);
+            assert!(t.sign_in(&format!("user{i}"), v4(1)).is_ok());
         }
-        assert!(t.check("someone-new", A).is_err());
-        assert!(t.check("someone-new", B).is_ok());
+        assert!(t.sign_in("someone-new", v4(1)).is_err());
+        assert!(t.sign_in("someone-new", v4(2)).is_ok());
+        // The refused attempt created no record for the account it named.
+        assert_eq!(t.tracked().1, ADDRESS_BURST as usize + 1);
     }
 
     #[test]
-    fn success_forgives_the_account_but_not_the_address() {
+    fn success_forgives_the_pair_only() {
         let (_clock, t) = throttle();
-        for _ in 0..ACCOUNT_BURST {
-            t.failed("dave", A);
+        for _ in 0..PAIR_BURST {
+            t.sign_in("dave", v4(1)).unwrap();
         }
-        assert!(t.check("dave", B).is_err());
-        t.succeeded("Dave");
-        assert!(t.check("dave", B).is_ok());
+        assert!(t.sign_in("dave", v4(1)).is_err());
+        t.signed_in("Dave", v4(1));
+        assert!(t.sign_in("dave", v4(1)).is_ok());
+        // The address's count is kept.
         for i in 0..ADDRESS_BURST {
-            t.failed(&format!("x{i}"), A);
+            let _ = t.sign_in(&format!("x{i}"), v4(3));
         }
-        t.succeeded("x0");
-        assert!(t.check("x0", A).is_err());
+        t.signed_in("x0", v4(3));
+        assert!(t.sign_in("x0", v4(3)).is_err());
+    }
+
+    #[test]
+    fn ipv6_is_keyed_by_its_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), "2001:db8:1:2::/64");
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(mapped), "192.0.2.7");
+
+        // One host rotating through its /64 is one address.
+        let (_clock, t) = throttle();
+        for i in 0..SIGNUP_BURST {
+            let addr = Ipv6Addr::from(
+                u128::from(Ipv6Addr::from([0x2001, 0xdb8, 1, 2, 0, 0, 0, 0]))
+                    + u128::from(i) * 7919,
+            );
+            assert!(t.sign_up(Some(IpAddr::V6(addr))).is_ok());
+        }
+        assert!(t.sign_up(Some(b)).is_err());
+        assert!(t.sign_up(Some(other)).is_ok());
     }
 
     #[test]
     fn an_address_may_sign_up_its_burst_then_once_per_period() {
         let (clock, t) = throttle();
         for _ in 0..SIGNUP_BURST {
-            assert!(t.signup(A).is_ok());
+            assert!(t.sign_up(v4(1)).is_ok());
         }
-        assert_eq!(t.signup(A), Err(SIGNUP_PERIOD.as_secs()));
-        // Refused attempts use nothing up, and other addresses are not affected.
-        assert_eq!(t.signup(A), Err(SIGNUP_PERIOD.as_secs()));
-        assert!(t.signup(B).is_ok());
-        // Failed sign-ins do not touch the sign-up allowance, nor the reverse.
-        assert!(t.check("frank", A).is_ok());
+        assert_eq!(
+            t.sign_up(v4(1)).map_err(|r| r.retry_after),
+            Err(SIGNUP_PERIOD.as_secs())
+        );
+        assert!(t.sign_up(v4(2)).is_ok());
+        // Sign-ins have their own allowance.
+        assert!(t.sign_in("frank", v4(1)).is_ok());
         clock.advance(SIGNUP_PERIOD);
-        assert!(t.signup(A).is_ok());
-        assert!(t.signup(A).is_err());
+        assert!(t.sign_up(v4(1)).is_ok());
+        assert!(t.sign_up(v4(1)).is_err());
+    }
+
+    #[test]
+    fn memory_is_bounded_and_the_least_recent_record_goes_first() {
+        let clock = FakeRelativeClock::default();
+        let t = Throttle::with_clock(clock, 100);
+        // An attacker hammers one pair, then floods the throttle with new names from many
+        // addresses; the hammered record, touched again and again, survives the flood.
+        for _ in 0..PAIR_BURST {
+            t.sign_in("victim", v4(1)).unwrap();
+        }
+        for i in 0..1000u32 {
+            let addr = Some(IpAddr::V4(Ipv4Addr::from(0x0a01_0000 + i)));
+            let _ = t.sign_in(&format!("name{i}"), addr);
+            if i % 50 == 0 {
+                assert!(t.sign_in("victim", v4(1)).is_err(), "forgotten at {i}");
+            }
+        }
+        let (pairs, accounts, addresses, _) = t.tracked();
+        assert!(pairs <= 100 && accounts <= 100 && addresses <= 100);
+        // The oldest of the flood are gone, the newest kept.
+        assert!(t.pairs.store.lock().map.contains_key("name999 10.1.3.231"));
+        assert!(!t.pairs.store.lock().map.contains_key("name0 10.1.0.0"));
     }
 
     #[test]
     fn full_records_are_forgotten() {
         let (clock, t) = throttle();
-        t.failed("erin", A);
-        assert_eq!(t.tracked(), (1, 1));
-        clock.advance(ACCOUNT_PERIOD.max(ADDRESS_PERIOD) * 2);
+        t.sign_in("erin", v4(1)).unwrap();
+        t.sign_up(v4(1)).unwrap();
+        assert_eq!(t.tracked(), (1, 1, 1, 1));
+        clock.advance(PAIR_PERIOD.max(ACCOUNT_PERIOD).max(ADDRESS_PERIOD) * 2);
         t.forget_stale();
-        assert_eq!(t.tracked(), (0, 0));
+        assert_eq!(t.tracked(), (0, 0, 0, 0));
+        assert!(t.pairs.store.lock().order.is_empty());
     }
 }

@@ -67,11 +67,12 @@ pub async fn by_id(pool: &SqlitePool, id: i64) -> Result<Option<User>, sqlx::Err
         .await
 }
 
-/// Users by id, kept in memory after the first look-up so `/api/me` and page renders cost no
-/// database round trip. Safe because a user's id, name and creation time never change here
-/// (there is no rename or delete). Bounded: when full it starts over.
-#[derive(Debug, Default)]
+/// Users by id, kept in memory after the first look-up so the extractor, `/api/me` and page
+/// renders cost no database round trip. Safe because a user's id, name and creation time never
+/// change here (there is no rename or delete yet). Bounded: when full it starts over.
+#[derive(Debug)]
 pub struct UserCache {
+    pool: SqlitePool,
     users: std::sync::RwLock<std::collections::HashMap<i64, User>>,
 }
 
@@ -79,11 +80,22 @@ impl UserCache {
     /// Most users kept at once (~100 bytes each).
     pub const CAPACITY: usize = 100_000;
 
-    pub async fn get(&self, pool: &SqlitePool, id: i64) -> Result<Option<User>, sqlx::Error> {
-        if let Some(user) = self.users.read().ok().and_then(|m| m.get(&id).cloned()) {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self {
+            pool,
+            users: Default::default(),
+        }
+    }
+
+    fn cached<T>(&self, id: i64, f: impl FnOnce(&User) -> T) -> Option<T> {
+        self.users.read().ok().and_then(|m| m.get(&id).map(f))
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Option<User>, sqlx::Error> {
+        if let Some(user) = self.cached(id, User::clone) {
             return Ok(Some(user));
         }
-        let found = by_id(pool, id).await?;
+        let found = by_id(&self.pool, id).await?;
         if let (Some(user), Ok(mut m)) = (&found, self.users.write()) {
             if m.len() >= Self::CAPACITY {
                 m.clear();
@@ -91,6 +103,14 @@ impl UserCache {
             m.insert(id, user.clone());
         }
         Ok(found)
+    }
+
+    /// When the user was created, `None` if there is no such user. The hot path's question.
+    pub async fn created_at(&self, id: i64) -> Result<Option<i64>, sqlx::Error> {
+        if let Some(created_at) = self.cached(id, |u| u.created_at) {
+            return Ok(Some(created_at));
+        }
+        Ok(self.get(id).await?.map(|u| u.created_at))
     }
 }
 
@@ -109,15 +129,20 @@ mod tests {
         let creds = credentials(&pool, "ALICE").await.unwrap().unwrap();
         assert_eq!(creds.id, user.id);
 
-        let cache = UserCache::default();
-        assert_eq!(cache.get(&pool, user.id).await.unwrap(), Some(user.clone()));
+        let cache = UserCache::new(pool.clone());
+        assert_eq!(cache.get(user.id).await.unwrap(), Some(user.clone()));
         // Served from memory from now on: the database is not asked again.
         sqlx::query("UPDATE users SET username = 'changed' WHERE id = ?")
             .bind(user.id)
             .execute(&pool)
             .await
             .unwrap();
-        assert_eq!(cache.get(&pool, user.id).await.unwrap(), Some(user));
-        assert_eq!(cache.get(&pool, 999).await.unwrap(), None);
+        assert_eq!(cache.get(user.id).await.unwrap(), Some(user.clone()));
+        assert_eq!(
+            cache.created_at(user.id).await.unwrap(),
+            Some(user.created_at)
+        );
+        assert_eq!(cache.get(999).await.unwrap(), None);
+        assert_eq!(cache.created_at(999).await.unwrap(), None);
     }
 }

@@ -32,14 +32,21 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_in(dir: Arc<TempDir>) -> TestApp {
-    let config = Config {
+    spawn_app_with(dir, |_| {}).await
+}
+
+/// [`spawn_app_in`] with the configuration changed by `tweak`.
+pub async fn spawn_app_with(dir: Arc<TempDir>, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config {
         database_url: format!("sqlite://{}", dir.path().join("app.db").display()),
         jwt_secret: SECRET.as_bytes().to_vec(),
         jwt_ttl: Duration::from_secs(3600),
         production: false,
         secure_cookie: false,
         purge_interval: Duration::from_secs(600),
+        throttle: true,
     };
+    tweak(&mut config);
     let options = LeptosOptions::builder().output_name("authapp").build();
     let state = build_state(&config, options).await.expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -84,6 +91,16 @@ impl TestApp {
     pub fn api(&self) -> Client {
         Client::builder()
             .redirect(Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    /// A script-like client whose connections come from `ip`, one of 127.0.0.0/8 (all of it
+    /// is loopback on Linux): another client address as far as the server can tell.
+    pub fn api_from(&self, ip: [u8; 4]) -> Client {
+        Client::builder()
+            .redirect(Policy::none())
+            .local_address(std::net::IpAddr::from(ip))
             .build()
             .expect("client")
     }
