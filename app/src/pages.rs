@@ -13,7 +13,7 @@ use leptos_router::hooks::{use_navigate, use_query_map};
 use crate::{
     api::{Login, Logout, Register},
     error::ApiError,
-    session::use_session,
+    session::{use_session, Session},
     time_fmt::utc,
     validate::{PASSWORD_MAX, PASSWORD_MIN, USERNAME_MAX, USERNAME_MIN},
 };
@@ -44,7 +44,7 @@ pub fn Nav() -> impl IntoView {
                             "Signed in as " <strong>{user.username}</strong>
                         </span>
                         <a href="/profile">"Profile"</a>
-                        <SignOutButton/>
+                        <SignOutButton session/>
                     }),
                     None => Either::Right(view! {
                         <a href="/login">"Sign in"</a>
@@ -60,9 +60,11 @@ pub fn Nav() -> impl IntoView {
     }
 }
 
+/// Rendered inside view closures, which on the server may run after the request's owner is
+/// gone (see `Session::user`): the session comes as a prop, since a context lookup from there
+/// can find nothing.
 #[component]
-fn SignOutButton() -> impl IntoView {
-    let session = use_session();
+fn SignOutButton(session: Session) -> impl IntoView {
     let logout = session.logout;
     view! {
         <form
@@ -126,7 +128,7 @@ fn field(form: &web_sys::FormData, name: &str) -> String {
 #[component]
 fn FormError(#[prop(into)] error: Signal<Option<ApiError>>) -> impl IntoView {
     move || {
-        error.get().map(|e| {
+        error.try_get().flatten().map(|e| {
             view! { <p class="form-error" role="alert" data-error=format!("{:?}", e.error)>{e.description}</p> }
         })
     }
@@ -240,7 +242,8 @@ pub fn LoginPage() -> impl IntoView {
     let query = use_query_map();
     let next = move || query.read().get("next").unwrap_or_default();
     let registered = move || query.read().get("registered").is_some();
-    let error = Signal::derive(move || login.value().get().and_then(Result::err));
+    let answer = login.value();
+    let error = Signal::derive(move || answer.try_get().flatten().and_then(Result::err));
     view! {
         <h1>"Sign in"</h1>
         {move || registered().then(|| view! {
@@ -271,7 +274,7 @@ pub fn LoginPage() -> impl IntoView {
 pub fn RegisterPage() -> impl IntoView {
     let session = use_session();
     let register = session.register;
-    let error = Signal::derive(move || register.value().get().and_then(Result::err));
+    let error = Signal::derive(move || register.value().try_get().flatten().and_then(Result::err));
     let username_hint =
         format!("{USERNAME_MIN}–{USERNAME_MAX} characters: letters, digits, '_', '.' or '-'.");
     let password_hint = format!("{PASSWORD_MIN}–{PASSWORD_MAX} characters.");
@@ -318,7 +321,7 @@ pub fn ProfilePage() -> impl IntoView {
     // or signed out elsewhere) sends the visitor to sign in, then back here.
     let navigate = use_navigate();
     Effect::new(move |_| {
-        let Some(snapshot) = session.current.get() else {
+        let Some(snapshot) = session.current.try_get().flatten() else {
             return;
         };
         if !session.is_settled(&snapshot) {
@@ -340,7 +343,7 @@ pub fn ProfilePage() -> impl IntoView {
         <h1>"Your profile"</h1>
         <Transition fallback=Loading>
         {move || {
-            let snapshot = session.current.get()?;
+            let snapshot = session.current.try_get().flatten()?;
             Some(if !session.is_settled(&snapshot) {
                 EitherOf3::A(Loading())
             } else {
@@ -354,7 +357,7 @@ pub fn ProfilePage() -> impl IntoView {
                             <dt>"Session expires"</dt>
                             <dd data-testid="profile-expires">{utc(user.expires_at)}</dd>
                         </dl>
-                        <SignOutButton/>
+                        <SignOutButton session/>
                     }),
                     other => EitherOf3::C(view! {
                         <p class="form-error" role="alert">

@@ -46,3 +46,23 @@ test('/health answers 200', async ({ request }) => {
   expect(res.status()).toBe(200);
   expect(await res.text()).toBe('ok');
 });
+
+test('an error written into a link is shown in our words, before and after hydration', async ({ page }) => {
+  // URL-safe base64 with its padding, as Leptos writes it.
+  const forged = (error: string) =>
+    Buffer.from(JSON.stringify({ error, description: 'Your account is locked. Call +1 555 0100.' }))
+      .toString('base64')
+      .replace(/\+/g, '-')
+      .replace(/\//g, '_');
+  for (const [path, fn, code, ours] of [
+    ['/login', '/api/login', 'invalid_credentials', 'The username or password is incorrect.'],
+    ['/', '/api/logout', 'token_revoked', 'You were signed out. Please sign in again.'],
+    ['/register', '/api/register', 'too_many_requests', 'Try again in'],
+    ['/login', '/api/login', 'not_a_code', 'The form could not be read.'],
+  ]) {
+    await page.goto(`${path}?__path=${fn}&__err=${forged(code)}`);
+    await hydrated(page);
+    await expect(page.locator('body'), `${path}: ${code}`).toContainText(ours);
+    await expect(page.locator('body')).not.toContainText('555');
+  }
+});

@@ -512,3 +512,52 @@ async fn abandoned_logins_do_not_pile_up_hashes() {
     assert_eq!(code, Some(0), "{out}");
     assert!(!out.contains("panicked"), "{out}");
 }
+
+/// Clients that hang up while signed-in pages render. Leptos resolves a page's `<Transition>`s in
+/// tasks of their own, which run on after the request (and its reactive owner) is gone: a view
+/// closure there must neither read a disposed value nor look up a context that went with it.
+/// Nothing the server prints may be a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pages_abandoned_mid_render_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "warn").await;
+    let token = register_and_login(&server.base, "hangup").await;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut round = 0u64;
+    while Instant::now() < deadline {
+        round += 1;
+        let requests: Vec<_> = (0..48u64)
+            .map(|i| {
+                let base = server.base.clone();
+                let cookie = format!("auth_token={token}");
+                tokio::spawn(async move {
+                    let client = Client::builder()
+                        .timeout(Duration::from_millis(1 + (i * 7 + round) % 25))
+                        .build()
+                        .unwrap();
+                    let path = ["/", "/profile", "/login"][(i % 3) as usize];
+                    let _ = client
+                        .get(format!("{base}{path}"))
+                        .header("cookie", cookie)
+                        .send()
+                        .await;
+                })
+            })
+            .collect();
+        for r in requests {
+            r.await.unwrap();
+        }
+    }
+    // Still serving, and no panic was printed.
+    assert_eq!(me(&server.base, &token).await.status(), 200);
+    signal(&server, "-TERM");
+    let (code, out) = finish(server);
+    assert_eq!(code, Some(0), "{out}");
+    let panics: Vec<&str> = out.lines().filter(|l| l.contains("panicked")).collect();
+    assert!(
+        panics.is_empty(),
+        "{} panics, first: {:?}",
+        panics.len(),
+        panics.first()
+    );
+}
