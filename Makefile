@@ -11,6 +11,10 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/tools/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
 CARGO_LEPTOS_VERSION := 0.3.11
+CARGO_AUDIT_VERSION := 0.22.2
+# The RustSec advisory database: the offline snapshot beside the repository when there is one,
+# otherwise the live database, which cargo audit fetches itself.
+ADVISORY_DB := $(abspath $(CURDIR)/../shared/advisory-db)
 # The CLI must match the wasm-bindgen crate in Cargo.lock exactly.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock)
 CHROMIUM ?= /usr/bin/chromium
@@ -18,18 +22,19 @@ export CHROMIUM_PATH ?= $(CHROMIUM)
 
 free_port = $$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
-.PHONY: help dev test tools chromium check fmt clippy test-rust e2e bench \
-        wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps wrk
+.PHONY: help dev test tools chromium check fmt clippy test-rust e2e bench audit \
+        wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps wrk cargo-audit
 
 help:
 	@echo "make dev    - install what is missing, then cargo leptos watch on http://127.0.0.1:3000"
 	@echo "make test   - install what is missing, then fmt, clippy (ssr, hydrate), Rust tests, Playwright"
 	@echo "make test-rust / make e2e - only the Rust tests / only the browser tests"
+	@echo "make audit  - known-vulnerable dependencies (cargo audit against the RustSec database)"
 	@echo "make bench  - benchmarks of the auth hot path (writes bench/RESULTS.md)"
 
 # ---------------------------------------------------------------- tools
 
-tools: wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps
+tools: wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps cargo-audit
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown \
@@ -39,6 +44,11 @@ wasm-target:
 cargo-leptos:
 	@cargo leptos --version 2>/dev/null | grep -qF "$(CARGO_LEPTOS_VERSION)" \
 	  || cargo install cargo-leptos --version $(CARGO_LEPTOS_VERSION) --locked --ignore-rust-version
+
+# ~10 minutes from source; only the first time.
+cargo-audit:
+	@cargo audit --version 2>/dev/null | grep -qF "$(CARGO_AUDIT_VERSION)" \
+	  || cargo install cargo-audit --version $(CARGO_AUDIT_VERSION) --locked
 
 # Not --locked: one of its locked dependencies is no longer on the registry.
 wasm-bindgen:
@@ -64,9 +74,25 @@ chromium:
 dev: tools
 	cargo leptos watch
 
-test: tools chromium check test-rust e2e
+test: tools chromium audit check test-rust e2e
 
 # ---------------------------------------------------------------- checks and tests
+
+# A vulnerability in any crate we compile fails; unmaintained-crate warnings are listed only.
+# The one ignored advisory (.cargo/audit.toml) is for a crate no binary compiles: checked here.
+audit: cargo-audit
+	@if [ -f "$(ADVISORY_DB)/SNAPSHOT" ]; then \
+	  echo "cargo audit: advisory database $(ADVISORY_DB), $$(head -n 1 $(ADVISORY_DB)/SNAPSHOT)"; \
+	  cargo audit --db "$(ADVISORY_DB)" --no-fetch --stale; \
+	else \
+	  echo "cargo audit: the live RustSec advisory database (fetched now)"; \
+	  cargo audit; \
+	  echo "advisory database as of $$(git -C $(HOME)/.cargo/advisory-db log -1 --format=%cd 2>/dev/null || echo 'unknown')"; \
+	fi
+	@if cargo tree --workspace --target all -i rsa 2>/dev/null | grep -q .; then \
+	  echo "rsa is compiled in now: RUSTSEC-2023-0071 may no longer be ignored (.cargo/audit.toml)"; \
+	  exit 1; \
+	fi
 
 check: fmt clippy
 

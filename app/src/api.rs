@@ -1,17 +1,19 @@
 //! The HTTP door: server functions at stable paths under `/api`.
 //!
 //! Input is form-encoded (so the forms work before the WASM loads), output is JSON. Errors are
-//! [`ApiError`]; the server maps each error code to its HTTP status in one middleware.
+//! [`ApiError`], answered with the status their code calls for (see [`server::answered`]).
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use server_fn::codec::GetUrl;
+#[cfg(feature = "ssr")]
+use server_fn::ServerFn;
 
 use crate::error::ApiError;
 
 /// The signed-in user as the UI and `/api/me` show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionInfo {
+pub struct SignedInUser {
     pub user_id: i64,
     pub username: String,
     /// When the account was created (unix seconds).
@@ -52,7 +54,10 @@ pub async fn register(
     password: String,
     password_confirm: Option<String>,
 ) -> Result<Registered, ApiError> {
-    server::register(username, password, password_confirm).await
+    server::answered(
+        Register::PATH,
+        server::register(username, password, password_confirm).await,
+    )
 }
 
 /// `POST /api/login`: checks the password, sets the session cookie and returns the token.
@@ -63,20 +68,20 @@ pub async fn login(
     password: String,
     next: Option<String>,
 ) -> Result<TokenResponse, ApiError> {
-    server::login(username, password, next).await
+    server::answered(Login::PATH, server::login(username, password, next).await)
 }
 
 /// `POST /api/logout`: revokes the presented token (cookie or Bearer) and clears the cookie.
 #[server(prefix = "/api", endpoint = "logout")]
 pub async fn logout() -> Result<LoggedOut, ApiError> {
-    server::logout().await
+    server::answered(Logout::PATH, server::logout().await)
 }
 
-/// `GET /api/session`: like `/api/me`, but "no token" is `null` rather than a 401,
+/// `GET /api/whoami`: like `/api/me`, but "no token" is `null` rather than a 401,
 /// so every page can ask it. A bad token is still a 401 with its reason.
-#[server(prefix = "/api", endpoint = "session", input = GetUrl)]
-pub async fn session() -> Result<Option<SessionInfo>, ApiError> {
-    server::session().await
+#[server(prefix = "/api", endpoint = "whoami", input = GetUrl)]
+pub async fn current_user() -> Result<Option<SignedInUser>, ApiError> {
+    server::answered(CurrentUser::PATH, server::current_user().await)
 }
 
 #[cfg(feature = "ssr")]
@@ -94,6 +99,31 @@ pub mod server {
     use axum::{extract::ConnectInfo, http::header::SET_COOKIE};
     use leptos_axum::{extract, redirect, ResponseOptions};
     use std::net::SocketAddr;
+
+    /// Gives a server function's error its own status and headers (401 with a challenge, 429
+    /// with `Retry-After`, ...) instead of Leptos's 500 — when this request *is* the server
+    /// function's (not a page rendering that calls it) and the caller is not a browser posting a
+    /// form without JavaScript: that one must get Leptos's redirect back to the form, which a
+    /// status would replace.
+    pub fn answered<T>(path: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
+        if let Err(err) = &result {
+            let parts = use_context::<http::request::Parts>();
+            let own = parts.as_ref().is_some_and(|p| p.uri.path() == path);
+            let form_post = parts.as_ref().is_some_and(|p| {
+                p.headers
+                    .get(http::header::ACCEPT)
+                    .and_then(|a| a.to_str().ok())
+                    .is_some_and(|a| a.contains("text/html"))
+            });
+            if let (true, false, Some(res)) = (own, form_post, use_context::<ResponseOptions>()) {
+                res.set_status(err.status());
+                for (name, value) in err.headers() {
+                    res.insert_header(name, value);
+                }
+            }
+        }
+        result
+    }
 
     fn state() -> Result<AppState, ApiError> {
         use_context::<AppState>().ok_or_else(|| {
@@ -265,19 +295,19 @@ pub mod server {
 
     /// `GET /api/me`: the signed-in user, or 401 with the reason. A plain axum handler with
     /// the [`AuthUser`] extractor: the API's hottest route skips the server-function
-    /// machinery, and the browser (which asks `/api/session`) does not need it.
+    /// machinery, and the browser (which asks `/api/whoami`) does not need it.
     pub async fn me_handler(
         axum::extract::State(state): axum::extract::State<AppState>,
         user: AuthUser,
     ) -> axum::response::Response {
         use axum::response::IntoResponse;
-        match session_info(&state, user).await {
+        match current_user_of(&state, user).await {
             Ok(info) => axum::Json(info).into_response(),
-            Err(e) => crate::auth::extractor::error_response(&e),
+            Err(e) => e.into_response(),
         }
     }
 
-    async fn session_info(state: &AppState, user: AuthUser) -> Result<SessionInfo, ApiError> {
+    async fn current_user_of(state: &AppState, user: AuthUser) -> Result<SignedInUser, ApiError> {
         let found = state
             .auth
             .users
@@ -286,7 +316,7 @@ pub mod server {
             .map_err(|e| internal("looking up a user failed", e))?;
         // A valid token for a user that no longer exists is no session.
         let found = found.ok_or_else(|| ApiError::from(AuthRejection::InvalidToken))?;
-        Ok(SessionInfo {
+        Ok(SignedInUser {
             user_id: found.id,
             username: found.username,
             created_at: found.created_at,
@@ -294,13 +324,13 @@ pub mod server {
         })
     }
 
-    pub async fn session() -> Result<Option<SessionInfo>, ApiError> {
+    pub async fn current_user() -> Result<Option<SignedInUser>, ApiError> {
         let MaybeAuthUser(user) = extract::<Result<MaybeAuthUser, AuthRejection>>()
             .await
             .map_err(|e| internal("cannot read the request", e))?
             .map_err(ApiError::from)?;
         match user {
-            Some(user) => session_info(&state()?, user).await.map(Some),
+            Some(user) => current_user_of(&state()?, user).await.map(Some),
             None => Ok(None),
         }
     }

@@ -1,9 +1,12 @@
-//! Opening the SQLite database and bringing its schema up to date.
+//! Opening the database and bringing its schema up to date.
+//!
+//! The seam for a second database engine: everything else names [`Pool`], and SQL lives only
+//! in the modules that own its tables (`auth::users`, `auth::blocklist`).
 
-use sqlx::{
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    SqlitePool,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+/// The connection pool every module is handed.
+pub type Pool = sqlx::SqlitePool;
 use std::{str::FromStr, time::Duration};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +22,7 @@ pub enum DbError {
 }
 
 /// Opens (creating if missing) the database at `url` and runs the migrations.
-pub async fn connect(url: &str) -> Result<SqlitePool, DbError> {
+pub async fn connect(url: &str) -> Result<Pool, DbError> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(DbError::Url)?
         .create_if_missing(true)

@@ -85,8 +85,9 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
+/// One named constructor per code: the texts live here, in one table.
 impl ApiError {
-    pub fn new(error: ErrorCode, description: impl Into<String>) -> Self {
+    fn new(error: ErrorCode, description: impl Into<String>) -> Self {
         Self {
             error,
             description: description.into(),
@@ -94,8 +95,61 @@ impl ApiError {
         }
     }
 
+    pub fn missing_token() -> Self {
+        Self::new(
+            ErrorCode::MissingToken,
+            "Authentication required: send a Bearer token or sign in.",
+        )
+    }
+
+    pub fn invalid_token() -> Self {
+        Self::new(
+            ErrorCode::InvalidToken,
+            "The token is malformed or its signature is invalid.",
+        )
+    }
+
+    pub fn token_expired() -> Self {
+        Self::new(
+            ErrorCode::TokenExpired,
+            "The token has expired. Please sign in again.",
+        )
+    }
+
+    pub fn token_revoked() -> Self {
+        Self::new(
+            ErrorCode::TokenRevoked,
+            "The token has been revoked. Please sign in again.",
+        )
+    }
+
+    /// A rule broken; `description` is one of the `validate` module's messages.
     pub fn invalid_input(description: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidInput, description)
+    }
+
+    /// The request could not be read at all.
+    pub fn bad_request(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, description)
+    }
+
+    pub fn payload_too_large() -> Self {
+        Self::new(ErrorCode::PayloadTooLarge, "The request body is too large.")
+    }
+
+    pub fn forbidden_origin() -> Self {
+        Self::new(
+            ErrorCode::Forbidden,
+            "This request must come from this site's own pages.",
+        )
+    }
+
+    /// Client side only: the server could not be reached or its answer not read.
+    pub fn network() -> Self {
+        Self::new(
+            ErrorCode::Network,
+            "Could not reach the server. Check your connection and try again.",
+        )
     }
 
     pub fn invalid_credentials() -> Self {
@@ -155,39 +209,35 @@ impl ApiError {
     /// only when it is one we write, word for word), and a wait is a number we format.
     pub fn in_our_words(&self, signing_up: bool) -> Self {
         use ErrorCode as C;
-        let text = match self.error {
-            C::MissingToken => "Please sign in.",
-            C::InvalidToken => "Your session is no longer valid. Please sign in again.",
-            C::TokenExpired => "Your session has expired. Please sign in again.",
-            C::TokenRevoked => "You were signed out. Please sign in again.",
-            C::InvalidCredentials => return Self::invalid_credentials(),
-            C::UsernameTaken => return Self::username_taken(),
+        match self.error {
+            C::MissingToken => Self::missing_token(),
+            C::InvalidToken => Self::invalid_token(),
+            C::TokenExpired => Self::token_expired(),
+            C::TokenRevoked => Self::token_revoked(),
+            C::InvalidCredentials => Self::invalid_credentials(),
+            C::UsernameTaken => Self::username_taken(),
             C::InvalidInput if crate::validate::is_our_message(&self.description) => {
-                return Self::invalid_input(self.description.clone())
+                Self::invalid_input(self.description.clone())
             }
-            C::InvalidInput => "Check the form and try again.",
+            C::InvalidInput => Self::invalid_input("Check the form and try again."),
             // `network` never comes from the server: here it means the link's error could not
             // be decoded (the browser's word for it; the server says `bad_request`).
             C::BadRequest | C::PayloadTooLarge | C::Network => {
-                return Self::new(
-                    C::BadRequest,
-                    "The form could not be read. Please try again.",
-                )
+                Self::bad_request("The form could not be read. Please try again.")
             }
             C::TooManyRequests => {
                 // No real wait is longer than a couple of minutes.
                 let wait = self.retry_after.unwrap_or(60).clamp(1, 120);
-                return if signing_up {
+                if signing_up {
                     Self::too_many_signups(wait)
                 } else {
                     Self::too_many_requests(wait)
-                };
+                }
             }
-            C::Forbidden => "This request must come from this site's own pages.",
-            C::TemporarilyUnavailable => return Self::busy(),
-            C::Internal => return Self::internal(),
-        };
-        Self::new(self.error, text)
+            C::Forbidden => Self::forbidden_origin(),
+            C::TemporarilyUnavailable => Self::busy(),
+            C::Internal => Self::internal(),
+        }
     }
 
     pub fn username_taken() -> Self {
@@ -208,30 +258,67 @@ impl FromServerFnError for ApiError {
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         match value {
             // The request's arguments could not be decoded: the caller sent something malformed.
-            ServerFnErrorErr::Args(msg) => Self::new(
-                ErrorCode::BadRequest,
-                format!("The request could not be read: {msg}"),
-            ),
-            ServerFnErrorErr::MissingArg(field) => Self::new(
-                ErrorCode::BadRequest,
-                format!("The request is missing the field `{field}`."),
-            ),
+            ServerFnErrorErr::Args(msg) => {
+                Self::bad_request(format!("The request could not be read: {msg}"))
+            }
+            ServerFnErrorErr::MissingArg(field) => {
+                Self::bad_request(format!("The request is missing the field `{field}`."))
+            }
             // On the server these mean the request could not be decoded (e.g. a body that is not
             // UTF-8): the client's fault. Server functions called during rendering make no
             // requests, so the server never has a network failure of its own to report.
             #[cfg(feature = "ssr")]
-            ServerFnErrorErr::Request(_) | ServerFnErrorErr::Deserialization(_) => Self::new(
-                ErrorCode::BadRequest,
-                "The request could not be read: send a UTF-8 form body.",
-            ),
+            ServerFnErrorErr::Request(_) | ServerFnErrorErr::Deserialization(_) => {
+                Self::bad_request("The request could not be read: send a UTF-8 form body.")
+            }
             // In the browser: the server could not be reached, or its answer could not be read.
             #[cfg(not(feature = "ssr"))]
-            ServerFnErrorErr::Request(_) | ServerFnErrorErr::Deserialization(_) => Self::new(
-                ErrorCode::Network,
-                "Could not reach the server. Check your connection and try again.",
-            ),
+            ServerFnErrorErr::Request(_) | ServerFnErrorErr::Deserialization(_) => Self::network(),
             // Everything else is our fault; details stay out of the answer.
             _ => Self::internal(),
+        }
+    }
+}
+
+/// Every `ApiError` answers for itself: its status, the JSON body, and the headers its code
+/// calls for (an RFC 6750 challenge on a token rejection, `Retry-After` on a wait).
+#[cfg(feature = "ssr")]
+mod answer {
+    use super::{ApiError, ErrorCode};
+    use axum::{
+        http::{header, HeaderValue},
+        response::{IntoResponse, Response},
+        Json,
+    };
+
+    impl ApiError {
+        /// The headers that go with this error, beside its status and body.
+        pub fn headers(&self) -> Vec<(header::HeaderName, HeaderValue)> {
+            let mut headers = Vec::new();
+            if self.error.is_token_rejection() {
+                let challenge = if self.error == ErrorCode::MissingToken {
+                    r#"Bearer realm="authapp""#
+                } else {
+                    r#"Bearer realm="authapp", error="invalid_token""#
+                };
+                headers.push((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                ));
+            }
+            if let Some(secs) = self.retry_after {
+                headers.push((header::RETRY_AFTER, HeaderValue::from(secs)));
+            }
+            headers
+        }
+    }
+
+    impl IntoResponse for ApiError {
+        fn into_response(self) -> Response {
+            let headers = self.headers();
+            let mut res = (self.status(), Json(self)).into_response();
+            res.headers_mut().extend(headers);
+            res
         }
     }
 }
@@ -242,11 +329,39 @@ mod tests {
 
     #[test]
     fn serialises_as_error_and_description() {
-        let json = serde_json::to_value(ApiError::new(ErrorCode::TokenRevoked, "revoked")).unwrap();
+        let json = serde_json::to_value(ApiError::token_revoked()).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"error": "token_revoked", "description": "revoked"})
+            serde_json::json!({
+                "error": "token_revoked",
+                "description": "The token has been revoked. Please sign in again."
+            })
         );
+    }
+
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn errors_answer_with_their_status_and_headers() {
+        use axum::{http::header, response::IntoResponse};
+        let res = ApiError::token_revoked().into_response();
+        assert_eq!(res.status(), http::StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            res.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="authapp", error="invalid_token""#
+        );
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        let missing = ApiError::missing_token().into_response();
+        assert_eq!(
+            missing.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="authapp""#
+        );
+        let wait = ApiError::too_many_requests(7).into_response();
+        assert_eq!(wait.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(wait.headers()[header::RETRY_AFTER], "7");
+        assert!(!wait.headers().contains_key(header::WWW_AUTHENTICATE));
+        let busy = ApiError::busy().into_response();
+        assert_eq!(busy.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
     }
 
     #[test]

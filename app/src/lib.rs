@@ -2,9 +2,10 @@
 //! and the browser (feature `hydrate`). Server-only code lives behind `ssr`.
 
 pub mod api;
+pub mod auth_state;
+pub mod components;
 pub mod error;
 pub mod pages;
-pub mod session;
 pub mod time_fmt;
 pub mod validate;
 
@@ -60,14 +61,14 @@ pub fn App() -> impl IntoView {
 /// the router, which hands them the error of a form posted without JavaScript.
 #[component]
 fn Layout() -> impl IntoView {
-    session::provide_session();
+    auth_state::provide_auth();
 
     // Set only in the browser, once the WASM has taken over the server-rendered page:
     // end-to-end tests wait for it before they click.
-    let hydrated = pages::hydrated();
+    let hydrated = components::form::hydrated();
 
     view! {
-        <pages::Nav/>
+        <components::nav::Nav/>
         <main data-hydrated=move || hydrated.get().to_string()>
             // Async: every page is rendered whole on the server, session included, so a
             // signed-in visitor never sees a flash of the signed-out state.

@@ -56,7 +56,7 @@ test('an error written into a link is shown in our words, before and after hydra
       .replace(/\//g, '_');
   for (const [path, fn, code, ours] of [
     ['/login', '/api/login', 'invalid_credentials', 'The username or password is incorrect.'],
-    ['/', '/api/logout', 'token_revoked', 'You were signed out. Please sign in again.'],
+    ['/', '/api/logout', 'token_revoked', 'The token has been revoked. Please sign in again.'],
     ['/register', '/api/register', 'too_many_requests', 'Try again in'],
     ['/login', '/api/login', 'not_a_code', 'The form could not be read.'],
   ]) {

@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 
 use app::{
     auth::{
-        blocklist::Blocklist, cookie::SessionCookie, jwt::TokenKeys, password::Passwords,
+        blocklist::Blocklist, cookie::AuthCookie, jwt::TokenKeys, password::Passwords,
         throttle::Throttle, users::UserCache, AppState, Auth,
     },
     db, shell, App,
@@ -72,7 +72,7 @@ pub async fn build_state(
             Throttle::default().disabled()
         },
         users: UserCache::new(pool.clone()),
-        cookie: SessionCookie::new(config.secure_cookie),
+        cookie: AuthCookie::new(config.secure_cookie),
     };
     Ok(AppState::new(leptos_options, pool, Arc::new(auth)))
 }

@@ -2,10 +2,10 @@
 
 use app::{
     auth::{
-        extractor::{error_response, AuthRejection, AuthUser},
+        extractor::{AuthRejection, AuthUser},
         Auth,
     },
-    error::{ApiError, ErrorCode},
+    error::ApiError,
     PROTECTED_PATHS,
 };
 use axum::{
@@ -20,31 +20,26 @@ use std::sync::Arc;
 /// The largest error body the status mapper will read.
 const MAX_ERROR_BODY: usize = 16 * 1024;
 
-/// Gives every `/api` error its real status.
-///
-/// Server functions answer every `Err` with 500; the JSON body carries our error code, and the
-/// code decides the status (401 with `WWW-Authenticate`, 409, 422, 429 with `Retry-After`...).
-/// Only 500s are read, so successful answers pass untouched. A bare 413 from the body-size
-/// limit is given a JSON body too.
+/// What only a layer can answer for: a bare 413 from the body-size limit gets our JSON body,
+/// and a request whose arguments Leptos could not decode (before our function ran, so it could
+/// not set its status) gets the status its error code calls for instead of 500. Every other
+/// error already has its status ([`app::api::server::answered`]); only 500s are read.
 pub async fn api_error_status(req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with("/api/") {
         return next.run(req).await;
     }
     let res = next.run(req).await;
     match res.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => error_response(&ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            "The request body is too large.",
-        )),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large().into_response(),
         StatusCode::INTERNAL_SERVER_ERROR => {
             let (parts, body) = res.into_parts();
             let Ok(bytes) = to_bytes(body, MAX_ERROR_BODY).await else {
-                return error_response(&ApiError::internal());
+                return ApiError::internal().into_response();
             };
             match serde_json::from_slice::<ApiError>(&bytes) {
                 Ok(err) => {
-                    let mut mapped = error_response(&err);
-                    // Keep headers the function set (e.g. the cookie cleared by a failed logout).
+                    let mut mapped = err.into_response();
+                    // Keep a cookie the function set.
                     for value in parts.headers.get_all(header::SET_COOKIE) {
                         mapped
                             .headers_mut()
@@ -147,10 +142,7 @@ pub async fn same_origin_posts(req: Request, next: Next) -> Response {
     };
     if !allowed {
         tracing::warn!(path = req.uri().path(), "cross-origin POST refused");
-        return error_response(&ApiError::new(
-            ErrorCode::Forbidden,
-            "This request must come from this site's own pages.",
-        ));
+        return ApiError::forbidden_origin().into_response();
     }
     next.run(req).await
 }

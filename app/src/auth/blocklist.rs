@@ -7,7 +7,7 @@
 //! restart would undo. Tokens are accepted until `exp` + [`LEEWAY_SECS`]; only after that can a
 //! revocation go, so [`Blocklist::purge_expired`] and the start-up load keep it until then.
 
-use sqlx::SqlitePool;
+use crate::db::Pool;
 use std::{collections::HashSet, sync::RwLock};
 use uuid::Uuid;
 
@@ -20,7 +20,7 @@ fn dead_before() -> i64 {
 
 #[derive(Debug)]
 pub struct Blocklist {
-    pool: SqlitePool,
+    pool: Pool,
     /// Revoked, unexpired jtis (16 bytes each: a million take ~35 MiB). Expiry lives in SQLite
     /// only; the purge learns which jtis to drop from the rows it deletes. A std lock: it is
     /// never held across an await.
@@ -34,7 +34,7 @@ impl Blocklist {
     /// revocations. So SQLite aggregates each sixteenth of the key space (by the jti's first
     /// byte) into one string of hex jtis, and we parse those: the per-row work stays in
     /// SQLite's C loop and the start-up stays around a second.
-    pub async fn load(pool: SqlitePool) -> Result<Self, sqlx::Error> {
+    pub async fn load(pool: Pool) -> Result<Self, sqlx::Error> {
         let now = dead_before();
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM revoked_tokens WHERE exp >= ?")
             .bind(now)
@@ -142,7 +142,7 @@ mod tests {
     use super::*;
     use crate::db::connect;
 
-    async fn pool() -> (tempfile::TempDir, SqlitePool) {
+    async fn pool() -> (tempfile::TempDir, Pool) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let pool = connect(&url).await.unwrap();

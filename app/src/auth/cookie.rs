@@ -12,11 +12,11 @@ pub const COOKIE_NAME: &str = "auth_token";
 pub const SECURE_COOKIE_NAME: &str = "__Host-auth_token";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionCookie {
+pub struct AuthCookie {
     secure: bool,
 }
 
-impl SessionCookie {
+impl AuthCookie {
     pub fn new(secure: bool) -> Self {
         Self { secure }
     }
@@ -85,7 +85,7 @@ mod tests {
 
     #[test]
     fn over_http() {
-        let c = SessionCookie::new(false);
+        let c = AuthCookie::new(false);
         assert_eq!(
             c.set("abc", 60).unwrap().to_str().unwrap(),
             "auth_token=abc; HttpOnly; SameSite=Strict; Path=/; Max-Age=60"
@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn over_https_the_cookie_is_secure_and_host_only() {
-        let c = SessionCookie::new(true);
+        let c = AuthCookie::new(true);
         let set = c.set("abc", 60).unwrap();
         let set = set.to_str().unwrap();
         assert!(set.starts_with("__Host-auth_token=abc;"), "{set}");
@@ -120,6 +120,6 @@ mod tests {
             HeaderValue::from_static("auth_token=planted; __Host-auth_token=real"),
         );
         assert_eq!(c.read(&h), Some("real"));
-        assert_eq!(SessionCookie::new(false).read(&h), Some("planted"));
+        assert_eq!(AuthCookie::new(false).read(&h), Some("planted"));
     }
 }

@@ -8,15 +8,14 @@
 
 use axum::{
     extract::FromRequestParts,
-    http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode},
+    http::{header, request::Parts, HeaderMap},
     response::{IntoResponse, Response},
-    Json,
 };
 use std::sync::Arc;
 use uuid::Uuid;
 
-use super::{cookie::SessionCookie, jwt::TokenError, Auth};
-use crate::error::{ApiError, ErrorCode};
+use super::{cookie::AuthCookie, jwt::TokenError, Auth};
+use crate::error::ApiError;
 
 /// How the token reached us. Cookie-borne state changes need a same-origin check; Bearer ones do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,49 +54,16 @@ pub enum AuthRejection {
     Unavailable,
 }
 
-impl AuthRejection {
-    pub fn code(self) -> ErrorCode {
-        match self {
-            Self::MissingToken => ErrorCode::MissingToken,
-            Self::InvalidToken => ErrorCode::InvalidToken,
-            Self::TokenExpired => ErrorCode::TokenExpired,
-            Self::TokenRevoked => ErrorCode::TokenRevoked,
-            Self::Unavailable => ErrorCode::Internal,
-        }
-    }
-}
-
 impl From<AuthRejection> for ApiError {
     fn from(r: AuthRejection) -> Self {
         match r {
+            AuthRejection::MissingToken => ApiError::missing_token(),
+            AuthRejection::InvalidToken => ApiError::invalid_token(),
+            AuthRejection::TokenExpired => ApiError::token_expired(),
+            AuthRejection::TokenRevoked => ApiError::token_revoked(),
             AuthRejection::Unavailable => ApiError::internal(),
-            _ => ApiError::new(r.code(), r.to_string()),
         }
     }
-}
-
-/// RFC 6750 challenge for a 401 with this error code.
-pub fn www_authenticate(code: ErrorCode) -> HeaderValue {
-    if code == ErrorCode::MissingToken {
-        HeaderValue::from_static(r#"Bearer realm="authapp""#)
-    } else {
-        HeaderValue::from_static(r#"Bearer realm="authapp", error="invalid_token""#)
-    }
-}
-
-/// The JSON response for an [`ApiError`]: its status, and the headers its code calls for.
-pub fn error_response(err: &ApiError) -> Response {
-    let status = err.status();
-    let mut res = (status, Json(err)).into_response();
-    if status == StatusCode::UNAUTHORIZED && err.error.is_token_rejection() {
-        res.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, www_authenticate(err.error));
-    }
-    if let Some(secs) = err.retry_after {
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    res
 }
 
 impl IntoResponse for AuthRejection {
@@ -105,7 +71,7 @@ impl IntoResponse for AuthRejection {
         if self == Self::Unavailable {
             tracing::error!("authentication unavailable (router miswired or database failing)");
         }
-        error_response(&ApiError::from(self))
+        ApiError::from(self).into_response()
     }
 }
 
@@ -113,7 +79,7 @@ impl IntoResponse for AuthRejection {
 /// not `Bearer <token>` is an invalid token, not a fallback to the cookie.
 pub fn token_from_headers(
     headers: &HeaderMap,
-    cookie: SessionCookie,
+    cookie: AuthCookie,
 ) -> Result<(&str, TokenSource), AuthRejection> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value.to_str().map_err(|_| AuthRejection::InvalidToken)?;
@@ -197,7 +163,7 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeAuthUser {
 mod tests {
     use super::*;
     use crate::auth::{jwt::now_unix, testing};
-    use axum::http::HeaderName;
+    use axum::http::{HeaderName, HeaderValue, StatusCode};
     use proptest::prop_assert;
 
     fn headers(pairs: &[(HeaderName, &str)]) -> HeaderMap {
@@ -305,17 +271,19 @@ mod tests {
 
     #[test]
     fn rejections_answer_401_json_with_a_challenge() {
-        let res = AuthRejection::TokenRevoked.into_response();
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        for rejection in [
+            AuthRejection::MissingToken,
+            AuthRejection::InvalidToken,
+            AuthRejection::TokenExpired,
+            AuthRejection::TokenRevoked,
+        ] {
+            let res = rejection.into_response();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{rejection:?}");
+            assert!(res.headers().contains_key(header::WWW_AUTHENTICATE));
+        }
         assert_eq!(
-            res.headers()[header::WWW_AUTHENTICATE],
-            r#"Bearer realm="authapp", error="invalid_token""#
-        );
-        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
-        let missing = AuthRejection::MissingToken.into_response();
-        assert_eq!(
-            missing.headers()[header::WWW_AUTHENTICATE],
-            r#"Bearer realm="authapp""#
+            AuthRejection::Unavailable.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
         );
     }
 

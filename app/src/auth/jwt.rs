@@ -200,29 +200,8 @@ mod tests {
     }
 
     fn b64(bytes: &[u8]) -> String {
-        base64_lite::encode(bytes)
-    }
-
-    /// Minimal URL-safe base64 without padding, so the tests can forge tokens by hand.
-    mod base64_lite {
-        pub fn encode(input: &[u8]) -> String {
-            const T: &[u8; 64] =
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-            let mut out = String::new();
-            for chunk in input.chunks(3) {
-                let b = [
-                    chunk[0],
-                    *chunk.get(1).unwrap_or(&0),
-                    *chunk.get(2).unwrap_or(&0),
-                ];
-                let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
-                let chars = chunk.len() + 1;
-                for i in 0..chars {
-                    out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                }
-            }
-            out
-        }
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     }
 
     fn claims_json(iat: i64, exp: i64) -> String {

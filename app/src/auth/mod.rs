@@ -11,8 +11,10 @@ pub mod users;
 
 use std::sync::Arc;
 
+use crate::db::Pool;
+
 use blocklist::Blocklist;
-use cookie::SessionCookie;
+use cookie::AuthCookie;
 use jwt::TokenKeys;
 use password::Passwords;
 use throttle::Throttle;
@@ -27,7 +29,7 @@ pub struct Auth {
     pub throttle: Throttle,
     pub users: UserCache,
     /// The session cookie (`Secure` and `__Host-` when the site is served over https).
-    pub cookie: SessionCookie,
+    pub cookie: AuthCookie,
 }
 
 /// The application state handed to the router and, as context, to every server function.
@@ -40,16 +42,12 @@ pub struct AppState(Arc<AppStateInner>);
 #[derive(Debug)]
 pub struct AppStateInner {
     pub leptos_options: leptos::config::LeptosOptions,
-    pub pool: sqlx::SqlitePool,
+    pub pool: Pool,
     pub auth: Arc<Auth>,
 }
 
 impl AppState {
-    pub fn new(
-        leptos_options: leptos::config::LeptosOptions,
-        pool: sqlx::SqlitePool,
-        auth: Arc<Auth>,
-    ) -> Self {
+    pub fn new(leptos_options: leptos::config::LeptosOptions, pool: Pool, auth: Arc<Auth>) -> Self {
         Self(Arc::new(AppStateInner {
             leptos_options,
             pool,
@@ -78,10 +76,10 @@ pub(crate) mod testing {
     use super::*;
     use std::time::Duration;
 
-    pub const SECRET: &[u8] = b"unit-test-secret-unit-test-secret!!";
+    pub(crate) const SECRET: &[u8] = b"unit-test-secret-unit-test-secret!!";
 
     /// A complete `Auth` on a fresh SQLite file (kept alive by the returned folder).
-    pub async fn auth() -> (tempfile::TempDir, sqlx::SqlitePool, Auth) {
+    pub(crate) async fn auth() -> (tempfile::TempDir, Pool, Auth) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let pool = crate::db::connect(&url).await.unwrap();
@@ -91,13 +89,13 @@ pub(crate) mod testing {
             passwords: Passwords::new(1).unwrap(),
             throttle: Throttle::default(),
             users: UserCache::new(pool.clone()),
-            cookie: SessionCookie::new(false),
+            cookie: AuthCookie::new(false),
         };
         (dir, pool, auth)
     }
 
     /// A user row with the given id and creation time.
-    pub async fn user(pool: &sqlx::SqlitePool, id: i64, created_at: i64) {
+    pub(crate) async fn user(pool: &Pool, id: i64, created_at: i64) {
         sqlx::query(
             "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, 'x', ?)",
         )

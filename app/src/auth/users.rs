@@ -1,6 +1,6 @@
 //! The `users` table.
 
-use sqlx::SqlitePool;
+use crate::db::Pool;
 
 use super::jwt::now_unix;
 
@@ -28,7 +28,7 @@ pub enum CreateUserError {
 }
 
 pub async fn create(
-    pool: &SqlitePool,
+    pool: &Pool,
     username: &str,
     password_hash: &str,
 ) -> Result<User, CreateUserError> {
@@ -50,17 +50,14 @@ pub async fn create(
     }
 }
 
-pub async fn credentials(
-    pool: &SqlitePool,
-    username: &str,
-) -> Result<Option<Credentials>, sqlx::Error> {
+pub async fn credentials(pool: &Pool, username: &str) -> Result<Option<Credentials>, sqlx::Error> {
     sqlx::query_as("SELECT id, password_hash FROM users WHERE username = ?")
         .bind(username)
         .fetch_optional(pool)
         .await
 }
 
-pub async fn by_id(pool: &SqlitePool, id: i64) -> Result<Option<User>, sqlx::Error> {
+pub async fn by_id(pool: &Pool, id: i64) -> Result<Option<User>, sqlx::Error> {
     sqlx::query_as("SELECT id, username, created_at FROM users WHERE id = ?")
         .bind(id)
         .fetch_optional(pool)
@@ -72,7 +69,7 @@ pub async fn by_id(pool: &SqlitePool, id: i64) -> Result<Option<User>, sqlx::Err
 /// change here (there is no rename or delete yet). Bounded: when full it starts over.
 #[derive(Debug)]
 pub struct UserCache {
-    pool: SqlitePool,
+    pool: Pool,
     users: std::sync::RwLock<std::collections::HashMap<i64, User>>,
 }
 
@@ -80,7 +77,7 @@ impl UserCache {
     /// Most users kept at once (~100 bytes each).
     pub const CAPACITY: usize = 100_000;
 
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: Pool) -> Self {
         Self {
             pool,
             users: Default::default(),

@@ -1,10 +1,6 @@
 //! Brute force, concurrency and headers: what an attacker would try.
 
-#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
-
-mod common;
-
-use common::{spawn_app, PASSWORD};
+use crate::helpers::{spawn_app, PASSWORD};
 use reqwest::header;
 use serde_json::Value;
 
@@ -164,7 +160,7 @@ async fn failed_logins_are_throttled_per_address() {
     }
     // The allowance refills one failure per period while the attempts run (each one hashes):
     // use up what came back, then the address is refused.
-    let refilled = common::refills_since(started, ADDRESS_PERIOD);
+    let refilled = crate::helpers::refills_since(started, ADDRESS_PERIOD);
     for i in 0..refilled {
         let res = app
             .login(&api, &format!("extra{i}"), "wrong password")
@@ -191,7 +187,7 @@ async fn sign_ups_are_throttled_per_address() {
         assert_eq!(res.status(), 200, "sign-up {i}");
     }
     // What refilled while they ran (each one hashes) is used up first.
-    let refilled = common::refills_since(started, SIGNUP_PERIOD);
+    let refilled = crate::helpers::refills_since(started, SIGNUP_PERIOD);
     let mut res = app.register(&api, "one-more", PASSWORD).await;
     for i in 0..refilled {
         if res.status() == 429 {

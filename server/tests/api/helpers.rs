@@ -1,5 +1,5 @@
-//! Test harness: the real router on a free loopback port with its own SQLite file.
-#![allow(dead_code)]
+//! One set of helpers: the real router on a free loopback port with its own SQLite file,
+//! clients, and the small tools several test modules share.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -9,6 +9,41 @@ use serde_json::Value;
 use server::{build_state, router, serve, Config};
 use tempfile::TempDir;
 use tokio::{sync::oneshot, task::JoinHandle};
+
+/// Now, in unix seconds.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+/// URL-safe base64 without padding, as in a JWT.
+pub fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Registers `username` with [`PASSWORD`] at `base`, signs in, and returns the access token.
+pub async fn register_and_login(client: &Client, base: &str, username: &str) -> String {
+    let form = [("username", username), ("password", PASSWORD)];
+    let res = client
+        .post(format!("{base}/api/register"))
+        .form(&form)
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(res.status(), 200, "register {username}");
+    let res = client
+        .post(format!("{base}/api/login"))
+        .form(&form)
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), 200, "login {username}");
+    let body: Value = res.json().await.expect("json");
+    body["access_token"].as_str().expect("token").to_string()
+}
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -131,12 +166,7 @@ impl TestApp {
 
     /// Registers `username` and returns a fresh access token for it.
     pub async fn token_for(&self, username: &str) -> String {
-        let api = self.api();
-        assert_eq!(self.register(&api, username, PASSWORD).await.status(), 200);
-        let res = self.login(&api, username, PASSWORD).await;
-        assert_eq!(res.status(), 200);
-        let body: Value = res.json().await.expect("json");
-        body["access_token"].as_str().expect("token").to_string()
+        register_and_login(&self.api(), &self.base, username).await
     }
 
     pub async fn me_bearer(&self, token: &str) -> Response {

@@ -1,7 +1,7 @@
-//! The session as the UI sees it: a reactive context shared by every page.
+//! Who is signed in, as the UI sees it: a reactive context shared by every page.
 //!
 //! The token itself stays in an `HttpOnly` cookie the page cannot read. What the UI keeps is
-//! who is signed in and until when, fetched from `/api/session`, refetched after each login
+//! who is signed in and until when, fetched from `/api/whoami`, refetched after each login
 //! or logout, and dropped (with a message) as soon as any server function answers that the
 //! token was rejected.
 
@@ -11,30 +11,31 @@ use serde::{Deserialize, Serialize};
 use server_fn::error::ServerFnUrlError;
 
 use crate::{
-    api::{session, LoggedOut, Login, Logout, Register, SessionInfo},
+    api::{current_user, LoggedOut, Login, Logout, Register, SignedInUser},
     error::ApiError,
 };
 
-/// One answer of `/api/session`, with the sign-ins and sign-outs it already reflects.
+/// One answer of `/api/whoami`, with the version of the sign-in state it answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// How many sign-ins and sign-outs had completed when it was asked.
-    pub after: (usize, usize),
+    /// How many sign-ins and sign-outs had completed when it was asked (see
+    /// [`AuthState::settled`]).
+    pub version: usize,
     /// `Ok(Some(user))` signed in, `Ok(None)` signed out, `Err` a rejected token or a failure.
-    pub user: Result<Option<SessionInfo>, ApiError>,
+    pub user: Result<Option<SignedInUser>, ApiError>,
 }
 
 #[derive(Clone, Copy)]
-pub struct Session {
+pub struct AuthState {
     pub login: ServerAction<Login>,
     pub logout: ServerAction<Logout>,
     pub register: ServerAction<Register>,
-    /// The actions' versions (completed dispatches), kept here so that reads can tolerate a
-    /// disposed owner (see [`Session::user`]).
+    /// Completed sign-ins and sign-outs, kept here so that reads can tolerate a disposed owner
+    /// (see [`AuthState::user`]). Their sum only grows: it versions the sign-in state.
     logins: RwSignal<usize>,
     logouts: RwSignal<usize>,
     /// What the server last said about this browser's session.
-    pub current: Resource<Snapshot>,
+    current: Resource<Snapshot>,
     /// Why the session ended, when it ended without the user asking (expired, revoked elsewhere).
     notice: RwSignal<Option<String>>,
     /// The last sign-out's answer: a sign-out refused because the token was already dead
@@ -47,7 +48,7 @@ pub struct Session {
     pub registering: Memo<bool>,
 }
 
-pub fn provide_session() {
+pub fn provide_auth() {
     let login = ServerAction::<Login>::new();
     let logout = ServerAction::<Logout>::new();
     let register = ServerAction::<Register>::new();
@@ -70,15 +71,15 @@ pub fn provide_session() {
 
     let (logins, logouts) = (login.version(), logout.version());
     let current = Resource::new_blocking(
-        move || (logins.get(), logouts.get()),
-        |after| async move {
+        move || logins.get() + logouts.get(),
+        |version| async move {
             Snapshot {
-                after,
-                user: session().await,
+                version,
+                user: current_user().await,
             }
         },
     );
-    let s = Session {
+    let s = AuthState {
         login,
         logout,
         register,
@@ -107,11 +108,11 @@ pub fn provide_session() {
     provide_context(s);
 }
 
-pub fn use_session() -> Session {
-    expect_context::<Session>()
+pub fn use_auth() -> AuthState {
+    expect_context::<AuthState>()
 }
 
-impl Session {
+impl AuthState {
     /// Tell the session about an error from any server function: a token rejection means this
     /// browser is no longer signed in, whatever the UI believed.
     pub fn rejected(&self, err: &ApiError) {
@@ -126,19 +127,23 @@ impl Session {
     /// Every read here is a `try_` read: on the server a view closure can still run after the
     /// request's reactive owner was disposed (a client that hung up mid-render), and a plain
     /// read would panic there. A disposed session reads as "signed out, nothing settled".
-    pub fn user(&self) -> Option<SessionInfo> {
+    pub fn user(&self) -> Option<SignedInUser> {
         self.current
             .try_get()
             .flatten()
             .and_then(|s| s.user.ok().flatten())
     }
 
-    /// Is `snapshot` the session as it stands now? Not while a sign-in is on its way, nor
-    /// until the refetch after the last sign-in or sign-out has landed: a sign-in's redirect
-    /// opens the next page before the action completes and the refetch starts. Reactive.
-    pub fn is_settled(&self, snapshot: &Snapshot) -> bool {
-        let current = self.logins.try_get().zip(self.logouts.try_get());
-        !self.signing_in.try_get().unwrap_or(true) && current == Some(snapshot.after)
+    /// The server's answer about this browser, once it is current: `Ok(Some(user))` signed
+    /// in, `Ok(None)` signed out, `Err` a rejected token or a failure. `None` until then: while
+    /// a sign-in is on its way, and until the refetch after the last sign-in or sign-out has
+    /// landed (a sign-in's redirect opens the next page before the action completes and the
+    /// refetch starts). Reactive.
+    pub fn settled(&self) -> Option<Result<Option<SignedInUser>, ApiError>> {
+        let snapshot = self.current.try_get().flatten()?;
+        let version = self.logins.try_get()? + self.logouts.try_get()?;
+        let signing_in = self.signing_in.try_get().unwrap_or(true);
+        (!signing_in && snapshot.version == version).then_some(snapshot.user)
     }
 
     /// A session found missing: ask the visitor to sign in, unless a reason is already shown.

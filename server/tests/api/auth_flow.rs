@@ -1,10 +1,6 @@
 //! The user's story over HTTP: register → login → me → logout → me refused, by cookie and by Bearer.
 
-#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
-
-mod common;
-
-use common::{assert_rejected, spawn_app, spawn_app_in, PASSWORD};
+use crate::helpers::{assert_rejected, spawn_app, spawn_app_in, PASSWORD};
 use reqwest::header;
 use serde_json::Value;
 
@@ -217,7 +213,7 @@ async fn a_token_from_before_a_database_reset_is_refused() {
     assert_eq!(page.status(), 303);
     let session = after
         .api()
-        .get(after.url("/api/session"))
+        .get(after.url("/api/whoami"))
         .bearer_auth(&token)
         .send()
         .await

@@ -1,7 +1,5 @@
 //! The real binary as a separate process: crash durability, graceful shutdown, and what it logs.
 
-#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
-
 use std::{
     io::Read,
     net::TcpListener,
@@ -10,11 +8,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::helpers::{now_unix, PASSWORD};
 use reqwest::Client;
 use serde_json::Value;
 
 const SECRET: &str = "process-test-secret-0123456789abcdef0123";
-const PASSWORD: &str = "a very secret password 42";
 
 struct Server {
     child: Child,
@@ -90,23 +88,7 @@ fn finish(mut server: Server) -> (Option<i32>, String) {
 }
 
 async fn register_and_login(base: &str, username: &str) -> String {
-    let client = Client::new();
-    let res = client
-        .post(format!("{base}/api/register"))
-        .form(&[("username", username), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let res = client
-        .post(format!("{base}/api/login"))
-        .form(&[("username", username), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_string()
+    crate::helpers::register_and_login(&Client::new(), base, username).await
 }
 
 /// Runs the binary with `env` until it exits on its own (30 s at most) and returns its exit
@@ -212,13 +194,6 @@ async fn revoked_exps(db: &sqlx::SqlitePool) -> Vec<i64> {
         .fetch_all(db)
         .await
         .unwrap()
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 #[tokio::test]

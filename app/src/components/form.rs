@@ -1,0 +1,131 @@
+//! Form plumbing: posting to a server function with or without the WASM, the submit button,
+//! the inputs and the inline error.
+
+use leptos::{ev::SubmitEvent, prelude::*, server_fn::ServerFn, wasm_bindgen::JsCast, web_sys};
+
+use crate::{
+    error::ApiError,
+    validate::{PASSWORD_MAX, USERNAME_MAX, USERNAME_MIN},
+};
+
+/// True once this component runs in the browser (never during server rendering).
+pub fn hydrated() -> ReadSignal<bool> {
+    let (ready, set_ready) = signal(false);
+    Effect::new(move |_| set_ready.set(true));
+    ready
+}
+
+/// The submit handler of a form that posts to a server function. Without the WASM the browser
+/// posts the form itself to the same URL (and the server redirects back); once hydrated, the
+/// fields are read by `args` and sent through `action`, whose pending state and value the page
+/// shows. (Leptos's `ActionForm` does the same through a generic form decoder, which costs the
+/// WASM several kilobytes per form.)
+pub(crate) fn submit_with<S>(
+    action: ServerAction<S>,
+    args: fn(&web_sys::FormData) -> S,
+) -> impl Fn(SubmitEvent)
+where
+    S: ServerFn + Clone + Send + Sync + 'static,
+    S::Output: Send + Sync + 'static,
+    S::Error: Send + Sync + 'static,
+{
+    move |ev: SubmitEvent| {
+        let form = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlFormElement>().ok());
+        let Some(data) = form.and_then(|f| web_sys::FormData::new_with_form(&f).ok()) else {
+            return; // let the browser post it
+        };
+        ev.prevent_default();
+        action.dispatch(args(&data));
+    }
+}
+
+/// A form's submit button, disabled and relabelled while its action runs.
+#[component]
+pub(crate) fn SubmitButton(
+    pending: Memo<bool>,
+    idle: &'static str,
+    busy: &'static str,
+    #[prop(optional)] class: Option<&'static str>,
+) -> impl IntoView {
+    view! {
+        <button type="submit" class=class disabled=move || pending.try_get().unwrap_or(false)>
+            {move || if pending.try_get().unwrap_or(false) { busy } else { idle }}
+        </button>
+    }
+}
+
+/// A text field of a submitted form ("" when absent).
+pub(crate) fn field(form: &web_sys::FormData, name: &str) -> String {
+    form.get(name).as_string().unwrap_or_default()
+}
+
+/// An inline error under a form, announced to screen readers.
+#[component]
+pub(crate) fn FormError(#[prop(into)] error: Signal<Option<ApiError>>) -> impl IntoView {
+    move || {
+        error.try_get().flatten().map(|e| {
+            view! { <p class="form-error" role="alert" data-error=format!("{:?}", e.error)>{e.description}</p> }
+        })
+    }
+}
+
+/// The username field. For a new account it also states the rules (the hint follows it).
+#[component]
+pub(crate) fn UsernameInput(#[prop(optional)] new_account: bool) -> impl IntoView {
+    view! {
+        <label for="username">"Username"</label>
+        <input
+            id="username"
+            name="username"
+            type="text"
+            autocomplete="username"
+            autocapitalize="none"
+            spellcheck="false"
+            required
+            minlength=new_account.then(|| USERNAME_MIN.to_string())
+            maxlength=USERNAME_MAX.to_string()
+            pattern=new_account.then_some("[A-Za-z0-9_.\\-]+")
+            aria-describedby=new_account.then_some("username-hint")
+        />
+    }
+}
+
+/// A password input with a show/hide button. The button needs the WASM, so it stays hidden
+/// until the page is hydrated; the field itself works without it.
+#[component]
+pub(crate) fn PasswordInput(
+    id: &'static str,
+    label: &'static str,
+    autocomplete: &'static str,
+    #[prop(optional)] name: Option<&'static str>,
+    #[prop(optional)] minlength: Option<usize>,
+) -> impl IntoView {
+    let visible = RwSignal::new(false);
+    let ready = hydrated();
+    view! {
+        <label for=id>{label}</label>
+        <div class="password-row">
+            <input
+                id=id
+                name=name.unwrap_or(id)
+                type=move || if visible.get() { "text" } else { "password" }
+                autocomplete=autocomplete
+                required
+                minlength=minlength.map(|n| n.to_string())
+                maxlength=PASSWORD_MAX.to_string()
+            />
+            <button
+                type="button"
+                class="toggle"
+                hidden=move || !ready.get()
+                aria-controls=id
+                aria-pressed=move || visible.get().to_string()
+                on:click=move |_| visible.update(|v| *v = !*v)
+            >
+                {move || if visible.get() { "Hide" } else { "Show" }}
+            </button>
+        </div>
+    }
+}

@@ -1,0 +1,43 @@
+use leptos::{prelude::*, server_fn::ServerFn};
+use leptos_router::hooks::use_query_map;
+
+use crate::{
+    api::Login,
+    auth_state::use_auth,
+    components::form::{field, submit_with, FormError, PasswordInput, SubmitButton, UsernameInput},
+};
+
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let auth = use_auth();
+    let login = auth.login;
+    let query = use_query_map();
+    let next = move || query.read().get("next").unwrap_or_default();
+    let registered = move || query.read().get("registered").is_some();
+    let answer = login.value();
+    let error = Signal::derive(move || answer.try_get().flatten().and_then(Result::err));
+    view! {
+        <h1>"Sign in"</h1>
+        {move || registered().then(|| view! {
+            <p class="notice" role="status">"Your account was created. Sign in to continue."</p>
+        })}
+        <form
+            action=Login::url()
+            method="post"
+            class="auth-form"
+            aria-label="Sign in"
+            on:submit=submit_with(login, |form| Login {
+                username: field(form, "username"),
+                password: field(form, "password"),
+                next: Some(field(form, "next")),
+            })
+        >
+            <input type="hidden" name="next" value=next/>
+            <UsernameInput/>
+            <PasswordInput id="password" label="Password" autocomplete="current-password"/>
+            <FormError error/>
+            <SubmitButton pending=auth.signing_in idle="Sign in" busy="Signing in…"/>
+        </form>
+        <p>"No account yet? " <a href="/register">"Create one"</a></p>
+    }
+}

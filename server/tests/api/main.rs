@@ -1,0 +1,12 @@
+//! The server's tests in one binary: the real router over HTTP (a fresh SQLite file per test),
+//! and the real binary as a separate process.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+#![allow(unreachable_pub)] // a test binary exports nothing: `pub` is how its modules share
+
+mod helpers;
+
+mod abuse;
+mod auth_flow;
+mod bad_input;
+mod process;
