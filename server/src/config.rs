@@ -10,6 +10,7 @@
 //! | `COOKIE_SECURE` | `true` in production | add `Secure` to the session cookie (https only) |
 //! | `DATA_DIR` | `data` | folder for the generated development secret |
 //! | `BLOCKLIST_PURGE_INTERVAL` | `10m` | how often expired revocations are dropped |
+//! | `HOT_CACHE_ENTRIES` | `100000` | verified tokens and users kept in memory, each (0: none) |
 //! | `LOGIN_THROTTLE` | `on` | `off` lifts the sign-in and sign-up limits, for load tests only; refused in production |
 
 use std::{
@@ -45,6 +46,8 @@ pub struct Config {
     pub purge_interval: Duration,
     /// Sign-in and sign-up limits (off only for load tests, never in production).
     pub throttle: bool,
+    /// Entries in each of the hot path's caches (verified tokens, users); 0 turns them off.
+    pub cache_entries: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -57,6 +60,7 @@ impl std::fmt::Debug for Config {
             .field("secure_cookie", &self.secure_cookie)
             .field("purge_interval", &self.purge_interval)
             .field("throttle", &self.throttle)
+            .field("cache_entries", &self.cache_entries)
             .finish_non_exhaustive()
     }
 }
@@ -172,6 +176,12 @@ impl Config {
             secure_cookie,
             purge_interval: duration("BLOCKLIST_PURGE_INTERVAL", 600)?,
             throttle,
+            cache_entries: match get("HOT_CACHE_ENTRIES") {
+                Some(v) => v.trim().parse().map_err(|_| {
+                    ConfigError::Invalid("HOT_CACHE_ENTRIES", format!("{v:?} is not a count"))
+                })?,
+                None => 100_000,
+            },
         })
     }
 

@@ -62,7 +62,8 @@ pub async fn build_state(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hashers = cores.saturating_sub(1).max(1);
     let auth = Auth {
-        keys: TokenKeys::new(&config.jwt_secret, ISSUER, config.jwt_ttl)?,
+        keys: TokenKeys::new(&config.jwt_secret, ISSUER, config.jwt_ttl)?
+            .with_cache(config.cache_entries),
         blocklist,
         passwords: Passwords::new(hashers)?,
         throttle: if config.throttle {
@@ -71,7 +72,7 @@ pub async fn build_state(
             tracing::warn!("LOGIN_THROTTLE=off: sign-ins and sign-ups are not limited");
             Throttle::default().disabled()
         },
-        users: UserCache::new(pool.clone()),
+        users: UserCache::with_capacity(pool.clone(), config.cache_entries),
         cookie: AuthCookie::new(config.secure_cookie),
     };
     Ok(AppState::new(leptos_options, pool, Arc::new(auth)))

@@ -2,6 +2,7 @@
 //! Nothing here is compiled into the browser's WASM.
 
 pub mod blocklist;
+pub mod cache;
 pub mod cookie;
 pub mod extractor;
 pub mod jwt;

@@ -1,5 +1,6 @@
 //! The `users` table.
 
+use super::cache::Bounded;
 use crate::db::Pool;
 
 use super::jwt::now_unix;
@@ -65,49 +66,50 @@ pub async fn by_id(pool: &Pool, id: i64) -> Result<Option<User>, sqlx::Error> {
 }
 
 /// Users by id, kept in memory after the first look-up so the extractor, `/api/me` and page
-/// renders cost no database round trip. Safe because a user's id, name and creation time never
-/// change here (there is no rename or delete yet). Bounded: when full it starts over.
+/// renders cost no database round trip: `/api/me` answers 59–68k req/s with it and 14–17k
+/// with neither cache (release, 2 cores), the SQLite read dominating. A change to a user must call [`UserCache::forget`]
+/// (today nothing changes a user; account deletion and renames will).
 #[derive(Debug)]
 pub struct UserCache {
     pool: Pool,
-    users: std::sync::RwLock<std::collections::HashMap<i64, User>>,
+    users: Bounded<i64, User>,
 }
 
 impl UserCache {
-    /// Most users kept at once (~100 bytes each).
+    /// Users remembered by default (~100 bytes each).
     pub const CAPACITY: usize = 100_000;
 
     pub fn new(pool: Pool) -> Self {
-        Self {
-            pool,
-            users: Default::default(),
-        }
+        Self::with_capacity(pool, Self::CAPACITY)
     }
 
-    fn cached<T>(&self, id: i64, f: impl FnOnce(&User) -> T) -> Option<T> {
-        self.users.read().ok().and_then(|m| m.get(&id).map(f))
+    /// Remembers at most `entries` users (0: none).
+    pub fn with_capacity(pool: Pool, entries: usize) -> Self {
+        Self {
+            pool,
+            users: Bounded::new(entries),
+        }
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<User>, sqlx::Error> {
-        if let Some(user) = self.cached(id, User::clone) {
+        if let Some(user) = self.users.get(&id) {
             return Ok(Some(user));
         }
         let found = by_id(&self.pool, id).await?;
-        if let (Some(user), Ok(mut m)) = (&found, self.users.write()) {
-            if m.len() >= Self::CAPACITY {
-                m.clear();
-            }
-            m.insert(id, user.clone());
+        if let Some(user) = &found {
+            self.users.insert(id, user.clone());
         }
         Ok(found)
     }
 
     /// When the user was created, `None` if there is no such user. The hot path's question.
     pub async fn created_at(&self, id: i64) -> Result<Option<i64>, sqlx::Error> {
-        if let Some(created_at) = self.cached(id, |u| u.created_at) {
-            return Ok(Some(created_at));
-        }
         Ok(self.get(id).await?.map(|u| u.created_at))
+    }
+
+    /// The user changed or is gone: the next look-up reads the database.
+    pub fn forget(&self, id: i64) {
+        self.users.remove(&id);
     }
 }
 
@@ -141,5 +143,18 @@ mod tests {
         );
         assert_eq!(cache.get(999).await.unwrap(), None);
         assert_eq!(cache.created_at(999).await.unwrap(), None);
+        // Forgotten explicitly: the change is read.
+        cache.forget(user.id);
+        let name = |u: Option<User>| u.map(|u| u.username);
+        assert_eq!(
+            name(cache.get(user.id).await.unwrap()).as_deref(),
+            Some("changed")
+        );
+        // A cache of size 0 always reads the database.
+        let off = UserCache::with_capacity(pool.clone(), 0);
+        assert_eq!(
+            name(off.get(user.id).await.unwrap()).as_deref(),
+            Some("changed")
+        );
     }
 }
