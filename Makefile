@@ -82,14 +82,19 @@ test: tools chromium audit check test-rust e2e
 # The one ignored advisory (.cargo/audit.toml) is for a crate no binary compiles: checked here.
 audit: cargo-audit
 	@if [ -f "$(ADVISORY_DB)/SNAPSHOT" ]; then \
-	  echo "cargo audit: advisory database $(ADVISORY_DB), $$(head -n 1 $(ADVISORY_DB)/SNAPSHOT)"; \
+	  echo "cargo audit: advisory database $(ADVISORY_DB), $$(head -n 1 "$(ADVISORY_DB)/SNAPSHOT")"; \
 	  cargo audit --db "$(ADVISORY_DB)" --no-fetch --stale; \
 	else \
-	  echo "cargo audit: the live RustSec advisory database (fetched now)"; \
-	  cargo audit; \
-	  echo "advisory database as of $$(git -C $(HOME)/.cargo/advisory-db log -1 --format=%cd 2>/dev/null || echo 'unknown')"; \
+	  db="$${CARGO_HOME:-$$HOME/.cargo}/advisory-db"; \
+	  echo "cargo audit: the live RustSec advisory database, fetched into $$db"; \
+	  rc=0; cargo audit || rc=$$?; \
+	  echo "advisory database as of $$(git -C "$$db" log -1 --format=%cd 2>/dev/null || echo 'an unknown date')"; \
+	  exit $$rc; \
 	fi
-	@if cargo tree --workspace --target all -i rsa 2>/dev/null | grep -q .; then \
+	@out=$$(cargo tree --workspace --target all -i rsa 2>/dev/null) \
+	  || { echo "cargo tree failed: cannot tell whether rsa is compiled in"; exit 1; }; \
+	if [ -n "$$out" ]; then \
+	  echo "$$out"; \
 	  echo "rsa is compiled in now: RUSTSEC-2023-0071 may no longer be ignored (.cargo/audit.toml)"; \
 	  exit 1; \
 	fi

@@ -60,7 +60,7 @@ pub async fn register(
     )
 }
 
-/// `POST /api/login`: checks the password, sets the session cookie and returns the token.
+/// `POST /api/login`: checks the password, sets the auth cookie and returns the token.
 /// Browsers are sent on to `next` (a path on this site) or to `/profile`.
 #[server(prefix = "/api", endpoint = "login")]
 pub async fn login(

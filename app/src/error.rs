@@ -14,7 +14,7 @@ use server_fn::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// No token in the `Authorization` header nor in the session cookie.
+    /// No token in the `Authorization` header nor in the auth cookie.
     MissingToken,
     /// Malformed, tampered, wrongly signed or otherwise unacceptable token.
     InvalidToken,
@@ -32,7 +32,7 @@ pub enum ErrorCode {
     BadRequest,
     /// The request body is larger than the auth routes accept.
     PayloadTooLarge,
-    /// Too many failed sign-ins, or sign-ups from one address; see `retry_after`.
+    /// Too many sign-in attempts, or sign-ups from one address; see `retry_after`.
     TooManyRequests,
     /// A cookie-authenticated state change from another origin.
     Forbidden,
@@ -167,7 +167,7 @@ impl ApiError {
         )
     }
 
-    /// A failed sign-in while the account or the address is locked out.
+    /// A sign-in beyond one of its limits (see `auth::throttle`).
     pub fn too_many_requests(retry_after: u64) -> Self {
         Self::retry_later(
             retry_after,

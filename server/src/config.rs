@@ -7,7 +7,7 @@
 //! | `JWT_SECRET` | generated into `data/jwt_secret` in development | HS256 key, ≥ 32 bytes |
 //! | `JWT_TTL` | `60m` | token lifetime: `900`, `900s`, `15m`, `2h` |
 //! | `APP_ENV` | `development` | `production` requires `JWT_SECRET` and sets `Secure` cookies |
-//! | `COOKIE_SECURE` | `true` in production | add `Secure` to the session cookie (https only) |
+//! | `COOKIE_SECURE` | `true` in production | add `Secure` to the auth cookie (https only) |
 //! | `DATA_DIR` | `data` | folder for the generated development secret |
 //! | `BLOCKLIST_PURGE_INTERVAL` | `10m` | how often expired revocations are dropped |
 //! | `HOT_CACHE_ENTRIES` | `100000` | verified tokens and users kept in memory, each (0: none) |

@@ -1,4 +1,4 @@
-//! The session cookie: `HttpOnly; SameSite=Strict; Path=/`.
+//! The auth cookie: `HttpOnly; SameSite=Strict; Path=/`.
 //!
 //! Served over https (`secure`), it is also `Secure` and named with the `__Host-` prefix: a
 //! browser accepts such a cookie only from a secure origin, for the whole host and no other

@@ -1,6 +1,6 @@
 //! The axum extractor that authenticates a request.
 //!
-//! Token source: `Authorization: Bearer <token>` when present, otherwise the session cookie.
+//! Token source: `Authorization: Bearer <token>` when present, otherwise the auth cookie.
 //! Then signature, algorithm, expiry and issuer ([`TokenKeys::verify`]), then the in-memory
 //! blocklist, then the user: it must exist and be older than the token, so a token from before
 //! a database reset or restore cannot sign in as whoever holds its user id now. The shared [`Auth`] is read from the request extensions, so the same

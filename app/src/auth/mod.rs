@@ -29,7 +29,7 @@ pub struct Auth {
     pub passwords: Passwords,
     pub throttle: Throttle,
     pub users: UserCache,
-    /// The session cookie (`Secure` and `__Host-` when the site is served over https).
+    /// The auth cookie (`Secure` and `__Host-` when the site is served over https).
     pub cookie: AuthCookie,
 }
 

@@ -73,6 +73,9 @@ pub async fn by_id(pool: &Pool, id: i64) -> Result<Option<User>, sqlx::Error> {
 pub struct UserCache {
     pool: Pool,
     users: Bounded<i64, User>,
+    /// Bumped by every [`UserCache::forget`]: a read that began before it must not put what it
+    /// read back into the cache (it may be the very row that changed).
+    forgets: std::sync::atomic::AtomicU64,
 }
 
 impl UserCache {
@@ -88,6 +91,7 @@ impl UserCache {
         Self {
             pool,
             users: Bounded::new(entries),
+            forgets: Default::default(),
         }
     }
 
@@ -95,9 +99,13 @@ impl UserCache {
         if let Some(user) = self.users.get(&id) {
             return Ok(Some(user));
         }
+        use std::sync::atomic::Ordering;
+        let before = self.forgets.load(Ordering::Acquire);
         let found = by_id(&self.pool, id).await?;
         if let Some(user) = &found {
-            self.users.insert(id, user.clone());
+            if self.forgets.load(Ordering::Acquire) == before {
+                self.users.insert(id, user.clone());
+            }
         }
         Ok(found)
     }
@@ -109,6 +117,8 @@ impl UserCache {
 
     /// The user changed or is gone: the next look-up reads the database.
     pub fn forget(&self, id: i64) {
+        self.forgets
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.users.remove(&id);
     }
 }

@@ -453,3 +453,42 @@ async fn over_https_cookies_are_host_only_and_hsts_is_sent() {
     );
     app.stop().await;
 }
+
+/// A server function gives its error its own status only when it answers its own request for a
+/// program: a page that calls it while rendering keeps its 200, and a form posted without
+/// JavaScript still gets the redirect back to the form, carrying the error.
+#[tokio::test]
+async fn error_statuses_leave_pages_and_form_posts_alone() {
+    let app = spawn_app().await;
+    let token = app.token_for("pagey").await;
+    assert_eq!(app.logout_bearer(&token).await.status(), 200);
+    let page = app
+        .api()
+        .get(app.url("/"))
+        .header(header::COOKIE, format!("auth_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("has been revoked"));
+
+    let form = app
+        .browser()
+        .post(app.url("/api/login"))
+        .header(header::ACCEPT, "text/html,application/xhtml+xml")
+        .header(header::REFERER, app.url("/login"))
+        .form(&[("username", "pagey"), ("password", "wrong password")])
+        .send()
+        .await
+        .unwrap();
+    assert!(form.status().is_redirection(), "{}", form.status());
+    let location = form.headers()[header::LOCATION].to_str().unwrap();
+    assert!(location.starts_with(&app.url("/login?")), "{location}");
+    assert!(location.contains("__err="), "{location}");
+
+    let script = app.login(&app.api(), "pagey", "wrong password").await;
+    let (status, body) = error_of(script).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_credentials");
+    app.stop().await;
+}

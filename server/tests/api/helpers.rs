@@ -10,6 +10,13 @@ use server::{build_state, router, serve, Config};
 use tempfile::TempDir;
 use tokio::{sync::oneshot, task::JoinHandle};
 
+/// Taken by the tests that load the CPU hard or depend on timing, so that they do not run at
+/// the same time as each other (the other tests still run beside them).
+pub async fn cpu_heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 /// Now, in unix seconds.
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()
