@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::helpers::{now_unix, PASSWORD};
+use crate::helpers::{now_unix, register_and_login, PASSWORD};
 use reqwest::Client;
 use serde_json::Value;
 
@@ -89,10 +89,6 @@ fn finish(mut server: Server) -> (Option<i32>, String) {
         s.read_to_string(&mut out).unwrap();
     }
     (status.code(), out)
-}
-
-async fn register_and_login(base: &str, username: &str) -> String {
-    crate::helpers::register_and_login(&Client::new(), base, username).await
 }
 
 /// Runs the binary with `env` until it exits on its own (30 s at most) and returns its exit
@@ -205,7 +201,7 @@ async fn expired_revocations_are_purged_on_a_timer_and_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let quick = [("JWT_TTL", "2s"), ("BLOCKLIST_PURGE_INTERVAL", "1s")];
     let server = start_with(dir.path(), "warn", &quick).await;
-    let token = register_and_login(&server.base, "pat").await;
+    let token = register_and_login(&Client::new(), &server.base, "pat").await;
     assert_eq!(logout(&server.base, &token).await.status(), 200);
     let db = database(dir.path()).await;
     let revoked_exp: i64 = sqlx::query_scalar("SELECT exp FROM revoked_tokens")
@@ -254,7 +250,7 @@ async fn expired_revocations_are_purged_on_a_timer_and_at_start() {
 async fn a_revoke_survives_sigkill_right_after_logout() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), "warn").await;
-    let token = register_and_login(&server.base, "kim").await;
+    let token = register_and_login(&Client::new(), &server.base, "kim").await;
     assert_eq!(logout(&server.base, &token).await.status(), 200);
     // No grace: the process dies the instant the answer is in.
     signal(&server, "-KILL");
@@ -422,7 +418,7 @@ async fn abandoned_logins_do_not_pile_up_hashes() {
     let _alone = crate::helpers::cpu_heavy().await;
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), "error").await;
-    let token = register_and_login(&server.base, "steady").await;
+    let token = register_and_login(&Client::new(), &server.base, "steady").await;
     let pid = server.child.id();
     let usual = me_median(&server.base, &token).await;
     let (threads_before, rss_before) = threads_and_rss(pid);
@@ -506,7 +502,7 @@ async fn pages_abandoned_mid_render_never_panic() {
     let _alone = crate::helpers::cpu_heavy().await;
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), "warn").await;
-    let token = register_and_login(&server.base, "hangup").await;
+    let token = register_and_login(&Client::new(), &server.base, "hangup").await;
     let deadline = Instant::now() + Duration::from_secs(4);
     let mut round = 0u64;
     while Instant::now() < deadline {
