@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use server_fn::error::ServerFnUrlError;
 
 use crate::{
-    api::{current_user, LoggedOut, Login, Logout, Register, SignedInUser},
+    api::{
+        current_user, LoggedOut, Login, Logout, Register, Registered, SignedInUser, TokenResponse,
+    },
     error::ApiError,
 };
 
@@ -25,33 +27,42 @@ pub struct Snapshot {
     pub user: Result<Option<SignedInUser>, ApiError>,
 }
 
-#[derive(Clone, Copy)]
+/// Cloned into every view closure that reads it.
+///
+/// Every reactive value here is reference-counted (`Arc*`), not owned by the component tree.
+/// On the server, Leptos resolves a `<Transition>` in an effect of its own, which can still be
+/// running on another thread when a client hangs up and the request's reactive owner is
+/// dropped: values owned by that owner would be disposed under the running closure, and
+/// Leptos's own read of them panics (it checks `is_disposed` and then unwraps, racing the
+/// disposal). A closure holding these keeps what it reads alive until it is done.
+#[derive(Clone)]
 pub struct AuthState {
-    pub login: ServerAction<Login>,
-    pub logout: ServerAction<Logout>,
-    pub register: ServerAction<Register>,
-    /// Completed sign-ins and sign-outs, kept here so that reads can tolerate a disposed owner
-    /// (see [`AuthState::user`]). Their sum only grows: it versions the sign-in state.
-    logins: RwSignal<usize>,
-    logouts: RwSignal<usize>,
+    pub login: ArcServerAction<Login>,
+    pub logout: ArcServerAction<Logout>,
+    pub register: ArcServerAction<Register>,
+    /// Completed sign-ins and sign-outs. Their sum only grows: it versions the sign-in state.
+    logins: ArcRwSignal<usize>,
+    logouts: ArcRwSignal<usize>,
     /// What the server last said about this browser's session.
-    current: Resource<Snapshot>,
+    current: ArcResource<Snapshot>,
     /// Why the session ended, when it ended without the user asking (expired, revoked elsewhere).
-    notice: RwSignal<Option<String>>,
-    /// The last sign-out's answer: a sign-out refused because the token was already dead
+    notice: ArcRwSignal<Option<String>>,
+    /// The last answers of the actions. A sign-out refused because the token was already dead
     /// (or such an answer handed back to a page without JavaScript) is shown as the reason.
-    signed_out: MappedSignal<Option<Result<LoggedOut, ApiError>>>,
+    signed_out: ArcMappedSignal<Option<Result<LoggedOut, ApiError>>>,
+    pub signed_in: ArcMappedSignal<Option<Result<TokenResponse, ApiError>>>,
+    pub registered: ArcMappedSignal<Option<Result<Registered, ApiError>>>,
     /// Whether each action is on its way. Made once, here: `pending()` makes a new memo at
-    /// every call, owned by whatever component calls it.
-    pub signing_in: Memo<bool>,
-    pub signing_out: Memo<bool>,
-    pub registering: Memo<bool>,
+    /// every call.
+    pub signing_in: ArcMemo<bool>,
+    pub signing_out: ArcMemo<bool>,
+    pub registering: ArcMemo<bool>,
 }
 
 pub fn provide_auth() {
-    let login = ServerAction::<Login>::new();
-    let logout = ServerAction::<Logout>::new();
-    let register = ServerAction::<Register>::new();
+    let login = ArcServerAction::<Login>::new();
+    let logout = ArcServerAction::<Logout>::new();
+    let register = ArcServerAction::<Register>::new();
 
     // A form posted without JavaScript comes back to its page with `__path` and `__err` in the
     // query. Anyone can write such a link, so only the error's code is taken from it: the text
@@ -70,39 +81,50 @@ pub fn provide_auth() {
     }
 
     let (logins, logouts) = (login.version(), logout.version());
-    let current = Resource::new_blocking(
-        move || logins.get() + logouts.get(),
-        |version| async move {
-            Snapshot {
-                version,
-                user: current_user().await,
-            }
-        },
-    );
+    let current = {
+        let (logins, logouts) = (logins.clone(), logouts.clone());
+        ArcResource::new_blocking(
+            move || logins.get() + logouts.get(),
+            |version| async move {
+                Snapshot {
+                    version,
+                    user: current_user().await,
+                }
+            },
+        )
+    };
     let s = AuthState {
-        login,
-        logout,
-        register,
         logins,
         logouts,
         current,
-        notice: RwSignal::new(None),
+        notice: ArcRwSignal::new(None),
         signed_out: logout.value(),
+        signed_in: login.value(),
+        registered: register.value(),
         signing_in: login.pending(),
         signing_out: logout.pending(),
         registering: register.pending(),
+        login,
+        logout,
+        register,
     };
     // A successful sign-in clears an old "your session ended" message.
-    Effect::new(move |_| {
-        if matches!(login.value().get(), Some(Ok(_))) {
-            s.notice.set(None);
-            logout.value().set(None);
+    Effect::new({
+        let s = s.clone();
+        move |_| {
+            if matches!(s.signed_in.get(), Some(Ok(_))) {
+                s.notice.set(None);
+                s.signed_out.set(None);
+            }
         }
     });
     // Signing out with a token that was already dead still ends the session, with the reason.
-    Effect::new(move |_| {
-        if let Some(Err(e)) = logout.value().get() {
-            s.rejected(&e);
+    Effect::new({
+        let s = s.clone();
+        move |_| {
+            if let Some(Err(e)) = s.signed_out.get() {
+                s.rejected(&e);
+            }
         }
     });
     provide_context(s);

@@ -21,7 +21,7 @@ pub fn hydrated() -> ReadSignal<bool> {
 /// shows. (Leptos's `ActionForm` does the same through a generic form decoder, which costs the
 /// WASM several kilobytes per form.)
 pub(crate) fn submit_with<S>(
-    action: ServerAction<S>,
+    action: ArcServerAction<S>,
     args: fn(&web_sys::FormData) -> S,
 ) -> impl Fn(SubmitEvent)
 where
@@ -44,14 +44,15 @@ where
 /// A form's submit button, disabled and relabelled while its action runs.
 #[component]
 pub(crate) fn SubmitButton(
-    pending: Memo<bool>,
+    pending: ArcMemo<bool>,
     idle: &'static str,
     busy: &'static str,
     #[prop(optional)] class: Option<&'static str>,
 ) -> impl IntoView {
+    let busy_now = pending.clone();
     view! {
         <button type="submit" class=class disabled=move || pending.try_get().unwrap_or(false)>
-            {move || if pending.try_get().unwrap_or(false) { busy } else { idle }}
+            {move || if busy_now.try_get().unwrap_or(false) { busy } else { idle }}
         </button>
     }
 }
@@ -61,11 +62,15 @@ pub(crate) fn field(form: &web_sys::FormData, name: &str) -> String {
     form.get(name).as_string().unwrap_or_default()
 }
 
-/// An inline error under a form, announced to screen readers.
+/// An inline error under a form, announced to screen readers: the error of the action's last
+/// answer, if it failed.
 #[component]
-pub(crate) fn FormError(#[prop(into)] error: Signal<Option<ApiError>>) -> impl IntoView {
+pub(crate) fn FormError<T>(answer: ArcMappedSignal<Option<Result<T, ApiError>>>) -> impl IntoView
+where
+    T: Clone + Send + Sync + 'static,
+{
     move || {
-        error.try_get().flatten().map(|e| {
+        answer.try_get().flatten().and_then(Result::err).map(|e| {
             view! { <p class="form-error" role="alert" data-error=format!("{:?}", e.error)>{e.description}</p> }
         })
     }

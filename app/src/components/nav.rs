@@ -19,13 +19,13 @@ pub fn Nav() -> impl IntoView {
         <header class="site-header">
             <a href="/" class="brand">"Auth app"</a>
             <nav aria-label="Main">
-                {move || match auth.user() {
+                {let auth = auth.clone(); move || match auth.user() {
                     Some(user) => Either::Left(view! {
                         <span class="who" data-testid="nav-user">
                             "Signed in as " <strong>{user.username}</strong>
                         </span>
                         <a href="/profile">"Profile"</a>
-                        <SignOutButton auth/>
+                        <SignOutButton auth=auth.clone()/>
                     }),
                     None => Either::Right(view! {
                         <a href="/login">"Sign in"</a>
@@ -46,7 +46,7 @@ pub fn Nav() -> impl IntoView {
 /// can find nothing.
 #[component]
 pub(crate) fn SignOutButton(auth: AuthState) -> impl IntoView {
-    let logout = auth.logout;
+    let logout = auth.logout.clone();
     view! {
         <form
             action=Logout::url()

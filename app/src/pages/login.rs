@@ -10,12 +10,9 @@ use crate::{
 #[component]
 pub fn LoginPage() -> impl IntoView {
     let auth = use_auth();
-    let login = auth.login;
     let query = use_query_map();
     let next = move || query.read().get("next").unwrap_or_default();
     let registered = move || query.read().get("registered").is_some();
-    let answer = login.value();
-    let error = Signal::derive(move || answer.try_get().flatten().and_then(Result::err));
     view! {
         <h1>"Sign in"</h1>
         {move || registered().then(|| view! {
@@ -26,7 +23,7 @@ pub fn LoginPage() -> impl IntoView {
             method="post"
             class="auth-form"
             aria-label="Sign in"
-            on:submit=submit_with(login, |form| Login {
+            on:submit=submit_with(auth.login, |form| Login {
                 username: field(form, "username"),
                 password: field(form, "password"),
                 next: Some(field(form, "next")),
@@ -35,7 +32,7 @@ pub fn LoginPage() -> impl IntoView {
             <input type="hidden" name="next" value=next/>
             <UsernameInput/>
             <PasswordInput id="password" label="Password" autocomplete="current-password"/>
-            <FormError error/>
+            <FormError answer=auth.signed_in/>
             <SubmitButton pending=auth.signing_in idle="Sign in" busy="Signing in…"/>
         </form>
         <p>"No account yet? " <a href="/register">"Create one"</a></p>

@@ -12,18 +12,21 @@ pub fn ProfilePage() -> impl IntoView {
     // In the browser: once the answer is settled, no session or a rejected token (expired,
     // or signed out elsewhere) sends the visitor to sign in, then back here.
     let navigate = use_navigate();
-    Effect::new(move |_| {
-        let Some(answer) = auth.settled() else {
-            return;
-        };
-        match answer {
-            Ok(Some(_)) => return,
-            Ok(None) => auth.ended(SIGN_IN_AGAIN),
-            Err(e) if e.error.is_token_rejection() => auth.rejected(&e),
-            // Any other failure is shown on the page; signing in again would not help.
-            Err(_) => return,
+    Effect::new({
+        let auth = auth.clone();
+        move |_| {
+            let Some(answer) = auth.settled() else {
+                return;
+            };
+            match answer {
+                Ok(Some(_)) => return,
+                Ok(None) => auth.ended(SIGN_IN_AGAIN),
+                Err(e) if e.error.is_token_rejection() => auth.rejected(&e),
+                // Any other failure is shown on the page; signing in again would not help.
+                Err(_) => return,
+            }
+            navigate("/login?next=%2Fprofile", Default::default());
         }
-        navigate("/login?next=%2Fprofile", Default::default());
     });
 
     // The answer the nav shows, not a second fetch. On the server the request already passed
@@ -42,7 +45,7 @@ pub fn ProfilePage() -> impl IntoView {
                             <dt>"Session expires"</dt>
                             <dd data-testid="profile-expires">{utc(user.expires_at)}</dd>
                         </dl>
-                        <SignOutButton auth/>
+                        <SignOutButton auth=auth.clone()/>
                     }),
                     Some(other) => EitherOf3::C(view! {
                         <p class="form-error" role="alert">

@@ -10,8 +10,6 @@ use crate::{
 #[component]
 pub fn RegisterPage() -> impl IntoView {
     let auth = use_auth();
-    let register = auth.register;
-    let error = Signal::derive(move || register.value().try_get().flatten().and_then(Result::err));
     let username_hint =
         format!("{USERNAME_MIN}–{USERNAME_MAX} characters: letters, digits, '_', '.' or '-'.");
     let password_hint = format!("{PASSWORD_MIN}–{PASSWORD_MAX} characters.");
@@ -22,7 +20,7 @@ pub fn RegisterPage() -> impl IntoView {
             method="post"
             class="auth-form"
             aria-label="Create an account"
-            on:submit=submit_with(register, |form| Register {
+            on:submit=submit_with(auth.register, |form| Register {
                 username: field(form, "username"),
                 password: field(form, "password"),
                 password_confirm: Some(field(form, "password_confirm")),
@@ -43,7 +41,7 @@ pub fn RegisterPage() -> impl IntoView {
                 autocomplete="new-password"
                 minlength=PASSWORD_MIN
             />
-            <FormError error/>
+            <FormError answer=auth.registered/>
             <SubmitButton pending=auth.registering idle="Create account" busy="Creating…"/>
         </form>
         <p>"Already have an account? " <a href="/login">"Sign in"</a></p>

@@ -501,7 +501,7 @@ async fn abandoned_logins_do_not_pile_up_hashes() {
 async fn pages_abandoned_mid_render_never_panic() {
     let _alone = crate::helpers::cpu_heavy().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), "warn").await;
+    let server = start_with(dir.path(), "warn", &[("RUST_BACKTRACE", "1")]).await;
     let token = register_and_login(&Client::new(), &server.base, "hangup").await;
     let deadline = Instant::now() + Duration::from_secs(4);
     let mut round = 0u64;
@@ -534,11 +534,12 @@ async fn pages_abandoned_mid_render_never_panic() {
     signal(&server, "-TERM");
     let (code, out) = finish(server);
     assert_eq!(code, Some(0), "{out}");
-    let panics: Vec<&str> = out.lines().filter(|l| l.contains("panicked")).collect();
-    assert!(
-        panics.is_empty(),
-        "{} panics, first: {:?}",
-        panics.len(),
-        panics.first()
-    );
+    let lines: Vec<&str> = out.lines().collect();
+    let panics: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("panicked"))
+        .collect();
+    if let Some(&first) = panics.first() {
+        let context = lines[first..lines.len().min(first + 80)].join("\n");
+        panic!("{} panics, the first:\n{context}", panics.len());
+    }
 }
