@@ -72,7 +72,8 @@ pub async fn by_id(pool: &Pool, id: i64) -> Result<Option<User>, sqlx::Error> {
 #[derive(Debug)]
 pub struct UserCache {
     pool: Pool,
-    users: Bounded<i64, User>,
+    /// Shared, so a hit costs a reference count, not a copy of the name.
+    users: Bounded<i64, std::sync::Arc<User>>,
     /// Bumped by every [`UserCache::forget`]: a read that began before it must not put what it
     /// read back into the cache (it may be the very row that changed).
     forgets: std::sync::atomic::AtomicU64,
@@ -96,12 +97,16 @@ impl UserCache {
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<User>, sqlx::Error> {
+        Ok(self.shared(id).await?.map(|u| User::clone(&u)))
+    }
+
+    async fn shared(&self, id: i64) -> Result<Option<std::sync::Arc<User>>, sqlx::Error> {
         if let Some(user) = self.users.get(&id) {
             return Ok(Some(user));
         }
         use std::sync::atomic::Ordering;
         let before = self.forgets.load(Ordering::Acquire);
-        let found = by_id(&self.pool, id).await?;
+        let found = by_id(&self.pool, id).await?.map(std::sync::Arc::new);
         if let Some(user) = &found {
             if self.forgets.load(Ordering::Acquire) == before {
                 self.users.insert(id, user.clone());
@@ -112,7 +117,7 @@ impl UserCache {
 
     /// When the user was created, `None` if there is no such user. The hot path's question.
     pub async fn created_at(&self, id: i64) -> Result<Option<i64>, sqlx::Error> {
-        Ok(self.get(id).await?.map(|u| u.created_at))
+        Ok(self.shared(id).await?.map(|u| u.created_at))
     }
 
     /// The user changed or is gone: the next look-up reads the database.
