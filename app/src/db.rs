@@ -7,6 +7,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 /// The connection pool every module is handed.
 pub type Pool = sqlx::SqlitePool;
+
+/// Connections the pool opens at most. sqlx opens each on tokio's blocking pool and then runs it
+/// on a thread of its own.
+pub const MAX_CONNECTIONS: u32 = 8;
 use std::{str::FromStr, time::Duration};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +43,7 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
     }
 
     let pool = SqlitePoolOptions::new()
-        .max_connections(8)
+        .max_connections(MAX_CONNECTIONS)
         .connect_with(options)
         .await
         .map_err(DbError::Open)?;

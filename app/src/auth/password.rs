@@ -1,8 +1,10 @@
 //! Password hashing with argon2id (OWASP parameters), always off the async runtime.
 //!
-//! Hashing costs ~20 MiB and tens of milliseconds, so it runs in `spawn_blocking` under a
-//! semaphore sized to the cores: a storm of logins queues here instead of stalling the runtime
-//! or exhausting memory. A login for an unknown user verifies against a dummy hash, so the
+//! Hashing costs ~20 MiB and tens of milliseconds, so it runs on a fixed set of threads of its
+//! own (`argon2-hasher`), one per permit: a storm of logins queues here instead of stalling the
+//! runtime, exhausting memory or growing the process's thread count. (Tokio's blocking pool was
+//! used before; when one hash ended and the next began at the same moment, the pool could start a
+//! new thread before the old one was idle again, so its thread count drifted above the permits.) A login for an unknown user verifies against a dummy hash, so the
 //! answer takes the same time whether or not the username exists.
 
 use argon2::{
@@ -24,8 +26,8 @@ pub const PARALLELISM: u32 = 1;
 pub enum PasswordError {
     #[error("password hashing failed: {0}")]
     Hash(String),
-    #[error("password hashing task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    #[error("a password hashing thread panicked")]
+    Panicked,
     #[error("password hashing queue closed")]
     Closed,
     #[error("too many requests are waiting for a password check")]
@@ -65,6 +67,7 @@ fn verify_blocking(password: &str, phc: &str) -> bool {
 /// refused at once ([`PasswordError::Busy`], a 503) before any work.
 #[derive(Clone)]
 pub struct Passwords {
+    threads: Hashers,
     permits: Arc<Semaphore>,
     active: Arc<AtomicUsize>,
     queue: Arc<Semaphore>,
@@ -86,6 +89,7 @@ impl std::fmt::Debug for Passwords {
 #[must_use]
 pub struct Ticket {
     place: OwnedSemaphorePermit,
+    threads: Hashers,
     permits: Arc<Semaphore>,
     active: Arc<AtomicUsize>,
     dummy_hash: Arc<str>,
@@ -107,6 +111,7 @@ impl Passwords {
         let dummy = hash_blocking(&format!("{random:x?}"))?;
         let concurrency = concurrency.max(1);
         Ok(Self {
+            threads: Hashers::start(concurrency)?,
             permits: Arc::new(Semaphore::new(concurrency)),
             active: Arc::default(),
             queue: Arc::new(Semaphore::new(queue.max(1))),
@@ -123,13 +128,14 @@ impl Passwords {
             .map_err(|_| PasswordError::Busy)?;
         Ok(Ticket {
             place,
+            threads: self.threads.clone(),
             permits: self.permits.clone(),
             active: self.active.clone(),
             dummy_hash: self.dummy_hash.clone(),
         })
     }
 
-    /// Hashes running on the blocking pool now, counted by the hashing threads themselves.
+    /// Hashes running now, counted by the hashing threads themselves.
     pub fn running(&self) -> usize {
         self.active.load(Ordering::Relaxed)
     }
@@ -146,6 +152,61 @@ impl Passwords {
         phc: Option<String>,
     ) -> Result<bool, PasswordError> {
         self.ticket()?.verify(password, phc).await
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The hashing threads: as many as there are permits, started once and named `argon2-hasher`.
+/// They end when the last [`Passwords`] (and every [`Ticket`]) is dropped.
+#[derive(Clone)]
+struct Hashers {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl Hashers {
+    const NAME: &'static str = "argon2-hasher";
+
+    fn start(count: usize) -> Result<Self, PasswordError> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for _ in 0..count {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(Self::NAME.into())
+                .spawn(move || loop {
+                    // One thread waits on the channel, the others on the lock; a poisoned lock
+                    // is impossible (nothing panics while holding it) but is not fatal either.
+                    let job = queue
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .recv();
+                    let Ok(job) = job else { return };
+                    // A panicking hash fails its own request (its answer channel is dropped),
+                    // never the thread.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                })
+                .map_err(|e| PasswordError::Hash(format!("cannot start a hashing thread: {e}")))?;
+        }
+        Ok(Self { jobs })
+    }
+
+    /// Runs `work` on a hashing thread and waits for its answer. Dropping the future does not
+    /// stop work that has started.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                // Abandoned between the hand-over and the start: nobody wants the answer.
+                if !answer.is_closed() {
+                    let _ = answer.send(work());
+                }
+            }))
+            .map_err(|_| PasswordError::Closed)?;
+        answered.await.map_err(|_| PasswordError::Panicked)
     }
 }
 
@@ -166,7 +227,7 @@ impl Drop for Running {
 }
 
 impl Ticket {
-    /// Waits for a permit, then runs `work` on the blocking pool with the permit moved into it:
+    /// Waits for a permit, then runs `work` on a hashing thread with the permit moved into it:
     /// the permit is released when the work ends, not when this future is dropped.
     async fn run<T: Send + 'static>(
         self,
@@ -181,12 +242,13 @@ impl Ticket {
         // Hashing now: the place in the queue is free for the next request.
         drop(self.place);
         let active = self.active;
-        let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let _running = Running::start(active);
-            work()
-        });
-        Ok(task.await?)
+        self.threads
+            .run(move || {
+                let _permit = permit;
+                let _running = Running::start(active);
+                work()
+            })
+            .await
     }
 
     /// Hashes a password into a PHC string.
@@ -280,6 +342,23 @@ mod tests {
         assert!(!b.verify("some password".into(), None).await.unwrap());
         let _d = p.ticket().unwrap();
         drop(c);
+    }
+
+    /// A hash that panics fails its own request; the hashing thread and the permit survive it.
+    #[tokio::test]
+    async fn a_panicking_hash_fails_its_request_not_the_hasher() {
+        let p = Passwords::with_queue(1, 4).unwrap();
+        let failed = p
+            .ticket()
+            .unwrap()
+            .run(|| -> bool { std::panic::panic_any("a hash went wrong") })
+            .await;
+        assert!(matches!(failed, Err(PasswordError::Panicked)), "{failed:?}");
+        assert_eq!(p.running(), 0);
+        // The one thread is still there and the one permit is back.
+        for _ in 0..2 {
+            assert!(!p.verify("some password".into(), None).await.unwrap());
+        }
     }
 
     #[tokio::test]
