@@ -144,12 +144,17 @@ pub mod server {
         }
     }
 
-    /// The peer's address, when the server was started with connect info.
-    async fn client_addr() -> Option<std::net::IpAddr> {
-        extract::<ConnectInfo<SocketAddr>>()
-            .await
-            .ok()
-            .map(|ConnectInfo(addr)| addr.ip())
+    /// The client's address (see [`TrustedProxies`](crate::auth::proxies::TrustedProxies)),
+    /// when the server was started with connect info.
+    async fn client_addr(state: &AppState) -> Option<std::net::IpAddr> {
+        let ConnectInfo(peer) = extract::<ConnectInfo<SocketAddr>>().await.ok()?;
+        let headers = use_context::<http::request::Parts>().map(|p| p.headers);
+        Some(
+            state
+                .auth
+                .proxies
+                .client(peer.ip(), &headers.unwrap_or_default()),
+        )
     }
 
     async fn authenticate() -> Result<AuthUser, ApiError> {
@@ -186,7 +191,7 @@ pub mod server {
         state
             .auth
             .throttle
-            .sign_up(client_addr().await)
+            .sign_up(client_addr(&state).await)
             .map_err(|r| ApiError::too_many_signups(r.retry_after))?;
         let hash = ticket
             .hash(password)
@@ -219,7 +224,7 @@ pub mod server {
         let state = state()?;
         let auth = &state.auth;
         let ticket = hashing_ticket(&state)?;
-        let addr = client_addr().await;
+        let addr = client_addr(&state).await;
         // Counted now, before any password work: parallel guesses cannot outrun the count,
         // and a client that hangs up during the hash has still used its attempt.
         auth.throttle

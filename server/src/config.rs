@@ -11,6 +11,7 @@
 //! | `DATA_DIR` | `data` | folder for the generated development secret |
 //! | `BLOCKLIST_PURGE_INTERVAL` | `10m` | how often expired revocations are dropped |
 //! | `HOT_CACHE_ENTRIES` | `100000` | verified tokens and users kept in memory, each (0: none) |
+//! | `TRUSTED_PROXIES` | none | reverse proxies (addresses or CIDRs) whose `X-Forwarded-For` names the client |
 //! | `LOGIN_THROTTLE` | `on` | `off` lifts the sign-in and sign-up limits, for load tests only; refused in production |
 
 use std::{
@@ -20,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use app::auth::jwt::MIN_SECRET_LEN;
+use app::auth::{jwt::MIN_SECRET_LEN, proxies::TrustedProxies};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -48,6 +49,8 @@ pub struct Config {
     pub throttle: bool,
     /// Entries in each of the hot path's caches (verified tokens, users); 0 turns them off.
     pub cache_entries: usize,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl std::fmt::Debug for Config {
@@ -61,6 +64,7 @@ impl std::fmt::Debug for Config {
             .field("purge_interval", &self.purge_interval)
             .field("throttle", &self.throttle)
             .field("cache_entries", &self.cache_entries)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -182,6 +186,8 @@ impl Config {
                 })?,
                 None => 100_000,
             },
+            trusted_proxies: TrustedProxies::parse(&get("TRUSTED_PROXIES").unwrap_or_default())
+                .map_err(|e| ConfigError::Invalid("TRUSTED_PROXIES", e))?,
         })
     }
 
@@ -272,5 +278,12 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("JWT_TTL"));
+        let err = Config::from_lookup(lookup(&[
+            ("JWT_SECRET", &"k".repeat(32)),
+            ("TRUSTED_PROXIES", "127.0.0.1, proxy.internal"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("TRUSTED_PROXIES"), "{err}");
+        assert!(err.to_string().contains("proxy.internal"), "{err}");
     }
 }

@@ -61,6 +61,9 @@ pub async fn build_state(
     // One core is left to the async runtime: a login storm must not stall every other request.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hashers = cores.saturating_sub(1).max(1);
+    if !config.trusted_proxies.is_empty() {
+        tracing::info!(proxies = ?config.trusted_proxies, "client addresses are read from X-Forwarded-For when the peer is a trusted proxy");
+    }
     let auth = Auth {
         keys: TokenKeys::new(&config.jwt_secret, ISSUER, config.jwt_ttl)?
             .with_cache(config.cache_entries),
@@ -74,6 +77,7 @@ pub async fn build_state(
         },
         users: UserCache::with_capacity(pool.clone(), config.cache_entries),
         cookie: AuthCookie::new(config.secure_cookie),
+        proxies: config.trusted_proxies.clone(),
     };
     Ok(AppState::new(leptos_options, pool, Arc::new(auth)))
 }

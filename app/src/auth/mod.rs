@@ -7,6 +7,7 @@ pub mod cookie;
 pub mod extractor;
 pub mod jwt;
 pub mod password;
+pub mod proxies;
 pub mod throttle;
 pub mod users;
 
@@ -31,6 +32,8 @@ pub struct Auth {
     pub users: UserCache,
     /// The auth cookie (`Secure` and `__Host-` when the site is served over https).
     pub cookie: AuthCookie,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub proxies: proxies::TrustedProxies,
 }
 
 /// The application state handed to the router and, as context, to every server function.
@@ -91,6 +94,7 @@ pub(crate) mod testing {
             throttle: Throttle::default(),
             users: UserCache::new(pool.clone()),
             cookie: AuthCookie::new(false),
+            proxies: Default::default(),
         };
         (dir, pool, auth)
     }

@@ -86,6 +86,62 @@ async fn guesses_from_elsewhere_do_not_lock_the_owner_out() {
     app.stop().await;
 }
 
+/// Behind a trusted proxy the limits key on the client it names in `X-Forwarded-For`; from
+/// any other peer the header is ignored, so nobody picks their own address.
+#[tokio::test]
+async fn limits_key_on_the_client_a_trusted_proxy_names() {
+    use app::auth::{proxies::TrustedProxies, throttle::PAIR_BURST};
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let app = crate::helpers::spawn_app_with(dir, |c| {
+        c.trusted_proxies = TrustedProxies::parse("127.0.0.1").unwrap();
+    })
+    .await;
+    app.register(&app.api(), "proxied", PASSWORD).await;
+    let proxy = app.api_from([127, 0, 0, 1]);
+    let login = |client: &reqwest::Client, forwarded: &str, password: &str| {
+        client
+            .post(app.url("/api/login"))
+            .header("x-forwarded-for", forwarded)
+            .form(&[("username", "proxied"), ("password", password)])
+            .send()
+    };
+    // One client behind the proxy uses up its attempts...
+    for _ in 0..PAIR_BURST {
+        let res = login(&proxy, "203.0.113.5", "wrong password")
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    let res = login(&proxy, "203.0.113.5", PASSWORD).await.unwrap();
+    assert_eq!(res.status(), 429);
+    // ...even when it writes another address into the header itself (the proxy appends).
+    let res = login(&proxy, "198.51.100.1, 203.0.113.5", PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    // Another client behind the same proxy is not affected.
+    let res = login(&proxy, "203.0.113.6", PASSWORD).await.unwrap();
+    assert_eq!(res.status(), 200);
+
+    // Not through the proxy: the header is ignored and the peer's own address counts.
+    let direct = app.api_from([127, 0, 0, 7]);
+    for _ in 0..PAIR_BURST {
+        let res = login(&direct, "203.0.113.7", "wrong password")
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    let res = login(&direct, "203.0.113.8", PASSWORD).await.unwrap();
+    assert_eq!(
+        res.status(),
+        429,
+        "a header from an untrusted peer changed its address"
+    );
+    let res = login(&proxy, "203.0.113.7", PASSWORD).await.unwrap();
+    assert_eq!(res.status(), 200);
+    app.stop().await;
+}
+
 /// An attempt counts when it arrives, even if the client hangs up before the password check
 /// has answered: here every abandoned attempt is still queued behind other people's hashing
 /// when its client leaves, so it is never checked at all.

@@ -88,6 +88,7 @@ pub async fn spawn_app_with(dir: Arc<TempDir>, tweak: impl FnOnce(&mut Config)) 
         purge_interval: Duration::from_secs(600),
         throttle: true,
         cache_entries: 1000,
+        trusted_proxies: Default::default(),
     };
     tweak(&mut config);
     let options = LeptosOptions::builder().output_name("authapp").build();
