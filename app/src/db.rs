@@ -8,10 +8,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 /// The connection pool every module is handed.
 pub type Pool = sqlx::SqlitePool;
 
+use std::{path::Path, str::FromStr, time::Duration};
+
 /// Connections the pool opens at most. sqlx opens each on tokio's blocking pool and then runs it
 /// on a thread of its own.
 pub const MAX_CONNECTIONS: u32 = 8;
-use std::{str::FromStr, time::Duration};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -23,6 +24,10 @@ pub enum DbError {
     Open(sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} already exists: a backup never overwrites a file")]
+    Exists(String),
+    #[error("cannot write the backup {0}: {1}")]
+    Backup(String, String),
 }
 
 /// Opens (creating if missing) the database at `url` and runs the migrations.
@@ -49,4 +54,98 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
         .map_err(DbError::Open)?;
     sqlx::migrate!("./migrations").run(&pool).await?;
     Ok(pool)
+}
+
+/// What [`backup`] copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backup {
+    pub bytes: u64,
+    pub users: i64,
+    pub revoked: i64,
+}
+
+/// Writes a consistent copy of the database at `url` to the new file `to`, while the server
+/// goes on reading and writing it: `VACUUM INTO` copies inside one read transaction, so the copy
+/// is the database as it was at one moment, and writers are not blocked (WAL). The copy is
+/// written beside `to` under a `.partial` name, checked, synced and only then renamed, so a file
+/// named `to` is always a complete backup.
+pub async fn backup(url: &str, to: &Path) -> Result<Backup, DbError> {
+    if to.exists() {
+        return Err(DbError::Exists(to.display().to_string()));
+    }
+    let mut partial = to.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    let _ = std::fs::remove_file(&partial);
+    let written = write_backup(url, &partial, to).await;
+    // Whatever failed, no partial copy is left behind.
+    let _ = std::fs::remove_file(&partial);
+    written
+}
+
+async fn write_backup(url: &str, partial: &Path, to: &Path) -> Result<Backup, DbError> {
+    use sqlx::{ConnectOptions, Connection};
+    let fail = |e: &dyn std::fmt::Display| DbError::Backup(to.display().to_string(), e.to_string());
+    let target = partial
+        .to_str()
+        .ok_or_else(|| fail(&"the path is not valid UTF-8"))?;
+
+    let mut db = SqliteConnectOptions::from_str(url)
+        .map_err(DbError::Url)?
+        .busy_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(DbError::Open)?;
+    let copied = sqlx::query("VACUUM INTO ?")
+        .bind(target)
+        .execute(&mut db)
+        .await;
+    let _ = db.close().await;
+    copied.map_err(|e| fail(&e))?;
+
+    // The copy must open, pass SQLite's own check and hold what a restore needs.
+    let mut copy = SqliteConnectOptions::new()
+        .filename(partial)
+        .read_only(true)
+        .connect()
+        .await
+        .map_err(|e| fail(&e))?;
+    let integrity: Result<(String, i64, i64), sqlx::Error> = async {
+        Ok((
+            sqlx::query_scalar("PRAGMA integrity_check")
+                .fetch_one(&mut copy)
+                .await?,
+            sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                .fetch_one(&mut copy)
+                .await?,
+            sqlx::query_scalar("SELECT COUNT(*) FROM revoked_tokens")
+                .fetch_one(&mut copy)
+                .await?,
+        ))
+    }
+    .await;
+    let _ = copy.close().await;
+    let (integrity, users, revoked) = integrity.map_err(|e| fail(&e))?;
+    if integrity != "ok" {
+        return Err(fail(&format!(
+            "the copy failed SQLite's integrity check: {integrity}"
+        )));
+    }
+
+    let file = std::fs::File::open(partial).map_err(|e| fail(&e))?;
+    file.sync_all().map_err(|e| fail(&e))?;
+    let bytes = file.metadata().map_err(|e| fail(&e))?.len();
+    // A link, not a rename: it refuses to replace a file that appeared meanwhile.
+    std::fs::hard_link(partial, to).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => DbError::Exists(to.display().to_string()),
+        _ => fail(&e),
+    })?;
+    if let Some(dir) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(Backup {
+        bytes,
+        users,
+        revoked,
+    })
 }

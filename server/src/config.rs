@@ -37,6 +37,8 @@ pub enum ConfigError {
     SecretFile(String, std::io::Error),
 }
 
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/app.db";
+
 /// Everything the server needs to start, besides Leptos's own options.
 pub struct Config {
     pub database_url: String,
@@ -173,7 +175,7 @@ impl Config {
             ));
         }
         Ok(Self {
-            database_url: get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/app.db".into()),
+            database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             jwt_secret,
             jwt_ttl: duration("JWT_TTL", 3600)?,
             production,

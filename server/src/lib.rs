@@ -21,7 +21,7 @@ use tower_http::{
     limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer, trace::TraceLayer,
 };
 
-pub use config::Config;
+pub use config::{Config, DEFAULT_DATABASE_URL};
 
 /// Largest request body accepted (the auth forms are a few hundred bytes).
 pub const BODY_LIMIT: usize = 8 * 1024;

@@ -1,4 +1,7 @@
 //! Starts the server: configuration, database and migrations, router, graceful shutdown.
+//!
+//! `server backup PATH` instead writes a consistent copy of the database (`DATABASE_URL`) to
+//! `PATH` while a server may be running on it.
 
 use leptos::config::get_configuration;
 use server::{build_state, router, serve, shutdown_signal, spawn_purge, Config, StartError};
@@ -18,19 +21,63 @@ async fn main() {
                 .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info")),
         )
         .init();
-    if let Err(e) = run().await {
-        tracing::error!("cannot start: {e}");
-        eprintln!("error: {e}");
-        std::process::exit(1);
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    match args.first().and_then(|a| a.to_str()) {
+        None => {
+            if let Err(e) = run().await {
+                tracing::error!("cannot start: {e}");
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        }
+        Some("backup") if args.len() == 2 => backup(std::path::Path::new(&args[1])).await,
+        Some("-h" | "--help" | "help") => println!("{USAGE}"),
+        Some(_) => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+const USAGE: &str =
+    "usage: server                serve the app (configured by environment variables)
+       server backup PATH    write a consistent copy of DATABASE_URL's database to the new file
+                             PATH, while the server may be running";
+
+async fn backup(to: &std::path::Path) {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| server::DEFAULT_DATABASE_URL.into());
+    match app::db::backup(&url, to).await {
+        Ok(done) => println!(
+            "backup written to {}: {} bytes, {} users, {} revoked tokens",
+            to.display(),
+            done.bytes,
+            done.users,
+            done.revoked
+        ),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
     }
 }
 
 async fn run() -> Result<(), StartError> {
     let config = Config::from_env()?;
     // cargo-leptos bakes its settings in at build time; LEPTOS_SITE_ADDR overrides the address.
-    let leptos_options = get_configuration(None)
+    let mut leptos_options = get_configuration(None)
         .map_err(|e| std::io::Error::other(e.to_string()))?
         .leptos_options;
+    // A release folder (`make dist`) keeps the site beside the binary: found from any directory.
+    if std::env::var_os("LEPTOS_SITE_ROOT").is_none() {
+        if let Some(site) = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join("site")))
+            .filter(|site| site.join(&*leptos_options.site_pkg_dir).is_dir())
+            .and_then(|site| site.to_str().map(str::to_owned))
+        {
+            leptos_options.site_root = site.into();
+        }
+    }
     let addr = leptos_options.site_addr;
     let state = build_state(&config, leptos_options).await?;
     spawn_purge(&state, config.purge_interval);

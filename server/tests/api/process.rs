@@ -265,6 +265,111 @@ async fn a_revoke_survives_sigkill_right_after_logout() {
     finish(server);
 }
 
+/// `server backup PATH` with the server's environment, as an operator runs it.
+fn run_backup(dir: &Path, to: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_server"))
+        .arg("backup")
+        .arg(to)
+        .current_dir(dir)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.join("app.db").display()),
+        )
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("server binary")
+}
+
+async fn sign_in(base: &str, username: &str) -> reqwest::Response {
+    Client::new()
+        .post(format!("{base}/api/login"))
+        .form(&[("username", username), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A backup taken while the server serves (and writes): nobody waits for it, and the copy,
+/// restored as the database of a new server, has the accounts and the revocations made before
+/// it and nothing made after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_serving_restores_accounts_and_revocations() {
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "warn").await;
+    let revoked = register_and_login(&Client::new(), &server.base, "before").await;
+    assert_eq!(logout(&server.base, &revoked).await.status(), 200);
+    let res = sign_in(&server.base, "before").await;
+    assert_eq!(res.status(), 200);
+    let live = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Reads and writes go on all through the backup, and every one is answered.
+    let done = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (done, base, live) = (done.clone(), server.base.clone(), live.clone());
+        tokio::spawn(async move {
+            let mut answered = 0;
+            while !done.load(Ordering::Relaxed) {
+                assert_eq!(me(&base, &live).await.status(), 200);
+                let token =
+                    register_and_login(&Client::new(), &base, &format!("during{answered}")).await;
+                assert_eq!(logout(&base, &token).await.status(), 200);
+                answered += 1;
+            }
+            answered
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let copy = dir.path().join("backup.db");
+    let out = {
+        let (dir, copy) = (dir.path().to_owned(), copy.clone());
+        tokio::task::spawn_blocking(move || run_backup(&dir, &copy))
+            .await
+            .unwrap()
+    };
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.starts_with("backup written to"), "{said}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    done.store(true, Ordering::Relaxed);
+    assert!(traffic.await.unwrap() > 0);
+    // A backup never overwrites a file.
+    let again = run_backup(dir.path(), &copy);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert!(!dir.path().join("backup.db.partial").exists());
+
+    let after = register_and_login(&Client::new(), &server.base, "after").await;
+    signal(&server, "-TERM");
+    finish(server);
+
+    // Restored: the copy is the database of a server in a new folder.
+    let restored = tempfile::tempdir().unwrap();
+    std::fs::copy(&copy, restored.path().join("app.db")).unwrap();
+    let server = start(restored.path(), "warn").await;
+    assert_eq!(sign_in(&server.base, "before").await.status(), 200);
+    assert_eq!(me(&server.base, &live).await.status(), 200);
+    let res = me(&server.base, &revoked).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "token_revoked");
+    // Made after the backup: not in it.
+    assert_eq!(sign_in(&server.base, "after").await.status(), 401);
+    assert_eq!(me(&server.base, &after).await.status(), 401);
+    signal(&server, "-TERM");
+    let (code, out) = finish(server);
+    assert_eq!(code, Some(0), "{out}");
+}
+
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().unwrap();
