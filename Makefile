@@ -23,7 +23,7 @@ export CHROMIUM_PATH ?= $(CHROMIUM)
 free_port = $$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 .PHONY: help dev test tools chromium check fmt clippy test-rust e2e bench audit \
-        wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps wrk cargo-audit
+        wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps wrk cargo-audit caddy dist serve-dist
 
 help:
 	@echo "make dev    - install what is missing, then cargo leptos watch on http://127.0.0.1:3000"
@@ -31,6 +31,8 @@ help:
 	@echo "make test-rust / make e2e - only the Rust tests / only the browser tests"
 	@echo "make audit  - known-vulnerable dependencies (cargo audit against the RustSec database)"
 	@echo "make bench  - benchmarks of the auth hot path (writes bench/RESULTS.md)"
+	@echo "make dist   - a release folder (dist/): the server binary and its site, nothing else"
+	@echo "make serve-dist - dist/ in production mode behind Caddy on https://127.0.0.1:8443"
 
 # ---------------------------------------------------------------- tools
 
@@ -68,6 +70,11 @@ end2end/node_modules/.package-lock.json: end2end/package.json end2end/package-lo
 # Debian's Chromium: Playwright's own browser download is not reachable here.
 chromium:
 	@test -x "$(CHROMIUM)" || { apt-get update && apt-get install -y chromium; }
+
+# Debian's Caddy: the TLS reverse proxy of the https browser tests. Its package enables a
+# systemd service; the tests never use it (they run their own Caddy on a free port).
+caddy:
+	@command -v caddy >/dev/null || { apt-get update && apt-get install -y caddy; }
 
 # ---------------------------------------------------------------- the two commands
 
@@ -113,8 +120,24 @@ test-rust:
 	cargo test -p app --features ssr
 	cargo test -p server
 
+# The deployable release: dist/server finds dist/site beside itself and is configured by the
+# environment alone (README, "Deploying").
+dist: tools
+	cargo leptos build --release
+	rm -rf dist.tmp && mkdir -p dist.tmp
+	cp target/release/server dist.tmp/server
+	cp -r target/site dist.tmp/site
+	cp deploy/Caddyfile deploy/authapp.service dist.tmp/
+	rm -rf dist && mv dist.tmp dist
+	@echo "dist/: $$(du -sh dist | cut -f1); serve it with: make serve-dist (README, Deploying)"
+
+# The release folder served as in production, behind Caddy: https://127.0.0.1:8443
+serve-dist: dist caddy
+	deploy/serve-local.sh dist
+
 # Release build, served on a free loopback port with a fresh database, driven by Playwright.
-e2e: tools chromium
+# The https tests also start dist/server in production mode behind Caddy (end2end/https.ts).
+e2e: tools chromium caddy dist
 	@port=$(free_port); dir=target/e2e; rm -rf $$dir; mkdir -p $$dir; \
 	echo "end-to-end: server on 127.0.0.1:$$port, database in $$dir"; \
 	LEPTOS_SITE_ADDR=127.0.0.1:$$port DATABASE_URL=sqlite://$$dir/app.db DATA_DIR=$$dir \

@@ -32,5 +32,13 @@ export default defineConfig({
       ],
     },
   },
-  projects: [{ name: 'chromium', use: { browserName: 'chromium' } }],
+  projects: [
+    { name: 'chromium', use: { browserName: 'chromium' }, testIgnore: /https\.spec\.ts$/ },
+    // The release folder in production mode behind Caddy (global-setup.ts starts both).
+    {
+      name: 'https',
+      use: { browserName: 'chromium', ignoreHTTPSErrors: true },
+      testMatch: /https\.spec\.ts$/,
+    },
+  ],
 });
