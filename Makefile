@@ -136,7 +136,7 @@ serve-dist: dist caddy
 	deploy/serve-local.sh dist
 
 # Release build, served on a free loopback port with a fresh database, driven by Playwright.
-# The https tests also start dist/server in production mode behind Caddy (end2end/https.ts).
+# The https tests also start dist/server in production mode behind Caddy (end2end/global-setup.ts).
 e2e: tools chromium caddy dist
 	@port=$(free_port); dir=target/e2e; rm -rf $$dir; mkdir -p $$dir; \
 	echo "end-to-end: server on 127.0.0.1:$$port, database in $$dir"; \

@@ -7,7 +7,8 @@
 # Environment, all optional:
 #   PROXY_PORT   https port of Caddy on 127.0.0.1 (8443)
 #   APP_PORT     port of the app on 127.0.0.1 (a free one)
-#   DATA_DIR     database, generated secret and Caddy's local CA (DIST/data)
+#   DATA_DIR     database, generated secret and Caddy's local CA (DIST.data, beside the
+#                release folder, so that rebuilding it keeps them)
 #   JWT_SECRET   signing key (generated once into DATA_DIR/jwt_secret when unset)
 #   any other variable of the server (README, "Configuration") is passed on
 #
@@ -28,7 +29,7 @@ free_port() {
 }
 proxy_port=${PROXY_PORT:-8443}
 app_port=${APP_PORT:-$(free_port)}
-data=${DATA_DIR:-$dist/data}
+data=${DATA_DIR:-$dist.data}
 mkdir -p "$data/caddy"
 data=$(cd "$data" && pwd)
 
@@ -46,6 +47,7 @@ stop() {
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
 trap stop EXIT
+trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -61,9 +63,14 @@ pids+=($!)
 
 echo "serving https://127.0.0.1:$proxy_port (app on 127.0.0.1:$app_port, data in $data)"
 
-# Whoever started this script may die without a signal (a killed test runner): then stop too.
+# Whoever started this script may die without a signal (a killed test runner), and so may this
+# script (SIGKILL): then the two servers are stopped all the same, by their own PIDs.
 parent=$PPID
-(while kill -0 "$parent" 2>/dev/null; do sleep 1; done; kill -TERM $$ 2>/dev/null) &
+self=$$
+(
+  while kill -0 "$parent" 2>/dev/null && kill -0 "$self" 2>/dev/null; do sleep 1; done
+  kill -TERM "${pids[0]}" "${pids[1]}" 2>/dev/null
+) &
 pids+=($!)
 
 # The first of the two to exit ends the whole.

@@ -10,10 +10,11 @@ import * as path from 'node:path';
 
 const root = path.resolve(__dirname, '..');
 
-async function until(what: string, check: () => Promise<boolean>, ms = 60_000) {
-  const deadline = Date.now() + ms;
+/** Polls `check` for up to a minute, for as long as `alive` says the thing can still come up. */
+async function until(what: string, check: () => Promise<boolean>, alive: () => boolean = () => true) {
+  const deadline = Date.now() + 60_000;
   let last = '';
-  while (Date.now() < deadline) {
+  while (Date.now() < deadline && alive()) {
     try {
       if (await check()) return;
     } catch (e) {
@@ -66,24 +67,35 @@ export default async function globalSetup() {
   const stack = spawn('bash', [path.join(root, 'deploy', 'serve-local.sh'), path.join(root, 'dist')], {
     env: { ...env, PROXY_PORT: String(port), DATA_DIR: data, RUST_LOG: 'warn', NO_COLOR: '1' },
     stdio: ['ignore', out, out],
+    // A process group of its own: the teardown can stop the script and both servers at once.
+    detached: true,
   });
   const exited = new Promise<void>((resolve) => stack.once('exit', () => resolve()));
   const httpsBase = `https://127.0.0.1:${port}`;
+  const stop = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-(stack.pid ?? 0), signal);
+    } catch {
+      // already gone
+    }
+  };
+  const running = () => stack.exitCode === null && stack.signalCode === null;
   try {
     await until(httpsBase, async () => {
-      if (stack.exitCode !== null) throw new Error(`it exited: ${fs.readFileSync(log, 'utf8')}`);
+      if (!running()) return Promise.reject(new Error('stopped'));
       return (await httpsStatus(`${httpsBase}/health`)) === 200;
-    });
+    }, running);
   } catch (e) {
-    stack.kill('SIGTERM');
-    throw e;
+    stop('SIGTERM');
+    throw new Error(`${e}\n${fs.readFileSync(log, 'utf8')}`);
   }
   process.env.HTTPS_BASE = httpsBase;
 
   return async () => {
-    stack.kill('SIGTERM');
+    // The script stops both servers by their PIDs; the group signal reaches them too.
+    stop('SIGTERM');
     await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
-    if (stack.exitCode === null) stack.kill('SIGKILL');
+    if (running()) stop('SIGKILL');
     const output = fs.readFileSync(log, 'utf8');
     if (/panicked at/.test(output)) {
       throw new Error(`the production server panicked during the https tests (${log}):\n${output}`);

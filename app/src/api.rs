@@ -22,14 +22,43 @@ pub struct SignedInUser {
     pub expires_at: i64,
 }
 
-/// The answer to a successful login, in the OAuth 2 token-response shape for API clients.
+/// The answer to a successful login or refresh, in the OAuth 2 token-response shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
-    /// Seconds from now until the token expires.
+    /// Seconds from now until the access token expires.
     pub expires_in: u64,
+    /// Single use: `POST /api/refresh` answers a new pair for it.
+    pub refresh_token: String,
     pub username: String,
+}
+
+/// One signed-in session, as the sessions page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: String,
+    /// The device as a person says it: "Chrome on Linux".
+    pub device: String,
+    pub user_agent: String,
+    /// The client's address at sign-in or at the latest refresh.
+    pub address: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    /// The session this request was made with.
+    pub current: bool,
+}
+
+/// The answer to ending sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsEnded {
+    pub ended: usize,
+}
+
+/// The answer to deleting an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountDeleted {
+    pub deleted: bool,
 }
 
 /// The answer to a successful registration.
@@ -77,6 +106,56 @@ pub async fn logout() -> Result<LoggedOut, ApiError> {
     server::answered(Logout::PATH, server::logout().await)
 }
 
+/// `POST /api/refresh`: rotates a refresh token (the form field `refresh_token`, else the
+/// refresh cookie) and answers a new access token and a new refresh token. A refresh token used
+/// twice ends its whole session, except the previous one within `REFRESH_REUSE_INTERVAL`.
+#[server(prefix = "/api", endpoint = "refresh")]
+pub async fn refresh(refresh_token: Option<String>) -> Result<TokenResponse, ApiError> {
+    server::answered(Refresh::PATH, server::refresh(refresh_token).await)
+}
+
+/// `GET /api/sessions`: the caller's live sessions, most recently used first.
+#[server(prefix = "/api", endpoint = "sessions", input = GetUrl)]
+pub async fn list_sessions() -> Result<Vec<SessionInfo>, ApiError> {
+    server::answered(ListSessions::PATH, server::list_sessions().await)
+}
+
+/// `POST /api/sessions/revoke` (`id`): ends one of the caller's sessions; 404 for any other id.
+#[server(prefix = "/api", endpoint = "sessions/revoke")]
+pub async fn revoke_session(id: String) -> Result<SessionsEnded, ApiError> {
+    server::answered(RevokeSession::PATH, server::revoke_session(id).await)
+}
+
+/// `POST /api/sessions/revoke-others`: ends every session of the caller but this one.
+#[server(prefix = "/api", endpoint = "sessions/revoke-others")]
+pub async fn revoke_other_sessions() -> Result<SessionsEnded, ApiError> {
+    server::answered(
+        RevokeOtherSessions::PATH,
+        server::revoke_other_sessions().await,
+    )
+}
+
+/// `POST /api/password`: changes the password (the current one is checked, throttled like a
+/// sign-in), ends every other session and rotates this one's tokens.
+#[server(prefix = "/api", endpoint = "password")]
+pub async fn change_password(
+    current_password: String,
+    new_password: String,
+    new_password_confirm: Option<String>,
+) -> Result<TokenResponse, ApiError> {
+    server::answered(
+        ChangePassword::PATH,
+        server::change_password(current_password, new_password, new_password_confirm).await,
+    )
+}
+
+/// `POST /api/account/delete` (`password`): deletes the account and everything of it; every
+/// session and token is refused at once.
+#[server(prefix = "/api", endpoint = "account/delete")]
+pub async fn delete_account(password: String) -> Result<AccountDeleted, ApiError> {
+    server::answered(DeleteAccount::PATH, server::delete_account(password).await)
+}
+
 /// `GET /api/whoami`: like `/api/me`, but "no token" is `null` rather than a 401,
 /// so every page can ask it. A bad token is still a 401 with its reason.
 #[server(prefix = "/api", endpoint = "whoami", input = GetUrl)]
@@ -87,6 +166,11 @@ pub async fn current_user() -> Result<Option<SignedInUser>, ApiError> {
 #[cfg(feature = "ssr")]
 pub mod server {
     use super::*;
+    use crate::auth::{
+        jwt::now_unix,
+        sessions::{describe_device, EndReason, RefreshError},
+        Auth, Issued,
+    };
     use crate::{
         auth::{
             extractor::{AuthRejection, AuthUser, MaybeAuthUser},
@@ -251,51 +335,359 @@ pub mod server {
             }
         };
         auth.throttle.signed_in(username, addr);
-        let (token, claims) = auth
-            .keys
-            .issue(user_id)
-            .map_err(|e| internal("signing a token failed", e))?;
-        let ttl = auth.keys.ttl().as_secs();
-        if let Some(cookie) = auth.cookie.set(&token, ttl) {
-            set_cookie(cookie);
-        }
+        let issued = auth
+            .start_session(user_id, &user_agent(), addr)
+            .await
+            .map_err(|e| internal("starting a session failed", e))?;
+        set_session_cookies(auth, &issued);
         tracing::info!(user_id, "login succeeded");
         let next = validate::safe_next(next.as_deref()).unwrap_or_else(|| "/profile".into());
         redirect(&next);
-        Ok(TokenResponse {
-            access_token: token,
+        Ok(token_response(&issued, username.to_string()))
+    }
+
+    /// The OAuth 2 token response for tokens just issued.
+    fn token_response(issued: &Issued, username: String) -> TokenResponse {
+        TokenResponse {
+            access_token: issued.access_token.clone(),
             token_type: "Bearer".into(),
-            expires_in: (claims.exp - claims.iat).max(0) as u64,
-            username: username.to_string(),
-        })
+            expires_in: (issued.access_exp - now_unix()).max(0) as u64,
+            refresh_token: issued.refresh_token.clone(),
+            username,
+        }
+    }
+
+    /// Both cookies, each living as long as its token.
+    fn set_session_cookies(auth: &Auth, issued: &Issued) {
+        let now = now_unix();
+        let access = (issued.access_exp - now).max(0) as u64;
+        let session = (issued.session_expires_at - now).max(0) as u64;
+        if let Some(cookie) = auth.cookie.set(&issued.access_token, access) {
+            set_cookie(cookie);
+        }
+        if let Some(cookie) = auth.cookie.set_refresh(&issued.refresh_token, session) {
+            set_cookie(cookie);
+        }
+    }
+
+    fn clear_session_cookies(auth: &Auth) {
+        set_cookie(auth.cookie.clear());
+        set_cookie(auth.cookie.clear_refresh());
+    }
+
+    /// The request's `User-Agent`, as text.
+    fn user_agent() -> String {
+        use_context::<http::request::Parts>()
+            .and_then(|p| {
+                p.headers
+                    .get(http::header::USER_AGENT)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            })
+            .unwrap_or_default()
+    }
+
+    /// Runs a change that writes the database and then memory in a task of its own: if the
+    /// client hangs up, this request's future is dropped, but a write the database may already
+    /// have committed must still reach memory (an ended session must be refused at once).
+    async fn detached<T: Send + 'static>(
+        what: &'static str,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        tokio::spawn(work).await.map_err(|e| internal(what, e))
     }
 
     pub async fn logout() -> Result<LoggedOut, ApiError> {
         let state = state()?;
+        let auth = state.auth.clone();
         let user = match authenticate().await {
             Ok(user) => user,
             Err(e) => {
-                // Whatever is wrong with the token, the browser should drop it.
-                set_cookie(state.auth.cookie.clear());
+                // Whatever is wrong with the access token, the browser drops both cookies;
+                // and a genuine refresh cookie still ends its session (the access token had
+                // merely expired).
+                clear_session_cookies(&auth);
+                if let Some(token) = refresh_cookie() {
+                    let auth = auth.clone();
+                    let ended = detached("the logout task failed", async move {
+                        auth.sessions
+                            .end_by_refresh_token(&token, EndReason::Logout, now_unix())
+                            .await
+                    })
+                    .await?
+                    .map_err(|e| internal("ending a session failed", e))?;
+                    if let Some(user_id) = ended {
+                        tracing::info!(user_id, "logout: session ended by its refresh token");
+                        redirect("/");
+                        return Ok(LoggedOut { revoked: true });
+                    }
+                }
                 return Err(e);
             }
         };
-        // Commit the revoke before answering, so a crash cannot resurrect the token. In a task
-        // of its own: if the client hangs up, this request's future is dropped, but a write
-        // the database may already have committed must still reach memory.
-        let auth = state.auth.clone();
-        tokio::spawn(async move {
-            auth.blocklist
-                .revoke(user.jti, user.user_id, user.exp)
-                .await
+        // The token's jti goes on the blocklist (the product's contract) and its session ends:
+        // every token of it is refused from the next request on.
+        detached("the revoke task failed", {
+            let auth = auth.clone();
+            async move {
+                auth.blocklist
+                    .revoke(user.jti, user.user_id, user.exp)
+                    .await?;
+                auth.sessions
+                    .end_one(
+                        user.session_id,
+                        Some(user.user_id),
+                        EndReason::Logout,
+                        now_unix(),
+                    )
+                    .await
+            }
         })
-        .await
-        .map_err(|e| internal("the revoke task failed", e))?
-        .map_err(|e| internal("recording a revoked token failed", e))?;
-        set_cookie(state.auth.cookie.clear());
-        tracing::info!(user_id = user.user_id, "logout: token revoked");
+        .await?
+        .map_err(|e| internal("recording a sign-out failed", e))?;
+        clear_session_cookies(&auth);
+        tracing::info!(
+            user_id = user.user_id,
+            "logout: token revoked, session ended"
+        );
         redirect("/");
         Ok(LoggedOut { revoked: true })
+    }
+
+    fn refresh_cookie() -> Option<String> {
+        let state = use_context::<AppState>()?;
+        let parts = use_context::<http::request::Parts>()?;
+        state
+            .auth
+            .cookie
+            .read_refresh(&parts.headers)
+            .map(str::to_owned)
+    }
+
+    pub async fn refresh(refresh_token: Option<String>) -> Result<TokenResponse, ApiError> {
+        let state = state()?;
+        let auth = state.auth.clone();
+        let (token, from_cookie) = match refresh_token.filter(|t| !t.trim().is_empty()) {
+            Some(token) => (token, false),
+            None => (refresh_cookie().ok_or_else(ApiError::missing_token)?, true),
+        };
+        let addr = client_addr(&state).await;
+        let refreshed = detached("the refresh task failed", {
+            let auth = auth.clone();
+            async move { auth.refresh(&token, addr).await }
+        })
+        .await?;
+        let issued = match refreshed {
+            Ok(issued) => issued,
+            Err(e) => {
+                if from_cookie {
+                    clear_session_cookies(&auth);
+                }
+                return Err(match e {
+                    RefreshError::Invalid => ApiError::invalid_refresh_token(),
+                    RefreshError::Ended => ApiError::session_ended(),
+                    RefreshError::Expired => ApiError::session_expired(),
+                    RefreshError::Reused => ApiError::refresh_token_reused(),
+                    RefreshError::Db(e) => internal("rotating a refresh token failed", e),
+                    RefreshError::Sign(e) => internal("signing a token failed", e),
+                });
+            }
+        };
+        let user = auth
+            .users
+            .get(issued.user_id)
+            .await
+            .map_err(|e| internal("looking up a user failed", e))?
+            .ok_or_else(ApiError::session_ended)?;
+        if from_cookie {
+            set_session_cookies(&auth, &issued);
+        }
+        Ok(token_response(&issued, user.username.clone()))
+    }
+
+    pub async fn list_sessions() -> Result<Vec<SessionInfo>, ApiError> {
+        let state = state()?;
+        let user = authenticate().await?;
+        let sessions = state
+            .auth
+            .sessions
+            .list(user.user_id, now_unix())
+            .await
+            .map_err(|e| internal("listing sessions failed", e))?;
+        Ok(sessions
+            .into_iter()
+            .map(|s| SessionInfo {
+                id: s.id.0.to_string(),
+                device: describe_device(&s.user_agent),
+                current: s.id.0 == user.session_id,
+                user_agent: s.user_agent,
+                address: s.address,
+                created_at: s.created_at,
+                last_used_at: s.last_used_at,
+            })
+            .collect())
+    }
+
+    pub async fn revoke_session(id: String) -> Result<SessionsEnded, ApiError> {
+        let state = state()?;
+        let user = authenticate().await?;
+        // A malformed id is as unknown as someone else's.
+        let id = uuid::Uuid::parse_str(id.trim()).map_err(|_| ApiError::no_such_session())?;
+        let auth = state.auth.clone();
+        let ended = detached("the revoke task failed", async move {
+            auth.sessions
+                .end_one(id, Some(user.user_id), EndReason::Revoked, now_unix())
+                .await
+        })
+        .await?
+        .map_err(|e| internal("ending a session failed", e))?;
+        if !ended {
+            return Err(ApiError::no_such_session());
+        }
+        tracing::info!(
+            user_id = user.user_id,
+            "a session was ended from the sessions page"
+        );
+        if id == user.session_id {
+            clear_session_cookies(&state.auth);
+            redirect("/");
+        } else {
+            redirect("/sessions");
+        }
+        Ok(SessionsEnded { ended: 1 })
+    }
+
+    pub async fn revoke_other_sessions() -> Result<SessionsEnded, ApiError> {
+        let state = state()?;
+        let user = authenticate().await?;
+        let auth = state.auth.clone();
+        let ended = detached("the revoke task failed", async move {
+            auth.sessions
+                .end_all(
+                    user.user_id,
+                    Some(user.session_id),
+                    EndReason::SignedOutElsewhere,
+                    now_unix(),
+                )
+                .await
+        })
+        .await?
+        .map_err(|e| internal("ending sessions failed", e))?;
+        tracing::info!(user_id = user.user_id, ended, "signed out everywhere else");
+        redirect("/sessions");
+        Ok(SessionsEnded { ended })
+    }
+
+    /// The signed-in user's name and password hash, after the sign-in throttle let this attempt
+    /// through: the password checks of the account page count like sign-ins.
+    async fn check_password(
+        state: &AppState,
+        user: &AuthUser,
+        password: String,
+    ) -> Result<String, ApiError> {
+        let auth = &state.auth;
+        let ticket = hashing_ticket(state)?;
+        let found = auth
+            .users
+            .get(user.user_id)
+            .await
+            .map_err(|e| internal("looking up a user failed", e))?
+            .ok_or_else(ApiError::session_ended)?;
+        let username = found.username.clone();
+        let addr = client_addr(state).await;
+        auth.throttle
+            .sign_in(&username, addr)
+            .map_err(|r| ApiError::too_many_requests(r.retry_after))?;
+        let hash = users::credentials(&state.pool, &username)
+            .await
+            .map_err(|e| internal("looking up a user failed", e))?
+            .map(|c| c.password_hash);
+        let ok = hash.is_some()
+            && validate::password(&password).is_ok()
+            && ticket
+                .verify(password, hash)
+                .await
+                .map_err(|e| internal("password verification failed", e))?;
+        if !ok {
+            tracing::info!(user_id = user.user_id, "wrong current password");
+            return Err(ApiError::wrong_password());
+        }
+        auth.throttle.signed_in(&username, addr);
+        Ok(username)
+    }
+
+    pub async fn change_password(
+        current_password: String,
+        new_password: String,
+        new_password_confirm: Option<String>,
+    ) -> Result<TokenResponse, ApiError> {
+        validate::password(&new_password).map_err(ApiError::invalid_input)?;
+        if let Some(confirm) = new_password_confirm.filter(|c| !c.is_empty()) {
+            if confirm != new_password {
+                return Err(ApiError::invalid_input(validate::PASSWORDS_DIFFER));
+            }
+        }
+        let state = state()?;
+        let user = authenticate().await?;
+        let username = check_password(&state, &user, current_password).await?;
+        let hash = hashing_ticket(&state)?
+            .hash(new_password)
+            .await
+            .map_err(|e| internal("password hashing failed", e))?;
+        let auth = state.auth.clone();
+        let pool = state.pool.clone();
+        let renewed = detached("the password task failed", async move {
+            let now = now_unix();
+            users::set_password(&pool, user.user_id, &hash).await?;
+            auth.sessions
+                .end_all(
+                    user.user_id,
+                    Some(user.session_id),
+                    EndReason::PasswordChanged,
+                    now,
+                )
+                .await?;
+            auth.sessions
+                .renew(user.session_id, user.user_id, now)
+                .await
+        })
+        .await?
+        .map_err(|e| internal("changing a password failed", e))?;
+        let session = renewed.ok_or_else(ApiError::session_ended)?;
+        let issued = state
+            .auth
+            .issue(&session, now_unix())
+            .map_err(|e| internal("signing a token failed", e))?;
+        set_session_cookies(&state.auth, &issued);
+        tracing::info!(
+            user_id = user.user_id,
+            "password changed; other sessions ended"
+        );
+        redirect("/account?changed=1");
+        Ok(token_response(&issued, username))
+    }
+
+    pub async fn delete_account(password: String) -> Result<AccountDeleted, ApiError> {
+        let state = state()?;
+        let user = authenticate().await?;
+        check_password(&state, &user, password).await?;
+        let auth = state.auth.clone();
+        let pool = state.pool.clone();
+        detached("the account deletion task failed", async move {
+            // Every session ends in memory before the rows go: from the next request on,
+            // every token of the account is refused as revoked.
+            auth.sessions
+                .end_all(user.user_id, None, EndReason::AccountDeleted, now_unix())
+                .await?;
+            let deleted = users::delete(&pool, user.user_id).await?;
+            auth.users.forget(user.user_id);
+            Ok::<_, sqlx::Error>(deleted)
+        })
+        .await?
+        .map_err(|e| internal("deleting an account failed", e))?;
+        clear_session_cookies(&state.auth);
+        tracing::info!(user_id = user.user_id, "account deleted");
+        redirect("/?deleted=1");
+        Ok(AccountDeleted { deleted: true })
     }
 
     /// `GET /api/me`: the signed-in user, or 401 with the reason. A plain axum handler with

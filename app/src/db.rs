@@ -10,8 +10,7 @@ pub type Pool = sqlx::SqlitePool;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
-/// Connections the pool opens at most. sqlx opens each on tokio's blocking pool and then runs it
-/// on a thread of its own.
+/// Connections the pool opens at most (sqlx runs each on a thread of its own).
 pub const MAX_CONNECTIONS: u32 = 8;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +27,22 @@ pub enum DbError {
     Exists(String),
     #[error("cannot write the backup {0}: {1}")]
     Backup(String, String),
+}
+
+/// Gives the finished copy its name without ever replacing a file: a hard link where the file
+/// system has them; elsewhere (vfat, some network shares) an exclusive create then a rename.
+fn publish(partial: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::hard_link(partial, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) => {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(to)?;
+            std::fs::rename(partial, to)
+        }
+    }
 }
 
 /// Opens (creating if missing) the database at `url` and runs the migrations.
@@ -67,18 +82,28 @@ pub struct Backup {
 /// Writes a consistent copy of the database at `url` to the new file `to`, while the server
 /// goes on reading and writing it: `VACUUM INTO` copies inside one read transaction, so the copy
 /// is the database as it was at one moment, and writers are not blocked (WAL). The copy is
-/// written beside `to` under a `.partial` name, checked, synced and only then renamed, so a file
-/// named `to` is always a complete backup.
+/// written beside `to` under a `.partial-…` name of its own, checked, synced and only then linked
+/// to `to`, so a file named `to` is always a complete backup.
 pub async fn backup(url: &str, to: &Path) -> Result<Backup, DbError> {
     if to.exists() {
         return Err(DbError::Exists(to.display().to_string()));
     }
+    // A name of its own, created empty and exclusively (VACUUM INTO accepts an empty file): a
+    // second backup to the same path at the same time never touches this one's file.
     let mut partial = to.as_os_str().to_owned();
-    partial.push(".partial");
+    partial.push(format!(
+        ".partial-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     let partial = std::path::PathBuf::from(partial);
-    let _ = std::fs::remove_file(&partial);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .map_err(|e| DbError::Backup(to.display().to_string(), e.to_string()))?;
     let written = write_backup(url, &partial, to).await;
-    // Whatever failed, no partial copy is left behind.
+    // Whatever failed, this backup's partial copy is not left behind.
     let _ = std::fs::remove_file(&partial);
     written
 }
@@ -135,8 +160,7 @@ async fn write_backup(url: &str, partial: &Path, to: &Path) -> Result<Backup, Db
     let file = std::fs::File::open(partial).map_err(|e| fail(&e))?;
     file.sync_all().map_err(|e| fail(&e))?;
     let bytes = file.metadata().map_err(|e| fail(&e))?.len();
-    // A link, not a rename: it refuses to replace a file that appeared meanwhile.
-    std::fs::hard_link(partial, to).map_err(|e| match e.kind() {
+    publish(partial, to).map_err(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => DbError::Exists(to.display().to_string()),
         _ => fail(&e),
     })?;

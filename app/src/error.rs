@@ -38,6 +38,8 @@ pub enum ErrorCode {
     Forbidden,
     /// Too many requests are waiting for a password check; see `retry_after`.
     TemporarilyUnavailable,
+    /// No such thing for this caller (another person's session answers the same).
+    NotFound,
     /// Something failed on our side; the cause is in the server log, not in the answer.
     Internal,
     /// Client side only: the server could not be reached or answered something unreadable.
@@ -59,6 +61,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests => S::TOO_MANY_REQUESTS,
             Self::Forbidden => S::FORBIDDEN,
+            Self::NotFound => S::NOT_FOUND,
             Self::TemporarilyUnavailable => S::SERVICE_UNAVAILABLE,
             Self::Internal => S::INTERNAL_SERVER_ERROR,
             Self::Network => S::SERVICE_UNAVAILABLE,
@@ -121,6 +124,49 @@ impl ApiError {
             ErrorCode::TokenRevoked,
             "The token has been revoked. Please sign in again.",
         )
+    }
+
+    /// A refresh token that is malformed, forged or names no session.
+    pub fn invalid_refresh_token() -> Self {
+        Self::new(
+            ErrorCode::InvalidToken,
+            "The refresh token is invalid. Please sign in again.",
+        )
+    }
+
+    pub fn session_ended() -> Self {
+        Self::new(
+            ErrorCode::TokenRevoked,
+            "This session has ended. Please sign in again.",
+        )
+    }
+
+    pub fn session_expired() -> Self {
+        Self::new(
+            ErrorCode::TokenExpired,
+            "This session has expired. Please sign in again.",
+        )
+    }
+
+    /// A refresh token presented after it was rotated: the session was ended.
+    pub fn refresh_token_reused() -> Self {
+        Self::new(
+            ErrorCode::TokenRevoked,
+            "This refresh token had already been used, so the session was ended to protect the \
+             account. Please sign in again.",
+        )
+    }
+
+    /// The current password given on the account page is not the account's.
+    pub fn wrong_password() -> Self {
+        Self::new(
+            ErrorCode::InvalidCredentials,
+            "The current password is incorrect.",
+        )
+    }
+
+    pub fn no_such_session() -> Self {
+        Self::new(ErrorCode::NotFound, "There is no such session.")
     }
 
     /// A rule broken; `description` is one of the `validate` module's messages.
@@ -235,6 +281,7 @@ impl ApiError {
                 }
             }
             C::Forbidden => Self::forbidden_origin(),
+            C::NotFound => Self::no_such_session(),
             C::TemporarilyUnavailable => Self::busy(),
             C::Internal => Self::internal(),
         }

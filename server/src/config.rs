@@ -5,7 +5,10 @@
 //! | `LEPTOS_SITE_ADDR` | `127.0.0.1:3000` | address to listen on (read by Leptos) |
 //! | `DATABASE_URL` | `sqlite://data/app.db` | SQLite database, created on first run |
 //! | `JWT_SECRET` | generated into `data/jwt_secret` in development | HS256 key, ≥ 32 bytes |
-//! | `JWT_TTL` | `60m` | token lifetime: `900`, `900s`, `15m`, `2h` |
+//! | `ACCESS_TTL` (or its old name `JWT_TTL`) | `15m` | access-token lifetime: `900`, `900s`, `15m`, `2h` |
+//! | `SESSION_TTL` | `30d` | a session's absolute lifetime from sign-in |
+//! | `SESSION_IDLE_TTL` | `7d` | a session unused this long ends |
+//! | `REFRESH_REUSE_INTERVAL` | `10s` | the previous refresh token still answers this long after a rotation |
 //! | `APP_ENV` | `development` | `production` requires `JWT_SECRET` and sets `Secure` cookies |
 //! | `COOKIE_SECURE` | `true` in production | add `Secure` to the auth cookie (https only) |
 //! | `DATA_DIR` | `data` | folder for the generated development secret |
@@ -21,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use app::auth::{jwt::MIN_SECRET_LEN, proxies::TrustedProxies};
+use app::auth::{jwt::MIN_SECRET_LEN, proxies::TrustedProxies, sessions::Lifetimes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -43,7 +46,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/app.db";
 pub struct Config {
     pub database_url: String,
     pub jwt_secret: Vec<u8>,
-    pub jwt_ttl: Duration,
+    /// Access tokens, sessions and the refresh-token reuse interval.
+    pub lifetimes: Lifetimes,
     pub production: bool,
     pub secure_cookie: bool,
     pub purge_interval: Duration,
@@ -60,7 +64,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("database_url", &self.database_url)
-            .field("jwt_ttl", &self.jwt_ttl)
+            .field("lifetimes", &self.lifetimes)
             .field("production", &self.production)
             .field("secure_cookie", &self.secure_cookie)
             .field("purge_interval", &self.purge_interval)
@@ -177,7 +181,15 @@ impl Config {
         Ok(Self {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             jwt_secret,
-            jwt_ttl: duration("JWT_TTL", 3600)?,
+            lifetimes: Lifetimes {
+                access: match get("ACCESS_TTL") {
+                    Some(_) => duration("ACCESS_TTL", 0)?,
+                    None => duration("JWT_TTL", 15 * 60)?,
+                },
+                session: duration("SESSION_TTL", 30 * 86_400)?,
+                idle: duration("SESSION_IDLE_TTL", 7 * 86_400)?,
+                reuse: duration("REFRESH_REUSE_INTERVAL", 10)?,
+            },
             production,
             secure_cookie,
             purge_interval: duration("BLOCKLIST_PURGE_INTERVAL", 600)?,
@@ -258,7 +270,12 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(!a.secure_cookie);
-        assert_eq!(a.jwt_ttl, Duration::from_secs(3600));
+        assert_eq!(a.lifetimes, Lifetimes::default());
+        let old_name = Config::from_lookup(lookup(&[("DATA_DIR", d), ("JWT_TTL", "2h")])).unwrap();
+        assert_eq!(old_name.lifetimes.access, Duration::from_secs(7200));
+        let both = [("DATA_DIR", d), ("JWT_TTL", "2h"), ("ACCESS_TTL", "5m")];
+        let both = Config::from_lookup(lookup(&both)).unwrap();
+        assert_eq!(both.lifetimes.access, Duration::from_secs(300));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 use app::{
     auth::{
         blocklist::Blocklist, cookie::AuthCookie, jwt::TokenKeys, password::Passwords,
-        throttle::Throttle, users::UserCache, AppState, Auth,
+        sessions::Sessions, throttle::Throttle, users::UserCache, AppState, Auth,
     },
     db, shell, App,
 };
@@ -36,6 +36,8 @@ pub enum StartError {
     Db(#[from] db::DbError),
     #[error("cannot load the token blocklist: {0}")]
     Blocklist(sqlx::Error),
+    #[error("cannot load the sessions: {0}")]
+    Sessions(sqlx::Error),
     #[error("invalid token settings: {0}")]
     Keys(#[from] app::auth::jwt::KeyError),
     #[error("cannot prepare password hashing: {0}")]
@@ -58,6 +60,14 @@ pub async fn build_state(
         .await
         .map_err(StartError::Blocklist)?;
     tracing::info!(revoked = blocklist.len(), purged, "blocklist loaded");
+    let sessions = Sessions::load(pool.clone(), config.lifetimes)
+        .await
+        .map_err(StartError::Sessions)?;
+    let purged = sessions
+        .purge(app::auth::jwt::now_unix())
+        .await
+        .map_err(StartError::Sessions)?;
+    tracing::info!(ended = sessions.ended_len(), purged, "sessions loaded");
     // One core is left to the async runtime: a login storm must not stall every other request.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hashers = cores.saturating_sub(1).max(1);
@@ -65,7 +75,7 @@ pub async fn build_state(
         tracing::info!(proxies = ?config.trusted_proxies, "client addresses are read from X-Forwarded-For when the peer is a trusted proxy");
     }
     let auth = Auth {
-        keys: TokenKeys::new(&config.jwt_secret, ISSUER, config.jwt_ttl)?
+        keys: TokenKeys::new(&config.jwt_secret, ISSUER, config.lifetimes.access)?
             .with_cache(config.cache_entries),
         blocklist,
         passwords: Passwords::new(hashers)?,
@@ -76,6 +86,7 @@ pub async fn build_state(
             Throttle::default().disabled()
         },
         users: UserCache::with_capacity(pool.clone(), config.cache_entries),
+        sessions,
         cookie: AuthCookie::new(config.secure_cookie),
         proxies: config.trusted_proxies.clone(),
     };
@@ -130,6 +141,10 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
             match auth.blocklist.purge_expired().await {
                 Ok(n) => tracing::debug!(purged = n, "blocklist purge"),
                 Err(e) => tracing::warn!(error = %e, "blocklist purge failed"),
+            }
+            match auth.sessions.purge(app::auth::jwt::now_unix()).await {
+                Ok(n) => tracing::debug!(purged = n, "sessions purge"),
+                Err(e) => tracing::warn!(error = %e, "sessions purge failed"),
             }
         }
     })

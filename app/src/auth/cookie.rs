@@ -1,19 +1,30 @@
-//! The auth cookie: `HttpOnly; SameSite=Strict; Path=/`.
+//! The two cookies: the access token (`auth_token`) and the refresh token (`refresh_token`),
+//! both `HttpOnly; SameSite=Strict; Path=/`.
 //!
-//! Served over https (`secure`), it is also `Secure` and named with the `__Host-` prefix: a
+//! Served over https (`secure`), they are also `Secure` and named with the `__Host-` prefix: a
 //! browser accepts such a cookie only from a secure origin, for the whole host and no other
 //! domain, so neither a sibling subdomain nor a plain-http page can plant or overwrite it.
 
 use axum::http::{header, HeaderMap, HeaderValue};
 
-/// The cookie's name over plain http (development, tests).
+/// The access cookie's name over plain http (development, tests).
 pub const COOKIE_NAME: &str = "auth_token";
-/// The cookie's name when it is `Secure`.
+/// The access cookie's name when it is `Secure`.
 pub const SECURE_COOKIE_NAME: &str = "__Host-auth_token";
+/// The refresh cookie's names, likewise.
+pub const REFRESH_COOKIE_NAME: &str = "refresh_token";
+pub const SECURE_REFRESH_COOKIE_NAME: &str = "__Host-refresh_token";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthCookie {
     secure: bool,
+}
+
+/// Which of the two cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Access,
+    Refresh,
 }
 
 impl AuthCookie {
@@ -21,16 +32,22 @@ impl AuthCookie {
         Self { secure }
     }
 
-    /// Whether the site is served over https (the cookie is `Secure`).
+    /// Whether the site is served over https (the cookies are `Secure`).
     pub fn secure(self) -> bool {
         self.secure
     }
 
+    /// The access cookie's name.
     pub fn name(self) -> &'static str {
-        if self.secure {
-            SECURE_COOKIE_NAME
-        } else {
-            COOKIE_NAME
+        self.name_of(Kind::Access)
+    }
+
+    fn name_of(self, kind: Kind) -> &'static str {
+        match (kind, self.secure) {
+            (Kind::Access, false) => COOKIE_NAME,
+            (Kind::Access, true) => SECURE_COOKIE_NAME,
+            (Kind::Refresh, false) => REFRESH_COOKIE_NAME,
+            (Kind::Refresh, true) => SECURE_REFRESH_COOKIE_NAME,
         }
     }
 
@@ -42,31 +59,28 @@ impl AuthCookie {
         }
     }
 
-    /// `Set-Cookie` value carrying a token that lives `max_age_secs`.
-    pub fn set(self, token: &str, max_age_secs: u64) -> Option<HeaderValue> {
+    fn set_of(self, kind: Kind, token: &str, max_age_secs: u64) -> Option<HeaderValue> {
         HeaderValue::from_str(&format!(
             "{}={token}; {}; Max-Age={max_age_secs}",
-            self.name(),
+            self.name_of(kind),
             self.attributes()
         ))
         .ok()
     }
 
-    /// `Set-Cookie` value that makes the browser forget the cookie.
-    pub fn clear(self) -> HeaderValue {
+    fn clear_of(self, kind: Kind) -> HeaderValue {
         HeaderValue::from_str(&format!(
             "{}=; {}; Max-Age=0",
-            self.name(),
+            self.name_of(kind),
             self.attributes()
         ))
         .unwrap_or_else(|_| HeaderValue::from_static("auth_token=; Path=/; Max-Age=0"))
     }
 
-    /// The value of our cookie, if the request carries a non-empty one. Only the name this
-    /// site sets counts: over https a plain `auth_token` (which any http page could have set)
-    /// is ignored.
-    pub fn read(self, headers: &HeaderMap) -> Option<&str> {
-        let name = self.name();
+    /// Only the name this site sets counts: over https a plain `auth_token` (which any http
+    /// page could have set) is ignored.
+    fn read_of(self, kind: Kind, headers: &HeaderMap) -> Option<&str> {
+        let name = self.name_of(kind);
         headers
             .get_all(header::COOKIE)
             .iter()
@@ -76,6 +90,36 @@ impl AuthCookie {
             .find(|(n, _)| *n == name)
             .map(|(_, value)| value.trim())
             .filter(|v| !v.is_empty())
+    }
+
+    /// `Set-Cookie` value carrying an access token that lives `max_age_secs`.
+    pub fn set(self, token: &str, max_age_secs: u64) -> Option<HeaderValue> {
+        self.set_of(Kind::Access, token, max_age_secs)
+    }
+
+    /// `Set-Cookie` value that makes the browser forget the access cookie.
+    pub fn clear(self) -> HeaderValue {
+        self.clear_of(Kind::Access)
+    }
+
+    /// The access cookie's value, if the request carries a non-empty one.
+    pub fn read(self, headers: &HeaderMap) -> Option<&str> {
+        self.read_of(Kind::Access, headers)
+    }
+
+    /// `Set-Cookie` value carrying a refresh token that lives `max_age_secs`.
+    pub fn set_refresh(self, token: &str, max_age_secs: u64) -> Option<HeaderValue> {
+        self.set_of(Kind::Refresh, token, max_age_secs)
+    }
+
+    /// `Set-Cookie` value that makes the browser forget the refresh cookie.
+    pub fn clear_refresh(self) -> HeaderValue {
+        self.clear_of(Kind::Refresh)
+    }
+
+    /// The refresh cookie's value, if the request carries a non-empty one.
+    pub fn read_refresh(self, headers: &HeaderMap) -> Option<&str> {
+        self.read_of(Kind::Refresh, headers)
     }
 }
 
@@ -121,5 +165,28 @@ mod tests {
         );
         assert_eq!(c.read(&h), Some("real"));
         assert_eq!(AuthCookie::new(false).read(&h), Some("planted"));
+    }
+
+    #[test]
+    fn the_refresh_cookie_has_a_name_of_its_own() {
+        for secure in [false, true] {
+            let c = AuthCookie::new(secure);
+            let set = c.set_refresh("rt1.x", 99).unwrap();
+            let set = set.to_str().unwrap();
+            assert!(set.starts_with(c.name_of(Kind::Refresh)), "{set}");
+            assert!(
+                set.contains("HttpOnly") && set.contains("Max-Age=99"),
+                "{set}"
+            );
+            let mut h = HeaderMap::new();
+            let both = format!("{}=access; {set}", c.name());
+            h.insert(header::COOKIE, HeaderValue::from_str(&both).unwrap());
+            assert_eq!(c.read(&h), Some("access"));
+            assert_eq!(c.read_refresh(&h), Some("rt1.x"));
+        }
+        assert_eq!(
+            AuthCookie::new(true).clear_refresh().to_str().unwrap(),
+            "__Host-refresh_token=; HttpOnly; SameSite=Strict; Path=/; Secure; Max-Age=0"
+        );
     }
 }

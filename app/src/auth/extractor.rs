@@ -2,7 +2,7 @@
 //!
 //! Token source: `Authorization: Bearer <token>` when present, otherwise the auth cookie.
 //! Then signature, algorithm, expiry and issuer ([`TokenKeys::verify`]), then the in-memory
-//! blocklist, then the user: it must exist and be older than the token, so a token from before
+//! blocklist, then the token's session (ended sessions are refused at once), then the user: it must exist and be older than the token, so a token from before
 //! a database reset or restore cannot sign in as whoever holds its user id now. The shared [`Auth`] is read from the request extensions, so the same
 //! extractor works in plain axum handlers, in middleware and inside server functions.
 
@@ -28,6 +28,8 @@ pub enum TokenSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthUser {
     pub user_id: i64,
+    /// The session the token belongs to.
+    pub session_id: Uuid,
     pub jti: Uuid,
     /// The token's expiry (unix seconds).
     pub exp: i64,
@@ -107,7 +109,7 @@ impl Auth {
             TokenError::Expired => AuthRejection::TokenExpired,
             TokenError::Invalid => AuthRejection::InvalidToken,
         })?;
-        if self.blocklist.is_revoked(&verified.jti) {
+        if self.blocklist.is_revoked(&verified.jti) || self.sessions.is_ended(&verified.sid) {
             return Err(AuthRejection::TokenRevoked);
         }
         // User ids are reused (SQLite hands out max + 1): a token names its user by id, so it
@@ -121,8 +123,10 @@ impl Auth {
                 return Err(AuthRejection::Unavailable);
             }
         }
+        self.sessions.touch(verified.sid, super::jwt::now_unix());
         Ok(AuthUser {
             user_id: verified.user_id,
+            session_id: verified.sid,
             jti: verified.jti,
             exp: verified.exp,
             source,
@@ -178,7 +182,7 @@ mod tests {
     async fn each_rejection() {
         let (_dir, pool, auth) = testing::auth().await;
         testing::user(&pool, 7, 0).await;
-        let (token, _) = auth.keys.issue(7).unwrap();
+        let (token, _) = auth.keys.issue(7, Uuid::new_v4()).unwrap();
         let bearer = format!("Bearer {token}");
 
         assert_eq!(
@@ -195,7 +199,10 @@ mod tests {
                 .await,
             Err(AuthRejection::InvalidToken)
         );
-        let (old, _) = auth.keys.issue_at(7, now_unix() - 7200).unwrap();
+        let (old, _) = auth
+            .keys
+            .issue_at(7, Uuid::new_v4(), now_unix() - 7200)
+            .unwrap();
         assert_eq!(
             auth.authenticate(&headers(&[(
                 header::AUTHORIZATION,
@@ -224,7 +231,7 @@ mod tests {
     async fn a_token_older_than_its_user_or_without_one_is_invalid() {
         let (_dir, pool, auth) = testing::auth().await;
         let now = now_unix();
-        let (before, _) = auth.keys.issue_at(5, now - 60).unwrap();
+        let (before, _) = auth.keys.issue_at(5, Uuid::new_v4(), now - 60).unwrap();
         let bearer = |t: &str| headers(&[(header::AUTHORIZATION, &format!("Bearer {t}"))]);
         // No such user (yet).
         assert_eq!(
@@ -237,7 +244,7 @@ mod tests {
             auth.authenticate(&bearer(&before)).await,
             Err(AuthRejection::InvalidToken)
         );
-        let (fresh, _) = auth.keys.issue(5).unwrap();
+        let (fresh, _) = auth.keys.issue(5, Uuid::new_v4()).unwrap();
         assert!(auth.authenticate(&bearer(&fresh)).await.is_ok());
     }
 
@@ -245,7 +252,7 @@ mod tests {
     async fn cookie_is_used_when_there_is_no_authorization_header() {
         let (_dir, pool, auth) = testing::auth().await;
         testing::user(&pool, 3, 0).await;
-        let (token, _) = auth.keys.issue(3).unwrap();
+        let (token, _) = auth.keys.issue(3, Uuid::new_v4()).unwrap();
         let cookie = format!("theme=dark; auth_token={token}; other=1");
         let user = auth
             .authenticate(&headers(&[(header::COOKIE, &cookie)]))
@@ -298,7 +305,7 @@ mod tests {
             .unwrap();
         let (_dir, pool, auth) = rt.block_on(testing::auth());
         rt.block_on(testing::user(&pool, 1, 0));
-        let (good, _) = auth.keys.issue(1).unwrap();
+        let (good, _) = auth.keys.issue(1, Uuid::new_v4()).unwrap();
         assert!(rt
             .block_on(auth.authenticate(&headers(&[(
                 header::AUTHORIZATION,

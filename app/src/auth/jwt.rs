@@ -1,4 +1,5 @@
-//! Signing and checking access tokens: HS256 only, with `sub`, `jti`, `iat`, `exp` and `iss`.
+//! Signing and checking access tokens: HS256 only, with `sub`, `sid`, `jti`, `iat`, `exp` and
+//! `iss`.
 //!
 //! The accepted algorithm is fixed here, never read from the token header, so `alg: none`,
 //! HS384/512 or an RS256 token signed with our secret as a "public key" are all refused.
@@ -17,11 +18,13 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 /// Allowed clock skew when checking `exp`/`iat`, in seconds.
 pub const LEEWAY_SECS: u64 = 2;
 
-/// The claims we issue. All five are required when decoding.
+/// The claims we issue. All six are required when decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The user id, as a decimal string (JWT `sub` is a string).
     pub sub: String,
+    /// The session the token belongs to (UUID): ending the session refuses the token.
+    pub sid: String,
     /// Unique token id (UUID v4): the key of the blocklist.
     pub jti: String,
     pub iat: i64,
@@ -33,6 +36,7 @@ pub struct Claims {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerifiedToken {
     pub user_id: i64,
+    pub sid: Uuid,
     pub jti: Uuid,
     pub iat: i64,
     pub exp: i64,
@@ -119,22 +123,40 @@ impl TokenKeys {
         self.ttl
     }
 
-    /// Signs a fresh token for `user_id`, valid from now for the configured lifetime.
-    pub fn issue(&self, user_id: i64) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
-        self.issue_at(user_id, now_unix())
+    /// Signs a token for `user_id` in session `sid`, valid from now for the configured lifetime.
+    pub fn issue(
+        &self,
+        user_id: i64,
+        sid: Uuid,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        self.issue_at(user_id, sid, now_unix())
     }
 
     /// Like [`issue`](Self::issue) with an explicit issue time (tests make expired tokens with it).
     pub fn issue_at(
         &self,
         user_id: i64,
+        sid: Uuid,
         iat: i64,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        self.issue_until(user_id, sid, iat, iat + self.ttl.as_secs() as i64)
+    }
+
+    /// Signs a token issued at `iat` that expires at `exp` (a session's access tokens never
+    /// outlive the session).
+    pub fn issue_until(
+        &self,
+        user_id: i64,
+        sid: Uuid,
+        iat: i64,
+        exp: i64,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let claims = Claims {
             sub: user_id.to_string(),
+            sid: sid.to_string(),
             jti: Uuid::new_v4().to_string(),
             iat,
-            exp: iat + self.ttl.as_secs() as i64,
+            exp,
             iss: self.issuer.clone(),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
@@ -172,12 +194,14 @@ impl TokenKeys {
         let claims = data.claims;
         let user_id = claims.sub.parse::<i64>().map_err(|_| TokenError::Invalid)?;
         let jti = Uuid::parse_str(&claims.jti).map_err(|_| TokenError::Invalid)?;
+        let sid = Uuid::parse_str(&claims.sid).map_err(|_| TokenError::Invalid)?;
         // A token issued in the future is forged or from a badly skewed clock.
         if claims.iat > now + LEEWAY_SECS as i64 || claims.exp <= claims.iat {
             return Err(TokenError::Invalid);
         }
         Ok(VerifiedToken {
             user_id,
+            sid,
             jti,
             iat: claims.iat,
             exp: claims.exp,
@@ -202,7 +226,7 @@ mod tests {
 
     fn claims_json(iat: i64, exp: i64) -> String {
         serde_json::json!({
-            "sub": "1", "jti": Uuid::new_v4().to_string(), "iat": iat, "exp": exp, "iss": "authapp"
+            "sub": "1", "sid": Uuid::new_v4().to_string(), "jti": Uuid::new_v4().to_string(), "iat": iat, "exp": exp, "iss": "authapp"
         })
         .to_string()
     }
@@ -210,7 +234,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let k = keys();
-        let (token, claims) = k.issue(42).unwrap();
+        let (token, claims) = k.issue(42, Uuid::nil()).unwrap();
         let v = k.verify(&token).unwrap();
         assert_eq!(v.user_id, 42);
         assert_eq!(v.jti.to_string(), claims.jti);
@@ -221,15 +245,15 @@ mod tests {
     #[test]
     fn each_token_has_its_own_jti() {
         let k = keys();
-        let (_, a) = k.issue(1).unwrap();
-        let (_, b) = k.issue(1).unwrap();
+        let (_, a) = k.issue(1, Uuid::nil()).unwrap();
+        let (_, b) = k.issue(1, Uuid::nil()).unwrap();
         assert_ne!(a.jti, b.jti);
     }
 
     #[test]
     fn a_remembered_token_still_expires() {
         let k = keys();
-        let (token, claims) = k.issue(9).unwrap();
+        let (token, claims) = k.issue(9, Uuid::nil()).unwrap();
         assert!(k.verify(&token).is_ok());
         assert!(k.verify(&token).is_ok()); // from the cache
         assert_eq!(
@@ -244,14 +268,14 @@ mod tests {
     #[test]
     fn expired_token_is_expired() {
         let k = keys();
-        let (token, _) = k.issue_at(1, now_unix() - 7200).unwrap();
+        let (token, _) = k.issue_at(1, Uuid::nil(), now_unix() - 7200).unwrap();
         assert_eq!(k.verify(&token), Err(TokenError::Expired));
     }
 
     #[test]
     fn tampered_payload_is_invalid() {
         let k = keys();
-        let (token, _) = k.issue(1).unwrap();
+        let (token, _) = k.issue(1, Uuid::nil()).unwrap();
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         parts[1] = b64(claims_json(now_unix(), now_unix() + 3600).as_bytes());
         assert_eq!(k.verify(&parts.join(".")), Err(TokenError::Invalid));
@@ -260,14 +284,14 @@ mod tests {
     #[test]
     fn wrong_key_is_invalid() {
         let other = TokenKeys::new(&[7u8; 32], "authapp", Duration::from_secs(60)).unwrap();
-        let (token, _) = other.issue(1).unwrap();
+        let (token, _) = other.issue(1, Uuid::nil()).unwrap();
         assert_eq!(keys().verify(&token), Err(TokenError::Invalid));
     }
 
     #[test]
     fn wrong_issuer_is_invalid() {
         let other = TokenKeys::new(SECRET, "someone-else", Duration::from_secs(60)).unwrap();
-        let (token, _) = other.issue(1).unwrap();
+        let (token, _) = other.issue(1, Uuid::nil()).unwrap();
         assert_eq!(keys().verify(&token), Err(TokenError::Invalid));
     }
 

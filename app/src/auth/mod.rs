@@ -8,6 +8,7 @@ pub mod extractor;
 pub mod jwt;
 pub mod password;
 pub mod proxies;
+pub mod sessions;
 pub mod throttle;
 pub mod users;
 
@@ -30,10 +31,79 @@ pub struct Auth {
     pub passwords: Passwords,
     pub throttle: Throttle,
     pub users: UserCache,
+    pub sessions: sessions::Sessions,
     /// The auth cookie (`Secure` and `__Host-` when the site is served over https).
     pub cookie: AuthCookie,
     /// Reverse proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub proxies: proxies::TrustedProxies,
+}
+
+/// What a sign-in and every refresh hand out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    pub user_id: i64,
+    pub session_id: uuid::Uuid,
+    pub access_token: String,
+    /// When the access token expires (unix seconds).
+    pub access_exp: i64,
+    pub refresh_token: String,
+    /// When the session itself ends at the latest (unix seconds).
+    pub session_expires_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("signing a token failed: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+}
+
+impl Auth {
+    /// Starts a session for a user who just proved who they are, and hands out its tokens.
+    pub async fn start_session(
+        &self,
+        user_id: i64,
+        user_agent: &str,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<Issued, IssueError> {
+        let now = jwt::now_unix();
+        let session = self
+            .sessions
+            .create(user_id, user_agent, address, now)
+            .await?;
+        Ok(self.issue(&session, now)?)
+    }
+
+    /// Rotates a refresh token (see [`sessions`]) and hands out the session's new tokens.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<Issued, sessions::RefreshError> {
+        let now = jwt::now_unix();
+        let session = self.sessions.rotate(refresh_token, address, now).await?;
+        self.issue(&session, now)
+            .map_err(|e| sessions::RefreshError::Sign(e.to_string()))
+    }
+
+    pub fn issue(
+        &self,
+        session: &sessions::Session,
+        now: i64,
+    ) -> Result<Issued, jsonwebtoken::errors::Error> {
+        let (access_token, claims) =
+            self.keys
+                .issue_until(session.user_id, session.id.0, now, session.access_exp)?;
+        Ok(Issued {
+            user_id: session.user_id,
+            session_id: session.id.0,
+            access_token,
+            access_exp: claims.exp,
+            refresh_token: session.refresh_token(),
+            session_expires_at: session.expires_at,
+        })
+    }
 }
 
 /// The application state handed to the router and, as context, to every server function.
@@ -93,6 +163,9 @@ pub(crate) mod testing {
             passwords: Passwords::new(1).unwrap(),
             throttle: Throttle::default(),
             users: UserCache::new(pool.clone()),
+            sessions: sessions::Sessions::load(pool.clone(), Default::default())
+                .await
+                .unwrap(),
             cookie: AuthCookie::new(false),
             proxies: Default::default(),
         };

@@ -62,8 +62,8 @@ fn verify_blocking(password: &str, phc: &str) -> bool {
 ///
 /// Two bounds: `permits` hashes run at once, and at most `queue` more requests wait for one.
 /// A hash holds its permit until it has finished, even when the request that asked for it was
-/// abandoned (the client hung up): the blocking thread runs on, so the permit must too, or
-/// abandoned requests would pile up hashes on the blocking pool. A request beyond the queue is
+/// abandoned (the client hung up): the hashing thread runs on, so the permit must too, or
+/// abandoned requests would pile up hashes. A request beyond the queue is
 /// refused at once ([`PasswordError::Busy`], a 503) before any work.
 #[derive(Clone)]
 pub struct Passwords {

@@ -51,6 +51,25 @@ pub async fn create(
     }
 }
 
+/// Replaces a user's password hash.
+pub async fn set_password(pool: &Pool, id: i64, password_hash: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        .bind(password_hash)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes a user; their sessions and revocations go with them (`ON DELETE CASCADE`).
+pub async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM users WHERE id = ?")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub async fn credentials(pool: &Pool, username: &str) -> Result<Option<Credentials>, sqlx::Error> {
     sqlx::query_as("SELECT id, password_hash FROM users WHERE username = ?")
         .bind(username)

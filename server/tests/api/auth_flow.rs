@@ -16,26 +16,30 @@ async fn cookie_session_register_login_me_logout() {
 
     let res = app.login(&browser, "alice", PASSWORD).await;
     assert_eq!(res.status(), 200);
-    let cookie = res
+    let cookies: Vec<String> = res
         .headers()
-        .get(header::SET_COOKIE)
-        .expect("login sets the cookie")
-        .to_str()
-        .unwrap()
-        .to_string();
-    for attr in [
-        "auth_token=",
-        "HttpOnly",
-        "SameSite=Strict",
-        "Path=/",
-        "Max-Age=3600",
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    let cookie = cookies[0].clone();
+    // The access cookie lives as long as the access token (ACCESS_TTL, 15 min); the refresh
+    // cookie as long as the session (SESSION_TTL, 30 days).
+    for (cookie, name, max_age) in [
+        (&cookies[0], "auth_token=", "Max-Age=900"),
+        (&cookies[1], "refresh_token=rt1.", "Max-Age=2592000"),
     ] {
-        assert!(cookie.contains(attr), "{attr} missing from {cookie}");
+        for attr in [name, "HttpOnly", "SameSite=Strict", "Path=/", max_age] {
+            assert!(cookie.contains(attr), "{attr} missing from {cookie}");
+        }
+        assert!(!cookie.contains("Secure"), "plain http in development");
     }
-    assert!(!cookie.contains("Secure"), "plain http in development");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
-    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["expires_in"], 900);
+    assert!(body["refresh_token"].as_str().unwrap().starts_with("rt1."));
+    assert!(cookies[1].contains(body["refresh_token"].as_str().unwrap()));
     let token = body["access_token"].as_str().unwrap().to_string();
     assert!(cookie.contains(&token));
 

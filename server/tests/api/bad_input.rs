@@ -10,7 +10,10 @@ fn sign(claims: &Value, alg: Algorithm, key: &[u8]) -> String {
 }
 
 fn claims(sub: &str, iat: i64, exp: i64) -> Value {
-    json!({"sub": sub, "jti": uuid::Uuid::new_v4().to_string(), "iat": iat, "exp": exp, "iss": "authapp"})
+    json!({
+        "sub": sub, "sid": uuid::Uuid::new_v4().to_string(), "jti": uuid::Uuid::new_v4().to_string(),
+        "iat": iat, "exp": exp, "iss": "authapp"
+    })
 }
 
 #[tokio::test]

@@ -82,7 +82,7 @@ pub async fn spawn_app_with(dir: Arc<TempDir>, tweak: impl FnOnce(&mut Config)) 
     let mut config = Config {
         database_url: format!("sqlite://{}", dir.path().join("app.db").display()),
         jwt_secret: SECRET.as_bytes().to_vec(),
-        jwt_ttl: Duration::from_secs(3600),
+        lifetimes: Default::default(),
         production: false,
         secure_cookie: false,
         purge_interval: Duration::from_secs(600),
