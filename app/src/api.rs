@@ -406,7 +406,11 @@ pub mod server {
                 // and a genuine refresh cookie still ends its session (the access token had
                 // merely expired).
                 clear_session_cookies(&auth);
-                if let Some(token) = refresh_cookie() {
+                let expired = matches!(
+                    e.error,
+                    crate::error::ErrorCode::TokenExpired | crate::error::ErrorCode::MissingToken
+                );
+                if let Some(token) = refresh_cookie().filter(|_| expired) {
                     let auth = auth.clone();
                     let ended = detached("the logout task failed", async move {
                         auth.sessions

@@ -68,6 +68,32 @@ impl ErrorCode {
         }
     }
 
+    /// The code as it is written on the wire (`token_revoked`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::InvalidToken => "invalid_token",
+            Self::TokenExpired => "token_expired",
+            Self::TokenRevoked => "token_revoked",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::UsernameTaken => "username_taken",
+            Self::InvalidInput => "invalid_input",
+            Self::BadRequest => "bad_request",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::TooManyRequests => "too_many_requests",
+            Self::Forbidden => "forbidden",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::NotFound => "not_found",
+            Self::Internal => "internal",
+            Self::Network => "network",
+        }
+    }
+
+    /// The code named by `text` (`"token_revoked"`), if it is one.
+    pub fn parse(text: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(text.to_owned())).ok()
+    }
+
     /// True for the four token rejections: the caller has no valid session.
     pub fn is_token_rejection(self) -> bool {
         matches!(
@@ -384,6 +410,32 @@ mod tests {
                 "description": "The token has been revoked. Please sign in again."
             })
         );
+    }
+
+    #[test]
+    fn codes_are_written_as_serde_writes_them() {
+        use ErrorCode as C;
+        for code in [
+            C::MissingToken,
+            C::InvalidToken,
+            C::TokenExpired,
+            C::TokenRevoked,
+            C::InvalidCredentials,
+            C::UsernameTaken,
+            C::InvalidInput,
+            C::BadRequest,
+            C::PayloadTooLarge,
+            C::TooManyRequests,
+            C::Forbidden,
+            C::TemporarilyUnavailable,
+            C::NotFound,
+            C::Internal,
+            C::Network,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(ErrorCode::parse("<script>"), None);
     }
 
     #[cfg(feature = "ssr")]

@@ -108,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         // Layers run bottom-up: the last one added sees the request first.
         .layer(mw::from_fn(middleware::protect_pages))
+        .layer(mw::from_fn(middleware::refresh_session))
         .layer(mw::from_fn(middleware::same_origin_posts))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         // Outside the body limit, so its bare 413 gets a JSON body too.

@@ -3,9 +3,11 @@
 use app::{
     auth::{
         extractor::{AuthRejection, AuthUser},
+        jwt::{now_unix, TokenError},
+        sessions::RefreshError,
         Auth,
     },
-    error::ApiError,
+    error::{ApiError, ErrorCode},
     PROTECTED_PATHS,
 };
 use axum::{
@@ -54,8 +56,156 @@ pub async fn api_error_status(req: Request, next: Next) -> Response {
     }
 }
 
+/// An access token this close to its end is renewed before a page renders with it.
+pub const REFRESH_AHEAD_SECS: i64 = 30;
+
+/// Why [`refresh_session`] could not renew the session of this request: the page is rendered
+/// signed out, and a protected page names the reason when it sends the visitor to sign in.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionOver(pub ErrorCode);
+
+/// A browser whose access token has expired (or is about to, or whose access cookie is gone)
+/// while its session lives on gets new tokens before anything renders: the refresh cookie is
+/// rotated, the request goes on with the new access token, and the answer sets both cookies.
+/// A person coming back after the access token expired sees the page signed in on the first
+/// load, with no flash of the signed-out page and no extra click. Only for GET requests of
+/// pages and of the UI's own reads, never for assets or for callers with an `Authorization`
+/// header. When the session is over, both cookies are dropped from the request and the browser.
+pub async fn refresh_session(mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if req.method() != Method::GET
+        || path.starts_with("/pkg/")
+        || path == "/health"
+        || path == "/api/me"
+        || req.headers().contains_key(header::AUTHORIZATION)
+    {
+        return next.run(req).await;
+    }
+    let Some(auth) = req.extensions().get::<Arc<Auth>>().cloned() else {
+        return next.run(req).await;
+    };
+    let Some(refresh) = auth.cookie.read_refresh(req.headers()).map(str::to_owned) else {
+        return next.run(req).await;
+    };
+    let due = match auth.cookie.read(req.headers()).map(|t| auth.keys.verify(t)) {
+        None | Some(Err(TokenError::Expired)) => true,
+        Some(Ok(token)) => token.exp - now_unix() < REFRESH_AHEAD_SECS,
+        // A forged or foreign access cookie is for the extractor to refuse.
+        Some(Err(TokenError::Invalid)) => false,
+    };
+    if !due {
+        return next.run(req).await;
+    }
+    let addr = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| auth.proxies.client(info.0.ip(), req.headers()));
+    // In a task of its own: a rotation the database committed must reach this answer's
+    // cookies or, if the client hung up, at least be complete (the old token then still
+    // answers within the reuse interval).
+    let refreshed = tokio::spawn({
+        let auth = auth.clone();
+        async move { auth.refresh(&refresh, addr).await }
+    })
+    .await;
+    let (access, refresh, set, over) = match refreshed {
+        Ok(Ok(issued)) => {
+            let now = now_unix();
+            let set = [
+                auth.cookie.set(
+                    &issued.access_token,
+                    (issued.access_exp - now).max(0) as u64,
+                ),
+                auth.cookie.set_refresh(
+                    &issued.refresh_token,
+                    (issued.session_expires_at - now).max(0) as u64,
+                ),
+            ];
+            (
+                Some(issued.access_token),
+                Some(issued.refresh_token),
+                set.into_iter().flatten().collect::<Vec<_>>(),
+                None,
+            )
+        }
+        Ok(Err(e)) => {
+            let code = match e {
+                RefreshError::Expired => Some(ErrorCode::TokenExpired),
+                RefreshError::Ended | RefreshError::Reused => Some(ErrorCode::TokenRevoked),
+                RefreshError::Invalid => Some(ErrorCode::InvalidToken),
+                RefreshError::Db(ref e) => {
+                    tracing::error!(error = %e, "refreshing a session failed");
+                    None
+                }
+                RefreshError::Sign(ref e) => {
+                    tracing::error!(error = %e, "refreshing a session failed");
+                    None
+                }
+            };
+            match code {
+                // Over: the page renders signed out and the browser forgets both cookies.
+                Some(code) => (
+                    None,
+                    None,
+                    vec![auth.cookie.clear(), auth.cookie.clear_refresh()],
+                    Some(SessionOver(code)),
+                ),
+                // Our failure, not the session's: render with what the request has.
+                None => return next.run(req).await,
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the refresh task failed");
+            return next.run(req).await;
+        }
+    };
+    let cookies = [
+        (auth.cookie.name(), access),
+        (auth.cookie.refresh_name(), refresh),
+    ];
+    replace_cookies(req.headers_mut(), &cookies);
+    if let Some(over) = over {
+        req.extensions_mut().insert(over);
+    }
+    let mut res = next.run(req).await;
+    for value in set {
+        res.headers_mut().append(header::SET_COOKIE, value);
+    }
+    res
+}
+
+/// Rewrites the request's `Cookie` headers: each named cookie is dropped, then added back with
+/// its new value when it has one. Every other cookie is kept as it was.
+fn replace_cookies(headers: &mut HeaderMap, cookies: &[(&str, Option<String>)]) {
+    let mut kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
+            !cookies.iter().any(|(ours, _)| *ours == name)
+        })
+        .map(str::to_owned)
+        .collect();
+    for (name, value) in cookies {
+        if let Some(value) = value {
+            kept.push(format!("{name}={value}"));
+        }
+    }
+    headers.remove(header::COOKIE);
+    if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+        if !kept.is_empty() {
+            headers.insert(header::COOKIE, value);
+        }
+    }
+}
+
 /// Protected pages are never rendered without a valid session: the visitor is sent to sign
-/// in, and back here afterwards. A stale cookie is cleared on the way.
+/// in, and back here afterwards, told why when a session ended. A stale cookie is cleared on
+/// the way.
 pub async fn protect_pages(req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if req.method() != Method::GET || !PROTECTED_PATHS.contains(&path) {
@@ -75,11 +225,23 @@ pub async fn protect_pages(req: Request, next: Next) -> Response {
                 Some(pq) => pq.as_str().to_string(),
                 None => path.to_string(),
             };
-            let mut res =
-                Redirect::to(&format!("/login?next={}", encode_component(&target))).into_response();
+            // A code, never text: the sign-in page words it from its own table.
+            let reason = match (rejection, req.extensions().get::<SessionOver>()) {
+                (AuthRejection::MissingToken, Some(SessionOver(code))) => Some(*code),
+                (AuthRejection::MissingToken, None) => None,
+                (other, _) => Some(ApiError::from(other).error),
+            };
+            let mut location = format!("/login?next={}", encode_component(&target));
+            if let Some(code) = reason.filter(|c| c.is_token_rejection()) {
+                location.push_str("&reason=");
+                location.push_str(code.as_str());
+            }
+            let mut res = Redirect::to(&location).into_response();
             if rejection != AuthRejection::MissingToken {
                 res.headers_mut()
                     .append(header::SET_COOKIE, auth.cookie.clear());
+                res.headers_mut()
+                    .append(header::SET_COOKIE, auth.cookie.clear_refresh());
             }
             res
         }

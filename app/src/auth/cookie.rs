@@ -42,6 +42,11 @@ impl AuthCookie {
         self.name_of(Kind::Access)
     }
 
+    /// The refresh cookie's name.
+    pub fn refresh_name(self) -> &'static str {
+        self.name_of(Kind::Refresh)
+    }
+
     fn name_of(self, kind: Kind) -> &'static str {
         match (kind, self.secure) {
             (Kind::Access, false) => COOKIE_NAME,

@@ -463,8 +463,9 @@ impl Sessions {
         }))
     }
 
-    /// Ends the session a genuine refresh token belongs to (signing out with only the refresh
-    /// cookie left, its access token having expired). False for any other token.
+    /// Ends the live session a genuine refresh token belongs to (signing out with only the
+    /// refresh cookie left, its access token having expired): its user, or `None` when the
+    /// token is not genuine or its session had already ended.
     pub async fn end_by_refresh_token(
         &self,
         token: &str,
@@ -480,8 +481,8 @@ impl Sessions {
         if !presented.is_genuine(&session.refresh_key) {
             return Ok(None);
         }
-        self.end(presented.id, reason, now).await?;
-        Ok(Some(session.user_id))
+        let ended = self.end(presented.id, reason, now).await?;
+        Ok(ended.then_some(session.user_id))
     }
 
     /// Ends one session (of `user_id`, when given). False when there is no such live session.

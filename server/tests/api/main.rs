@@ -10,3 +10,4 @@ mod abuse;
 mod auth_flow;
 mod bad_input;
 mod process;
+mod sessions;

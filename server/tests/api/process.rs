@@ -376,6 +376,47 @@ async fn a_backup_taken_while_serving_restores_accounts_and_revocations() {
     assert_eq!(code, Some(0), "{out}");
 }
 
+async fn post_refresh(base: &str, token: &str) -> reqwest::Response {
+    Client::new()
+        .post(format!("{base}/api/refresh"))
+        .form(&[("refresh_token", token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A rotation that answered is durable: killed with no grace right after, the server comes back
+/// knowing the new refresh token, and the one it replaced is reuse (the session ends).
+#[tokio::test]
+async fn a_rotation_survives_sigkill_right_after_it_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "warn").await;
+    register_and_login(&Client::new(), &server.base, "rot").await;
+    let res = sign_in(&server.base, "rot").await;
+    let first: Value = res.json().await.unwrap();
+    let old = first["refresh_token"].as_str().unwrap().to_owned();
+    let res = post_refresh(&server.base, &old).await;
+    assert_eq!(res.status(), 200);
+    let rotated: Value = res.json().await.unwrap();
+    signal(&server, "-KILL");
+    let (code, _) = finish(server);
+    assert_eq!(code, None, "killed by a signal");
+
+    let server = start(dir.path(), "warn").await;
+    let new = rotated["refresh_token"].as_str().unwrap();
+    let res = post_refresh(&server.base, new).await;
+    assert_eq!(res.status(), 200, "the rotated token is the current one after the restart");
+    let current: Value = res.json().await.unwrap();
+    // Two generations back: reuse, whatever the time.
+    let res = post_refresh(&server.base, &old).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "token_revoked");
+    let access = current["access_token"].as_str().unwrap();
+    assert_eq!(me(&server.base, access).await.status(), 401);
+    signal(&server, "-TERM");
+    finish(server);
+}
+
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().unwrap();

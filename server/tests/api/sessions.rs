@@ -1,0 +1,491 @@
+//! Sessions over HTTP: refresh-token rotation and reuse, the sessions API, password change and
+//! account deletion — each ending followed at once by refused requests on every path (the API,
+//! a server function, a server-rendered page), for cookie and body-token clients alike.
+
+use crate::helpers::{spawn_app, spawn_app_with, TestApp, PASSWORD};
+use reqwest::{header, Client, Response};
+use serde_json::Value;
+use std::{sync::Arc, time::Duration};
+
+/// A signed-in API client's tokens.
+struct Tokens {
+    access: String,
+    refresh: String,
+}
+
+async fn tokens(res: Response) -> Tokens {
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    Tokens {
+        access: body["access_token"].as_str().unwrap().to_owned(),
+        refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn sign_in(app: &TestApp, username: &str) -> Tokens {
+    tokens(app.login(&app.api(), username, PASSWORD).await).await
+}
+
+async fn refresh(app: &TestApp, refresh_token: &str) -> Response {
+    app.api()
+        .post(app.url("/api/refresh"))
+        .form(&[("refresh_token", refresh_token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A browser (cookie jar, our Origin) signed in as `username`.
+async fn browser_for(app: &TestApp, username: &str) -> Client {
+    let browser = app.browser();
+    assert_eq!(app.login(&browser, username, PASSWORD).await.status(), 200);
+    browser
+}
+
+async fn error_of(res: Response) -> (u16, String) {
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap_or_default();
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Every way in with this access token is refused as revoked: the API, a server function and a
+/// protected page.
+async fn refused_everywhere(app: &TestApp, access: &str) {
+    let me = app.me_bearer(access).await;
+    assert_eq!(error_of(me).await, (401, "token_revoked".into()), "/api/me");
+    let whoami = app
+        .api()
+        .get(app.url("/api/whoami"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(whoami).await,
+        (401, "token_revoked".into()),
+        "/api/whoami"
+    );
+    let page = app
+        .api()
+        .get(app.url("/profile"))
+        .header(header::COOKIE, format!("auth_token={access}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(page.status().is_redirection(), "/profile {}", page.status());
+    assert_eq!(
+        page.headers()[header::LOCATION],
+        "/login?next=%2Fprofile&reason=token_revoked"
+    );
+}
+
+/// A cookie client's every way in is refused: its page sends it to sign in with the reason, and
+/// its server-function call answers `token_revoked` or, once its cookies are gone, nobody.
+async fn browser_refused(app: &TestApp, browser: &Client) {
+    let page = browser.get(app.url("/profile")).send().await.unwrap();
+    assert!(page.status().is_redirection(), "/profile {}", page.status());
+    let to = page.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        to.starts_with("/login?next=%2Fprofile&reason=token_"),
+        "{to}"
+    );
+    let whoami = browser.get(app.url("/api/whoami")).send().await.unwrap();
+    let status = whoami.status();
+    let body = whoami.text().await.unwrap();
+    assert!(
+        (status == 200 && body == "null") || status == 401,
+        "{status} {body}"
+    );
+}
+
+async fn sessions_of(app: &TestApp, access: &str) -> Vec<Value> {
+    let res = app
+        .api()
+        .get(app.url("/api/sessions"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_the_new_pair_works() {
+    let app = spawn_app().await;
+    app.register(&app.api(), "rota", PASSWORD).await;
+    let first = sign_in(&app, "rota").await;
+    let res = refresh(&app, &first.refresh).await;
+    let second = tokens(res).await;
+    assert_ne!(second.refresh, first.refresh);
+    assert_ne!(second.access, first.access);
+    assert_eq!(app.me_bearer(&second.access).await.status(), 200);
+    // The first access token belongs to the same session: still good until it expires.
+    assert_eq!(app.me_bearer(&first.access).await.status(), 200);
+    let third = tokens(refresh(&app, &second.refresh).await).await;
+    assert_eq!(app.me_bearer(&third.access).await.status(), 200);
+    // Garbage, a missing token and a forged one are 401s that end nothing.
+    for bad in ["", "garbage", "rt1.AAAA", &format!("{}x", third.refresh)] {
+        let (status, _) = error_of(refresh(&app, bad).await).await;
+        assert_eq!(status, 401, "{bad:?}");
+    }
+    assert_eq!(app.me_bearer(&third.access).await.status(), 200);
+    app.stop().await;
+}
+
+/// RFC 9700 §4.14.2: a stolen refresh token used by the thief and by its owner, one after the
+/// other, ends the whole session for both — body-token and cookie clients alike.
+#[tokio::test]
+async fn the_reuse_attack_ends_the_session_for_both() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_app_with(dir, |c| c.lifetimes.reuse = Duration::from_secs(1)).await;
+    app.register(&app.api(), "victim", PASSWORD).await;
+
+    // Body tokens: the attacker copied the victim's refresh token.
+    let victim = sign_in(&app, "victim").await;
+    let stolen = victim.refresh.clone();
+    let rotated = tokens(refresh(&app, &victim.refresh).await).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, code) = error_of(refresh(&app, &stolen).await).await;
+    assert_eq!((status, code.as_str()), (401, "token_revoked"));
+    // Everything of that session is refused at once, for the victim too.
+    refused_everywhere(&app, &rotated.access).await;
+    refused_everywhere(&app, &victim.access).await;
+    let (status, code) = error_of(refresh(&app, &rotated.refresh).await).await;
+    assert_eq!((status, code.as_str()), (401, "token_revoked"));
+
+    // A browser: the attacker replays the refresh cookie it copied after the browser rotated it.
+    let browser = browser_for(&app, "victim").await;
+    let login_cookie = cookie_value(&app, &browser, "refresh_token").await;
+    let res = browser.post(app.url("/api/refresh")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, _) = error_of(refresh(&app, &login_cookie).await).await;
+    assert_eq!(status, 401);
+    browser_refused(&app, &browser).await;
+    // Another session of the same person is untouched.
+    let other = sign_in(&app, "victim").await;
+    assert_eq!(app.me_bearer(&other.access).await.status(), 200);
+    app.stop().await;
+}
+
+/// Rotates a browser's refresh cookie (`POST /api/refresh` with the cookie alone) and returns
+/// the new value of its cookie `name`, as the answer set it: reqwest does not expose its jar.
+async fn cookie_value(app: &TestApp, client: &Client, name: &str) -> String {
+    let res = client.post(app.url("/api/refresh")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_owned()
+}
+
+/// Two tabs refresh with the same token at the same moment (64 of them here): every one gets
+/// the session's current pair, and nobody is signed out.
+#[tokio::test]
+async fn racing_refreshes_all_stay_signed_in() {
+    let app = Arc::new(spawn_app().await);
+    app.register(&app.api(), "tabs", PASSWORD).await;
+    let first = sign_in(&app, "tabs").await;
+    let racers: Vec<_> = (0..64)
+        .map(|_| {
+            let (app, token) = (app.clone(), first.refresh.clone());
+            tokio::spawn(async move { tokens(refresh(&app, &token).await).await })
+        })
+        .collect();
+    let mut refresh_tokens = std::collections::HashSet::new();
+    for racer in racers {
+        let got = racer.await.unwrap();
+        assert_eq!(app.me_bearer(&got.access).await.status(), 200);
+        refresh_tokens.insert(got.refresh);
+    }
+    assert_eq!(refresh_tokens.len(), 1);
+    let current = refresh_tokens.into_iter().next().unwrap();
+    assert_eq!(refresh(&app, &current).await.status(), 200);
+}
+
+#[tokio::test]
+async fn sessions_are_listed_and_ended_one_by_one_or_all_but_this_one() {
+    let app = spawn_app().await;
+    app.register(&app.api(), "many", PASSWORD).await;
+    app.register(&app.api(), "someone", PASSWORD).await;
+    let laptop = app
+        .api()
+        .post(app.url("/api/login"))
+        .header(
+            header::USER_AGENT,
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+             Chrome/120.0.0.0 Safari/537.36",
+        )
+        .form(&[("username", "many"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let laptop = tokens(laptop).await;
+    let phone = sign_in(&app, "many").await;
+    let tablet = sign_in(&app, "many").await;
+    let browser = browser_for(&app, "many").await;
+
+    let listed = sessions_of(&app, &laptop.access).await;
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    let mine: Vec<_> = listed.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["device"], "Chrome on Linux");
+    assert_eq!(mine[0]["address"], "127.0.0.1");
+    let id_of = |access: &str| {
+        let payload = access.split('.').nth(1).unwrap();
+        use base64::Engine;
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice::<Value>(&json).unwrap()["sid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // Someone else's session, an unknown one and a malformed id: the same 404.
+    let theirs = id_of(&sign_in(&app, "someone").await.access);
+    for id in [
+        theirs.as_str(),
+        "00000000-0000-0000-0000-000000000000",
+        "nope",
+    ] {
+        let res = app
+            .api()
+            .post(app.url("/api/sessions/revoke"))
+            .bearer_auth(&laptop.access)
+            .form(&[("id", id)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_of(res).await, (404, "not_found".into()), "{id}");
+    }
+
+    // Revoke one: the phone is refused at once, everywhere, refresh included.
+    let res = app
+        .api()
+        .post(app.url("/api/sessions/revoke"))
+        .bearer_auth(&laptop.access)
+        .form(&[("id", id_of(&phone.access).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    refused_everywhere(&app, &phone.access).await;
+    assert_eq!(
+        error_of(refresh(&app, &phone.refresh).await).await,
+        (401, "token_revoked".into())
+    );
+    // Revoking it again: it is no longer there.
+    let res = app
+        .api()
+        .post(app.url("/api/sessions/revoke"))
+        .bearer_auth(&laptop.access)
+        .form(&[("id", id_of(&phone.access).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+
+    // Everywhere else: the tablet and the browser go, the laptop stays.
+    let res = app
+        .api()
+        .post(app.url("/api/sessions/revoke-others"))
+        .bearer_auth(&laptop.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["ended"], 2);
+    refused_everywhere(&app, &tablet.access).await;
+    browser_refused(&app, &browser).await;
+    assert_eq!(app.me_bearer(&laptop.access).await.status(), 200);
+    assert_eq!(sessions_of(&app, &laptop.access).await.len(), 1);
+    app.stop().await;
+}
+
+/// A cross-site page cannot end someone's sessions with their cookie.
+#[tokio::test]
+async fn ending_sessions_with_a_cookie_needs_our_origin() {
+    let app = spawn_app().await;
+    app.register(&app.api(), "csrf", PASSWORD).await;
+    let browser = browser_for(&app, "csrf").await;
+    let res = browser
+        .post(app.url("/api/sessions/revoke-others"))
+        .header(header::ORIGIN, "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_password_change_ends_every_other_session_and_rotates_this_one() {
+    let app = spawn_app().await;
+    app.register(&app.api(), "changer", PASSWORD).await;
+    let here = sign_in(&app, "changer").await;
+    let elsewhere = sign_in(&app, "changer").await;
+    let browser = browser_for(&app, "changer").await;
+    let change = |current: &str, new: &str| {
+        app.api()
+            .post(app.url("/api/password"))
+            .bearer_auth(&here.access)
+            .form(&[("current_password", current), ("new_password", new)])
+            .send()
+    };
+    // The wrong current password changes nothing.
+    let res = change("not the password", "a brand new password")
+        .await
+        .unwrap();
+    assert_eq!(error_of(res).await, (401, "invalid_credentials".into()));
+    let res = change(PASSWORD, "short").await.unwrap();
+    assert_eq!(res.status(), 422);
+    assert_eq!(app.me_bearer(&elsewhere.access).await.status(), 200);
+
+    let renewed = tokens(change(PASSWORD, "a brand new password").await.unwrap()).await;
+    assert_ne!(renewed.refresh, here.refresh);
+    refused_everywhere(&app, &elsewhere.access).await;
+    browser_refused(&app, &browser).await;
+    assert_eq!(app.me_bearer(&renewed.access).await.status(), 200);
+    assert_eq!(refresh(&app, &renewed.refresh).await.status(), 200);
+    assert_eq!(
+        app.login(&app.api(), "changer", PASSWORD).await.status(),
+        401
+    );
+    assert_eq!(
+        app.login(&app.api(), "changer", "a brand new password")
+            .await
+            .status(),
+        200
+    );
+    app.stop().await;
+}
+
+/// Wrong current passwords on the account page count like failed sign-ins.
+#[tokio::test]
+async fn password_checks_on_the_account_page_are_throttled() {
+    let app = spawn_app().await;
+    app.register(&app.api(), "guessed", PASSWORD).await;
+    let stolen = sign_in(&app, "guessed").await;
+    let mut statuses = Vec::new();
+    for i in 0..7 {
+        let res = app
+            .api()
+            .post(app.url("/api/account/delete"))
+            .bearer_auth(&stolen.access)
+            .form(&[("password", format!("guess number {i}"))])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+    assert_eq!(app.me_bearer(&stolen.access).await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_the_account_refuses_every_token_at_once_and_frees_the_name() {
+    let app = spawn_app().await;
+    app.register(&app.api(), "leaving", PASSWORD).await;
+    let here = sign_in(&app, "leaving").await;
+    let there = sign_in(&app, "leaving").await;
+    let browser = browser_for(&app, "leaving").await;
+    let res = app
+        .api()
+        .post(app.url("/api/account/delete"))
+        .bearer_auth(&here.access)
+        .form(&[("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["deleted"], true);
+    refused_everywhere(&app, &here.access).await;
+    refused_everywhere(&app, &there.access).await;
+    browser_refused(&app, &browser).await;
+    assert_eq!(refresh(&app, &there.refresh).await.status(), 401);
+    assert_eq!(
+        app.login(&app.api(), "leaving", PASSWORD).await.status(),
+        401
+    );
+    // The name is free again, and the new account is not the old one.
+    assert_eq!(
+        app.register(&app.api(), "leaving", PASSWORD).await.status(),
+        200
+    );
+    let again = sign_in(&app, "leaving").await;
+    assert_eq!(sessions_of(&app, &again.access).await.len(), 1);
+    refused_everywhere(&app, &there.access).await;
+    app.stop().await;
+}
+
+/// A person who comes back after the access token expired, within the session: the page is
+/// rendered signed in on the first load, and the answer carries the new cookies.
+#[tokio::test]
+async fn a_page_after_the_access_token_expired_renders_signed_in() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_app_with(dir, |c| c.lifetimes.access = Duration::from_secs(1)).await;
+    app.register(&app.api(), "returning", PASSWORD).await;
+    let browser = browser_for(&app, "returning").await;
+    // Past the token's expiry and the verifier's leeway.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let res = browser.get(app.url("/profile")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let set: Vec<_> = res
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        set.iter().any(|c| c.starts_with("auth_token=ey")),
+        "{set:?}"
+    );
+    assert!(
+        set.iter().any(|c| c.starts_with("refresh_token=rt1.")),
+        "{set:?}"
+    );
+    let html = res.text().await.unwrap();
+    assert!(html.contains("data-testid=\"profile-username\""), "{html}");
+    assert!(html.contains(">returning<"), "{html}");
+    // The browser kept the new cookies: its server functions work too.
+    let whoami = browser.get(app.url("/api/whoami")).send().await.unwrap();
+    assert_eq!(whoami.status(), 200);
+    assert_eq!(
+        whoami.json::<Value>().await.unwrap()["username"],
+        "returning"
+    );
+    app.stop().await;
+}
+
+/// Signing out with only the refresh cookie left (the access token expired) still ends the
+/// session.
+#[tokio::test]
+async fn signing_out_after_the_access_token_expired_ends_the_session() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_app_with(dir, |c| c.lifetimes.access = Duration::from_secs(1)).await;
+    app.register(&app.api(), "late", PASSWORD).await;
+    let browser = browser_for(&app, "late").await;
+    let refresh_token = cookie_value(&app, &browser, "refresh_token").await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let res = browser.post(app.url("/api/logout")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        error_of(refresh(&app, &refresh_token).await).await,
+        (401, "token_revoked".into())
+    );
+    app.stop().await;
+}
