@@ -1,12 +1,18 @@
-// Before any test: waits until the server cargo-leptos started answers /health, and starts the
-// production stack of the https tests — the release folder (dist/) in APP_ENV=production behind
-// Caddy (deploy/serve-local.sh) on a free loopback port. Its base URL reaches the tests as
-// HTTPS_BASE; the returned teardown stops it by its PID, and fails the run if the server panicked.
-import { spawn } from 'node:child_process';
+// Before any test: waits until the server cargo-leptos started answers /health, then starts two
+// more servers from the release folder (dist/), each with a database of its own:
+//   - the production stack of the `https` project: dist/server in APP_ENV=production behind
+//     Caddy (deploy/serve-local.sh) on a free loopback port → HTTPS_BASE;
+//   - the `sessions` project's server: dist/server with access tokens of a few seconds
+//     (ACCESS_TTL), so that tests can outlive them → SESSIONS_BASE.
+// The returned teardown stops each by its PID (and process group), and fails the run if a server
+// panicked.
+import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as path from 'node:path';
+
+import { SHORT_ACCESS_TTL } from './tests/helpers';
 
 const root = path.resolve(__dirname, '..');
 
@@ -48,57 +54,116 @@ function httpsStatus(url: string): Promise<number> {
   });
 }
 
-export default async function globalSetup() {
-  const base = `http://${process.env.LEPTOS_SITE_ADDR ?? '127.0.0.1:3000'}`;
-  await until(base, async () => (await fetch(`${base}/health`)).ok);
-
-  const data = path.join(root, 'target', 'e2e-https');
-  fs.rmSync(data, { recursive: true, force: true });
-  fs.mkdirSync(data, { recursive: true });
-  const log = path.join(data, 'output.log');
-  const out = fs.openSync(log, 'w');
-  const port = await freePort();
-  // Not the development server's settings (make e2e sets them for cargo leptos): the stack
-  // gets a database and secret of its own in `data`.
+/** The environment of a server of our own: none of the development server's settings. */
+function ownEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const name of ['DATABASE_URL', 'DATA_DIR', 'LEPTOS_SITE_ADDR', 'JWT_SECRET', 'APP_ENV', 'LOGIN_THROTTLE']) {
     delete env[name];
   }
-  const stack = spawn('bash', [path.join(root, 'deploy', 'serve-local.sh'), path.join(root, 'dist')], {
-    env: { ...env, PROXY_PORT: String(port), DATA_DIR: data, RUST_LOG: 'warn', NO_COLOR: '1' },
-    stdio: ['ignore', out, out],
-    // A process group of its own: the teardown can stop the script and both servers at once.
-    detached: true,
-  });
-  const exited = new Promise<void>((resolve) => stack.once('exit', () => resolve()));
-  const httpsBase = `https://127.0.0.1:${port}`;
-  const stop = (signal: NodeJS.Signals) => {
+  return { ...env, RUST_LOG: 'warn', NO_COLOR: '1', ...extra };
+}
+
+interface Started {
+  name: string;
+  child: ChildProcess;
+  log: string;
+  exited: Promise<void>;
+}
+
+/** Starts `command` in a process group of its own, its output in `data/output.log`, and waits
+ * until `healthy` says yes. */
+async function start(
+  name: string,
+  data: string,
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  healthy: () => Promise<boolean>,
+): Promise<Started> {
+  fs.rmSync(data, { recursive: true, force: true });
+  fs.mkdirSync(data, { recursive: true });
+  const log = path.join(data, 'output.log');
+  const out = fs.openSync(log, 'w');
+  const child = spawn(command, args, { env, stdio: ['ignore', out, out], detached: true, cwd: data });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const started = { name, child, log, exited };
+  try {
+    await until(name, healthy, () => running(child));
+  } catch (e) {
+    await stop(started);
+    throw new Error(`${e}\n${fs.readFileSync(log, 'utf8')}`);
+  }
+  return started;
+}
+
+function running(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+/** Stops a process group: SIGTERM, then SIGKILL after 15 s. */
+async function stop({ child, exited }: Started) {
+  const signal = (s: NodeJS.Signals) => {
     try {
-      process.kill(-(stack.pid ?? 0), signal);
+      process.kill(-(child.pid ?? 0), s);
     } catch {
       // already gone
     }
   };
-  const running = () => stack.exitCode === null && stack.signalCode === null;
+  signal('SIGTERM');
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+  if (running(child)) signal('SIGKILL');
+}
+
+export default async function globalSetup() {
+  const base = `http://${process.env.LEPTOS_SITE_ADDR ?? '127.0.0.1:3000'}`;
+  await until(base, async () => (await fetch(`${base}/health`)).ok);
+
+  const started: Started[] = [];
   try {
-    await until(httpsBase, async () => {
-      if (!running()) return Promise.reject(new Error('stopped'));
-      return (await httpsStatus(`${httpsBase}/health`)) === 200;
-    }, running);
+    const proxyPort = await freePort();
+    const httpsBase = `https://127.0.0.1:${proxyPort}`;
+    const data = path.join(root, 'target', 'e2e-https');
+    started.push(
+      await start(
+        'the https stack',
+        data,
+        'bash',
+        [path.join(root, 'deploy', 'serve-local.sh'), path.join(root, 'dist')],
+        ownEnv({ PROXY_PORT: String(proxyPort), DATA_DIR: data }),
+        async () => (await httpsStatus(`${httpsBase}/health`)) === 200,
+      ),
+    );
+    process.env.HTTPS_BASE = httpsBase;
+
+    const sessionsAddr = `127.0.0.1:${await freePort()}`;
+    const sessionsData = path.join(root, 'target', 'e2e-sessions');
+    started.push(
+      await start(
+        'the short-token server',
+        sessionsData,
+        path.join(root, 'dist', 'server'),
+        [],
+        ownEnv({
+          LEPTOS_SITE_ADDR: sessionsAddr,
+          DATABASE_URL: `sqlite://${sessionsData}/app.db`,
+          DATA_DIR: sessionsData,
+          ACCESS_TTL: `${SHORT_ACCESS_TTL}s`,
+        }),
+        async () => (await fetch(`http://${sessionsAddr}/health`)).ok,
+      ),
+    );
+    process.env.SESSIONS_BASE = `http://${sessionsAddr}`;
   } catch (e) {
-    stop('SIGTERM');
-    throw new Error(`${e}\n${fs.readFileSync(log, 'utf8')}`);
+    for (const s of started) await stop(s);
+    throw e;
   }
-  process.env.HTTPS_BASE = httpsBase;
 
   return async () => {
-    // The script stops both servers by their PIDs; the group signal reaches them too.
-    stop('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
-    if (running()) stop('SIGKILL');
-    const output = fs.readFileSync(log, 'utf8');
-    if (/panicked at/.test(output)) {
-      throw new Error(`the production server panicked during the https tests (${log}):\n${output}`);
+    for (const s of started) await stop(s);
+    const panicked = started.filter((s) => /panicked at/.test(fs.readFileSync(s.log, 'utf8')));
+    if (panicked.length > 0) {
+      const logs = panicked.map((s) => `${s.name} (${s.log}):\n${fs.readFileSync(s.log, 'utf8')}`);
+      throw new Error(`a server panicked during the tests:\n${logs.join('\n')}`);
     }
   };
 }

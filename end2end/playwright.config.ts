@@ -33,7 +33,17 @@ export default defineConfig({
     },
   },
   projects: [
-    { name: 'chromium', use: { browserName: 'chromium' }, testIgnore: /https\.spec\.ts$/ },
+    {
+      name: 'chromium',
+      use: { browserName: 'chromium' },
+      testIgnore: [/https\.spec\.ts$/, /sessions\.spec\.ts$/],
+    },
+    // Access tokens of a few seconds (global-setup.ts starts that server).
+    {
+      name: 'sessions',
+      use: { browserName: 'chromium' },
+      testMatch: /sessions\.spec\.ts$/,
+    },
     // The release folder in production mode behind Caddy (global-setup.ts starts both).
     {
       name: 'https',

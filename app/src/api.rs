@@ -18,8 +18,11 @@ pub struct SignedInUser {
     pub username: String,
     /// When the account was created (unix seconds).
     pub created_at: i64,
-    /// When this session's token expires (unix seconds).
+    /// When the access token expires (unix seconds).
     pub expires_at: i64,
+    /// Seconds until then, as the server counted when it answered (the browser's clock may be
+    /// off: the UI schedules its refresh by this).
+    pub expires_in: i64,
 }
 
 /// The answer to a successful login or refresh, in the OAuth 2 token-response shape.
@@ -722,6 +725,7 @@ pub mod server {
             username: found.username,
             created_at: found.created_at,
             expires_at: user.exp,
+            expires_in: (user.exp - now_unix()).max(0),
         })
     }
 

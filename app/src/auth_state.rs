@@ -1,9 +1,11 @@
 //! Who is signed in, as the UI sees it: a reactive context shared by every page.
 //!
-//! The token itself stays in an `HttpOnly` cookie the page cannot read. What the UI keeps is
+//! The tokens themselves stay in `HttpOnly` cookies the page cannot read. What the UI keeps is
 //! who is signed in and until when, fetched from `/api/whoami`, refetched after each login
 //! or logout, and dropped (with a message) as soon as any server function answers that the
-//! token was rejected.
+//! token was rejected. A tab left open stays signed in: shortly before the access token expires
+//! the UI asks `/api/refresh` for new cookies, and a server function answering
+//! `token_expired` is retried once after a refresh ([`retrying`]).
 
 use leptos::{prelude::*, server_fn::ServerFn};
 use leptos_router::hooks::use_query_map;
@@ -12,10 +14,48 @@ use server_fn::error::ServerFnUrlError;
 
 use crate::{
     api::{
-        current_user, LoggedOut, Login, Logout, Register, Registered, SignedInUser, TokenResponse,
+        current_user, refresh, LoggedOut, Login, Logout, Register, Registered, SignedInUser,
+        TokenResponse,
     },
-    error::ApiError,
+    error::{ApiError, ErrorCode},
 };
+
+/// Calls a server function; if it answers `token_expired`, refreshes the session once and
+/// calls it again. Any other answer, and the answer after the refresh, is final.
+pub async fn retrying<T, F, Fut>(call: F) -> Result<T, ApiError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    match call().await {
+        Err(e) if e.error == ErrorCode::TokenExpired => match refresh(None).await {
+            Ok(_) => call().await,
+            Err(_) => Err(e),
+        },
+        other => other,
+    }
+}
+
+/// A server action whose server function is retried once after a refresh when it answers
+/// `token_expired` (see [`retrying`]).
+pub fn retrying_action<S>() -> ArcAction<S, Result<S::Output, ApiError>>
+where
+    S: ServerFn<Error = ApiError> + Clone + Send + Sync + 'static,
+    S::Output: Send + Sync + 'static,
+{
+    ArcAction::new(move |input: &S| {
+        let input = input.clone();
+        async move { retrying(|| input.clone().run_on_client()).await }
+    })
+}
+
+/// The error of a form posted without JavaScript, as it comes back in the page's address
+/// (`__path` and `__err`): the server function's path and the error in our own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    pub path: String,
+    pub error: ApiError,
+}
 
 /// One answer of `/api/whoami`, with the version of the sign-in state it answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +87,9 @@ pub struct AuthState {
     current: ArcResource<Snapshot>,
     /// Why the session ended, when it ended without the user asking (expired, revoked elsewhere).
     notice: ArcRwSignal<Option<String>>,
+    /// The error of a form posted without JavaScript to a server function of another page
+    /// (sessions, account), for that page to show.
+    pub posted: Option<Posted>,
     /// The last answers of the actions. A sign-out refused because the token was already dead
     /// (or such an answer handed back to a page without JavaScript) is shown as the reason.
     signed_out: ArcMappedSignal<Option<Result<LoggedOut, ApiError>>>,
@@ -69,6 +112,7 @@ pub fn provide_auth() {
     // shown is ours (`ApiError::in_our_words`), then handed to the action that posted it.
     let query = use_query_map();
     let posted = query.with_untracked(|q| Some((q.get("__path")?, q.get("__err")?)));
+    let mut posted_elsewhere = None;
     if let Some((path, err)) = posted {
         let claimed = ServerFnUrlError::<ApiError>::decode_err(&err);
         if path == Login::PATH {
@@ -77,8 +121,25 @@ pub fn provide_auth() {
             register.value().set(Some(Err(claimed.in_our_words(true))));
         } else if path == Logout::PATH {
             logout.value().set(Some(Err(claimed.in_our_words(false))));
+        } else {
+            posted_elsewhere = Some(Posted {
+                error: claimed.in_our_words(false),
+                path,
+            });
         }
     }
+    // A protected page the server would not render names why in `reason` (a code, never text):
+    // the notice says it in our words.
+    let reason = query.with_untracked(|q| q.get("reason").as_deref().and_then(ErrorCode::parse));
+    let notice = reason.filter(|code| code.is_token_rejection()).map(|code| {
+        ApiError {
+            error: code,
+            description: String::new(),
+            retry_after: None,
+        }
+        .in_our_words(false)
+        .description
+    });
 
     let (logins, logouts) = (login.version(), logout.version());
     let current = {
@@ -88,7 +149,7 @@ pub fn provide_auth() {
             |version| async move {
                 Snapshot {
                     version,
-                    user: current_user().await,
+                    user: retrying(current_user).await,
                 }
             },
         )
@@ -97,7 +158,8 @@ pub fn provide_auth() {
         logins,
         logouts,
         current,
-        notice: ArcRwSignal::new(None),
+        notice: ArcRwSignal::new(notice),
+        posted: posted_elsewhere,
         signed_out: logout.value(),
         signed_in: login.value(),
         registered: register.value(),
@@ -127,8 +189,63 @@ pub fn provide_auth() {
             }
         }
     });
+    keep_signed_in(&s);
     provide_context(s);
 }
+
+/// In the browser: asks for new cookies shortly before the access token expires (at four
+/// fifths of its remaining life, and at least 30 s before its end when it lives longer), then
+/// reads the session again, which schedules the next one. A rejected refresh ends the session
+/// with its reason.
+fn keep_signed_in(s: &AuthState) {
+    let s = s.clone();
+    Effect::new(move |_| {
+        let Some(user) = s.user() else {
+            return;
+        };
+        let lifetime = user.expires_in.max(1);
+        let delay = (lifetime * 4 / 5).max(lifetime - 30).max(1);
+        let s = s.clone();
+        let timer = set_timeout_with_handle(
+            move || {
+                leptos::task::spawn_local(async move {
+                    match refresh(None).await {
+                        Ok(_) => s.current.refetch(),
+                        Err(e) => s.rejected(&e),
+                    }
+                });
+            },
+            std::time::Duration::from_secs(delay as u64),
+        );
+        if let Ok(timer) = timer {
+            on_cleanup(move || timer.clear());
+        }
+    });
+}
+
+/// For a page that needs a session, in the browser: once the answer is settled, no session or
+/// a rejected token (expired, or signed out elsewhere) sends the visitor to sign in, then back
+/// to `next` (already percent-encoded: `%2Fprofile`).
+pub fn sign_in_when_signed_out(auth: &AuthState, next: &'static str) {
+    let navigate = leptos_router::hooks::use_navigate();
+    let auth = auth.clone();
+    Effect::new(move |_| {
+        let Some(answer) = auth.settled() else {
+            return;
+        };
+        match answer {
+            Ok(Some(_)) => return,
+            Ok(None) => auth.ended(SIGN_IN_AGAIN),
+            Err(e) if e.error.is_token_rejection() => auth.rejected(&e),
+            // Any other failure is shown on the page; signing in again would not help.
+            Err(_) => return,
+        }
+        navigate(&format!("/login?next={next}"), Default::default());
+    });
+}
+
+/// What a page that needs a session says to a visitor without one.
+pub const SIGN_IN_AGAIN: &str = "Please sign in to see this page.";
 
 pub fn use_auth() -> AuthState {
     expect_context::<AuthState>()
@@ -142,6 +259,19 @@ impl AuthState {
             self.notice.set(Some(err.description.clone()));
             self.current.refetch();
         }
+    }
+
+    /// Reads the session again (after the account was deleted, say).
+    pub fn reload(&self) {
+        self.current.refetch();
+    }
+
+    /// The error of a form posted without JavaScript to `path`, if this page came back with one.
+    pub fn posted_to(&self, path: &str) -> Option<ApiError> {
+        self.posted
+            .as_ref()
+            .filter(|p| p.path == path)
+            .map(|p| p.error.clone())
     }
 
     /// The signed-in user, if any, as last fetched. Reactive.

@@ -20,11 +20,11 @@ use leptos_router::{
     path, SsrMode,
 };
 
-use pages::{HomePage, LoginPage, NotFound, ProfilePage, RegisterPage};
+use pages::{AccountPage, HomePage, LoginPage, NotFound, ProfilePage, RegisterPage, SessionsPage};
 
 /// Pages that need a session. The server redirects a request for one of them without a valid
 /// token to `/login?next=<path>` before rendering anything.
-pub const PROTECTED_PATHS: &[&str] = &["/profile"];
+pub const PROTECTED_PATHS: &[&str] = &["/profile", "/sessions", "/account"];
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -77,6 +77,8 @@ fn Layout() -> impl IntoView {
                 <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
                 <Route path=path!("/register") view=RegisterPage ssr=SsrMode::Async/>
                 <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async/>
+                <Route path=path!("/sessions") view=SessionsPage ssr=SsrMode::Async/>
+                <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async/>
             </Routes>
         </main>
     }

@@ -8,6 +8,13 @@ export function uniqueUser(prefix = 'u'): string {
 
 export const PASSWORD = 'correct horse battery staple';
 
+/** The access-token lifetime of the `sessions` project's server (global-setup.ts), in seconds. */
+export const SHORT_ACCESS_TTL = 4;
+
+/** Long enough for an access token of that server to be refused as expired (its lifetime and
+ * the verifier's 2 s leeway, and a margin). */
+export const PAST_ACCESS_TTL_MS = (SHORT_ACCESS_TTL + 3) * 1000;
+
 /** Waits until the WASM has hydrated the page (the marker is set only in the browser). */
 export async function hydrated(page: Page) {
   await expect(page.locator('main[data-hydrated="true"]')).toBeAttached();

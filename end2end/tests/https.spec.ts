@@ -42,7 +42,7 @@ function postFrom(
   });
 }
 
-test('over https: sign up, in and out, with a Secure __Host- cookie and HSTS', async ({ page, context }) => {
+test('over https: sign up, in and out, with Secure __Host- cookies and HSTS', async ({ page, context }) => {
   expect(process.env.HTTPS_BASE, 'global setup starts the https stack').toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
   const first = await page.goto('/');
   expect(first?.headers()['strict-transport-security']).toMatch(/max-age=\d+/);
@@ -54,12 +54,13 @@ test('over https: sign up, in and out, with a Secure __Host- cookie and HSTS', a
   await expect(page.getByTestId('profile-username')).toHaveText(user);
 
   const cookies = await context.cookies();
-  expect(cookies.map((c) => c.name)).toEqual(['__Host-auth_token']);
-  const [cookie] = cookies;
-  expect(cookie.secure).toBe(true);
-  expect(cookie.httpOnly).toBe(true);
-  expect(cookie.path).toBe('/');
-  expect(cookie.domain).toBe('127.0.0.1'); // host-only: no Domain attribute
+  expect(cookies.map((c) => c.name).sort()).toEqual(['__Host-auth_token', '__Host-refresh_token']);
+  for (const cookie of cookies) {
+    expect(cookie.secure).toBe(true);
+    expect(cookie.httpOnly).toBe(true);
+    expect(cookie.path).toBe('/');
+    expect(cookie.domain).toBe('127.0.0.1'); // host-only: no Domain attribute
+  }
 
   // Rendered on the server with the session, through the proxy.
   await page.reload();

@@ -56,7 +56,8 @@ pub async fn api_error_status(req: Request, next: Next) -> Response {
     }
 }
 
-/// An access token this close to its end is renewed before a page renders with it.
+/// An access token this close to its end (or a quarter of its lifetime, when that is less) is
+/// renewed before a page renders with it.
 pub const REFRESH_AHEAD_SECS: i64 = 30;
 
 /// Why [`refresh_session`] could not renew the session of this request: the page is rendered
@@ -89,7 +90,11 @@ pub async fn refresh_session(mut req: Request, next: Next) -> Response {
     };
     let due = match auth.cookie.read(req.headers()).map(|t| auth.keys.verify(t)) {
         None | Some(Err(TokenError::Expired)) => true,
-        Some(Ok(token)) => token.exp - now_unix() < REFRESH_AHEAD_SECS,
+        // Ahead by 30 s, or by a quarter of the lifetime when tokens live shorter than 2 min.
+        Some(Ok(token)) => {
+            let lifetime = i64::try_from(auth.keys.ttl().as_secs()).unwrap_or(i64::MAX);
+            token.exp - now_unix() < REFRESH_AHEAD_SECS.min(lifetime / 4)
+        }
         // A forged or foreign access cookie is for the extractor to refuse.
         Some(Err(TokenError::Invalid)) => false,
     };

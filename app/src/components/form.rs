@@ -21,14 +21,9 @@ pub fn hydrated() -> ReadSignal<bool> {
 /// shows. (Leptos's `ActionForm` does the same through a generic form decoder, which costs the
 /// WASM several kilobytes per form.)
 pub(crate) fn submit_with<S>(
-    action: ArcServerAction<S>,
-    args: fn(&web_sys::FormData) -> S,
-) -> impl Fn(SubmitEvent)
-where
-    S: ServerFn + Clone + Send + Sync + 'static,
-    S::Output: Send + Sync + 'static,
-    S::Error: Send + Sync + 'static,
-{
+    action: impl Dispatch<S>,
+    args: impl Fn(&web_sys::FormData) -> S + 'static,
+) -> impl Fn(SubmitEvent) {
     move |ev: SubmitEvent| {
         let form = ev
             .target()
@@ -37,8 +32,40 @@ where
             return; // let the browser post it
         };
         ev.prevent_default();
-        action.dispatch(args(&data));
+        action.send(args(&data));
     }
+}
+
+/// An action a form can send its fields to: a plain server action, or one that retries after
+/// a refresh ([`crate::auth_state::retrying_action`]).
+pub(crate) trait Dispatch<S>: 'static {
+    fn send(&self, input: S);
+}
+
+impl<S> Dispatch<S> for ArcServerAction<S>
+where
+    S: ServerFn + Clone + Send + Sync + 'static,
+    S::Output: Send + Sync + 'static,
+    S::Error: Send + Sync + 'static,
+{
+    fn send(&self, input: S) {
+        self.dispatch(input);
+    }
+}
+
+impl<S, O> Dispatch<S> for ArcAction<S, O>
+where
+    S: Send + Sync + 'static,
+    O: Send + Sync + 'static,
+{
+    fn send(&self, input: S) {
+        self.dispatch(input);
+    }
+}
+
+/// The error of an action's last answer, if it failed.
+pub(crate) fn failure<T>(answer: Option<Option<Result<T, ApiError>>>) -> Option<ApiError> {
+    answer.flatten().and_then(Result::err)
 }
 
 /// A form's submit button, disabled and relabelled while its action runs.
@@ -69,8 +96,17 @@ pub(crate) fn FormError<T>(answer: ArcMappedSignal<Option<Result<T, ApiError>>>)
 where
     T: Clone + Send + Sync + 'static,
 {
+    view! { <Failure error=move || failure(answer.try_get())/> }
+}
+
+/// An inline error, announced to screen readers, when `error` has one.
+#[component]
+pub(crate) fn Failure<F>(error: F) -> impl IntoView
+where
+    F: Fn() -> Option<ApiError> + Send + Sync + 'static,
+{
     move || {
-        answer.try_get().flatten().and_then(Result::err).map(|e| {
+        error().map(|e| {
             view! { <p class="form-error" role="alert" data-error=format!("{:?}", e.error)>{e.description}</p> }
         })
     }
@@ -132,5 +168,27 @@ pub(crate) fn PasswordInput(
                 {move || if visible.get() { "Hide" } else { "Show" }}
             </button>
         </div>
+    }
+}
+
+/// A new password and its repetition, with the length rule between them.
+#[component]
+pub(crate) fn NewPasswordInputs(
+    id: &'static str,
+    label: &'static str,
+    confirm_id: &'static str,
+    confirm_label: &'static str,
+) -> impl IntoView {
+    use crate::validate::PASSWORD_MIN;
+    let hint = format!("{PASSWORD_MIN}–{PASSWORD_MAX} characters.");
+    view! {
+        <PasswordInput id=id label=label autocomplete="new-password" minlength=PASSWORD_MIN/>
+        <p class="hint">{hint}</p>
+        <PasswordInput
+            id=confirm_id
+            label=confirm_label
+            autocomplete="new-password"
+            minlength=PASSWORD_MIN
+        />
     }
 }

@@ -1,4 +1,5 @@
 use leptos::{either::Either, prelude::*};
+use leptos_router::hooks::use_query_map;
 
 use crate::auth_state::use_auth;
 
@@ -6,8 +7,21 @@ use crate::auth_state::use_auth;
 pub fn HomePage() -> impl IntoView {
     let auth = use_auth();
     let explain = RwSignal::new(false);
+    let deleted = use_query_map().with_untracked(|q| q.get("deleted").is_some());
+    if deleted {
+        // Arrived from deleting the account: whatever the header still shows is gone.
+        Effect::new({
+            let auth = auth.clone();
+            move |_| auth.reload()
+        });
+    }
     view! {
         <h1>"Sign up, sign in, sign out — done right"</h1>
+        {deleted.then(|| view! {
+            <p class="notice" role="status" data-testid="account-deleted">
+                "Your account was deleted, and every session of it signed out."
+            </p>
+        })}
         <Transition fallback=|| ()>
         {move || match auth.user() {
             Some(user) => Either::Left(view! {

@@ -1,13 +1,17 @@
 //! One file per page.
 
+pub mod account;
 pub mod home;
 pub mod login;
 pub mod not_found;
 pub mod profile;
 pub mod register;
+pub mod sessions;
 
+pub use account::AccountPage;
 pub use home::HomePage;
 pub use login::LoginPage;
 pub use not_found::NotFound;
 pub use profile::ProfilePage;
 pub use register::RegisterPage;
+pub use sessions::SessionsPage;

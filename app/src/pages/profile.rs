@@ -1,33 +1,15 @@
 use leptos::{either::EitherOf3, prelude::*};
-use leptos_router::hooks::use_navigate;
 
-use crate::{auth_state::use_auth, components::nav::SignOutButton, time_fmt::utc};
-
-const SIGN_IN_AGAIN: &str = "Please sign in to see your profile.";
+use crate::{
+    auth_state::{sign_in_when_signed_out, use_auth, SIGN_IN_AGAIN},
+    components::nav::SignOutButton,
+    time_fmt::utc,
+};
 
 #[component]
 pub fn ProfilePage() -> impl IntoView {
     let auth = use_auth();
-
-    // In the browser: once the answer is settled, no session or a rejected token (expired,
-    // or signed out elsewhere) sends the visitor to sign in, then back here.
-    let navigate = use_navigate();
-    Effect::new({
-        let auth = auth.clone();
-        move |_| {
-            let Some(answer) = auth.settled() else {
-                return;
-            };
-            match answer {
-                Ok(Some(_)) => return,
-                Ok(None) => auth.ended(SIGN_IN_AGAIN),
-                Err(e) if e.error.is_token_rejection() => auth.rejected(&e),
-                // Any other failure is shown on the page; signing in again would not help.
-                Err(_) => return,
-            }
-            navigate("/login?next=%2Fprofile", Default::default());
-        }
-    });
+    sign_in_when_signed_out(&auth, "%2Fprofile");
 
     // The answer the nav shows, not a second fetch. On the server the request already passed
     // the token check (see PROTECTED_PATHS), so the profile is in the HTML.
@@ -42,9 +24,13 @@ pub fn ProfilePage() -> impl IntoView {
                             <dd data-testid="profile-username">{user.username}</dd>
                             <dt>"Member since"</dt>
                             <dd>{utc(user.created_at)}</dd>
-                            <dt>"Session expires"</dt>
+                            <dt>"Access token renews by"</dt>
                             <dd data-testid="profile-expires">{utc(user.expires_at)}</dd>
                         </dl>
+                        <p class="actions">
+                            <a href="/sessions">"Your sessions"</a>
+                            <a href="/account">"Password and account"</a>
+                        </p>
                         <SignOutButton auth=auth.clone()/>
                     }),
                     Some(other) => EitherOf3::C(view! {

@@ -3,8 +3,10 @@ use leptos::{prelude::*, server_fn::ServerFn};
 use crate::{
     api::Register,
     auth_state::use_auth,
-    components::form::{field, submit_with, FormError, PasswordInput, SubmitButton, UsernameInput},
-    validate::{PASSWORD_MAX, PASSWORD_MIN, USERNAME_MAX, USERNAME_MIN},
+    components::form::{
+        field, submit_with, FormError, NewPasswordInputs, SubmitButton, UsernameInput,
+    },
+    validate::{USERNAME_MAX, USERNAME_MIN},
 };
 
 #[component]
@@ -12,7 +14,6 @@ pub fn RegisterPage() -> impl IntoView {
     let auth = use_auth();
     let username_hint =
         format!("{USERNAME_MIN}–{USERNAME_MAX} characters: letters, digits, '_', '.' or '-'.");
-    let password_hint = format!("{PASSWORD_MIN}–{PASSWORD_MAX} characters.");
     view! {
         <h1>"Create an account"</h1>
         <form
@@ -28,18 +29,11 @@ pub fn RegisterPage() -> impl IntoView {
         >
             <UsernameInput new_account=true/>
             <p class="hint" id="username-hint">{username_hint}</p>
-            <PasswordInput
+            <NewPasswordInputs
                 id="password"
                 label="Password"
-                autocomplete="new-password"
-                minlength=PASSWORD_MIN
-            />
-            <p class="hint">{password_hint}</p>
-            <PasswordInput
-                id="password_confirm"
-                label="Repeat the password"
-                autocomplete="new-password"
-                minlength=PASSWORD_MIN
+                confirm_id="password_confirm"
+                confirm_label="Repeat the password"
             />
             <FormError answer=auth.registered/>
             <SubmitButton pending=auth.registering idle="Create account" busy="Creating…"/>

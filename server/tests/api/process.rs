@@ -405,7 +405,11 @@ async fn a_rotation_survives_sigkill_right_after_it_answered() {
     let server = start(dir.path(), "warn").await;
     let new = rotated["refresh_token"].as_str().unwrap();
     let res = post_refresh(&server.base, new).await;
-    assert_eq!(res.status(), 200, "the rotated token is the current one after the restart");
+    assert_eq!(
+        res.status(),
+        200,
+        "the rotated token is the current one after the restart"
+    );
     let current: Value = res.json().await.unwrap();
     // Two generations back: reuse, whatever the time.
     let res = post_refresh(&server.base, &old).await;

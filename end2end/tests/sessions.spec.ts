@@ -1,0 +1,184 @@
+// Sessions in the browser, against a server whose access tokens live a few seconds
+// (global-setup.ts): tabs outlive them, pages load after they expired, and a person ends their
+// other sessions from the sessions page or by changing the password.
+import { Browser, BrowserContext, Page, test, expect } from '@playwright/test';
+import { PASSWORD, PAST_ACCESS_TTL_MS, hydrated, registerByApi, signIn, uniqueUser } from './helpers';
+
+test.use({ baseURL: process.env.SESSIONS_BASE });
+
+/** A new browser context signed in as `user` through the sign-in page, on its profile. */
+async function signedIn(browser: Browser, user: string, password = PASSWORD): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext({ baseURL: process.env.SESSIONS_BASE });
+  const page = await context.newPage();
+  await page.goto('/login');
+  await hydrated(page);
+  await signIn(page, user, password);
+  await expect(page).toHaveURL(/\/profile$/);
+  return { context, page };
+}
+
+test('one browser signs another out from its sessions page; the other lands on sign-in with the reason', async ({ browser, request }) => {
+  const user = uniqueUser('two');
+  await registerByApi(request, user);
+  const laptop = await signedIn(browser, user);
+  const phone = await signedIn(browser, user);
+
+  await laptop.page.goto('/sessions');
+  await hydrated(laptop.page);
+  const items = laptop.page.getByTestId('session');
+  await expect(items).toHaveCount(2);
+  await expect(laptop.page.getByTestId('this-device')).toHaveCount(1);
+  const other = items.filter({ hasNot: laptop.page.getByTestId('this-device') });
+  await expect(other).toContainText('Chrome');
+  await other.getByRole('button', { name: /^Sign out / }).click();
+  await expect(items).toHaveCount(1);
+  await expect(items.first().getByTestId('this-device')).toBeVisible();
+
+  // The phone's access token has not expired, but its session has ended.
+  await phone.page.goto('/profile');
+  await expect(phone.page).toHaveURL(/\/login\?next=%2Fprofile&reason=token_revoked$/);
+  await expect(phone.page.getByTestId('session-notice')).toContainText('revoked');
+  await laptop.context.close();
+  await phone.context.close();
+});
+
+test('a tab left open past the access lifetime stays signed in, and its next action works', async ({ browser, request }) => {
+  const user = uniqueUser('open');
+  await registerByApi(request, user);
+  const { context, page } = await signedIn(browser, user);
+  await page.goto('/account');
+  await hydrated(page);
+  // Several access lifetimes pass with the tab open.
+  await page.waitForTimeout(PAST_ACCESS_TTL_MS * 2);
+  await expect(page.getByTestId('nav-user')).toContainText(user);
+  await page.getByLabel('Current password').fill(PASSWORD);
+  await page.getByLabel('New password', { exact: true }).fill('a new password for this tab');
+  await page.getByLabel('Repeat the new password').fill('a new password for this tab');
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await expect(page.getByTestId('password-changed')).toBeVisible();
+  await expect(page.getByTestId('nav-user')).toContainText(user);
+  await context.close();
+});
+
+test('two tabs refreshing at the same moment both stay signed in', async ({ browser, request }) => {
+  const user = uniqueUser('tabs');
+  await registerByApi(request, user);
+  const { context, page: first } = await signedIn(browser, user);
+  const second = await context.newPage();
+  await second.goto('/profile');
+  await expect(second.getByTestId('profile-username')).toHaveText(user);
+  await first.waitForTimeout(PAST_ACCESS_TTL_MS);
+  // Both load with the same expired access token and the same refresh cookie.
+  await Promise.all([first.reload(), second.reload()]);
+  for (const page of [first, second]) {
+    await expect(page).toHaveURL(/\/profile$/);
+    await expect(page.getByTestId('profile-username')).toHaveText(user);
+  }
+  // And both go on: the session is whole.
+  await Promise.all([first.goto('/sessions'), second.goto('/sessions')]);
+  for (const page of [first, second]) {
+    await expect(page.getByTestId('session')).toHaveCount(1);
+  }
+  await context.close();
+});
+
+test('a page loaded after the access token expired is rendered signed in', async ({ browser, request }) => {
+  const user = uniqueUser('back');
+  await registerByApi(request, user);
+  const { context, page } = await signedIn(browser, user);
+  await page.close();
+  await new Promise((r) => setTimeout(r, PAST_ACCESS_TTL_MS));
+  const again = await context.newPage();
+  const res = await again.goto('/profile');
+  expect(res?.status()).toBe(200);
+  // Signed in in the server's HTML itself: no signed-out flash, no extra click.
+  const html = await res!.text();
+  expect(html).toContain('data-testid="profile-username"');
+  expect(html).not.toContain('href="/login"');
+  await expect(again.getByTestId('profile-username')).toHaveText(user);
+  await context.close();
+});
+
+test('changing the password signs the other browser out', async ({ browser, request }) => {
+  const user = uniqueUser('pw');
+  await registerByApi(request, user);
+  const here = await signedIn(browser, user);
+  const there = await signedIn(browser, user);
+  await here.page.goto('/account');
+  await hydrated(here.page);
+  await here.page.getByLabel('Current password').fill('not my password');
+  await here.page.getByLabel('New password', { exact: true }).fill('another fine password');
+  await here.page.getByLabel('Repeat the new password').fill('another fine password');
+  await here.page.getByRole('button', { name: 'Change password' }).click();
+  await expect(here.page.getByRole('alert')).toHaveText('The current password is incorrect.');
+
+  await here.page.getByLabel('Current password').fill(PASSWORD);
+  await here.page.getByRole('button', { name: 'Change password' }).click();
+  await expect(here.page.getByTestId('password-changed')).toBeVisible();
+
+  await there.page.goto('/profile');
+  await expect(there.page).toHaveURL(/\/login\?next=%2Fprofile&reason=token_revoked$/);
+  await expect(there.page.getByTestId('session-notice')).toContainText('revoked');
+  // The new password signs in; this browser is still signed in.
+  await signIn(there.page, user, 'another fine password');
+  await expect(there.page).toHaveURL(/\/profile$/);
+  await here.page.goto('/profile');
+  await expect(here.page.getByTestId('profile-username')).toHaveText(user);
+  await here.context.close();
+  await there.context.close();
+});
+
+test('deleting the account signs every browser out and the name can be taken again', async ({ browser, request }) => {
+  const user = uniqueUser('del');
+  await registerByApi(request, user);
+  const here = await signedIn(browser, user);
+  const there = await signedIn(browser, user);
+  await here.page.goto('/account');
+  await hydrated(here.page);
+  await here.page.getByLabel('Your password', { exact: true }).fill(PASSWORD);
+  await here.page.getByRole('button', { name: 'Delete my account' }).click();
+  await expect(here.page).toHaveURL(/\/\?deleted=1$/);
+  await expect(here.page.getByTestId('account-deleted')).toBeVisible();
+  await expect(here.page.getByTestId('nav-user')).toHaveCount(0);
+  await there.page.goto('/sessions');
+  await expect(there.page).toHaveURL(/\/login\?next=%2Fsessions&reason=token_revoked$/);
+  await registerByApi(request, user);
+  await here.context.close();
+  await there.context.close();
+});
+
+test.describe('with JavaScript disabled', () => {
+  test.use({ javaScriptEnabled: false });
+
+  test('the sessions page signs out another session and everywhere else', async ({ browser, request }) => {
+    const user = uniqueUser('nojs');
+    await registerByApi(request, user);
+    const others = [await signedInNoJs(browser, user), await signedInNoJs(browser, user)];
+    const me = await signedInNoJs(browser, user);
+    await me.page.goto('/sessions');
+    await expect(me.page.getByTestId('session')).toHaveCount(3);
+    const other = me.page.getByTestId('session').filter({ hasNot: me.page.getByTestId('this-device') });
+    await other.first().getByRole('button', { name: /^Sign out / }).click();
+    await expect(me.page).toHaveURL(/\/sessions$/);
+    await expect(me.page.getByTestId('session')).toHaveCount(2);
+    await me.page.getByRole('button', { name: 'Sign out everywhere else' }).click();
+    await expect(me.page).toHaveURL(/\/sessions$/);
+    await expect(me.page.getByTestId('session')).toHaveCount(1);
+    for (const o of others) {
+      await o.page.goto('/profile');
+      await expect(o.page).toHaveURL(/\/login\?next=%2Fprofile&reason=token_revoked$/);
+      await o.context.close();
+    }
+    await me.context.close();
+  });
+});
+
+/** Signed in with the plain form post (no JavaScript). */
+async function signedInNoJs(browser: Browser, user: string) {
+  const context = await browser.newContext({ baseURL: process.env.SESSIONS_BASE, javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto('/login');
+  await signIn(page, user);
+  await expect(page).toHaveURL(/\/profile$/);
+  return { context, page };
+}
