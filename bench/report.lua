@@ -6,6 +6,30 @@ if body and body ~= "" then
   wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 end
 
+-- Refresh-token rotation: WRK_REFRESH_TOKENS holds one refresh token per wrk thread (run with as
+-- many threads as connections, so each connection is one session). Every request presents its
+-- session's current token and takes the next one from the answer; a refused rotation leaves
+-- the token as it was, so every later request of that session fails too (counted as non-2xx).
+local refresh_tokens = os.getenv("WRK_REFRESH_TOKENS")
+if refresh_tokens and refresh_tokens ~= "" then
+  local list = {}
+  for t in string.gmatch(refresh_tokens, "[^,]+") do list[#list + 1] = t end
+  local handed = 0
+  function setup(thread)
+    handed = handed + 1
+    thread:set("token", list[handed])
+  end
+  function request()
+    return wrk.format("POST", nil, { ["Content-Type"] = "application/x-www-form-urlencoded" },
+      "refresh_token=" .. token)
+  end
+  function response(status, headers, answer)
+    if status == 200 then
+      token = string.match(answer, '"refresh_token":"([^"]+)"') or token
+    end
+  end
+end
+
 function done(summary, latency, requests)
   local secs = summary.duration / 1e6
   local s = summary.errors

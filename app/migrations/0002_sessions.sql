@@ -10,7 +10,8 @@ CREATE TABLE sessions (
     user_id        INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     refresh_key    BLOB    NOT NULL,              -- 32 random bytes, the HMAC key of its refresh tokens
     generation     INTEGER NOT NULL,              -- the current refresh token's number; +1 per rotation
-    rotated_at     INTEGER NOT NULL,              -- when the current generation was issued
+    confirmed_generation INTEGER NOT NULL,        -- the newest generation known to have reached its holder
+    rotated_at     INTEGER NOT NULL,              -- when the current generation was issued (0: no grace)
     created_at     INTEGER NOT NULL,
     last_used_at   INTEGER NOT NULL,              -- written at most once a minute
     expires_at     INTEGER NOT NULL,              -- absolute end: created_at + SESSION_TTL

@@ -32,8 +32,10 @@ pub struct TokenResponse {
     pub token_type: String,
     /// Seconds from now until the access token expires.
     pub expires_in: u64,
-    /// Single use: `POST /api/refresh` answers a new pair for it.
-    pub refresh_token: String,
+    /// Single use: `POST /api/refresh` answers a new pair for it. Not sent to a page, which
+    /// has it in an `HttpOnly` cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     pub username: String,
 }
 
@@ -326,22 +328,25 @@ pub mod server {
         };
         // Unknown users are verified against a dummy hash: same work, same time.
         let ok = ticket
-            .verify(password, hash)
+            .verify(password, hash.clone())
             .await
             .map_err(|e| internal("password verification failed", e))?;
-        let user_id = match (ok, user_id) {
-            (true, Some(id)) => id,
-            _ => {
-                // The username is not logged: people type passwords into it by mistake.
-                tracing::info!("login failed");
-                return Err(ApiError::invalid_credentials());
-            }
+        let failed = || {
+            // The username is not logged: people type passwords into it by mistake.
+            tracing::info!("login failed");
+            ApiError::invalid_credentials()
+        };
+        let (user_id, hash) = match (ok, user_id, hash) {
+            (true, Some(id), Some(hash)) => (id, hash),
+            _ => return Err(failed()),
         };
         auth.throttle.signed_in(username, addr);
+        // Only if the password just checked is still the account's (see `Sessions::create`).
         let issued = auth
-            .start_session(user_id, &user_agent(), addr)
+            .start_session(user_id, &hash, &user_agent(), addr)
             .await
-            .map_err(|e| internal("starting a session failed", e))?;
+            .map_err(|e| internal("starting a session failed", e))?
+            .ok_or_else(failed)?;
         set_session_cookies(auth, &issued);
         tracing::info!(user_id, "login succeeded");
         let next = validate::safe_next(next.as_deref()).unwrap_or_else(|| "/profile".into());
@@ -349,15 +354,23 @@ pub mod server {
         Ok(token_response(&issued, username.to_string()))
     }
 
-    /// The OAuth 2 token response for tokens just issued.
+    /// The OAuth 2 token response for tokens just issued. A browser (a request that names its
+    /// page's `Origin`) keeps its refresh token in the `HttpOnly` cookie only: in the body,
+    /// any script on the page could read it.
     fn token_response(issued: &Issued, username: String) -> TokenResponse {
         TokenResponse {
             access_token: issued.access_token.clone(),
             token_type: "Bearer".into(),
             expires_in: (issued.access_exp - now_unix()).max(0) as u64,
-            refresh_token: issued.refresh_token.clone(),
+            refresh_token: (!from_a_page()).then(|| issued.refresh_token.clone()),
             username,
         }
+    }
+
+    /// Whether the request comes from a page (a browser names the page's origin on a POST).
+    fn from_a_page() -> bool {
+        use_context::<http::request::Parts>()
+            .is_some_and(|p| p.headers.contains_key(http::header::ORIGIN))
     }
 
     /// Both cookies, each living as long as its token.
@@ -409,11 +422,7 @@ pub mod server {
                 // and a genuine refresh cookie still ends its session (the access token had
                 // merely expired).
                 clear_session_cookies(&auth);
-                let expired = matches!(
-                    e.error,
-                    crate::error::ErrorCode::TokenExpired | crate::error::ErrorCode::MissingToken
-                );
-                if let Some(token) = refresh_cookie().filter(|_| expired) {
+                if let Some(token) = refresh_cookie() {
                     let auth = auth.clone();
                     let ended = detached("the logout task failed", async move {
                         auth.sessions
@@ -496,6 +505,7 @@ pub mod server {
                     RefreshError::Reused => ApiError::refresh_token_reused(),
                     RefreshError::Db(e) => internal("rotating a refresh token failed", e),
                     RefreshError::Sign(e) => internal("signing a token failed", e),
+                    RefreshError::Busy => ApiError::busy(),
                 });
             }
         };
@@ -580,7 +590,7 @@ pub mod server {
         .await?
         .map_err(|e| internal("ending sessions failed", e))?;
         tracing::info!(user_id = user.user_id, ended, "signed out everywhere else");
-        redirect("/sessions");
+        redirect(&format!("/sessions?ended={ended}"));
         Ok(SessionsEnded { ended })
     }
 
@@ -641,28 +651,17 @@ pub mod server {
             .await
             .map_err(|e| internal("password hashing failed", e))?;
         let auth = state.auth.clone();
-        let pool = state.pool.clone();
         let renewed = detached("the password task failed", async move {
-            let now = now_unix();
-            users::set_password(&pool, user.user_id, &hash).await?;
             auth.sessions
-                .end_all(
-                    user.user_id,
-                    Some(user.session_id),
-                    EndReason::PasswordChanged,
-                    now,
-                )
-                .await?;
-            auth.sessions
-                .renew(user.session_id, user.user_id, now)
+                .change_password(user.user_id, user.session_id, &hash, now_unix())
                 .await
         })
         .await?
         .map_err(|e| internal("changing a password failed", e))?;
-        let session = renewed.ok_or_else(ApiError::session_ended)?;
+        let current = renewed.ok_or_else(ApiError::session_ended)?;
         let issued = state
             .auth
-            .issue(&session, now_unix())
+            .issue(&current, now_unix())
             .map_err(|e| internal("signing a token failed", e))?;
         set_session_cookies(&state.auth, &issued);
         tracing::info!(

@@ -36,19 +36,6 @@ where
     }
 }
 
-/// A server action whose server function is retried once after a refresh when it answers
-/// `token_expired` (see [`retrying`]).
-pub fn retrying_action<S>() -> ArcAction<S, Result<S::Output, ApiError>>
-where
-    S: ServerFn<Error = ApiError> + Clone + Send + Sync + 'static,
-    S::Output: Send + Sync + 'static,
-{
-    ArcAction::new(move |input: &S| {
-        let input = input.clone();
-        async move { retrying(|| input.clone().run_on_client()).await }
-    })
-}
-
 /// The error of a form posted without JavaScript, as it comes back in the page's address
 /// (`__path` and `__err`): the server function's path and the error in our own words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,28 +180,22 @@ pub fn provide_auth() {
     provide_context(s);
 }
 
-/// In the browser: asks for new cookies shortly before the access token expires (at four
-/// fifths of its remaining life, and at least 30 s before its end when it lives longer), then
-/// reads the session again, which schedules the next one. A rejected refresh ends the session
-/// with its reason.
+/// In the browser: reads the session again shortly before the access token expires (20 s
+/// before, or at four fifths of its remaining life when that is later). The server renews the
+/// session on that request (its cookies are due: see the server's `refresh_session`), so the
+/// answer carries the new expiry, which schedules the next read. One timer per tab; a rejected
+/// session ends with its reason.
 fn keep_signed_in(s: &AuthState) {
     let s = s.clone();
     Effect::new(move |_| {
         let Some(user) = s.user() else {
             return;
         };
-        let lifetime = user.expires_in.max(1);
-        let delay = (lifetime * 4 / 5).max(lifetime - 30).max(1);
-        let s = s.clone();
+        let left = user.expires_in.max(1);
+        let delay = (left - 20).max(left * 4 / 5).max(1);
+        let current = s.current.clone();
         let timer = set_timeout_with_handle(
-            move || {
-                leptos::task::spawn_local(async move {
-                    match refresh(None).await {
-                        Ok(_) => s.current.refetch(),
-                        Err(e) => s.rejected(&e),
-                    }
-                });
-            },
+            move || current.refetch(),
             std::time::Duration::from_secs(delay as u64),
         );
         if let Ok(timer) = timer {

@@ -48,8 +48,13 @@ test('a tab left open past the access lifetime stays signed in, and its next act
   const { context, page } = await signedIn(browser, user);
   await page.goto('/account');
   await hydrated(page);
-  // Several access lifetimes pass with the tab open.
+  const accessCookie = async () => (await context.cookies()).find((c) => c.name === 'auth_token')?.value;
+  const before = await accessCookie();
+  // Several access lifetimes pass with the tab open: the tab renews its tokens by itself.
   await page.waitForTimeout(PAST_ACCESS_TTL_MS * 2);
+  const after = await accessCookie();
+  expect(after, 'the tab renewed its access token').toBeTruthy();
+  expect(after).not.toEqual(before);
   await expect(page.getByTestId('nav-user')).toContainText(user);
   await page.getByLabel('Current password').fill(PASSWORD);
   await page.getByLabel('New password', { exact: true }).fill('a new password for this tab');
@@ -112,7 +117,10 @@ test('changing the password signs the other browser out', async ({ browser, requ
   await here.page.getByRole('button', { name: 'Change password' }).click();
   await expect(here.page.getByRole('alert')).toHaveText('The current password is incorrect.');
 
+  // The form came back with the error: every field is filled in again.
   await here.page.getByLabel('Current password').fill(PASSWORD);
+  await here.page.getByLabel('New password', { exact: true }).fill('another fine password');
+  await here.page.getByLabel('Repeat the new password').fill('another fine password');
   await here.page.getByRole('button', { name: 'Change password' }).click();
   await expect(here.page.getByTestId('password-changed')).toBeVisible();
 
@@ -162,7 +170,8 @@ test.describe('with JavaScript disabled', () => {
     await expect(me.page).toHaveURL(/\/sessions$/);
     await expect(me.page.getByTestId('session')).toHaveCount(2);
     await me.page.getByRole('button', { name: 'Sign out everywhere else' }).click();
-    await expect(me.page).toHaveURL(/\/sessions$/);
+    await expect(me.page).toHaveURL(/\/sessions\?ended=1$/);
+    await expect(me.page.getByTestId('sessions-ended')).toHaveText('One other session was signed out.');
     await expect(me.page.getByTestId('session')).toHaveCount(1);
     for (const o of others) {
       await o.page.goto('/profile');

@@ -2,7 +2,7 @@
 
 use app::{
     auth::{
-        extractor::{AuthRejection, AuthUser},
+        extractor::{AuthRejection, AuthUser, TokenSource},
         jwt::{now_unix, TokenError},
         sessions::RefreshError,
         Auth,
@@ -69,15 +69,21 @@ pub struct SessionOver(pub ErrorCode);
 /// while its session lives on gets new tokens before anything renders: the refresh cookie is
 /// rotated, the request goes on with the new access token, and the answer sets both cookies.
 /// A person coming back after the access token expired sees the page signed in on the first
-/// load, with no flash of the signed-out page and no extra click. Only for GET requests of
-/// pages and of the UI's own reads, never for assets or for callers with an `Authorization`
+/// load, with no flash of the signed-out page and no extra click; a form posted from a page left
+/// open overnight goes through. Page and server-function requests only (a POST has passed the
+/// same-origin check before this runs), never assets or callers with an `Authorization`
 /// header. When the session is over, both cookies are dropped from the request and the browser.
 pub async fn refresh_session(mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if req.method() != Method::GET
+    // The routes that need no session, or handle the refresh cookie themselves; and the
+    // API's hot path, whose callers send `Authorization` (a browser reads `/api/whoami`).
+    let own = matches!(
+        path,
+        "/health" | "/api/me" | "/api/refresh" | "/api/logout" | "/api/login" | "/api/register"
+    );
+    if !(req.method() == Method::GET || req.method() == Method::POST)
+        || own
         || path.starts_with("/pkg/")
-        || path == "/health"
-        || path == "/api/me"
         || req.headers().contains_key(header::AUTHORIZATION)
     {
         return next.run(req).await;
@@ -98,6 +104,7 @@ pub async fn refresh_session(mut req: Request, next: Next) -> Response {
         // A forged or foreign access cookie is for the extractor to refuse.
         Some(Err(TokenError::Invalid)) => false,
     };
+    // The session is over for any failure but ours (a database error).
     if !due {
         return next.run(req).await;
     }
@@ -113,7 +120,7 @@ pub async fn refresh_session(mut req: Request, next: Next) -> Response {
         async move { auth.refresh(&refresh, addr).await }
     })
     .await;
-    let (access, refresh, set, over) = match refreshed {
+    let (access, refresh, set, outcome) = match refreshed {
         Ok(Ok(issued)) => {
             let now = now_unix();
             let set = [
@@ -126,11 +133,21 @@ pub async fn refresh_session(mut req: Request, next: Next) -> Response {
                     (issued.session_expires_at - now).max(0) as u64,
                 ),
             ];
+            // The request goes on as this user, already checked: the extractor does not look at
+            // the new token again, so the new generation is not yet taken as having reached the
+            // browser (the answer that carries it may still be lost; see `Sessions::rotate`).
+            let user = AuthUser {
+                user_id: issued.user_id,
+                session_id: issued.session_id,
+                jti: issued.jti,
+                exp: issued.access_exp,
+                source: TokenSource::Cookie,
+            };
             (
                 Some(issued.access_token),
                 Some(issued.refresh_token),
                 set.into_iter().flatten().collect::<Vec<_>>(),
-                None,
+                Ok(user),
             )
         }
         Ok(Err(e)) => {
@@ -146,6 +163,7 @@ pub async fn refresh_session(mut req: Request, next: Next) -> Response {
                     tracing::error!(error = %e, "refreshing a session failed");
                     None
                 }
+                RefreshError::Busy => None,
             };
             match code {
                 // Over: the page renders signed out and the browser forgets both cookies.
@@ -153,7 +171,7 @@ pub async fn refresh_session(mut req: Request, next: Next) -> Response {
                     None,
                     None,
                     vec![auth.cookie.clear(), auth.cookie.clear_refresh()],
-                    Some(SessionOver(code)),
+                    Err(SessionOver(code)),
                 ),
                 // Our failure, not the session's: render with what the request has.
                 None => return next.run(req).await,
@@ -169,8 +187,13 @@ pub async fn refresh_session(mut req: Request, next: Next) -> Response {
         (auth.cookie.refresh_name(), refresh),
     ];
     replace_cookies(req.headers_mut(), &cookies);
-    if let Some(over) = over {
-        req.extensions_mut().insert(over);
+    match outcome {
+        Ok(user) => {
+            req.extensions_mut().insert(user);
+        }
+        Err(over) => {
+            req.extensions_mut().insert(over);
+        }
     }
     let mut res = next.run(req).await;
     for value in set {
@@ -185,7 +208,7 @@ fn replace_cookies(headers: &mut HeaderMap, cookies: &[(&str, Option<String>)]) 
     let mut kept: Vec<String> = headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
@@ -219,7 +242,12 @@ pub async fn protect_pages(req: Request, next: Next) -> Response {
     let Some(auth) = req.extensions().get::<Arc<Auth>>().cloned() else {
         return AuthRejection::Unavailable.into_response();
     };
-    match auth.authenticate(req.headers()).await {
+    // Already checked when `refresh_session` just renewed the session.
+    let checked = match req.extensions().get::<AuthUser>() {
+        Some(user) => Ok(*user),
+        None => auth.authenticate(req.headers()).await,
+    };
+    match checked {
         Ok(user) => {
             let mut req = req;
             req.extensions_mut().insert::<AuthUser>(user);
@@ -245,6 +273,14 @@ pub async fn protect_pages(req: Request, next: Next) -> Response {
             if rejection != AuthRejection::MissingToken {
                 res.headers_mut()
                     .append(header::SET_COOKIE, auth.cookie.clear());
+            }
+            // An expired access token with a refresh cookie still here means the refresh could
+            // not be made just now (a failure on our side, see `refresh_session`): the session
+            // may well be alive, so its cookie stays for the next try.
+            if !matches!(
+                rejection,
+                AuthRejection::MissingToken | AuthRejection::TokenExpired
+            ) {
                 res.headers_mut()
                     .append(header::SET_COOKIE, auth.cookie.clear_refresh());
             }
@@ -305,7 +341,9 @@ pub async fn same_origin_posts(req: Request, next: Next) -> Response {
     let scheme = if cookie.secure() { "https" } else { "http" };
     let allowed = match same_origin(req.headers(), scheme) {
         Some(same) => same,
-        None => cookie.read(req.headers()).is_none(),
+        None => {
+            cookie.read(req.headers()).is_none() && cookie.read_refresh(req.headers()).is_none()
+        }
     };
     if !allowed {
         tracing::warn!(path = req.uri().path(), "cross-origin POST refused");

@@ -89,7 +89,8 @@ impl AuthCookie {
         headers
             .get_all(header::COOKIE)
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            // UTF-8, not only visible ASCII: another cookie of the domain may hold any text.
+            .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(n, _)| *n == name)

@@ -123,7 +123,8 @@ impl Auth {
                 return Err(AuthRejection::Unavailable);
             }
         }
-        self.sessions.touch(verified.sid, super::jwt::now_unix());
+        self.sessions
+            .touch(verified.sid, verified.gen, super::jwt::now_unix());
         Ok(AuthUser {
             user_id: verified.user_id,
             session_id: verified.sid,

@@ -25,6 +25,9 @@ pub struct Claims {
     pub sub: String,
     /// The session the token belongs to (UUID): ending the session refuses the token.
     pub sid: String,
+    /// The session's refresh-token generation it was issued with: its first use tells the
+    /// session that generation reached its holder.
+    pub gen: i64,
     /// Unique token id (UUID v4): the key of the blocklist.
     pub jti: String,
     pub iat: i64,
@@ -37,6 +40,7 @@ pub struct Claims {
 pub struct VerifiedToken {
     pub user_id: i64,
     pub sid: Uuid,
+    pub gen: i64,
     pub jti: Uuid,
     pub iat: i64,
     pub exp: i64,
@@ -139,21 +143,23 @@ impl TokenKeys {
         sid: Uuid,
         iat: i64,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
-        self.issue_until(user_id, sid, iat, iat + self.ttl.as_secs() as i64)
+        self.issue_until(user_id, sid, 1, iat, iat + self.ttl.as_secs() as i64)
     }
 
-    /// Signs a token issued at `iat` that expires at `exp` (a session's access tokens never
-    /// outlive the session).
+    /// Signs a token of generation `gen` of session `sid`, issued at `iat`, that expires at
+    /// `exp` (a session's access tokens never outlive the session).
     pub fn issue_until(
         &self,
         user_id: i64,
         sid: Uuid,
+        gen: i64,
         iat: i64,
         exp: i64,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let claims = Claims {
             sub: user_id.to_string(),
             sid: sid.to_string(),
+            gen,
             jti: Uuid::new_v4().to_string(),
             iat,
             exp,
@@ -202,6 +208,7 @@ impl TokenKeys {
         Ok(VerifiedToken {
             user_id,
             sid,
+            gen: claims.gen,
             jti,
             iat: claims.iat,
             exp: claims.exp,
@@ -226,7 +233,7 @@ mod tests {
 
     fn claims_json(iat: i64, exp: i64) -> String {
         serde_json::json!({
-            "sub": "1", "sid": Uuid::new_v4().to_string(), "jti": Uuid::new_v4().to_string(), "iat": iat, "exp": exp, "iss": "authapp"
+            "sub": "1", "sid": Uuid::new_v4().to_string(), "gen": 1, "jti": Uuid::new_v4().to_string(), "iat": iat, "exp": exp, "iss": "authapp"
         })
         .to_string()
     }

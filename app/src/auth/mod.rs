@@ -44,6 +44,8 @@ pub struct Issued {
     pub user_id: i64,
     pub session_id: uuid::Uuid,
     pub access_token: String,
+    /// The access token's `jti`.
+    pub jti: uuid::Uuid,
     /// When the access token expires (unix seconds).
     pub access_exp: i64,
     pub refresh_token: String,
@@ -60,19 +62,24 @@ pub enum IssueError {
 }
 
 impl Auth {
-    /// Starts a session for a user who just proved who they are, and hands out its tokens.
+    /// Starts a session for a user who just proved who they are with the password whose hash
+    /// is `password_hash`, and hands out its tokens. `None` when that is no longer the
+    /// account's password (it changed, or the account went, while the check ran).
     pub async fn start_session(
         &self,
         user_id: i64,
+        password_hash: &str,
         user_agent: &str,
         address: Option<std::net::IpAddr>,
-    ) -> Result<Issued, IssueError> {
+    ) -> Result<Option<Issued>, IssueError> {
         let now = jwt::now_unix();
-        let session = self
+        let started = self
             .sessions
-            .create(user_id, user_agent, address, now)
+            .create(user_id, password_hash, user_agent, address, now)
             .await?;
-        Ok(self.issue(&session, now)?)
+        Ok(started
+            .map(|current| self.issue(&current, now))
+            .transpose()?)
     }
 
     /// Rotates a refresh token (see [`sessions`]) and hands out the session's new tokens.
@@ -82,22 +89,29 @@ impl Auth {
         address: Option<std::net::IpAddr>,
     ) -> Result<Issued, sessions::RefreshError> {
         let now = jwt::now_unix();
-        let session = self.sessions.rotate(refresh_token, address, now).await?;
-        self.issue(&session, now)
+        let current = self.sessions.rotate(refresh_token, address, now).await?;
+        self.issue(&current, now)
             .map_err(|e| sessions::RefreshError::Sign(e.to_string()))
     }
 
+    /// The tokens of a session as it is now.
     pub fn issue(
         &self,
-        session: &sessions::Session,
+        current: &sessions::Current,
         now: i64,
     ) -> Result<Issued, jsonwebtoken::errors::Error> {
-        let (access_token, claims) =
-            self.keys
-                .issue_until(session.user_id, session.id.0, now, session.access_exp)?;
+        let session = &current.session;
+        let (access_token, claims) = self.keys.issue_until(
+            session.user_id,
+            session.id.0,
+            session.generation,
+            now,
+            current.token_exp,
+        )?;
         Ok(Issued {
             user_id: session.user_id,
             session_id: session.id.0,
+            jti: uuid::Uuid::parse_str(&claims.jti).unwrap_or_default(),
             access_token,
             access_exp: claims.exp,
             refresh_token: session.refresh_token(),

@@ -52,11 +52,15 @@ pub async fn create(
 }
 
 /// Replaces a user's password hash.
-pub async fn set_password(pool: &Pool, id: i64, password_hash: &str) -> Result<bool, sqlx::Error> {
+pub async fn set_password(
+    db: impl sqlx::SqliteExecutor<'_>,
+    id: i64,
+    password_hash: &str,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
         .bind(password_hash)
         .bind(id)
-        .execute(pool)
+        .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
 }

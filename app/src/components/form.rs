@@ -21,9 +21,14 @@ pub fn hydrated() -> ReadSignal<bool> {
 /// shows. (Leptos's `ActionForm` does the same through a generic form decoder, which costs the
 /// WASM several kilobytes per form.)
 pub(crate) fn submit_with<S>(
-    action: impl Dispatch<S>,
-    args: impl Fn(&web_sys::FormData) -> S + 'static,
-) -> impl Fn(SubmitEvent) {
+    action: ArcServerAction<S>,
+    args: fn(&web_sys::FormData) -> S,
+) -> impl Fn(SubmitEvent)
+where
+    S: ServerFn + Clone + Send + Sync + 'static,
+    S::Output: Send + Sync + 'static,
+    S::Error: Send + Sync + 'static,
+{
     move |ev: SubmitEvent| {
         let form = ev
             .target()
@@ -32,34 +37,7 @@ pub(crate) fn submit_with<S>(
             return; // let the browser post it
         };
         ev.prevent_default();
-        action.send(args(&data));
-    }
-}
-
-/// An action a form can send its fields to: a plain server action, or one that retries after
-/// a refresh ([`crate::auth_state::retrying_action`]).
-pub(crate) trait Dispatch<S>: 'static {
-    fn send(&self, input: S);
-}
-
-impl<S> Dispatch<S> for ArcServerAction<S>
-where
-    S: ServerFn + Clone + Send + Sync + 'static,
-    S::Output: Send + Sync + 'static,
-    S::Error: Send + Sync + 'static,
-{
-    fn send(&self, input: S) {
-        self.dispatch(input);
-    }
-}
-
-impl<S, O> Dispatch<S> for ArcAction<S, O>
-where
-    S: Send + Sync + 'static,
-    O: Send + Sync + 'static,
-{
-    fn send(&self, input: S) {
-        self.dispatch(input);
+        action.dispatch(args(&data));
     }
 }
 

@@ -1,13 +1,16 @@
 //! `/sessions`: every session of the signed-in person, "this device" marked, a "Sign out" on
-//! each of the others and "Sign out everywhere else". Works before the WASM loads (plain form
-//! posts, the server redirects back here) and after (the list is read again after each change).
+//! each of the others and "Sign out everywhere else". The buttons are plain form posts, with the
+//! WASM or without: the server ends the session and sends the browser back here, where the
+//! page is rendered anew (an error comes back in the address, in our words). Keeping these
+//! forms out of the WASM keeps it small.
 
 use leptos::{either::Either, prelude::*, server_fn::ServerFn};
+use leptos_router::hooks::use_query_map;
 
 use crate::{
     api::{list_sessions, RevokeOtherSessions, RevokeSession, SessionInfo},
-    auth_state::{retrying, retrying_action, sign_in_when_signed_out, use_auth},
-    components::form::{failure, field, submit_with, Failure, SubmitButton},
+    auth_state::{retrying, sign_in_when_signed_out, use_auth},
+    components::form::Failure,
     time_fmt::utc,
 };
 
@@ -15,36 +18,20 @@ use crate::{
 pub fn SessionsPage() -> impl IntoView {
     let auth = use_auth();
     sign_in_when_signed_out(&auth, "%2Fsessions");
-    let revoke = retrying_action::<RevokeSession>();
-    let revoke_others = retrying_action::<RevokeOtherSessions>();
-    let sessions = {
-        let (one, others) = (revoke.version(), revoke_others.version());
-        ArcResource::new_blocking(
-            move || one.get() + others.get(),
-            |_| retrying(list_sessions),
-        )
-    };
-    let (revoking, revoking_others) = (revoke.pending(), revoke_others.pending());
+    let sessions = ArcResource::new_blocking(|| (), |_| retrying(list_sessions));
     let revoke_error = {
-        let (value, auth) = (revoke.value(), auth.clone());
-        move || failure(value.try_get()).or_else(|| auth.posted_to(RevokeSession::PATH))
+        let auth = auth.clone();
+        move || auth.posted_to(RevokeSession::PATH)
     };
-    let others_error = {
-        let (value, auth) = (revoke_others.value(), auth.clone());
-        move || failure(value.try_get()).or_else(|| auth.posted_to(RevokeOtherSessions::PATH))
-    };
-    let ended = {
-        let value = revoke_others.value();
-        move || {
-            value.try_get().flatten().and_then(Result::ok).map(|done| {
-                let text = match done.ended {
-                    0 => "There was no other session to sign out.".to_string(),
-                    1 => "One other session was signed out.".to_string(),
-                    n => format!("{n} other sessions were signed out."),
-                };
-                view! { <p class="notice" role="status">{text}</p> }
-            })
-        }
+    let others_error = move || auth.posted_to(RevokeOtherSessions::PATH);
+    let ended = move || {
+        let ended = use_query_map().read().get("ended")?.parse::<usize>().ok()?;
+        let text = match ended {
+            0 => "There was no other session to sign out.".to_string(),
+            1 => "One other session was signed out.".to_string(),
+            n => format!("{n} other sessions were signed out."),
+        };
+        Some(view! { <p class="notice" role="status" data-testid="sessions-ended">{text}</p> })
     };
 
     view! {
@@ -61,26 +48,15 @@ pub fn SessionsPage() -> impl IntoView {
                     <ul class="sessions" data-testid="sessions">
                         {list
                             .into_iter()
-                            .map(|s| view! {
-                                <SessionItem session=s revoke=revoke.clone() pending=revoking.clone()/>
-                            })
+                            .map(|s| view! { <SessionItem session=s/> })
                             .collect_view()}
                     </ul>
                 }),
                 Err(e) => Either::Right(view! { <p class="form-error" role="alert">{e.description}</p> }),
             })}
         </Transition>
-        <form
-            action=RevokeOtherSessions::url()
-            method="post"
-            on:submit=submit_with(revoke_others.clone(), |_| RevokeOtherSessions {})
-        >
-            <SubmitButton
-                pending=revoking_others
-                idle="Sign out everywhere else"
-                busy="Signing out…"
-                class="danger"
-            />
+        <form action=RevokeOtherSessions::url() method="post">
+            <button type="submit" class="danger">"Sign out everywhere else"</button>
         </form>
         <Failure error=others_error/>
         <p><a href="/profile">"Back to your profile"</a></p>
@@ -88,11 +64,7 @@ pub fn SessionsPage() -> impl IntoView {
 }
 
 #[component]
-fn SessionItem(
-    session: SessionInfo,
-    revoke: ArcAction<RevokeSession, Result<crate::api::SessionsEnded, crate::error::ApiError>>,
-    pending: ArcMemo<bool>,
-) -> impl IntoView {
+fn SessionItem(session: SessionInfo) -> impl IntoView {
     let address = if session.address.is_empty() {
         "unknown".to_string()
     } else {
@@ -114,15 +86,9 @@ fn SessionItem(
                 <dd>{utc(session.last_used_at)}</dd>
             </dl>
             {(!session.current).then(|| view! {
-                <form
-                    action=RevokeSession::url()
-                    method="post"
-                    on:submit=submit_with(revoke, |form| RevokeSession { id: field(form, "id") })
-                >
+                <form action=RevokeSession::url() method="post">
                     <input type="hidden" name="id" value=session.id/>
-                    <button type="submit" aria-label=label disabled=move || pending.try_get().unwrap_or(false)>
-                        "Sign out"
-                    </button>
+                    <button type="submit" aria-label=label>"Sign out"</button>
                 </form>
             })}
         </li>

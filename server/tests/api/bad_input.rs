@@ -11,7 +11,7 @@ fn sign(claims: &Value, alg: Algorithm, key: &[u8]) -> String {
 
 fn claims(sub: &str, iat: i64, exp: i64) -> Value {
     json!({
-        "sub": sub, "sid": uuid::Uuid::new_v4().to_string(), "jti": uuid::Uuid::new_v4().to_string(),
+        "sub": sub, "sid": uuid::Uuid::new_v4().to_string(), "gen": 1, "jti": uuid::Uuid::new_v4().to_string(),
         "iat": iat, "exp": exp, "iss": "authapp"
     })
 }

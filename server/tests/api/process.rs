@@ -421,6 +421,39 @@ async fn a_rotation_survives_sigkill_right_after_it_answered() {
     finish(server);
 }
 
+/// Sessions ended from the sessions page (no token revoked, only the sessions) stay ended after
+/// a `kill -9` right after the answer.
+#[tokio::test]
+async fn ended_sessions_stay_ended_after_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "warn").await;
+    register_and_login(&Client::new(), &server.base, "ends").await;
+    let mut access = Vec::new();
+    for _ in 0..3 {
+        let body: Value = sign_in(&server.base, "ends").await.json().await.unwrap();
+        access.push(body["access_token"].as_str().unwrap().to_owned());
+    }
+    let res = Client::new()
+        .post(format!("{}/api/sessions/revoke-others", server.base))
+        .bearer_auth(&access[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    signal(&server, "-KILL");
+    finish(server);
+
+    let server = start(dir.path(), "warn").await;
+    assert_eq!(me(&server.base, &access[0]).await.status(), 200);
+    for token in &access[1..] {
+        let res = me(&server.base, token).await;
+        assert_eq!(res.status(), 401);
+        assert_eq!(res.json::<Value>().await.unwrap()["error"], "token_revoked");
+    }
+    signal(&server, "-TERM");
+    finish(server);
+}
+
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().unwrap();

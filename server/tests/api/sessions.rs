@@ -151,6 +151,8 @@ async fn the_reuse_attack_ends_the_session_for_both() {
     let victim = sign_in(&app, "victim").await;
     let stolen = victim.refresh.clone();
     let rotated = tokens(refresh(&app, &victim.refresh).await).await;
+    // The victim goes on with its new access token (the new pair has reached it).
+    assert_eq!(app.me_bearer(&rotated.access).await.status(), 200);
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (status, code) = error_of(refresh(&app, &stolen).await).await;
     assert_eq!((status, code.as_str()), (401, "token_revoked"));
@@ -160,14 +162,19 @@ async fn the_reuse_attack_ends_the_session_for_both() {
     let (status, code) = error_of(refresh(&app, &rotated.refresh).await).await;
     assert_eq!((status, code.as_str()), (401, "token_revoked"));
 
-    // A browser: the attacker replays the refresh cookie it copied after the browser rotated it.
+    // A browser: the attacker copied its refresh cookie; the browser then rotates it and goes
+    // on, and the attacker replays the copy.
     let browser = browser_for(&app, "victim").await;
-    let login_cookie = cookie_value(&app, &browser, "refresh_token").await;
+    let copied = cookie_value(&app, &browser, "refresh_token").await;
     let res = browser.post(app.url("/api/refresh")).send().await.unwrap();
     assert_eq!(res.status(), 200);
+    let whoami = browser.get(app.url("/api/whoami")).send().await.unwrap();
+    assert_eq!(whoami.status(), 200);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (status, _) = error_of(refresh(&app, &login_cookie).await).await;
-    assert_eq!(status, 401);
+    assert_eq!(
+        error_of(refresh(&app, &copied).await).await,
+        (401, "token_revoked".into())
+    );
     browser_refused(&app, &browser).await;
     // Another session of the same person is untouched.
     let other = sign_in(&app, "victim").await;
@@ -315,7 +322,43 @@ async fn sessions_are_listed_and_ended_one_by_one_or_all_but_this_one() {
     app.stop().await;
 }
 
-/// A cross-site page cannot end someone's sessions with their cookie.
+/// A page never gets a refresh token in a body any script could read; an API client does.
+#[tokio::test]
+async fn a_page_gets_its_refresh_token_in_the_cookie_only() {
+    let app = spawn_app().await;
+    app.register(&app.api(), "paged", PASSWORD).await;
+    let res = app.login(&app.browser(), "paged", PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    let set: Vec<_> = res
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        set.iter().any(|c| c.starts_with("refresh_token=rt1.")),
+        "{set:?}"
+    );
+    let body: Value = res.json().await.unwrap();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert!(body["access_token"].is_string());
+    let browser = browser_for(&app, "paged").await;
+    let body: Value = browser
+        .post(app.url("/api/refresh"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    let api = sign_in(&app, "paged").await;
+    assert!(api.refresh.starts_with("rt1."));
+    app.stop().await;
+}
+
+/// A cross-site page cannot end someone's sessions with their cookie, nor use the refresh
+/// cookie alone to refresh or sign out without naming its origin.
 #[tokio::test]
 async fn ending_sessions_with_a_cookie_needs_our_origin() {
     let app = spawn_app().await;
@@ -328,6 +371,23 @@ async fn ending_sessions_with_a_cookie_needs_our_origin() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+    let refresh_cookie = cookie_value(&app, &browser, "refresh_token").await;
+    for path in ["/api/refresh", "/api/logout"] {
+        let res = app
+            .api()
+            .post(app.url(path))
+            .header(header::COOKIE, format!("refresh_token={refresh_cookie}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            403,
+            "{path} with the refresh cookie and no origin"
+        );
+    }
+    let whoami = browser.get(app.url("/api/whoami")).send().await.unwrap();
+    assert_eq!(whoami.status(), 200);
     app.stop().await;
 }
 
@@ -359,7 +419,14 @@ async fn a_password_change_ends_every_other_session_and_rotates_this_one() {
     refused_everywhere(&app, &elsewhere.access).await;
     browser_refused(&app, &browser).await;
     assert_eq!(app.me_bearer(&renewed.access).await.status(), 200);
-    assert_eq!(refresh(&app, &renewed.refresh).await.status(), 200);
+    let next = tokens(refresh(&app, &renewed.refresh).await).await;
+    // The refresh token from before the change is dead; presenting it ends this session too
+    // (whoever presents it holds a copy it should not).
+    assert_eq!(
+        error_of(refresh(&app, &here.refresh).await).await,
+        (401, "token_revoked".into())
+    );
+    refused_everywhere(&app, &next.access).await;
     assert_eq!(
         app.login(&app.api(), "changer", PASSWORD).await.status(),
         401
@@ -468,6 +535,41 @@ async fn a_page_after_the_access_token_expired_renders_signed_in() {
         whoami.json::<Value>().await.unwrap()["username"],
         "returning"
     );
+    app.stop().await;
+}
+
+/// A page renewed the session but its answer (with the new cookies) never reached the browser:
+/// the browser's next request, with the old refresh cookie, is answered again — not taken for
+/// a stolen token.
+#[tokio::test]
+async fn a_renewal_whose_answer_was_lost_is_not_reuse() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_app_with(dir, |c| c.lifetimes.reuse = Duration::from_secs(1)).await;
+    app.register(&app.api(), "lossy", PASSWORD).await;
+    let first = sign_in(&app, "lossy").await;
+    let only_refresh = format!("refresh_token={}", first.refresh);
+    // No access cookie: the page renews the session before rendering; its answer is dropped.
+    let page = app
+        .api()
+        .get(app.url("/profile"))
+        .header(header::COOKIE, &only_refresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains(">lossy<"));
+    // Past the reuse interval: only "never delivered" keeps this from being reuse.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = app
+        .api()
+        .get(app.url("/profile"))
+        .header(header::COOKIE, &only_refresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200, "the old refresh cookie still renews");
+    let renewed = tokens(refresh(&app, &first.refresh).await).await;
+    assert_eq!(app.me_bearer(&renewed.access).await.status(), 200);
     app.stop().await;
 }
 
