@@ -19,10 +19,12 @@ pub fn AccountPage() -> impl IntoView {
     sign_in_when_signed_out(&auth, "%2Faccount");
     let query = use_query_map();
     let changed = move || {
-        query.read().get("changed").is_some().then(|| view! {
-            <p class="notice" role="status" data-testid="password-changed">
-                "Your password was changed. Every other session was signed out."
-            </p>
+        query.read().get("changed").is_some().then(|| {
+            view! {
+                <p class="notice" role="status" data-testid="password-changed">
+                    "Your password was changed. Every other session was signed out."
+                </p>
+            }
         })
     };
     let change_error = {
