@@ -54,6 +54,11 @@ pub struct SessionInfo {
     pub current: bool,
 }
 
+/// The sessions list of the sessions page as HTML, rendered on the server for the request (see
+/// [`crate::pages::sessions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionsFragment(pub String);
+
 /// The answer to ending sessions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionsEnded {
@@ -166,6 +171,22 @@ pub async fn delete_account(password: String) -> Result<AccountDeleted, ApiError
 #[server(prefix = "/api", endpoint = "whoami", input = GetUrl)]
 pub async fn current_user() -> Result<Option<SignedInUser>, ApiError> {
     server::answered(CurrentUser::PATH, server::current_user().await)
+}
+
+/// Text made safe for HTML, in element content and in quoted attribute values alike.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(feature = "ssr")]
@@ -532,16 +553,80 @@ pub mod server {
             .map_err(|e| internal("listing sessions failed", e))?;
         Ok(sessions
             .into_iter()
-            .map(|s| SessionInfo {
-                id: s.id.0.to_string(),
-                device: describe_device(&s.user_agent),
-                current: s.id.0 == user.session_id,
-                user_agent: s.user_agent,
-                address: s.address,
-                created_at: s.created_at,
-                last_used_at: s.last_used_at,
-            })
+            .map(|s| session_info(s, user.session_id))
             .collect())
+    }
+
+    /// The sessions list of the sessions page, rendered for `user` (see
+    /// [`crate::pages::sessions`]).
+    pub async fn sessions_fragment(auth: &Auth, user: &AuthUser) -> SessionsFragment {
+        match auth.sessions.list(user.user_id, now_unix()).await {
+            Ok(sessions) => {
+                let listed: Vec<SessionInfo> = sessions
+                    .into_iter()
+                    .map(|s| session_info(s, user.session_id))
+                    .collect();
+                SessionsFragment(render_sessions(&listed))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "listing sessions failed");
+                SessionsFragment(format!(
+                    r#"<p class="form-error" role="alert">{}</p>"#,
+                    escape(&ApiError::internal().description)
+                ))
+            }
+        }
+    }
+
+    fn session_info(s: crate::auth::sessions::Session, current: uuid::Uuid) -> SessionInfo {
+        SessionInfo {
+            id: s.id.0.to_string(),
+            device: describe_device(&s.user_agent),
+            current: s.id.0 == current,
+            user_agent: s.user_agent,
+            address: s.address,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+        }
+    }
+
+    /// The sessions list of the sessions page. Everything that comes from a request (the user
+    /// agent, above all: anyone signing in chooses it) is escaped.
+    pub fn render_sessions(sessions: &[SessionInfo]) -> String {
+        use crate::time_fmt::utc;
+        use std::fmt::Write;
+        let mut html = String::from(r#"<ul class="sessions" data-testid="sessions">"#);
+        for s in sessions {
+            let device = escape(&s.device);
+            let address = if s.address.is_empty() {
+                "unknown".to_string()
+            } else {
+                escape(&s.address)
+            };
+            let _ = write!(
+                html,
+                r#"<li class="session" data-testid="session" data-current="{current}"><p class="device"><strong>{device}</strong>{badge}</p><dl><dt>Address</dt><dd>{address}</dd><dt>Signed in</dt><dd>{created}</dd><dt>Last active</dt><dd>{used}</dd></dl>"#,
+                current = s.current,
+                badge = if s.current {
+                    r#" <span class="badge" data-testid="this-device">This device</span>"#
+                } else {
+                    ""
+                },
+                created = utc(s.created_at),
+                used = utc(s.last_used_at),
+            );
+            if !s.current {
+                let _ = write!(
+                    html,
+                    r#"<form action="{action}" method="post"><input type="hidden" name="id" value="{id}"><button type="submit" aria-label="Sign out {device} at {address}">Sign out</button></form>"#,
+                    action = RevokeSession::PATH,
+                    id = escape(&s.id),
+                );
+            }
+            html.push_str("</li>");
+        }
+        html.push_str("</ul>");
+        html
     }
 
     pub async fn revoke_session(id: String) -> Result<SessionsEnded, ApiError> {

@@ -14,24 +14,25 @@ use server_fn::error::ServerFnUrlError;
 
 use crate::{
     api::{
-        current_user, refresh, LoggedOut, Login, Logout, Register, Registered, SignedInUser,
-        TokenResponse,
+        current_user, LoggedOut, Login, Logout, Register, Registered, SignedInUser, TokenResponse,
     },
     error::{ApiError, ErrorCode},
 };
 
-/// Calls a server function; if it answers `token_expired`, refreshes the session once and
-/// calls it again. Any other answer, and the answer after the refresh, is final.
+/// Calls a server function; if it answers `token_expired`, calls it once more, and that
+/// answer is final. The retried request renews the session on its way in: the server's
+/// `refresh_session` middleware rotates the refresh cookie of any page or server-function
+/// request whose access token has expired (the first answer can only have been `token_expired`
+/// if that renewal could not be made then, say the database was busy). Renewing from the
+/// browser with `POST /api/refresh` would do the same at the cost of another server function
+/// in the WASM.
 pub async fn retrying<T, F, Fut>(call: F) -> Result<T, ApiError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, ApiError>>,
 {
     match call().await {
-        Err(e) if e.error == ErrorCode::TokenExpired => match refresh(None).await {
-            Ok(_) => call().await,
-            Err(_) => Err(e),
-        },
+        Err(e) if e.error == ErrorCode::TokenExpired => call().await,
         other => other,
     }
 }
@@ -117,8 +118,12 @@ pub fn provide_auth() {
     }
     // A protected page the server would not render names why in `reason` (a code, never text):
     // the notice says it in our words.
-    let reason = query.with_untracked(|q| q.get("reason").as_deref().and_then(ErrorCode::parse));
-    let notice = reason.filter(|code| code.is_token_rejection()).map(|code| {
+    let reason = query.with_untracked(|q| {
+        q.get("reason")
+            .as_deref()
+            .and_then(ErrorCode::token_rejection)
+    });
+    let notice = reason.map(|code| {
         ApiError {
             error: code,
             description: String::new(),
@@ -240,11 +245,6 @@ impl AuthState {
             self.notice.set(Some(err.description.clone()));
             self.current.refetch();
         }
-    }
-
-    /// Reads the session again (after the account was deleted, say).
-    pub fn reload(&self) {
-        self.current.refetch();
     }
 
     /// The error of a form posted without JavaScript to `path`, if this page came back with one.

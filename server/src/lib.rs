@@ -107,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
         // Layers run bottom-up: the last one added sees the request first.
+        .layer(mw::from_fn(middleware::sessions_page))
         .layer(mw::from_fn(middleware::protect_pages))
         .layer(mw::from_fn(middleware::refresh_session))
         .layer(mw::from_fn(middleware::same_origin_posts))

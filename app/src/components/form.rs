@@ -74,15 +74,17 @@ pub(crate) fn FormError<T>(answer: ArcMappedSignal<Option<Result<T, ApiError>>>)
 where
     T: Clone + Send + Sync + 'static,
 {
-    view! { <Failure error=move || failure(answer.try_get())/> }
+    let error: ErrorFn = Box::new(move || failure(answer.try_get()));
+    view! { <Failure error/> }
 }
 
-/// An inline error, announced to screen readers, when `error` has one.
+/// Where a form's error comes from.
+pub(crate) type ErrorFn = Box<dyn Fn() -> Option<ApiError> + Send + Sync>;
+
+/// An inline error, announced to screen readers, when `error` has one. (Boxed: one copy of
+/// this view in the WASM, whatever closure each page passes.)
 #[component]
-pub(crate) fn Failure<F>(error: F) -> impl IntoView
-where
-    F: Fn() -> Option<ApiError> + Send + Sync + 'static,
-{
+pub(crate) fn Failure(error: ErrorFn) -> impl IntoView {
     move || {
         error().map(|e| {
             view! { <p class="form-error" role="alert" data-error=format!("{:?}", e.error)>{e.description}</p> }

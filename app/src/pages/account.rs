@@ -10,7 +10,7 @@ use leptos_router::hooks::use_query_map;
 use crate::{
     api::{ChangePassword, DeleteAccount},
     auth_state::{sign_in_when_signed_out, use_auth},
-    components::form::{Failure, NewPasswordInputs, PasswordInput},
+    components::form::{ErrorFn, Failure, NewPasswordInputs, PasswordInput},
 };
 
 #[component]
@@ -27,11 +27,11 @@ pub fn AccountPage() -> impl IntoView {
             }
         })
     };
-    let change_error = {
+    let change_error: ErrorFn = {
         let auth = auth.clone();
-        move || auth.posted_to(ChangePassword::PATH)
+        Box::new(move || auth.posted_to(ChangePassword::PATH))
     };
-    let delete_error = move || auth.posted_to(DeleteAccount::PATH);
+    let delete_error: ErrorFn = Box::new(move || auth.posted_to(DeleteAccount::PATH));
 
     view! {
         <h1>"Password and account"</h1>

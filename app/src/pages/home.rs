@@ -7,14 +7,8 @@ use crate::auth_state::use_auth;
 pub fn HomePage() -> impl IntoView {
     let auth = use_auth();
     let explain = RwSignal::new(false);
+    // Arrived from deleting the account (a plain form post, so a fresh page: signed out).
     let deleted = use_query_map().with_untracked(|q| q.get("deleted").is_some());
-    if deleted {
-        // Arrived from deleting the account: whatever the header still shows is gone.
-        Effect::new({
-            let auth = auth.clone();
-            move |_| auth.reload()
-        });
-    }
     view! {
         <h1>"Sign up, sign in, sign out — done right"</h1>
         {deleted.then(|| view! {

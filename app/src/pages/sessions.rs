@@ -1,29 +1,55 @@
 //! `/sessions`: every session of the signed-in person, "this device" marked, a "Sign out" on
 //! each of the others and "Sign out everywhere else". The buttons are plain form posts, with the
 //! WASM or without: the server ends the session and sends the browser back here, where the
-//! page is rendered anew (an error comes back in the address, in our words). Keeping these
-//! forms out of the WASM keeps it small.
+//! page is rendered anew (an error comes back in the address, in our words).
+//!
+//! The list itself is rendered by the server alone, as HTML (`api::server::render_sessions`,
+//! every value escaped), prepared for the request before the page renders (the server's
+//! `sessions_page` middleware) and placed with `inner_html`. Hydration keeps the server's
+//! content of such an element, so the browser never needs the data: decoding and rendering the
+//! list in the WASM (a resource, a server function, a list view) cost it about 15 KB
+//! compressed, past its budget. A page that the browser's router would render by itself (a
+//! client-side navigation to `/sessions`) has no list, so it loads the page from the server.
 
-use leptos::{either::Either, prelude::*, server_fn::ServerFn};
+use leptos::{prelude::*, server_fn::ServerFn};
 use leptos_router::hooks::use_query_map;
 
 use crate::{
-    api::{list_sessions, RevokeOtherSessions, RevokeSession, SessionInfo},
-    auth_state::{retrying, sign_in_when_signed_out, use_auth},
-    components::form::Failure,
-    time_fmt::utc,
+    api::{RevokeOtherSessions, RevokeSession},
+    auth_state::{sign_in_when_signed_out, use_auth},
+    components::form::{ErrorFn, Failure},
 };
 
 #[component]
 pub fn SessionsPage() -> impl IntoView {
     let auth = use_auth();
     sign_in_when_signed_out(&auth, "%2Fsessions");
-    let sessions = ArcResource::new_blocking(|| (), |_| retrying(list_sessions));
-    let revoke_error = {
+    // On the server: the list prepared for this request. In the browser: nothing, and while
+    // hydrating that leaves the server's list in place.
+    #[cfg(feature = "ssr")]
+    let list = use_context::<http::request::Parts>()
+        .and_then(|parts| {
+            parts
+                .extensions
+                .get::<crate::api::SessionsFragment>()
+                .cloned()
+        })
+        .map(|fragment| fragment.0)
+        .unwrap_or_else(|| {
+            r#"<p class="form-error" role="alert">Your sessions could not be listed.</p>"#.into()
+        });
+    #[cfg(not(feature = "ssr"))]
+    let list = String::new();
+    // Rendered by the browser's router rather than hydrated: there is no list, so load the page.
+    #[cfg(not(feature = "ssr"))]
+    if !Owner::current_shared_context().is_some_and(|context| context.during_hydration()) {
+        let _ = window().location().reload();
+    }
+    let revoke_error: ErrorFn = {
         let auth = auth.clone();
-        move || auth.posted_to(RevokeSession::PATH)
+        Box::new(move || auth.posted_to(RevokeSession::PATH))
     };
-    let others_error = move || auth.posted_to(RevokeOtherSessions::PATH);
+    let others_error: ErrorFn = Box::new(move || auth.posted_to(RevokeOtherSessions::PATH));
     let ended = move || {
         let ended = use_query_map().read().get("ended")?.parse::<usize>().ok()?;
         let text = match ended {
@@ -42,55 +68,11 @@ pub fn SessionsPage() -> impl IntoView {
         </p>
         {ended}
         <Failure error=revoke_error/>
-        <Transition fallback=|| view! { <p>"Loading…"</p> }>
-            {move || sessions.try_get().flatten().map(|answer| match answer {
-                Ok(list) => Either::Left(view! {
-                    <ul class="sessions" data-testid="sessions">
-                        {list
-                            .into_iter()
-                            .map(|s| view! { <SessionItem session=s/> })
-                            .collect_view()}
-                    </ul>
-                }),
-                Err(e) => Either::Right(view! { <p class="form-error" role="alert">{e.description}</p> }),
-            })}
-        </Transition>
+        <div inner_html=list></div>
         <form action=RevokeOtherSessions::url() method="post">
             <button type="submit" class="danger">"Sign out everywhere else"</button>
         </form>
         <Failure error=others_error/>
         <p><a href="/profile">"Back to your profile"</a></p>
-    }
-}
-
-#[component]
-fn SessionItem(session: SessionInfo) -> impl IntoView {
-    let address = if session.address.is_empty() {
-        "unknown".to_string()
-    } else {
-        session.address.clone()
-    };
-    let label = format!("Sign out {} at {address}", session.device);
-    view! {
-        <li class="session" data-testid="session" data-current=session.current.to_string()>
-            <p class="device">
-                <strong>{session.device.clone()}</strong>
-                {session.current.then(|| view! { <span class="badge" data-testid="this-device">"This device"</span> })}
-            </p>
-            <dl>
-                <dt>"Address"</dt>
-                <dd>{address}</dd>
-                <dt>"Signed in"</dt>
-                <dd>{utc(session.created_at)}</dd>
-                <dt>"Last active"</dt>
-                <dd>{utc(session.last_used_at)}</dd>
-            </dl>
-            {(!session.current).then(|| view! {
-                <form action=RevokeSession::url() method="post">
-                    <input type="hidden" name="id" value=session.id/>
-                    <button type="submit" aria-label=label>"Sign out"</button>
-                </form>
-            })}
-        </li>
     }
 }

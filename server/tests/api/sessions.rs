@@ -357,6 +357,63 @@ async fn a_page_gets_its_refresh_token_in_the_cookie_only() {
     app.stop().await;
 }
 
+/// The sessions page lists every session with its device and address, as HTML the server
+/// escapes: a user agent chosen by whoever signed in cannot add markup to the page.
+#[tokio::test]
+async fn the_sessions_page_escapes_what_clients_send() {
+    let app = spawn_app().await;
+    app.register(&app.api(), "listed", PASSWORD).await;
+    let hostile = r#"<script>alert(1)</script><img src=x onerror="alert(2)"> 'quoted'"#;
+    let res = app
+        .api()
+        .post(app.url("/api/login"))
+        .header(header::USER_AGENT, hostile)
+        .form(&[("username", "listed"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let browser = browser_for(&app, "listed").await;
+    let html = app.page_html(&browser, "/sessions").await;
+    assert_eq!(
+        html.matches(r#"data-testid="session""#).count(),
+        2,
+        "{html}"
+    );
+    assert_eq!(html.matches(r#"data-testid="this-device""#).count(), 1);
+    assert!(!html.contains("<script>alert(1)"), "{html}");
+    assert!(!html.contains("<img src=x"), "{html}");
+    assert!(html.contains("Unknown browser"), "{html}");
+    // The other session has its own button, labelled by device and address.
+    assert!(
+        html.contains(r#"aria-label="Sign out Unknown browser at 127.0.0.1""#),
+        "{html}"
+    );
+    assert_eq!(html.matches(r#"name="id" value=""#).count(), 1);
+    app.stop().await;
+}
+
+#[test]
+fn the_sessions_fragment_escapes_every_value() {
+    use app::api::{server::render_sessions, SessionInfo};
+    let nasty = r#"<b onclick="x()">'&'</b>"#;
+    let html = render_sessions(&[SessionInfo {
+        id: nasty.into(),
+        device: nasty.into(),
+        user_agent: nasty.into(),
+        address: nasty.into(),
+        created_at: 0,
+        last_used_at: 0,
+        current: false,
+    }]);
+    assert!(!html.contains("<b "), "{html}");
+    assert!(!html.contains(r#"onclick=""#), "{html}");
+    assert!(
+        html.contains("&lt;b onclick=&quot;x()&quot;&gt;&#39;&amp;&#39;&lt;/b&gt;"),
+        "{html}"
+    );
+}
+
 /// A cross-site page cannot end someone's sessions with their cookie, nor use the refresh
 /// cookie alone to refresh or sign out without naming its origin.
 #[tokio::test]
