@@ -372,26 +372,29 @@ pub mod server {
         tracing::info!(user_id, "login succeeded");
         let next = validate::safe_next(next.as_deref()).unwrap_or_else(|| "/profile".into());
         redirect(&next);
-        Ok(token_response(&issued, username.to_string()))
+        Ok(token_response(&issued, username.to_string(), from_a_page()))
     }
 
-    /// The OAuth 2 token response for tokens just issued. A browser (a request that names its
-    /// page's `Origin`) keeps its refresh token in the `HttpOnly` cookie only: in the body,
-    /// any script on the page could read it.
-    fn token_response(issued: &Issued, username: String) -> TokenResponse {
+    /// The OAuth 2 token response for tokens just issued. Where the tokens go to cookies (a
+    /// page's request), the refresh token stays in its `HttpOnly` cookie only: in the body, any
+    /// script on the page could read it.
+    fn token_response(issued: &Issued, username: String, cookies: bool) -> TokenResponse {
         TokenResponse {
             access_token: issued.access_token.clone(),
             token_type: "Bearer".into(),
             expires_in: (issued.access_exp - now_unix()).max(0) as u64,
-            refresh_token: (!from_a_page()).then(|| issued.refresh_token.clone()),
+            refresh_token: (!cookies).then(|| issued.refresh_token.clone()),
             username,
         }
     }
 
-    /// Whether the request comes from a page (a browser names the page's origin on a POST).
+    /// Whether a sign-in comes from a page: a browser names the page (`Origin`, or `Referer`)
+    /// on a POST; scripts and API clients name none.
     fn from_a_page() -> bool {
-        use_context::<http::request::Parts>()
-            .is_some_and(|p| p.headers.contains_key(http::header::ORIGIN))
+        use_context::<http::request::Parts>().is_some_and(|p| {
+            p.headers.contains_key(http::header::ORIGIN)
+                || p.headers.contains_key(http::header::REFERER)
+        })
     }
 
     /// Both cookies, each living as long as its token.
@@ -539,7 +542,7 @@ pub mod server {
         if from_cookie {
             set_session_cookies(&auth, &issued);
         }
-        Ok(token_response(&issued, user.username.clone()))
+        Ok(token_response(&issued, user.username.clone(), from_cookie))
     }
 
     pub async fn list_sessions() -> Result<Vec<SessionInfo>, ApiError> {
@@ -754,7 +757,11 @@ pub mod server {
             "password changed; other sessions ended"
         );
         redirect("/account?changed=1");
-        Ok(token_response(&issued, username))
+        Ok(token_response(
+            &issued,
+            username,
+            user.source == crate::auth::extractor::TokenSource::Cookie,
+        ))
     }
 
     pub async fn delete_account(password: String) -> Result<AccountDeleted, ApiError> {

@@ -4,8 +4,8 @@
 //! who is signed in and until when, fetched from `/api/whoami`, refetched after each login
 //! or logout, and dropped (with a message) as soon as any server function answers that the
 //! token was rejected. A tab left open stays signed in: shortly before the access token expires
-//! the UI asks `/api/refresh` for new cookies, and a server function answering
-//! `token_expired` is retried once after a refresh ([`retrying`]).
+//! the UI reads the session again, and the server renews it on that request (new cookies); a
+//! server function answering `token_expired` is called once more ([`retrying`]).
 
 use leptos::{prelude::*, server_fn::ServerFn};
 use leptos_router::hooks::use_query_map;

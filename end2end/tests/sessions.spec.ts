@@ -42,6 +42,28 @@ test('one browser signs another out from its sessions page; the other lands on s
   await phone.context.close();
 });
 
+test('the sessions page opens from the profile link and after signing in with next=/sessions', async ({ browser, request }) => {
+  const user = uniqueUser('link');
+  await registerByApi(request, user);
+  const { context, page } = await signedIn(browser, user);
+  await hydrated(page);
+  await page.getByRole('link', { name: 'Your sessions' }).click();
+  await expect(page).toHaveURL(/\/sessions$/);
+  await expect(page.getByTestId('session')).toHaveCount(1);
+  await expect(page.getByTestId('this-device')).toBeVisible();
+  // Sent to sign in from /sessions, then back there by the hydrated sign-in form.
+  const other = await browser.newContext({ baseURL: process.env.SESSIONS_BASE });
+  const second = await other.newPage();
+  await second.goto('/sessions');
+  await expect(second).toHaveURL(/\/login\?next=%2Fsessions$/);
+  await hydrated(second);
+  await signIn(second, user);
+  await expect(second).toHaveURL(/\/sessions$/);
+  await expect(second.getByTestId('session')).toHaveCount(2);
+  await context.close();
+  await other.close();
+});
+
 test('a tab left open past the access lifetime stays signed in, and its next action works', async ({ browser, request }) => {
   const user = uniqueUser('open');
   await registerByApi(request, user);
@@ -101,6 +123,33 @@ test('a page loaded after the access token expired is rendered signed in', async
   expect(html).toContain('data-testid="profile-username"');
   expect(html).not.toContain('href="/login"');
   await expect(again.getByTestId('profile-username')).toHaveText(user);
+  await context.close();
+});
+
+test('a password change posted with an expired access cookie keeps this browser signed in', async ({ browser, request }) => {
+  const user = uniqueUser('stale');
+  await registerByApi(request, user);
+  const { context, page } = await signedIn(browser, user);
+  await page.goto('/account');
+  await hydrated(page);
+  // The tab's own renewal is stopped: the form goes out with an expired access cookie, and the
+  // server renews the session on the way in.
+  await page.evaluate(() => {
+    for (let id = 0; id < 10000; id++) window.clearTimeout(id);
+  });
+  await page.waitForTimeout(PAST_ACCESS_TTL_MS);
+  await page.getByLabel('Current password').fill(PASSWORD);
+  await page.getByLabel('New password', { exact: true }).fill('changed while stale');
+  await page.getByLabel('Repeat the new password').fill('changed while stale');
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await expect(page.getByTestId('password-changed')).toBeVisible();
+  // Later renewals go on with the pair the change handed out, not one it replaced.
+  await page.waitForTimeout(PAST_ACCESS_TTL_MS);
+  await page.goto('/profile');
+  await expect(page).toHaveURL(/\/profile$/);
+  await expect(page.getByTestId('profile-username')).toHaveText(user);
+  await page.goto('/sessions');
+  await expect(page.getByTestId('session')).toHaveCount(1);
   await context.close();
 });
 

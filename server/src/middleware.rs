@@ -133,9 +133,11 @@ pub async fn refresh_session(mut req: Request, next: Next) -> Response {
                     (issued.session_expires_at - now).max(0) as u64,
                 ),
             ];
-            // The request goes on as this user, already checked: the extractor does not look at
-            // the new token again, so the new generation is not yet taken as having reached the
-            // browser (the answer that carries it may still be lost; see `Sessions::rotate`).
+            // The request goes on as this user, already checked. The new pair is in use from
+            // here on: were its previous token taken back later (beyond the reuse interval),
+            // that would be reuse (see `Sessions::rotate`).
+            auth.sessions
+                .touch(issued.session_id, issued.generation, now);
             let user = AuthUser {
                 user_id: issued.user_id,
                 session_id: issued.session_id,
@@ -196,8 +198,24 @@ pub async fn refresh_session(mut req: Request, next: Next) -> Response {
         }
     }
     let mut res = next.run(req).await;
+    // What the handler set wins: it has the later word (a password change's new pair, a
+    // sign-out's cleared cookies), and a browser keeps the last of two same-named cookies.
+    let handled: Vec<String> = res
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split_once('=').map(|(name, _)| name.trim().to_owned()))
+        .collect();
     for value in set {
-        res.headers_mut().append(header::SET_COOKIE, value);
+        let name = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once('='))
+            .map(|(name, _)| name.trim().to_owned());
+        if !name.is_some_and(|name| handled.contains(&name)) {
+            res.headers_mut().append(header::SET_COOKIE, value);
+        }
     }
     res
 }

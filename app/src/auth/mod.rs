@@ -46,6 +46,8 @@ pub struct Issued {
     pub access_token: String,
     /// The access token's `jti`.
     pub jti: uuid::Uuid,
+    /// The session's refresh-token generation the tokens belong to.
+    pub generation: i64,
     /// When the access token expires (unix seconds).
     pub access_exp: i64,
     pub refresh_token: String,
@@ -112,6 +114,7 @@ impl Auth {
             user_id: session.user_id,
             session_id: session.id.0,
             jti: uuid::Uuid::parse_str(&claims.jti).unwrap_or_default(),
+            generation: session.generation,
             access_token,
             access_exp: claims.exp,
             refresh_token: session.refresh_token(),

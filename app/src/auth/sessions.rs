@@ -420,7 +420,7 @@ impl Sessions {
     /// | any | ended / expired or idle | `Ended` / `Expired` |
     /// | the current one | live | rotated: the generation moves on (compare-and-swap) |
     /// | the one before | live, rotated less than `reuse` ago | the current pair (two tabs at once) |
-    /// | the one before | live, the current one never reached its holder | the current pair (the answer of the last rotation was lost) |
+    /// | the one before | live, the current one not yet seen in use, rotated less than an access lifetime ago | the current pair (the answer of the last rotation may have been lost) |
     /// | any other | live | `Reused`: the session is ended |
     ///
     /// The current generation "reached its holder" once it is presented or an access token
@@ -479,7 +479,12 @@ impl Sessions {
             }
             let since = now - session.rotated_at;
             let within_grace = (0..=secs(self.lifetimes.reuse)).contains(&since);
-            let undelivered = session.confirmed_generation < session.generation;
+            // Not yet seen in use, and rotated no longer ago than an access token lives: the
+            // answer that carried it may have been lost. (Unbounded, this would let whoever
+            // holds the previous token follow a session that is renewed without its new pair
+            // being used, rotation after rotation.)
+            let undelivered = session.confirmed_generation < session.generation
+                && (0..=secs(self.lifetimes.access)).contains(&since);
             if presented.generation + 1 == session.generation && (within_grace || undelivered) {
                 let _write = self.write.lock().await;
                 let done = sqlx::query(
@@ -814,15 +819,30 @@ mod tests {
         let first = start(&s, 1, now).await;
         let old = first.refresh_token();
         let lost = s.rotate(&old, None, now + 1).await.unwrap();
-        let hour_later = s.rotate(&old, None, now + 3600).await.unwrap();
-        assert_eq!(hour_later.refresh_token(), lost.refresh_token());
+        let later = s.rotate(&old, None, now + 600).await.unwrap();
+        assert_eq!(later.refresh_token(), lost.refresh_token());
         assert!(!s.is_ended(&first.id()));
         // Once the current pair is in use, the previous token is reuse again.
-        s.record_use(first.id(), lost.generation(), now + 3601)
+        s.record_use(first.id(), lost.generation(), now + 601)
             .await
             .unwrap();
         assert!(matches!(
-            s.rotate(&old, None, now + 7200).await,
+            s.rotate(&old, None, now + 700).await,
+            Err(RefreshError::Reused)
+        ));
+    }
+
+    /// Not forever, though: past an access lifetime, the previous token of a pair never seen
+    /// in use is reuse (or a thief holding it could follow the session indefinitely).
+    #[tokio::test]
+    async fn an_undelivered_pair_is_answered_again_for_an_access_lifetime_only() {
+        let (_dir, _pool, s) = sessions(Lifetimes::default()).await;
+        let now = now_unix();
+        let first = start(&s, 1, now).await;
+        let old = first.refresh_token();
+        s.rotate(&old, None, now + 1).await.unwrap();
+        assert!(matches!(
+            s.rotate(&old, None, now + 1 + 901).await,
             Err(RefreshError::Reused)
         ));
     }

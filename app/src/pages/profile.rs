@@ -28,7 +28,8 @@ pub fn ProfilePage() -> impl IntoView {
                             <dd data-testid="profile-expires">{utc(user.expires_at)}</dd>
                         </dl>
                         <p class="actions">
-                            <a href="/sessions">"Your sessions"</a>
+                            // A page the server renders whole (see `pages::sessions`).
+                            <a href="/sessions" rel="external">"Your sessions"</a>
                             <a href="/account">"Password and account"</a>
                         </p>
                         <SignOutButton auth=auth.clone()/>

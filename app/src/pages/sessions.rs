@@ -40,10 +40,12 @@ pub fn SessionsPage() -> impl IntoView {
         });
     #[cfg(not(feature = "ssr"))]
     let list = String::new();
-    // Rendered by the browser's router rather than hydrated: there is no list, so load the page.
+    // Rendered by the browser's router rather than hydrated: there is no list, so load the page
+    // from the server. (Not `reload()`: the router moves the address bar only after this runs,
+    // so that would reload the page we came from.)
     #[cfg(not(feature = "ssr"))]
     if !Owner::current_shared_context().is_some_and(|context| context.during_hydration()) {
-        let _ = window().location().reload();
+        let _ = window().location().assign("/sessions");
     }
     let revoke_error: ErrorFn = {
         let auth = auth.clone();

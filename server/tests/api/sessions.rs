@@ -104,6 +104,28 @@ async fn browser_refused(app: &TestApp, browser: &Client) {
     );
 }
 
+/// The `Set-Cookie` values of an answer.
+fn set_cookies(res: &Response) -> Vec<String> {
+    res.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The session id (`sid` claim) an access token names.
+fn sid_of(access: &str) -> String {
+    use base64::Engine;
+    let payload = access.split('.').nth(1).unwrap();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice::<Value>(&json).unwrap()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 async fn sessions_of(app: &TestApp, access: &str) -> Vec<Value> {
     let res = app
         .api()
@@ -249,20 +271,9 @@ async fn sessions_are_listed_and_ended_one_by_one_or_all_but_this_one() {
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0]["device"], "Chrome on Linux");
     assert_eq!(mine[0]["address"], "127.0.0.1");
-    let id_of = |access: &str| {
-        let payload = access.split('.').nth(1).unwrap();
-        use base64::Engine;
-        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap();
-        serde_json::from_slice::<Value>(&json).unwrap()["sid"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
 
     // Someone else's session, an unknown one and a malformed id: the same 404.
-    let theirs = id_of(&sign_in(&app, "someone").await.access);
+    let theirs = sid_of(&sign_in(&app, "someone").await.access);
     for id in [
         theirs.as_str(),
         "00000000-0000-0000-0000-000000000000",
@@ -284,7 +295,7 @@ async fn sessions_are_listed_and_ended_one_by_one_or_all_but_this_one() {
         .api()
         .post(app.url("/api/sessions/revoke"))
         .bearer_auth(&laptop.access)
-        .form(&[("id", id_of(&phone.access).as_str())])
+        .form(&[("id", sid_of(&phone.access).as_str())])
         .send()
         .await
         .unwrap();
@@ -299,7 +310,7 @@ async fn sessions_are_listed_and_ended_one_by_one_or_all_but_this_one() {
         .api()
         .post(app.url("/api/sessions/revoke"))
         .bearer_auth(&laptop.access)
-        .form(&[("id", id_of(&phone.access).as_str())])
+        .form(&[("id", sid_of(&phone.access).as_str())])
         .send()
         .await
         .unwrap();
@@ -329,12 +340,7 @@ async fn a_page_gets_its_refresh_token_in_the_cookie_only() {
     app.register(&app.api(), "paged", PASSWORD).await;
     let res = app.login(&app.browser(), "paged", PASSWORD).await;
     assert_eq!(res.status(), 200);
-    let set: Vec<_> = res
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
+    let set = set_cookies(&res);
     assert!(
         set.iter().any(|c| c.starts_with("refresh_token=rt1.")),
         "{set:?}"
@@ -568,12 +574,7 @@ async fn a_page_after_the_access_token_expired_renders_signed_in() {
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let res = browser.get(app.url("/profile")).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    let set: Vec<_> = res
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
+    let set = set_cookies(&res);
     assert!(
         set.iter().any(|c| c.starts_with("auth_token=ey")),
         "{set:?}"
@@ -595,38 +596,65 @@ async fn a_page_after_the_access_token_expired_renders_signed_in() {
     app.stop().await;
 }
 
-/// A page renewed the session but its answer (with the new cookies) never reached the browser:
-/// the browser's next request, with the old refresh cookie, is answered again — not taken for
-/// a stolen token.
+/// An API client whose refresh answer was lost presents its old refresh token again, later than
+/// the reuse interval: the new pair was never seen in use, so it is answered again rather than
+/// taken for a stolen token. Once the new pair is in use, the old token is reuse.
 #[tokio::test]
-async fn a_renewal_whose_answer_was_lost_is_not_reuse() {
+async fn a_refresh_whose_answer_was_lost_is_answered_again() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let app = spawn_app_with(dir, |c| c.lifetimes.reuse = Duration::from_secs(1)).await;
     app.register(&app.api(), "lossy", PASSWORD).await;
     let first = sign_in(&app, "lossy").await;
-    let only_refresh = format!("refresh_token={}", first.refresh);
-    // No access cookie: the page renews the session before rendering; its answer is dropped.
-    let page = app
-        .api()
-        .get(app.url("/profile"))
-        .header(header::COOKIE, &only_refresh)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains(">lossy<"));
-    // Past the reuse interval: only "never delivered" keeps this from being reuse.
+    assert_eq!(refresh(&app, &first.refresh).await.status(), 200); // the answer is "lost"
+                                                                   // Past the reuse interval: only "never seen in use" keeps this from being reuse.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let again = app
+    let again = tokens(refresh(&app, &first.refresh).await).await;
+    assert_eq!(app.me_bearer(&again.access).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        error_of(refresh(&app, &first.refresh).await).await,
+        (401, "token_revoked".into())
+    );
+    app.stop().await;
+}
+
+/// A page renewed by the server is answered with the new cookies, unless the page's own
+/// handler set that cookie: the handler's word is the later one.
+#[tokio::test]
+async fn a_handlers_cookies_win_over_the_renewal() {
+    let app = spawn_app().await;
+    app.register(&app.api(), "overrule", PASSWORD).await;
+    let first = sign_in(&app, "overrule").await;
+    // Only the refresh cookie: the server renews on the way in, and the sign-out then clears
+    // both cookies. The answer must clear them, not set the renewed pair.
+    let res = app
         .api()
-        .get(app.url("/profile"))
-        .header(header::COOKIE, &only_refresh)
+        .post(app.url("/api/sessions/revoke-others"))
+        .header(header::ORIGIN, &app.base)
+        .header(header::COOKIE, format!("refresh_token={}", first.refresh))
         .send()
         .await
         .unwrap();
-    assert_eq!(again.status(), 200, "the old refresh cookie still renews");
-    let renewed = tokens(refresh(&app, &first.refresh).await).await;
-    assert_eq!(app.me_bearer(&renewed.access).await.status(), 200);
+    assert_eq!(res.status(), 200);
+    let renewed = set_cookies(&res);
+    assert_eq!(renewed.len(), 2, "{renewed:?}");
+    // Signing out this very session from the sessions page, again with only a refresh cookie
+    // (a fresh sign-in's): renewed on the way in, then ended; the answer clears the cookies.
+    let second = sign_in(&app, "overrule").await;
+    let sid = sid_of(&second.access);
+    let res = app
+        .api()
+        .post(app.url("/api/sessions/revoke"))
+        .header(header::ORIGIN, &app.base)
+        .header(header::COOKIE, format!("refresh_token={}", second.refresh))
+        .form(&[("id", sid.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let set = set_cookies(&res);
+    assert_eq!(set.len(), 2, "{set:?}");
+    assert!(set.iter().all(|c| c.contains("Max-Age=0")), "{set:?}");
     app.stop().await;
 }
 
