@@ -91,8 +91,7 @@ async fn guesses_from_elsewhere_do_not_lock_the_owner_out() {
 #[tokio::test]
 async fn limits_key_on_the_client_a_trusted_proxy_names() {
     use app::auth::{proxies::TrustedProxies, throttle::PAIR_BURST};
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let app = crate::helpers::spawn_app_with(dir, |c| {
+    let app = crate::helpers::spawn_app_with(|c| {
         c.trusted_proxies = TrustedProxies::parse("127.0.0.1").unwrap();
     })
     .await;

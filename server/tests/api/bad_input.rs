@@ -393,8 +393,7 @@ async fn private_answers_are_not_cached() {
 /// the same-origin check comparing the scheme too.
 #[tokio::test]
 async fn over_https_cookies_are_host_only_and_hsts_is_sent() {
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let app = crate::helpers::spawn_app_with(dir, |c| c.secure_cookie = true).await;
+    let app = crate::helpers::spawn_app_with(|c| c.secure_cookie = true).await;
     let api = app.api();
     app.register(&api, "secure", PASSWORD).await;
     let res = app.login(&api, "secure", PASSWORD).await;

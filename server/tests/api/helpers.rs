@@ -74,11 +74,16 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_in(dir: Arc<TempDir>) -> TestApp {
-    spawn_app_with(dir, |_| {}).await
+    spawn_app_in_with(dir, |_| {}).await
+}
+
+/// [`spawn_app`] with the configuration changed by `tweak`.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_in_with(Arc::new(tempfile::tempdir().expect("tempdir")), tweak).await
 }
 
 /// [`spawn_app_in`] with the configuration changed by `tweak`.
-pub async fn spawn_app_with(dir: Arc<TempDir>, tweak: impl FnOnce(&mut Config)) -> TestApp {
+async fn spawn_app_in_with(dir: Arc<TempDir>, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config {
         database_url: format!("sqlite://{}", dir.path().join("app.db").display()),
         jwt_secret: SECRET.as_bytes().to_vec(),

@@ -165,8 +165,7 @@ async fn refresh_rotates_and_the_new_pair_works() {
 /// other, ends the whole session for both — body-token and cookie clients alike.
 #[tokio::test]
 async fn the_reuse_attack_ends_the_session_for_both() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let app = spawn_app_with(dir, |c| c.lifetimes.reuse = Duration::from_secs(1)).await;
+    let app = spawn_app_with(|c| c.lifetimes.reuse = Duration::from_secs(1)).await;
     app.register(&app.api(), "victim", PASSWORD).await;
 
     // Body tokens: the attacker copied the victim's refresh token.
@@ -566,8 +565,7 @@ async fn deleting_the_account_refuses_every_token_at_once_and_frees_the_name() {
 /// rendered signed in on the first load, and the answer carries the new cookies.
 #[tokio::test]
 async fn a_page_after_the_access_token_expired_renders_signed_in() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let app = spawn_app_with(dir, |c| c.lifetimes.access = Duration::from_secs(1)).await;
+    let app = spawn_app_with(|c| c.lifetimes.access = Duration::from_secs(1)).await;
     app.register(&app.api(), "returning", PASSWORD).await;
     let browser = browser_for(&app, "returning").await;
     // Past the token's expiry and the verifier's leeway.
@@ -601,8 +599,7 @@ async fn a_page_after_the_access_token_expired_renders_signed_in() {
 /// taken for a stolen token. Once the new pair is in use, the old token is reuse.
 #[tokio::test]
 async fn a_refresh_whose_answer_was_lost_is_answered_again() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let app = spawn_app_with(dir, |c| c.lifetimes.reuse = Duration::from_secs(1)).await;
+    let app = spawn_app_with(|c| c.lifetimes.reuse = Duration::from_secs(1)).await;
     app.register(&app.api(), "lossy", PASSWORD).await;
     let first = sign_in(&app, "lossy").await;
     assert_eq!(refresh(&app, &first.refresh).await.status(), 200); // the answer is "lost"
@@ -662,8 +659,7 @@ async fn a_handlers_cookies_win_over_the_renewal() {
 /// session.
 #[tokio::test]
 async fn signing_out_after_the_access_token_expired_ends_the_session() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let app = spawn_app_with(dir, |c| c.lifetimes.access = Duration::from_secs(1)).await;
+    let app = spawn_app_with(|c| c.lifetimes.access = Duration::from_secs(1)).await;
     app.register(&app.api(), "late", PASSWORD).await;
     let browser = browser_for(&app, "late").await;
     let refresh_token = cookie_value(&app, &browser, "refresh_token").await;
