@@ -23,12 +23,14 @@ export CHROMIUM_PATH ?= $(CHROMIUM)
 free_port = $$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 .PHONY: help dev test tools chromium check fmt clippy test-rust e2e bench audit \
-        wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps wrk cargo-audit caddy dist serve-dist
+        wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps wrk cargo-audit caddy dist serve-dist \
+        fuzz fuzz-deps
 
 help:
 	@echo "make dev    - install what is missing, then cargo leptos watch on http://127.0.0.1:3000"
 	@echo "make test   - install what is missing, then fmt, clippy (ssr, hydrate), Rust tests, Playwright"
 	@echo "make test-rust / make e2e - only the Rust tests / only the browser tests"
+	@echo "make fuzz   - schemathesis against the release server and its OpenAPI document"
 	@echo "make audit  - known-vulnerable dependencies (cargo audit against the RustSec database)"
 	@echo "make bench  - benchmarks of the auth hot path (writes bench/RESULTS.md)"
 	@echo "make dist   - a release folder (dist/): the server binary and its site, nothing else"
@@ -67,6 +69,16 @@ end2end/node_modules/.package-lock.json: end2end/package.json end2end/package-lo
 	cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 	@touch $@
 
+# schemathesis (PyPI) in a virtual environment of its own, for `make fuzz`. Debian's python3
+# makes venvs only with python3-venv installed.
+PYTHON := $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
+fuzz-deps: tools/venv/bin/schemathesis
+tools/venv/bin/schemathesis: fuzz/requirements.txt
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { apt-get update && apt-get install -y python3-venv; }
+	rm -rf tools/venv && $(PYTHON) -m venv tools/venv
+	tools/venv/bin/pip install --quiet --disable-pip-version-check -r fuzz/requirements.txt
+	@touch $@
+
 # Debian's Chromium: Playwright's own browser download is not reachable here.
 chromium:
 	@test -x "$(CHROMIUM)" || { apt-get update && apt-get install -y chromium; }
@@ -81,7 +93,7 @@ caddy:
 dev: tools
 	cargo leptos watch
 
-test: tools chromium audit check test-rust e2e
+test: tools chromium audit check test-rust fuzz e2e
 
 # ---------------------------------------------------------------- checks and tests
 
@@ -134,6 +146,11 @@ dist: tools
 # The release folder served as in production, behind Caddy: https://127.0.0.1:8443
 serve-dist: dist caddy
 	deploy/serve-local.sh dist
+
+# Every API endpoint fuzzed by schemathesis from the server's own OpenAPI document: the release
+# server on a free loopback port, with no token, a valid one and a revoked one (fuzz/run.sh).
+fuzz: dist fuzz-deps
+	fuzz/run.sh dist/server
 
 # Release build, served on a free loopback port with a fresh database, driven by Playwright.
 # The https tests also start dist/server in production mode behind Caddy (end2end/global-setup.ts).

@@ -13,6 +13,7 @@ use crate::error::ApiError;
 
 /// The signed-in user as the UI and `/api/me` show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct SignedInUser {
     pub user_id: i64,
     pub username: String,
@@ -27,6 +28,7 @@ pub struct SignedInUser {
 
 /// The answer to a successful login or refresh, in the OAuth 2 token-response shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
@@ -41,6 +43,7 @@ pub struct TokenResponse {
 
 /// One signed-in session, as the sessions page lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     pub id: String,
     /// The device as a person says it: "Chrome on Linux".
@@ -61,18 +64,21 @@ pub struct SessionsFragment(pub String);
 
 /// The answer to ending sessions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct SessionsEnded {
     pub ended: usize,
 }
 
 /// The answer to deleting an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct AccountDeleted {
     pub deleted: bool,
 }
 
 /// The answer to a successful registration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Registered {
     pub user_id: i64,
     pub username: String,
@@ -80,6 +86,7 @@ pub struct Registered {
 
 /// The answer to a successful logout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct LoggedOut {
     pub revoked: bool,
 }
@@ -282,12 +289,18 @@ pub mod server {
         })
     }
 
+    /// A typed name without the spaces (or tab, newline) around it. Only ASCII whitespace: what
+    /// the API document's pattern for a username allows, word for word.
+    fn trim_ascii(text: &str) -> &str {
+        text.trim_matches(|c: char| c.is_ascii_whitespace())
+    }
+
     pub async fn register(
         username: String,
         password: String,
         password_confirm: Option<String>,
     ) -> Result<Registered, ApiError> {
-        let username = username.trim().to_string();
+        let username = trim_ascii(&username).to_string();
         validate::username(&username).map_err(ApiError::invalid_input)?;
         validate::password(&password).map_err(ApiError::invalid_input)?;
         if let Some(confirm) = password_confirm.filter(|c| !c.is_empty()) {
@@ -325,7 +338,7 @@ pub mod server {
         password: String,
         next: Option<String>,
     ) -> Result<TokenResponse, ApiError> {
-        let username = username.trim();
+        let username = trim_ascii(&username);
         // Out-of-range input cannot match an account: refused before it touches the throttle
         // (whose memory it would fill) or any hashing. Same answer as a wrong password.
         if validate::username(username).is_err() || validate::password(&password).is_err() {

@@ -12,6 +12,7 @@ use server_fn::{
 
 /// Machine-readable reason of a failure. Serialised in snake_case (`token_revoked`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// No token in the `Authorization` header nor in the auth cookie.
@@ -32,6 +33,8 @@ pub enum ErrorCode {
     BadRequest,
     /// The request body is larger than the auth routes accept.
     PayloadTooLarge,
+    /// A body that is neither JSON nor a form (`Content-Type`).
+    UnsupportedMediaType,
     /// Too many sign-in attempts, or sign-ups from one address; see `retry_after`.
     TooManyRequests,
     /// A cookie-authenticated state change from another origin.
@@ -59,6 +62,7 @@ impl ErrorCode {
             Self::InvalidInput => S::UNPROCESSABLE_ENTITY,
             Self::BadRequest => S::BAD_REQUEST,
             Self::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests => S::TOO_MANY_REQUESTS,
             Self::Forbidden => S::FORBIDDEN,
             Self::NotFound => S::NOT_FOUND,
@@ -81,6 +85,7 @@ impl ErrorCode {
             Self::InvalidInput => "invalid_input",
             Self::BadRequest => "bad_request",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
             Self::TooManyRequests => "too_many_requests",
             Self::Forbidden => "forbidden",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
@@ -91,8 +96,8 @@ impl ErrorCode {
     }
 
     /// Every code.
-    #[cfg(test)]
-    pub const ALL: [Self; 15] = [
+    #[cfg(any(test, feature = "ssr"))]
+    pub const ALL: [Self; 16] = [
         Self::MissingToken,
         Self::InvalidToken,
         Self::TokenExpired,
@@ -102,6 +107,7 @@ impl ErrorCode {
         Self::InvalidInput,
         Self::BadRequest,
         Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
         Self::TooManyRequests,
         Self::Forbidden,
         Self::TemporarilyUnavailable,
@@ -133,6 +139,7 @@ impl ErrorCode {
 
 /// The error body. `description` is written for a person; `error` for a program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[error("{description}")]
 pub struct ApiError {
     pub error: ErrorCode,
@@ -237,6 +244,13 @@ impl ApiError {
         Self::new(ErrorCode::PayloadTooLarge, "The request body is too large.")
     }
 
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            ErrorCode::UnsupportedMediaType,
+            "Send the body as application/json or application/x-www-form-urlencoded (UTF-8).",
+        )
+    }
+
     pub fn forbidden_origin() -> Self {
         Self::new(
             ErrorCode::Forbidden,
@@ -325,7 +339,7 @@ impl ApiError {
             C::InvalidInput => Self::invalid_input("Check the form and try again."),
             // `network` never comes from the server: here it means the link's error could not
             // be decoded (the browser's word for it; the server says `bad_request`).
-            C::BadRequest | C::PayloadTooLarge | C::Network => {
+            C::BadRequest | C::PayloadTooLarge | C::UnsupportedMediaType | C::Network => {
                 Self::bad_request("The form could not be read. Please try again.")
             }
             C::TooManyRequests => {

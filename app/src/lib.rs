@@ -13,6 +13,8 @@ pub mod validate;
 pub mod auth;
 #[cfg(feature = "ssr")]
 pub mod db;
+#[cfg(feature = "ssr")]
+pub mod openapi;
 
 use leptos::prelude::*;
 use leptos_router::{

@@ -13,7 +13,9 @@ use app::{
     },
     db, shell, App,
 };
-use axum::{http::header, middleware as mw, routing::get, Extension, Router};
+use axum::{
+    http::header, middleware as mw, response::IntoResponse, routing::get, Extension, Router,
+};
 use leptos::config::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
@@ -102,11 +104,16 @@ pub fn router(state: AppState) -> Router {
 
     let mut router = Router::new()
         .route("/health", get(|| async { "ok" }))
-        .route("/api/me", get(app::api::server::me_handler))
+        .route(app::openapi::ME_PATH, get(app::api::server::me_handler))
+        .route(
+            app::openapi::DOCUMENT_PATH,
+            get(openapi_document(auth.cookie)),
+        )
         .leptos_routes(&state, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
         // Layers run bottom-up: the last one added sees the request first.
+        .layer(mw::from_fn(middleware::api_bodies))
         .layer(mw::from_fn(middleware::sessions_page))
         .layer(mw::from_fn(middleware::protect_pages))
         .layer(mw::from_fn(middleware::refresh_session))
@@ -129,6 +136,21 @@ pub fn router(state: AppState) -> Router {
     router.layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
         tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
     }))
+}
+
+/// The handler of `GET /api/openapi.json`: the document, written once.
+fn openapi_document(
+    cookie: AuthCookie,
+) -> impl Fn() -> std::future::Ready<axum::response::Response> + Clone + Send + Sync + 'static {
+    let json = app::openapi::document(cookie)
+        .to_json()
+        .expect("the OpenAPI document is plain data and always serialises");
+    let json = axum::body::Bytes::from(json);
+    move || {
+        std::future::ready(
+            ([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response(),
+        )
+    }
 }
 
 /// Drops expired revocations every `interval`, for as long as the process lives.

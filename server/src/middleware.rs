@@ -8,6 +8,7 @@ use app::{
         Auth,
     },
     error::{ApiError, ErrorCode},
+    openapi::Encoding,
     PROTECTED_PATHS,
 };
 use axum::{
@@ -54,6 +55,63 @@ pub async fn api_error_status(req: Request, next: Next) -> Response {
         }
         _ => res,
     }
+}
+
+/// The body of a POST to the API, in either encoding its clients send: a form (what pages
+/// post, with or without JavaScript) or JSON (what most HTTP clients send). Both are checked
+/// against the endpoint's body type (see [`app::openapi`]), and JSON is handed on as the form
+/// the server function decodes, so both get the same validation and the same answers. Anything
+/// else is 415 `unsupported_media_type`; a body that does not fit is 400 `bad_request`. Runs
+/// inside the body-size limit, which bounds what is read here.
+pub async fn api_bodies(req: Request, next: Next) -> Response {
+    let endpoint = match app::openapi::endpoint(req.method(), req.uri().path()) {
+        Some(e) if e.has_body() => e,
+        _ => return next.run(req).await,
+    };
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes().to_vec());
+    // Refused before a byte of the body is read.
+    if content_type.is_some() {
+        if let Err(e) = Encoding::of(content_type.as_deref(), false) {
+            return e.into_response();
+        }
+    }
+    let (mut parts, body) = req.into_parts();
+    let bytes = match to_bytes(body, crate::BODY_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(e) => return body_unreadable(&e).into_response(),
+    };
+    let encoding = match Encoding::of(content_type.as_deref(), bytes.is_empty()) {
+        Ok(encoding) => encoding,
+        Err(e) => return e.into_response(),
+    };
+    let body = match endpoint.form_body(encoding, &bytes) {
+        Ok(None) => Body::from(bytes),
+        Ok(Some(form)) => {
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(app::openapi::FORM),
+            );
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Body::from(form)
+        }
+        Err(e) => return e.into_response(),
+    };
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// Why a body could not be read: over the size limit (413), or cut off (400).
+fn body_unreadable(err: &axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return ApiError::payload_too_large();
+        }
+        source = e.source();
+    }
+    ApiError::bad_request("The request body could not be read.")
 }
 
 /// An access token this close to its end (or a quarter of its lifetime, when that is less) is

@@ -184,15 +184,17 @@ async fn malformed_requests_are_400_or_405_or_413() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "bad_request");
 
-    // JSON sent to a form endpoint.
+    // A body in neither of the API's encodings.
     let res = api
         .post(app.url("/api/login"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(r#"{"username":"ivy","password":"x"}"#)
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body("username=ivy&password=x")
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 400);
+    let (status, body) = error_of(res).await;
+    assert_eq!(status, 415, "{body}");
+    assert_eq!(body["error"], "unsupported_media_type");
 
     // The wrong method.
     let res = api.get(app.url("/api/login")).send().await.unwrap();

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod abuse;
+mod api_clients;
 mod auth_flow;
 mod bad_input;
 mod process;

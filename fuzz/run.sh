@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Fuzzes every API endpoint the way a client would: schemathesis reads the server's own OpenAPI
+# document (GET /api/openapi.json) and sends what it allows and what it does not, in JSON and as
+# forms, with no token, with a valid one and with a revoked one. It fails on any 5xx, on any
+# answer the document does not describe, and on a server panic.
+#
+#   fuzz/run.sh [SERVER]          (SERVER defaults to dist/server; `make fuzz` builds it)
+#
+# Environment, all optional:
+#   FUZZ_TIME     seconds per token state (45); the whole run takes about four times that
+#   SCHEMATHESIS  the schemathesis command (tools/venv/bin/schemathesis, made by `make fuzz-deps`)
+#
+# The server runs on a free loopback port with a fresh database in a temporary folder, and is
+# stopped by its PID however this script ends. Its log is printed when something failed.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+server=$(realpath "${1:-$root/dist/server}")
+st=${SCHEMATHESIS:-$root/tools/venv/bin/schemathesis}
+time_budget=${FUZZ_TIME:-45}
+[ -x "$server" ] || { echo "$server is missing (make dist)" >&2; exit 1; }
+[ -x "$st" ] || { echo "$st is missing (make fuzz-deps)" >&2; exit 1; }
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/authapp-fuzz.XXXXXX")
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+base=http://127.0.0.1:$port
+pid=
+stop() {
+  trap - EXIT INT TERM
+  if [ -n "$pid" ]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  rm -rf "$dir"
+}
+trap stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The sign-in limits stay on: 429 is one of the answers the document describes.
+JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n') \
+  LEPTOS_SITE_ADDR=127.0.0.1:$port DATABASE_URL=sqlite://$dir/app.db DATA_DIR=$dir \
+  RUST_LOG=${RUST_LOG:-warn} "$server" >"$dir/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do
+  curl -fsS "$base/health" >/dev/null 2>&1 && break
+  kill -0 "$pid" 2>/dev/null || { cat "$dir/server.log"; echo "the server did not start" >&2; exit 1; }
+  sleep 0.1
+done
+
+# JSON in, JSON out: prints field $2 of the answer to POST $1 with body $3 (and a Bearer $4).
+post() {
+  local auth=()
+  [ -z "${4:-}" ] || auth=(-H "Authorization: Bearer $4")
+  curl -fsS -X POST "$base$1" -H 'Content-Type: application/json' "${auth[@]}" -d "$3" |
+    python3 -c "import json, sys; print(json.load(sys.stdin)['$2'])"
+}
+# Every token is made before the fuzzing, whose failed sign-ins soon exhaust this address's
+# allowance. The run that signs out uses another account's token: the valid run's "sign out
+# everywhere else" would end it otherwise.
+account='{"username": "fuzzer", "password": "a fuzzing passphrase"}'
+other='{"username": "fuzzer2", "password": "a fuzzing passphrase"}'
+post /api/register username "$account" >/dev/null
+post /api/register username "$other" >/dev/null
+valid=$(post /api/login access_token "$account")
+revoked=$(post /api/login access_token "$account")
+post /api/logout revoked "{}" "$revoked" >/dev/null
+for_logout=$(post /api/login access_token "$other")
+
+# schemathesis keeps its cache in the working directory: the temporary one.
+cd "$dir"
+failed=()
+run() {
+  local name=$1
+  shift
+  echo
+  echo "==== schemathesis: $name ===="
+  # --checks all: no 5xx, statuses, content types, headers and bodies as documented, data the
+  # document forbids refused and data it allows accepted, 405 with Allow for other methods,
+  # and no endpoint that needs a token answering without one.
+  "$st" run "$base/api/openapi.json" --checks all --no-color --suppress-health-check all \
+    --request-timeout 10 "$@" || failed+=("$name")
+}
+run "no token" --max-time "$time_budget"
+# Everything but what ends the token's own session (schemathesis learns the session ids from
+# GET /api/sessions), which would leave the rest of the run without a valid token.
+run "a valid token" --max-time "$time_budget" -H "Authorization: Bearer $valid" \
+  --exclude-operation-id logout --exclude-operation-id revoke_session
+run "a valid token, ending its session" --max-examples 20 -H "Authorization: Bearer $for_logout" \
+  --include-operation-id logout --include-operation-id revoke_session
+run "a revoked token" --max-time "$time_budget" -H "Authorization: Bearer $revoked"
+
+echo
+code=$(curl -s -w " %{http_code}" -H "Authorization: Bearer $valid" "$base/api/me")
+[ "${code##* }" = 200 ] || failed+=("the valid token was refused after its run: $code")
+curl -fsS "$base/health" >/dev/null || failed+=("the server stopped answering")
+if grep -q 'panicked' "$dir/server.log"; then
+  failed+=("the server panicked")
+fi
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "---- server log ----"
+  tail -n 50 "$dir/server.log"
+  printf 'fuzzing failed: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+echo "fuzzing: no 5xx, no answer outside the document, no panic (4 runs, ${time_budget}s each)"
