@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Fuzzes every API endpoint the way a client would: schemathesis reads the server's own OpenAPI
 # document (GET /api/openapi.json) and sends what it allows and what it does not, in JSON and as
-# forms, with no token, with a valid one and with a revoked one. It fails on any 5xx, on any
-# answer the document does not describe, and on a server panic.
+# forms, with no token, with a valid one (as a Bearer token, and as a page's cookies) and with a
+# revoked one. It fails on any 5xx, on any answer the document does not describe, and on a
+# server panic.
 #
 #   fuzz/run.sh [SERVER]          (SERVER defaults to dist/server; `make fuzz` builds it)
 #
 # Environment, all optional:
-#   FUZZ_TIME     seconds per token state (45); the whole run takes about four times that
+#   FUZZ_TIME     seconds per token state (40); the whole run takes about four times that
 #   SCHEMATHESIS  the schemathesis command (tools/venv/bin/schemathesis, made by `make fuzz-deps`)
 #
 # The server runs on a free loopback port with a fresh database in a temporary folder, and is
@@ -17,7 +18,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 server=$(realpath "${1:-$root/dist/server}")
 st=${SCHEMATHESIS:-$root/tools/venv/bin/schemathesis}
-time_budget=${FUZZ_TIME:-45}
+time_budget=${FUZZ_TIME:-40}
 [ -x "$server" ] || { echo "$server is missing (make dist)" >&2; exit 1; }
 [ -x "$st" ] || { echo "$st is missing (make fuzz-deps)" >&2; exit 1; }
 
@@ -26,10 +27,18 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 base=http://127.0.0.1:$port
 pid=
 stop() {
+  local status=$?
   trap - EXIT INT TERM
   if [ -n "$pid" ]; then
     kill -TERM "$pid" 2>/dev/null || true
+    # The server finishes in-flight requests for up to 10 s; then it is killed.
+    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+  fi
+  if [ "$status" != 0 ] && [ -f "$dir/server.log" ]; then
+    echo "---- server log (last 50 lines) ----"
+    tail -n 50 "$dir/server.log"
   fi
   rm -rf "$dir"
 }
@@ -42,15 +51,17 @@ JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n') \
   LEPTOS_SITE_ADDR=127.0.0.1:$port DATABASE_URL=sqlite://$dir/app.db DATA_DIR=$dir \
   RUST_LOG=${RUST_LOG:-warn} "$server" >"$dir/server.log" 2>&1 &
 pid=$!
-for _ in $(seq 100); do
-  curl -fsS "$base/health" >/dev/null 2>&1 && break
-  kill -0 "$pid" 2>/dev/null || { cat "$dir/server.log"; echo "the server did not start" >&2; exit 1; }
+ready=
+for _ in $(seq 300); do
+  if curl -fsS "$base/health" >/dev/null 2>&1; then ready=1; break; fi
+  kill -0 "$pid" 2>/dev/null || break
   sleep 0.1
 done
+[ -n "$ready" ] || { echo "the server did not start answering on $base" >&2; exit 1; }
 
 # JSON in, JSON out: prints field $2 of the answer to POST $1 with body $3 (and a Bearer $4).
 post() {
-  local auth=()
+  local auth=(-H "X-Fuzz: setup")
   [ -z "${4:-}" ] || auth=(-H "Authorization: Bearer $4")
   curl -fsS -X POST "$base$1" -H 'Content-Type: application/json' "${auth[@]}" -d "$3" |
     python3 -c "import json, sys; print(json.load(sys.stdin)['$2'])"
@@ -66,6 +77,8 @@ valid=$(post /api/login access_token "$account")
 revoked=$(post /api/login access_token "$account")
 post /api/logout revoked "{}" "$revoked" >/dev/null
 for_logout=$(post /api/login access_token "$other")
+cookie_access=$(post /api/login access_token "$other")
+cookie_refresh=$(post /api/login refresh_token "$other")
 
 # schemathesis keeps its cache in the working directory: the temporary one.
 cd "$dir"
@@ -89,18 +102,27 @@ run "a valid token" --max-time "$time_budget" -H "Authorization: Bearer $valid" 
 run "a valid token, ending its session" --max-examples 20 -H "Authorization: Bearer $for_logout" \
   --include-operation-id logout --include-operation-id revoke_session
 run "a revoked token" --max-time "$time_budget" -H "Authorization: Bearer $revoked"
+# A page whose access cookie has expired: the refresh cookie alone, renewed on the way in (the
+# first renewal rotates it; the same cookie again is the previous token, then reuse).
+run "a refresh cookie" --max-examples 20 -H "Cookie: refresh_token=$cookie_refresh" \
+  -H "Origin: $base" --include-operation-id refresh --include-operation-id whoami
+# A page: the access cookie, and this site as Origin (cookie POSTs need it). Last: its "sign out
+# everywhere else" ends the other sessions of its account.
+run "a valid access cookie" --max-time "$time_budget" \
+  -H "Cookie: auth_token=$cookie_access" -H "Origin: $base" \
+  --exclude-operation-id logout --exclude-operation-id revoke_session
 
 echo
 code=$(curl -s -w " %{http_code}" -H "Authorization: Bearer $valid" "$base/api/me")
 [ "${code##* }" = 200 ] || failed+=("the valid token was refused after its run: $code")
+code=$(curl -s -w " %{http_code}" -H "Cookie: auth_token=$cookie_access" "$base/api/me")
+[ "${code##* }" = 200 ] || failed+=("the valid cookie was refused after its run: $code")
 curl -fsS "$base/health" >/dev/null || failed+=("the server stopped answering")
 if grep -q 'panicked' "$dir/server.log"; then
   failed+=("the server panicked")
 fi
 if [ ${#failed[@]} -gt 0 ]; then
-  echo "---- server log ----"
-  tail -n 50 "$dir/server.log"
   printf 'fuzzing failed: %s\n' "${failed[@]}" >&2
   exit 1
 fi
-echo "fuzzing: no 5xx, no answer outside the document, no panic (4 runs, ${time_budget}s each)"
+echo "fuzzing: no 5xx, no answer outside the document, no panic (6 runs)"

@@ -31,6 +31,8 @@ pub enum ErrorCode {
     InvalidInput,
     /// The request could not be read at all (missing field, wrong encoding).
     BadRequest,
+    /// The request body did not arrive in time.
+    RequestTimeout,
     /// The request body is larger than the auth routes accept.
     PayloadTooLarge,
     /// A body that is neither JSON nor a form (`Content-Type`).
@@ -61,6 +63,7 @@ impl ErrorCode {
             Self::UsernameTaken => S::CONFLICT,
             Self::InvalidInput => S::UNPROCESSABLE_ENTITY,
             Self::BadRequest => S::BAD_REQUEST,
+            Self::RequestTimeout => S::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests => S::TOO_MANY_REQUESTS,
@@ -84,6 +87,7 @@ impl ErrorCode {
             Self::UsernameTaken => "username_taken",
             Self::InvalidInput => "invalid_input",
             Self::BadRequest => "bad_request",
+            Self::RequestTimeout => "request_timeout",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::TooManyRequests => "too_many_requests",
@@ -97,7 +101,7 @@ impl ErrorCode {
 
     /// Every code.
     #[cfg(any(test, feature = "ssr"))]
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::MissingToken,
         Self::InvalidToken,
         Self::TokenExpired,
@@ -106,6 +110,7 @@ impl ErrorCode {
         Self::UsernameTaken,
         Self::InvalidInput,
         Self::BadRequest,
+        Self::RequestTimeout,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
         Self::TooManyRequests,
@@ -244,6 +249,21 @@ impl ApiError {
         Self::new(ErrorCode::PayloadTooLarge, "The request body is too large.")
     }
 
+    pub fn request_timeout() -> Self {
+        Self::new(
+            ErrorCode::RequestTimeout,
+            "The request body did not arrive in time.",
+        )
+    }
+
+    /// A path under `/api` that is no endpoint.
+    pub fn no_such_endpoint() -> Self {
+        Self::new(
+            ErrorCode::NotFound,
+            "There is no such API endpoint: GET /api/openapi.json lists them.",
+        )
+    }
+
     pub fn unsupported_media_type() -> Self {
         Self::new(
             ErrorCode::UnsupportedMediaType,
@@ -339,9 +359,11 @@ impl ApiError {
             C::InvalidInput => Self::invalid_input("Check the form and try again."),
             // `network` never comes from the server: here it means the link's error could not
             // be decoded (the browser's word for it; the server says `bad_request`).
-            C::BadRequest | C::PayloadTooLarge | C::UnsupportedMediaType | C::Network => {
-                Self::bad_request("The form could not be read. Please try again.")
-            }
+            C::BadRequest
+            | C::RequestTimeout
+            | C::PayloadTooLarge
+            | C::UnsupportedMediaType
+            | C::Network => Self::bad_request("The form could not be read. Please try again."),
             C::TooManyRequests => {
                 // No real wait is longer than a couple of minutes.
                 let wait = self.retry_after.unwrap_or(60).clamp(1, 120);

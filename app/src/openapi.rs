@@ -17,8 +17,10 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use server_fn::ServerFn;
 use utoipa::{
     openapi::{
+        header::{Header, HeaderBuilder},
         path::{HttpMethod, OperationBuilder, PathItem, PathsBuilder},
         request_body::RequestBodyBuilder,
+        schema::{AllOfBuilder, ObjectBuilder, Type},
         security::{
             ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
         },
@@ -89,10 +91,12 @@ impl Encoding {
 pub enum Access {
     /// No credentials (sign-up, sign-in).
     Anyone,
-    /// An access token, as a Bearer token or in the access cookie.
+    /// An access token, as a Bearer token or in the access cookie (`/api/me`, which never
+    /// renews a session on the way in).
+    AccessToken,
+    /// An access token, or the refresh cookie alone: a page's session is renewed on the way in
+    /// when its access cookie has expired.
     SignedIn,
-    /// An access token, or the refresh cookie alone (sign-out after the access token expired).
-    SignedInOrRefreshCookie,
     /// A refresh token, in the body or in the refresh cookie.
     RefreshToken,
     /// Anyone; an access token, if sent, must be valid.
@@ -163,8 +167,14 @@ where
 {
     match encoding {
         Encoding::Form => {
-            // Checked here for the same rules as JSON; the bytes themselves go on unchanged, so
-            // the server function's own decoder still refuses what is not UTF-8.
+            // Both form decoders would put U+FFFD for bytes that are not UTF-8 (`caf%E9`), so
+            // that two different passwords could be one: refused, as JSON cannot carry them.
+            if !form_is_utf8(bytes) {
+                return Err(ApiError::bad_request(
+                    "The request could not be read: send a UTF-8 form body.",
+                ));
+            }
+            // Checked here for the same rules as JSON; the bytes themselves go on unchanged.
             serde_urlencoded::from_bytes::<B>(bytes).map_err(|e| {
                 ApiError::bad_request(format!("The request could not be read: {e}"))
             })?;
@@ -199,6 +209,27 @@ where
             Ok(Some(form))
         }
     }
+}
+
+/// True when a form body, percent-decoded, is UTF-8 text (each `%XX` is one byte; a `%` not
+/// followed by two hex digits stands for itself, as form decoders read it).
+fn form_is_utf8(bytes: &[u8]) -> bool {
+    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16));
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match (b, hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            _ => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&decoded).is_ok()
 }
 
 // ---------------------------------------------------------------- the bodies
@@ -431,7 +462,7 @@ pub static ENDPOINTS: [Endpoint; 12] = [
         path: Logout::PATH,
         operation_id: "logout",
         summary: "Sign out: the access token is revoked and its session ended",
-        access: Access::SignedInOrRefreshCookie,
+        access: Access::SignedIn,
         body: Some(Body::of::<NoFields, Logout>(false)),
         answer: reference::<LoggedOut>,
         errors: &TOKEN,
@@ -441,7 +472,7 @@ pub static ENDPOINTS: [Endpoint; 12] = [
         path: ME_PATH,
         operation_id: "me",
         summary: "The signed-in user",
-        access: Access::SignedIn,
+        access: Access::AccessToken,
         body: None,
         answer: reference::<SignedInUser>,
         errors: &TOKEN,
@@ -541,11 +572,33 @@ pub static ENDPOINTS: [Endpoint; 12] = [
     },
 ];
 
+/// True when some endpoint of the API is at `path`, whatever its method.
+pub fn is_endpoint_path(path: &str) -> bool {
+    ENDPOINTS.iter().any(|e| e.path == path)
+}
+
 /// The endpoint at `path` for `method`, if the API has one.
 pub fn endpoint(method: &Method, path: &str) -> Option<&'static Endpoint> {
     ENDPOINTS
         .iter()
         .find(|e| e.path == path && e.method == *method)
+}
+
+/// An [`ApiError`] whose `error` is one of `codes`: the document says which codes each status
+/// carries, and schemathesis checks every answer against it.
+fn error_body(codes: &[ErrorCode]) -> RefOr<Schema> {
+    let narrowed = ObjectBuilder::new().property(
+        "error",
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(codes.iter().map(|c| c.as_str()))),
+    );
+    RefOr::T(Schema::AllOf(
+        AllOfBuilder::new()
+            .item(reference::<ApiError>())
+            .item(narrowed)
+            .build(),
+    ))
 }
 
 /// The failures every endpoint can answer, beside its own.
@@ -554,13 +607,23 @@ fn common_errors(method: &Method) -> &'static [ErrorCode] {
         &[
             E::BadRequest,
             E::Forbidden,
+            E::RequestTimeout,
             E::PayloadTooLarge,
             E::UnsupportedMediaType,
             E::Internal,
         ]
     } else {
-        &[E::Internal]
+        // The body limit looks at `Content-Length` whatever the method.
+        &[E::PayloadTooLarge, E::Internal]
     }
+}
+
+/// An answer's header, described.
+fn header(description: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(description))
+        .build()
 }
 
 const BEARER: &str = "bearer";
@@ -617,27 +680,51 @@ pub fn document(cookie: AuthCookie) -> OpenApi {
         by_status.sort_by_key(|(s, _)| s.as_u16());
         for (status, codes) in by_status {
             let names: Vec<String> = codes.iter().map(|c| format!("`{}`", c.as_str())).collect();
-            responses = responses.response(
-                status.as_str(),
-                ResponseBuilder::new()
-                    .description(format!(
-                        "{}: `error` is {}.",
-                        status.canonical_reason().unwrap_or("Error"),
-                        names.join(" or ")
-                    ))
-                    .content(
-                        JSON,
-                        ContentBuilder::new()
-                            .schema(Some(reference::<ApiError>()))
-                            .build(),
+            let mut response = ResponseBuilder::new()
+                .description(format!(
+                    "{}: `error` is {}.",
+                    status.canonical_reason().unwrap_or("Error"),
+                    names.join(" or ")
+                ))
+                .content(
+                    JSON,
+                    ContentBuilder::new()
+                        .schema(Some(error_body(&codes)))
+                        .build(),
+                );
+            if codes.iter().any(|c| c.is_token_rejection()) {
+                response = response.header(
+                    "WWW-Authenticate",
+                    header(
+                        "On a token rejection: `Bearer realm=\"authapp\"`, with \
+                         `error=\"invalid_token\"` when a token was sent.",
                     ),
+                );
+            }
+            if codes
+                .iter()
+                .any(|c| matches!(c, E::TooManyRequests | E::TemporarilyUnavailable))
+            {
+                response = response.header("Retry-After", header("Seconds to wait."));
+            }
+            responses = responses.response(status.as_str(), response);
+        }
+        if e.method == Method::POST {
+            responses = responses.response(
+                "302",
+                ResponseBuilder::new()
+                    .description(
+                        "A page's form post (`Accept: text/html`) is sent on to the next page, \
+                         or back to its form with the error.",
+                    )
+                    .header("Location", header("Where the browser goes next.")),
             );
         }
         op = op.responses(responses.build());
         let security: Vec<SecurityRequirement> = match e.access {
             Access::Anyone => Vec::new(),
-            Access::SignedIn => vec![requirement(BEARER), requirement(ACCESS_COOKIE)],
-            Access::SignedInOrRefreshCookie => vec![
+            Access::AccessToken => vec![requirement(BEARER), requirement(ACCESS_COOKIE)],
+            Access::SignedIn => vec![
                 requirement(BEARER),
                 requirement(ACCESS_COOKIE),
                 requirement(REFRESH_COOKIE),
@@ -649,6 +736,7 @@ pub fn document(cookie: AuthCookie) -> OpenApi {
                 SecurityRequirement::default(),
                 requirement(BEARER),
                 requirement(ACCESS_COOKIE),
+                requirement(REFRESH_COOKIE),
             ],
         };
         if !security.is_empty() {
@@ -687,14 +775,18 @@ pub fn document(cookie: AuthCookie) -> OpenApi {
             ACCESS_COOKIE,
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 cookie.name(),
-                "The access token in the HttpOnly cookie a sign-in sets for a page.",
+                "The access token in the HttpOnly cookie a sign-in sets for a page. A POST that \
+                 carries a cookie must name this site in `Origin` (or `Referer`), else 403.",
             ))),
         )
         .security_scheme(
             REFRESH_COOKIE,
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 cookie.refresh_name(),
-                "The refresh token in the HttpOnly cookie a sign-in sets for a page.",
+                "The refresh token in the HttpOnly cookie a sign-in sets for a page: with it \
+                 alone, an endpoint that needs a session renews it on the way in (new cookies). \
+                 A POST that carries a cookie must name this site in `Origin` (or `Referer`), \
+                 else 403.",
             ))),
         )
         .build();
@@ -706,7 +798,7 @@ pub fn document(cookie: AuthCookie) -> OpenApi {
                 .description(Some(
                     "Accounts and sessions. POST bodies are JSON or form-encoded, with the same \
                      fields and the same answers. A browser's form post (`Accept: text/html`) is \
-                     answered with a redirect (303) instead. Every failure is JSON \
+                     answered with a redirect (302) instead. Every failure is JSON \
                      `{\"error\": <code>, \"description\": <text>}` with the status its code \
                      calls for; 401 answers carry `WWW-Authenticate`, 429 and 503 `Retry-After`.",
                 ))
@@ -784,6 +876,37 @@ mod tests {
         assert_eq!(Encoding::of(Some(b"\xff"), false).ok(), None);
         assert_eq!(Encoding::of(None, true).ok(), Some(Form));
         assert_eq!(Encoding::of(None, false).ok(), None);
+    }
+
+    #[test]
+    fn forms_must_be_utf8_once_decoded() {
+        for ok in [
+            &b"username=caf%C3%A9&password=x"[..],
+            b"a=%",
+            b"a=%zz%4",
+            b"a=100%25+b",
+            b"",
+        ] {
+            assert!(form_is_utf8(ok), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b"password=caf%E9"[..],
+            b"a=%FF",
+            b"a=%c3",
+            b"\xff=1",
+            b"a=%C3%28",
+        ] {
+            assert!(!form_is_utf8(bad), "{}", String::from_utf8_lossy(bad));
+        }
+        let read = endpoint(&Method::POST, Login::PATH)
+            .map(|e| e.form_body(Encoding::Form, b"username=ann&password=caf%E9caf%E9"));
+        assert!(matches!(
+            read,
+            Some(Err(ApiError {
+                error: ErrorCode::BadRequest,
+                ..
+            }))
+        ));
     }
 
     #[test]

@@ -113,10 +113,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
         // Layers run bottom-up: the last one added sees the request first.
-        .layer(mw::from_fn(middleware::api_bodies))
         .layer(mw::from_fn(middleware::sessions_page))
         .layer(mw::from_fn(middleware::protect_pages))
         .layer(mw::from_fn(middleware::refresh_session))
+        .layer(mw::from_fn(middleware::api_requests))
         .layer(mw::from_fn(middleware::same_origin_posts))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         // Outside the body limit, so its bare 413 gets a JSON body too.

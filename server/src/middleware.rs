@@ -57,16 +57,38 @@ pub async fn api_error_status(req: Request, next: Next) -> Response {
     }
 }
 
-/// The body of a POST to the API, in either encoding its clients send: a form (what pages
-/// post, with or without JavaScript) or JSON (what most HTTP clients send). Both are checked
-/// against the endpoint's body type (see [`app::openapi`]), and JSON is handed on as the form
-/// the server function decodes, so both get the same validation and the same answers. Anything
-/// else is 415 `unsupported_media_type`; a body that does not fit is 400 `bad_request`. Runs
-/// inside the body-size limit, which bounds what is read here.
-pub async fn api_bodies(req: Request, next: Next) -> Response {
-    let endpoint = match app::openapi::endpoint(req.method(), req.uri().path()) {
+/// How long a request body may take to arrive once its headers have.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The door of the API, in front of every route under `/api`:
+///
+/// - only the endpoints of the API's table ([`app::openapi::ENDPOINTS`], the OpenAPI document)
+///   are reached: any other path is 404 `not_found` in JSON, so no route can be served that
+///   the document does not list (another method on a listed path gets the router's 405);
+/// - a POST body comes in either encoding the API's clients send: a form (what pages post,
+///   with or without JavaScript) or JSON (what most HTTP clients send). Both are checked
+///   against the endpoint's body type, and JSON is handed on as the form the server function
+///   decodes, so both get the same validation and the same answers. Anything else is 415
+///   `unsupported_media_type`; a body that does not fit is 400 `bad_request`; one that takes
+///   longer than [`BODY_TIMEOUT`] to arrive is 408 `request_timeout`.
+///
+/// Runs inside the body-size limit (which bounds what is read here) and the same-origin check,
+/// before a session is renewed: a malformed body costs no refresh-token rotation.
+pub async fn api_requests(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if !path.starts_with("/api/") {
+        return next.run(req).await;
+    }
+    let method = if req.method() == Method::HEAD {
+        &Method::GET
+    } else {
+        req.method()
+    };
+    let endpoint = match app::openapi::endpoint(method, path) {
         Some(e) if e.has_body() => e,
-        _ => return next.run(req).await,
+        Some(_) => return next.run(req).await,
+        None if app::openapi::is_endpoint_path(path) => return next.run(req).await,
+        None => return ApiError::no_such_endpoint().into_response(),
     };
     let content_type = req
         .headers()
@@ -79,9 +101,10 @@ pub async fn api_bodies(req: Request, next: Next) -> Response {
         }
     }
     let (mut parts, body) = req.into_parts();
-    let bytes = match to_bytes(body, crate::BODY_LIMIT).await {
-        Ok(bytes) => bytes,
-        Err(e) => return body_unreadable(&e).into_response(),
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, crate::BODY_LIMIT)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => return body_unreadable(&e).into_response(),
+        Err(_) => return ApiError::request_timeout().into_response(),
     };
     let encoding = match Encoding::of(content_type.as_deref(), bytes.is_empty()) {
         Ok(encoding) => encoding,
@@ -137,7 +160,13 @@ pub async fn refresh_session(mut req: Request, next: Next) -> Response {
     // API's hot path, whose callers send `Authorization` (a browser reads `/api/whoami`).
     let own = matches!(
         path,
-        "/health" | "/api/me" | "/api/refresh" | "/api/logout" | "/api/login" | "/api/register"
+        "/health"
+            | app::openapi::ME_PATH
+            | app::openapi::DOCUMENT_PATH
+            | "/api/refresh"
+            | "/api/logout"
+            | "/api/login"
+            | "/api/register"
     );
     if !(req.method() == Method::GET || req.method() == Method::POST)
         || own

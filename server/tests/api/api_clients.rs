@@ -355,6 +355,13 @@ async fn bodies_that_do_not_fit_are_4xx_with_a_reason() {
             400,
             "bad_request",
         ),
+        // Percent-encoded bytes that are not UTF-8: two decoders would make U+FFFD of them.
+        (
+            Some("application/x-www-form-urlencoded"),
+            b"username=nobody&password=caf%E9caf%E9",
+            400,
+            "bad_request",
+        ),
     ] {
         let sent = String::from_utf8_lossy(body).into_owned();
         let (got, body) = post_raw(&app, "/api/login", content_type, body).await;
@@ -451,7 +458,21 @@ async fn clients_that_hang_up_mid_body_cost_nothing() {
     )
     .await;
     assert_eq!(status, 200);
-    drop(stalled);
+    // The stalled body is given up on after BODY_TIMEOUT: 408, and the task is freed.
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        server::middleware::BODY_TIMEOUT + std::time::Duration::from_secs(5),
+        stalled.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "the stalled request was never answered");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(
+        started.elapsed() <= server::middleware::BODY_TIMEOUT + std::time::Duration::from_secs(1)
+    );
     app.stop().await;
 }
 
@@ -533,6 +554,17 @@ async fn the_document_lists_exactly_the_routes() {
         "{routes:?}"
     );
     assert_eq!(documented, routes, "the document and the router disagree");
+    // The door lets nothing else under /api through: a route added to the router without a
+    // row in the table is never reached.
+    for path in ["/api/nothing-here", "/api/me/", "/api/login/x", "/api/"] {
+        let res = app.api().get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "not_found", "{path}");
+    }
+    let res = app.api().get(app.url("/api/login")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()[header::ALLOW], "POST");
 
     // Each documented operation is answered by its route, not by the 404 page or a 405.
     for (method, path) in &documented {
@@ -564,20 +596,41 @@ async fn the_document_lists_exactly_the_routes() {
             "login lacks {status}"
         );
     }
+    assert!(login["responses"]["429"]["headers"]
+        .get("Retry-After")
+        .is_some());
+    assert!(login["responses"]["302"]["headers"]
+        .get("Location")
+        .is_some());
+    let sessions = &doc["paths"]["/api/sessions"]["get"]["security"];
+    assert_eq!(
+        sessions,
+        &json!([{"bearer": []}, {"access_cookie": []}, {"refresh_cookie": []}])
+    );
     let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
     assert_eq!(schemes["access_cookie"]["in"], "cookie");
     assert_eq!(schemes["access_cookie"]["name"], "auth_token");
     assert_eq!(schemes["refresh_cookie"]["name"], "refresh_token");
     let me = &doc["paths"]["/api/me"]["get"];
-    assert!(me["security"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|s| s.get("bearer").is_some()));
+    // /api/me never renews a session on the way in: an access token only.
     assert_eq!(
-        me["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
-        "#/components/schemas/ApiError"
+        me["security"],
+        json!([{"bearer": []}, {"access_cookie": []}])
+    );
+    assert!(me["responses"]["401"]["headers"]
+        .get("WWW-Authenticate")
+        .is_some());
+    let unauthorized = &me["responses"]["401"]["content"]["application/json"]["schema"]["allOf"];
+    assert_eq!(unauthorized[0]["$ref"], "#/components/schemas/ApiError");
+    assert_eq!(
+        unauthorized[1]["properties"]["error"]["enum"],
+        json!([
+            "missing_token",
+            "invalid_token",
+            "token_expired",
+            "token_revoked"
+        ])
     );
     let codes = doc["components"]["schemas"]["ErrorCode"]["enum"]
         .as_array()
