@@ -572,9 +572,15 @@ pub static ENDPOINTS: [Endpoint; 12] = [
     },
 ];
 
-/// True when some endpoint of the API is at `path`, whatever its method.
-pub fn is_endpoint_path(path: &str) -> bool {
-    ENDPOINTS.iter().any(|e| e.path == path)
+/// The `Allow` header of `path` (`None` when no endpoint is there). Every path of the API has
+/// one method.
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    let e = ENDPOINTS.iter().find(|e| e.path == path)?;
+    Some(if e.method == Method::GET {
+        "GET,HEAD"
+    } else {
+        "POST"
+    })
 }
 
 /// The endpoint at `path` for `method`, if the API has one.

@@ -64,7 +64,7 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 ///
 /// - only the endpoints of the API's table ([`app::openapi::ENDPOINTS`], the OpenAPI document)
 ///   are reached: any other path is 404 `not_found` in JSON, so no route can be served that
-///   the document does not list (another method on a listed path gets the router's 405);
+///   the document does not list; another method on a listed path is 405 with `Allow`;
 /// - a POST body comes in either encoding the API's clients send: a form (what pages post,
 ///   with or without JavaScript) or JSON (what most HTTP clients send). Both are checked
 ///   against the endpoint's body type, and JSON is handed on as the form the server function
@@ -74,22 +74,35 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 ///
 /// Runs inside the body-size limit (which bounds what is read here) and the same-origin check,
 /// before a session is renewed: a malformed body costs no refresh-token rotation.
-pub async fn api_requests(req: Request, next: Next) -> Response {
+pub async fn api_requests(mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if !path.starts_with("/api/") {
         return next.run(req).await;
     }
-    let method = if req.method() == Method::HEAD {
-        &Method::GET
-    } else {
-        req.method()
-    };
+    let head = req.method() == Method::HEAD;
+    let method = if head { &Method::GET } else { req.method() };
     let endpoint = match app::openapi::endpoint(method, path) {
-        Some(e) if e.has_body() => e,
-        Some(_) => return next.run(req).await,
-        None if app::openapi::is_endpoint_path(path) => return next.run(req).await,
-        None => return ApiError::no_such_endpoint().into_response(),
+        Some(e) => e,
+        // Answered here, before a session could be renewed for a request that goes nowhere.
+        None => match app::openapi::allowed_methods(path) {
+            Some(allow) => {
+                return (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    [(header::ALLOW, HeaderValue::from_static(allow))],
+                )
+                    .into_response()
+            }
+            None => return ApiError::no_such_endpoint().into_response(),
+        },
     };
+    if !endpoint.has_body() {
+        // A server function is looked up by its own method: HEAD is answered as GET is (hyper
+        // leaves the body out of the answer to a HEAD).
+        if head {
+            *req.method_mut() = Method::GET;
+        }
+        return next.run(req).await;
+    }
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
