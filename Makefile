@@ -125,7 +125,7 @@ fmt:
 
 # The two feature sets are checked separately: a workspace-wide run would unify them.
 clippy:
-	cargo clippy -p app -p server --features app/ssr --all-targets -- -D warnings
+	cargo clippy -p app -p server -p bare --features app/ssr --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
 test-rust:
@@ -180,4 +180,5 @@ wrk:
 
 bench: tools wrk
 	cargo leptos build --release
+	cargo build --release -p bare
 	python3 bench/run.py

@@ -30,6 +30,19 @@ if refresh_tokens and refresh_tokens ~= "" then
   end
 end
 
+-- Many users: WRK_TOKENS_FILE holds one access token per line; each request presents the next
+-- one, round and round, so every user's token comes back once per pass.
+local tokens_file = os.getenv("WRK_TOKENS_FILE")
+if tokens_file and tokens_file ~= "" then
+  local list = {}
+  for line in io.lines(tokens_file) do list[#list + 1] = "Bearer " .. line end
+  local next_one = 0
+  function request()
+    next_one = next_one % #list + 1
+    return wrk.format(nil, nil, { Authorization = list[next_one] })
+  end
+end
+
 function done(summary, latency, requests)
   local secs = summary.duration / 1e6
   local s = summary.errors

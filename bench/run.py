@@ -6,7 +6,10 @@ with a fresh database, drives it with wrk, prints a table, writes bench/RESULTS.
 non-zero naming every budget that was missed. Bounded: about three minutes in all.
 """
 
+import base64
 import gzip
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -20,10 +23,12 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "target" / "release" / "server"
+BARE = ROOT / "target" / "release" / "bare"
 WASM = ROOT / "target" / "site" / "pkg" / "authapp.wasm"
 LUA = ROOT / "bench" / "report.lua"
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -32,6 +37,7 @@ PAIRS = int(os.environ.get("BENCH_PAIRS", "9"))
 PAIR_DURATION = os.environ.get("BENCH_PAIR_DURATION", "2s")
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 SEED_ROWS = int(os.environ.get("BENCH_SEED_ROWS", "1000000"))
+MANY_USERS = int(os.environ.get("BENCH_MANY_USERS", "100000"))
 PASSWORD = "bench password 1234"
 
 
@@ -121,6 +127,70 @@ class Server:
         self.post("/api/logout", {}, {"Authorization": f"Bearer {token}"})
 
 
+class Bare:
+    """The framework's ceiling: bench/bare (axum, one route, no layers) on a free port."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([str(BARE), f"127.0.0.1:{self.port}"])
+        for _ in range(500):
+            try:
+                with urllib.request.urlopen(f"{self.base}/health", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.01)
+        self.stop()
+        sys.exit("the bare server did not start")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def mint(secret: str, user_id: int, sid: bytes, now: int) -> str:
+    """An access token as the server issues one (HS256, the bench's own secret)."""
+    header = b64url(b'{"typ":"JWT","alg":"HS256"}')
+    claims = {"sub": str(user_id), "sid": str(uuid.UUID(bytes=sid)), "gen": 1,
+              "jti": str(uuid.uuid4()), "iat": now - 30, "exp": now + 3600, "iss": "authapp"}
+    payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
+    signature = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64url(signature)}"
+
+
+def seed_users(db: Path, count: int, secret: str, tokens_file: Path):
+    """`count` accounts, each with a live session, straight into SQLite, and an access token for
+    each minted with the server's secret into `tokens_file` (one per line): as many people
+    signed in at once."""
+    now = int(time.time())
+    con = sqlite3.connect(db)
+    first = (con.execute("SELECT COALESCE(MAX(id), 0) FROM users").fetchone()[0]) + 1
+    sessions = [(i, os.urandom(16)) for i in range(first, first + count)]
+    with con:
+        con.executemany(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)",
+            ((i, f"many_{i}", "$argon2id$v=19$m=19456,t=2,p=1$bm90IGEgcmVhbCBzYWx0$bm90IGEgcmVhbCBoYXNo", now - 60)
+             for i, _ in sessions),
+        )
+        con.executemany(
+            "INSERT INTO sessions (id, user_id, refresh_key, generation, confirmed_generation, rotated_at,"
+            " created_at, last_used_at, expires_at, access_exp, user_agent, address)"
+            " VALUES (?, ?, ?, 1, 1, ?, ?, ?, ?, ?, 'wrk', '127.0.0.1')",
+            ((sid, i, os.urandom(32), now - 60, now - 60, now - 60, now + 30 * 86_400, now + 3600)
+             for i, sid in sessions),
+        )
+    con.close()
+    tokens_file.write_text("".join(mint(secret, i, sid, now) + "\n" for i, sid in sessions))
+
+
 def paired(a: dict, b: dict) -> tuple:
     """Two cases measured in turns (a, b, a, b...): PAIRS pairs of short runs. Returns the median
     run of each and the median of the per-pair ratios b/a, the figure budgets compare. On this
@@ -129,20 +199,24 @@ def paired(a: dict, b: dict) -> tuple:
     runs a second or two apart drift together, so the ratio within a pair is the stable figure."""
     runs_a, runs_b = [], []
     for _ in range(PAIRS):
-        runs_a.append(wrk_once(a["url"], a.get("headers", ()), None, CONNECTIONS, PAIR_DURATION))
-        runs_b.append(wrk_once(b["url"], b.get("headers", ()), None, CONNECTIONS, PAIR_DURATION))
+        runs_a.append(wrk_once(a["url"], a.get("headers", ()), None, CONNECTIONS, PAIR_DURATION,
+                               tokens_file=a.get("tokens")))
+        runs_b.append(wrk_once(b["url"], b.get("headers", ()), None, CONNECTIONS, PAIR_DURATION,
+                               tokens_file=b.get("tokens")))
     ratios = sorted(rb["rps"] / ra["rps"] for ra, rb in zip(runs_a, runs_b))
     median = lambda runs: sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
     return median(runs_a), median(runs_b), ratios[len(ratios) // 2]
 
 
-def wrk_once(url, headers, body, connections, duration, background=False, refresh_tokens=()):
+def wrk_once(url, headers, body, connections, duration, background=False, refresh_tokens=(),
+             tokens_file=None):
     threads = len(refresh_tokens) if refresh_tokens else 1
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}", "--latency", "-s", str(LUA)]
     for h in headers:
         cmd += ["-H", h]
     cmd.append(url)
-    env = dict(os.environ, WRK_BODY=body or "", WRK_REFRESH_TOKENS=",".join(refresh_tokens))
+    env = dict(os.environ, WRK_BODY=body or "", WRK_REFRESH_TOKENS=",".join(refresh_tokens),
+               WRK_TOKENS_FILE=str(tokens_file or ""))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     if background:
         return proc
@@ -199,6 +273,13 @@ def main():
 
     health = {"url": f"{server.base}/health"}
     health_run, me_bearer, bearer_ratio = paired(health, {"url": me, "headers": [bearer]})
+    # The framework's own ceiling, beside the app on the same machine.
+    bare = Bare()
+    bare_health = {"url": f"{bare.base}/health"}
+    bare_run, health_vs_bare, health_bare_ratio = paired(bare_health, health)
+    _, me_vs_bare, me_bare_ratio = paired(bare_health, {"url": me, "headers": [bearer]})
+    bare.stop()
+    record("GET /health, bare axum (no layers)", bare_run)
     _, me_cookie, cookie_ratio = paired(health, {"url": me, "headers": [cookie]})
     _, me_revoked, revoked_ratio = paired(health, {"url": me, "headers": [f"Authorization: Bearer {revoked}"]})
     record("GET /health (ceiling, no auth)", health_run)
@@ -262,12 +343,51 @@ def main():
     plain.stop()
     full.stop()
 
+    # Many people signed in at once: MANY_USERS accounts with a session each, seeded into the
+    # (stopped) first server's database, and a token each; wrk presents them in turn.
+    print(f"seeding {MANY_USERS:,} users with a session each, and minting their tokens")
+    token_files = {}
+    seed_users(data / "app.db", MANY_USERS, secret, data / "tokens-all.txt")
+    all_tokens = (data / "tokens-all.txt").read_text().splitlines()
+    for n in (1, 1000, MANY_USERS):
+        token_files[n] = data / f"tokens-{n}.txt"
+        token_files[n].write_text("\n".join(all_tokens[:n]) + "\n")
+    many = Server(data, secret)
+    rss_by_users = {}
+    one_user = {"url": f"{many.base}/api/me", "tokens": token_files[1]}
+    all_users = {"url": f"{many.base}/api/me", "tokens": token_files[MANY_USERS]}
+    single = wrk_once(f"{many.base}/api/me", (), None, CONNECTIONS, DURATION, tokens_file=token_files[1])
+    rss_by_users[1] = many.rss_mib()
+    thousand = wrk_once(f"{many.base}/api/me", (), None, CONNECTIONS, DURATION, tokens_file=token_files[1000])
+    rss_by_users[1000] = many.rss_mib()
+    first_pass = wrk_once(f"{many.base}/api/me", (), None, CONNECTIONS, DURATION, tokens_file=token_files[MANY_USERS])
+    rss_by_users[MANY_USERS] = many.rss_mib()
+    me_one, me_many, many_ratio = paired(one_user, all_users)
+    record("GET /api/me, 1 user", single, f"RSS {rss_by_users[1]:.0f} MiB")
+    record("GET /api/me, 1 user (paired run)", me_one)
+    record("GET /api/me, 1,000 users in turn", thousand, f"RSS {rss_by_users[1000]:.0f} MiB")
+    record(f"GET /api/me, {MANY_USERS:,} users in turn, first pass", first_pass,
+           f"RSS {rss_by_users[MANY_USERS]:.0f} MiB")
+    record(f"GET /api/me, {MANY_USERS:,} users in turn (paired run)", me_many,
+           f"RSS {many.rss_mib():.0f} MiB")
+    for r in (single, thousand, first_pass, me_many):
+        if r["non_2xx"]:
+            budget("every seeded user's token accepted", False, f"{r['non_2xx']} refused")
+    many.stop()
+
     raw = WASM.stat().st_size
     gz = len(gzip.compress(WASM.read_bytes(), compresslevel=9))
 
     paired_note = f"(median of {PAIRS} paired runs)"
     budget("/api/me Bearer ≥ 80% of /health", bearer_ratio >= 0.8, f"{bearer_ratio:.0%} {paired_note}")
     budget("/api/me cookie ≥ 80% of /health", cookie_ratio >= 0.8, f"{cookie_ratio:.0%} {paired_note}")
+    budget("/health ≥ 90% of bare axum", health_bare_ratio >= 0.9, f"{health_bare_ratio:.0%} {paired_note}")
+    budget("/api/me Bearer ≥ 75% of bare axum", me_bare_ratio >= 0.75, f"{me_bare_ratio:.0%} {paired_note}")
+    budget(f"/api/me with {MANY_USERS:,} users ≥ 80% of one user", many_ratio >= 0.8,
+           f"{many_ratio:.0%} {paired_note}")
+    budget(f"/api/me p99 ≤ 5 ms with {MANY_USERS:,} users", me_many["p99_us"] <= 5000,
+           f"p99 {me_many['p99_us'] / 1000:.2f} ms (median run); first pass p99 "
+           f"{first_pass['p99_us'] / 1000:.2f} ms")
     budget("revoked path ≥ 80% of /health", revoked_ratio >= 0.8, f"{revoked_ratio:.0%} {paired_note}")
     budget(f"/api/me with {SEED_ROWS:,} revoked ≤ 10% slower", bearer_1m_ratio >= 0.9,
            f"{bearer_1m_ratio - 1:+.0%} {paired_note}")
