@@ -103,23 +103,22 @@ pub async fn api_requests(mut req: Request, next: Next) -> Response {
         }
         return next.run(req).await;
     }
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.as_bytes().to_vec());
-    // Refused before a byte of the body is read.
-    if content_type.is_some() {
-        if let Err(e) = Encoding::of(content_type.as_deref(), false) {
-            return e.into_response();
-        }
-    }
+    // A declared encoding is refused before a byte of the body is read; an undeclared one is
+    // an empty form when the body is empty.
+    let declared = match req.headers().get(header::CONTENT_TYPE) {
+        Some(value) => match Encoding::of(Some(value.as_bytes()), false) {
+            Ok(encoding) => Some(encoding),
+            Err(e) => return e.into_response(),
+        },
+        None => None,
+    };
     let (mut parts, body) = req.into_parts();
     let bytes = match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, crate::BODY_LIMIT)).await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(e)) => return body_unreadable(&e).into_response(),
         Err(_) => return ApiError::request_timeout().into_response(),
     };
-    let encoding = match Encoding::of(content_type.as_deref(), bytes.is_empty()) {
+    let encoding = match declared.map_or_else(|| Encoding::of(None, bytes.is_empty()), Ok) {
         Ok(encoding) => encoding,
         Err(e) => return e.into_response(),
     };

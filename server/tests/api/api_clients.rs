@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp, PASSWORD};
+use crate::helpers::{sessions_of, set_cookies, spawn_app, spawn_app_with, TestApp, PASSWORD};
 use reqwest::{header, Client, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -102,19 +102,9 @@ async fn every_endpoint_takes_json() {
     )
     .await;
     let other = other["access_token"].as_str().unwrap().to_string();
-    let sessions: Value = api
-        .get(app.url("/api/sessions"))
-        .bearer_auth(&access)
-        .send()
+    let id = sessions_of(&app, &access)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = sessions
-        .as_array()
-        .unwrap()
-        .iter()
+        .into_iter()
         .find(|s| s["current"] == false)
         .unwrap()["id"]
         .clone();
@@ -490,15 +480,11 @@ async fn a_wrong_method_renews_nothing() {
     let app = spawn_app().await;
     app.register(&app.api(), "mia", PASSWORD).await;
     let res = app.login(&app.browser(), "mia", PASSWORD).await;
-    let refresh = res
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    let refresh = set_cookies(&res)
+        .into_iter()
         .find(|c| c.starts_with("refresh_token="))
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .to_string();
+        .and_then(|c| c.split(';').next().map(str::to_owned))
+        .unwrap();
     let send = |method: reqwest::Method, path: &str| {
         app.api()
             .request(method, app.url(path))

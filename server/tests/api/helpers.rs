@@ -236,3 +236,25 @@ pub async fn assert_rejected(res: Response, code: &str) {
         "{body}"
     );
 }
+
+/// The `Set-Cookie` values of an answer.
+pub fn set_cookies(res: &Response) -> Vec<String> {
+    res.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().expect("ascii cookie").to_owned())
+        .collect()
+}
+
+/// The caller's live sessions, as `GET /api/sessions` lists them.
+pub async fn sessions_of(app: &TestApp, access: &str) -> Vec<Value> {
+    let res = app
+        .api()
+        .get(app.url("/api/sessions"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .expect("sessions");
+    assert_eq!(res.status(), 200);
+    res.json().await.expect("json")
+}

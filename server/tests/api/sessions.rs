@@ -2,7 +2,7 @@
 //! account deletion — each ending followed at once by refused requests on every path (the API,
 //! a server function, a server-rendered page), for cookie and body-token clients alike.
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp, PASSWORD};
+use crate::helpers::{sessions_of, set_cookies, spawn_app, spawn_app_with, TestApp, PASSWORD};
 use reqwest::{header, Client, Response};
 use serde_json::Value;
 use std::{sync::Arc, time::Duration};
@@ -104,15 +104,6 @@ async fn browser_refused(app: &TestApp, browser: &Client) {
     );
 }
 
-/// The `Set-Cookie` values of an answer.
-fn set_cookies(res: &Response) -> Vec<String> {
-    res.headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect()
-}
-
 /// The session id (`sid` claim) an access token names.
 fn sid_of(access: &str) -> String {
     use base64::Engine;
@@ -124,18 +115,6 @@ fn sid_of(access: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-async fn sessions_of(app: &TestApp, access: &str) -> Vec<Value> {
-    let res = app
-        .api()
-        .get(app.url("/api/sessions"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.json().await.unwrap()
 }
 
 #[tokio::test]
