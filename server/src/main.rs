@@ -83,6 +83,11 @@ async fn run() -> Result<(), StartError> {
     spawn_purge(&state, config.purge_interval);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
+    let auth = state.auth.clone();
     serve(listener, router(state), shutdown_signal()).await?;
+    // Session uses still queued are written before the process ends.
+    if let Err(e) = auth.sessions.flush_uses().await {
+        tracing::warn!(error = %e, "recording sessions' last use at shutdown failed");
+    }
     Ok(())
 }

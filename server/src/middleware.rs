@@ -168,13 +168,11 @@ pub struct SessionOver(pub ErrorCode);
 /// header. When the session is over, both cookies are dropped from the request and the browser.
 pub async fn refresh_session(mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    // The routes that need no session, or handle the refresh cookie themselves; and the
-    // API's hot path, whose callers send `Authorization` (a browser reads `/api/whoami`).
+    // The routes that need no session, or handle the refresh cookie themselves. (`/health`
+    // and `GET /api/me`, the hot path, never come here: see `crate::router`.)
     let own = matches!(
         path,
-        "/health"
-            | app::openapi::ME_PATH
-            | app::openapi::DOCUMENT_PATH
+        app::openapi::DOCUMENT_PATH
             | "/api/refresh"
             | "/api/logout"
             | "/api/login"
@@ -493,10 +491,13 @@ pub async fn no_store(req: Request, next: Next) -> Response {
     if !assets {
         res.headers_mut()
             .entry(header::CACHE_CONTROL)
-            .or_insert(HeaderValue::from_static("no-store"));
+            .or_insert(NO_STORE);
     }
     res
 }
+
+pub const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+pub const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 
 /// HSTS, sent only when the site is served over https (`Secure` cookies): browsers then refuse
 /// plain http to this host for a year, so the cookie never travels unencrypted.
@@ -505,10 +506,7 @@ pub const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000; includ
 /// Headers every response carries.
 pub fn security_headers() -> [(header::HeaderName, HeaderValue); 3] {
     [
-        (
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
+        (header::X_CONTENT_TYPE_OPTIONS, NOSNIFF),
         // Same-origin requests keep the full Referer: forms without JavaScript need it to
         // come back to the page they were sent from.
         (

@@ -202,3 +202,151 @@ pub(crate) mod testing {
         .unwrap();
     }
 }
+
+/// What the hot path keeps in memory (verified tokens, users, sessions' last writes) never
+/// answers for a change: each change is seen by the very next request, whether the entry was
+/// in memory or had been evicted.
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use crate::auth::{
+        extractor::AuthRejection,
+        sessions::{EndReason, Sessions},
+    };
+    use axum::http::{header, HeaderMap, HeaderValue};
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        h
+    }
+
+    /// An `Auth` whose caches hold `entries` each.
+    async fn auth_with_caches(entries: usize) -> (tempfile::TempDir, Pool, Auth) {
+        let (dir, pool, auth) = testing::auth().await;
+        let auth = Auth {
+            keys: auth.keys.with_cache(entries),
+            users: users::UserCache::with_capacity(pool.clone(), entries),
+            sessions: Sessions::load(pool.clone(), Default::default())
+                .await
+                .unwrap()
+                .with_cache(entries),
+            ..auth
+        };
+        (dir, pool, auth)
+    }
+
+    async fn signed_in(auth: &Auth, user: i64) -> Issued {
+        auth.start_session(user, "x", "test", None)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn check(auth: &Auth, token: &str) -> Result<i64, AuthRejection> {
+        auth.authenticate(&bearer(token)).await.map(|u| u.user_id)
+    }
+
+    #[tokio::test]
+    async fn every_change_is_seen_through_the_warm_caches() {
+        for entries in [100, 1] {
+            let (_dir, pool, auth) = auth_with_caches(entries).await;
+            testing::user(&pool, 1, 0).await;
+            testing::user(&pool, 2, 0).await;
+            let (a, b, c) = (
+                signed_in(&auth, 1).await,
+                signed_in(&auth, 1).await,
+                signed_in(&auth, 1).await,
+            );
+            let other = signed_in(&auth, 2).await;
+            // Warm: each token verified and its user read once, twice over.
+            for _ in 0..2 {
+                for t in [&a, &b, &c, &other] {
+                    assert_eq!(check(&auth, &t.access_token).await, Ok(t.user_id));
+                }
+            }
+
+            // A session ended.
+            auth.sessions
+                .end_one(b.session_id, Some(1), EndReason::Revoked, jwt::now_unix())
+                .await
+                .unwrap();
+            assert_eq!(
+                check(&auth, &b.access_token).await,
+                Err(AuthRejection::TokenRevoked)
+            );
+            assert_eq!(check(&auth, &a.access_token).await, Ok(1));
+
+            // The password changed through session a: every other session ends, a goes on.
+            let renewed = auth
+                .sessions
+                .change_password(1, a.session_id, "y", jwt::now_unix())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                check(&auth, &c.access_token).await,
+                Err(AuthRejection::TokenRevoked)
+            );
+            let a2 = auth.issue(&renewed, jwt::now_unix()).unwrap();
+            assert_eq!(check(&auth, &a2.access_token).await, Ok(1));
+
+            // The user deleted (as `delete_account` does it): every token of theirs refused,
+            // the other user's untouched.
+            auth.sessions
+                .end_all(1, None, EndReason::AccountDeleted, jwt::now_unix())
+                .await
+                .unwrap();
+            users::delete(&pool, 1).await.unwrap();
+            auth.users.forget(1);
+            for t in [&a.access_token, &a2.access_token] {
+                assert_eq!(check(&auth, t).await, Err(AuthRejection::TokenRevoked));
+            }
+            assert_eq!(check(&auth, &other.access_token).await, Ok(2));
+
+            // A user row gone while its session lives (e.g. removed by hand): forgotten, the
+            // user's tokens are no session.
+            sqlx::query("DELETE FROM users WHERE id = 2")
+                .execute(&pool)
+                .await
+                .unwrap();
+            auth.users.forget(2);
+            assert_eq!(
+                check(&auth, &other.access_token).await,
+                Err(AuthRejection::InvalidToken)
+            );
+        }
+    }
+
+    /// Bounded: with far more users than entries, each cache stays within its size and every
+    /// answer is still right.
+    #[tokio::test]
+    async fn caches_stay_bounded_and_right_with_more_users_than_entries() {
+        let (_dir, pool, auth) = auth_with_caches(16).await;
+        let mut issued = Vec::new();
+        for id in 1..=200 {
+            testing::user(&pool, id, 0).await;
+            issued.push(signed_in(&auth, id).await);
+        }
+        for t in issued.iter().filter(|t| t.user_id % 10 == 0) {
+            auth.sessions
+                .end_one(t.session_id, None, EndReason::Logout, jwt::now_unix())
+                .await
+                .unwrap();
+        }
+        for _ in 0..3 {
+            for t in &issued {
+                let expected = if t.user_id % 10 == 0 {
+                    Err(AuthRejection::TokenRevoked)
+                } else {
+                    Ok(t.user_id)
+                };
+                assert_eq!(check(&auth, &t.access_token).await, expected);
+            }
+        }
+        assert!(auth.users.len() <= 20, "{}", auth.users.len());
+    }
+}

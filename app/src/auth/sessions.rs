@@ -234,24 +234,99 @@ const COLUMNS: &str = "id, user_id, refresh_key, generation, confirmed_generatio
                        created_at, last_used_at, expires_at, access_exp, user_agent, address, \
                        revoked_at, revoked_reason";
 
-async fn record_use(
+/// Uses of sessions waiting to be written: id → (when, the newest generation used). One task
+/// at a time writes them, all in one transaction, so a crowd of first uses (every token of
+/// 100,000 users presented once) costs a few transactions, not one task and one write each.
+#[derive(Debug, Default)]
+struct Uses {
+    pending: std::sync::Mutex<HashMap<Uuid, (i64, i64)>>,
+    /// Whether a task is on its way to write `pending`.
+    writing: std::sync::atomic::AtomicBool,
+    /// Held while a batch is taken and written: [`Sessions::flush_uses`] then sees every use
+    /// recorded before it was called written, whoever took it.
+    flush: tokio::sync::Mutex<()>,
+}
+
+/// Uses kept waiting at most; beyond, a use is not recorded and the next request tries again.
+const PENDING_USES_MAX: usize = 10_000;
+
+impl Uses {
+    /// Records a use, or says `false` when the queue is full. The lock is held for a map insert.
+    fn add(&self, id: Uuid, generation: i64, now: i64) -> bool {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, gen)) = pending.get_mut(&id) {
+            *at = (*at).max(now);
+            *gen = (*gen).max(generation);
+            return true;
+        }
+        if pending.len() >= PENDING_USES_MAX {
+            return false;
+        }
+        pending.insert(id, (now, generation));
+        true
+    }
+
+    fn take(&self) -> Vec<(Uuid, (i64, i64))> {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending.drain().collect()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty()
+    }
+
+    /// Takes what is pending and writes it in one transaction, under the sessions' write lock.
+    /// Uses that could not be written are forgotten in `touched`: their next use tries again.
+    async fn write(
+        &self,
+        pool: &Pool,
+        write: &tokio::sync::Mutex<()>,
+        touched: &Bounded<Uuid, (i64, i64)>,
+    ) -> Result<(), sqlx::Error> {
+        let _flush = self.flush.lock().await;
+        let batch = self.take();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let written = record_uses(pool, write, &batch).await;
+        if let Err(e) = &written {
+            tracing::warn!(error = %e, uses = batch.len(), "recording sessions' last use failed");
+            for (id, _) in &batch {
+                touched.remove(id);
+            }
+        }
+        written
+    }
+}
+
+async fn record_uses(
     pool: &Pool,
     write: &tokio::sync::Mutex<()>,
-    id: Uuid,
-    generation: i64,
-    now: i64,
+    batch: &[(Uuid, (i64, i64))],
 ) -> Result<(), sqlx::Error> {
     let _write = write.lock().await;
-    sqlx::query(
-        "UPDATE sessions SET last_used_at = MAX(last_used_at, ?), \
-         confirmed_generation = MAX(confirmed_generation, MIN(?, generation)) WHERE id = ?",
-    )
-    .bind(now)
-    .bind(generation)
-    .bind(id.as_bytes().as_slice())
-    .execute(pool)
-    .await?;
-    Ok(())
+    let mut tx = pool.begin().await?;
+    for (id, (now, generation)) in batch {
+        sqlx::query(
+            "UPDATE sessions SET last_used_at = MAX(last_used_at, ?), \
+             confirmed_generation = MAX(confirmed_generation, MIN(?, generation)) WHERE id = ?",
+        )
+        .bind(now)
+        .bind(generation)
+        .bind(id.as_bytes().as_slice())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
 }
 
 /// A live session and the expiry of the access token to issue for it now (never past the
@@ -287,6 +362,8 @@ pub struct Sessions {
     /// Per session: when `last_used_at` was last written, and the newest generation known to
     /// have reached its holder — to write either only when it changes (once a minute at most).
     touched: std::sync::Arc<Bounded<Uuid, (i64, i64)>>,
+    /// The uses `touched` decided to write, on their way to the database.
+    uses: std::sync::Arc<Uses>,
     /// Taken around every write to the sessions table. SQLite has one writer at a time; writers
     /// that collide inside SQLite wait in its busy handler, which sleeps in steps of up to
     /// 100 ms (measured: rotation p99 164 ms at 16 connections). Queued here instead, each
@@ -311,9 +388,20 @@ impl Sessions {
             pool,
             lifetimes,
             ended: RwLock::new(ended),
-            touched: std::sync::Arc::new(Bounded::new(100_000)),
+            touched: std::sync::Arc::new(Bounded::new(Self::TOUCHED_ENTRIES)),
+            uses: Default::default(),
             write: Default::default(),
         })
+    }
+
+    /// Sessions whose last write is remembered, by default.
+    pub const TOUCHED_ENTRIES: usize = 100_000;
+
+    /// Remembers the last write of at most `entries` sessions (`HOT_CACHE_ENTRIES`). A session
+    /// it has forgotten is written again at its next use, so 0 writes at every use.
+    pub fn with_cache(mut self, entries: usize) -> Self {
+        self.touched = std::sync::Arc::new(Bounded::new(entries));
+        self
     }
 
     pub fn lifetimes(&self) -> &Lifetimes {
@@ -644,8 +732,9 @@ impl Sessions {
 
     /// Records that an access token of generation `generation` of a session was used at `now`:
     /// `last_used_at` is written at most once a minute, and a generation is marked as having
-    /// reached its holder the first time one of its tokens is used. The write runs in a task of
-    /// its own and never holds up the request.
+    /// reached its holder the first time one of its tokens is used. The write is queued and
+    /// made by a task of its own, in a batch with the others waiting; it never holds up the
+    /// request. When the queue is full the use is dropped, and the next one tries again.
     pub fn touch(&self, id: Uuid, generation: i64, now: i64) {
         let known = self.touched.get(&id);
         if known
@@ -653,21 +742,46 @@ impl Sessions {
         {
             return;
         }
+        if !self.uses.add(id, generation, now) {
+            return;
+        }
         let confirmed = known.map_or(generation, |(_, c)| c.max(generation));
         self.touched.insert(id, (now, confirmed));
-        let (pool, write, touched) = (self.pool.clone(), self.write.clone(), self.touched.clone());
+        use std::sync::atomic::Ordering;
+        if self.uses.writing.swap(true, Ordering::AcqRel) {
+            return; // the task on its way takes this one too
+        }
+        let (pool, write, uses, touched) = (
+            self.pool.clone(),
+            self.write.clone(),
+            self.uses.clone(),
+            self.touched.clone(),
+        );
         tokio::spawn(async move {
-            if let Err(e) = record_use(&pool, &write, id, generation, now).await {
-                tracing::warn!(error = %e, "recording a session's last use failed");
-                // Not written: the next request tries again.
-                touched.remove(&id);
+            loop {
+                // A failure is logged, and forgotten so the next use tries again.
+                let _ = uses.write(&pool, &write, &touched).await;
+                uses.writing.store(false, Ordering::Release);
+                // A use queued after the batch was taken found `writing` still set and left
+                // itself to this task: look once more, unless a new task has taken over.
+                if uses.is_empty() || uses.writing.swap(true, Ordering::AcqRel) {
+                    return;
+                }
             }
         });
     }
 
-    /// [`touch`](Self::touch)'s write, awaited (tests).
+    /// Writes every use queued so far ([`touch`](Self::touch)) before it returns: at shutdown,
+    /// and in tests.
+    pub async fn flush_uses(&self) -> Result<(), sqlx::Error> {
+        self.uses
+            .write(&self.pool, &self.write, &self.touched)
+            .await
+    }
+
+    /// [`touch`](Self::touch)'s write of one use, made now (tests).
     pub async fn record_use(&self, id: Uuid, generation: i64, now: i64) -> Result<(), sqlx::Error> {
-        record_use(&self.pool, &self.write, id, generation, now).await
+        record_uses(&self.pool, &self.write, &[(id, (now, generation))]).await
     }
 
     /// The live sessions of `user_id`, most recently used first (the first 500).
@@ -1078,5 +1192,74 @@ mod tests {
             trim_user_agent(&"é".repeat(500)).chars().count(),
             USER_AGENT_MAX
         );
+    }
+
+    async fn last_used(pool: &Pool, id: Uuid) -> (i64, i64) {
+        sqlx::query_as("SELECT last_used_at, confirmed_generation FROM sessions WHERE id = ?")
+            .bind(id.as_bytes().as_slice())
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    /// A crowd of first uses from many tasks at once: every one is written (in batches), each
+    /// session once a minute at most, and a later generation is confirmed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crowd_of_uses_is_written_in_batches() {
+        let (_dir, pool, s) = sessions(Lifetimes::default()).await;
+        let s = std::sync::Arc::new(s);
+        let now = now_unix();
+        let mut all = Vec::new();
+        for i in 0..200 {
+            all.push(start(&s, 1 + i % 2, now - 100).await);
+        }
+        let ids: Vec<Uuid> = all.iter().map(Current::id).collect();
+        let crowd: Vec<_> = (0..64)
+            .map(|t| {
+                let (s, ids) = (s.clone(), ids.clone());
+                tokio::spawn(async move {
+                    for (i, id) in ids.iter().enumerate() {
+                        // Each task uses every session, some at a later generation.
+                        s.touch(*id, 1 + (i + t) as i64 % 2, now);
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for task in crowd {
+            task.await.unwrap();
+        }
+        s.flush_uses().await.unwrap();
+        for id in &ids {
+            // The generation is confirmed only up to the session's own (1).
+            assert_eq!(last_used(&pool, *id).await, (now, 1), "{id}");
+        }
+        // Within the minute, nothing new is queued; a minute on, the next use is written.
+        s.touch(ids[0], 1, now + 30);
+        assert!(s.uses.is_empty());
+        s.touch(ids[0], 1, now + TOUCH_EVERY_SECS);
+        s.flush_uses().await.unwrap();
+        assert_eq!(last_used(&pool, ids[0]).await.0, now + TOUCH_EVERY_SECS);
+    }
+
+    /// The queue of uses is bounded: a use that finds it full is dropped, not remembered as
+    /// written, so the next use of that session queues it again.
+    #[tokio::test]
+    async fn a_full_queue_of_uses_drops_the_use_and_tries_again_next_time() {
+        let (_dir, pool, s) = sessions(Lifetimes::default()).await;
+        let now = now_unix();
+        let mine = start(&s, 1, now - 100).await;
+        // The single-threaded test runtime runs no writer task until this test waits.
+        for _ in 0..PENDING_USES_MAX {
+            s.touch(Uuid::new_v4(), 1, now);
+        }
+        s.touch(mine.id(), 1, now);
+        // Still what its creation wrote: not taken for written.
+        assert_eq!(s.touched.get(&mine.id()), Some((now - 100, 1)));
+        s.flush_uses().await.unwrap();
+        assert_eq!(last_used(&pool, mine.id()).await.0, now - 100);
+        s.touch(mine.id(), 1, now + 1);
+        s.flush_uses().await.unwrap();
+        assert_eq!(last_used(&pool, mine.id()).await.0, now + 1);
     }
 }

@@ -143,6 +143,12 @@ impl UserCache {
         Ok(self.shared(id).await?.map(|u| u.created_at))
     }
 
+    /// Users held in memory now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.users.len()
+    }
+
     /// The user changed or is gone: the next look-up reads the database.
     pub fn forget(&self, id: i64) {
         self.forgets

@@ -378,10 +378,12 @@ async fn private_answers_are_not_cached() {
     let login = app.login(&browser, "private", PASSWORD).await;
     assert_eq!(login.status(), 200);
     assert_eq!(login.headers()[header::CACHE_CONTROL], "no-store");
-    for path in ["/api/me", "/api/whoami", "/profile", "/"] {
+    for path in ["/api/me", "/api/whoami", "/profile", "/", "/health"] {
         let res = browser.get(app.url(path)).send().await.unwrap();
         assert_eq!(res.status(), 200, "{path}");
         assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store", "{path}");
+        // The hot path (`/health`, `/api/me`) has a short stack of its own: it too says this.
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff", "{path}");
     }
     // Over plain http there is no HSTS (it would be ignored, and breaks local development).
     let res = browser.get(app.url("/")).send().await.unwrap();
@@ -425,13 +427,20 @@ async fn over_https_cookies_are_host_only_and_hsts_is_sent() {
             .header(header::COOKIE, cookie)
             .send()
     };
-    assert_eq!(
-        me(format!("__Host-auth_token={token}"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    let res = me(format!("__Host-auth_token={token}")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    // The hot path's short stack sends HSTS too, and so does a 401 from it.
+    assert!(res
+        .headers()
+        .contains_key(header::STRICT_TRANSPORT_SECURITY));
+    for path in ["/health", "/api/me"] {
+        let res = api.get(app.url(path)).send().await.unwrap();
+        assert!(
+            res.headers()
+                .contains_key(header::STRICT_TRANSPORT_SECURITY),
+            "{path}"
+        );
+    }
     // The plain name is not ours over https: anything on http could have set it.
     assert_rejected(
         me(format!("auth_token={token}")).await.unwrap(),
