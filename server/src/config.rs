@@ -13,7 +13,7 @@
 //! | `COOKIE_SECURE` | `true` in production | add `Secure` to the auth cookie (https only) |
 //! | `DATA_DIR` | `data` | folder for the generated development secret |
 //! | `BLOCKLIST_PURGE_INTERVAL` | `10m` | how often expired revocations are dropped |
-//! | `HOT_CACHE_ENTRIES` | `100000` | verified tokens and users kept in memory, each (0: none) |
+//! | `HOT_CACHE_ENTRIES` | `200000` | verified tokens, users and sessions' last writes kept in memory, each (0: none) |
 //! | `TRUSTED_PROXIES` | none | reverse proxies (addresses or CIDRs) whose `X-Forwarded-For` names the client |
 //! | `LOGIN_THROTTLE` | `on` | `off` lifts the sign-in and sign-up limits, for load tests only; refused in production |
 
@@ -198,7 +198,7 @@ impl Config {
                 Some(v) => v.trim().parse().map_err(|_| {
                     ConfigError::Invalid("HOT_CACHE_ENTRIES", format!("{v:?} is not a count"))
                 })?,
-                None => 100_000,
+                None => app::auth::cache::DEFAULT_ENTRIES,
             },
             trusted_proxies: TrustedProxies::parse(&get("TRUSTED_PROXIES").unwrap_or_default())
                 .map_err(|e| ConfigError::Invalid("TRUSTED_PROXIES", e))?,

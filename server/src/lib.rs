@@ -19,6 +19,7 @@ use axum::{
 use leptos::config::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 use tower_http::{
     limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer, trace::TraceLayer,
 };
@@ -99,46 +100,62 @@ pub async fn build_state(
 /// The whole HTTP surface: Leptos pages and server functions, `/health`, and the layers.
 ///
 /// Two stacks. The hot path (`GET /health`, `GET /api/me`) answers small JSON or text from
-/// memory, so it goes through only what such an answer needs: the auth state, `no-store`,
-/// `nosniff` and HSTS. Everything else (pages, server functions, assets) goes through the
-/// full stack, whose layers each cost a boxed future per request; measured with `make bench`.
+/// memory, so it goes through only what such an answer needs: the auth state and the static
+/// headers every answer carries, as one layer. Everything else (pages, server functions,
+/// assets, and another method on `/api/me`) goes through the full stack, whose layers each cost
+/// a boxed future per request; measured with `make bench`.
 pub fn router(state: AppState) -> Router {
     let auth = state.auth.clone();
     let https = auth.cookie.secure();
     let pages = pages(state.clone());
-    let mut hot = Router::new()
-        .route("/health", get(|| async { "ok" }))
-        // Another method on `/api/me` is the API door's to answer (405 with `Allow`).
-        .route(
-            app::openapi::ME_PATH,
-            get(app::api::server::me_handler).fallback_service(pages.clone()),
-        )
-        .with_state(state)
-        .layer(Extension(auth))
+    // The headers every answer carries, set without a box each: one `Router::layer` in all.
+    let [nosniff, referrer, frames] = middleware::security_headers();
+    let headers = ServiceBuilder::new()
+        .option_layer(https.then(hsts))
+        .layer(SetResponseHeaderLayer::if_not_present(nosniff.0, nosniff.1))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            referrer.0, referrer.1,
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(frames.0, frames.1))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             middleware::NO_STORE,
         ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            middleware::NOSNIFF,
-        ));
-    if https {
-        hot = hot.layer(SetResponseHeaderLayer::overriding(
-            header::STRICT_TRANSPORT_SECURITY,
-            middleware::HSTS,
-        ));
-    }
-    // After the layers: they are the hot path's only.
-    let router = hot.fallback_service(pages);
-    // A span per request only when it would be recorded (not at RUST_LOG=warn). Spans name the
-    // method and path only: no headers (cookies, tokens), no query, no body.
-    if !tracing::span_enabled!(tracing::Level::INFO) {
-        return router;
-    }
-    router.layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
+        .layer(Extension(auth));
+    let hot = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            app::openapi::ME_PATH,
+            // Another method is the API door's to answer (405 with `Allow`): it goes on to the
+            // full stack, inside these layers too (which change nothing there).
+            get(app::api::server::me_handler).fallback_service(pages.clone()),
+        )
+        .with_state(state)
+        .layer(headers);
+    // A span per request on the hot path only when it would be recorded (not at
+    // RUST_LOG=warn): its answers are logged where they fail, and `/health` cannot fail.
+    let hot = if tracing::span_enabled!(tracing::Level::INFO) {
+        hot.layer(trace())
+    } else {
+        hot
+    };
+    // Set after the hot path's layers, so the pages go through their own stack only.
+    hot.fallback_service(pages)
+}
+
+/// The request span (and the ERROR log of a 5xx answer): method and path only; no headers
+/// (cookies, tokens), no query, no body.
+fn trace() -> TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    fn(&axum::extract::Request) -> tracing::Span,
+> {
+    TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
         tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-    }))
+    })
+}
+
+fn hsts() -> SetResponseHeaderLayer<header::HeaderValue> {
+    SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, middleware::HSTS)
 }
 
 /// Pages, server functions, the API's other routes and the assets, behind every layer.
@@ -170,12 +187,9 @@ fn pages(state: AppState) -> Router {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
     if https {
-        router = router.layer(SetResponseHeaderLayer::overriding(
-            header::STRICT_TRANSPORT_SECURITY,
-            middleware::HSTS,
-        ));
+        router = router.layer(hsts());
     }
-    router
+    router.layer(trace())
 }
 
 /// The handler of `GET /api/openapi.json`: the document, written once.

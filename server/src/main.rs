@@ -84,10 +84,11 @@ async fn run() -> Result<(), StartError> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     let auth = state.auth.clone();
-    serve(listener, router(state), shutdown_signal()).await?;
-    // Session uses still queued are written before the process ends.
+    let served = serve(listener, router(state), shutdown_signal()).await;
+    // Session uses still queued are written before the process ends. (A connection still open
+    // after the shutdown grace may queue one more: it is lost, as its answer is.)
     if let Err(e) = auth.sessions.flush_uses().await {
         tracing::warn!(error = %e, "recording sessions' last use at shutdown failed");
     }
-    Ok(())
+    Ok(served?)
 }

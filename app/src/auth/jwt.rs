@@ -61,9 +61,6 @@ pub enum KeyError {
     TooShort(usize),
 }
 
-/// How many verified tokens are remembered by default (~300 bytes each).
-pub const VERIFIED_CACHE: usize = 100_000;
-
 /// Issues and verifies tokens with one secret. Cheap to share behind an `Arc`.
 pub struct TokenKeys {
     encoding: EncodingKey,
@@ -113,7 +110,7 @@ impl TokenKeys {
             validation,
             issuer: issuer.to_owned(),
             ttl,
-            verified: Bounded::new(VERIFIED_CACHE),
+            verified: Bounded::new(super::cache::DEFAULT_ENTRIES),
         })
     }
 

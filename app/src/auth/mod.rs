@@ -307,8 +307,9 @@ mod cache_tests {
             }
             assert_eq!(check(&auth, &other.access_token).await, Ok(2));
 
-            // A user row gone while its session lives (e.g. removed by hand): forgotten, the
-            // user's tokens are no session.
+            // A user row gone while its session lives, and forgotten as the code that removes
+            // it must: the user's tokens are no session. (A row deleted by hand behind the
+            // server's back stays in memory until it is evicted or the server restarts.)
             sqlx::query("DELETE FROM users WHERE id = 2")
                 .execute(&pool)
                 .await

@@ -235,24 +235,33 @@ const COLUMNS: &str = "id, user_id, refresh_key, generation, confirmed_generatio
                        revoked_at, revoked_reason";
 
 /// Uses of sessions waiting to be written: id → (when, the newest generation used). One task
-/// at a time writes them, all in one transaction, so a crowd of first uses (every token of
-/// 100,000 users presented once) costs a few transactions, not one task and one write each.
+/// at a time writes them, a few hundred to a transaction, so a crowd of first uses (every token
+/// of 100,000 users presented once) costs one spawned task and a few hundred commits, not a
+/// task and a commit each; and the sessions' write lock is let go between transactions, so a
+/// sign-in or a sign-out waits for one of them at most.
 #[derive(Debug, Default)]
 struct Uses {
     pending: std::sync::Mutex<HashMap<Uuid, (i64, i64)>>,
     /// Whether a task is on its way to write `pending`.
     writing: std::sync::atomic::AtomicBool,
-    /// Held while a batch is taken and written: [`Sessions::flush_uses`] then sees every use
-    /// recorded before it was called written, whoever took it.
+    /// Held while a batch is taken and written: [`Sessions::flush_uses`] waits for a batch
+    /// already taken, then writes what is left.
     flush: tokio::sync::Mutex<()>,
+    /// When a full queue was last reported (unix seconds): once a minute at most.
+    full_reported: std::sync::atomic::AtomicI64,
 }
 
-/// Uses kept waiting at most; beyond, a use is not recorded and the next request tries again.
+/// Uses kept waiting at most. Beyond, a use that only moves `last_used_at` on is not recorded
+/// (the next request tries again); one that confirms a new generation may go on to twice this,
+/// since reuse detection reads it (see [`Sessions::rotate`]) and each follows a rotation that
+/// already waited for its own write.
 const PENDING_USES_MAX: usize = 10_000;
+/// Uses written per transaction.
+const USES_PER_TRANSACTION: usize = 256;
 
 impl Uses {
-    /// Records a use, or says `false` when the queue is full. The lock is held for a map insert.
-    fn add(&self, id: Uuid, generation: i64, now: i64) -> bool {
+    /// Queues a use, or says `false` when the queue is full. The lock is held for a map insert.
+    fn add(&self, id: Uuid, generation: i64, now: i64, confirms: bool) -> bool {
         let mut pending = self
             .pending
             .lock()
@@ -262,19 +271,39 @@ impl Uses {
             *gen = (*gen).max(generation);
             return true;
         }
-        if pending.len() >= PENDING_USES_MAX {
+        let room = if confirms { 2 } else { 1 } * PENDING_USES_MAX;
+        if pending.len() >= room {
+            drop(pending);
+            self.report_full(now);
             return false;
         }
         pending.insert(id, (now, generation));
         true
     }
 
-    fn take(&self) -> Vec<(Uuid, (i64, i64))> {
-        let mut pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        pending.drain().collect()
+    fn report_full(&self, now: i64) {
+        use std::sync::atomic::Ordering;
+        let last = self.full_reported.load(Ordering::Relaxed);
+        if now - last >= 60
+            && self
+                .full_reported
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                queued = PENDING_USES_MAX,
+                "sessions' last uses are queued faster than they are written: some are dropped"
+            );
+        }
+    }
+
+    fn take(&self) -> HashMap<Uuid, (i64, i64)> {
+        std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     fn is_empty(&self) -> bool {
@@ -284,8 +313,8 @@ impl Uses {
             .is_empty()
     }
 
-    /// Takes what is pending and writes it in one transaction, under the sessions' write lock.
-    /// Uses that could not be written are forgotten in `touched`: their next use tries again.
+    /// Takes what is pending and writes it. Uses that could not be written are logged and
+    /// forgotten in `touched`: their next use tries again. The first failure is returned.
     async fn write(
         &self,
         pool: &Pool,
@@ -293,18 +322,31 @@ impl Uses {
         touched: &Bounded<Uuid, (i64, i64)>,
     ) -> Result<(), sqlx::Error> {
         let _flush = self.flush.lock().await;
-        let batch = self.take();
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let written = record_uses(pool, write, &batch).await;
-        if let Err(e) = &written {
-            tracing::warn!(error = %e, uses = batch.len(), "recording sessions' last use failed");
-            for (id, _) in &batch {
-                touched.remove(id);
+        let batch: Vec<_> = self.take().into_iter().collect();
+        let mut first_error = None;
+        for chunk in batch.chunks(USES_PER_TRANSACTION) {
+            if let Err(e) = record_uses(pool, write, chunk).await {
+                tracing::warn!(error = %e, uses = chunk.len(), "recording sessions' last use failed");
+                for (id, _) in chunk {
+                    touched.remove(id);
+                }
+                first_error.get_or_insert(e);
             }
         }
-        written
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Clears [`Uses::writing`] if the writing task panics: no writer would start again otherwise.
+struct ClearOnPanic(std::sync::Arc<Uses>);
+
+impl Drop for ClearOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .writing
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
     }
 }
 
@@ -388,14 +430,11 @@ impl Sessions {
             pool,
             lifetimes,
             ended: RwLock::new(ended),
-            touched: std::sync::Arc::new(Bounded::new(Self::TOUCHED_ENTRIES)),
+            touched: std::sync::Arc::new(Bounded::new(super::cache::DEFAULT_ENTRIES)),
             uses: Default::default(),
             write: Default::default(),
         })
     }
-
-    /// Sessions whose last write is remembered, by default.
-    pub const TOUCHED_ENTRIES: usize = 100_000;
 
     /// Remembers the last write of at most `entries` sessions (`HOT_CACHE_ENTRIES`). A session
     /// it has forgotten is written again at its next use, so 0 writes at every use.
@@ -742,11 +781,17 @@ impl Sessions {
         {
             return;
         }
-        if !self.uses.add(id, generation, now) {
+        let confirms = known.is_some_and(|(_, confirmed)| generation > confirmed);
+        let confirmed = known.map_or(generation, |(_, c)| c.max(generation));
+        // Remembered before it is queued: a failed write that forgets it then comes after.
+        self.touched.insert(id, (now, confirmed));
+        if !self.uses.add(id, generation, now, confirms) {
+            match known {
+                Some(before) => self.touched.insert(id, before),
+                None => self.touched.remove(&id),
+            }
             return;
         }
-        let confirmed = known.map_or(generation, |(_, c)| c.max(generation));
-        self.touched.insert(id, (now, confirmed));
         use std::sync::atomic::Ordering;
         if self.uses.writing.swap(true, Ordering::AcqRel) {
             return; // the task on its way takes this one too
@@ -758,6 +803,7 @@ impl Sessions {
             self.touched.clone(),
         );
         tokio::spawn(async move {
+            let _clear = ClearOnPanic(uses.clone());
             loop {
                 // A failure is logged, and forgotten so the next use tries again.
                 let _ = uses.write(&pool, &write, &touched).await;
@@ -771,12 +817,19 @@ impl Sessions {
         });
     }
 
-    /// Writes every use queued so far ([`touch`](Self::touch)) before it returns: at shutdown,
-    /// and in tests.
+    /// Writes every use queued so far ([`touch`](Self::touch)) before it returns, waiting for
+    /// a batch already being written: at shutdown, and in tests. A use that fails is logged
+    /// (and retried at its next use); the error returned is this call's own.
     pub async fn flush_uses(&self) -> Result<(), sqlx::Error> {
         self.uses
             .write(&self.pool, &self.write, &self.touched)
             .await
+    }
+
+    /// Whether a task is writing queued uses (tests).
+    #[cfg(test)]
+    fn writing(&self) -> bool {
+        self.uses.writing.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// [`touch`](Self::touch)'s write of one use, made now (tests).
@@ -1202,25 +1255,36 @@ mod tests {
             .unwrap()
     }
 
-    /// A crowd of first uses from many tasks at once: every one is written (in batches), each
-    /// session once a minute at most, and a later generation is confirmed.
+    /// A crowd of uses from many tasks at once: the background writer alone (no flush asked
+    /// for) writes every one, confirms the generation each session reached, and stops; within
+    /// the minute, a session's next use queues nothing.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_crowd_of_uses_is_written_in_batches() {
+    async fn a_crowd_of_uses_is_written_by_the_background_writer() {
         let (_dir, pool, s) = sessions(Lifetimes::default()).await;
         let s = std::sync::Arc::new(s);
         let now = now_unix();
-        let mut all = Vec::new();
-        for i in 0..200 {
-            all.push(start(&s, 1 + i % 2, now - 100).await);
+        let mut expected = Vec::new();
+        for i in 0..600 {
+            let current = start(&s, 1 + i % 2, now - 100).await;
+            // Half of them rotated once: their generation 2 is confirmed by its first use.
+            let generation = if i % 2 == 0 {
+                s.rotate(&current.refresh_token(), None, now - 50)
+                    .await
+                    .unwrap()
+                    .generation()
+            } else {
+                1
+            };
+            expected.push((current.id(), generation));
         }
-        let ids: Vec<Uuid> = all.iter().map(Current::id).collect();
         let crowd: Vec<_> = (0..64)
             .map(|t| {
-                let (s, ids) = (s.clone(), ids.clone());
+                let (s, expected) = (s.clone(), expected.clone());
                 tokio::spawn(async move {
-                    for (i, id) in ids.iter().enumerate() {
-                        // Each task uses every session, some at a later generation.
-                        s.touch(*id, 1 + (i + t) as i64 % 2, now);
+                    for (i, (id, generation)) in expected.iter().enumerate() {
+                        // Some tasks still use the previous generation's token.
+                        let used = if (i + t) % 3 == 0 { 1 } else { *generation };
+                        s.touch(*id, used, now);
                         tokio::task::yield_now().await;
                     }
                 })
@@ -1229,26 +1293,47 @@ mod tests {
         for task in crowd {
             task.await.unwrap();
         }
-        s.flush_uses().await.unwrap();
-        for id in &ids {
-            // The generation is confirmed only up to the session's own (1).
-            assert_eq!(last_used(&pool, *id).await, (now, 1), "{id}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        for (id, generation) in &expected {
+            loop {
+                let found = last_used(&pool, *id).await;
+                if found == (now, *generation) {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "{id}: {found:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-        // Within the minute, nothing new is queued; a minute on, the next use is written.
-        s.touch(ids[0], 1, now + 30);
+        while s.writing() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert!(s.uses.is_empty());
-        s.touch(ids[0], 1, now + TOUCH_EVERY_SECS);
+        // Within the minute, nothing new is queued; a minute on, the next use is written.
+        let (first, _) = expected[0];
+        s.touch(first, 1, now + 30);
+        assert!(s.uses.is_empty());
+        s.touch(first, 1, now + TOUCH_EVERY_SECS);
         s.flush_uses().await.unwrap();
-        assert_eq!(last_used(&pool, ids[0]).await.0, now + TOUCH_EVERY_SECS);
+        assert_eq!(last_used(&pool, first).await.0, now + TOUCH_EVERY_SECS);
     }
 
     /// The queue of uses is bounded: a use that finds it full is dropped, not remembered as
-    /// written, so the next use of that session queues it again.
+    /// written, so the next use of that session queues it again. The first use of a new
+    /// generation (which reuse detection reads) still finds room, up to twice the bound.
     #[tokio::test]
     async fn a_full_queue_of_uses_drops_the_use_and_tries_again_next_time() {
         let (_dir, pool, s) = sessions(Lifetimes::default()).await;
         let now = now_unix();
         let mine = start(&s, 1, now - 100).await;
+        let rotated = start(&s, 1, now - 100).await;
+        let rotated = s
+            .rotate(&rotated.refresh_token(), None, now - 50)
+            .await
+            .unwrap();
         // The single-threaded test runtime runs no writer task until this test waits.
         for _ in 0..PENDING_USES_MAX {
             s.touch(Uuid::new_v4(), 1, now);
@@ -1256,8 +1341,11 @@ mod tests {
         s.touch(mine.id(), 1, now);
         // Still what its creation wrote: not taken for written.
         assert_eq!(s.touched.get(&mine.id()), Some((now - 100, 1)));
+        s.touch(rotated.id(), 2, now);
+        assert_eq!(s.touched.get(&rotated.id()), Some((now, 2)));
         s.flush_uses().await.unwrap();
         assert_eq!(last_used(&pool, mine.id()).await.0, now - 100);
+        assert_eq!(last_used(&pool, rotated.id()).await, (now, 2));
         s.touch(mine.id(), 1, now + 1);
         s.flush_uses().await.unwrap();
         assert_eq!(last_used(&pool, mine.id()).await.0, now + 1);

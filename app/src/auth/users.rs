@@ -103,11 +103,8 @@ pub struct UserCache {
 }
 
 impl UserCache {
-    /// Users remembered by default (~100 bytes each).
-    pub const CAPACITY: usize = 100_000;
-
     pub fn new(pool: Pool) -> Self {
-        Self::with_capacity(pool, Self::CAPACITY)
+        Self::with_capacity(pool, super::cache::DEFAULT_ENTRIES)
     }
 
     /// Remembers at most `entries` users (0: none).

@@ -611,6 +611,18 @@ async fn the_document_lists_exactly_the_routes() {
         assert_eq!(res.status(), 405, "{path}");
         assert_eq!(res.headers()[header::ALLOW], "GET,HEAD", "{path}");
     }
+    // The API door answers another method on the hot path's `/api/me`: with a cookie and
+    // another site's Origin, its CSRF check refuses it before the method is looked at.
+    let res = app
+        .api()
+        .post(app.url("/api/me"))
+        .header(header::COOKIE, "auth_token=x")
+        .header(header::ORIGIN, "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "forbidden");
     // HEAD is answered as GET is, without the body.
     for path in ["/api/whoami", "/api/me", "/api/openapi.json"] {
         let head = app.api().head(app.url(path)).send().await.unwrap();
