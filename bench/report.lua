@@ -30,16 +30,21 @@ if refresh_tokens and refresh_tokens ~= "" then
   end
 end
 
--- Many users: WRK_TOKENS_FILE holds one access token per line; each request presents the next
+-- Many users: WRK_TOKENS_FILE holds one access token per line (and a pad); each request presents the next
 -- one, round and round, so every user's token comes back once per pass.
 local tokens_file = os.getenv("WRK_TOKENS_FILE")
 if tokens_file and tokens_file ~= "" then
+  -- A line is "token pad": the pad goes in `X-Bench-Pad`, which the server ignores (run.py
+  -- says why it is there).
   local list = {}
-  for line in io.lines(tokens_file) do list[#list + 1] = "Bearer " .. line end
+  for line in io.lines(tokens_file) do
+    local token, pad = string.match(line, "^(%S+) ?(%S*)$")
+    list[#list + 1] = { Authorization = "Bearer " .. token, ["X-Bench-Pad"] = pad }
+  end
   local next_one = 0
   function request()
     next_one = next_one % #list + 1
-    return wrk.format(nil, nil, { Authorization = list[next_one] })
+    return wrk.format(nil, nil, list[next_one])
   end
 end
 

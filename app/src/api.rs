@@ -206,7 +206,7 @@ pub mod server {
     };
     use crate::{
         auth::{
-            extractor::{AuthRejection, AuthUser, MaybeAuthUser},
+            extractor::{AuthRejection, AuthUser, MaybeAuthUser, SignedIn},
             password::Ticket,
             users::{self, CreateUserError},
             AppState,
@@ -801,17 +801,21 @@ pub mod server {
         Ok(AccountDeleted { deleted: true })
     }
 
-    /// `GET /api/me`: the signed-in user, or 401 with the reason. A plain axum handler with
-    /// the [`AuthUser`] extractor: the API's hottest route skips the server-function
-    /// machinery, and the browser (which asks `/api/whoami`) does not need it.
-    pub async fn me_handler(
-        axum::extract::State(state): axum::extract::State<AppState>,
-        user: AuthUser,
-    ) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        match current_user_of(&state, user).await {
-            Ok(info) => axum::Json(info).into_response(),
-            Err(e) => e.into_response(),
+    /// `GET /api/me`: the signed-in user, or 401 with the reason. A plain axum handler whose
+    /// extractor ([`SignedIn`]) hands over the user the token check found: the API's hottest
+    /// route skips the server-function machinery and a second look-up, and the browser (which
+    /// asks `/api/whoami`) does not need it.
+    pub async fn me_handler(signed_in: SignedIn) -> axum::Json<SignedInUser> {
+        axum::Json(signed_in_user(&signed_in.user, signed_in.auth))
+    }
+
+    fn signed_in_user(found: &users::User, user: AuthUser) -> SignedInUser {
+        SignedInUser {
+            user_id: found.id,
+            username: found.username.clone(),
+            created_at: found.created_at,
+            expires_at: user.exp,
+            expires_in: (user.exp - now_unix()).max(0),
         }
     }
 
@@ -819,18 +823,12 @@ pub mod server {
         let found = state
             .auth
             .users
-            .get(user.user_id)
+            .shared(user.user_id)
             .await
             .map_err(|e| internal("looking up a user failed", e))?;
         // A valid token for a user that no longer exists is no session.
         let found = found.ok_or_else(|| ApiError::from(AuthRejection::InvalidToken))?;
-        Ok(SignedInUser {
-            user_id: found.id,
-            username: found.username,
-            created_at: found.created_at,
-            expires_at: user.exp,
-            expires_in: (user.exp - now_unix()).max(0),
-        })
+        Ok(signed_in_user(&found, user))
     }
 
     pub async fn current_user() -> Result<Option<SignedInUser>, ApiError> {

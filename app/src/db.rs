@@ -17,6 +17,10 @@ pub const MAX_CONNECTIONS: u32 = 8;
 pub enum DbError {
     #[error("invalid DATABASE_URL: {0}")]
     Url(sqlx::Error),
+    /// The URL names no database this build opens. Says the scheme only: the rest of a URL may
+    /// hold a password.
+    #[error("DATABASE_URL must be sqlite://PATH; {0}")]
+    Scheme(String),
     #[error("cannot create the database folder {0}: {1}")]
     Folder(String, std::io::Error),
     #[error("cannot open the database: {0}")]
@@ -45,10 +49,30 @@ fn publish(partial: &Path, to: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The SQLite options of a `sqlite:` URL. sqlx would take any other text for a file name
+/// (`postgres://user@host/app` became a folder named `postgres:`, and every instance a database
+/// of its own), so any other scheme, or none, is refused.
+fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, DbError> {
+    let scheme = url.split_once(':').map(|(scheme, _)| scheme).filter(|s| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    });
+    match scheme.map(str::to_ascii_lowercase).as_deref() {
+        Some("sqlite") => SqliteConnectOptions::from_str(url).map_err(DbError::Url),
+        Some("postgres" | "postgresql") => Err(DbError::Scheme(
+            "PostgreSQL is not supported by this build yet".into(),
+        )),
+        Some(other) => Err(DbError::Scheme(format!(
+            "{other}: is not a database this server opens"
+        ))),
+        None => Err(DbError::Scheme("the value names no scheme".into())),
+    }
+}
+
 /// Opens (creating if missing) the database at `url` and runs the migrations.
 pub async fn connect(url: &str) -> Result<Pool, DbError> {
-    let options = SqliteConnectOptions::from_str(url)
-        .map_err(DbError::Url)?
+    let options = sqlite_options(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         // FULL: a committed revoke is on disk before logout answers, even across a power cut.
@@ -115,8 +139,7 @@ async fn write_backup(url: &str, partial: &Path, to: &Path) -> Result<Backup, Db
         .to_str()
         .ok_or_else(|| fail(&"the path is not valid UTF-8"))?;
 
-    let mut db = SqliteConnectOptions::from_str(url)
-        .map_err(DbError::Url)?
+    let mut db = sqlite_options(url)?
         .busy_timeout(Duration::from_secs(5))
         .connect()
         .await

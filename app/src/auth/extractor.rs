@@ -14,7 +14,7 @@ use axum::{
 use std::sync::Arc;
 use uuid::Uuid;
 
-use super::{cookie::AuthCookie, jwt::TokenError, Auth};
+use super::{cookie::AuthCookie, jwt::TokenError, users::User, Auth};
 use crate::error::ApiError;
 
 /// How the token reached us. Cookie-borne state changes need a same-origin check; Bearer ones do not.
@@ -104,34 +104,70 @@ pub fn token_from_headers(
 impl Auth {
     /// The whole check, on headers alone: used by the extractor and directly by tests.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<AuthUser, AuthRejection> {
+        self.authenticate_user(headers).await.map(|(user, _)| user)
+    }
+
+    /// [`authenticate`](Self::authenticate), with the user as the check found them.
+    pub async fn authenticate_user(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(AuthUser, Arc<User>), AuthRejection> {
         let (token, source) = token_from_headers(headers, self.cookie)?;
-        let verified = self.keys.verify(token).map_err(|e| match e {
+        let shared = self.keys.verify_shared(token).map_err(|e| match e {
             TokenError::Expired => AuthRejection::TokenExpired,
             TokenError::Invalid => AuthRejection::InvalidToken,
         })?;
+        let verified = shared.token;
         if self.blocklist.is_revoked(&verified.jti) || self.sessions.is_ended(&verified.sid) {
             return Err(AuthRejection::TokenRevoked);
         }
         // User ids are reused (SQLite hands out max + 1): a token names its user by id, so it
         // must be no older than the account that holds the id today. From memory after the
         // first look-up.
-        match self.users.created_at(verified.user_id).await {
-            Ok(Some(created_at)) if verified.iat >= created_at => {}
+        let user = match self.users.shared(verified.user_id).await {
+            Ok(Some(user)) if verified.iat >= user.created_at => user,
             Ok(_) => return Err(AuthRejection::InvalidToken),
             Err(e) => {
                 tracing::error!(error = %e, "looking up a token's user failed");
                 return Err(AuthRejection::Unavailable);
             }
+        };
+        // The session is asked to record the use once a minute per token at most: most
+        // requests stop at the token's own record, in the entry already in hand.
+        let now = super::jwt::now_unix();
+        if !shared.used_within(now, super::sessions::TOUCH_EVERY_SECS)
+            && self.sessions.touch(verified.sid, verified.gen, now)
+        {
+            shared.mark_used(now);
         }
-        self.sessions
-            .touch(verified.sid, verified.gen, super::jwt::now_unix());
-        Ok(AuthUser {
+        let auth_user = AuthUser {
             user_id: verified.user_id,
             session_id: verified.sid,
             jti: verified.jti,
             exp: verified.exp,
             source,
-        })
+        };
+        Ok((auth_user, user))
+    }
+}
+
+/// A signed-in request and its user, from one check: what `GET /api/me` answers with.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub auth: AuthUser,
+    pub user: Arc<User>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let auth = parts
+            .extensions
+            .get::<Arc<Auth>>()
+            .ok_or(AuthRejection::Unavailable)?;
+        let (auth, user) = auth.authenticate_user(&parts.headers).await?;
+        Ok(Self { auth, user })
     }
 }
 

@@ -6,7 +6,13 @@
 
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 use uuid::Uuid;
 
 use super::cache::Bounded;
@@ -46,6 +52,35 @@ pub struct VerifiedToken {
     pub exp: i64,
 }
 
+/// A verified token as the cache keeps it, shared by every request that presents it, with
+/// when its use was last recorded: the hot path asks the sessions to record a use only when
+/// this token's own record is a minute old (see `Sessions::touch`), one look-up fewer.
+#[derive(Debug)]
+pub struct Verified {
+    pub token: VerifiedToken,
+    /// Unix seconds; `i64::MIN` until the first use is recorded.
+    used_at: AtomicI64,
+}
+
+impl Verified {
+    fn new(token: VerifiedToken) -> Self {
+        Self {
+            token,
+            used_at: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Whether a use of this token was recorded less than `secs` before `now`.
+    pub fn used_within(&self, now: i64, secs: i64) -> bool {
+        now.saturating_sub(self.used_at.load(Ordering::Relaxed)) < secs
+    }
+
+    /// A use of this token at `now` was recorded.
+    pub fn mark_used(&self, now: i64) {
+        self.used_at.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
 /// Why a token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -73,7 +108,7 @@ pub struct TokenKeys {
     /// blocklist. Only tokens we signed can get in. It pays modestly: `/api/me` about 10 %
     /// faster with it, in paired runs (release, 2 cores, one token: 56–66k against 51–60k req/s),
     /// which the "≥ 80% of /health" budget needs.
-    verified: Bounded<Box<str>, VerifiedToken>,
+    verified: Bounded<Box<str>, Arc<Verified>>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -169,22 +204,28 @@ impl TokenKeys {
     /// Checks size, signature, algorithm, expiry, issuer and claim shapes.
     /// The blocklist is checked by the caller.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        self.verify_shared(token).map(|v| v.token)
+    }
+
+    /// [`verify`](Self::verify), answered with the cache's own entry (a fresh one when the
+    /// cache is off).
+    pub fn verify_shared(&self, token: &str) -> Result<Arc<Verified>, TokenError> {
         self.verify_at(token, now_unix())
     }
 
-    fn verify_at(&self, token: &str, now: i64) -> Result<VerifiedToken, TokenError> {
+    fn verify_at(&self, token: &str, now: i64) -> Result<Arc<Verified>, TokenError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Invalid);
         }
         if let Some(verified) = self.verified.get(token) {
             // The same rule jsonwebtoken applies: expired once `exp + leeway` has passed.
-            if now > verified.exp + LEEWAY_SECS as i64 {
+            if now > verified.token.exp + LEEWAY_SECS as i64 {
                 return Err(TokenError::Expired);
             }
             return Ok(verified);
         }
-        let verified = self.verify_uncached(token, now)?;
-        self.verified.insert(token.into(), verified);
+        let verified = Arc::new(Verified::new(self.verify_uncached(token, now)?));
+        self.verified.insert(token.into(), verified.clone());
         Ok(verified)
     }
 
@@ -261,7 +302,8 @@ mod tests {
         assert!(k.verify(&token).is_ok());
         assert!(k.verify(&token).is_ok()); // from the cache
         assert_eq!(
-            k.verify_at(&token, claims.exp + LEEWAY_SECS as i64 + 1),
+            k.verify_at(&token, claims.exp + LEEWAY_SECS as i64 + 1)
+                .map(|v| v.token),
             Err(TokenError::Expired)
         );
         // A changed token is not a cache hit.

@@ -322,6 +322,42 @@ mod cache_tests {
         }
     }
 
+    async fn last_used(pool: &Pool, session: uuid::Uuid) -> i64 {
+        sqlx::query_scalar("SELECT last_used_at FROM sessions WHERE id = ?")
+            .bind(session.as_bytes().as_slice())
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    /// A token's use is recorded once a minute: the first request queues the write, the next
+    /// ones within the minute stop at the token's own record and write nothing.
+    #[tokio::test]
+    async fn a_tokens_use_is_recorded_once_a_minute() {
+        let (_dir, pool, mut auth) = auth_with_caches(100).await;
+        testing::user(&pool, 1, 0).await;
+        let t = signed_in(&auth, 1).await;
+        let set_last_used = |at: i64| {
+            sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ?")
+                .bind(at)
+                .bind(t.session_id.as_bytes().as_slice())
+                .execute(&pool)
+        };
+        // Signing in counts as a use: make it an hour old, so the next use is due.
+        set_last_used(jwt::now_unix() - 3600).await.unwrap();
+        auth.sessions.forget_touches();
+        assert_eq!(check(&auth, &t.access_token).await, Ok(1));
+        auth.sessions.flush_uses().await.unwrap();
+        let first = last_used(&pool, t.session_id).await;
+        assert!(first >= jwt::now_unix() - 5, "{first}");
+        set_last_used(7).await.unwrap();
+        for _ in 0..10 {
+            assert_eq!(check(&auth, &t.access_token).await, Ok(1));
+        }
+        auth.sessions.flush_uses().await.unwrap();
+        assert_eq!(last_used(&pool, t.session_id).await, 7);
+    }
+
     /// Bounded: with far more users than entries, each cache stays within its size and every
     /// answer is still right.
     #[tokio::test]

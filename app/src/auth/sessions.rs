@@ -773,13 +773,14 @@ impl Sessions {
     /// `last_used_at` is written at most once a minute, and a generation is marked as having
     /// reached its holder the first time one of its tokens is used. The write is queued and
     /// made by a task of its own, in a batch with the others waiting; it never holds up the
-    /// request. When the queue is full the use is dropped, and the next one tries again.
-    pub fn touch(&self, id: Uuid, generation: i64, now: i64) {
+    /// request. When the queue is full the use is dropped, and the next one tries again: the
+    /// answer is `false` then, `true` when the use is queued or needs no write.
+    pub fn touch(&self, id: Uuid, generation: i64, now: i64) -> bool {
         let known = self.touched.get(&id);
         if known
             .is_some_and(|(at, confirmed)| now - at < TOUCH_EVERY_SECS && generation <= confirmed)
         {
-            return;
+            return true;
         }
         let confirms = known.is_some_and(|(_, confirmed)| generation > confirmed);
         let confirmed = known.map_or(generation, |(_, c)| c.max(generation));
@@ -790,11 +791,11 @@ impl Sessions {
                 Some(before) => self.touched.insert(id, before),
                 None => self.touched.remove(&id),
             }
-            return;
+            return false;
         }
         use std::sync::atomic::Ordering;
         if self.uses.writing.swap(true, Ordering::AcqRel) {
-            return; // the task on its way takes this one too
+            return true; // the task on its way takes this one too
         }
         let (pool, write, uses, touched) = (
             self.pool.clone(),
@@ -815,6 +816,7 @@ impl Sessions {
                 }
             }
         });
+        true
     }
 
     /// Writes every use queued so far ([`touch`](Self::touch)) before it returns, waiting for
@@ -824,6 +826,12 @@ impl Sessions {
         self.uses
             .write(&self.pool, &self.write, &self.touched)
             .await
+    }
+
+    /// Forgets every session's last write: the next use of each is written (tests).
+    #[cfg(test)]
+    pub(crate) fn forget_touches(&mut self) {
+        self.touched = std::sync::Arc::new(Bounded::new(super::cache::DEFAULT_ENTRIES));
     }
 
     /// Whether a task is writing queued uses (tests).

@@ -120,7 +120,8 @@ impl UserCache {
         Ok(self.shared(id).await?.map(|u| User::clone(&u)))
     }
 
-    async fn shared(&self, id: i64) -> Result<Option<std::sync::Arc<User>>, sqlx::Error> {
+    /// The user, shared with the cache (no copy of the name).
+    pub async fn shared(&self, id: i64) -> Result<Option<std::sync::Arc<User>>, sqlx::Error> {
         if let Some(user) = self.users.get(&id) {
             return Ok(Some(user));
         }
@@ -133,11 +134,6 @@ impl UserCache {
             }
         }
         Ok(found)
-    }
-
-    /// When the user was created, `None` if there is no such user. The hot path's question.
-    pub async fn created_at(&self, id: i64) -> Result<Option<i64>, sqlx::Error> {
-        Ok(self.shared(id).await?.map(|u| u.created_at))
     }
 
     /// Users held in memory now.
@@ -179,11 +175,11 @@ mod tests {
             .unwrap();
         assert_eq!(cache.get(user.id).await.unwrap(), Some(user.clone()));
         assert_eq!(
-            cache.created_at(user.id).await.unwrap(),
+            cache.shared(user.id).await.unwrap().map(|u| u.created_at),
             Some(user.created_at)
         );
         assert_eq!(cache.get(999).await.unwrap(), None);
-        assert_eq!(cache.created_at(999).await.unwrap(), None);
+        assert!(cache.shared(999).await.unwrap().is_none());
         // Forgotten explicitly: the change is read.
         cache.forget(user.id);
         let name = |u: Option<User>| u.map(|u| u.username);

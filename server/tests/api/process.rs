@@ -179,6 +179,35 @@ async fn refuses_to_start_without_a_production_secret_or_on_a_broken_database() 
     );
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("database migration failed"), "{out}");
+
+    // A URL of another database, or a bare path: refused at start, with the scheme named and
+    // never the password, and nothing created where sqlx would have taken it for a file name.
+    for (url, says) in [
+        (
+            "postgres://app:hunter2@db.example:5432/app",
+            "PostgreSQL is not supported",
+        ),
+        (
+            "mysql://app:hunter2@db.example/app",
+            "mysql: is not a database",
+        ),
+        ("data/app.db", "names no scheme"),
+    ] {
+        let (code, out) = run_to_exit(dir.path(), &[("DATABASE_URL", url), ("JWT_SECRET", SECRET)]);
+        assert_eq!(code, Some(1), "{url}: {out}");
+        assert!(
+            out.contains("DATABASE_URL must be sqlite://PATH"),
+            "{url}: {out}"
+        );
+        assert!(out.contains(says), "{url}: {out}");
+        assert!(!out.contains("hunter2"), "{url}: {out}");
+    }
+    let created: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with("broken.db"))
+        .collect();
+    assert!(created.is_empty(), "{created:?}");
 }
 
 /// The database of a test server in `dir`, opened beside it.
