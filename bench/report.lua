@@ -38,9 +38,13 @@ if tokens_file and tokens_file ~= "" then
   -- says why it is there).
   local list = {}
   for line in io.lines(tokens_file) do
+    line = line:gsub("\r$", "")
     local token, pad = string.match(line, "^(%S+) ?(%S*)$")
-    list[#list + 1] = { Authorization = "Bearer " .. token, ["X-Bench-Pad"] = pad }
+    assert(token, "bad line in WRK_TOKENS_FILE: " .. line)
+    list[#list + 1] = { Authorization = "Bearer " .. token, ["X-Bench-Pad"] = pad ~= "" and pad or nil }
   end
+  -- One counter per wrk thread: run.py runs these cases with one thread, so one pass presents
+  -- every line once.
   local next_one = 0
   function request()
     next_one = next_one % #list + 1

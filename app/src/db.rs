@@ -19,7 +19,7 @@ pub enum DbError {
     Url(sqlx::Error),
     /// The URL names no database this build opens. Says the scheme only: the rest of a URL may
     /// hold a password.
-    #[error("DATABASE_URL must be sqlite://PATH; {0}")]
+    #[error("DATABASE_URL must be a sqlite: URL (sqlite://PATH); {0}")]
     Scheme(String),
     #[error("cannot create the database folder {0}: {1}")]
     Folder(String, std::io::Error),
@@ -58,12 +58,19 @@ fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, DbError> {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
     });
-    match scheme.map(str::to_ascii_lowercase).as_deref() {
-        Some("sqlite") => SqliteConnectOptions::from_str(url).map_err(DbError::Url),
-        Some("postgres" | "postgresql") => Err(DbError::Scheme(
+    match scheme.map(|s| (s.len(), s.to_ascii_lowercase())) {
+        // sqlx strips only a lower-case prefix: `SQLITE://x.db` would be a file of that name.
+        Some((len, s)) if s == "sqlite" => {
+            SqliteConnectOptions::from_str(&format!("sqlite:{}", &url[len + 1..]))
+                .map_err(DbError::Url)
+        }
+        Some((_, s)) if s == "postgres" || s == "postgresql" => Err(DbError::Scheme(
             "PostgreSQL is not supported by this build yet".into(),
         )),
-        Some(other) => Err(DbError::Scheme(format!(
+        Some((1, drive)) => Err(DbError::Scheme(format!(
+            "{drive}: looks like a Windows path: write sqlite://{drive}:/…"
+        ))),
+        Some((_, other)) => Err(DbError::Scheme(format!(
             "{other}: is not a database this server opens"
         ))),
         None => Err(DbError::Scheme("the value names no scheme".into())),
@@ -195,4 +202,36 @@ async fn write_backup(url: &str, partial: &Path, to: &Path) -> Result<Backup, Db
         users,
         revoked,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sqlite_urls_are_opened() {
+        for (url, file) in [
+            ("sqlite://data/app.db", "data/app.db"),
+            ("SQLITE://data/app.db", "data/app.db"),
+            ("Sqlite:rel.db", "rel.db"),
+            ("sqlite://p.db?mode=rwc", "p.db"),
+        ] {
+            let options = sqlite_options(url).unwrap();
+            assert_eq!(options.get_filename(), Path::new(file), "{url}");
+        }
+        assert!(sqlite_options("sqlite::memory:").is_ok());
+        for (url, says) in [
+            ("postgres://u:secret@h/app", "PostgreSQL"),
+            ("PostgreSQL://u:secret@h/app", "PostgreSQL"),
+            ("mysql://u:secret@h/app", "mysql: is not"),
+            ("C:\\data\\app.db", "Windows path"),
+            ("data/app.db", "no scheme"),
+            ("", "no scheme"),
+            (":memory:", "no scheme"),
+        ] {
+            let e = sqlite_options(url).unwrap_err().to_string();
+            assert!(e.contains(says), "{url}: {e}");
+            assert!(!e.contains("secret"), "{url}: {e}");
+        }
+    }
 }

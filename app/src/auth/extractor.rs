@@ -132,8 +132,10 @@ impl Auth {
                 return Err(AuthRejection::Unavailable);
             }
         };
-        // The session is asked to record the use once a minute per token at most: most
-        // requests stop at the token's own record, in the entry already in hand.
+        // The session is asked to record the use once its last record through this token is a
+        // minute old (and at every request while its queue is full): most requests stop at
+        // the token's own record, in the entry already in hand. A write that then fails is
+        // tried again a minute on.
         let now = super::jwt::now_unix();
         if !shared.used_within(now, super::sessions::TOUCH_EVERY_SECS)
             && self.sessions.touch(verified.sid, verified.gen, now)

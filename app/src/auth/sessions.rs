@@ -291,7 +291,7 @@ impl Uses {
                 .is_ok()
         {
             tracing::warn!(
-                queued = PENDING_USES_MAX,
+                limit = PENDING_USES_MAX,
                 "sessions' last uses are queued faster than they are written: some are dropped"
             );
         }
@@ -314,7 +314,8 @@ impl Uses {
     }
 
     /// Takes what is pending and writes it. Uses that could not be written are logged and
-    /// forgotten in `touched`: their next use tries again. The first failure is returned.
+    /// forgotten in `touched`, so a later use tries again (a token's next use a minute on: see
+    /// `Verified::used_within`). The first failure is returned.
     async fn write(
         &self,
         pool: &Pool,
@@ -782,7 +783,9 @@ impl Sessions {
         {
             return true;
         }
-        let confirms = known.is_some_and(|(_, confirmed)| generation > confirmed);
+        // Unknown here (evicted, or since a restart): any generation past the first may be one
+        // to confirm.
+        let confirms = known.map_or(generation > 1, |(_, confirmed)| generation > confirmed);
         let confirmed = known.map_or(generation, |(_, c)| c.max(generation));
         // Remembered before it is queued: a failed write that forgets it then comes after.
         self.touched.insert(id, (now, confirmed));
@@ -806,7 +809,7 @@ impl Sessions {
         tokio::spawn(async move {
             let _clear = ClearOnPanic(uses.clone());
             loop {
-                // A failure is logged, and forgotten so the next use tries again.
+                // A failure is logged, and forgotten so a later use tries again.
                 let _ = uses.write(&pool, &write, &touched).await;
                 uses.writing.store(false, Ordering::Release);
                 // A use queued after the batch was taken found `writing` still set and left
@@ -821,7 +824,7 @@ impl Sessions {
 
     /// Writes every use queued so far ([`touch`](Self::touch)) before it returns, waiting for
     /// a batch already being written: at shutdown, and in tests. A use that fails is logged
-    /// (and retried at its next use); the error returned is this call's own.
+    /// (and tried again at a later use); the error returned is this call's own.
     pub async fn flush_uses(&self) -> Result<(), sqlx::Error> {
         self.uses
             .write(&self.pool, &self.write, &self.touched)

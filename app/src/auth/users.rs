@@ -90,8 +90,10 @@ pub async fn by_id(pool: &Pool, id: i64) -> Result<Option<User>, sqlx::Error> {
 
 /// Users by id, kept in memory after the first look-up so the extractor, `/api/me` and page
 /// renders cost no database round trip: `/api/me` answers 59–68k req/s with it and 14–17k
-/// with neither cache (release, 2 cores), the SQLite read dominating. A change to a user must call [`UserCache::forget`]
-/// (today nothing changes a user; account deletion and renames will).
+/// with neither cache (release, 2 cores), the SQLite read dominating. A change to a user must
+/// call [`UserCache::forget`] (account deletion does; a password change touches nothing kept
+/// here). A row changed behind the server's back stays in memory until it is evicted or the
+/// server restarts.
 #[derive(Debug)]
 pub struct UserCache {
     pool: Pool,
