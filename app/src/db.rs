@@ -3,10 +3,11 @@
 //! The seam for a second database engine: everything else names [`Pool`], and SQL lives only
 //! in the modules that own its tables (`auth::users`, `auth::blocklist`).
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::SqliteConnectOptions;
 
-/// The connection pool every module is handed.
-pub type Pool = sqlx::SqlitePool;
+/// The connection pool every module is handed: sqlx's `Any` driver, so that one binary can open
+/// whichever database its URL names (SQLite today; PostgreSQL is being added).
+pub type Pool = sqlx::AnyPool;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
@@ -49,10 +50,18 @@ fn publish(partial: &Path, to: &Path) -> std::io::Result<()> {
     }
 }
 
-/// The SQLite options of a `sqlite:` URL. sqlx would take any other text for a file name
-/// (`postgres://user@host/app` became a folder named `postgres:`, and every instance a database
-/// of its own), so any other scheme, or none, is refused.
-fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, DbError> {
+/// The database a `DATABASE_URL` names.
+enum Target {
+    /// A `sqlite:` URL, read as sqlx reads it.
+    Sqlite(Box<SqliteConnectOptions>),
+    /// A `postgres:` or `postgresql:` URL.
+    Postgres,
+}
+
+/// What a `DATABASE_URL` names. sqlx would take anything but a `sqlite:` or `postgres:` URL for
+/// a SQLite file name (a mistyped scheme became a folder of that name, and every instance a
+/// database of its own), so any other scheme, or none, is refused.
+fn target(url: &str) -> Result<Target, DbError> {
     let scheme = url.split_once(':').map(|(scheme, _)| scheme).filter(|s| {
         !s.is_empty()
             && s.bytes()
@@ -62,11 +71,10 @@ fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, DbError> {
         // sqlx strips only a lower-case prefix: `SQLITE://x.db` would be a file of that name.
         Some((len, s)) if s == "sqlite" => {
             SqliteConnectOptions::from_str(&format!("sqlite:{}", &url[len + 1..]))
+                .map(|options| Target::Sqlite(Box::new(options)))
                 .map_err(DbError::Url)
         }
-        Some((_, s)) if s == "postgres" || s == "postgresql" => Err(DbError::Scheme(
-            "PostgreSQL is not supported by this build yet".into(),
-        )),
+        Some((_, s)) if s == "postgres" || s == "postgresql" => Ok(Target::Postgres),
         Some((1, drive)) => Err(DbError::Scheme(format!(
             "{drive}: looks like a Windows path: write sqlite://{drive}:/…"
         ))),
@@ -77,29 +85,98 @@ fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, DbError> {
     }
 }
 
-/// Opens (creating if missing) the database at `url` and runs the migrations.
-pub async fn connect(url: &str) -> Result<Pool, DbError> {
-    let options = sqlite_options(url)?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // FULL: a committed revoke is on disk before logout answers, even across a power cut.
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5));
+/// The SQL dialect of a pool's database, for the few statements that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
 
-    let file = options.get_filename();
+impl Dialect {
+    /// The functions that take the larger and the smaller of their arguments: SQLite's
+    /// scalar `MAX` and `MIN`, PostgreSQL's `GREATEST` and `LEAST`.
+    pub fn max_min(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Sqlite => ("MAX", "MIN"),
+            Self::Postgres => ("GREATEST", "LEAST"),
+        }
+    }
+}
+
+/// Which database `pool` talks to.
+pub fn dialect(pool: &Pool) -> Dialect {
+    match pool.connect_options().database_url.scheme() {
+        "postgres" | "postgresql" => Dialect::Postgres,
+        _ => Dialect::Sqlite,
+    }
+}
+
+/// What every SQLite connection is set to when it opens. WAL: readers never wait for the
+/// writer. FULL: a committed revoke is on disk before logout answers, even across a power cut.
+const SQLITE_SETTINGS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                               PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;";
+
+/// Connections the pool opens at most on PostgreSQL, per instance.
+pub const PG_MAX_CONNECTIONS: u32 = 16;
+
+/// Opens the database at `url` (a SQLite file is created if missing) and runs its migrations.
+pub async fn connect(url: &str) -> Result<Pool, DbError> {
+    sqlx::any::install_default_drivers();
+    let sqlite = match target(url)? {
+        Target::Sqlite(options) => options,
+        Target::Postgres => {
+            let pool = sqlx::any::AnyPoolOptions::new()
+                .max_connections(PG_MAX_CONNECTIONS)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .map_err(DbError::Open)?;
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            return Ok(pool);
+        }
+    };
+    let file = sqlite.get_filename();
     if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .map_err(|e| DbError::Folder(parent.display().to_string(), e))?;
     }
-
-    let pool = SqlitePoolOptions::new()
+    let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
-        .connect_with(options)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(conn, SQLITE_SETTINGS).await?;
+                Ok(())
+            })
+        })
+        .connect(&any_sqlite_url(url))
         .await
         .map_err(DbError::Open)?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
+    sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
     Ok(pool)
+}
+
+/// The `sqlite:` URL as the `Any` driver reads it: the scheme in lower case (sqlx strips no
+/// other), and created when missing unless the URL says otherwise.
+fn any_sqlite_url(url: &str) -> String {
+    let rest = url.split_once(':').map_or(url, |(_, rest)| rest);
+    let has_mode = rest
+        .split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("mode=")));
+    match (has_mode, rest.contains('?')) {
+        (true, _) => format!("sqlite:{rest}"),
+        (false, true) => format!("sqlite:{rest}&mode=rwc"),
+        (false, false) => format!("sqlite:{rest}?mode=rwc"),
+    }
+}
+
+/// The SQLite options of a `sqlite:` URL (backups are SQLite's).
+fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, DbError> {
+    match target(url)? {
+        Target::Sqlite(options) => Ok(*options),
+        Target::Postgres => Err(DbError::Scheme(
+            "`server backup` copies a SQLite database; back PostgreSQL up with pg_dump".into(),
+        )),
+    }
 }
 
 /// What [`backup`] copied.
@@ -151,7 +228,7 @@ async fn write_backup(url: &str, partial: &Path, to: &Path) -> Result<Backup, Db
         .connect()
         .await
         .map_err(DbError::Open)?;
-    let copied = sqlx::query("VACUUM INTO ?")
+    let copied = sqlx::query("VACUUM INTO $1")
         .bind(target)
         .execute(&mut db)
         .await;
@@ -220,9 +297,11 @@ mod tests {
             assert_eq!(options.get_filename(), Path::new(file), "{url}");
         }
         assert!(sqlite_options("sqlite::memory:").is_ok());
+        for url in ["postgres://u:secret@h/app", "PostgreSQL://u:secret@h/app"] {
+            assert!(matches!(target(url), Ok(Target::Postgres)), "{url}");
+        }
         for (url, says) in [
-            ("postgres://u:secret@h/app", "PostgreSQL"),
-            ("PostgreSQL://u:secret@h/app", "PostgreSQL"),
+            ("postgres://u:secret@h/app", "pg_dump"),
             ("mysql://u:secret@h/app", "mysql: is not"),
             ("C:\\data\\app.db", "Windows path"),
             ("data/app.db", "no scheme"),

@@ -36,11 +36,19 @@ impl Blocklist {
     /// SQLite's C loop and the start-up stays around a second.
     pub async fn load(pool: Pool) -> Result<Self, sqlx::Error> {
         let now = dead_before();
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM revoked_tokens WHERE exp >= ?")
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM revoked_tokens WHERE exp >= $1")
             .bind(now)
             .fetch_one(&pool)
             .await?;
         let mut set = HashSet::with_capacity(count.max(0) as usize);
+        // Hex of each jti, one after the other (upper or lower case: both are read).
+        let packed_hex = match crate::db::dialect(&pool) {
+            crate::db::Dialect::Sqlite => "group_concat(hex(jti), '')",
+            crate::db::Dialect::Postgres => "string_agg(encode(jti, 'hex'), '')",
+        };
+        let sql = format!(
+            "SELECT {packed_hex} FROM revoked_tokens WHERE exp >= $1 AND jti >= $2 AND jti < $3"
+        );
         for chunk in 0u8..16 {
             // [low, high) in byte order; the last high sorts after every 16-byte jti.
             let low = [chunk << 4];
@@ -49,15 +57,12 @@ impl Blocklist {
             } else {
                 &[(chunk + 1) << 4]
             };
-            let packed: Option<String> = sqlx::query_scalar(
-                "SELECT group_concat(hex(jti), '') FROM revoked_tokens \
-                 WHERE exp >= ? AND jti >= ? AND jti < ?",
-            )
-            .bind(now)
-            .bind(low.as_slice())
-            .bind(high)
-            .fetch_one(&pool)
-            .await?;
+            let packed: Option<String> = sqlx::query_scalar(&sql)
+                .bind(now)
+                .bind(low.as_slice())
+                .bind(high)
+                .fetch_one(&pool)
+                .await?;
             set.extend(packed.as_deref().map(parse_packed).into_iter().flatten());
         }
         Ok(Self {
@@ -79,7 +84,7 @@ impl Blocklist {
     /// changed, and the token stays valid: the caller must not report a sign-out.
     pub async fn revoke(&self, jti: Uuid, user_id: i64, exp: i64) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO revoked_tokens (jti, user_id, exp, revoked_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO revoked_tokens (jti, user_id, exp, revoked_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (jti) DO NOTHING",
         )
         .bind(jti.as_bytes().as_slice())
@@ -104,7 +109,7 @@ impl Blocklist {
     /// passed), from SQLite and from memory. Returns how many were dropped.
     pub async fn purge_expired(&self) -> Result<u64, sqlx::Error> {
         let gone: Vec<Vec<u8>> =
-            sqlx::query_scalar("DELETE FROM revoked_tokens WHERE exp < ? RETURNING jti")
+            sqlx::query_scalar("DELETE FROM revoked_tokens WHERE exp < $1 RETURNING jti")
                 .bind(dead_before())
                 .fetch_all(&self.pool)
                 .await?;
@@ -230,7 +235,7 @@ mod tests {
         .await
         .unwrap();
         let expected: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM revoked_tokens WHERE exp >= ?")
+            sqlx::query_scalar("SELECT COUNT(*) FROM revoked_tokens WHERE exp >= $1")
                 .bind(now)
                 .fetch_one(&pool)
                 .await
@@ -294,8 +299,14 @@ mod tests {
         let options = SqliteConnectOptions::from_str(&url)
             .unwrap()
             .busy_timeout(std::time::Duration::from_millis(100));
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .connect_with(options.clone())
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(conn, "PRAGMA busy_timeout = 100").await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
             .await
             .unwrap();
         sqlx::query(

@@ -356,18 +356,20 @@ async fn record_uses(
     write: &tokio::sync::Mutex<()>,
     batch: &[(Uuid, (i64, i64))],
 ) -> Result<(), sqlx::Error> {
+    let (max, min) = crate::db::dialect(pool).max_min();
+    let sql = format!(
+        "UPDATE sessions SET last_used_at = {max}(last_used_at, $1), \
+         confirmed_generation = {max}(confirmed_generation, {min}($2, generation)) WHERE id = $3"
+    );
     let _write = write.lock().await;
     let mut tx = pool.begin().await?;
     for (id, (now, generation)) in batch {
-        sqlx::query(
-            "UPDATE sessions SET last_used_at = MAX(last_used_at, ?), \
-             confirmed_generation = MAX(confirmed_generation, MIN(?, generation)) WHERE id = ?",
-        )
-        .bind(now)
-        .bind(generation)
-        .bind(id.as_bytes().as_slice())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(&sql)
+            .bind(now)
+            .bind(generation)
+            .bind(id.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await
 }
@@ -418,7 +420,7 @@ impl Sessions {
     /// Loads the ended sessions whose access tokens could still be presented.
     pub async fn load(pool: Pool, lifetimes: Lifetimes) -> Result<Self, sqlx::Error> {
         let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT id, access_exp FROM sessions WHERE revoked_at IS NOT NULL AND access_exp >= ?",
+            "SELECT id, access_exp FROM sessions WHERE revoked_at IS NOT NULL AND access_exp >= $1",
         )
         .bind(super::jwt::now_unix() - LEEWAY_SECS as i64)
         .fetch_all(&pool)
@@ -510,8 +512,8 @@ impl Sessions {
         let done = sqlx::query(
             "INSERT INTO sessions (id, user_id, refresh_key, generation, confirmed_generation, \
              rotated_at, created_at, last_used_at, expires_at, access_exp, user_agent, address) \
-             SELECT ?, ?, ?, 1, 1, ?, ?, ?, ?, ?, ?, ? \
-             WHERE EXISTS (SELECT 1 FROM users WHERE id = ? AND password_hash = ?)",
+             SELECT $1, $2, $3, 1, 1, $4, $5, $6, $7, $8, $9, $10 \
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = $11 AND password_hash = $12)",
         )
         .bind(id.as_bytes().as_slice())
         .bind(user_id)
@@ -535,7 +537,7 @@ impl Sessions {
     }
 
     pub async fn find(&self, id: Uuid) -> Result<Option<Session>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?"))
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE id = $1"))
             .bind(id.as_bytes().as_slice())
             .fetch_optional(&self.pool)
             .await
@@ -580,13 +582,14 @@ impl Sessions {
             let token_exp = self.token_exp(now, session.expires_at);
             if presented.generation == session.generation {
                 let address = address.clone().unwrap_or_else(|| session.address.clone());
+                let (max, _) = crate::db::dialect(&self.pool).max_min();
                 let _write = self.write.lock().await;
                 let rotated: Option<Session> = sqlx::query_as(&format!(
                     "UPDATE sessions SET generation = generation + 1, \
-                     confirmed_generation = MAX(confirmed_generation, generation), \
-                     rotated_at = ?, last_used_at = ?, access_exp = MAX(access_exp, ?), \
-                     address = ? \
-                     WHERE id = ? AND generation = ? AND revoked_at IS NULL RETURNING {COLUMNS}"
+                     confirmed_generation = {max}(confirmed_generation, generation), \
+                     rotated_at = $1, last_used_at = $2, access_exp = {max}(access_exp, $3), \
+                     address = $4 \
+                     WHERE id = $5 AND generation = $6 AND revoked_at IS NULL RETURNING {COLUMNS}"
                 ))
                 .bind(now)
                 .bind(now)
@@ -614,11 +617,12 @@ impl Sessions {
             let undelivered = session.confirmed_generation < session.generation
                 && (0..=secs(self.lifetimes.access)).contains(&since);
             if presented.generation + 1 == session.generation && (within_grace || undelivered) {
+                let (max, _) = crate::db::dialect(&self.pool).max_min();
                 let _write = self.write.lock().await;
-                let done = sqlx::query(
-                    "UPDATE sessions SET access_exp = MAX(access_exp, ?), last_used_at = ? \
-                     WHERE id = ? AND generation = ? AND revoked_at IS NULL",
-                )
+                let done = sqlx::query(&format!(
+                    "UPDATE sessions SET access_exp = {max}(access_exp, $1), last_used_at = $2 \
+                     WHERE id = $3 AND generation = $4 AND revoked_at IS NULL"
+                ))
                 .bind(token_exp)
                 .bind(now)
                 .bind(presented.id.as_bytes().as_slice())
@@ -656,16 +660,17 @@ impl Sessions {
         now: i64,
     ) -> Result<Option<Current>, sqlx::Error> {
         let idle_since = now.saturating_sub(secs(self.lifetimes.idle));
+        let (max, min) = crate::db::dialect(&self.pool).max_min();
         let _write = self.write.lock().await;
         let mut tx = self.pool.begin().await?;
         // In an UPDATE every right-hand side reads the row as it was: the new generation and
         // the confirmed one are both the old generation + 1; `rotated_at = 0` means no grace.
         let renewed: Option<Session> = sqlx::query_as(&format!(
             "UPDATE sessions SET generation = generation + 1, \
-             confirmed_generation = generation + 1, rotated_at = 0, last_used_at = ?, \
-             access_exp = MAX(access_exp, MIN(?, expires_at)) \
-             WHERE id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ? \
-             AND last_used_at > ? RETURNING {COLUMNS}"
+             confirmed_generation = generation + 1, rotated_at = 0, last_used_at = $1, \
+             access_exp = {max}(access_exp, {min}($2, expires_at)) \
+             WHERE id = $3 AND user_id = $4 AND revoked_at IS NULL AND expires_at > $5 \
+             AND last_used_at > $6 RETURNING {COLUMNS}"
         ))
         .bind(now)
         .bind(now.saturating_add(secs(self.lifetimes.access)))
@@ -681,8 +686,8 @@ impl Sessions {
         };
         super::users::set_password(&mut *tx, user_id, password_hash).await?;
         let ended: Vec<(Vec<u8>, i64)> = sqlx::query_as(
-            "UPDATE sessions SET revoked_at = ?, revoked_reason = ? \
-             WHERE user_id = ? AND revoked_at IS NULL AND id != ? RETURNING id, access_exp",
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE user_id = $3 AND revoked_at IS NULL AND id != $4 RETURNING id, access_exp",
         )
         .bind(now)
         .bind(EndReason::PasswordChanged.as_str())
@@ -728,8 +733,8 @@ impl Sessions {
     ) -> Result<bool, sqlx::Error> {
         let _write = self.write.lock().await;
         let ended: Option<(Vec<u8>, i64)> = sqlx::query_as(
-            "UPDATE sessions SET revoked_at = ?, revoked_reason = ? \
-             WHERE id = ? AND revoked_at IS NULL AND (? IS NULL OR user_id = ?) \
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE id = $3 AND revoked_at IS NULL AND ($4 IS NULL OR user_id = $5) \
              RETURNING id, access_exp",
         )
         .bind(now)
@@ -755,8 +760,8 @@ impl Sessions {
         let except = except.map(|id| id.as_bytes().to_vec()).unwrap_or_default();
         let _write = self.write.lock().await;
         let ended: Vec<(Vec<u8>, i64)> = sqlx::query_as(
-            "UPDATE sessions SET revoked_at = ?, revoked_reason = ? \
-             WHERE user_id = ? AND revoked_at IS NULL AND id != ? \
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE user_id = $3 AND revoked_at IS NULL AND id != $4 \
              RETURNING id, access_exp",
         )
         .bind(now)
@@ -852,8 +857,8 @@ impl Sessions {
     pub async fn list(&self, user_id: i64, now: i64) -> Result<Vec<Session>, sqlx::Error> {
         let idle_since = now.saturating_sub(secs(self.lifetimes.idle));
         sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM sessions WHERE user_id = ? AND revoked_at IS NULL \
-             AND expires_at > ? AND last_used_at > ? \
+            "SELECT {COLUMNS} FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
+             AND expires_at > $2 AND last_used_at > $3 \
              ORDER BY last_used_at DESC, created_at DESC LIMIT 500"
         ))
         .bind(user_id)
@@ -870,8 +875,8 @@ impl Sessions {
         let idle_since = now.saturating_sub(secs(self.lifetimes.idle));
         let _write = self.write.lock().await;
         let gone = sqlx::query(
-            "DELETE FROM sessions WHERE access_exp < ? \
-             AND (revoked_at IS NOT NULL OR expires_at <= ? OR last_used_at <= ?)",
+            "DELETE FROM sessions WHERE access_exp < $1 \
+             AND (revoked_at IS NOT NULL OR expires_at <= $2 OR last_used_at <= $3)",
         )
         .bind(dead)
         .bind(now)
@@ -1259,7 +1264,7 @@ mod tests {
     }
 
     async fn last_used(pool: &Pool, id: Uuid) -> (i64, i64) {
-        sqlx::query_as("SELECT last_used_at, confirmed_generation FROM sessions WHERE id = ?")
+        sqlx::query_as("SELECT last_used_at, confirmed_generation FROM sessions WHERE id = $1")
             .bind(id.as_bytes().as_slice())
             .fetch_one(pool)
             .await

@@ -35,7 +35,7 @@ pub async fn create(
 ) -> Result<User, CreateUserError> {
     let created_at = now_unix();
     let result = sqlx::query_as::<_, User>(
-        "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?) \
+        "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3) \
          RETURNING id, username, created_at",
     )
     .bind(username)
@@ -53,11 +53,11 @@ pub async fn create(
 
 /// Replaces a user's password hash.
 pub async fn set_password(
-    db: impl sqlx::SqliteExecutor<'_>,
+    db: impl sqlx::Executor<'_, Database = sqlx::Any>,
     id: i64,
     password_hash: &str,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+    let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
         .bind(password_hash)
         .bind(id)
         .execute(db)
@@ -67,7 +67,7 @@ pub async fn set_password(
 
 /// Deletes a user; their sessions and revocations go with them (`ON DELETE CASCADE`).
 pub async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM users WHERE id = ?")
+    let done = sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(id)
         .execute(pool)
         .await?;
@@ -75,14 +75,14 @@ pub async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
 }
 
 pub async fn credentials(pool: &Pool, username: &str) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as("SELECT id, password_hash FROM users WHERE username = ?")
+    sqlx::query_as("SELECT id, password_hash FROM users WHERE username = $1")
         .bind(username)
         .fetch_optional(pool)
         .await
 }
 
 pub async fn by_id(pool: &Pool, id: i64) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as("SELECT id, username, created_at FROM users WHERE id = ?")
+    sqlx::query_as("SELECT id, username, created_at FROM users WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
         .await
@@ -170,7 +170,7 @@ mod tests {
         let cache = UserCache::new(pool.clone());
         assert_eq!(cache.get(user.id).await.unwrap(), Some(user.clone()));
         // Served from memory from now on: the database is not asked again.
-        sqlx::query("UPDATE users SET username = 'changed' WHERE id = ?")
+        sqlx::query("UPDATE users SET username = 'changed' WHERE id = $1")
             .bind(user.id)
             .execute(&pool)
             .await

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster for the tests: a temporary folder, a free loopback port, an
+# unprivileged user (initdb refuses root), and stopped by its own PID.
+#
+#   scripts/pg-tmp.sh start       prints the folder; its `url` file holds the database URL
+#   scripts/pg-tmp.sh stop DIR    stops that cluster and removes its folder
+#   scripts/pg-tmp.sh run CMD...  starts one, runs CMD with DATABASE_URL_PG set, stops it
+#                                 whatever CMD does, and exits with CMD's status
+set -euo pipefail
+
+bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -n "$bin" ] || { echo "PostgreSQL is not installed (apt-get install postgresql)" >&2; exit 1; }
+
+# As root the cluster belongs to the `postgres` user Debian's package creates.
+as_owner() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+start() {
+  local dir port
+  dir=$(mktemp -d /tmp/authapp-pg.XXXXXX)
+  [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+  as_owner "$bin/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; rm -rf "$dir"; exit 1; }
+  for _ in 1 2 3; do
+    port=$(free_port)
+    if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
+         -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null; then
+      as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres authapp
+      echo "postgres://postgres@127.0.0.1:$port/authapp" >"$dir/url"
+      echo "$dir"
+      return 0
+    fi
+  done
+  cat "$dir/server.log" >&2
+  rm -rf "$dir"
+  exit 1
+}
+
+stop() {
+  local dir=$1 pid
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    pid=$(head -1 "$dir/data/postmaster.pid")
+    # SIGINT is PostgreSQL's fast shutdown: sessions are ended, nothing is waited for.
+    kill -INT "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -rf "$dir"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop "$2" ;;
+  run)
+    shift
+    dir=$(start)
+    trap 'stop "$dir"' EXIT INT TERM
+    DATABASE_URL_PG=$(cat "$dir/url") "$@"
+    ;;
+  *) sed -n '2,9p' "$0" >&2; exit 2 ;;
+esac
