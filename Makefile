@@ -22,11 +22,12 @@ export CHROMIUM_PATH ?= $(CHROMIUM)
 
 free_port = $$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
-.PHONY: help dev test tools chromium check fmt clippy test-rust e2e bench audit \
+.PHONY: help dev dev-pg test tools chromium check fmt clippy test-rust e2e bench audit \
         wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps wrk cargo-audit caddy dist serve-dist \
-        fuzz fuzz-deps
+        fuzz fuzz-deps postgresql
 
 help:
+	@echo "make dev-pg - make dev on a throwaway PostgreSQL cluster instead of SQLite"
 	@echo "make dev    - install what is missing, then cargo leptos watch on http://127.0.0.1:3000"
 	@echo "make test   - install what is missing, then fmt, clippy (ssr, hydrate), Rust tests, Playwright"
 	@echo "make test-rust / make e2e - only the Rust tests / only the browser tests"
@@ -88,10 +89,20 @@ chromium:
 caddy:
 	@command -v caddy >/dev/null || { apt-get update && apt-get install -y caddy; }
 
+# Debian's PostgreSQL, for the tests of several instances on one database. The tests never use
+# the cluster its package may start: scripts/pg-tmp.sh runs a throwaway one of their own.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	  || { apt-get update && apt-get install -y postgresql; }
+
 # ---------------------------------------------------------------- the two commands
 
 dev: tools
 	cargo leptos watch
+
+# The same on PostgreSQL: a throwaway cluster, stopped and removed when the watch stops.
+dev-pg: tools postgresql
+	scripts/pg-tmp.sh run sh -c 'DATABASE_URL="$$DATABASE_URL_PG" cargo leptos watch'
 
 test: tools chromium audit check test-rust fuzz e2e
 
@@ -128,9 +139,11 @@ clippy:
 	cargo clippy -p app -p server -p bare --features app/ssr --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
-test-rust:
+# The server's tests run beside a throwaway PostgreSQL cluster (a temporary folder, a free
+# loopback port, stopped by its PID whatever happens): the tests of several instances need it.
+test-rust: postgresql
 	cargo test -p app --features ssr
-	cargo test -p server
+	AUTHAPP_REQUIRE_PG=1 scripts/pg-tmp.sh run cargo test -p server
 
 # The deployable release: dist/server finds dist/site beside itself and is configured by the
 # environment alone (README, "Deploying").

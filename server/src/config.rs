@@ -51,6 +51,8 @@ pub struct Config {
     pub production: bool,
     pub secure_cookie: bool,
     pub purge_interval: Duration,
+    /// PostgreSQL only: how often revocations are read without a wake-up.
+    pub resync_interval: Duration,
     /// Sign-in and sign-up limits (off only for load tests, never in production).
     pub throttle: bool,
     /// Entries in each of the hot path's caches (verified tokens, users); 0 turns them off.
@@ -68,6 +70,7 @@ impl std::fmt::Debug for Config {
             .field("production", &self.production)
             .field("secure_cookie", &self.secure_cookie)
             .field("purge_interval", &self.purge_interval)
+            .field("resync_interval", &self.resync_interval)
             .field("throttle", &self.throttle)
             .field("cache_entries", &self.cache_entries)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -193,6 +196,10 @@ impl Config {
             production,
             secure_cookie,
             purge_interval: duration("BLOCKLIST_PURGE_INTERVAL", 600)?,
+            resync_interval: duration(
+                "REVOCATION_RESYNC_INTERVAL",
+                app::auth::follow::RESYNC_INTERVAL.as_secs(),
+            )?,
             throttle,
             cache_entries: match get("HOT_CACHE_ENTRIES") {
                 Some(v) => v.trim().parse().map_err(|_| {

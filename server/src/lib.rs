@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 
 use app::{
     auth::{
-        blocklist::Blocklist, cookie::AuthCookie, jwt::TokenKeys, password::Passwords,
+        blocklist::Blocklist, cookie::AuthCookie, follow, jwt::TokenKeys, password::Passwords,
         sessions::Sessions, throttle::Throttle, users::UserCache, AppState, Auth,
     },
     db, shell, App,
@@ -41,6 +41,8 @@ pub enum StartError {
     Blocklist(sqlx::Error),
     #[error("cannot load the sessions: {0}")]
     Sessions(sqlx::Error),
+    #[error("cannot read the revocations: {0}")]
+    Revocations(sqlx::Error),
     #[error("invalid token settings: {0}")]
     Keys(#[from] app::auth::jwt::KeyError),
     #[error("cannot prepare password hashing: {0}")]
@@ -55,6 +57,16 @@ pub async fn build_state(
     leptos_options: LeptosOptions,
 ) -> Result<AppState, StartError> {
     let pool = db::connect(&config.database_url).await?;
+    // On PostgreSQL other instances revoke too: where their revocations stand is read before
+    // anything is loaded, and followed from there (`app::auth::follow`).
+    let cursor = match db::dialect(&pool) {
+        db::Dialect::Postgres => Some(
+            follow::cursor(&pool)
+                .await
+                .map_err(StartError::Revocations)?,
+        ),
+        db::Dialect::Sqlite => None,
+    };
     let blocklist = Blocklist::load(pool.clone())
         .await
         .map_err(StartError::Blocklist)?;
@@ -94,7 +106,15 @@ pub async fn build_state(
         cookie: AuthCookie::new(config.secure_cookie),
         proxies: config.trusted_proxies.clone(),
     };
-    Ok(AppState::new(leptos_options, pool, Arc::new(auth)))
+    let auth = Arc::new(auth);
+    if let Some(cursor) = cursor {
+        follow::spawn(pool.clone(), auth.clone(), cursor, config.resync_interval);
+        tracing::info!(
+            resync = ?config.resync_interval,
+            "PostgreSQL: following the revocations of every instance"
+        );
+    }
+    Ok(AppState::new(leptos_options, pool, auth))
 }
 
 /// The whole HTTP surface: Leptos pages and server functions, `/health`, and the layers.
@@ -210,6 +230,7 @@ fn openapi_document(
 /// Drops expired revocations every `interval`, for as long as the process lives.
 pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
     let auth = state.auth.clone();
+    let pool = state.pool.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.tick().await; // the first tick is immediate; start-up already purged
@@ -223,6 +244,12 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
             match auth.sessions.purge(app::auth::jwt::now_unix()).await {
                 Ok(n) => tracing::debug!(purged = n, "sessions purge"),
                 Err(e) => tracing::warn!(error = %e, "sessions purge failed"),
+            }
+            if db::dialect(&pool) == db::Dialect::Postgres {
+                let dead = app::auth::jwt::now_unix() - app::auth::jwt::LEEWAY_SECS as i64;
+                if let Err(e) = follow::purge(&pool, dead).await {
+                    tracing::warn!(error = %e, "revocations purge failed");
+                }
             }
         }
     })

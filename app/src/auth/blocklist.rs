@@ -8,7 +8,7 @@
 //! revocation go, so [`Blocklist::purge_expired`] and the start-up load keep it until then.
 
 use crate::db::Pool;
-use std::{collections::HashSet, sync::RwLock};
+use std::{collections::HashMap, sync::RwLock};
 use uuid::Uuid;
 
 use super::jwt::{now_unix, LEEWAY_SECS};
@@ -21,10 +21,10 @@ fn dead_before() -> i64 {
 #[derive(Debug)]
 pub struct Blocklist {
     pool: Pool,
-    /// Revoked, unexpired jtis (16 bytes each: a million take ~35 MiB). Expiry lives in SQLite
-    /// only; the purge learns which jtis to drop from the rows it deletes. A std lock: it is
-    /// never held across an await.
-    revoked: RwLock<HashSet<Uuid>>,
+    /// Revoked, unexpired jtis and their tokens' `exp` (24 bytes each: a million take ~45 MiB).
+    /// The purge drops what has expired, whichever instance deleted the rows. A std lock: it
+    /// is never held across an await.
+    revoked: RwLock<HashMap<Uuid, i64>>,
 }
 
 impl Blocklist {
@@ -40,11 +40,13 @@ impl Blocklist {
             .bind(now)
             .fetch_one(&pool)
             .await?;
-        let mut set = HashSet::with_capacity(count.max(0) as usize);
-        // Hex of each jti, one after the other (upper or lower case: both are read).
+        let mut set = HashMap::with_capacity(count.max(0) as usize);
+        // Each jti and its exp in hex (32 and 16 digits), one after the other.
         let packed_hex = match crate::db::dialect(&pool) {
-            crate::db::Dialect::Sqlite => "group_concat(hex(jti), '')",
-            crate::db::Dialect::Postgres => "string_agg(encode(jti, 'hex'), '')",
+            crate::db::Dialect::Sqlite => "group_concat(hex(jti) || printf('%016X', exp), '')",
+            crate::db::Dialect::Postgres => {
+                "string_agg(encode(jti, 'hex') || lpad(to_hex(exp), 16, '0'), '')"
+            }
         };
         let sql = format!(
             "SELECT {packed_hex} FROM revoked_tokens WHERE exp >= $1 AND jti >= $2 AND jti < $3"
@@ -75,7 +77,7 @@ impl Blocklist {
     pub fn is_revoked(&self, jti: &Uuid) -> bool {
         self.revoked
             .read()
-            .map(|set| set.contains(jti))
+            .map(|set| set.contains_key(jti))
             // A poisoned lock means a panic elsewhere; fail closed.
             .unwrap_or(true)
     }
@@ -93,32 +95,33 @@ impl Blocklist {
         .bind(now_unix())
         .execute(&self.pool)
         .await?;
-        match self.revoked.write() {
-            Ok(mut set) => {
-                set.insert(jti);
-            }
-            // Poisoned: `is_revoked` already refuses everything.
-            Err(poisoned) => {
-                poisoned.into_inner().insert(jti);
-            }
-        }
+        self.remember(jti, exp);
         Ok(())
+    }
+
+    /// A revocation already in the database (this instance's, or another's that it has just
+    /// read) enters memory.
+    pub fn remember(&self, jti: Uuid, exp: i64) {
+        // Poisoned: `is_revoked` already refuses everything.
+        let mut set = self
+            .revoked
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        set.insert(jti, exp);
     }
 
     /// Drops revocations whose token is refused as expired anyway (`exp` + leeway has
     /// passed), from SQLite and from memory. Returns how many were dropped.
     pub async fn purge_expired(&self) -> Result<u64, sqlx::Error> {
-        let gone: Vec<Vec<u8>> =
-            sqlx::query_scalar("DELETE FROM revoked_tokens WHERE exp < $1 RETURNING jti")
-                .bind(dead_before())
-                .fetch_all(&self.pool)
-                .await?;
+        let dead = dead_before();
+        let gone = sqlx::query("DELETE FROM revoked_tokens WHERE exp < $1")
+            .bind(dead)
+            .execute(&self.pool)
+            .await?;
         if let Ok(mut set) = self.revoked.write() {
-            for jti in gone.iter().filter_map(|j| Uuid::from_slice(j).ok()) {
-                set.remove(&jti);
-            }
+            set.retain(|_, exp| *exp >= dead);
         }
-        Ok(gone.len() as u64)
+        Ok(gone.rows_affected())
     }
 
     /// Number of revocations held in memory.
@@ -131,14 +134,16 @@ impl Blocklist {
     }
 }
 
-/// One record: the 32 hex digits of a jti. A record that does not parse (a row we did not
-/// write) is skipped rather than refusing to start.
-const RECORD: usize = 32;
+/// One record: the 32 hex digits of a jti, then the 16 of its exp (two's complement). A record
+/// that does not parse (a row we did not write) is skipped rather than refusing to start.
+const RECORD: usize = 48;
 
-fn parse_packed(packed: &str) -> impl Iterator<Item = Uuid> + '_ {
+fn parse_packed(packed: &str) -> impl Iterator<Item = (Uuid, i64)> + '_ {
     packed.as_bytes().chunks_exact(RECORD).filter_map(|record| {
         let hex = std::str::from_utf8(record).ok()?;
-        u128::from_str_radix(hex, 16).ok().map(Uuid::from_u128)
+        let jti = u128::from_str_radix(&hex[..32], 16).ok()?;
+        let exp = u64::from_str_radix(&hex[32..], 16).ok()? as i64;
+        Some((Uuid::from_u128(jti), exp))
     })
 }
 

@@ -5,6 +5,7 @@ pub mod blocklist;
 pub mod cache;
 pub mod cookie;
 pub mod extractor;
+pub mod follow;
 pub mod jwt;
 pub mod password;
 pub mod proxies;

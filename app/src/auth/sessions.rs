@@ -458,7 +458,7 @@ impl Sessions {
             .unwrap_or(true)
     }
 
-    fn remember_ended(&self, ended: impl IntoIterator<Item = (Vec<u8>, i64)>) {
+    pub(crate) fn remember_ended(&self, ended: impl IntoIterator<Item = (Vec<u8>, i64)>) {
         let mut set = self
             .ended
             .write()

@@ -91,6 +91,7 @@ async fn spawn_app_in_with(dir: Arc<TempDir>, tweak: impl FnOnce(&mut Config)) -
         production: false,
         secure_cookie: false,
         purge_interval: Duration::from_secs(600),
+        resync_interval: Duration::from_secs(1),
         throttle: true,
         cache_entries: 1000,
         trusted_proxies: Default::default(),

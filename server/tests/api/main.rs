@@ -10,5 +10,6 @@ mod abuse;
 mod api_clients;
 mod auth_flow;
 mod bad_input;
+mod postgres;
 mod process;
 mod sessions;

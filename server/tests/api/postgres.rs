@@ -1,0 +1,156 @@
+//! Several instances of the server on one PostgreSQL database. `make test` runs these in a
+//! throwaway cluster (`scripts/pg-tmp.sh`, which sets `DATABASE_URL_PG`); each test gets a
+//! database of its own. Without `DATABASE_URL_PG` they say so and pass, unless
+//! `AUTHAPP_REQUIRE_PG` is set (as `make test` sets it): then a missing cluster fails them.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{header, StatusCode};
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+
+use crate::helpers::{spawn_app_with, TestApp, PASSWORD};
+
+/// A fresh, empty database in the test cluster, and its URL; `None` when there is no cluster.
+async fn fresh_database() -> Option<String> {
+    let Ok(admin) = std::env::var("DATABASE_URL_PG") else {
+        assert!(
+            std::env::var_os("AUTHAPP_REQUIRE_PG").is_none(),
+            "AUTHAPP_REQUIRE_PG is set but DATABASE_URL_PG is not: run under scripts/pg-tmp.sh"
+        );
+        eprintln!("skipped: no PostgreSQL (DATABASE_URL_PG is not set)");
+        return None;
+    };
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    Some(format!("{base}/{name}"))
+}
+
+/// An instance on `url`.
+async fn instance(url: &str) -> TestApp {
+    let url = url.to_owned();
+    spawn_app_with(move |c| c.database_url = url).await
+}
+
+async fn sign_in(app: &TestApp, username: &str) -> Value {
+    let api = app.api();
+    assert_eq!(app.register(&api, username, PASSWORD).await.status(), 200);
+    let res = app.login(&api, username, PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+async fn me(app: &TestApp, token: &str) -> (StatusCode, Value) {
+    let res = app
+        .api()
+        .get(app.url("/api/me"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap())
+}
+
+/// Polls `app` with `token` until it is refused as revoked; how long that took.
+async fn refused_within(app: &TestApp, token: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, body) = me(app, token).await;
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(body["error"], "token_revoked", "{body}");
+            return started.elapsed();
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(started.elapsed() < limit, "still accepted after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Signed in through A, signed out through B: A refuses the token within a second, from
+/// memory. The same for a session ended through B's sessions API.
+#[tokio::test]
+async fn a_sign_out_through_one_instance_is_refused_by_the_other_within_a_second() {
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let (a, b) = (instance(&url).await, instance(&url).await);
+    let signed_in = sign_in(&a, "alice").await;
+    let token = signed_in["access_token"].as_str().unwrap();
+    assert_eq!(me(&a, token).await.0, 200);
+    assert_eq!(me(&b, token).await.0, 200);
+    let res = b
+        .api()
+        .post(b.url("/api/logout"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let took = refused_within(&a, token, Duration::from_secs(1)).await;
+    eprintln!("instance A refused the token {took:?} after B's sign-out answered");
+
+    // A second device's session, ended through B by the first: refused by A too.
+    let api = a.api();
+    let res = a.login(&api, "alice", PASSWORD).await;
+    let other: Value = res.json().await.unwrap();
+    let other_token = other["access_token"].as_str().unwrap();
+    let third: Value = a.login(&api, "alice", PASSWORD).await.json().await.unwrap();
+    let third_token = third["access_token"].as_str().unwrap();
+    assert_eq!(me(&a, other_token).await.0, 200);
+    let res = b
+        .api()
+        .post(b.url("/api/sessions/revoke-others"))
+        .header(header::AUTHORIZATION, format!("Bearer {third_token}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    refused_within(&a, other_token, Duration::from_secs(1)).await;
+    assert_eq!(me(&a, third_token).await.0, 200);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A's listening connection is killed; a sign-out made through B while A is not listening is
+/// still refused by A, within the resync interval (1 s here) and a margin.
+#[tokio::test]
+async fn a_revocation_made_while_the_listener_was_down_is_still_refused() {
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let (a, b) = (instance(&url).await, instance(&url).await);
+    let signed_in = sign_in(&a, "bob").await;
+    let token = signed_in["access_token"].as_str().unwrap();
+    assert_eq!(me(&a, token).await.0, 200);
+    let database = url.rsplit_once('/').unwrap().1.to_owned();
+    let mut admin = PgConnection::connect(&url).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND query ILIKE 'LISTEN%'",
+    )
+    .bind(&database)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(killed.len(), 2, "both instances listen");
+    let res = b
+        .api()
+        .post(b.url("/api/logout"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let took = refused_within(&a, token, Duration::from_millis(2500)).await;
+    eprintln!("refused {took:?} after the sign-out, with the listener killed");
+    let _ = admin.close().await;
+    a.stop().await;
+    b.stop().await;
+}
