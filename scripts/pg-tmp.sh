@@ -21,17 +21,22 @@ free_port() {
 }
 
 start() {
-  local dir port
+  local dir port password
   dir=$(mktemp -d /tmp/authapp-pg.XXXXXX)
   [ "$(id -u)" = 0 ] && chown postgres: "$dir"
-  as_owner "$bin/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
+  # A password of its own: another local user cannot sign in as the superuser meanwhile.
+  password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+  (umask 077; echo "$password" >"$dir/password")
+  [ "$(id -u)" = 0 ] && chown postgres: "$dir/password"
+  as_owner "$bin/initdb" -D "$dir/data" -A scram-sha-256 -U postgres --pwfile="$dir/password" \
+      -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; rm -rf "$dir"; exit 1; }
   for _ in 1 2 3; do
     port=$(free_port)
     if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
          -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null; then
-      as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres authapp
-      echo "postgres://postgres@127.0.0.1:$port/authapp" >"$dir/url"
+      PGPASSWORD=$password as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres authapp
+      (umask 077; echo "postgres://postgres:$password@127.0.0.1:$port/authapp" >"$dir/url")
       echo "$dir"
       return 0
     fi

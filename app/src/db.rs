@@ -135,11 +135,21 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
             return Ok(pool);
         }
     };
-    let file = sqlite.get_filename();
-    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| DbError::Folder(parent.display().to_string(), e))?;
-    }
+    let file = sqlite.get_filename().to_path_buf();
+    let parent = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .map_err(|e| DbError::Folder(parent.display().to_string(), e))?;
+    // Every connection of an in-memory database would be a database of its own.
+    let name = file
+        .file_name()
+        .filter(|_| !file.to_string_lossy().starts_with("file:"))
+        .ok_or_else(|| DbError::Scheme("give a file: in-memory databases are not kept".into()))?;
+    let file = std::fs::canonicalize(parent)
+        .map_err(|e| DbError::Folder(parent.display().to_string(), e))?
+        .join(name);
     let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .after_connect(|conn, _| {
@@ -148,24 +158,36 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
                 Ok(())
             })
         })
-        .connect(&any_sqlite_url(url))
+        .connect(&any_sqlite_url(&file, url))
         .await
         .map_err(DbError::Open)?;
     sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
     Ok(pool)
 }
 
-/// The `sqlite:` URL as the `Any` driver reads it: the scheme in lower case (sqlx strips no
-/// other), and created when missing unless the URL says otherwise.
-fn any_sqlite_url(url: &str) -> String {
-    let rest = url.split_once(':').map_or(url, |(_, rest)| rest);
-    let has_mode = rest
-        .split_once('?')
-        .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("mode=")));
-    match (has_mode, rest.contains('?')) {
-        (true, _) => format!("sqlite:{rest}"),
-        (false, true) => format!("sqlite:{rest}&mode=rwc"),
-        (false, false) => format!("sqlite:{rest}?mode=rwc"),
+/// The URL the `Any` driver opens `file` (an absolute path with no `.` or `..` in it) by:
+/// the `Any` driver takes URLs only, and reads a `sqlite:` URL as a file name after parsing it
+/// as a URL, so every character that a URL would read otherwise is percent-encoded. The query of
+/// the `DATABASE_URL` given is kept; the file is created when missing unless it says otherwise.
+fn any_sqlite_url(file: &Path, url: &str) -> String {
+    let mut path = String::new();
+    for c in file.to_string_lossy().chars() {
+        match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '/' | '-' | '_' | '.' | '~' => path.push(c),
+            _ => {
+                let mut buf = [0; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    path.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+    }
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let has_mode = query.split('&').any(|p| p.starts_with("mode="));
+    match (query.is_empty(), has_mode) {
+        (true, _) => format!("sqlite://{path}?mode=rwc"),
+        (false, true) => format!("sqlite://{path}?{query}"),
+        (false, false) => format!("sqlite://{path}?{query}&mode=rwc"),
     }
 }
 
@@ -284,6 +306,23 @@ async fn write_backup(url: &str, partial: &Path, to: &Path) -> Result<Backup, Db
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The file the `Any` driver opens is the one named, whatever its characters.
+    #[test]
+    fn the_any_driver_opens_the_file_named() {
+        use sqlx::ConnectOptions;
+        for name in [
+            "/tmp/my data/app.db",
+            "/tmp/a%20b/q?x#y.db",
+            "/tmp/é/app.db",
+        ] {
+            let url = any_sqlite_url(Path::new(name), "sqlite://whatever");
+            let parsed: sqlx::any::AnyConnectOptions = url.parse().unwrap();
+            let options = SqliteConnectOptions::from_url(&parsed.database_url).unwrap();
+            assert_eq!(options.get_filename(), Path::new(name), "{url}");
+        }
+        assert!(any_sqlite_url(Path::new("/a.db"), "sqlite://a.db?mode=ro").ends_with("?mode=ro"));
+    }
 
     #[test]
     fn only_sqlite_urls_are_opened() {

@@ -61,11 +61,26 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
 }
 
+/// `scheme://user:***@host/...`: a URL with its password, if any, hidden.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 impl std::fmt::Debug for Config {
-    // The secret is never printed.
+    // The secret is never printed, nor the database URL's password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("database_url", &self.database_url)
+            .field("database_url", &redact_password(&self.database_url))
             .field("lifetimes", &self.lifetimes)
             .field("production", &self.production)
             .field("secure_cookie", &self.secure_cookie)
@@ -219,6 +234,23 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn database_passwords_are_never_printed() {
+        assert_eq!(
+            redact_password("postgres://app:hunter2@db:5432/app"),
+            "postgres://app:***@db:5432/app"
+        );
+        assert_eq!(
+            redact_password("postgres://app@db/app"),
+            "postgres://app@db/app"
+        );
+        assert_eq!(
+            redact_password("sqlite://data/app.db"),
+            "sqlite://data/app.db"
+        );
+    }
+
     use super::*;
     use std::collections::HashMap;
 

@@ -108,7 +108,7 @@ pub async fn build_state(
     };
     let auth = Arc::new(auth);
     if let Some(cursor) = cursor {
-        follow::spawn(pool.clone(), auth.clone(), cursor, config.resync_interval);
+        follow::spawn(&pool, auth.clone(), cursor, config.resync_interval);
         tracing::info!(
             resync = ?config.resync_interval,
             "PostgreSQL: following the revocations of every instance"

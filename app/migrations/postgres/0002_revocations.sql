@@ -34,13 +34,22 @@ $$ LANGUAGE plpgsql;
 CREATE TRIGGER revoked_tokens_recorded AFTER INSERT ON revoked_tokens
     FOR EACH ROW EXECUTE FUNCTION revoked_token_recorded();
 
+-- A session ended (revoked_at set), or deleted while it was live (its user's row deleted:
+-- ON DELETE CASCADE; it may have started after the account's sessions were ended).
 CREATE FUNCTION session_end_recorded() RETURNS TRIGGER AS $$
+DECLARE
+    gone sessions%ROWTYPE;
 BEGIN
-    PERFORM record_revocation('session', NEW.id, NEW.access_exp);
+    IF TG_OP = 'DELETE' THEN gone := OLD; ELSE gone := NEW; END IF;
+    PERFORM record_revocation('session', gone.id, gone.access_exp);
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
 
 CREATE TRIGGER sessions_end_recorded AFTER UPDATE OF revoked_at ON sessions
     FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL)
+    EXECUTE FUNCTION session_end_recorded();
+
+CREATE TRIGGER sessions_delete_recorded AFTER DELETE ON sessions
+    FOR EACH ROW WHEN (OLD.revoked_at IS NULL)
     EXECUTE FUNCTION session_end_recorded();

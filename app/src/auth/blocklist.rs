@@ -13,6 +13,13 @@ use uuid::Uuid;
 
 use super::jwt::{now_unix, LEEWAY_SECS};
 
+/// An `exp` in memory: unix seconds as a `u32` (until 2106), 4 bytes less per revocation.
+type Exp = u32;
+
+fn to_exp(exp: i64) -> Exp {
+    exp.clamp(0, i64::from(Exp::MAX)) as Exp
+}
+
 /// Revocations whose token can no longer be accepted: `exp` + leeway has passed.
 fn dead_before() -> i64 {
     now_unix() - LEEWAY_SECS as i64
@@ -21,10 +28,10 @@ fn dead_before() -> i64 {
 #[derive(Debug)]
 pub struct Blocklist {
     pool: Pool,
-    /// Revoked, unexpired jtis and their tokens' `exp` (24 bytes each: a million take ~45 MiB).
-    /// The purge drops what has expired, whichever instance deleted the rows. A std lock: it
-    /// is never held across an await.
-    revoked: RwLock<HashMap<Uuid, i64>>,
+    /// Revoked, unexpired jtis and their tokens' `exp` ([`Exp`]: 20 bytes an entry, a million
+    /// take ~42 MiB). The purge drops what has expired, whichever instance deleted the rows. A
+    /// std lock: it is never held across an await.
+    revoked: RwLock<HashMap<Uuid, Exp>>,
 }
 
 impl Blocklist {
@@ -65,7 +72,14 @@ impl Blocklist {
                 .bind(high)
                 .fetch_one(&pool)
                 .await?;
-            set.extend(packed.as_deref().map(parse_packed).into_iter().flatten());
+            set.extend(
+                packed
+                    .as_deref()
+                    .map(parse_packed)
+                    .into_iter()
+                    .flatten()
+                    .map(|(jti, exp)| (jti, to_exp(exp))),
+            );
         }
         Ok(Self {
             pool,
@@ -107,7 +121,7 @@ impl Blocklist {
             .revoked
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        set.insert(jti, exp);
+        set.insert(jti, to_exp(exp));
     }
 
     /// Drops revocations whose token is refused as expired anyway (`exp` + leeway has
@@ -119,7 +133,7 @@ impl Blocklist {
             .execute(&self.pool)
             .await?;
         if let Ok(mut set) = self.revoked.write() {
-            set.retain(|_, exp| *exp >= dead);
+            set.retain(|_, exp| i64::from(*exp) >= dead);
         }
         Ok(gone.rows_affected())
     }

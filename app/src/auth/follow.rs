@@ -74,57 +74,101 @@ pub async fn purge(pool: &Pool, dead_before: i64) -> Result<u64, sqlx::Error> {
     Ok(gone.rows_affected())
 }
 
-/// Follows the revocations from `cursor` on, for as long as the process lives.
+/// Follows the revocations from `cursor` on, for as long as the process lives (abort the
+/// handle to stop). The revocations are read on a connection of the follower's own, so a busy
+/// request pool never delays them; the listener is (re)connected with a time limit and a
+/// growing pause between attempts, and never holds up the timer.
 pub fn spawn(
-    pool: Pool,
+    pool: &Pool,
     auth: Arc<Auth>,
     mut cursor: i64,
     resync: Duration,
 ) -> tokio::task::JoinHandle<()> {
     let url = pool.connect_options().database_url.to_string();
     tokio::spawn(async move {
-        loop {
-            let listener = async {
-                let mut listener = PgListener::connect(&url).await?;
-                listener.listen("revocations").await?;
-                Ok::<_, sqlx::Error>(listener)
+        let own = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(resync.max(Duration::from_secs(1)))
+            .connect_lazy(&url);
+        let own = match own {
+            Ok(pool) => pool,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot follow revocations: other instances' sign-outs are not seen");
+                return;
             }
-            .await;
-            let mut listener = match listener {
-                Ok(listener) => Some(listener),
+        };
+        let mut tick = tokio::time::interval(resync);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut listener: Option<PgListener> = None;
+        let mut retry_at = tokio::time::Instant::now();
+        let mut pause = resync;
+        let mut reading_failed = false;
+        loop {
+            if listener.is_none() && tokio::time::Instant::now() >= retry_at {
+                match tokio::time::timeout(resync.max(Duration::from_secs(1)), listen(&url)).await {
+                    Ok(Ok(l)) => {
+                        listener = Some(l);
+                        pause = resync;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, retry_in = ?pause, "cannot listen for revocations: reading them every {resync:?}");
+                    }
+                    Err(_) => {
+                        tracing::warn!(retry_in = ?pause, "listening for revocations timed out: reading them every {resync:?}");
+                    }
+                }
+                if listener.is_none() {
+                    retry_at = tokio::time::Instant::now() + pause;
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
+            }
+            match catch_up(&auth, &own, cursor).await {
+                Ok(next) => {
+                    cursor = next;
+                    if reading_failed {
+                        tracing::info!("reading revocations again");
+                        reading_failed = false;
+                    }
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for revocations: reading them every {resync:?}");
-                    None
+                    if !reading_failed {
+                        tracing::warn!(error = %e, "reading revocations failed: trying again every {resync:?}");
+                    }
+                    reading_failed = true;
+                }
+            }
+            let woken = async {
+                match listener.as_mut() {
+                    Some(l) => l.try_recv().await,
+                    None => std::future::pending().await,
                 }
             };
-            loop {
-                match catch_up(&auth, &pool, cursor).await {
-                    Ok(next) => cursor = next,
-                    Err(e) => tracing::warn!(error = %e, "reading revocations failed"),
-                }
-                let woken = async {
-                    match listener.as_mut() {
-                        Some(l) => l.try_recv().await.map(|n| n.is_some()),
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    woken = woken => match woken {
-                        Ok(true) => {}
-                        // The connection was lost (what was sent meanwhile is lost with it):
-                        // listen again, and read what was missed.
-                        Ok(false) | Err(_) => {
-                            tracing::warn!("the revocations listener lost its connection: reconnecting");
-                            break;
-                        }
-                    },
-                    () = tokio::time::sleep(resync) => {
-                        if listener.is_none() {
-                            break; // try to listen again
+            tokio::select! {
+                woken = woken => match woken {
+                    Ok(Some(_)) => {
+                        // A burst of revocations is read once: take what else is waiting.
+                        if let Some(l) = listener.as_mut() {
+                            while let Ok(Ok(Some(_))) =
+                                tokio::time::timeout(Duration::ZERO, l.try_recv()).await
+                            {}
                         }
                     }
-                }
+                    // The connection was lost, and sqlx has listened again on a new one:
+                    // what was sent in between is read now.
+                    Ok(None) => tracing::info!("the revocations listener reconnected"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the revocations listener failed: listening again");
+                        listener = None;
+                    }
+                },
+                _ = tick.tick() => {}
             }
         }
     })
+}
+
+async fn listen(url: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen("revocations").await?;
+    Ok(listener)
 }

@@ -323,7 +323,9 @@ impl Uses {
         touched: &Bounded<Uuid, (i64, i64)>,
     ) -> Result<(), sqlx::Error> {
         let _flush = self.flush.lock().await;
-        let batch: Vec<_> = self.take().into_iter().collect();
+        let mut batch: Vec<_> = self.take().into_iter().collect();
+        // In one order everywhere: two instances writing the same sessions cannot deadlock.
+        batch.sort_unstable_by_key(|(id, _)| *id);
         let mut first_error = None;
         for chunk in batch.chunks(USES_PER_TRANSACTION) {
             if let Err(e) = record_uses(pool, write, chunk).await {
@@ -508,13 +510,19 @@ impl Sessions {
             revoked_at: None,
             revoked_reason: None,
         };
+        // On PostgreSQL the check waits for a password change or a deletion in progress (from
+        // another instance) and reads the row as it commits; SQLite has one writer at a time.
+        let for_share = match crate::db::dialect(&self.pool) {
+            crate::db::Dialect::Postgres => " FOR SHARE",
+            crate::db::Dialect::Sqlite => "",
+        };
         let _write = self.write.lock().await;
-        let done = sqlx::query(
+        let done = sqlx::query(&format!(
             "INSERT INTO sessions (id, user_id, refresh_key, generation, confirmed_generation, \
              rotated_at, created_at, last_used_at, expires_at, access_exp, user_agent, address) \
              SELECT $1, $2, $3, 1, 1, $4, $5, $6, $7, $8, $9, $10 \
-             WHERE EXISTS (SELECT 1 FROM users WHERE id = $11 AND password_hash = $12)",
-        )
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = $11 AND password_hash = $12{for_share})"
+        ))
         .bind(id.as_bytes().as_slice())
         .bind(user_id)
         .bind(&session.refresh_key)

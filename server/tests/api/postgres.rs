@@ -32,10 +32,14 @@ async fn fresh_database() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
-/// An instance on `url`.
-async fn instance(url: &str) -> TestApp {
+/// An instance on `url`, reading the revocations every `resync` without a wake-up.
+async fn instance(url: &str, resync: Duration) -> TestApp {
     let url = url.to_owned();
-    spawn_app_with(move |c| c.database_url = url).await
+    spawn_app_with(move |c| {
+        c.database_url = url;
+        c.resync_interval = resync;
+    })
+    .await
 }
 
 async fn sign_in(app: &TestApp, username: &str) -> Value {
@@ -74,13 +78,16 @@ async fn refused_within(app: &TestApp, token: &str, limit: Duration) -> Duration
 }
 
 /// Signed in through A, signed out through B: A refuses the token within a second, from
-/// memory. The same for a session ended through B's sessions API.
+/// memory. The same for a session ended through B's sessions API. The timer is set to a minute
+/// here, so only the wake-up (NOTIFY) can be that quick. An instance started afterwards loads
+/// both revocations.
 #[tokio::test]
 async fn a_sign_out_through_one_instance_is_refused_by_the_other_within_a_second() {
     let Some(url) = fresh_database().await else {
         return;
     };
-    let (a, b) = (instance(&url).await, instance(&url).await);
+    let minute = Duration::from_secs(60);
+    let (a, b) = (instance(&url, minute).await, instance(&url, minute).await);
     let signed_in = sign_in(&a, "alice").await;
     let token = signed_in["access_token"].as_str().unwrap();
     assert_eq!(me(&a, token).await.0, 200);
@@ -114,8 +121,17 @@ async fn a_sign_out_through_one_instance_is_refused_by_the_other_within_a_second
     assert!(res.status().is_success(), "{}", res.status());
     refused_within(&a, other_token, Duration::from_secs(1)).await;
     assert_eq!(me(&a, third_token).await.0, 200);
+
+    let c = instance(&url, minute).await;
+    for gone in [token, other_token] {
+        let (status, body) = me(&c, gone).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["error"], "token_revoked", "{body}");
+    }
+    assert_eq!(me(&c, third_token).await.0, 200);
     a.stop().await;
     b.stop().await;
+    c.stop().await;
 }
 
 /// A's listening connection is killed; a sign-out made through B while A is not listening is
@@ -125,12 +141,32 @@ async fn a_revocation_made_while_the_listener_was_down_is_still_refused() {
     let Some(url) = fresh_database().await else {
         return;
     };
-    let (a, b) = (instance(&url).await, instance(&url).await);
+    let second = Duration::from_secs(1);
+    let (a, b) = (instance(&url, second).await, instance(&url, second).await);
     let signed_in = sign_in(&a, "bob").await;
     let token = signed_in["access_token"].as_str().unwrap();
     assert_eq!(me(&a, token).await.0, 200);
     let database = url.rsplit_once('/').unwrap().1.to_owned();
     let mut admin = PgConnection::connect(&url).await.unwrap();
+    // Both instances listen (B's listener may still be connecting).
+    let started = Instant::now();
+    loop {
+        let listening: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'LISTEN%'",
+        )
+        .bind(&database)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if listening == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{listening} listening"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let killed: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = $1 AND query ILIKE 'LISTEN%'",
@@ -139,7 +175,7 @@ async fn a_revocation_made_while_the_listener_was_down_is_still_refused() {
     .fetch_all(&mut admin)
     .await
     .unwrap();
-    assert_eq!(killed.len(), 2, "both instances listen");
+    assert_eq!(killed, [true, true]);
     let res = b
         .api()
         .post(b.url("/api/logout"))

@@ -198,6 +198,18 @@ async fn refuses_to_start_without_a_production_secret_or_on_a_broken_database() 
         assert!(out.contains(says), "{url}: {out}");
         assert!(!out.contains("hunter2"), "{url}: {out}");
     }
+    // A PostgreSQL that does not answer: the server stops (after the pool's 10 s), saying so,
+    // and never with the password.
+    let (code, out) = run_to_exit(
+        dir.path(),
+        &[
+            ("DATABASE_URL", "postgresql://app:hunter2@127.0.0.1:1/app"),
+            ("JWT_SECRET", SECRET),
+        ],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cannot open the database"), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
     let created: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
