@@ -35,7 +35,8 @@ start() {
     port=$(free_port)
     if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
          -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null; then
-      PGPASSWORD=$password as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres authapp
+      PGPASSWORD=$password as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres authapp \
+        || { cat "$dir/server.log" >&2; stop "$dir"; exit 1; }
       (umask 077; echo "postgres://postgres:$password@127.0.0.1:$port/authapp" >"$dir/url")
       echo "$dir"
       return 0

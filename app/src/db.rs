@@ -142,14 +142,25 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)
         .map_err(|e| DbError::Folder(parent.display().to_string(), e))?;
-    // Every connection of an in-memory database would be a database of its own.
+    // Every connection of an in-memory database would be a database of its own, or it would
+    // vanish once they were idle.
+    let in_memory = file.to_string_lossy().starts_with("file:")
+        || url
+            .split_once('?')
+            .is_some_and(|(_, q)| q.split('&').any(|p| p == "mode=memory"));
     let name = file
         .file_name()
-        .filter(|_| !file.to_string_lossy().starts_with("file:"))
+        .filter(|_| !in_memory)
         .ok_or_else(|| DbError::Scheme("give a file: in-memory databases are not kept".into()))?;
     let file = std::fs::canonicalize(parent)
         .map_err(|e| DbError::Folder(parent.display().to_string(), e))?
         .join(name);
+    let file = file.to_str().ok_or_else(|| {
+        DbError::Folder(
+            file.display().to_string(),
+            std::io::Error::other("the path is not UTF-8"),
+        )
+    })?;
     let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .after_connect(|conn, _| {
@@ -158,7 +169,7 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
                 Ok(())
             })
         })
-        .connect(&any_sqlite_url(&file, url))
+        .connect(&any_sqlite_url(file, url))
         .await
         .map_err(DbError::Open)?;
     sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
@@ -169,9 +180,9 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
 /// the `Any` driver takes URLs only, and reads a `sqlite:` URL as a file name after parsing it
 /// as a URL, so every character that a URL would read otherwise is percent-encoded. The query of
 /// the `DATABASE_URL` given is kept; the file is created when missing unless it says otherwise.
-fn any_sqlite_url(file: &Path, url: &str) -> String {
+fn any_sqlite_url(file: &str, url: &str) -> String {
     let mut path = String::new();
-    for c in file.to_string_lossy().chars() {
+    for c in file.chars() {
         match c {
             'a'..='z' | 'A'..='Z' | '0'..='9' | '/' | '-' | '_' | '.' | '~' => path.push(c),
             _ => {
@@ -316,12 +327,12 @@ mod tests {
             "/tmp/a%20b/q?x#y.db",
             "/tmp/é/app.db",
         ] {
-            let url = any_sqlite_url(Path::new(name), "sqlite://whatever");
+            let url = any_sqlite_url(name, "sqlite://whatever");
             let parsed: sqlx::any::AnyConnectOptions = url.parse().unwrap();
             let options = SqliteConnectOptions::from_url(&parsed.database_url).unwrap();
             assert_eq!(options.get_filename(), Path::new(name), "{url}");
         }
-        assert!(any_sqlite_url(Path::new("/a.db"), "sqlite://a.db?mode=ro").ends_with("?mode=ro"));
+        assert!(any_sqlite_url("/a.db", "sqlite://a.db?mode=ro").ends_with("?mode=ro"));
     }
 
     #[test]

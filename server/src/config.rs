@@ -61,8 +61,26 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
 }
 
-/// `scheme://user:***@host/...`: a URL with its password, if any, hidden.
+/// `scheme://user:***@host/...`: a URL with its password, if any, hidden (in the user info or
+/// as a `password=` parameter).
 fn redact_password(url: &str) -> String {
+    let url = match url.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<&str> = query
+                .split('&')
+                .map(|p| {
+                    if p.starts_with("password=") {
+                        "password=***"
+                    } else {
+                        p
+                    }
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => url.to_owned(),
+    };
+    let url = url.as_str();
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -248,6 +266,10 @@ mod tests {
         assert_eq!(
             redact_password("sqlite://data/app.db"),
             "sqlite://data/app.db"
+        );
+        assert_eq!(
+            redact_password("postgres://app@db/app?sslmode=require&password=hunter2"),
+            "postgres://app@db/app?sslmode=require&password=***"
         );
     }
 

@@ -40,7 +40,15 @@ CREATE FUNCTION session_end_recorded() RETURNS TRIGGER AS $$
 DECLARE
     gone sessions%ROWTYPE;
 BEGIN
-    IF TG_OP = 'DELETE' THEN gone := OLD; ELSE gone := NEW; END IF;
+    IF TG_OP = 'DELETE' THEN
+        -- A purge deletes sessions whose tokens have all expired: nothing to refuse.
+        IF OLD.access_exp < extract(epoch FROM now())::BIGINT - 60 THEN
+            RETURN NULL;
+        END IF;
+        gone := OLD;
+    ELSE
+        gone := NEW;
+    END IF;
     PERFORM record_revocation('session', gone.id, gone.access_exp);
     RETURN NULL;
 END;

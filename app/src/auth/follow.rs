@@ -74,10 +74,13 @@ pub async fn purge(pool: &Pool, dead_before: i64) -> Result<u64, sqlx::Error> {
     Ok(gone.rows_affected())
 }
 
-/// Follows the revocations from `cursor` on, for as long as the process lives (abort the
-/// handle to stop). The revocations are read on a connection of the follower's own, so a busy
-/// request pool never delays them; the listener is (re)connected with a time limit and a
-/// growing pause between attempts, and never holds up the timer.
+/// How long one attempt to (re)connect the listener may take.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Follows the revocations from `cursor` on, for as long as the process lives. Two tasks: the
+/// listener, which only wakes the reader (and reconnects, with a time limit and a growing pause,
+/// never cancelled by anything else), and the reader, which reads on a connection of its own
+/// when woken and at every tick, whatever the listener is doing.
 pub fn spawn(
     pool: &Pool,
     auth: Arc<Auth>,
@@ -85,10 +88,20 @@ pub fn spawn(
     resync: Duration,
 ) -> tokio::task::JoinHandle<()> {
     let url = pool.connect_options().database_url.to_string();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let listening = tokio::spawn(listen_and_wake(url.clone(), wake.clone()));
     tokio::spawn(async move {
+        // The listener goes when the reader does.
+        struct Abort(tokio::task::JoinHandle<()>);
+        impl Drop for Abort {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let _listening = Abort(listening);
         let own = sqlx::any::AnyPoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(resync.max(Duration::from_secs(1)))
+            .acquire_timeout(resync.clamp(Duration::from_secs(1), LISTEN_TIMEOUT))
             .connect_lazy(&url);
         let own = match own {
             Ok(pool) => pool,
@@ -99,72 +112,65 @@ pub fn spawn(
         };
         let mut tick = tokio::time::interval(resync);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut listener: Option<PgListener> = None;
-        let mut retry_at = tokio::time::Instant::now();
-        let mut pause = resync;
-        let mut reading_failed = false;
+        let mut failing = false;
         loop {
-            if listener.is_none() && tokio::time::Instant::now() >= retry_at {
-                match tokio::time::timeout(resync.max(Duration::from_secs(1)), listen(&url)).await {
-                    Ok(Ok(l)) => {
-                        listener = Some(l);
-                        pause = resync;
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, retry_in = ?pause, "cannot listen for revocations: reading them every {resync:?}");
-                    }
-                    Err(_) => {
-                        tracing::warn!(retry_in = ?pause, "listening for revocations timed out: reading them every {resync:?}");
-                    }
-                }
-                if listener.is_none() {
-                    retry_at = tokio::time::Instant::now() + pause;
-                    pause = (pause * 2).min(Duration::from_secs(30));
-                }
+            tokio::select! {
+                () = wake.notified() => {}
+                _ = tick.tick() => {}
             }
             match catch_up(&auth, &own, cursor).await {
                 Ok(next) => {
                     cursor = next;
-                    if reading_failed {
+                    if failing {
                         tracing::info!("reading revocations again");
-                        reading_failed = false;
+                        failing = false;
                     }
                 }
                 Err(e) => {
-                    if !reading_failed {
+                    if !failing {
                         tracing::warn!(error = %e, "reading revocations failed: trying again every {resync:?}");
                     }
-                    reading_failed = true;
+                    failing = true;
                 }
-            }
-            let woken = async {
-                match listener.as_mut() {
-                    Some(l) => l.try_recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                woken = woken => match woken {
-                    Ok(Some(_)) => {
-                        // A burst of revocations is read once: take what else is waiting.
-                        if let Some(l) = listener.as_mut() {
-                            while let Ok(Ok(Some(_))) =
-                                tokio::time::timeout(Duration::ZERO, l.try_recv()).await
-                            {}
-                        }
-                    }
-                    // The connection was lost, and sqlx has listened again on a new one:
-                    // what was sent in between is read now.
-                    Ok(None) => tracing::info!("the revocations listener reconnected"),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the revocations listener failed: listening again");
-                        listener = None;
-                    }
-                },
-                _ = tick.tick() => {}
             }
         }
     })
+}
+
+/// Listens for `NOTIFY revocations` and wakes the reader: at every notification, and after
+/// every (re)connection (what was sent while it was down is read then).
+async fn listen_and_wake(url: String, wake: Arc<tokio::sync::Notify>) {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match tokio::time::timeout(LISTEN_TIMEOUT, listen(&url)).await {
+            Ok(Ok(mut listener)) => {
+                pause = Duration::from_secs(1);
+                wake.notify_one();
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(_)) => wake.notify_one(),
+                        // Lost, and listening again on a new connection (sqlx reconnects).
+                        Ok(None) => {
+                            tracing::info!("the revocations listener reconnected");
+                            wake.notify_one();
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the revocations listener failed: listening again");
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, retry_in = ?pause, "cannot listen for revocations: reading them on the timer meanwhile");
+            }
+            Err(_) => {
+                tracing::warn!(retry_in = ?pause, "listening for revocations timed out: reading them on the timer meanwhile");
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
 }
 
 async fn listen(url: &str) -> Result<PgListener, sqlx::Error> {

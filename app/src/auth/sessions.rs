@@ -668,9 +668,18 @@ impl Sessions {
         now: i64,
     ) -> Result<Option<Current>, sqlx::Error> {
         let idle_since = now.saturating_sub(secs(self.lifetimes.idle));
-        let (max, min) = crate::db::dialect(&self.pool).max_min();
+        let dialect = crate::db::dialect(&self.pool);
+        let (max, min) = dialect.max_min();
         let _write = self.write.lock().await;
         let mut tx = self.pool.begin().await?;
+        if dialect == crate::db::Dialect::Postgres {
+            // The user's sessions locked first, in id order, as other writers take them: another
+            // instance writing their uses meanwhile waits instead of deadlocking.
+            sqlx::query("SELECT id FROM sessions WHERE user_id = $1 ORDER BY id FOR UPDATE")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        }
         // In an UPDATE every right-hand side reads the row as it was: the new generation and
         // the confirmed one are both the old generation + 1; `rotated_at = 0` means no grace.
         let renewed: Option<Session> = sqlx::query_as(&format!(
