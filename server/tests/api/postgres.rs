@@ -62,6 +62,17 @@ async fn me(app: &TestApp, token: &str) -> (StatusCode, Value) {
     (status, res.json().await.unwrap())
 }
 
+/// An empty POST to `path` with `token` as Bearer; its status.
+async fn post_bearer(app: &TestApp, path: &str, token: &str) -> StatusCode {
+    app.api()
+        .post(app.url(path))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 /// Polls `app` with `token` until it is refused as revoked; how long that took.
 async fn refused_within(app: &TestApp, token: &str, limit: Duration) -> Duration {
     let started = Instant::now();
@@ -92,14 +103,7 @@ async fn a_sign_out_through_one_instance_is_refused_by_the_other_within_a_second
     let token = signed_in["access_token"].as_str().unwrap();
     assert_eq!(me(&a, token).await.0, 200);
     assert_eq!(me(&b, token).await.0, 200);
-    let res = b
-        .api()
-        .post(b.url("/api/logout"))
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(post_bearer(&b, "/api/logout", token).await, 200);
     let took = refused_within(&a, token, Duration::from_secs(1)).await;
     eprintln!("instance A refused the token {took:?} after B's sign-out answered");
 
@@ -111,14 +115,8 @@ async fn a_sign_out_through_one_instance_is_refused_by_the_other_within_a_second
     let third: Value = a.login(&api, "alice", PASSWORD).await.json().await.unwrap();
     let third_token = third["access_token"].as_str().unwrap();
     assert_eq!(me(&a, other_token).await.0, 200);
-    let res = b
-        .api()
-        .post(b.url("/api/sessions/revoke-others"))
-        .header(header::AUTHORIZATION, format!("Bearer {third_token}"))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success(), "{}", res.status());
+    let status = post_bearer(&b, "/api/sessions/revoke-others", third_token).await;
+    assert!(status.is_success(), "{status}");
     refused_within(&a, other_token, Duration::from_secs(1)).await;
     assert_eq!(me(&a, third_token).await.0, 200);
 
@@ -176,14 +174,7 @@ async fn a_revocation_made_while_the_listener_was_down_is_still_refused() {
     .await
     .unwrap();
     assert_eq!(killed, [true, true]);
-    let res = b
-        .api()
-        .post(b.url("/api/logout"))
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(post_bearer(&b, "/api/logout", token).await, 200);
     let took = refused_within(&a, token, Duration::from_millis(2500)).await;
     eprintln!("refused {took:?} after the sign-out, with the listener killed");
     let _ = admin.close().await;
