@@ -3,7 +3,8 @@
 
 Run by `make bench` after a release build. Starts the release server on a free loopback port
 with a fresh database, drives it with wrk, prints a table, writes bench/RESULTS.md, and exits
-non-zero naming every budget that was missed. Bounded: about eight minutes in all.
+non-zero naming every budget that was missed. Bounded: about ten minutes in all. Under
+`make bench` the PostgreSQL cases run too, beside a throwaway cluster (scripts/pg-tmp.sh).
 """
 
 import base64
@@ -40,6 +41,7 @@ SEED_ROWS = int(os.environ.get("BENCH_SEED_ROWS", "1000000"))
 MANY_USERS = int(os.environ.get("BENCH_MANY_USERS", "100000"))
 FIRST_PASS = os.environ.get("BENCH_FIRST_PASS", "8s")
 PASSWORD = "bench password 1234"
+PG_LATENCY_SAMPLES = int(os.environ.get("BENCH_PG_LATENCY_SAMPLES", "100"))
 
 
 def free_port() -> int:
@@ -64,13 +66,13 @@ def panics_in(logs) -> list:
 class Server:
     """The release server as a child process on a free loopback port, stopped by its own PID."""
 
-    def __init__(self, data: Path, secret: str):
+    def __init__(self, data: Path, secret: str, database_url=None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
         env.update(
             LEPTOS_SITE_ADDR=f"127.0.0.1:{self.port}",
-            DATABASE_URL=f"sqlite://{data / 'app.db'}",
+            DATABASE_URL=database_url or f"sqlite://{data / 'app.db'}",
             JWT_SECRET=secret,
             DATA_DIR=str(data),
             RUST_LOG="warn",
@@ -244,6 +246,105 @@ def seed_blocklist(db: Path, rows: int, user_id: int):
     con.close()
 
 
+def revocation_latency(a: "Server", b: "Server", username: str, samples: int) -> tuple:
+    """How soon instance B refuses a token signed out through instance A, once per sample:
+    seconds from the sign-out's answer (as this client has it) to B's first refusal, and from
+    the moment the sign-out was sent (an upper bound: it includes A's own work and commit).
+    B is asked over one keep-alive connection, as fast as it answers; only a 401 token_revoked
+    counts as a refusal."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", b.port, timeout=10)
+
+    def ask_b(token):
+        conn.request("GET", "/api/me", headers={"Authorization": f"Bearer {token}"})
+        res = conn.getresponse()
+        body = res.read()
+        if res.status == 200:
+            return False
+        if res.status == 401 and json.loads(body).get("error") == "token_revoked":
+            return True
+        raise RuntimeError(f"instance B answered {res.status}: {body[:200]!r}")
+
+    from_answer, from_sent = [], []
+    for _ in range(samples):
+        token = a.post("/api/login", {"username": username, "password": PASSWORD})["access_token"]
+        if ask_b(token):
+            raise RuntimeError("instance B refused a fresh token")
+        sent = time.monotonic()
+        a.logout(token)
+        answered = time.monotonic()
+        while not ask_b(token):
+            if time.monotonic() - answered > 10:
+                raise RuntimeError("instance B still accepted a revoked token after 10 s")
+        refused = time.monotonic()
+        from_answer.append(refused - answered)
+        from_sent.append(refused - sent)
+    conn.close()
+    return sorted(from_answer), sorted(from_sent)
+
+
+def percentile(sorted_values: list, q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
+
+
+def fresh_pg_database(admin_url: str) -> str:
+    """A new, empty database in the cluster `admin_url` points at, and its URL."""
+    psql = shutil.which("psql") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"))), None)
+    if psql is None:
+        raise RuntimeError("psql not found (Debian's postgresql package has it)")
+    name = f"bench_{uuid.uuid4().hex}"
+    subprocess.run([str(psql), "-q", "-v", "ON_ERROR_STOP=1", admin_url, "-c", f"CREATE DATABASE {name}"],
+                   check=True)
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def postgres_cases(data: Path, secret: str, record, budget):
+    """The hot path and sign-in on PostgreSQL, and how soon a revocation made through one
+    instance is refused by another. `make bench` runs this beside a throwaway cluster
+    (scripts/pg-tmp.sh sets DATABASE_URL_PG); without one it is skipped, and says so."""
+    admin = os.environ.get("DATABASE_URL_PG")
+    if not admin:
+        print("PostgreSQL cases skipped: DATABASE_URL_PG is not set (make bench sets it)")
+        return None
+    url = fresh_pg_database(admin)
+    a = Server(data, secret, url)
+    b = Server(data, secret, url)
+    try:
+        token = a.register_and_login("pg_user")
+        revoked = a.register_and_login("pg_revoked")
+        a.logout(revoked)
+        health = {"url": f"{a.base}/health"}
+        me = {"url": f"{a.base}/api/me", "headers": [f"Authorization: Bearer {token}"]}
+        me_revoked = {"url": f"{a.base}/api/me", "headers": [f"Authorization: Bearer {revoked}"]}
+        health_run, me_run, me_ratio = paired(health, me)
+        _, revoked_run, revoked_ratio = paired(health, me_revoked)
+        login_body = urllib.parse.urlencode({"username": "pg_user", "password": PASSWORD})
+        login = wrk_once(f"{a.base}/api/login", (), login_body, 4, DURATION)
+        from_answer, from_sent = revocation_latency(a, b, "pg_user", PG_LATENCY_SAMPLES)
+    finally:
+        a.stop()
+        b.stop()
+    record("PostgreSQL: GET /health", health_run)
+    record("PostgreSQL: GET /api/me, Bearer", me_run)
+    record("PostgreSQL: GET /api/me, revoked", revoked_run)
+    record("PostgreSQL: POST /api/login (argon2id)", login)
+    if me_run["non_2xx"]:
+        budget("PostgreSQL: every valid token accepted", False, f"{me_run['non_2xx']} refused")
+    if revoked_run["non_2xx"] != revoked_run["requests"]:
+        budget("PostgreSQL: revoked token always refused", False, "some answered 2xx")
+    paired_note = f"(median of {PAIRS} paired runs)"
+    budget("PostgreSQL: /api/me Bearer ≥ 80% of /health", me_ratio >= 0.8, f"{me_ratio:.0%} {paired_note}")
+    budget("PostgreSQL: revoked path ≥ 80% of /health", revoked_ratio >= 0.8,
+           f"{revoked_ratio:.0%} {paired_note}")
+    p50, p99 = percentile(from_answer, 0.5), percentile(from_answer, 0.99)
+    budget("PostgreSQL: a sign-out through A refused by B within 1 s", percentile(from_sent, 0.99) <= 1.0,
+           f"from A's answer: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms; from the sign-out sent: "
+           f"p50 {percentile(from_sent, 0.5) * 1000:.1f} ms, p99 {percentile(from_sent, 0.99) * 1000:.1f} ms "
+           f"({len(from_answer)} sign-outs)")
+    return {"login_rps": login["rps"], "p50": p50, "p99": p99,
+            "sent_p50": percentile(from_sent, 0.5), "sent_p99": percentile(from_sent, 0.99)}
+
+
 def main():
     if not SERVER.exists():
         sys.exit("no release build: run `make bench` (it builds first)")
@@ -395,6 +496,8 @@ def main():
             budget("every seeded user's token accepted", False, f"{r['non_2xx']} refused")
     many.stop()
 
+    pg = postgres_cases(data, secret, record, budget)
+
     raw = WASM.stat().st_size
     gz = len(gzip.compress(WASM.read_bytes(), compresslevel=9))
 
@@ -442,6 +545,15 @@ def main():
         f"Start-up to a healthy `/health`: {startup_empty:.2f} s with an empty blocklist, "
         f"{startup_full:.2f} s with {SEED_ROWS:,} revoked jtis. Resident memory right after start-up: {rss_empty:.0f} MiB → {rss_full:.0f} MiB.",
         f"Release WASM: {raw / 1000:.0f} KB raw, {gz / 1000:.0f} KB gzip (-9).",
+        "",
+        *([f"PostgreSQL rows: two instances of the release server on one throwaway cluster "
+           f"(scripts/pg-tmp.sh), measured through the first. Sign-in: {pg['login_rps']:.0f} req/s "
+           f"against {login['rps']:.0f} on SQLite (argon2id bounds both). A sign-out through one "
+           f"instance was refused by the other {pg['p50'] * 1000:.1f} ms (p50) and "
+           f"{pg['p99'] * 1000:.1f} ms (p99) after its answer reached the client, "
+           f"{pg['sent_p50'] * 1000:.1f} ms and {pg['sent_p99'] * 1000:.1f} ms after it was sent, "
+           f"over {PG_LATENCY_SAMPLES} sign-outs."]
+          if pg else ["PostgreSQL cases: not run (no DATABASE_URL_PG)."]),
         "",
         f"The rows \"1 user\", \"1,000 users\" and \"{MANY_USERS:,} users\" present {MANY_USERS:,} "
         "lines of tokens, each request with a pad header the server ignores, so that wrk holds as many "

@@ -163,6 +163,9 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
     })?;
     let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
+        // A file on this machine: no network between, so no ping (a round trip to the
+        // connection's thread) before each use.
+        .test_before_acquire(false)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 sqlx::Executor::execute(conn, SQLITE_SETTINGS).await?;

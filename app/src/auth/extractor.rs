@@ -160,15 +160,16 @@ pub struct SignedIn {
     pub user: Arc<User>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
+/// From the router's state, not the request's extensions: the hot path carries no `Extension`
+/// layer (inserting one costs an allocation per request).
+impl FromRequestParts<super::AppState> for SignedIn {
     type Rejection = AuthRejection;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let auth = parts
-            .extensions
-            .get::<Arc<Auth>>()
-            .ok_or(AuthRejection::Unavailable)?;
-        let (auth, user) = auth.authenticate_user(&parts.headers).await?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &super::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let (auth, user) = state.auth.authenticate_user(&parts.headers).await?;
         Ok(Self { auth, user })
     }
 }

@@ -148,12 +148,20 @@ pub enum RefreshError {
     Expired,
     #[error("a refresh token was used twice: the session was ended")]
     Reused,
+    /// Shared: when the database cannot be reached, the rotations of one batch all get the
+    /// same error.
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(#[source] std::sync::Arc<sqlx::Error>),
     #[error("signing a token failed: {0}")]
     Sign(String),
     #[error("the session kept changing under the rotation")]
     Busy,
+}
+
+impl From<sqlx::Error> for RefreshError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Db(std::sync::Arc::new(e))
+    }
 }
 
 fn mac(key: &[u8], id: Uuid, generation: i64) -> Hmac<Sha256> {
@@ -376,6 +384,165 @@ async fn record_uses(
     tx.commit().await
 }
 
+/// One rotation on its way to the database: the compare-and-swap of a session's generation,
+/// and where its result goes.
+#[derive(Debug)]
+struct Rotation {
+    id: Uuid,
+    generation: i64,
+    now: i64,
+    token_exp: i64,
+    address: String,
+    /// `None`: the generation had moved on (or the session ended) meanwhile.
+    reply: tokio::sync::oneshot::Sender<Result<Option<Session>, RefreshError>>,
+}
+
+/// Rotations waiting for the sessions' write lock. Whoever takes the lock writes every one
+/// waiting, in one transaction: one commit (one fsync on SQLite) for all of them. Sixteen
+/// sessions rotating at once then wait for two commits or so, not sixteen in a row.
+#[derive(Debug, Default)]
+struct Rotations {
+    pending: std::sync::Mutex<Vec<Rotation>>,
+}
+
+impl Rotations {
+    /// Queues a rotation (made by `make`, given where its result goes) and waits for its
+    /// result: written by whichever request takes the write lock next, this one or another.
+    /// A request whose rotation is answered while it waits for the lock leaves the queue for
+    /// the lock at once, so each turn at the lock writes a batch, not one rotation.
+    ///
+    /// The batch is written by a task of its own, which holds the lock until it is done: a
+    /// request dropped meanwhile abandons nobody else's rotation. (The refresh handlers already
+    /// run on tasks of their own, so a client that hangs up drops none of this; only a runtime
+    /// shutting down does.) A rotation dropped before its batch is taken is not written.
+    async fn submit(
+        &self,
+        pool: &Pool,
+        write: &std::sync::Arc<tokio::sync::Mutex<()>>,
+        make: impl FnOnce(
+            tokio::sync::oneshot::Sender<Result<Option<Session>, RefreshError>>,
+        ) -> Rotation,
+    ) -> Result<Option<Session>, RefreshError> {
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        self.lock().push(make(reply));
+        // A sender dropped unanswered: the writing task panicked.
+        let busy = |_| Err(RefreshError::Busy);
+        let held = tokio::select! {
+            biased;
+            done = &mut answer => return done.unwrap_or_else(busy),
+            held = write.clone().lock_owned() => held,
+        };
+        let batch = std::mem::take(&mut *self.lock());
+        if batch.is_empty() {
+            drop(held); // ours is in a batch being written
+        } else {
+            let pool = pool.clone();
+            let _ = tokio::spawn(async move {
+                let _held = held;
+                write_rotations(&pool, batch).await;
+            })
+            .await;
+        }
+        answer.await.unwrap_or_else(busy)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Rotation>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Writes `batch` in one transaction, in session-id order (as `record_uses` and
+/// `change_password` take rows), and answers each rotation. When a statement is refused, each
+/// rotation is tried again on its own, so the refusal answers only its own; when the database
+/// cannot be reached, every rotation gets that one error at once.
+async fn write_rotations(pool: &Pool, mut batch: Vec<Rotation>) {
+    // Dropped before its turn: nobody would get the new token.
+    batch.retain(|r| !r.reply.is_closed());
+    if batch.is_empty() {
+        return;
+    }
+    batch.sort_by_key(|r| r.id); // stable: one session's rotations keep their order
+    let (max, _) = crate::db::dialect(pool).max_min();
+    let sql = format!(
+        "UPDATE sessions SET generation = generation + 1, \
+         confirmed_generation = {max}(confirmed_generation, generation), \
+         rotated_at = $1, last_used_at = $2, access_exp = {max}(access_exp, $3), address = $4 \
+         WHERE id = $5 AND generation = $6 AND revoked_at IS NULL RETURNING {COLUMNS}"
+    );
+    let rotate = |r: &Rotation| {
+        sqlx::query_as::<_, Session>(&sql)
+            .bind(r.now)
+            .bind(r.now)
+            .bind(r.token_exp)
+            .bind(r.address.clone())
+            .bind(r.id.as_bytes().to_vec())
+            .bind(r.generation)
+    };
+    if batch.len() > 1 {
+        let written: Result<Vec<Option<Session>>, sqlx::Error> = async {
+            let mut tx = pool.begin().await?;
+            let mut results = Vec::with_capacity(batch.len());
+            for r in &batch {
+                results.push(rotate(r).fetch_optional(&mut *tx).await?);
+            }
+            tx.commit().await?;
+            Ok(results)
+        }
+        .await;
+        match written {
+            Ok(results) => {
+                for (r, result) in batch.into_iter().zip(results) {
+                    let _ = r.reply.send(Ok(result));
+                }
+                return;
+            }
+            Err(e @ sqlx::Error::Database(_)) => {
+                tracing::warn!(error = %e, rotations = batch.len(),
+                    "a batch of rotations was refused: each is tried on its own");
+            }
+            Err(e) => {
+                let e = std::sync::Arc::new(e);
+                for r in batch {
+                    let _ = r.reply.send(Err(RefreshError::Db(e.clone())));
+                }
+                return;
+            }
+        }
+    }
+    for r in batch {
+        let result = rotate(&r).fetch_optional(pool).await;
+        let _ = r.reply.send(result.map_err(RefreshError::from));
+    }
+}
+
+/// On PostgreSQL, locks the user's row, then every session of `user_id` in id order, the order
+/// in which every writer of several sessions takes them (a batch of rotations or of uses,
+/// sorted by id): a writer of all of a user's sessions (ending them, a password change,
+/// deleting the account) that took them in the order of the table instead could deadlock with
+/// another instance's batch. The user's row first, so that no session of theirs can be started
+/// meanwhile (sign-in reads the user `FOR SHARE`) and then locked out of order. (The purge
+/// skips rows locked here rather than waiting for them.) Nothing to do on SQLite, which has one
+/// writer at a time.
+pub(crate) async fn lock_sessions_of(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dialect: crate::db::Dialect,
+    user_id: i64,
+) -> Result<(), sqlx::Error> {
+    if dialect == crate::db::Dialect::Postgres {
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(user_id)
+            .fetch_all(&mut **tx)
+            .await?;
+        sqlx::query("SELECT id FROM sessions WHERE user_id = $1 ORDER BY id FOR UPDATE")
+            .bind(user_id)
+            .fetch_all(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// A live session and the expiry of the access token to issue for it now (never past the
 /// session's own end).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -416,6 +583,8 @@ pub struct Sessions {
     /// 100 ms (measured: rotation p99 164 ms at 16 connections). Queued here instead, each
     /// write waits only for the ones before it.
     write: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Rotations waiting for `write`, written together.
+    rotations: Rotations,
 }
 
 impl Sessions {
@@ -438,6 +607,7 @@ impl Sessions {
             touched: std::sync::Arc::new(Bounded::new(super::cache::DEFAULT_ENTRIES)),
             uses: Default::default(),
             write: Default::default(),
+            rotations: Default::default(),
         })
     }
 
@@ -590,23 +760,17 @@ impl Sessions {
             let token_exp = self.token_exp(now, session.expires_at);
             if presented.generation == session.generation {
                 let address = address.clone().unwrap_or_else(|| session.address.clone());
-                let (max, _) = crate::db::dialect(&self.pool).max_min();
-                let _write = self.write.lock().await;
-                let rotated: Option<Session> = sqlx::query_as(&format!(
-                    "UPDATE sessions SET generation = generation + 1, \
-                     confirmed_generation = {max}(confirmed_generation, generation), \
-                     rotated_at = $1, last_used_at = $2, access_exp = {max}(access_exp, $3), \
-                     address = $4 \
-                     WHERE id = $5 AND generation = $6 AND revoked_at IS NULL RETURNING {COLUMNS}"
-                ))
-                .bind(now)
-                .bind(now)
-                .bind(token_exp)
-                .bind(&address)
-                .bind(presented.id.as_bytes().as_slice())
-                .bind(presented.generation)
-                .fetch_optional(&self.pool)
-                .await?;
+                let rotated = self
+                    .rotations
+                    .submit(&self.pool, &self.write, |reply| Rotation {
+                        id: presented.id,
+                        generation: presented.generation,
+                        now,
+                        token_exp,
+                        address,
+                        reply,
+                    })
+                    .await?;
                 match rotated {
                     Some(session) => {
                         self.touched
@@ -672,14 +836,7 @@ impl Sessions {
         let (max, min) = dialect.max_min();
         let _write = self.write.lock().await;
         let mut tx = self.pool.begin().await?;
-        if dialect == crate::db::Dialect::Postgres {
-            // The user's sessions locked first, in id order, as other writers take them: another
-            // instance writing their uses meanwhile waits instead of deadlocking.
-            sqlx::query("SELECT id FROM sessions WHERE user_id = $1 ORDER BY id FOR UPDATE")
-                .bind(user_id)
-                .fetch_all(&mut *tx)
-                .await?;
-        }
+        lock_sessions_of(&mut tx, dialect, user_id).await?;
         // In an UPDATE every right-hand side reads the row as it was: the new generation and
         // the confirmed one are both the old generation + 1; `rotated_at = 0` means no grace.
         let renewed: Option<Session> = sqlx::query_as(&format!(
@@ -776,6 +933,8 @@ impl Sessions {
     ) -> Result<usize, sqlx::Error> {
         let except = except.map(|id| id.as_bytes().to_vec()).unwrap_or_default();
         let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        lock_sessions_of(&mut tx, crate::db::dialect(&self.pool), user_id).await?;
         let ended: Vec<(Vec<u8>, i64)> = sqlx::query_as(
             "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
              WHERE user_id = $3 AND revoked_at IS NULL AND id != $4 \
@@ -785,8 +944,9 @@ impl Sessions {
         .bind(reason.as_str())
         .bind(user_id)
         .bind(except)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         let count = ended.len();
         self.remember_ended(ended);
         Ok(count)
@@ -890,11 +1050,18 @@ impl Sessions {
     pub async fn purge(&self, now: i64) -> Result<u64, sqlx::Error> {
         let dead = now - LEEWAY_SECS as i64;
         let idle_since = now.saturating_sub(secs(self.lifetimes.idle));
+        // On PostgreSQL, rows another instance has locked are left for the next purge: waiting
+        // for them while holding the ones already taken (in the table's order, not by id)
+        // could deadlock with a writer that takes a user's sessions in id order.
+        let skip_locked = match crate::db::dialect(&self.pool) {
+            crate::db::Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            crate::db::Dialect::Sqlite => "",
+        };
         let _write = self.write.lock().await;
-        let gone = sqlx::query(
-            "DELETE FROM sessions WHERE access_exp < $1 \
-             AND (revoked_at IS NOT NULL OR expires_at <= $2 OR last_used_at <= $3)",
-        )
+        let gone = sqlx::query(&format!(
+            "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE access_exp < $1 \
+             AND (revoked_at IS NOT NULL OR expires_at <= $2 OR last_used_at <= $3){skip_locked})"
+        ))
         .bind(dead)
         .bind(now)
         .bind(idle_since)
@@ -1170,6 +1337,166 @@ mod tests {
         assert!(!s.is_ended(&first.id()));
     }
 
+    /// One column of a session's row, as stored.
+    async fn stored(pool: &Pool, id: Uuid, column: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT {column} FROM sessions WHERE id = $1"))
+            .bind(id.as_bytes().as_slice())
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    async fn generation_in_db(pool: &Pool, id: Uuid) -> i64 {
+        stored(pool, id, "generation").await
+    }
+
+    /// 64 sessions rotating at once are written together (a few transactions), and each gets
+    /// its own next generation, on disk when it is answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_sessions_rotating_at_once_each_move_on_once() {
+        let (_dir, pool, s) = sessions(Lifetimes::default()).await;
+        let s = std::sync::Arc::new(s);
+        let now = now_unix();
+        let mut firsts = Vec::new();
+        for i in 0..64 {
+            firsts.push(start(&s, 1 + i % 2, now).await);
+        }
+        let racers: Vec<_> = firsts
+            .iter()
+            .map(|first| {
+                let (s, token) = (s.clone(), first.refresh_token());
+                tokio::spawn(async move { s.rotate(&token, None, now + 1).await })
+            })
+            .collect();
+        for (first, racer) in firsts.iter().zip(racers) {
+            let current = racer.await.unwrap().unwrap();
+            assert_eq!(current.id(), first.id());
+            assert_eq!(current.generation(), 2);
+            assert_eq!(generation_in_db(&pool, first.id()).await, 2);
+            let next = s
+                .rotate(&current.refresh_token(), None, now + 2)
+                .await
+                .unwrap();
+            assert_eq!(next.generation(), 3);
+        }
+        assert!(s.rotations.lock().is_empty());
+    }
+
+    /// Rotations of `tokens` started while the write lock is held, let go once all of them
+    /// wait in the queue: they are written as one batch.
+    async fn rotate_in_one_batch(
+        s: &std::sync::Arc<Sessions>,
+        tokens: Vec<String>,
+        now: i64,
+    ) -> Vec<tokio::task::JoinHandle<Result<Current, RefreshError>>> {
+        let held = s.write.clone().lock_owned().await;
+        let count = tokens.len();
+        let racers = tokens
+            .into_iter()
+            .map(|token| {
+                let s = s.clone();
+                tokio::spawn(async move { s.rotate(&token, None, now).await })
+            })
+            .collect();
+        while s.rotations.lock().len() < count {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        racers
+    }
+
+    /// A batch whose transaction fails is written again one rotation at a time: the one that
+    /// fails gets the error, the others their new generation.
+    #[tokio::test]
+    async fn one_failing_rotation_fails_only_itself() {
+        let (_dir, pool, s) = sessions(Lifetimes::default()).await;
+        let s = std::sync::Arc::new(s);
+        let now = now_unix();
+        let mut firsts = Vec::new();
+        for user in [1, 2, 1] {
+            firsts.push(start(&s, user, now).await);
+        }
+        let failing = firsts[1].id();
+        sqlx::query(&format!(
+            "CREATE TRIGGER refuse_one BEFORE UPDATE ON sessions WHEN OLD.id = X'{}' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+            failing.simple()
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+        let tokens = firsts.iter().map(Current::refresh_token).collect();
+        let racers = rotate_in_one_batch(&s, tokens, now + 1).await;
+        for (first, racer) in firsts.iter().zip(racers) {
+            match racer.await.unwrap() {
+                Err(RefreshError::Db(e)) if first.id() == failing => {
+                    assert!(e.to_string().contains("refused by the test"), "{e}");
+                }
+                Ok(current) if first.id() != failing => assert_eq!(current.generation(), 2),
+                other => panic!("{other:?}"),
+            }
+            let expected = if first.id() == failing { 1 } else { 2 };
+            assert_eq!(generation_in_db(&pool, first.id()).await, expected);
+        }
+    }
+
+    /// Two tabs rotating one token in the same batch: the first moves the generation on, the
+    /// second finds it moved (inside the same transaction) and gets the current pair.
+    #[tokio::test]
+    async fn one_token_twice_in_a_batch_rotates_once() {
+        let (_dir, pool, s) = sessions(Lifetimes::default()).await;
+        let s = std::sync::Arc::new(s);
+        let now = now_unix();
+        let first = start(&s, 1, now).await;
+        let tabs = rotate_in_one_batch(&s, vec![first.refresh_token(); 2], now + 1).await;
+        let mut tokens = std::collections::HashSet::new();
+        for tab in tabs {
+            let current = tab.await.unwrap().unwrap();
+            assert_eq!(current.generation(), 2);
+            tokens.insert(current.refresh_token());
+        }
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(generation_in_db(&pool, first.id()).await, 2);
+        assert!(!s.is_ended(&first.id()));
+    }
+
+    /// A rotation whose request is dropped while it waits for the write lock is never written:
+    /// nobody would get its new token.
+    #[tokio::test]
+    async fn an_abandoned_rotation_is_not_written_later() {
+        let (_dir, pool, s) = sessions(Lifetimes::default()).await;
+        let s = std::sync::Arc::new(s);
+        let now = now_unix();
+        let (abandoned, other) = (start(&s, 1, now).await, start(&s, 2, now).await);
+        let held = s.write.clone().lock_owned().await;
+        let waiting = {
+            let (s, token) = (s.clone(), abandoned.refresh_token());
+            tokio::spawn(async move { s.rotate(&token, None, now + 1).await })
+        };
+        while s.rotations.lock().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        waiting.abort();
+        assert!(waiting.await.unwrap_err().is_cancelled());
+        drop(held);
+        // The next rotation takes the abandoned one's place in the queue, and skips it.
+        let moved = s
+            .rotate(&other.refresh_token(), None, now + 1)
+            .await
+            .unwrap();
+        assert_eq!(moved.generation(), 2);
+        assert_eq!(generation_in_db(&pool, abandoned.id()).await, 1);
+        let current = s
+            .rotate(&abandoned.refresh_token(), None, now + 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            current.generation(),
+            2,
+            "the held token is still the current one"
+        );
+    }
+
     #[tokio::test]
     async fn a_password_change_is_all_or_nothing_and_leaves_no_grace() {
         let (_dir, pool, s) = sessions(Lifetimes::default()).await;
@@ -1281,11 +1608,10 @@ mod tests {
     }
 
     async fn last_used(pool: &Pool, id: Uuid) -> (i64, i64) {
-        sqlx::query_as("SELECT last_used_at, confirmed_generation FROM sessions WHERE id = $1")
-            .bind(id.as_bytes().as_slice())
-            .fetch_one(pool)
-            .await
-            .unwrap()
+        (
+            stored(pool, id, "last_used_at").await,
+            stored(pool, id, "confirmed_generation").await,
+        )
     }
 
     /// A crowd of uses from many tasks at once: the background writer alone (no flush asked

@@ -65,12 +65,16 @@ pub async fn set_password(
     Ok(done.rows_affected() == 1)
 }
 
-/// Deletes a user; their sessions and revocations go with them (`ON DELETE CASCADE`).
+/// Deletes a user; their sessions and revocations go with them (`ON DELETE CASCADE`), the
+/// sessions locked first in the order every other writer takes them.
 pub async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    super::sessions::lock_sessions_of(&mut tx, crate::db::dialect(pool), id).await?;
     let done = sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(done.rows_affected() == 1)
 }
 

@@ -1,5 +1,11 @@
-//! One set of helpers: the real router on a free loopback port with its own SQLite file,
+//! One set of helpers: the real router on a free loopback port with a database of its own,
 //! clients, and the small tools several test modules share.
+//!
+//! The suite runs on either database. By default each test's data is a SQLite file in a
+//! temporary folder; with `AUTHAPP_TEST_DB=postgres` (as `make test`'s second pass sets it) it
+//! is a fresh database in the throwaway cluster that `DATABASE_URL_PG` names
+//! (`scripts/pg-tmp.sh run`), and its URL is kept in the folder, so that a test restarting on
+//! the same folder finds the same data.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -60,10 +66,61 @@ pub fn refills_since(started: std::time::Instant, period: Duration) -> u32 {
     (started.elapsed().as_secs_f64() / period.as_secs_f64()).ceil() as u32
 }
 
+/// Whether this pass of the suite runs on PostgreSQL (`AUTHAPP_TEST_DB=postgres`).
+pub fn on_postgres() -> bool {
+    match std::env::var("AUTHAPP_TEST_DB").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("AUTHAPP_TEST_DB={other}: give sqlite or postgres"),
+    }
+}
+
+/// The `DATABASE_URL` of the test data kept in `dir`: a SQLite file in it, or on PostgreSQL
+/// ([`on_postgres`]) a fresh database, made at the first call and named in the folder's
+/// `database_url` file for the later ones.
+pub async fn database_url(dir: &std::path::Path) -> String {
+    if !on_postgres() {
+        return format!("sqlite://{}", dir.join("app.db").display());
+    }
+    let kept = dir.join("database_url");
+    if let Ok(url) = std::fs::read_to_string(&kept) {
+        return url;
+    }
+    let url = fresh_database()
+        .await
+        .expect("AUTHAPP_TEST_DB=postgres needs DATABASE_URL_PG: run under scripts/pg-tmp.sh");
+    std::fs::write(&kept, &url).expect("keep the database URL");
+    url
+}
+
+/// A fresh, empty database in the test cluster, and its URL; `None` when there is no cluster
+/// (`DATABASE_URL_PG` unset), which fails the test when `AUTHAPP_REQUIRE_PG` is set.
+pub async fn fresh_database() -> Option<String> {
+    use sqlx::Connection;
+    let Ok(admin) = std::env::var("DATABASE_URL_PG") else {
+        assert!(
+            std::env::var_os("AUTHAPP_REQUIRE_PG").is_none(),
+            "AUTHAPP_REQUIRE_PG is set but DATABASE_URL_PG is not: run under scripts/pg-tmp.sh"
+        );
+        eprintln!("skipped: no PostgreSQL (DATABASE_URL_PG is not set)");
+        return None;
+    };
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    Some(format!("{base}/{name}"))
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
-    /// The folder holding the database: pass it to [`spawn_app_in`] to "restart" on the same data.
+    /// The folder holding the database (or its URL): pass it to [`spawn_app_in`] to "restart"
+    /// on the same data.
     pub dir: Arc<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
@@ -85,7 +142,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 /// [`spawn_app_in`] with the configuration changed by `tweak`.
 async fn spawn_app_in_with(dir: Arc<TempDir>, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config {
-        database_url: format!("sqlite://{}", dir.path().join("app.db").display()),
+        database_url: database_url(dir.path()).await,
         jwt_secret: SECRET.as_bytes().to_vec(),
         lifetimes: Default::default(),
         production: false,

@@ -1,5 +1,6 @@
-//! The server's tests in one binary: the real router over HTTP (a fresh SQLite file per test),
-//! and the real binary as a separate process.
+//! The server's tests in one binary: the real router over HTTP (a fresh database per test:
+//! a SQLite file, or a PostgreSQL database with `AUTHAPP_TEST_DB=postgres`; see `helpers`), and
+//! the real binary as a separate process.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 #![allow(unreachable_pub)] // a test binary exports nothing: `pub` is how its modules share

@@ -1,7 +1,8 @@
-//! Several instances of the server on one PostgreSQL database. `make test` runs these in a
-//! throwaway cluster (`scripts/pg-tmp.sh`, which sets `DATABASE_URL_PG`); each test gets a
-//! database of its own. Without `DATABASE_URL_PG` they say so and pass, unless
-//! `AUTHAPP_REQUIRE_PG` is set (as `make test` sets it): then a missing cluster fails them.
+//! Several instances of the server on one PostgreSQL database, in both passes of the suite.
+//! `make test` runs these in a throwaway cluster (`scripts/pg-tmp.sh`, which sets
+//! `DATABASE_URL_PG`); each test gets a database of its own. Without `DATABASE_URL_PG` they say
+//! so and pass, unless `AUTHAPP_REQUIRE_PG` is set (as `make test` sets it): then a missing
+//! cluster fails them.
 
 use std::time::{Duration, Instant};
 
@@ -9,28 +10,7 @@ use reqwest::{header, StatusCode};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
-use crate::helpers::{spawn_app_with, TestApp, PASSWORD};
-
-/// A fresh, empty database in the test cluster, and its URL; `None` when there is no cluster.
-async fn fresh_database() -> Option<String> {
-    let Ok(admin) = std::env::var("DATABASE_URL_PG") else {
-        assert!(
-            std::env::var_os("AUTHAPP_REQUIRE_PG").is_none(),
-            "AUTHAPP_REQUIRE_PG is set but DATABASE_URL_PG is not: run under scripts/pg-tmp.sh"
-        );
-        eprintln!("skipped: no PostgreSQL (DATABASE_URL_PG is not set)");
-        return None;
-    };
-    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let _ = conn.close().await;
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    Some(format!("{base}/{name}"))
-}
+use crate::helpers::{fresh_database, spawn_app_with, TestApp, PASSWORD};
 
 /// An instance on `url`, reading the revocations every `resync` without a wake-up.
 async fn instance(url: &str, resync: Duration) -> TestApp {

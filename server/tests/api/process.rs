@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::helpers::{now_unix, register_and_login, PASSWORD};
+use crate::helpers::{database_url, now_unix, on_postgres, register_and_login, PASSWORD};
 use reqwest::Client;
 use serde_json::Value;
 
@@ -31,7 +31,8 @@ fn free_addr() -> std::net::SocketAddr {
         .unwrap()
 }
 
-/// Starts the server binary on a free port with its database in `dir`, and waits for /health.
+/// Starts the server binary on a free port with its database in `dir` (a SQLite file, or the
+/// URL of its PostgreSQL database: [`database_url`]), and waits for /health.
 async fn start(dir: &Path, rust_log: &str) -> Server {
     start_with(dir, rust_log, &[]).await
 }
@@ -44,10 +45,7 @@ async fn start_with(dir: &Path, rust_log: &str, env: &[(&str, &str)]) -> Server 
         .current_dir(dir)
         .env("LEPTOS_OUTPUT_NAME", "authapp")
         .env("LEPTOS_SITE_ADDR", addr.to_string())
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.join("app.db").display()),
-        )
+        .env("DATABASE_URL", database_url(dir).await)
         .env("JWT_SECRET", SECRET)
         .env("RUST_LOG", rust_log)
         .env("NO_COLOR", "1")
@@ -218,19 +216,36 @@ async fn refuses_to_start_without_a_production_secret_or_on_a_broken_database() 
     assert!(created.is_empty(), "{created:?}");
 }
 
-/// The database of a test server in `dir`, opened beside it.
-async fn database(dir: &Path) -> sqlx::SqlitePool {
-    sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("app.db").display()))
+/// The database of a test server in `dir`, opened beside it (either kind).
+async fn database(dir: &Path) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(&database_url(dir).await)
         .await
         .unwrap()
 }
 
 /// The `exp` of every revocation in the database.
-async fn revoked_exps(db: &sqlx::SqlitePool) -> Vec<i64> {
-    sqlx::query_scalar("SELECT exp FROM revoked_tokens")
+async fn revoked_exps(db: &sqlx::AnyPool) -> Vec<i64> {
+    sqlx::query_scalar("SELECT exp FROM revoked_tokens ORDER BY exp")
         .fetch_all(db)
         .await
         .unwrap()
+}
+
+/// Writes a revocation of a random token of `username` beside the server, as another instance
+/// would.
+async fn insert_revocation(db: &sqlx::AnyPool, username: &str, exp: i64, revoked_at: i64) {
+    sqlx::query(
+        "INSERT INTO revoked_tokens (jti, user_id, exp, revoked_at) \
+         SELECT $1, id, $2, $3 FROM users WHERE username = $4",
+    )
+    .bind(uuid::Uuid::new_v4().as_bytes().to_vec())
+    .bind(exp)
+    .bind(revoked_at)
+    .bind(username)
+    .execute(db)
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -246,12 +261,7 @@ async fn expired_revocations_are_purged_on_a_timer_and_at_start() {
         .await
         .unwrap();
     // A revocation that has an hour to go, written beside it: the purge must keep it.
-    sqlx::query("INSERT INTO revoked_tokens VALUES (randomblob(16), 1, ?, ?)")
-        .bind(now_unix() + 3600)
-        .bind(now_unix())
-        .execute(&db)
-        .await
-        .unwrap();
+    insert_revocation(&db, "pat", now_unix() + 3600, now_unix()).await;
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let remaining: Vec<i64> = loop {
@@ -270,12 +280,7 @@ async fn expired_revocations_are_purged_on_a_timer_and_at_start() {
     finish(server);
 
     // Stopped, an already-expired row is added: the next start purges it before it listens.
-    sqlx::query("INSERT INTO revoked_tokens VALUES (randomblob(16), 1, ?, ?)")
-        .bind(now_unix() - 10)
-        .bind(now_unix() - 100)
-        .execute(&db)
-        .await
-        .unwrap();
+    insert_revocation(&db, "pat", now_unix() - 10, now_unix() - 100).await;
     let server = start_with(dir.path(), "warn", &[("BLOCKLIST_PURGE_INTERVAL", "1h")]).await;
     let exps = revoked_exps(&db).await;
     assert_eq!(exps, remaining);
@@ -335,6 +340,10 @@ async fn a_backup_taken_while_serving_restores_accounts_and_revocations() {
         atomic::{AtomicBool, Ordering},
         Arc,
     };
+    if on_postgres() {
+        eprintln!("skipped: `server backup` copies a SQLite file (PostgreSQL has pg_dump)");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), "warn").await;
     let revoked = register_and_login(&Client::new(), &server.base, "before").await;
@@ -590,6 +599,18 @@ async fn logs_never_contain_passwords_tokens_or_cookies() {
     }
     let cookie_value = cookie.split(';').next().unwrap();
     assert!(!out.contains(cookie_value), "the cookie appears in the log");
+    // On PostgreSQL, the database's password (postgres://USER:PASSWORD@…) neither.
+    let url = database_url(dir.path()).await;
+    if let Some((_, password)) = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(user_info, _)| user_info.split_once(':'))
+    {
+        assert!(
+            !out.contains(password),
+            "the database password appears in the log"
+        );
+    }
 }
 
 /// (threads other than sqlx's SQLite connection workers, resident KiB) of a process.
