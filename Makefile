@@ -139,11 +139,18 @@ clippy:
 	cargo clippy -p app -p server -p bare --features app/ssr --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
-# The server's tests run beside a throwaway PostgreSQL cluster (a temporary folder, a free
-# loopback port, stopped by its PID whatever happens): the tests of several instances need it.
+# The server's tests twice, beside one throwaway PostgreSQL cluster (a temporary folder, a
+# free loopback port, stopped by its PID whatever happens): on SQLite (with the tests of several
+# instances on PostgreSQL), then the same suite on PostgreSQL. The second pass skips what does
+# not touch the chosen database (start-up refusals), what only SQLite has (`server backup`),
+# and what the first pass just ran.
 test-rust: postgresql
 	cargo test -p app --features ssr
-	AUTHAPP_REQUIRE_PG=1 scripts/pg-tmp.sh run cargo test -p server
+	AUTHAPP_REQUIRE_PG=1 scripts/pg-tmp.sh run sh -c '\
+	  AUTHAPP_TEST_DB=sqlite cargo test -p server && \
+	  echo "---- the server suite again, on PostgreSQL (AUTHAPP_TEST_DB=postgres)" && \
+	  AUTHAPP_TEST_DB=postgres cargo test -p server --test api -- \
+	    --skip postgres:: --skip process::refuses_to_start --skip process::a_backup_taken'
 
 # The deployable release: dist/server finds dist/site beside itself and is configured by the
 # environment alone (README, "Deploying").
@@ -168,30 +175,41 @@ fuzz: dist fuzz-deps
 # Release build, served on a free loopback port with a fresh database, driven by Playwright.
 # The https tests also start dist/server in production mode behind Caddy (end2end/global-setup.ts).
 e2e: tools chromium caddy dist
-	@port=$(free_port); dir=target/e2e; rm -rf $$dir; mkdir -p $$dir; \
+	@port=$(free_port); dir=target/e2e; rm -rf $$dir target/e2e-*; mkdir -p $$dir; \
 	echo "end-to-end: server on 127.0.0.1:$$port, database in $$dir"; \
+	status=0; \
 	LEPTOS_SITE_ADDR=127.0.0.1:$$port DATABASE_URL=sqlite://$$dir/app.db DATA_DIR=$$dir \
-	RUST_LOG=$${RUST_LOG:-warn} cargo leptos end-to-end --release 2>&1 | tee $$dir/output.log; \
+	RUST_LOG=$${RUST_LOG:-warn} cargo leptos end-to-end --release 2>&1 | tee $$dir/output.log || status=$$?; \
 	passed=$$(grep -Eo '^ +[0-9]+ passed' $$dir/output.log | tr -dc 0-9 || true); \
 	failed=$$(grep -Eo '^ +[0-9]+ failed' $$dir/output.log | tr -dc 0-9 || true); \
-	if [ "$${failed:-0}" != 0 ] || [ "$${passed:-0}" = 0 ]; then \
-	  echo "---- what failed (the full log is $$dir/output.log) ----"; \
-	  sed -n '/^  1) /,/^  [0-9]* passed/p' $$dir/output.log | grep -v '^ *at ' | head -n 80; \
+	flaky=$$(grep -Eo '^ +[0-9]+ flaky' $$dir/output.log | tr -dc 0-9 || true); \
+	unrun=$$({ grep -E '^ +[0-9]+ (interrupted|did not run)' $$dir/output.log || true; } | awk '{ n += $$1 } END { print n + 0 }'); \
+	panics=$$(grep -c "panicked at" $$dir/output.log || true); \
+	if [ "$$status" != 0 ] || [ "$${failed:-0}" != 0 ] || [ "$${flaky:-0}" != 0 ] || [ "$${unrun:-0}" != 0 ] || [ "$${passed:-0}" = 0 ]; then \
+	  echo "---- what failed, or failed once and passed on its retry (cargo leptos end-to-end exited with $$status; the full log is $$dir/output.log) ----"; \
+	  sed -n '/^  1) /,/^  [0-9]* passed/p' $$dir/output.log | grep -v '^ *at ' | head -n 120 || true; \
+	  grep -E -A12 '^Error: ' $$dir/output.log | head -n 60 || true; \
+	  [ "$$status" = 0 ] || for log in target/e2e-*/output.log; do \
+	    if [ -f "$$log" ]; then echo "---- last lines of $$log ----"; tail -n 20 "$$log"; fi; \
+	  done; \
 	  [ "$${passed:-0}" != 0 ] || tail -n 30 $$dir/output.log; \
 	fi; \
-	panics=$$(grep -c "^thread '.*panicked at" $$dir/output.log || true); \
 	if [ "$${panics:-0}" != 0 ]; then \
 	  echo "---- the server panicked during the run ----"; \
-	  grep -A2 "^thread '.*panicked at" $$dir/output.log | head -n 20; \
+	  grep -A2 "panicked at" $$dir/output.log | head -n 20 || true; \
 	fi; \
-	echo "playwright: $${passed:-0} passed, $${failed:-0} failed"; \
-	test "$${passed:-0}" -gt 0 && test "$${failed:-0}" -eq 0 && test "$${panics:-0}" -eq 0
+	echo "---- Playwright's summary ----"; \
+	sed -n -E '/^  [0-9]+ (errors? w[a-z]+ not|failed|flaky|interrupted|did not run|skipped|passed)/,/^  [0-9]+ passed/p' \
+	  $$dir/output.log | grep -Ev '^ *at ' | grep . || echo "  no Playwright summary"; \
+	test "$$status" -eq 0 && test "$${passed:-0}" -gt 0 && test "$${failed:-0}" -eq 0 && \
+	  test "$${unrun:-0}" -eq 0 && test "$${panics:-0}" -eq 0
 
-# Benchmarks: the release server on a free loopback port, driven by wrk (Debian's package).
+# Benchmarks: the release server on a free loopback port, driven by wrk (Debian's package);
+# its PostgreSQL cases beside a throwaway cluster.
 wrk:
 	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
 
-bench: tools wrk
+bench: tools wrk postgresql
 	cargo leptos build --release
 	cargo build --release -p bare
-	python3 bench/run.py
+	scripts/pg-tmp.sh run python3 bench/run.py

@@ -9,10 +9,13 @@
 #
 # Environment, all optional:
 #   FUZZ_TIME     seconds per token state (40); the whole run takes about four times that
+#   FUZZ_SEED     the seed of every run (a random one each, printed, by default): with the seed a
+#                 failed run printed, the same requests are generated again
 #   SCHEMATHESIS  the schemathesis command (tools/venv/bin/schemathesis, made by `make fuzz-deps`)
 #
 # The server runs on a free loopback port with a fresh database in a temporary folder, and is
-# stopped by its PID however this script ends. Its log is printed when something failed.
+# stopped by its PID however this script ends. When something failed, the failures of each run
+# are printed again at the very end, after the server's errors, where a log's tail shows them.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +29,7 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/authapp-fuzz.XXXXXX")
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base=http://127.0.0.1:$port
 pid=
+failed=()
 stop() {
   local status=$?
   trap - EXIT INT TERM
@@ -37,8 +41,22 @@ stop() {
     wait "$pid" 2>/dev/null || true
   fi
   if [ "$status" != 0 ] && [ -f "$dir/server.log" ]; then
-    echo "---- server log (last 50 lines) ----"
-    tail -n 50 "$dir/server.log"
+    # Its warnings (every refused cross-site post, ...) are many and expected: errors first.
+    echo "---- the server's errors and panics (last 20) ----"
+    { grep -E 'ERROR|panicked' "$dir/server.log" || echo "none"; } | tail -n 20 || true
+    echo "---- the server log's last 5 lines ----"
+    tail -n 5 "$dir/server.log"
+  fi
+  if [ "$status" != 0 ]; then
+    for log in "$dir"/run-*.log; do
+      [ -f "$log" ] || continue
+      grep -q '= FAILURES =' "$log" || continue
+      echo "---- $(head -n 1 "$log") ----"
+      # The failures, each with the curl command that repeats it, then the summary's verdict.
+      sed -n '/= FAILURES =/,/= \(WARNINGS\|SUMMARY\) =/p' "$log" | sed '$d' | head -n 80 || true
+      grep -E '^Seed: |^=+ .*(failed|passed|error).* in [0-9.]+s =+$' "$log" || true
+    done
+    [ ${#failed[@]} -eq 0 ] || printf 'fuzzing failed: %s\n' "${failed[@]}"
   fi
   rm -rf "$dir"
 }
@@ -85,17 +103,23 @@ cookie_refresh=$(post /api/login refresh_token "$other")
 
 # schemathesis keeps its cache in the working directory: the temporary one.
 cd "$dir"
-failed=()
+runs=0
+seed=()
+[ -z "${FUZZ_SEED:-}" ] || seed=(--seed "$FUZZ_SEED")
 run() {
-  local name=$1
+  local name=$1 log
   shift
+  runs=$((runs + 1))
+  log=$dir/run-$runs.log
   echo
+  echo "schemathesis: $name" >"$log"
   echo "==== schemathesis: $name ===="
   # --checks all: no 5xx, statuses, content types, headers and bodies as documented, data the
   # document forbids refused and data it allows accepted, 405 with Allow for other methods,
   # and no endpoint that needs a token answering without one.
-  "$st" run "$base/api/openapi.json" --checks all --no-color --suppress-health-check all \
-    --request-timeout 10 "$@" || failed+=("$name")
+  "$st" --config-file "$root/fuzz/schemathesis.toml" run "$base/api/openapi.json" \
+    --checks all --no-color --suppress-health-check all --request-timeout 10 "${seed[@]}" "$@" \
+    2>&1 | tee -a "$log" || failed+=("$name")
 }
 run "no token" --max-time "$time_budget"
 # Everything but what ends the token's own session (schemathesis learns the session ids from
@@ -128,4 +152,4 @@ if [ ${#failed[@]} -gt 0 ]; then
   printf 'fuzzing failed: %s\n' "${failed[@]}" >&2
   exit 1
 fi
-echo "fuzzing: no 5xx, no answer outside the document, no panic (6 runs)"
+echo "fuzzing: no 5xx, no answer outside the document, no panic ($runs runs)"
