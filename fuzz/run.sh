@@ -54,7 +54,7 @@ stop() {
       echo "---- $(head -n 1 "$log") ----"
       # The failures, each with the curl command that repeats it, then the summary's verdict.
       sed -n '/= FAILURES =/,/= \(WARNINGS\|SUMMARY\) =/p' "$log" | sed '$d' | head -n 80 || true
-      grep -E '^Seed: |^=+ .*(failed|passed|error).* in [0-9.]+s =+$' "$log" || true
+      grep -E '^Seed: |^=+ .*(fail|pass|error|warning).* in [0-9.]+s =+$' "$log" || true
     done
     [ ${#failed[@]} -eq 0 ] || printf 'fuzzing failed: %s\n' "${failed[@]}"
   fi
