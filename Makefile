@@ -199,8 +199,9 @@ e2e: tools chromium caddy dist
 	  grep -A2 "panicked at" $$dir/output.log | head -n 20 || true; \
 	fi; \
 	echo "---- Playwright's summary ----"; \
-	sed -n -E '/^  [0-9]+ (errors? w[a-z]+ not|failed|flaky|interrupted|did not run|skipped|passed)/,/^  [0-9]+ passed/p' \
-	  $$dir/output.log | grep -Ev '^ *at ' | grep . || echo "  no Playwright summary"; \
+	awk '/^  [0-9]+ (failed|flaky|interrupted|did not run|skipped|passed)/ || /^  [0-9]+ errors? w[a-z]+ not a part/ \
+	  { p = 1; print; next } p && /^    \[/ { print; next } { p = 0 }' $$dir/output.log | grep . \
+	  || echo "  no Playwright summary"; \
 	test "$$status" -eq 0 && test "$${passed:-0}" -gt 0 && test "$${failed:-0}" -eq 0 && \
 	  test "$${unrun:-0}" -eq 0 && test "$${panics:-0}" -eq 0
 

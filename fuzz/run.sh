@@ -30,6 +30,7 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 base=http://127.0.0.1:$port
 pid=
 failed=()
+failed_logs=()
 stop() {
   local status=$?
   trap - EXIT INT TERM
@@ -48,12 +49,15 @@ stop() {
     tail -n 5 "$dir/server.log"
   fi
   if [ "$status" != 0 ]; then
-    for log in "$dir"/run-*.log; do
-      [ -f "$log" ] || continue
-      grep -q '= FAILURES =' "$log" || continue
+    for log in ${failed_logs[@]+"${failed_logs[@]}"}; do
       echo "---- $(head -n 1 "$log") ----"
-      # The failures, each with the curl command that repeats it, then the summary's verdict.
-      sed -n '/= FAILURES =/,/= \(WARNINGS\|SUMMARY\) =/p' "$log" | sed '$d' | head -n 80 || true
+      # Its failures and errors, each failure with the curl command that repeats it (or, when
+      # schemathesis reported neither, its last lines), then the seed and the verdict.
+      if grep -qE '= (ERRORS|FAILURES) =' "$log"; then
+        sed -n '/= \(ERRORS\|FAILURES\) =/,/= \(WARNINGS\|SUMMARY\) =/p' "$log" | sed '$d' | head -n 80 || true
+      else
+        tail -n 15 "$log"
+      fi
       grep -E '^Seed: |^=+ .*(fail|pass|error|warning).* in [0-9.]+s =+$' "$log" || true
     done
     [ ${#failed[@]} -eq 0 ] || printf 'fuzzing failed: %s\n' "${failed[@]}"
@@ -118,8 +122,8 @@ run() {
   # document forbids refused and data it allows accepted, 405 with Allow for other methods,
   # and no endpoint that needs a token answering without one.
   "$st" --config-file "$root/fuzz/schemathesis.toml" run "$base/api/openapi.json" \
-    --checks all --no-color --suppress-health-check all --request-timeout 10 "${seed[@]}" "$@" \
-    2>&1 | tee -a "$log" || failed+=("$name")
+    --checks all --no-color --suppress-health-check all --request-timeout 10 ${seed[@]+"${seed[@]}"} "$@" \
+    2>&1 | tee -a "$log" || { failed+=("$name"); failed_logs+=("$log"); }
 }
 run "no token" --max-time "$time_budget"
 # Everything but what ends the token's own session (schemathesis learns the session ids from
