@@ -52,6 +52,15 @@ if tokens_file and tokens_file ~= "" then
   end
 end
 
+-- A paced crowd: WRK_DELAY_MS milliseconds between a connection's requests (an attacker's rate,
+-- rather than as fast as the two cores can go).
+local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "")
+if delay_ms and delay_ms > 0 then
+  function delay()
+    return delay_ms
+  end
+end
+
 function done(summary, latency, requests)
   local secs = summary.duration / 1e6
   local s = summary.errors

@@ -212,14 +212,14 @@ def paired(a: dict, b: dict) -> tuple:
 
 
 def wrk_once(url, headers, body, connections, duration, background=False, refresh_tokens=(),
-             tokens_file=None):
+             tokens_file=None, delay_ms=0):
     threads = len(refresh_tokens) if refresh_tokens else 1
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}", "--latency", "-s", str(LUA)]
     for h in headers:
         cmd += ["-H", h]
     cmd.append(url)
     env = dict(os.environ, WRK_BODY=body or "", WRK_REFRESH_TOKENS=",".join(refresh_tokens),
-               WRK_TOKENS_FILE=str(tokens_file or ""))
+               WRK_TOKENS_FILE=str(tokens_file or ""), WRK_DELAY_MS=str(delay_ms))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     if background:
         return proc
@@ -232,6 +232,33 @@ def wrk_result(proc) -> dict:
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
     sys.exit(f"wrk printed no result:\n{out}")
+
+
+def replay_flood(server: "Server") -> tuple:
+    """Another account's sign-in + sign-out (median seconds of 15), alone and while 64 clients
+    replay one rotated refresh token whose new pair is unused (answered again for an access
+    lifetime), each at 50 a second (3,200 replays a second, the rate of the attack this guards
+    against). Returns (alone, flooded, the flood's wrk result)."""
+    server.post("/api/register", {"username": "bench_replayed", "password": PASSWORD})
+    server.post("/api/register", {"username": "bench_bystander", "password": PASSWORD})
+    first = server.post("/api/login", {"username": "bench_replayed", "password": PASSWORD})
+    server.post("/api/refresh", {"refresh_token": first["refresh_token"]})
+
+    def sign_in_and_out() -> float:
+        started = time.monotonic()
+        token = server.post("/api/login", {"username": "bench_bystander", "password": PASSWORD})
+        server.logout(token["access_token"])
+        return time.monotonic() - started
+
+    def median_of(n: int) -> float:
+        return sorted(sign_in_and_out() for _ in range(n))[n // 2]
+
+    quiet = median_of(15)
+    body = urllib.parse.urlencode({"refresh_token": first["refresh_token"]})
+    flood = wrk_once(f"{server.base}/api/refresh", (), body, 64, "8s", background=True, delay_ms=20)
+    time.sleep(1)
+    flooded = median_of(15)
+    return quiet, flooded, wrk_result(flood)
 
 
 def seed_blocklist(db: Path, rows: int, user_id: int):
@@ -404,6 +431,13 @@ def main():
     record("POST /api/refresh (rotation, 16 sessions)", rotations, "every rotation durable")
     if rotations["non_2xx"]:
         budget("every rotation answered 200", False, f"{rotations['non_2xx']} refused")
+
+    quiet, flooded, replays = replay_flood(server)
+    record("64 clients replaying one rotated refresh token (3,200/s offered)", replays,
+           f"meanwhile another account's sign-in + sign-out: median {flooded * 1000:.1f} ms "
+           f"({quiet * 1000:.1f} ms alone)")
+    budget("sign-in + sign-out under a replay flood ≤ 2× alone", flooded <= 2 * quiet,
+           f"{flooded * 1000:.1f} ms against {quiet * 1000:.1f} ms")
 
     login_body = urllib.parse.urlencode({"username": "bench_user", "password": PASSWORD})
     login = wrk_once(f"{server.base}/api/login", (), login_body, 4, DURATION)

@@ -117,10 +117,12 @@ pub async fn login(
     server::answered(Login::PATH, server::login(username, password, next).await)
 }
 
-/// `POST /api/logout`: revokes the presented token (cookie or Bearer) and clears the cookie.
+/// `POST /api/logout`: revokes the presented token (cookie or Bearer) and ends its session, and
+/// clears the cookies. Without a valid access token, the refresh token (the form field
+/// `refresh_token`, else the refresh cookie) ends its session instead.
 #[server(prefix = "/api", endpoint = "logout")]
-pub async fn logout() -> Result<LoggedOut, ApiError> {
-    server::answered(Logout::PATH, server::logout().await)
+pub async fn logout(refresh_token: Option<String>) -> Result<LoggedOut, ApiError> {
+    server::answered(Logout::PATH, server::logout(refresh_token).await)
 }
 
 /// `POST /api/refresh`: rotates a refresh token (the form field `refresh_token`, else the
@@ -201,8 +203,8 @@ pub mod server {
     use super::*;
     use crate::auth::{
         jwt::now_unix,
-        sessions::{describe_device, EndReason, RefreshError},
-        Auth, Issued,
+        sessions::{describe_device, EndReason, EndedByToken, RefreshError, WriteError},
+        Auth, IssueError, Issued,
     };
     use crate::{
         auth::{
@@ -253,6 +255,18 @@ pub mod server {
     fn internal(context: &str, err: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %err, "{context}");
         ApiError::internal()
+    }
+
+    /// A write to the sessions that did not happen: 503 (with `Retry-After`) when it could not
+    /// get its turn in time, else a 500 whose cause is logged.
+    fn not_written(context: &str, err: WriteError) -> ApiError {
+        match err {
+            WriteError::Busy => {
+                tracing::warn!("{context}: the sessions' writes are queued too long");
+                ApiError::unavailable()
+            }
+            WriteError::Db(e) => internal(context, e),
+        }
     }
 
     fn set_cookie(value: axum::http::HeaderValue) {
@@ -379,7 +393,10 @@ pub mod server {
         let issued = auth
             .start_session(user_id, &hash, &user_agent(), addr)
             .await
-            .map_err(|e| internal("starting a session failed", e))?
+            .map_err(|e| match e {
+                IssueError::Write(e) => not_written("starting a session failed", e),
+                IssueError::Sign(e) => internal("signing a token failed", e),
+            })?
             .ok_or_else(failed)?;
         set_session_cookies(auth, &issued);
         tracing::info!(user_id, "login succeeded");
@@ -449,54 +466,51 @@ pub mod server {
         tokio::spawn(work).await.map_err(|e| internal(what, e))
     }
 
-    pub async fn logout() -> Result<LoggedOut, ApiError> {
+    pub async fn logout(refresh_token: Option<String>) -> Result<LoggedOut, ApiError> {
         let state = state()?;
         let auth = state.auth.clone();
+        let body_token = refresh_token.filter(|t| !t.trim().is_empty());
         let user = match authenticate().await {
             Ok(user) => user,
             Err(e) => {
-                // Whatever is wrong with the access token, the browser drops both cookies;
-                // and a genuine refresh cookie still ends its session (the access token had
-                // merely expired).
+                // Whatever is wrong with the access token, the browser drops both cookies; and
+                // a genuine refresh token still ends its session (an API client's access token
+                // had merely expired, or a page's).
                 clear_session_cookies(&auth);
-                if let Some(token) = refresh_cookie() {
-                    let auth = auth.clone();
-                    let ended = detached("the logout task failed", async move {
-                        auth.sessions
-                            .end_by_refresh_token(&token, EndReason::Logout, now_unix())
-                            .await
-                    })
-                    .await?
-                    .map_err(|e| internal("ending a session failed", e))?;
-                    if let Some(user_id) = ended {
+                let from_body = body_token.is_some();
+                let Some(token) = body_token.or_else(refresh_cookie) else {
+                    return Err(e);
+                };
+                let auth = auth.clone();
+                let ended = detached("the logout task failed", async move {
+                    auth.sessions
+                        .end_by_refresh_token(&token, EndReason::Logout, now_unix())
+                        .await
+                })
+                .await?
+                .map_err(|e| not_written("ending a session failed", e))?;
+                return match ended {
+                    EndedByToken::Ended(user_id) => {
                         tracing::info!(user_id, "logout: session ended by its refresh token");
                         redirect("/");
-                        return Ok(LoggedOut { revoked: true });
+                        Ok(LoggedOut { revoked: true })
                     }
-                }
-                return Err(e);
+                    // A token the client chose to send is answered for; a stale cookie is not
+                    // the client's doing, and the access token's reason is the one to give.
+                    EndedByToken::AlreadyOver if from_body => Err(ApiError::session_ended()),
+                    EndedByToken::NotGenuine if from_body => Err(ApiError::invalid_refresh_token()),
+                    EndedByToken::AlreadyOver | EndedByToken::NotGenuine => Err(e),
+                };
             }
         };
-        // The token's jti goes on the blocklist (the product's contract) and its session ends:
-        // every token of it is refused from the next request on.
+        // The token's jti goes on the blocklist (the product's contract) and its session ends,
+        // in one transaction: every token of it is refused from the next request on.
         detached("the revoke task failed", {
             let auth = auth.clone();
-            async move {
-                auth.blocklist
-                    .revoke(user.jti, user.user_id, user.exp)
-                    .await?;
-                auth.sessions
-                    .end_one(
-                        user.session_id,
-                        Some(user.user_id),
-                        EndReason::Logout,
-                        now_unix(),
-                    )
-                    .await
-            }
+            async move { auth.sign_out(&user, now_unix()).await }
         })
         .await?
-        .map_err(|e| internal("recording a sign-out failed", e))?;
+        .map_err(|e| not_written("recording a sign-out failed", e))?;
         clear_session_cookies(&auth);
         tracing::info!(
             user_id = user.user_id,
@@ -532,7 +546,9 @@ pub mod server {
         let issued = match refreshed {
             Ok(issued) => issued,
             Err(e) => {
-                if from_cookie {
+                // Only a session that is over drops the cookies: a refusal for now (throttled,
+                // busy, our failure) leaves the browser signed in to try again.
+                if from_cookie && e.session_is_over() {
                     clear_session_cookies(&auth);
                 }
                 return Err(match e {
@@ -542,7 +558,10 @@ pub mod server {
                     RefreshError::Reused => ApiError::refresh_token_reused(),
                     RefreshError::Db(e) => internal("rotating a refresh token failed", e),
                     RefreshError::Sign(e) => internal("signing a token failed", e),
-                    RefreshError::Busy => ApiError::busy(),
+                    RefreshError::Busy => ApiError::unavailable(),
+                    RefreshError::Throttled(retry_after) => {
+                        ApiError::too_many_refreshes(retry_after)
+                    }
                 });
             }
         };
@@ -657,7 +676,7 @@ pub mod server {
                 .await
         })
         .await?
-        .map_err(|e| internal("ending a session failed", e))?;
+        .map_err(|e| not_written("ending a session failed", e))?;
         if !ended {
             return Err(ApiError::no_such_session());
         }
@@ -689,7 +708,7 @@ pub mod server {
                 .await
         })
         .await?
-        .map_err(|e| internal("ending sessions failed", e))?;
+        .map_err(|e| not_written("ending sessions failed", e))?;
         tracing::info!(user_id = user.user_id, ended, "signed out everywhere else");
         redirect(&format!("/sessions?ended={ended}"));
         Ok(SessionsEnded { ended })
@@ -758,7 +777,7 @@ pub mod server {
                 .await
         })
         .await?
-        .map_err(|e| internal("changing a password failed", e))?;
+        .map_err(|e| not_written("changing a password failed", e))?;
         let current = renewed.ok_or_else(ApiError::session_ended)?;
         let issued = state
             .auth
@@ -791,10 +810,10 @@ pub mod server {
                 .await?;
             let deleted = users::delete(&pool, user.user_id).await?;
             auth.users.forget(user.user_id);
-            Ok::<_, sqlx::Error>(deleted)
+            Ok::<_, WriteError>(deleted)
         })
         .await?
-        .map_err(|e| internal("deleting an account failed", e))?;
+        .map_err(|e| not_written("deleting an account failed", e))?;
         clear_session_cookies(&state.auth);
         tracing::info!(user_id = user.user_id, "account deleted");
         redirect("/?deleted=1");

@@ -330,6 +330,26 @@ impl ApiError {
         }
     }
 
+    /// Refreshes beyond the address's or the session's allowance (see
+    /// `auth::throttle::RefreshLimits`): the session lives on.
+    pub fn too_many_refreshes(retry_after: u64) -> Self {
+        Self::retry_later(
+            retry_after,
+            format!("Too many refreshes. Try again in {retry_after} seconds."),
+        )
+    }
+
+    /// A change that could not get its turn to be written in time: nothing was changed.
+    pub fn unavailable() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                ErrorCode::TemporarilyUnavailable,
+                "The server is busy. Try again in a moment.",
+            )
+        }
+    }
+
     fn retry_later(retry_after: u64, description: String) -> Self {
         Self {
             retry_after: Some(retry_after),

@@ -99,6 +99,8 @@ pub enum Access {
     SignedIn,
     /// A refresh token, in the body or in the refresh cookie.
     RefreshToken,
+    /// An access token, or a refresh token (in the body or the refresh cookie): signing out.
+    AccessOrRefreshToken,
     /// Anyone; an access token, if sent, must be valid.
     Optional,
 }
@@ -296,7 +298,7 @@ impl From<LoginBody> for Login {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
-    /// The refresh token (`rt1.…`). Left out, the refresh cookie is used.
+    /// The refresh token (`rt2.…`). Left out, the refresh cookie is used.
     #[serde(default)]
     refresh_token: Option<String>,
 }
@@ -372,9 +374,20 @@ impl From<DeleteAccountBody> for DeleteAccount {
 #[serde(deny_unknown_fields)]
 pub struct NoFields {}
 
-impl From<NoFields> for Logout {
-    fn from(NoFields {}: NoFields) -> Self {
-        Self {}
+/// `POST /api/logout`
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutBody {
+    /// A refresh token (`rt2.…`) whose session ends when no valid access token is sent (an
+    /// API client whose access token has expired). Left out, the refresh cookie is used.
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+impl From<LogoutBody> for Logout {
+    fn from(b: LogoutBody) -> Self {
+        let LogoutBody { refresh_token } = b;
+        Self { refresh_token }
     }
 }
 
@@ -408,6 +421,15 @@ const TOKEN: [ErrorCode; 4] = [
     E::InvalidToken,
     E::TokenExpired,
     E::TokenRevoked,
+];
+
+/// The token rejections, and 503 for a change that could not be written in time.
+const TOKEN_OR_BUSY: [ErrorCode; 5] = [
+    E::MissingToken,
+    E::InvalidToken,
+    E::TokenExpired,
+    E::TokenRevoked,
+    E::TemporarilyUnavailable,
 ];
 
 /// Every route under `/api`, in the order the document lists them.
@@ -454,6 +476,7 @@ pub static ENDPOINTS: [Endpoint; 12] = [
             E::InvalidToken,
             E::TokenExpired,
             E::TokenRevoked,
+            E::TooManyRequests,
             E::TemporarilyUnavailable,
         ],
     },
@@ -461,11 +484,12 @@ pub static ENDPOINTS: [Endpoint; 12] = [
         method: Method::POST,
         path: Logout::PATH,
         operation_id: "logout",
-        summary: "Sign out: the access token is revoked and its session ended",
-        access: Access::SignedIn,
-        body: Some(Body::of::<NoFields, Logout>(false)),
+        summary: "Sign out: the access token is revoked and its session ended (or the session of \
+                  the refresh token sent, when no valid access token is)",
+        access: Access::AccessOrRefreshToken,
+        body: Some(Body::of::<LogoutBody, Logout>(false)),
         answer: reference::<LoggedOut>,
-        errors: &TOKEN,
+        errors: &TOKEN_OR_BUSY,
     },
     Endpoint {
         method: Method::GET,
@@ -511,6 +535,7 @@ pub static ENDPOINTS: [Endpoint; 12] = [
             E::TokenExpired,
             E::TokenRevoked,
             E::NotFound,
+            E::TemporarilyUnavailable,
         ],
     },
     Endpoint {
@@ -521,7 +546,7 @@ pub static ENDPOINTS: [Endpoint; 12] = [
         access: Access::SignedIn,
         body: Some(Body::of::<NoFields, RevokeOtherSessions>(false)),
         answer: reference::<SessionsEnded>,
-        errors: &TOKEN,
+        errors: &TOKEN_OR_BUSY,
     },
     Endpoint {
         method: Method::POST,
@@ -738,7 +763,7 @@ pub fn document(cookie: AuthCookie) -> OpenApi {
             Access::RefreshToken => {
                 vec![SecurityRequirement::default(), requirement(REFRESH_COOKIE)]
             }
-            Access::Optional => vec![
+            Access::Optional | Access::AccessOrRefreshToken => vec![
                 SecurityRequirement::default(),
                 requirement(BEARER),
                 requirement(ACCESS_COOKIE),

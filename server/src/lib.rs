@@ -8,8 +8,15 @@ use std::{sync::Arc, time::Duration};
 
 use app::{
     auth::{
-        blocklist::Blocklist, cookie::AuthCookie, follow, jwt::TokenKeys, password::Passwords,
-        sessions::Sessions, throttle::Throttle, users::UserCache, AppState, Auth,
+        blocklist::Blocklist,
+        cookie::AuthCookie,
+        follow,
+        jwt::TokenKeys,
+        password::Passwords,
+        sessions::{RefreshSecret, Sessions},
+        throttle::{RefreshLimits, Throttle},
+        users::UserCache,
+        AppState, Auth,
     },
     db, shell, App,
 };
@@ -75,10 +82,19 @@ pub async fn build_state(
         .await
         .map_err(StartError::Blocklist)?;
     tracing::info!(revoked = blocklist.len(), purged, "blocklist loaded");
-    let sessions = Sessions::load(pool.clone(), config.lifetimes)
-        .await
-        .map_err(StartError::Sessions)?
-        .with_cache(config.cache_entries);
+    let sessions = Sessions::load(
+        pool.clone(),
+        config.lifetimes,
+        RefreshSecret::derive(&config.jwt_secret),
+    )
+    .await
+    .map_err(StartError::Sessions)?
+    .with_cache(config.cache_entries)
+    .with_refresh_limits(if config.throttle {
+        RefreshLimits::default()
+    } else {
+        RefreshLimits::default().disabled()
+    });
     let purged = sessions
         .purge(app::auth::jwt::now_unix())
         .await
@@ -300,6 +316,7 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
         loop {
             tick.tick().await;
             auth.throttle.forget_stale();
+            auth.sessions.refresh_limits().forget_stale();
             match auth.blocklist.purge_expired().await {
                 Ok(n) => tracing::debug!(purged = n, "blocklist purge"),
                 Err(e) => tracing::warn!(error = %e, "blocklist purge failed"),

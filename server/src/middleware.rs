@@ -262,7 +262,7 @@ pub async fn refresh_session(mut req: Request, next: Next) -> Response {
                     tracing::error!(error = %e, "refreshing a session failed");
                     None
                 }
-                RefreshError::Busy => None,
+                RefreshError::Busy | RefreshError::Throttled(_) => None,
             };
             match code {
                 // Over: the page renders signed out and the browser forgets both cookies.

@@ -121,6 +121,17 @@ impl std::fmt::Debug for TokenKeys {
     }
 }
 
+/// A key of its own for one use of the server secret: HMAC-SHA256(secret, label). Each use
+/// (signing access tokens, refresh-token MACs, …) takes another label, so a key that leaks from
+/// one use, or a MAC made for one, is worth nothing for another.
+pub fn derive_key(secret: &[u8], label: &str) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(label.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
 pub fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

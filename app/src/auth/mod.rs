@@ -58,8 +58,8 @@ pub struct Issued {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    Write(#[from] sessions::WriteError),
     #[error("signing a token failed: {0}")]
     Sign(#[from] jsonwebtoken::errors::Error),
 }
@@ -83,6 +83,21 @@ impl Auth {
         Ok(started
             .map(|current| self.issue(&current, now))
             .transpose()?)
+    }
+
+    /// Signs out the holder of `user`'s access token: the token's `jti` on the blocklist and its
+    /// session ended, in one transaction, then in memory. Whether the session was still live.
+    pub async fn sign_out(
+        &self,
+        user: &extractor::AuthUser,
+        now: i64,
+    ) -> Result<bool, sessions::WriteError> {
+        let ended = self
+            .sessions
+            .sign_out(user.jti, user.user_id, user.exp, user.session_id, now)
+            .await?;
+        self.blocklist.remember(user.jti, user.exp);
+        Ok(ended)
     }
 
     /// Rotates a refresh token (see [`sessions`]) and hands out the session's new tokens.
@@ -118,7 +133,7 @@ impl Auth {
             generation: session.generation,
             access_token,
             access_exp: claims.exp,
-            refresh_token: session.refresh_token(),
+            refresh_token: current.refresh_token(),
             session_expires_at: session.expires_at,
         })
     }
@@ -181,13 +196,17 @@ pub(crate) mod testing {
             passwords: Passwords::new(1).unwrap(),
             throttle: Throttle::default(),
             users: UserCache::new(pool.clone()),
-            sessions: sessions::Sessions::load(pool.clone(), Default::default())
+            sessions: sessions::Sessions::load(pool.clone(), Default::default(), refresh_secret())
                 .await
                 .unwrap(),
             cookie: AuthCookie::new(false),
             proxies: Default::default(),
         };
         (dir, pool, auth)
+    }
+
+    pub(crate) fn refresh_secret() -> sessions::RefreshSecret {
+        sessions::RefreshSecret::derive(SECRET)
     }
 
     /// A user row with the given id and creation time.
@@ -231,7 +250,7 @@ mod cache_tests {
         let auth = Auth {
             keys: auth.keys.with_cache(entries),
             users: users::UserCache::with_capacity(pool.clone(), entries),
-            sessions: Sessions::load(pool.clone(), Default::default())
+            sessions: Sessions::load(pool.clone(), Default::default(), testing::refresh_secret())
                 .await
                 .unwrap()
                 .with_cache(entries),
@@ -388,5 +407,41 @@ mod cache_tests {
             }
         }
         assert!(auth.users.len() <= 20, "{}", auth.users.len());
+    }
+
+    /// Signing out is one transaction: when ending the session fails, the `jti` is not on the
+    /// blocklist either (in the database or in memory), and the retry goes through.
+    #[tokio::test]
+    async fn signing_out_is_all_or_nothing() {
+        let (_dir, pool, auth) = testing::auth().await;
+        testing::user(&pool, 1, 0).await;
+        let t = signed_in(&auth, 1).await;
+        let user = auth.authenticate(&bearer(&t.access_token)).await.unwrap();
+        sqlx::query(
+            "CREATE TRIGGER no_ending BEFORE UPDATE ON sessions \
+             BEGIN SELECT RAISE(ABORT, 'the disk is full'); END",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        assert!(auth.sign_out(&user, jwt::now_unix()).await.is_err());
+        let revoked: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM revoked_tokens")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(revoked, 0);
+        assert_eq!(check(&auth, &t.access_token).await, Ok(1));
+
+        sqlx::query("DROP TRIGGER no_ending")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert!(auth.sign_out(&user, jwt::now_unix()).await.unwrap());
+        assert_eq!(
+            check(&auth, &t.access_token).await,
+            Err(AuthRejection::TokenRevoked)
+        );
+        assert!(auth.blocklist.is_revoked(&user.jti));
+        assert!(auth.sessions.is_ended(&t.session_id));
     }
 }

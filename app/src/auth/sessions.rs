@@ -4,9 +4,11 @@
 //! (`SESSION_IDLE_TTL` after it was last used). Access tokens are short and carry the session
 //! id (`sid`); a session is kept going by its refresh token, which rotates on every use.
 //!
-//! **Refresh tokens** are `rt1.` + base64url(id ‖ generation ‖ HMAC-SHA256(key, id ‖ generation)),
-//! with a 256-bit key of the session's own (the shape of Supabase Auth's v2 refresh tokens). The
-//! database keeps the key and the current generation only. A token whose MAC is wrong is
+//! **Refresh tokens** are `rt2.` + base64url(id ‖ generation ‖ MAC), the MAC an HMAC-SHA256 under
+//! a key derived from the server's secret (`JWT_SECRET`, never stored in the database) over the
+//! session's own 256-bit key, its id and the generation. Both keys are needed to make a token:
+//! a copy of the database (a backup, a dump, a replica) holds the session keys and generations
+//! but mints nothing without the secret, and the secret alone names no session. A token whose MAC is wrong is
 //! garbage and changes nothing; a genuine one is either the current generation (rotated: the
 //! generation moves on by a compare-and-swap, so of two racing rotations exactly one wins), the
 //! previous one presented again within `REFRESH_REUSE_INTERVAL` (two tabs refreshing at once:
@@ -28,11 +30,16 @@ use uuid::Uuid;
 
 use super::{cache::Bounded, jwt::LEEWAY_SECS};
 
+/// Throttled refresh tokens remembered at once (see `Sessions::throttled`).
+const THROTTLED_TOKENS: usize = 10_000;
+
 /// How often at most `last_used_at` is written for one session.
 pub const TOUCH_EVERY_SECS: i64 = 60;
 /// User agents are kept up to this many characters.
 pub const USER_AGENT_MAX: usize = 200;
-const PREFIX: &str = "rt1.";
+/// `rt1.` tokens (MAC'd under the session key alone, which the database holds) are refused:
+/// their sessions sign in again once.
+const PREFIX: &str = "rt2.";
 const MAC_LEN: usize = 32;
 const BODY_LEN: usize = 16 + 8 + MAC_LEN;
 
@@ -124,11 +131,6 @@ impl TryFrom<Vec<u8>> for SessionId {
 }
 
 impl Session {
-    /// The refresh token of the current generation.
-    pub fn refresh_token(&self) -> String {
-        encode(self.id.0, self.generation, &self.refresh_key)
-    }
-
     /// Whether the session can still be used at `now`.
     pub fn is_live(&self, now: i64, lifetimes: &Lifetimes) -> bool {
         self.revoked_at.is_none()
@@ -154,8 +156,56 @@ pub enum RefreshError {
     Db(#[source] std::sync::Arc<sqlx::Error>),
     #[error("signing a token failed: {0}")]
     Sign(String),
-    #[error("the session kept changing under the rotation")]
+    /// The session kept changing under the rotation, or the write lock was not had within
+    /// [`WRITE_WAIT`]: nothing changed, try again.
+    #[error("the rotation could not be written in time")]
     Busy,
+    /// Too many refreshes from this address or of this session (see
+    /// [`RefreshLimits`](super::throttle::RefreshLimits)): nothing changed, the session lives on.
+    #[error("too many refreshes: try again in {0} s")]
+    Throttled(u64),
+}
+
+/// How long a request waits for its turn to write the sessions table. Beyond, it is answered
+/// `503 temporarily_unavailable` (with `Retry-After`) instead of joining a queue without end.
+pub const WRITE_WAIT: Duration = Duration::from_secs(2);
+
+/// Why a write to the sessions table did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The write lock was not had within [`WRITE_WAIT`]: nothing was written.
+    #[error("the sessions' writes were queued longer than {WRITE_WAIT:?}")]
+    Busy,
+}
+
+/// The write lock, or [`WriteError::Busy`] after [`WRITE_WAIT`].
+async fn lock_write(
+    write: &tokio::sync::Mutex<()>,
+) -> Result<tokio::sync::MutexGuard<'_, ()>, WriteError> {
+    tokio::time::timeout(WRITE_WAIT, write.lock())
+        .await
+        .map_err(|_| WriteError::Busy)
+}
+
+impl RefreshError {
+    /// Whether the refusal is final for the session (as opposed to "not now").
+    pub fn session_is_over(&self) -> bool {
+        match self {
+            Self::Invalid | Self::Ended | Self::Expired | Self::Reused => true,
+            Self::Db(_) | Self::Sign(_) | Self::Busy | Self::Throttled(_) => false,
+        }
+    }
+}
+
+impl From<WriteError> for RefreshError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Db(e) => e.into(),
+            WriteError::Busy => Self::Busy,
+        }
+    }
 }
 
 impl From<sqlx::Error> for RefreshError {
@@ -164,21 +214,49 @@ impl From<sqlx::Error> for RefreshError {
     }
 }
 
-fn mac(key: &[u8], id: Uuid, generation: i64) -> Hmac<Sha256> {
+/// The server's part of every refresh token's MAC: a key derived from the server secret with a
+/// label of its own (see [`super::jwt::derive_key`]), so it is never the JWT signing key itself.
+#[derive(Clone)]
+pub struct RefreshSecret([u8; 32]);
+
+impl RefreshSecret {
+    pub fn derive(server_secret: &[u8]) -> Self {
+        Self(super::jwt::derive_key(
+            server_secret,
+            "authapp refresh-token key v2",
+        ))
+    }
+}
+
+impl std::fmt::Debug for RefreshSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshSecret(..)")
+    }
+}
+
+fn mac(secret: &RefreshSecret, session_key: &[u8], id: Uuid, generation: i64) -> Hmac<Sha256> {
     // Any key length is accepted by HMAC.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&secret.0)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(b"authapp refresh token v1");
+    mac.update(b"authapp refresh token v2");
+    // Session keys are 32 bytes; the length is written anyway, so no two inputs run together.
+    mac.update(&(session_key.len() as u64).to_be_bytes());
+    mac.update(session_key);
     mac.update(id.as_bytes());
     mac.update(&generation.to_be_bytes());
     mac
 }
 
-fn encode(id: Uuid, generation: i64, key: &[u8]) -> String {
+fn encode(secret: &RefreshSecret, session: &Session) -> String {
+    let (id, generation) = (session.id.0, session.generation);
     let mut body = Vec::with_capacity(BODY_LEN);
     body.extend_from_slice(id.as_bytes());
     body.extend_from_slice(&generation.to_be_bytes());
-    body.extend_from_slice(&mac(key, id, generation).finalize().into_bytes());
+    body.extend_from_slice(
+        &mac(secret, &session.refresh_key, id, generation)
+            .finalize()
+            .into_bytes(),
+    );
     format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(body))
 }
 
@@ -208,9 +286,9 @@ impl Presented {
         })
     }
 
-    /// Constant-time check that the session's key made this token.
-    fn is_genuine(&self, key: &[u8]) -> bool {
-        mac(key, self.id, self.generation)
+    /// Constant-time check that the server's secret and the session's key made this token.
+    fn is_genuine(&self, secret: &RefreshSecret, session_key: &[u8]) -> bool {
+        mac(secret, session_key, self.id, self.generation)
             .verify_slice(&self.mac)
             .is_ok()
     }
@@ -431,6 +509,8 @@ impl Rotations {
             biased;
             done = &mut answer => return done.unwrap_or_else(busy),
             held = write.clone().lock_owned() => held,
+            // Dropping `answer` withdraws the rotation: a batch taken later skips it.
+            () = tokio::time::sleep(WRITE_WAIT) => return Err(RefreshError::Busy),
         };
         let batch = std::mem::take(&mut *self.lock());
         if batch.is_empty() {
@@ -543,17 +623,53 @@ pub(crate) async fn lock_sessions_of(
     Ok(())
 }
 
+/// Ends session `id` (of `user_id`, when given) in `tx`: its id and `access_exp` when it was
+/// live.
+async fn end_one_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: Uuid,
+    user_id: Option<i64>,
+    reason: EndReason,
+    now: i64,
+) -> Result<Option<(Vec<u8>, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+         WHERE id = $3 AND revoked_at IS NULL AND ($4 IS NULL OR user_id = $5) \
+         RETURNING id, access_exp",
+    )
+    .bind(now)
+    .bind(reason.as_str())
+    .bind(id.as_bytes().as_slice())
+    .bind(user_id)
+    .bind(user_id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// What signing out with a refresh token alone did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedByToken {
+    /// The session of this user ended.
+    Ended(i64),
+    /// Genuine, but its session had already ended.
+    AlreadyOver,
+    /// Malformed, forged, or naming no session.
+    NotGenuine,
+}
+
 /// A live session and the expiry of the access token to issue for it now (never past the
 /// session's own end).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Current {
     pub session: Session,
     pub token_exp: i64,
+    /// The refresh token of the session's current generation.
+    refresh_token: String,
 }
 
 impl Current {
     pub fn refresh_token(&self) -> String {
-        self.session.refresh_token()
+        self.refresh_token.clone()
     }
 
     pub fn id(&self) -> Uuid {
@@ -570,6 +686,15 @@ impl Current {
 pub struct Sessions {
     pool: Pool,
     lifetimes: Lifetimes,
+    /// The server's part of every refresh token.
+    secret: RefreshSecret,
+    /// Rotations allowed per address and per session.
+    refresh_limits: super::throttle::RefreshLimits,
+    /// Genuine refresh tokens whose session's allowance is spent, until when: presented again
+    /// meanwhile, they are refused before any read (a crowd replaying one token costs memory
+    /// look-ups). Only tokens whose MAC was checked enter, so a forged one never answers for
+    /// a genuine one.
+    throttled: Bounded<String, std::time::Instant>,
     /// Ended sessions whose access tokens may not all have expired: id → the latest `exp`.
     /// A std lock, never held across an await.
     ended: RwLock<HashMap<Uuid, i64>>,
@@ -589,7 +714,11 @@ pub struct Sessions {
 
 impl Sessions {
     /// Loads the ended sessions whose access tokens could still be presented.
-    pub async fn load(pool: Pool, lifetimes: Lifetimes) -> Result<Self, sqlx::Error> {
+    pub async fn load(
+        pool: Pool,
+        lifetimes: Lifetimes,
+        secret: RefreshSecret,
+    ) -> Result<Self, sqlx::Error> {
         let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(
             "SELECT id, access_exp FROM sessions WHERE revoked_at IS NOT NULL AND access_exp >= $1",
         )
@@ -603,6 +732,9 @@ impl Sessions {
         Ok(Self {
             pool,
             lifetimes,
+            secret,
+            refresh_limits: Default::default(),
+            throttled: Bounded::new(THROTTLED_TOKENS),
             ended: RwLock::new(ended),
             touched: std::sync::Arc::new(Bounded::new(super::cache::DEFAULT_ENTRIES)),
             uses: Default::default(),
@@ -616,6 +748,16 @@ impl Sessions {
     pub fn with_cache(mut self, entries: usize) -> Self {
         self.touched = std::sync::Arc::new(Bounded::new(entries));
         self
+    }
+
+    /// Limits on rotations other than the default ones (turned off for load tests).
+    pub fn with_refresh_limits(mut self, limits: super::throttle::RefreshLimits) -> Self {
+        self.refresh_limits = limits;
+        self
+    }
+
+    pub fn refresh_limits(&self) -> &super::throttle::RefreshLimits {
+        &self.refresh_limits
     }
 
     pub fn lifetimes(&self) -> &Lifetimes {
@@ -642,6 +784,14 @@ impl Sessions {
         }
     }
 
+    fn current(&self, session: Session, token_exp: i64) -> Current {
+        Current {
+            refresh_token: encode(&self.secret, &session),
+            session,
+            token_exp,
+        }
+    }
+
     /// The expiry of an access token issued at `now` for a session ending at `expires_at`.
     fn token_exp(&self, now: i64, expires_at: i64) -> i64 {
         now.saturating_add(secs(self.lifetimes.access))
@@ -659,7 +809,7 @@ impl Sessions {
         user_agent: &str,
         address: Option<IpAddr>,
         now: i64,
-    ) -> Result<Option<Current>, sqlx::Error> {
+    ) -> Result<Option<Current>, WriteError> {
         let id = Uuid::new_v4();
         let key: [u8; 32] = rand::random();
         let expires_at = now.saturating_add(secs(self.lifetimes.session));
@@ -686,7 +836,7 @@ impl Sessions {
             crate::db::Dialect::Postgres => " FOR SHARE",
             crate::db::Dialect::Sqlite => "",
         };
-        let _write = self.write.lock().await;
+        let _write = lock_write(&self.write).await?;
         let done = sqlx::query(&format!(
             "INSERT INTO sessions (id, user_id, refresh_key, generation, confirmed_generation, \
              rotated_at, created_at, last_used_at, expires_at, access_exp, user_agent, address) \
@@ -711,7 +861,7 @@ impl Sessions {
             return Ok(None);
         }
         self.touched.insert(id, (now, 1));
-        Ok(Some(Current { session, token_exp }))
+        Ok(Some(self.current(session, token_exp)))
     }
 
     pub async fn find(&self, id: Uuid) -> Result<Option<Session>, sqlx::Error> {
@@ -733,14 +883,33 @@ impl Sessions {
     ///
     /// The current generation "reached its holder" once it is presented or an access token
     /// issued with it is used ([`touch`](Self::touch)).
+    ///
+    /// Only a rotation and a reuse write. The previous token presented again is answered from
+    /// what was read, so a crowd replaying it costs reads, never a turn at the write lock that
+    /// sign-ins and sign-outs queue on. Before any of it, the address's allowance is counted,
+    /// then (once the MAC shows the token is genuine, so nobody can spend another's) the
+    /// session's: `Throttled` changes nothing and ends nothing.
     pub async fn rotate(
         &self,
         token: &str,
         address: Option<IpAddr>,
         now: i64,
     ) -> Result<Current, RefreshError> {
+        self.refresh_limits
+            .address(address)
+            .map_err(|r| RefreshError::Throttled(r.retry_after))?;
+        let token = token.trim();
+        if let Some(until) = self.throttled.get(token) {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if !left.is_zero() {
+                return Err(RefreshError::Throttled(
+                    left.as_secs() + u64::from(left.subsec_nanos() > 0),
+                ));
+            }
+        }
         let presented = Presented::parse(token).ok_or(RefreshError::Invalid)?;
         let address = address.map(|a| a.to_string());
+        let mut counted = false;
         // A lost compare-and-swap means another request rotated meanwhile: look again. Each
         // retry sees a newer generation, so a few rounds settle every race of honest clients.
         for _ in 0..3 {
@@ -748,8 +917,17 @@ impl Sessions {
                 .find(presented.id)
                 .await?
                 .ok_or(RefreshError::Invalid)?;
-            if !presented.is_genuine(&session.refresh_key) {
+            if !presented.is_genuine(&self.secret, &session.refresh_key) {
                 return Err(RefreshError::Invalid);
+            }
+            if !counted {
+                if let Err(refused) = self.refresh_limits.session(&presented.id) {
+                    let until =
+                        std::time::Instant::now() + Duration::from_secs(refused.retry_after);
+                    self.throttled.insert(token.to_owned(), until);
+                    return Err(RefreshError::Throttled(refused.retry_after));
+                }
+                counted = true;
             }
             if session.revoked_at.is_some() {
                 return Err(RefreshError::Ended);
@@ -775,7 +953,7 @@ impl Sessions {
                     Some(session) => {
                         self.touched
                             .insert(presented.id, (now, presented.generation));
-                        return Ok(Current { session, token_exp });
+                        return Ok(self.current(session, token_exp));
                     }
                     None => continue,
                 }
@@ -789,22 +967,16 @@ impl Sessions {
             let undelivered = session.confirmed_generation < session.generation
                 && (0..=secs(self.lifetimes.access)).contains(&since);
             if presented.generation + 1 == session.generation && (within_grace || undelivered) {
-                let (max, _) = crate::db::dialect(&self.pool).max_min();
-                let _write = self.write.lock().await;
-                let done = sqlx::query(&format!(
-                    "UPDATE sessions SET access_exp = {max}(access_exp, $1), last_used_at = $2 \
-                     WHERE id = $3 AND generation = $4 AND revoked_at IS NULL"
-                ))
-                .bind(token_exp)
-                .bind(now)
-                .bind(presented.id.as_bytes().as_slice())
-                .bind(session.generation)
-                .execute(&self.pool)
-                .await?;
-                if done.rows_affected() == 1 {
-                    return Ok(Current { session, token_exp });
+                // The current pair, with no write: its access token ends no later than those
+                // already issued for this generation (`access_exp`, which the rotation wrote),
+                // so an ended session is still remembered for as long as any of them lives.
+                // Ended meanwhile (by this instance, or by another whose revocation reached
+                // memory): refused as the next read would.
+                if self.is_ended(&presented.id) {
+                    return Err(RefreshError::Ended);
                 }
-                continue;
+                let token_exp = token_exp.min(session.access_exp);
+                return Ok(self.current(session, token_exp));
             }
             // A genuine token of this session that was rotated away: it was copied.
             tracing::warn!(
@@ -830,11 +1002,11 @@ impl Sessions {
         current: Uuid,
         password_hash: &str,
         now: i64,
-    ) -> Result<Option<Current>, sqlx::Error> {
+    ) -> Result<Option<Current>, WriteError> {
         let idle_since = now.saturating_sub(secs(self.lifetimes.idle));
         let dialect = crate::db::dialect(&self.pool);
         let (max, min) = dialect.max_min();
-        let _write = self.write.lock().await;
+        let _write = lock_write(&self.write).await?;
         let mut tx = self.pool.begin().await?;
         lock_sessions_of(&mut tx, dialect, user_id).await?;
         // In an UPDATE every right-hand side reads the row as it was: the new generation and
@@ -872,29 +1044,63 @@ impl Sessions {
         tx.commit().await?;
         self.remember_ended(ended);
         let token_exp = self.token_exp(now, session.expires_at);
-        Ok(Some(Current { session, token_exp }))
+        Ok(Some(self.current(session, token_exp)))
     }
 
-    /// Ends the live session a genuine refresh token belongs to (signing out with only the
-    /// refresh cookie left, its access token having expired): its user, or `None` when the
-    /// token is not genuine or its session had already ended.
+    /// Ends the live session a genuine refresh token belongs to (signing out with the refresh
+    /// token alone, its access token having expired or been lost).
     pub async fn end_by_refresh_token(
         &self,
         token: &str,
         reason: EndReason,
         now: i64,
-    ) -> Result<Option<i64>, sqlx::Error> {
+    ) -> Result<EndedByToken, WriteError> {
         let Some(presented) = Presented::parse(token) else {
-            return Ok(None);
+            return Ok(EndedByToken::NotGenuine);
         };
         let Some(session) = self.find(presented.id).await? else {
-            return Ok(None);
+            return Ok(EndedByToken::NotGenuine);
         };
-        if !presented.is_genuine(&session.refresh_key) {
-            return Ok(None);
+        if !presented.is_genuine(&self.secret, &session.refresh_key) {
+            return Ok(EndedByToken::NotGenuine);
         }
-        let ended = self.end_one(presented.id, None, reason, now).await?;
-        Ok(ended.then_some(session.user_id))
+        Ok(if self.end_one(presented.id, None, reason, now).await? {
+            EndedByToken::Ended(session.user_id)
+        } else {
+            EndedByToken::AlreadyOver
+        })
+    }
+
+    /// Signing out with an access token, all or nothing: its `jti` goes on the blocklist and
+    /// its session ends in one transaction, so a failure leaves both as they were (and a retry
+    /// finds the token still good), never a revoked token whose session and refresh token live
+    /// on. Memory follows the commit: the caller puts the `jti` in the blocklist's set
+    /// ([`Auth::sign_out`](super::Auth::sign_out)). Whether the session was still live.
+    pub async fn sign_out(
+        &self,
+        jti: Uuid,
+        user_id: i64,
+        token_exp: i64,
+        session: Uuid,
+        now: i64,
+    ) -> Result<bool, WriteError> {
+        let _write = lock_write(&self.write).await?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, user_id, exp, revoked_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti.as_bytes().as_slice())
+        .bind(user_id)
+        .bind(token_exp)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let ended = end_one_in(&mut tx, session, Some(user_id), EndReason::Logout, now).await?;
+        tx.commit().await?;
+        let found = ended.is_some();
+        self.remember_ended(ended);
+        Ok(found)
     }
 
     /// Ends one session (of `user_id`, when given). False when there is no such live session.
@@ -904,20 +1110,11 @@ impl Sessions {
         user_id: Option<i64>,
         reason: EndReason,
         now: i64,
-    ) -> Result<bool, sqlx::Error> {
-        let _write = self.write.lock().await;
-        let ended: Option<(Vec<u8>, i64)> = sqlx::query_as(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
-             WHERE id = $3 AND revoked_at IS NULL AND ($4 IS NULL OR user_id = $5) \
-             RETURNING id, access_exp",
-        )
-        .bind(now)
-        .bind(reason.as_str())
-        .bind(id.as_bytes().as_slice())
-        .bind(user_id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
+    ) -> Result<bool, WriteError> {
+        let _write = lock_write(&self.write).await?;
+        let mut tx = self.pool.begin().await?;
+        let ended = end_one_in(&mut tx, id, user_id, reason, now).await?;
+        tx.commit().await?;
         let found = ended.is_some();
         self.remember_ended(ended);
         Ok(found)
@@ -930,9 +1127,9 @@ impl Sessions {
         except: Option<Uuid>,
         reason: EndReason,
         now: i64,
-    ) -> Result<usize, sqlx::Error> {
+    ) -> Result<usize, WriteError> {
         let except = except.map(|id| id.as_bytes().to_vec()).unwrap_or_default();
-        let _write = self.write.lock().await;
+        let _write = lock_write(&self.write).await?;
         let mut tx = self.pool.begin().await?;
         lock_sessions_of(&mut tx, crate::db::dialect(&self.pool), user_id).await?;
         let ended: Vec<(Vec<u8>, i64)> = sqlx::query_as(
@@ -1083,13 +1280,17 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{jwt::now_unix, testing};
+    use crate::auth::{jwt::now_unix, testing, throttle::RefreshLimits};
 
     async fn sessions(lifetimes: Lifetimes) -> (tempfile::TempDir, Pool, Sessions) {
         let (dir, pool, _) = testing::auth().await;
         testing::user(&pool, 1, 0).await;
         testing::user(&pool, 2, 0).await;
-        let sessions = Sessions::load(pool.clone(), lifetimes).await.unwrap();
+        // Unlimited: the races below rotate one session far faster than a person would.
+        let sessions = Sessions::load(pool.clone(), lifetimes, testing::refresh_secret())
+            .await
+            .unwrap()
+            .with_refresh_limits(RefreshLimits::default().disabled());
         (dir, pool, sessions)
     }
 
@@ -1153,6 +1354,102 @@ mod tests {
             .rotate(&rotated.refresh_token(), None, now + 7)
             .await
             .is_ok());
+    }
+
+    /// A replay of the previous token is answered from what was read: no write, so it is
+    /// answered while the write lock is held, the row is untouched, and its access token ends no
+    /// later than those already issued for the generation (which an ending remembers).
+    #[tokio::test]
+    async fn a_replayed_previous_token_writes_nothing() {
+        let (_dir, _pool, s) = sessions(Lifetimes::default()).await;
+        let now = now_unix();
+        let first = start(&s, 1, now).await;
+        let old = first.refresh_token();
+        let rotated = s.rotate(&old, None, now + 1).await.unwrap();
+        let before = s.find(first.id()).await.unwrap().unwrap();
+        let held = s.write.clone().lock_owned().await;
+        // Within the reuse interval, then as an answer that may have been lost.
+        for later in [2, 5, 300] {
+            let again =
+                tokio::time::timeout(Duration::from_secs(1), s.rotate(&old, None, now + later))
+                    .await
+                    .expect("answered while the write lock is held")
+                    .unwrap();
+            assert_eq!(again.refresh_token(), rotated.refresh_token());
+            assert!(again.token_exp <= before.access_exp);
+            assert!(again.token_exp > now + later);
+        }
+        drop(held);
+        assert_eq!(s.find(first.id()).await.unwrap().unwrap(), before);
+        // Ended meanwhile: the replay is refused from memory.
+        assert!(s
+            .end_one(first.id(), None, EndReason::Logout, now + 301)
+            .await
+            .unwrap());
+        assert!(matches!(
+            s.rotate(&old, None, now + 302).await,
+            Err(RefreshError::Ended)
+        ));
+    }
+
+    /// A write waits for its turn [`WRITE_WAIT`] at most, then is `Busy` with nothing written.
+    #[tokio::test]
+    async fn a_write_that_cannot_get_its_turn_is_busy_not_queued_forever() {
+        let (_dir, _pool, s) = sessions(Lifetimes::default()).await;
+        let now = now_unix();
+        let first = start(&s, 1, now).await;
+        let held = s.write.clone().lock_owned().await;
+        let started = std::time::Instant::now();
+        let token = first.refresh_token();
+        let (ended, rotated, created, signed_out) = tokio::join!(
+            s.end_one(first.id(), None, EndReason::Revoked, now),
+            s.rotate(&token, None, now),
+            s.create(1, "x", "ua", None, now),
+            s.sign_out(Uuid::new_v4(), 1, now + 60, first.id(), now),
+        );
+        let waited = started.elapsed();
+        assert!(matches!(ended, Err(WriteError::Busy)), "{ended:?}");
+        assert!(matches!(rotated, Err(RefreshError::Busy)), "{rotated:?}");
+        assert!(matches!(created, Err(WriteError::Busy)), "{created:?}");
+        assert!(
+            matches!(signed_out, Err(WriteError::Busy)),
+            "{signed_out:?}"
+        );
+        assert!(
+            waited >= WRITE_WAIT && waited < WRITE_WAIT + Duration::from_secs(2),
+            "{waited:?}"
+        );
+        drop(held);
+        // Nothing was written: the abandoned rotation is not made by a later batch either.
+        assert!(!s.is_ended(&first.id()));
+        assert_eq!(s.rotate(&token, None, now).await.unwrap().generation(), 2);
+    }
+
+    /// Refreshes of one session beyond its allowance are refused for now and end nothing; a
+    /// forged token naming the session spends none of it.
+    #[tokio::test]
+    async fn a_throttled_refresh_ends_nothing() {
+        let (_dir, _pool, s) = sessions(Lifetimes::default()).await;
+        let s = s.with_refresh_limits(RefreshLimits::default());
+        let now = now_unix();
+        let first = start(&s, 1, now).await;
+        let forged = encode(&RefreshSecret::derive(&[3; 32]), &first.session);
+        for _ in 0..100 {
+            assert!(matches!(
+                s.rotate(&forged, None, now).await,
+                Err(RefreshError::Invalid)
+            ));
+        }
+        let mut current = first.refresh_token();
+        for _ in 0..crate::auth::throttle::REFRESH_SESSION_BURST {
+            current = s.rotate(&current, None, now).await.unwrap().refresh_token();
+        }
+        let err = s.rotate(&current, None, now).await.unwrap_err();
+        assert!(matches!(err, RefreshError::Throttled(1)), "{err}");
+        assert!(!err.session_is_over());
+        assert!(!s.is_ended(&first.id()));
+        tokio::time::sleep(crate::auth::throttle::REFRESH_SESSION_PERIOD).await;
+        assert!(s.rotate(&current, None, now).await.is_ok());
     }
 
     #[tokio::test]
@@ -1252,20 +1549,34 @@ mod tests {
         let now = now_unix();
         let first = start(&s, 1, now).await;
         let genuine = first.refresh_token();
-        // The right session and an old generation, but a MAC made with another key.
-        let forged = encode(first.id(), 0, &[7u8; 32]);
+        // The right session and an old generation, but a MAC made with another session key;
+        // then the session's own key and generation (a copy of the database) under another
+        // server secret.
+        let forged = encode(
+            &s.secret,
+            &Session {
+                generation: 0,
+                refresh_key: vec![7; 32],
+                ..first.session.clone()
+            },
+        );
+        let copied = encode(&RefreshSecret::derive(&[9; 32]), &first.session);
         let mut flipped = genuine.clone().into_bytes();
         let last = flipped.len() - 2;
         flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
         let flipped = String::from_utf8(flipped).unwrap();
+        // The shape of tokens before the server's secret went into them: still refused.
+        let before = genuine.replacen("rt2.", "rt1.", 1);
         for bad in [
             forged.as_str(),
+            copied.as_str(),
+            before.as_str(),
             flipped.as_str(),
             "",
-            "rt1.",
-            "rt1.????",
+            "rt2.",
+            "rt2.????",
             "not a token",
-            &"rt1.".repeat(1000),
+            &"rt2.".repeat(1000),
         ] {
             assert!(
                 matches!(s.rotate(bad, None, now).await, Err(RefreshError::Invalid)),
@@ -1275,7 +1586,7 @@ mod tests {
                 s.end_by_refresh_token(bad, EndReason::Logout, now)
                     .await
                     .unwrap(),
-                None
+                EndedByToken::NotGenuine
             );
         }
         assert!(!s.is_ended(&first.id()));
@@ -1563,9 +1874,13 @@ mod tests {
             .collect();
         assert_eq!(listed, [mine.id()]);
 
-        let reloaded = Sessions::load(pool.clone(), Lifetimes::default())
-            .await
-            .unwrap();
+        let reloaded = Sessions::load(
+            pool.clone(),
+            Lifetimes::default(),
+            testing::refresh_secret(),
+        )
+        .await
+        .unwrap();
         assert!(reloaded.is_ended(&other.id()));
         assert!(!reloaded.is_ended(&mine.id()));
         // Purged once its last access token has expired.

@@ -313,6 +313,99 @@ impl<C: Clock> Throttle<C> {
     }
 }
 
+/// Refreshes in a row allowed from one address (many people may share one).
+pub const REFRESH_ADDRESS_BURST: u32 = 300;
+/// After the burst, 20 a second from the address.
+pub const REFRESH_ADDRESS_PERIOD: Duration = Duration::from_millis(50);
+/// Refreshes in a row allowed of one session: a person refreshes once per access lifetime,
+/// a few tabs at once at most.
+pub const REFRESH_SESSION_BURST: u32 = 16;
+/// After the burst, one a second of the session.
+pub const REFRESH_SESSION_PERIOD: Duration = Duration::from_secs(1);
+
+/// Limits on refresh-token rotations, per client address and per session, kept by each
+/// instance in memory: what they protect is the instance itself (its database reads and its
+/// write lock), not a secret a crowd could guess.
+pub struct RefreshLimits<C: Clock = DefaultClock> {
+    /// Off with the sign-in limits (`LOGIN_THROTTLE=off`, load tests only).
+    enabled: bool,
+    addresses: Limiter<C>,
+    sessions: Limiter<C>,
+}
+
+impl Default for RefreshLimits {
+    fn default() -> Self {
+        Self::with_clock(DefaultClock::default(), MAX_KEYS)
+    }
+}
+
+impl<C: Clock> std::fmt::Debug for RefreshLimits<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshLimits")
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Clock + Clone> RefreshLimits<C> {
+    pub fn with_clock(clock: C, capacity: usize) -> Self {
+        Self {
+            enabled: true,
+            addresses: Limiter::new(
+                REFRESH_ADDRESS_BURST,
+                REFRESH_ADDRESS_PERIOD,
+                &clock,
+                capacity,
+            ),
+            sessions: Limiter::new(
+                REFRESH_SESSION_BURST,
+                REFRESH_SESSION_PERIOD,
+                &clock,
+                capacity,
+            ),
+        }
+    }
+
+    /// Limits that let everything through, for load tests.
+    pub fn disabled(self) -> Self {
+        Self {
+            enabled: false,
+            ..self
+        }
+    }
+
+    /// A refresh from `addr`, counted before anything is read.
+    pub fn address(&self, addr: Option<IpAddr>) -> Result<(), Refused> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let address = addr.map_or_else(|| "unknown".to_string(), address_key);
+        self.addresses
+            .take(address)
+            .map_err(|retry_after| Refused { retry_after })
+    }
+
+    /// A refresh of `session`, counted once its token is known to be genuine.
+    pub fn session(&self, session: &uuid::Uuid) -> Result<(), Refused> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.sessions
+            .take(session.simple().to_string())
+            .map_err(|retry_after| Refused { retry_after })
+    }
+}
+
+impl<C: Clock> RefreshLimits<C> {
+    /// Drops the records that are back to a full allowance; run from the periodic purge.
+    pub fn forget_stale(&self) {
+        for limit in [&self.addresses, &self.sessions] {
+            limit.limiter.retain_recent();
+            limit.limiter.shrink_to_fit();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,5 +570,37 @@ mod tests {
         t.forget_stale();
         assert_eq!(t.tracked(), (0, 0, 0, 0));
         assert!(t.pairs.store.lock().order.is_empty());
+    }
+
+    #[test]
+    fn refreshes_are_limited_per_address_and_per_session() {
+        let clock = FakeRelativeClock::default();
+        let limits = RefreshLimits::with_clock(clock.clone(), MAX_KEYS);
+        for _ in 0..REFRESH_ADDRESS_BURST {
+            assert_eq!(limits.address(v4(1)), Ok(()));
+        }
+        assert_eq!(limits.address(v4(1)), Err(Refused { retry_after: 1 }));
+        assert_eq!(
+            limits.address(v4(2)),
+            Ok(()),
+            "another address is not touched"
+        );
+        clock.advance(REFRESH_ADDRESS_PERIOD);
+        assert_eq!(limits.address(v4(1)), Ok(()));
+
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        for _ in 0..REFRESH_SESSION_BURST {
+            assert_eq!(limits.session(&a), Ok(()));
+        }
+        assert_eq!(limits.session(&a), Err(Refused { retry_after: 1 }));
+        assert_eq!(limits.session(&b), Ok(()), "another session is not touched");
+        clock.advance(REFRESH_SESSION_PERIOD);
+        assert_eq!(limits.session(&a), Ok(()));
+
+        let off = RefreshLimits::with_clock(clock, MAX_KEYS).disabled();
+        for _ in 0..1000 {
+            assert_eq!(off.session(&a), Ok(()));
+            assert_eq!(off.address(v4(1)), Ok(()));
+        }
     }
 }

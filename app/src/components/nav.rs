@@ -52,7 +52,7 @@ pub(crate) fn SignOutButton(auth: AuthState) -> impl IntoView {
             action=Logout::url()
             method="post"
             class="inline"
-            on:submit=submit_with(logout, |_| Logout {})
+            on:submit=submit_with(logout, |_| Logout { refresh_token: None })
         >
             <SubmitButton pending=auth.signing_out idle="Sign out" busy="Signing out…" class="link-button"/>
         </form>

@@ -224,7 +224,7 @@ async fn json_and_form_answer_alike() {
                 ("admin", "true"),
             ],
         ),
-        ("/api/refresh", vec![("refresh_token", "rt1.forged")]),
+        ("/api/refresh", vec![("refresh_token", "rt2.forged")]),
         ("/api/logout", vec![]),
         ("/api/sessions/revoke", vec![("id", "nope")]),
         ("/api/account/delete", vec![("password", PASSWORD)]),

@@ -28,7 +28,7 @@ async fn cookie_session_register_login_me_logout() {
     // cookie as long as the session (SESSION_TTL, 30 days).
     for (cookie, name, max_age) in [
         (&cookies[0], "auth_token=", "Max-Age=900"),
-        (&cookies[1], "refresh_token=rt1.", "Max-Age=2592000"),
+        (&cookies[1], "refresh_token=rt2.", "Max-Age=2592000"),
     ] {
         for attr in [name, "HttpOnly", "SameSite=Strict", "Path=/", max_age] {
             assert!(cookie.contains(attr), "{attr} missing from {cookie}");

@@ -93,6 +93,14 @@ pub async fn database_url(dir: &std::path::Path) -> String {
     url
 }
 
+/// The database of a test server in `dir`, opened beside it (either kind).
+pub async fn database(dir: &std::path::Path) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(&database_url(dir).await)
+        .await
+        .unwrap()
+}
+
 /// A fresh, empty database in the test cluster, and its URL; `None` when there is no cluster
 /// (`DATABASE_URL_PG` unset), which fails the test when `AUTHAPP_REQUIRE_PG` is set.
 pub async fn fresh_database() -> Option<String> {

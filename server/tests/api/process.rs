@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::helpers::{database_url, now_unix, on_postgres, register_and_login, PASSWORD};
+use crate::helpers::{database, database_url, now_unix, on_postgres, register_and_login, PASSWORD};
 use reqwest::Client;
 use serde_json::Value;
 
@@ -214,14 +214,6 @@ async fn refuses_to_start_without_a_production_secret_or_on_a_broken_database() 
         .filter(|name| !name.starts_with("broken.db"))
         .collect();
     assert!(created.is_empty(), "{created:?}");
-}
-
-/// The database of a test server in `dir`, opened beside it (either kind).
-async fn database(dir: &Path) -> sqlx::AnyPool {
-    sqlx::any::install_default_drivers();
-    sqlx::AnyPool::connect(&database_url(dir).await)
-        .await
-        .unwrap()
 }
 
 /// The `exp` of every revocation in the database.

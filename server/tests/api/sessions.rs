@@ -2,7 +2,10 @@
 //! account deletion — each ending followed at once by refused requests on every path (the API,
 //! a server function, a server-rendered page), for cookie and body-token clients alike.
 
-use crate::helpers::{sessions_of, set_cookies, spawn_app, spawn_app_with, TestApp, PASSWORD};
+use crate::helpers::{
+    assert_rejected, b64url, database, sessions_of, set_cookies, spawn_app, spawn_app_with,
+    TestApp, PASSWORD,
+};
 use reqwest::{header, Client, Response};
 use serde_json::Value;
 use std::{sync::Arc, time::Duration};
@@ -184,6 +187,42 @@ async fn the_reuse_attack_ends_the_session_for_both() {
 
 /// Rotates a browser's refresh cookie (`POST /api/refresh` with the cookie alone) and returns
 /// the new value of its cookie `name`, as the answer set it: reqwest does not expose its jar.
+/// A copy of the database mints nothing: a session's key and generation read straight from
+/// the database make a token the way refresh tokens were made before the server's secret went
+/// into them (`rt1.`, a MAC under the session's key alone), and with the new prefix; each is
+/// refused as invalid, and the session itself is not harmed.
+#[tokio::test]
+async fn the_database_alone_mints_no_refresh_token() {
+    use hmac::{Hmac, Mac};
+    let app = spawn_app().await;
+    app.register(&app.api(), "copied", PASSWORD).await;
+    let genuine = sign_in(&app, "copied").await;
+    let db = database(app.dir.path()).await;
+    let (id, key, generation): (Vec<u8>, Vec<u8>, i64) =
+        sqlx::query_as("SELECT id, refresh_key, generation FROM sessions")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&key).unwrap();
+    mac.update(b"authapp refresh token v1");
+    mac.update(&id);
+    mac.update(&generation.to_be_bytes());
+    let body = [
+        id.as_slice(),
+        &generation.to_be_bytes(),
+        &mac.finalize().into_bytes(),
+    ]
+    .concat();
+    for forged in [
+        format!("rt1.{}", b64url(&body)),
+        format!("rt2.{}", b64url(&body)),
+    ] {
+        assert_rejected(refresh(&app, &forged).await, "invalid_token").await;
+    }
+    assert_eq!(app.me_bearer(&genuine.access).await.status(), 200);
+    assert_eq!(refresh(&app, &genuine.refresh).await.status(), 200);
+}
+
 async fn cookie_value(app: &TestApp, client: &Client, name: &str) -> String {
     let res = client.post(app.url("/api/refresh")).send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -198,7 +237,8 @@ async fn cookie_value(app: &TestApp, client: &Client, name: &str) -> String {
 }
 
 /// Two tabs refresh with the same token at the same moment (64 of them here): every one gets
-/// the session's current pair, and nobody is signed out.
+/// the session's current pair or, beyond the session's allowance of 16 in a row, `429` with
+/// `Retry-After`; nobody is signed out.
 #[tokio::test]
 async fn racing_refreshes_all_stay_signed_in() {
     let app = Arc::new(spawn_app().await);
@@ -207,17 +247,26 @@ async fn racing_refreshes_all_stay_signed_in() {
     let racers: Vec<_> = (0..64)
         .map(|_| {
             let (app, token) = (app.clone(), first.refresh.clone());
-            tokio::spawn(async move { tokens(refresh(&app, &token).await).await })
+            tokio::spawn(async move { refresh(&app, &token).await })
         })
         .collect();
     let mut refresh_tokens = std::collections::HashSet::new();
+    let mut throttled = 0;
     for racer in racers {
-        let got = racer.await.unwrap();
+        let res = racer.await.unwrap();
+        if res.status() == 429 {
+            assert!(res.headers().contains_key(header::RETRY_AFTER));
+            throttled += 1;
+            continue;
+        }
+        let got = tokens(res).await;
         assert_eq!(app.me_bearer(&got.access).await.status(), 200);
         refresh_tokens.insert(got.refresh);
     }
+    assert_eq!(throttled, 64 - 16);
     assert_eq!(refresh_tokens.len(), 1);
     let current = refresh_tokens.into_iter().next().unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(refresh(&app, &current).await.status(), 200);
 }
 
@@ -320,7 +369,7 @@ async fn a_page_gets_its_refresh_token_in_the_cookie_only() {
     assert_eq!(res.status(), 200);
     let set = set_cookies(&res);
     assert!(
-        set.iter().any(|c| c.starts_with("refresh_token=rt1.")),
+        set.iter().any(|c| c.starts_with("refresh_token=rt2.")),
         "{set:?}"
     );
     let body: Value = res.json().await.unwrap();
@@ -337,7 +386,7 @@ async fn a_page_gets_its_refresh_token_in_the_cookie_only() {
         .unwrap();
     assert!(body.get("refresh_token").is_none(), "{body}");
     let api = sign_in(&app, "paged").await;
-    assert!(api.refresh.starts_with("rt1."));
+    assert!(api.refresh.starts_with("rt2."));
     app.stop().await;
 }
 
@@ -557,7 +606,7 @@ async fn a_page_after_the_access_token_expired_renders_signed_in() {
         "{set:?}"
     );
     assert!(
-        set.iter().any(|c| c.starts_with("refresh_token=rt1.")),
+        set.iter().any(|c| c.starts_with("refresh_token=rt2.")),
         "{set:?}"
     );
     let html = res.text().await.unwrap();
@@ -650,4 +699,124 @@ async fn signing_out_after_the_access_token_expired_ends_the_session() {
         (401, "token_revoked".into())
     );
     app.stop().await;
+}
+
+/// An API client whose access token has expired signs out with its refresh token in the body
+/// (RFC 7009's shape): the same answer as a sign-out with the access token, and the session is
+/// over for every token of it. A token that ends nothing says why.
+#[tokio::test]
+async fn an_api_client_signs_out_with_its_refresh_token() {
+    let app = spawn_app_with(|c| c.lifetimes.access = Duration::from_secs(1)).await;
+    app.register(&app.api(), "script", PASSWORD).await;
+    let tokens = sign_in(&app, "script").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let logout = |token: Option<&str>, bearer: Option<&str>| {
+        let mut req = app.api().post(app.url("/api/logout"));
+        if let Some(token) = token {
+            req = req.form(&[("refresh_token", token)]);
+        }
+        if let Some(bearer) = bearer {
+            req = req.bearer_auth(bearer);
+        }
+        req.send()
+    };
+    let res = logout(Some(&tokens.refresh), Some(&tokens.access))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["revoked"], true);
+    assert_rejected(refresh(&app, &tokens.refresh).await, "token_revoked").await;
+    // Again: the session is already over.
+    assert_rejected(
+        logout(Some(&tokens.refresh), None).await.unwrap(),
+        "token_revoked",
+    )
+    .await;
+    assert_rejected(
+        logout(Some("rt2.not-a-token"), None).await.unwrap(),
+        "invalid_token",
+    )
+    .await;
+    assert_rejected(logout(None, None).await.unwrap(), "missing_token").await;
+    app.stop().await;
+}
+
+/// One rotated refresh token whose new pair is not yet in use is answered again for an access
+/// lifetime. A crowd replaying it (64 clients from 64 addresses, 1,600 a second) must not hold up anyone
+/// else: another account's sign-in and sign-out take no more than twice as long as without
+/// it. Each replay is a read, and most are refused by the session's allowance before that;
+/// none waits for the write lock that sign-ins and sign-outs take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_replaying_a_rotated_token_does_not_stall_sign_ins() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let _heavy = crate::helpers::cpu_heavy().await;
+    let app = Arc::new(spawn_app().await);
+    app.register(&app.api(), "victim", PASSWORD).await;
+    app.register(&app.api(), "bystander", PASSWORD).await;
+    let first = sign_in(&app, "victim").await;
+    assert_eq!(refresh(&app, &first.refresh).await.status(), 200);
+
+    let bystander = app.api_from([127, 0, 0, 2]);
+    let sign_in_and_out = || async {
+        let started = std::time::Instant::now();
+        let t = tokens(app.login(&bystander, "bystander", PASSWORD).await).await;
+        assert_eq!(app.logout_bearer(&t.access).await.status(), 200);
+        started.elapsed()
+    };
+    let median = |mut times: Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let mut quiet = Vec::new();
+    for _ in 0..9 {
+        quiet.push(sign_in_and_out().await);
+    }
+    let quiet = median(quiet);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let crowd: Vec<_> = (0..64u8)
+        .map(|i| {
+            let (app, stop, answered) = (app.clone(), stop.clone(), answered.clone());
+            let token = first.refresh.clone();
+            tokio::spawn(async move {
+                let client = app.api_from([127, 0, 1, i + 1]);
+                while !stop.load(Ordering::Relaxed) {
+                    let res = client
+                        .post(app.url("/api/refresh"))
+                        .form(&[("refresh_token", token.as_str())])
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = res.status().as_u16();
+                    assert!(status == 200 || status == 429, "{status}");
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut flooded = Vec::new();
+    for _ in 0..9 {
+        flooded.push(sign_in_and_out().await);
+    }
+    let flooded = median(flooded);
+    stop.store(true, Ordering::Relaxed);
+    for replayer in crowd {
+        replayer.await.unwrap();
+    }
+    let answered = answered.load(Ordering::Relaxed);
+    eprintln!("sign-in + sign-out: {quiet:?} alone, {flooded:?} under {answered} replays");
+    assert!(answered >= 300, "only {answered} replays: no crowd");
+    assert!(
+        flooded <= quiet * 2,
+        "sign-in and sign-out took {flooded:?} (median) under {answered} replays, {quiet:?} without"
+    );
+    // Throttled replays ended nothing: once the session's allowance is back (one a second),
+    // the victim's current pair still rotates.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let current = tokens(refresh(&app, &first.refresh).await).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(refresh(&app, &current.refresh).await.status(), 200);
 }
