@@ -168,9 +168,10 @@ serve-dist: dist caddy
 	deploy/serve-local.sh dist
 
 # Every API endpoint fuzzed by schemathesis from the server's own OpenAPI document: the release
-# server on a free loopback port, with no token, a valid one and a revoked one (fuzz/run.sh).
-fuzz: dist fuzz-deps
-	fuzz/run.sh dist/server
+# server on a free loopback port, with no token, a valid one and a revoked one (fuzz/run.sh);
+# on SQLite in development, then on a throwaway PostgreSQL cluster in production.
+fuzz: dist fuzz-deps postgresql
+	FUZZ_REQUIRE_PG=1 scripts/pg-tmp.sh run fuzz/run.sh dist/server
 
 # Release build, served on a free loopback port with a fresh database, driven by Playwright.
 # The https tests also start dist/server in production mode behind Caddy (end2end/global-setup.ts).
