@@ -34,6 +34,27 @@ pub struct Blocklist {
     revoked: RwLock<HashMap<Uuid, Exp>>,
 }
 
+/// Writes the revocation of token `jti` (idempotent), in whatever transaction `conn` is in.
+pub(crate) async fn write_revocation(
+    conn: &mut sqlx::AnyConnection,
+    jti: Uuid,
+    user_id: i64,
+    exp: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO revoked_tokens (jti, user_id, exp, revoked_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(jti.as_bytes().as_slice())
+    .bind(user_id)
+    .bind(exp)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 impl Blocklist {
     /// Loads every unexpired revocation from SQLite into memory.
     ///
@@ -99,16 +120,8 @@ impl Blocklist {
     /// Revokes a token: a committed SQLite row, then memory. Idempotent. On error nothing has
     /// changed, and the token stays valid: the caller must not report a sign-out.
     pub async fn revoke(&self, jti: Uuid, user_id: i64, exp: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO revoked_tokens (jti, user_id, exp, revoked_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (jti) DO NOTHING",
-        )
-        .bind(jti.as_bytes().as_slice())
-        .bind(user_id)
-        .bind(exp)
-        .bind(now_unix())
-        .execute(&self.pool)
-        .await?;
+        let mut conn = self.pool.acquire().await?;
+        write_revocation(&mut conn, jti, user_id, exp, now_unix()).await?;
         self.remember(jti, exp);
         Ok(())
     }

@@ -1086,16 +1086,7 @@ impl Sessions {
     ) -> Result<bool, WriteError> {
         let _write = lock_write(&self.write).await?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO revoked_tokens (jti, user_id, exp, revoked_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (jti) DO NOTHING",
-        )
-        .bind(jti.as_bytes().as_slice())
-        .bind(user_id)
-        .bind(token_exp)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        super::blocklist::write_revocation(&mut tx, jti, user_id, token_exp, now).await?;
         let ended = end_one_in(&mut tx, session, Some(user_id), EndReason::Logout, now).await?;
         tx.commit().await?;
         let found = ended.is_some();
