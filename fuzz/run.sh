@@ -12,8 +12,8 @@
 #   fuzz/run.sh [SERVER]          (SERVER defaults to dist/server; `make fuzz` builds it)
 #
 # Environment, all optional:
-#   FUZZ_TIME     seconds per token state in the first pass (40), half that in the second; the
-#                 whole run takes about six times FUZZ_TIME
+#   FUZZ_TIME     seconds per token state in the first pass (40), a third of that in the
+#                 second; the whole run takes about five and a half times FUZZ_TIME
 #   FUZZ_SEED     the seed of every run (a random one each, printed, by default): with the seed a
 #                 failed run printed, the same requests are generated again
 #   SCHEMATHESIS  the schemathesis command (tools/venv/bin/schemathesis, made by `make fuzz-deps`)
@@ -38,7 +38,7 @@ failed_logs=()
 stop_server() {
   if [ -n "$pid" ]; then
     kill -TERM "$pid" 2>/dev/null || true
-    # The server finishes in-flight requests for up to 10 s; then it is killed.
+    # The server finishes in-flight requests (for up to 10 s); at 15 s it is killed.
     for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
@@ -179,6 +179,15 @@ fuzz_pass() {
     curl -fsS -D - -o /dev/null "$base/health" | grep -qi '^strict-transport-security:' \
       || failed+=("$pass: no HSTS header in production")
   fi
+  # A cookie POST naming this site's origin passes the origin check (here, to a 404 for an
+  # unknown session), one naming the plain-http origin does not: the runs above were not all
+  # refused at the door, which their documented 403 would hide.
+  local probe=(curl -s -o /dev/null -w "%{http_code}" -X POST "$base/api/sessions/revoke"
+               -H "Cookie: ${prefix}auth_token=$cookie_access" -d id=none)
+  code=$("${probe[@]}" -H "Origin: $origin" || true)
+  [ "$code" = 404 ] || failed+=("$pass: a cookie POST from $origin got $code, not 404")
+  code=$("${probe[@]}" -H "Origin: http://attacker.example" || true)
+  [ "$code" = 403 ] || failed+=("$pass: a cross-site cookie POST got $code, not 403")
   curl -fsS "$base/health" >/dev/null || failed+=("$pass: the server stopped answering")
   if grep -q 'panicked' "$log"; then
     failed+=("$pass: the server panicked")
@@ -191,7 +200,11 @@ seed=()
 [ -z "${FUZZ_SEED:-}" ] || seed=(--seed "$FUZZ_SEED")
 fuzz_pass sqlite "sqlite://$dir/app.db" development "$time_budget"
 if [ -n "${DATABASE_URL_PG:-}" ]; then
-  fuzz_pass postgres "$DATABASE_URL_PG" production $(( time_budget / 2 > 10 ? time_budget / 2 : 10 ))
+  # A database of its own in that cluster: DATABASE_URL_PG names one the tests may use too.
+  pg_db=fuzz_$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  psql "$DATABASE_URL_PG" -qc "CREATE DATABASE $pg_db" >/dev/null
+  fuzz_pass postgres "${DATABASE_URL_PG%/*}/$pg_db" production \
+    $(( time_budget / 3 > 10 ? time_budget / 3 : 10 ))
 else
   echo "fuzzing: no PostgreSQL pass (DATABASE_URL_PG is not set: run under scripts/pg-tmp.sh)"
   [ -z "${FUZZ_REQUIRE_PG:-}" ] || failed+=("FUZZ_REQUIRE_PG is set but DATABASE_URL_PG is not")

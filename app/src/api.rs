@@ -473,22 +473,17 @@ pub mod server {
         let user = match authenticate().await {
             Ok(user) => user,
             Err(e) => {
-                // Whatever is wrong with the access token, the browser drops both cookies; and
-                // a genuine refresh token still ends its session (an API client's access token
-                // had merely expired, or a page's).
-                clear_session_cookies(&auth);
+                // A genuine refresh token still ends its session: an API client's access token
+                // had merely expired, or a page's.
                 let from_body = body_token.is_some();
                 let Some(token) = body_token.or_else(refresh_cookie) else {
+                    clear_session_cookies(&auth);
                     return Err(e);
                 };
-                let auth = auth.clone();
-                let ended = detached("the logout task failed", async move {
-                    auth.sessions
-                        .end_by_refresh_token(&token, EndReason::Logout, now_unix())
-                        .await
-                })
-                .await?
-                .map_err(|e| not_written("ending a session failed", e))?;
+                let ended = end_by_refresh_token(&state, token).await?;
+                // Decided: the browser drops both cookies whatever the answer (a failure to
+                // write, above, keeps them, so the sign-out can be tried again).
+                clear_session_cookies(&auth);
                 return match ended {
                     EndedByToken::Ended(user_id) => {
                         tracing::info!(user_id, "logout: session ended by its refresh token");
@@ -511,6 +506,13 @@ pub mod server {
         })
         .await?
         .map_err(|e| not_written("recording a sign-out failed", e))?;
+        // A refresh token sent as well is the client's to end too (of this session, it is
+        // over already; of another one, that one ends).
+        if let Some(token) = body_token {
+            if let EndedByToken::Ended(user_id) = end_by_refresh_token(&state, token).await? {
+                tracing::info!(user_id, "logout: the refresh token's session ended too");
+            }
+        }
         clear_session_cookies(&auth);
         tracing::info!(
             user_id = user.user_id,
@@ -518,6 +520,26 @@ pub mod server {
         );
         redirect("/");
         Ok(LoggedOut { revoked: true })
+    }
+
+    /// Ends the session of a refresh token presented to sign out, counted against the address's
+    /// refresh allowance first (each costs a read).
+    async fn end_by_refresh_token(
+        state: &AppState,
+        token: String,
+    ) -> Result<EndedByToken, ApiError> {
+        let auth = state.auth.clone();
+        auth.sessions
+            .refresh_limits()
+            .address(client_addr(state).await)
+            .map_err(|r| ApiError::too_many_refreshes(r.retry_after))?;
+        detached("the logout task failed", async move {
+            auth.sessions
+                .end_by_refresh_token(&token, EndReason::Logout, now_unix())
+                .await
+        })
+        .await?
+        .map_err(|e| not_written("ending a session failed", e))
     }
 
     fn refresh_cookie() -> Option<String> {

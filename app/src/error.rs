@@ -395,7 +395,7 @@ impl ApiError {
             }
             C::Forbidden => Self::forbidden_origin(),
             C::NotFound => Self::no_such_session(),
-            C::TemporarilyUnavailable => Self::busy(),
+            C::TemporarilyUnavailable => Self::unavailable(),
             C::Internal => Self::internal(),
         }
     }

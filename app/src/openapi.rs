@@ -378,8 +378,9 @@ pub struct NoFields {}
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogoutBody {
-    /// A refresh token (`rt2.…`) whose session ends when no valid access token is sent (an
-    /// API client whose access token has expired). Left out, the refresh cookie is used.
+    /// A refresh token (`rt2.…`) whose session ends too: the way to sign out for an API client
+    /// whose access token has expired. Without a valid access token and without this field,
+    /// the refresh cookie is used.
     #[serde(default)]
     refresh_token: Option<String>,
 }
@@ -489,7 +490,14 @@ pub static ENDPOINTS: [Endpoint; 12] = [
         access: Access::AccessOrRefreshToken,
         body: Some(Body::of::<LogoutBody, Logout>(false)),
         answer: reference::<LoggedOut>,
-        errors: &TOKEN_OR_BUSY,
+        errors: &[
+            E::MissingToken,
+            E::InvalidToken,
+            E::TokenExpired,
+            E::TokenRevoked,
+            E::TooManyRequests,
+            E::TemporarilyUnavailable,
+        ],
     },
     Endpoint {
         method: Method::GET,

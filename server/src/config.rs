@@ -15,7 +15,7 @@
 //! | `BLOCKLIST_PURGE_INTERVAL` | `10m` | how often expired revocations are dropped |
 //! | `HOT_CACHE_ENTRIES` | `200000` | verified tokens, users and sessions' last writes kept in memory, each (0: none) |
 //! | `TRUSTED_PROXIES` | none | reverse proxies (addresses or CIDRs) whose `X-Forwarded-For` names the client |
-//! | `LOGIN_THROTTLE` | `on` | `off` lifts the sign-in and sign-up limits, for load tests only; refused in production |
+//! | `LOGIN_THROTTLE` | `on` | `off` lifts the sign-in, sign-up and refresh limits, for load tests only; refused in production |
 
 use std::{
     fs,

@@ -114,7 +114,7 @@ pub async fn build_state(
         throttle: if config.throttle {
             Throttle::default()
         } else {
-            tracing::warn!("LOGIN_THROTTLE=off: sign-ins and sign-ups are not limited");
+            tracing::warn!("LOGIN_THROTTLE=off: sign-ins, sign-ups and refreshes are not limited");
             Throttle::default().disabled()
         },
         users: UserCache::with_capacity(pool.clone(), config.cache_entries),

@@ -122,8 +122,10 @@ impl std::fmt::Debug for TokenKeys {
 }
 
 /// A key of its own for one use of the server secret: HMAC-SHA256(secret, label). Each use
-/// (signing access tokens, refresh-token MACs, …) takes another label, so a key that leaks from
-/// one use, or a MAC made for one, is worth nothing for another.
+/// beside the access tokens' signatures (refresh-token MACs, …) takes a label of its own, so a
+/// key derived for one is worth nothing for another. (Access tokens are signed with the secret
+/// itself; no JWT signature can equal a derived key, since what a JWT signs always holds a `.`
+/// and no label does.)
 pub fn derive_key(secret: &[u8], label: &str) -> [u8; 32] {
     use hmac::{Hmac, Mac};
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)

@@ -97,7 +97,7 @@ impl EndReason {
 }
 
 /// A session as stored.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Session {
     #[sqlx(try_from = "Vec<u8>")]
     pub id: SessionId,
@@ -117,6 +117,22 @@ pub struct Session {
     pub address: String,
     pub revoked_at: Option<i64>,
     pub revoked_reason: Option<String>,
+}
+
+/// Its key, half of every refresh token of it, is never printed.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("generation", &self.generation)
+            .field("confirmed_generation", &self.confirmed_generation)
+            .field("rotated_at", &self.rotated_at)
+            .field("expires_at", &self.expires_at)
+            .field("access_exp", &self.access_exp)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A session id as stored (16 bytes).
@@ -492,7 +508,10 @@ impl Rotations {
     /// The batch is written by a task of its own, which holds the lock until it is done: a
     /// request dropped meanwhile abandons nobody else's rotation. (The refresh handlers already
     /// run on tasks of their own, so a client that hangs up drops none of this; only a runtime
-    /// shutting down does.) A rotation dropped before its batch is taken is not written.
+    /// shutting down does.) A rotation dropped before its batch is taken is not written. One
+    /// that waits longer than [`WRITE_WAIT`] is withdrawn (`Busy`): not written if its batch
+    /// was not yet taken; if it was, it is written and its answer lost, and the client's retry
+    /// with the same token is answered the current pair (the pair is not yet seen in use).
     async fn submit(
         &self,
         pool: &Pool,
@@ -659,12 +678,22 @@ pub enum EndedByToken {
 
 /// A live session and the expiry of the access token to issue for it now (never past the
 /// session's own end).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Current {
     pub session: Session,
     pub token_exp: i64,
     /// The refresh token of the session's current generation.
     refresh_token: String,
+}
+
+/// The refresh token is never printed (tests print what they compare).
+impl std::fmt::Debug for Current {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Current")
+            .field("session", &self.session)
+            .field("token_exp", &self.token_exp)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Current {
@@ -790,6 +819,12 @@ impl Sessions {
             session,
             token_exp,
         }
+    }
+
+    /// The shortest life an access token answered to the previous refresh token may have
+    /// without a write: a minute, or half an access lifetime when tokens live shorter.
+    fn min_grace_life(&self) -> i64 {
+        (secs(self.lifetimes.access) / 2).min(60)
     }
 
     /// The expiry of an access token issued at `now` for a session ending at `expires_at`.
@@ -920,7 +955,27 @@ impl Sessions {
             if !presented.is_genuine(&self.secret, &session.refresh_key) {
                 return Err(RefreshError::Invalid);
             }
-            if !counted {
+            if session.revoked_at.is_some() {
+                return Err(RefreshError::Ended);
+            }
+            if !session.is_live(now, &self.lifetimes) {
+                return Err(RefreshError::Expired);
+            }
+            let token_exp = self.token_exp(now, session.expires_at);
+            let is_current = presented.generation == session.generation;
+            let since = now - session.rotated_at;
+            let within_grace = (0..=secs(self.lifetimes.reuse)).contains(&since);
+            // Not yet seen in use, and rotated no longer ago than an access token lives: the
+            // answer that carried it may have been lost. (Unbounded, this would let whoever
+            // holds the previous token follow a session that is renewed without its new pair
+            // being used, rotation after rotation.)
+            let undelivered = session.confirmed_generation < session.generation
+                && (0..=secs(self.lifetimes.access)).contains(&since);
+            let is_previous =
+                presented.generation + 1 == session.generation && (within_grace || undelivered);
+            // Only what answers tokens is counted: an ended session and a reuse are final
+            // answers, given whatever the allowance.
+            if (is_current || is_previous) && !counted {
                 if let Err(refused) = self.refresh_limits.session(&presented.id) {
                     let until =
                         std::time::Instant::now() + Duration::from_secs(refused.retry_after);
@@ -929,14 +984,7 @@ impl Sessions {
                 }
                 counted = true;
             }
-            if session.revoked_at.is_some() {
-                return Err(RefreshError::Ended);
-            }
-            if !session.is_live(now, &self.lifetimes) {
-                return Err(RefreshError::Expired);
-            }
-            let token_exp = self.token_exp(now, session.expires_at);
-            if presented.generation == session.generation {
+            if is_current {
                 let address = address.clone().unwrap_or_else(|| session.address.clone());
                 let rotated = self
                     .rotations
@@ -958,25 +1006,36 @@ impl Sessions {
                     None => continue,
                 }
             }
-            let since = now - session.rotated_at;
-            let within_grace = (0..=secs(self.lifetimes.reuse)).contains(&since);
-            // Not yet seen in use, and rotated no longer ago than an access token lives: the
-            // answer that carried it may have been lost. (Unbounded, this would let whoever
-            // holds the previous token follow a session that is renewed without its new pair
-            // being used, rotation after rotation.)
-            let undelivered = session.confirmed_generation < session.generation
-                && (0..=secs(self.lifetimes.access)).contains(&since);
-            if presented.generation + 1 == session.generation && (within_grace || undelivered) {
-                // The current pair, with no write: its access token ends no later than those
-                // already issued for this generation (`access_exp`, which the rotation wrote),
-                // so an ended session is still remembered for as long as any of them lives.
+            if is_previous {
                 // Ended meanwhile (by this instance, or by another whose revocation reached
                 // memory): refused as the next read would.
                 if self.is_ended(&presented.id) {
                     return Err(RefreshError::Ended);
                 }
-                let token_exp = token_exp.min(session.access_exp);
-                return Ok(self.current(session, token_exp));
+                // The current pair, with no write: its access token ends no later than those
+                // already issued for this generation (`access_exp`, which the rotation wrote),
+                // so an ended session is still remembered for as long as any of them lives.
+                let capped = token_exp.min(session.access_exp);
+                if capped - now >= self.min_grace_life() {
+                    return Ok(self.current(session, capped));
+                }
+                // So little is left of those tokens' lives that this one would be born
+                // expired: `access_exp` is moved on first, a write, on this rare path only.
+                let (max, _) = crate::db::dialect(&self.pool).max_min();
+                let _write = lock_write(&self.write).await?;
+                let done = sqlx::query(&format!(
+                    "UPDATE sessions SET access_exp = {max}(access_exp, $1) \
+                     WHERE id = $2 AND generation = $3 AND revoked_at IS NULL"
+                ))
+                .bind(token_exp)
+                .bind(presented.id.as_bytes().as_slice())
+                .bind(session.generation)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 1 {
+                    return Ok(self.current(session, token_exp));
+                }
+                continue;
             }
             // A genuine token of this session that was rotated away: it was copied.
             tracing::warn!(
@@ -1086,8 +1145,11 @@ impl Sessions {
     ) -> Result<bool, WriteError> {
         let _write = lock_write(&self.write).await?;
         let mut tx = self.pool.begin().await?;
-        super::blocklist::write_revocation(&mut tx, jti, user_id, token_exp, now).await?;
+        // The session's row first, the revocation second: every writer takes a session's row
+        // before the revocations' lock (on PostgreSQL, a trigger takes it until commit), so
+        // this one cannot deadlock with another instance ending the same session.
         let ended = end_one_in(&mut tx, session, Some(user_id), EndReason::Logout, now).await?;
+        super::blocklist::write_revocation(&mut tx, jti, user_id, token_exp, now).await?;
         tx.commit().await?;
         let found = ended.is_some();
         self.remember_ended(ended);
@@ -1372,21 +1434,34 @@ mod tests {
         }
         drop(held);
         assert_eq!(s.find(first.id()).await.unwrap().unwrap(), before);
-        // Ended meanwhile: the replay is refused from memory.
-        assert!(s
-            .end_one(first.id(), None, EndReason::Logout, now + 301)
-            .await
-            .unwrap());
+        // Ended by another instance, its revocation followed into memory before its row was
+        // read here: the replay is refused from memory.
+        s.remember_ended([(first.id().as_bytes().to_vec(), now + 900)]);
         assert!(matches!(
             s.rotate(&old, None, now + 302).await,
             Err(RefreshError::Ended)
         ));
     }
 
+    /// Near the end of the pair's access lifetime, an answer with no write would carry a token
+    /// born expired: that answer moves `access_exp` on first.
+    #[tokio::test]
+    async fn a_late_replay_gets_a_token_that_lives() {
+        let (_dir, pool, s) = sessions(Lifetimes::default()).await;
+        let now = now_unix();
+        let first = start(&s, 1, now).await;
+        let old = first.refresh_token();
+        s.rotate(&old, None, now).await.unwrap();
+        let late = now + 900 - 10;
+        let again = s.rotate(&old, None, late).await.unwrap();
+        assert_eq!(again.token_exp, late + 900);
+        assert_eq!(stored(&pool, first.id(), "access_exp").await, late + 900);
+    }
+
     /// A write waits for its turn [`WRITE_WAIT`] at most, then is `Busy` with nothing written.
     #[tokio::test]
     async fn a_write_that_cannot_get_its_turn_is_busy_not_queued_forever() {
-        let (_dir, _pool, s) = sessions(Lifetimes::default()).await;
+        let (_dir, pool, s) = sessions(Lifetimes::default()).await;
         let now = now_unix();
         let first = start(&s, 1, now).await;
         let held = s.write.clone().lock_owned().await;
@@ -1411,9 +1486,12 @@ mod tests {
             "{waited:?}"
         );
         drop(held);
-        // Nothing was written: the abandoned rotation is not made by a later batch either.
+        // Nothing was written, and the abandoned rotation is not made by a later batch either.
         assert!(!s.is_ended(&first.id()));
+        let row = s.find(first.id()).await.unwrap().unwrap();
+        assert_eq!((row.generation, row.revoked_at), (1, None));
         assert_eq!(s.rotate(&token, None, now).await.unwrap().generation(), 2);
+        assert_eq!(generation_in_db(&pool, first.id()).await, 2);
     }
 
     /// Refreshes of one session beyond its allowance are refused for now and end nothing; a
@@ -1436,7 +1514,7 @@ mod tests {
             current = s.rotate(&current, None, now).await.unwrap().refresh_token();
         }
         let err = s.rotate(&current, None, now).await.unwrap_err();
-        assert!(matches!(err, RefreshError::Throttled(1)), "{err}");
+        assert!(matches!(err, RefreshError::Throttled(_)), "{err}");
         assert!(!err.session_is_over());
         assert!(!s.is_ended(&first.id()));
         tokio::time::sleep(crate::auth::throttle::REFRESH_SESSION_PERIOD).await;

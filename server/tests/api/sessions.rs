@@ -185,8 +185,6 @@ async fn the_reuse_attack_ends_the_session_for_both() {
     app.stop().await;
 }
 
-/// Rotates a browser's refresh cookie (`POST /api/refresh` with the cookie alone) and returns
-/// the new value of its cookie `name`, as the answer set it: reqwest does not expose its jar.
 /// A copy of the database mints nothing: a session's key and generation read straight from
 /// the database make a token the way refresh tokens were made before the server's secret went
 /// into them (`rt1.`, a MAC under the session's key alone), and with the new prefix; each is
@@ -223,6 +221,8 @@ async fn the_database_alone_mints_no_refresh_token() {
     assert_eq!(refresh(&app, &genuine.refresh).await.status(), 200);
 }
 
+/// Rotates a browser's refresh cookie (`POST /api/refresh` with the cookie alone) and returns
+/// the new value of its cookie `name`, as the answer set it: reqwest does not expose its jar.
 async fn cookie_value(app: &TestApp, client: &Client, name: &str) -> String {
     let res = client.post(app.url("/api/refresh")).send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -263,7 +263,8 @@ async fn racing_refreshes_all_stay_signed_in() {
         assert_eq!(app.me_bearer(&got.access).await.status(), 200);
         refresh_tokens.insert(got.refresh);
     }
-    assert_eq!(throttled, 64 - 16);
+    // 16 in a row, and one more now and then should the crowd straddle a second.
+    assert!((64 - 16 - 2..=64 - 16).contains(&throttled), "{throttled}");
     assert_eq!(refresh_tokens.len(), 1);
     let current = refresh_tokens.into_iter().next().unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
