@@ -330,6 +330,18 @@ impl ApiError {
         }
     }
 
+    /// Something the request needs is unavailable for a moment (the shared sign-in limits,
+    /// say): refused before any other work.
+    pub fn unavailable(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                ErrorCode::TemporarilyUnavailable,
+                format!("This is unavailable for a moment. Try again in {retry_after} seconds."),
+            )
+        }
+    }
+
     fn retry_later(retry_after: u64, description: String) -> Self {
         Self {
             retry_after: Some(retry_after),

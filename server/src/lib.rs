@@ -8,8 +8,9 @@ use std::{sync::Arc, time::Duration};
 
 use app::{
     auth::{
-        blocklist::Blocklist, cookie::AuthCookie, follow, jwt::TokenKeys, password::Passwords,
-        sessions::Sessions, throttle::Throttle, users::UserCache, AppState, Auth,
+        blocklist::Blocklist, cookie::AuthCookie, device::DeviceProofs, follow, jwt::TokenKeys,
+        password::Passwords, sessions::Sessions, throttle::Throttle, users::UserCache, AppState,
+        Auth,
     },
     db, shell, App,
 };
@@ -104,6 +105,7 @@ pub async fn build_state(
         users: UserCache::with_capacity(pool.clone(), config.cache_entries),
         sessions,
         cookie: AuthCookie::new(config.secure_cookie),
+        devices: DeviceProofs::new(&config.jwt_secret),
         proxies: config.trusted_proxies.clone(),
     };
     let auth = Arc::new(auth);
@@ -299,7 +301,10 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
         tick.tick().await; // the first tick is immediate; start-up already purged
         loop {
             tick.tick().await;
-            auth.throttle.forget_stale();
+            match auth.throttle.forget_stale().await {
+                Ok(n) => tracing::debug!(purged = n, "sign-in limits purge"),
+                Err(e) => tracing::warn!(error = %e, "sign-in limits purge failed"),
+            }
             match auth.blocklist.purge_expired().await {
                 Ok(n) => tracing::debug!(purged = n, "blocklist purge"),
                 Err(e) => tracing::warn!(error = %e, "blocklist purge failed"),
