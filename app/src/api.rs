@@ -366,37 +366,18 @@ pub mod server {
         let auth = &state.auth;
         let ticket = hashing_ticket(&state)?;
         let addr = client_addr(&state).await;
-        // Counted now, before any password work (on the address before the account is even
-        // looked up): parallel guesses cannot outrun the count, and a client that hangs up
-        // during the hash has still used its attempt.
-        auth.throttle
-            .sign_in_from(addr)
-            .await
-            .map_err(sign_in_refused)?;
-        let found = users::credentials(&state.pool, username)
-            .await
-            .map_err(|e| internal("looking up a user failed", e))?;
-        // A proof that this client signed in to this very account before: the attempt counts
-        // on that device's own allowance. Any other proof (another account's, forged, expired)
-        // is no proof: an unknown device, counted on the pair and the account's ceiling.
-        let now = now_unix();
-        let device = found.as_ref().and_then(|c| {
-            let account = device::Account {
-                user_id: c.id,
-                created_at: c.created_at,
-            };
-            let cookie = use_context::<http::request::Parts>()
-                .and_then(|p| auth.cookie.read_device(&p.headers).map(str::to_owned));
-            [device_token, cookie]
-                .into_iter()
-                .flatten()
-                .find_map(|proof| auth.devices.verify(&proof, account, now))
-        });
-        let via = auth
-            .throttle
-            .sign_in(username, addr, device)
-            .await
-            .map_err(sign_in_refused)?;
+        // Counted now, before any password work, in a task of its own: parallel guesses cannot
+        // outrun the count, and a client that hangs up (while the count waits for the
+        // database, or later during the hash) has still used its attempt.
+        let cookie = use_context::<http::request::Parts>()
+            .and_then(|p| auth.cookie.read_device(&p.headers).map(str::to_owned));
+        let (found, via) = detached("the sign-in count failed", {
+            let (auth, pool) = (auth.clone(), state.pool.clone());
+            let username = username.to_owned();
+            let proofs: Vec<String> = [device_token, cookie].into_iter().flatten().collect();
+            async move { count_sign_in(&auth, &pool, &username, addr, &proofs).await }
+        })
+        .await??;
         let (account, hash) = match found {
             Some(c) => (
                 Some(device::Account {
@@ -453,6 +434,43 @@ pub mod server {
             device_token: (!page).then_some(proof),
             ..token_response(&issued, username.to_string(), page)
         })
+    }
+
+    /// Counts a sign-in attempt on `username` from `addr`: on the address first, before the
+    /// account is even looked up, then on the device of the first of `proofs` that proves an
+    /// earlier sign-in to this very account from this client, else (no proof, or another
+    /// account's, forged, expired) on the pair and the account's ceiling. The account's
+    /// credentials, if it exists, and how the attempt was counted.
+    async fn count_sign_in(
+        auth: &Auth,
+        pool: &crate::db::Pool,
+        username: &str,
+        addr: Option<std::net::IpAddr>,
+        proofs: &[String],
+    ) -> Result<(Option<users::Credentials>, Via), ApiError> {
+        auth.throttle
+            .sign_in_from(addr)
+            .await
+            .map_err(sign_in_refused)?;
+        let found = users::credentials(pool, username)
+            .await
+            .map_err(|e| internal("looking up a user failed", e))?;
+        let now = now_unix();
+        let device = found.as_ref().and_then(|c| {
+            let account = device::Account {
+                user_id: c.id,
+                created_at: c.created_at,
+            };
+            proofs
+                .iter()
+                .find_map(|proof| auth.devices.verify(proof, account, now))
+        });
+        let via = auth
+            .throttle
+            .sign_in(username, addr, device)
+            .await
+            .map_err(sign_in_refused)?;
+        Ok((found, via))
     }
 
     /// A sign-in (or a signed-in password check) the throttle did not let through.
@@ -786,10 +804,13 @@ pub mod server {
     ) -> Result<String, ApiError> {
         let auth = &state.auth;
         let ticket = hashing_ticket(state)?;
-        auth.throttle
-            .password_check(user.session_id)
-            .await
-            .map_err(sign_in_refused)?;
+        // In a task of its own, as a sign-in's count (see `login`).
+        detached("the password check count failed", {
+            let (auth, session) = (auth.clone(), user.session_id);
+            async move { auth.throttle.password_check(session).await }
+        })
+        .await?
+        .map_err(sign_in_refused)?;
         let found = auth
             .users
             .get(user.user_id)

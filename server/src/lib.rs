@@ -96,11 +96,19 @@ pub async fn build_state(
             .with_cache(config.cache_entries),
         blocklist,
         passwords: Passwords::new(hashers)?,
-        throttle: if config.throttle {
-            Throttle::default()
-        } else {
-            tracing::warn!("LOGIN_THROTTLE=off: sign-ins and sign-ups are not limited");
-            Throttle::default().disabled()
+        throttle: {
+            // One instance on SQLite counts in memory; on PostgreSQL the instances share one
+            // set of counts, or N instances would give N times the guesses.
+            let throttle = match db::dialect(&pool) {
+                db::Dialect::Sqlite => Throttle::default(),
+                db::Dialect::Postgres => Throttle::shared(pool.clone(), &config.jwt_secret),
+            };
+            if config.throttle {
+                throttle
+            } else {
+                tracing::warn!("LOGIN_THROTTLE=off: sign-ins and sign-ups are not limited");
+                throttle.disabled()
+            }
         },
         users: UserCache::with_capacity(pool.clone(), config.cache_entries),
         sessions,

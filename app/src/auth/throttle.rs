@@ -1,7 +1,8 @@
 //! Throttling of sign-in attempts, of the password checks a signed-in person makes, and of
 //! sign-ups.
 //!
-//! The rate decisions are GCRA's (the generic cell rate algorithm), [`governor`]'s. Every sign-in
+//! The rate decisions are GCRA's (the generic cell rate algorithm): [`governor`]'s in memory,
+//! the same formula in one SQL statement when the limits are shared (below). Every sign-in
 //! attempt is counted *before* any password work, success included (a person does not sign in
 //! five times a minute), so a crowd of parallel guesses cannot all reach argon2 before the first
 //! one is counted. The limits, each answering one attack:
@@ -39,9 +40,15 @@
 //! An IPv6 address is keyed by its /64 (what one host or one customer gets), an IPv4-mapped one
 //! as the IPv4 address.
 //!
-//! **Where the counts live.** In memory: each limit keeps at most [`MAX_KEYS`] records, beyond
-//! which the least recently touched one is dropped, so a flood of new keys costs bounded memory.
+//! **Where the counts live.** In memory on SQLite (one instance): each limit keeps at most
+//! [`MAX_KEYS`] records, beyond which the least recently touched one is dropped, so a flood of
+//! new keys costs bounded memory. On PostgreSQL, where several instances serve one database,
+//! in an `UNLOGGED` table that every instance shares ([`Shared`]): one upsert per limit and
+//! attempt decides and records at once, on the database's clock, so N instances give no more
+//! guesses than one. A failure of that table refuses the attempt (`503`, see
+//! [`Throttled::Unavailable`]) rather than count it in one instance's memory.
 
+use crate::db::Pool;
 use governor::{
     clock::{Clock, DefaultClock},
     middleware::NoOpMiddleware,
@@ -49,6 +56,8 @@ use governor::{
     state::{keyed::ShrinkableKeyedStateStore, StateStore},
     Quota, RateLimiter,
 };
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use std::{
     collections::{BTreeMap, HashMap},
     net::{IpAddr, Ipv6Addr},
@@ -93,7 +102,9 @@ pub const SIGNUP_PERIOD: Duration = Duration::from_secs(10);
 /// touched goes.
 pub const MAX_KEYS: usize = 100_000;
 
-/// The wait a refusal for being unavailable asks for.
+/// The longest a shared decision may take before the attempt is refused as unavailable.
+pub const SHARED_TIMEOUT: Duration = Duration::from_secs(2);
+/// The wait a refusal for that reason asks for.
 pub const UNAVAILABLE_RETRY_SECS: u64 = 5;
 
 /// One limit, with its GCRA parameters: the same wherever the counts live.
@@ -142,6 +153,19 @@ impl Limit {
             Self::DeviceTrust => DEVICE_DISTRUST_PERIOD,
             Self::Session => SESSION_PERIOD,
             Self::SignUp => SIGNUP_PERIOD,
+        }
+    }
+
+    /// Its name in a shared record's key.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Address => "address",
+            Self::Pair => "pair",
+            Self::Account => "account",
+            Self::Device => "device",
+            Self::DeviceTrust => "device-trust",
+            Self::Session => "session",
+            Self::SignUp => "sign-up",
         }
     }
 
@@ -300,10 +324,115 @@ impl<C: Clock + Clone> Limiter<C> {
     }
 }
 
+/// The limits shared by every instance on one PostgreSQL database: a row per key in the
+/// `UNLOGGED` table `login_throttle` (migration 0003), holding GCRA's theoretical arrival time
+/// on the database's clock (so the instances' own clocks do not matter). An attempt is one
+/// statement that decides and records under the row's lock, so two instances' attempts on one
+/// key never both take the last cell.
+///
+/// The keys are stored as a keyed hash (HMAC-SHA256 under a key derived from `JWT_SECRET`,
+/// 16 bytes): a name typed at sign-in may be a password typed into the wrong field, and a table
+/// that `pg_dump` copies must not hold it, nor the clients' addresses.
+pub struct Shared {
+    pool: Pool,
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// The database's clock in microseconds; one value for the whole statement.
+const DB_NOW_US: &str = "(EXTRACT(EPOCH FROM statement_timestamp()) * 1000000)::BIGINT";
+
+impl Shared {
+    /// Records in `pool` (PostgreSQL), keyed under a key derived from `secret`.
+    pub fn new(pool: Pool, secret: &[u8]) -> Self {
+        Self {
+            pool,
+            key: super::device::derive_key(secret, b"authapp throttle key v1"),
+        }
+    }
+
+    fn row_key(&self, limit: Limit, key: &str) -> Vec<u8> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(limit.label().as_bytes());
+        mac.update(&[0]);
+        mac.update(key.as_bytes());
+        mac.finalize().into_bytes()[..16].to_vec()
+    }
+
+    /// GCRA's emission interval `t` and tolerance `tau` in microseconds, as governor computes
+    /// them: one cell per `t`, and `burst` cells in a row (the first plus `tau / t` more).
+    fn gcra_us(limit: Limit) -> (i64, i64) {
+        let t = i64::try_from(limit.period().as_micros())
+            .unwrap_or(i64::MAX / 1024)
+            .max(1);
+        (t, t * i64::from(limit.burst().max(1) - 1))
+    }
+
+    /// Uses a cell of `key` under `limit`; `Ok(Err(seconds until one is back))` when none is left.
+    ///
+    /// governor's rule, in one upsert: with `tat` the stored theoretical arrival time (now, for
+    /// a new key), the attempt is allowed when `now >= tat - tau`, and then `tat` becomes
+    /// `max(tat, now) + t`; a refusal changes nothing (but says so in `allowed`, which the same
+    /// statement returns). Otherwise the wait is `tat - tau - now`.
+    pub async fn take(&self, limit: Limit, key: &str) -> Result<Result<(), u64>, sqlx::Error> {
+        let (t, tau) = Self::gcra_us(limit);
+        let sql = format!(
+            "INSERT INTO login_throttle AS th (key, tat, allowed) \
+             VALUES ($1, {DB_NOW_US} + $2, TRUE) \
+             ON CONFLICT (key) DO UPDATE SET \
+                 allowed = th.tat - $3 <= EXCLUDED.tat - $2, \
+                 tat = CASE WHEN th.tat - $3 <= EXCLUDED.tat - $2 \
+                            THEN GREATEST(th.tat, EXCLUDED.tat - $2) + $2 \
+                            ELSE th.tat END \
+             RETURNING allowed, tat, {DB_NOW_US}"
+        );
+        let (allowed, tat, now): (bool, i64, i64) = sqlx::query_as(&sql)
+            .bind(self.row_key(limit, key))
+            .bind(t)
+            .bind(tau)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(if allowed {
+            Ok(())
+        } else {
+            let wait = tat.saturating_sub(tau).saturating_sub(now).max(0);
+            Err(secs_ceil(Duration::from_micros(wait.unsigned_abs())))
+        })
+    }
+
+    /// Forgets `key`'s record under `limit`: a full allowance again.
+    pub async fn forget(&self, limit: Limit, key: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+            .bind(self.row_key(limit, key))
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes the records that are back to a full allowance (`tat` passed: the same as no
+    /// record); how many.
+    pub async fn purge(&self) -> Result<u64, sqlx::Error> {
+        sqlx::query(&format!(
+            "DELETE FROM login_throttle WHERE tat <= {DB_NOW_US}"
+        ))
+        .execute(&self.pool)
+        .await
+        .map(|done| done.rows_affected())
+    }
+}
+
 /// Where the counts live.
 enum Store<C: Clock> {
     /// This process's memory: one bounded limiter per [`Limit`], in [`Limit::ALL`]'s order.
     Memory(Box<[Limiter<C>; 7]>),
+    /// A table every instance shares.
+    Shared(Shared),
 }
 
 /// Shared by all requests.
@@ -323,6 +452,7 @@ impl<C: Clock> std::fmt::Debug for Throttle<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let store = match &self.store {
             Store::Memory(_) => "memory",
+            Store::Shared(_) => "shared",
         };
         f.debug_struct("Throttle")
             .field("enabled", &self.enabled)
@@ -336,7 +466,11 @@ impl<C: Clock> std::fmt::Debug for Throttle<C> {
 pub enum Throttled {
     /// One of the limits has no attempt left: `429` with the wait.
     TooMany { retry_after: u64 },
-    /// The limits could not be counted: `503` with `Retry-After`.
+    /// The shared limits could not be read or written in time. The attempt is refused (`503`
+    /// with `Retry-After`) rather than counted in this instance's memory alone: that would
+    /// quietly give an attacker N times the guesses behind N instances, and a sign-in cannot
+    /// succeed without the database anyway (the password hash is read there, the session
+    /// written there), so the refusal costs the owner nothing the outage did not.
     Unavailable,
 }
 
@@ -348,6 +482,16 @@ pub enum Via {
     Unknown,
     /// On this device's own allowance.
     Device(DeviceId),
+}
+
+impl Throttle {
+    /// Limits shared by every instance on one PostgreSQL database (see [`Shared`]).
+    pub fn shared(pool: Pool, secret: &[u8]) -> Self {
+        Self {
+            enabled: true,
+            store: Store::Shared(Shared::new(pool, secret)),
+        }
+    }
 }
 
 impl<C: Clock + Clone> Throttle<C> {
@@ -375,14 +519,37 @@ impl<C: Clock + Clone> Throttle<C> {
     async fn take(&self, limit: Limit, key: String) -> Result<(), Throttled> {
         let decided = match &self.store {
             Store::Memory(limiters) => limiters[limit.index()].take(key),
+            Store::Shared(shared) => {
+                match tokio::time::timeout(SHARED_TIMEOUT, shared.take(limit, &key)).await {
+                    Ok(Ok(decided)) => decided,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "the shared sign-in limits could not be counted: attempt refused");
+                        return Err(Throttled::Unavailable);
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            "the shared sign-in limits did not answer in time: attempt refused"
+                        );
+                        return Err(Throttled::Unavailable);
+                    }
+                }
+            }
         };
         decided.map_err(|retry_after| Throttled::TooMany { retry_after })
     }
 
-    /// Forgives `key` under `limit`.
+    /// Forgives `key` under `limit`. On a shared store a failure is logged and otherwise
+    /// ignored: the record then keeps what it had used, which only errs on the safe side.
     async fn forget(&self, limit: Limit, key: &str) {
         match &self.store {
             Store::Memory(limiters) => limiters[limit.index()].store.forget(key),
+            Store::Shared(shared) => {
+                match tokio::time::timeout(SHARED_TIMEOUT, shared.forget(limit, key)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "forgiving a sign-in record failed"),
+                    Err(_) => tracing::warn!("forgiving a sign-in record timed out"),
+                }
+            }
         }
     }
 
@@ -474,13 +641,15 @@ impl<C: Clock + Clone> Throttle<C> {
                 }
                 Ok(0)
             }
+            Store::Shared(shared) => shared.purge().await,
         }
     }
 
-    /// Records held in memory under `limit`.
+    /// Records held in memory under `limit` (0 when the counts are shared).
     pub fn tracked(&self, limit: Limit) -> usize {
         match &self.store {
             Store::Memory(limiters) => limiters[limit.index()].limiter.len(),
+            Store::Shared(_) => 0,
         }
     }
 }
@@ -816,7 +985,9 @@ mod tests {
             assert!(t.tracked(limit) <= 100, "{limit:?}: {}", t.tracked(limit));
         }
         // The oldest of the flood are gone, the newest kept.
-        let Store::Memory(limiters) = &t.store;
+        let Store::Memory(limiters) = &t.store else {
+            unreachable!()
+        };
         let pairs = limiters[Limit::Pair.index()].store.lock();
         assert!(pairs.map.contains_key("name999 10.1.3.231"));
         assert!(!pairs.map.contains_key("name0 10.1.0.0"));
@@ -839,7 +1010,9 @@ mod tests {
         for limit in Limit::ALL {
             assert_eq!(t.tracked(limit), 0, "{limit:?}");
         }
-        let Store::Memory(limiters) = &t.store;
+        let Store::Memory(limiters) = &t.store else {
+            unreachable!()
+        };
         assert!(limiters.iter().all(|l| l.store.lock().order.is_empty()));
     }
 }
