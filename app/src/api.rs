@@ -39,6 +39,12 @@ pub struct TokenResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     pub username: String,
+    /// A sign-in's proof that this client signed in to this account (`dv1.…`, good for a
+    /// year): sent back as `device_token` with the next sign-in, it is counted on this device's
+    /// own allowance, which guesses from elsewhere cannot use up. Not sent to a page, which has
+    /// it in an `HttpOnly` cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 /// One signed-in session, as the sessions page lists it.
@@ -106,15 +112,20 @@ pub async fn register(
     )
 }
 
-/// `POST /api/login`: checks the password, sets the auth cookie and returns the token.
-/// Browsers are sent on to `next` (a path on this site) or to `/profile`.
+/// `POST /api/login`: checks the password, sets the auth cookies and returns the token.
+/// Browsers are sent on to `next` (a path on this site) or to `/profile`. `device_token` (else
+/// the device cookie) is the proof of an earlier sign-in to this account from this client.
 #[server(prefix = "/api", endpoint = "login")]
 pub async fn login(
     username: String,
     password: String,
     next: Option<String>,
+    device_token: Option<String>,
 ) -> Result<TokenResponse, ApiError> {
-    server::answered(Login::PATH, server::login(username, password, next).await)
+    server::answered(
+        Login::PATH,
+        server::login(username, password, next, device_token).await,
+    )
 }
 
 /// `POST /api/logout`: revokes the presented token (cookie or Bearer) and ends its session, and
@@ -154,8 +165,8 @@ pub async fn revoke_other_sessions() -> Result<SessionsEnded, ApiError> {
     )
 }
 
-/// `POST /api/password`: changes the password (the current one is checked, throttled like a
-/// sign-in), ends every other session and rotates this one's tokens.
+/// `POST /api/password`: changes the password (the current one is checked, throttled per
+/// session), ends every other session and rotates this one's tokens.
 #[server(prefix = "/api", endpoint = "password")]
 pub async fn change_password(
     current_password: String,
@@ -208,8 +219,10 @@ pub mod server {
     };
     use crate::{
         auth::{
+            device::{self, DeviceId},
             extractor::{AuthRejection, AuthUser, MaybeAuthUser, SignedIn},
             password::Ticket,
+            throttle::{Throttled, Via},
             users::{self, CreateUserError},
             AppState,
         },
@@ -263,7 +276,7 @@ pub mod server {
         match err {
             WriteError::Busy => {
                 tracing::warn!("{context}: the sessions' writes are queued too long");
-                ApiError::unavailable()
+                ApiError::unavailable(1)
             }
             WriteError::Db(e) => internal(context, e),
         }
@@ -329,7 +342,11 @@ pub mod server {
             .auth
             .throttle
             .sign_up(client_addr(&state).await)
-            .map_err(|r| ApiError::too_many_signups(r.retry_after))?;
+            .await
+            .map_err(|t| match t {
+                Throttled::TooMany { retry_after } => ApiError::too_many_signups(retry_after),
+                Throttled::Unavailable => throttle_unavailable(),
+            })?;
         let hash = ticket
             .hash(password)
             .await
@@ -351,6 +368,7 @@ pub mod server {
         username: String,
         password: String,
         next: Option<String>,
+        device_token: Option<String>,
     ) -> Result<TokenResponse, ApiError> {
         let username = trim_ascii(&username);
         // Out-of-range input cannot match an account: refused before it touches the throttle
@@ -362,16 +380,26 @@ pub mod server {
         let auth = &state.auth;
         let ticket = hashing_ticket(&state)?;
         let addr = client_addr(&state).await;
-        // Counted now, before any password work: parallel guesses cannot outrun the count,
-        // and a client that hangs up during the hash has still used its attempt.
-        auth.throttle
-            .sign_in(username, addr)
-            .map_err(|r| ApiError::too_many_requests(r.retry_after))?;
-        let found = users::credentials(&state.pool, username)
-            .await
-            .map_err(|e| internal("looking up a user failed", e))?;
-        let (user_id, hash) = match found {
-            Some(c) => (Some(c.id), Some(c.password_hash)),
+        // Counted now, before any password work, in a task of its own: parallel guesses cannot
+        // outrun the count, and a client that hangs up (while the count waits for the
+        // database, or later during the hash) has still used its attempt.
+        let cookie = use_context::<http::request::Parts>()
+            .and_then(|p| auth.cookie.read_device(&p.headers).map(str::to_owned));
+        let (found, via) = detached("the sign-in count failed", {
+            let (auth, pool) = (auth.clone(), state.pool.clone());
+            let username = username.to_owned();
+            let proofs: Vec<String> = [device_token, cookie].into_iter().flatten().collect();
+            async move { count_sign_in(&auth, &pool, &username, addr, &proofs).await }
+        })
+        .await??;
+        let (account, hash) = match found {
+            Some(c) => (
+                Some(device::Account {
+                    user_id: c.id,
+                    created_at: c.created_at,
+                }),
+                Some(c.password_hash),
+            ),
             None => (None, None),
         };
         // Unknown users are verified against a dummy hash: same work, same time.
@@ -384,11 +412,12 @@ pub mod server {
             tracing::info!("login failed");
             ApiError::invalid_credentials()
         };
-        let (user_id, hash) = match (ok, user_id, hash) {
-            (true, Some(id), Some(hash)) => (id, hash),
+        let (account, hash) = match (ok, account, hash) {
+            (true, Some(account), Some(hash)) => (account, hash),
             _ => return Err(failed()),
         };
-        auth.throttle.signed_in(username, addr);
+        let user_id = account.user_id;
+        auth.throttle.signed_in(username, addr, via).await;
         // Only if the password just checked is still the account's (see `Sessions::create`).
         let issued = auth
             .start_session(user_id, &hash, &user_agent(), addr)
@@ -399,10 +428,79 @@ pub mod server {
             })?
             .ok_or_else(failed)?;
         set_session_cookies(auth, &issued);
-        tracing::info!(user_id, "login succeeded");
+        // A new proof at every sign-in, for the same device while its proof is trusted (its
+        // allowance stays its own), else for a new one.
+        let device = match via {
+            Via::Device(device) => device,
+            Via::Unknown => DeviceId::random(),
+        };
+        let proof = auth.devices.issue(account, device, now_unix());
+        if let Some(cookie) = auth.cookie.set_device(&proof) {
+            set_cookie(cookie);
+        }
+        tracing::info!(
+            user_id,
+            known_device = matches!(via, Via::Device(_)),
+            "login succeeded"
+        );
         let next = validate::safe_next(next.as_deref()).unwrap_or_else(|| "/profile".into());
         redirect(&next);
-        Ok(token_response(&issued, username.to_string(), from_a_page()))
+        let page = from_a_page();
+        Ok(TokenResponse {
+            // A page has it in its HttpOnly cookie, where no script reads it.
+            device_token: (!page).then_some(proof),
+            ..token_response(&issued, username.to_string(), page)
+        })
+    }
+
+    /// Counts a sign-in attempt on `username` from `addr`: on the address first, before the
+    /// account is even looked up, then on the device of the first of `proofs` that proves an
+    /// earlier sign-in to this very account from this client, else (no proof, or another
+    /// account's, forged, expired) on the pair and the account's ceiling. The account's
+    /// credentials, if it exists, and how the attempt was counted.
+    async fn count_sign_in(
+        auth: &Auth,
+        pool: &crate::db::Pool,
+        username: &str,
+        addr: Option<std::net::IpAddr>,
+        proofs: &[String],
+    ) -> Result<(Option<users::Credentials>, Via), ApiError> {
+        auth.throttle
+            .sign_in_from(addr)
+            .await
+            .map_err(sign_in_refused)?;
+        let found = users::credentials(pool, username)
+            .await
+            .map_err(|e| internal("looking up a user failed", e))?;
+        let now = now_unix();
+        let device = found.as_ref().and_then(|c| {
+            let account = device::Account {
+                user_id: c.id,
+                created_at: c.created_at,
+            };
+            proofs
+                .iter()
+                .find_map(|proof| auth.devices.verify(proof, account, now))
+        });
+        let via = auth
+            .throttle
+            .sign_in(username, addr, device)
+            .await
+            .map_err(sign_in_refused)?;
+        Ok((found, via))
+    }
+
+    /// A sign-in (or a signed-in password check) the throttle did not let through.
+    fn sign_in_refused(throttled: Throttled) -> ApiError {
+        match throttled {
+            Throttled::TooMany { retry_after } => ApiError::too_many_requests(retry_after),
+            Throttled::Unavailable => throttle_unavailable(),
+        }
+    }
+
+    /// The shared limits could not be counted (see [`Throttled::Unavailable`]).
+    fn throttle_unavailable() -> ApiError {
+        ApiError::unavailable(crate::auth::throttle::UNAVAILABLE_RETRY_SECS)
     }
 
     /// The OAuth 2 token response for tokens just issued. Where the tokens go to cookies (a
@@ -415,6 +513,7 @@ pub mod server {
             expires_in: (issued.access_exp - now_unix()).max(0) as u64,
             refresh_token: (!cookies).then(|| issued.refresh_token.clone()),
             username,
+            device_token: None,
         }
     }
 
@@ -580,7 +679,7 @@ pub mod server {
                     RefreshError::Reused => ApiError::refresh_token_reused(),
                     RefreshError::Db(e) => internal("rotating a refresh token failed", e),
                     RefreshError::Sign(e) => internal("signing a token failed", e),
-                    RefreshError::Busy => ApiError::unavailable(),
+                    RefreshError::Busy => ApiError::unavailable(1),
                     RefreshError::Throttled(retry_after) => {
                         ApiError::too_many_refreshes(retry_after)
                     }
@@ -736,8 +835,9 @@ pub mod server {
         Ok(SessionsEnded { ended })
     }
 
-    /// The signed-in user's name and password hash, after the sign-in throttle let this attempt
-    /// through: the password checks of the account page count like sign-ins.
+    /// The signed-in user's name, once the password given is theirs. Counted per session before
+    /// any password work, not on the account's ceiling nor the address: an attack on the
+    /// account cannot stop its owner from changing the password.
     async fn check_password(
         state: &AppState,
         user: &AuthUser,
@@ -745,6 +845,13 @@ pub mod server {
     ) -> Result<String, ApiError> {
         let auth = &state.auth;
         let ticket = hashing_ticket(state)?;
+        // In a task of its own, as a sign-in's count (see `login`).
+        detached("the password check count failed", {
+            let (auth, session) = (auth.clone(), user.session_id);
+            async move { auth.throttle.password_check(session).await }
+        })
+        .await?
+        .map_err(sign_in_refused)?;
         let found = auth
             .users
             .get(user.user_id)
@@ -752,10 +859,6 @@ pub mod server {
             .map_err(|e| internal("looking up a user failed", e))?
             .ok_or_else(ApiError::session_ended)?;
         let username = found.username.clone();
-        let addr = client_addr(state).await;
-        auth.throttle
-            .sign_in(&username, addr)
-            .map_err(|r| ApiError::too_many_requests(r.retry_after))?;
         let hash = users::credentials(&state.pool, &username)
             .await
             .map_err(|e| internal("looking up a user failed", e))?
@@ -770,7 +873,7 @@ pub mod server {
             tracing::info!(user_id = user.user_id, "wrong current password");
             return Err(ApiError::wrong_password());
         }
-        auth.throttle.signed_in(&username, addr);
+        auth.throttle.password_checked(user.session_id).await;
         Ok(username)
     }
 
@@ -837,6 +940,8 @@ pub mod server {
         .await?
         .map_err(|e| not_written("deleting an account failed", e))?;
         clear_session_cookies(&state.auth);
+        // Its proofs name an account that is gone: worth nothing, so not kept either.
+        set_cookie(state.auth.cookie.clear_device());
         tracing::info!(user_id = user.user_id, "account deleted");
         redirect("/?deleted=1");
         Ok(AccountDeleted { deleted: true })

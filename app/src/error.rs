@@ -339,10 +339,11 @@ impl ApiError {
         )
     }
 
-    /// A change that could not get its turn to be written in time: nothing was changed.
-    pub fn unavailable() -> Self {
+    /// Something the request needs is unavailable for a moment (its turn to write, the shared
+    /// sign-in limits, say): nothing was done.
+    pub fn unavailable(retry_after: u64) -> Self {
         Self {
-            retry_after: Some(1),
+            retry_after: Some(retry_after),
             ..Self::new(
                 ErrorCode::TemporarilyUnavailable,
                 "The server is busy. Try again in a moment.",
@@ -395,7 +396,7 @@ impl ApiError {
             }
             C::Forbidden => Self::forbidden_origin(),
             C::NotFound => Self::no_such_session(),
-            C::TemporarilyUnavailable => Self::unavailable(),
+            C::TemporarilyUnavailable => Self::unavailable(1),
             C::Internal => Self::internal(),
         }
     }

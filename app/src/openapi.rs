@@ -277,6 +277,11 @@ pub struct LoginBody {
     /// Where a browser goes next (a path on this site); API clients leave it out.
     #[serde(default)]
     next: Option<String>,
+    /// The `device_token` of this client's last sign-in to this account: the attempt then
+    /// counts on this device's own allowance, which guesses from elsewhere cannot use up. Left
+    /// out, the device cookie is used; any other value counts as an unknown device.
+    #[serde(default)]
+    device_token: Option<String>,
 }
 
 impl From<LoginBody> for Login {
@@ -285,11 +290,13 @@ impl From<LoginBody> for Login {
             username,
             password,
             next,
+            device_token,
         } = b;
         Self {
             username,
             password,
             next,
+            device_token,
         }
     }
 }
@@ -681,6 +688,21 @@ pub fn document(cookie: AuthCookie) -> OpenApi {
         let mut op = OperationBuilder::new()
             .operation_id(Some(e.operation_id))
             .summary(Some(e.summary));
+        if e.path == Login::PATH {
+            // The device cookie is no credential (it authorises nothing), so it is described
+            // here rather than as a security scheme.
+            op = op.description(Some(format!(
+                "A successful sign-in answers a device proof: `device_token` in the body for an \
+                 API client, the HttpOnly cookie `{}` (a year) for a page. Sent back with a later \
+                 sign-in to the same account (`device_token` in the body, else the cookie), the \
+                 attempt counts on that device's own allowance (5, then one a minute), which \
+                 guesses from elsewhere cannot use up; without it, or with any other value, the \
+                 attempt counts on the (account, address) pair and the account's ceiling, which \
+                 a distributed attack can use up (429). After 10 attempts through one proof with \
+                 no success between, it counts as no proof for an hour.",
+                cookie.device_name()
+            )));
+        }
         if let Some(body) = &e.body {
             (body.schemas)(&mut schemas);
             let schema = || {
@@ -886,6 +908,35 @@ mod tests {
             .get("password_confirm")
             .is_none());
         assert_eq!(schema_of("RegisterBody")["additionalProperties"], false);
+    }
+
+    /// The device proof is part of the API: the field a sign-in takes, the one it answers, and
+    /// the cookie, by the name this server gives it.
+    #[test]
+    fn the_device_proof_is_documented() {
+        let doc = serde_json::to_value(document(AuthCookie::new(true))).unwrap_or_default();
+        for schema in ["LoginBody", "TokenResponse"] {
+            assert_eq!(
+                doc["components"]["schemas"][schema]["properties"]["device_token"]["type"],
+                serde_json::json!(["string", "null"]),
+                "{schema}"
+            );
+        }
+        let login = doc["paths"][Login::PATH]["post"]["description"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(login.contains("`__Host-device_token`"), "{login}");
+        let form = endpoint(&Method::POST, Login::PATH).map(|e| {
+            e.form_body(
+                Encoding::Json,
+                br#"{"username": "ann", "password": "p", "device_token": "dv1.x"}"#,
+            )
+        });
+        assert!(
+            matches!(&form, Some(Ok(Some(f))) if f == "username=ann&password=p&device_token=dv1.x"),
+            "{:?}",
+            form.map(|r| r.map_err(|e| e.description))
+        );
     }
 
     #[test]

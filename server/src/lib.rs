@@ -10,6 +10,7 @@ use app::{
     auth::{
         blocklist::Blocklist,
         cookie::AuthCookie,
+        device::DeviceProofs,
         follow,
         jwt::TokenKeys,
         password::Passwords,
@@ -111,15 +112,26 @@ pub async fn build_state(
             .with_cache(config.cache_entries),
         blocklist,
         passwords: Passwords::new(hashers)?,
-        throttle: if config.throttle {
-            Throttle::default()
-        } else {
-            tracing::warn!("LOGIN_THROTTLE=off: sign-ins, sign-ups and refreshes are not limited");
-            Throttle::default().disabled()
+        throttle: {
+            // One instance on SQLite counts in memory; on PostgreSQL the instances share one
+            // set of counts, or N instances would give N times the guesses.
+            let throttle = match db::dialect(&pool) {
+                db::Dialect::Sqlite => Throttle::default(),
+                db::Dialect::Postgres => Throttle::shared(pool.clone(), &config.jwt_secret),
+            };
+            if config.throttle {
+                throttle
+            } else {
+                tracing::warn!(
+                    "LOGIN_THROTTLE=off: sign-ins, sign-ups and refreshes are not limited"
+                );
+                throttle.disabled()
+            }
         },
         users: UserCache::with_capacity(pool.clone(), config.cache_entries),
         sessions,
         cookie: AuthCookie::new(config.secure_cookie),
+        devices: DeviceProofs::new(&config.jwt_secret),
         proxies: config.trusted_proxies.clone(),
     };
     let auth = Arc::new(auth);
@@ -315,7 +327,10 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
         tick.tick().await; // the first tick is immediate; start-up already purged
         loop {
             tick.tick().await;
-            auth.throttle.forget_stale();
+            match auth.throttle.forget_stale().await {
+                Ok(n) => tracing::debug!(purged = n, "sign-in limits purge"),
+                Err(e) => tracing::warn!(error = %e, "sign-in limits purge failed"),
+            }
             auth.sessions.refresh_limits().forget_stale();
             match auth.blocklist.purge_expired().await {
                 Ok(n) => tracing::debug!(purged = n, "blocklist purge"),

@@ -1,5 +1,6 @@
-//! The two cookies: the access token (`auth_token`) and the refresh token (`refresh_token`),
-//! both `HttpOnly; SameSite=Strict; Path=/`.
+//! The three cookies: the access token (`auth_token`), the refresh token (`refresh_token`) and
+//! the device proof (`device_token`, see [`super::device`]), all `HttpOnly; SameSite=Strict;
+//! Path=/`.
 //!
 //! Served over https (`secure`), they are also `Secure` and named with the `__Host-` prefix: a
 //! browser accepts such a cookie only from a secure origin, for the whole host and no other
@@ -14,17 +15,21 @@ pub const SECURE_COOKIE_NAME: &str = "__Host-auth_token";
 /// The refresh cookie's names, likewise.
 pub const REFRESH_COOKIE_NAME: &str = "refresh_token";
 pub const SECURE_REFRESH_COOKIE_NAME: &str = "__Host-refresh_token";
+/// The device cookie's names, likewise.
+pub const DEVICE_COOKIE_NAME: &str = "device_token";
+pub const SECURE_DEVICE_COOKIE_NAME: &str = "__Host-device_token";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthCookie {
     secure: bool,
 }
 
-/// Which of the two cookies.
+/// Which of the three cookies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Access,
     Refresh,
+    Device,
 }
 
 impl AuthCookie {
@@ -47,12 +52,19 @@ impl AuthCookie {
         self.name_of(Kind::Refresh)
     }
 
+    /// The device cookie's name.
+    pub fn device_name(self) -> &'static str {
+        self.name_of(Kind::Device)
+    }
+
     fn name_of(self, kind: Kind) -> &'static str {
         match (kind, self.secure) {
             (Kind::Access, false) => COOKIE_NAME,
             (Kind::Access, true) => SECURE_COOKIE_NAME,
             (Kind::Refresh, false) => REFRESH_COOKIE_NAME,
             (Kind::Refresh, true) => SECURE_REFRESH_COOKIE_NAME,
+            (Kind::Device, false) => DEVICE_COOKIE_NAME,
+            (Kind::Device, true) => SECURE_DEVICE_COOKIE_NAME,
         }
     }
 
@@ -127,6 +139,23 @@ impl AuthCookie {
     pub fn read_refresh(self, headers: &HeaderMap) -> Option<&str> {
         self.read_of(Kind::Refresh, headers)
     }
+
+    /// `Set-Cookie` value carrying a device proof, kept as long as the proof is good
+    /// ([`DEVICE_TTL`](super::device::DEVICE_TTL)). Signing out leaves it: it says the device
+    /// signed in before, not that it is signed in.
+    pub fn set_device(self, proof: &str) -> Option<HeaderValue> {
+        self.set_of(Kind::Device, proof, super::device::DEVICE_TTL.as_secs())
+    }
+
+    /// `Set-Cookie` value that makes the browser forget the device cookie.
+    pub fn clear_device(self) -> HeaderValue {
+        self.clear_of(Kind::Device)
+    }
+
+    /// The device cookie's value, if the request carries a non-empty one.
+    pub fn read_device(self, headers: &HeaderMap) -> Option<&str> {
+        self.read_of(Kind::Device, headers)
+    }
 }
 
 #[cfg(test)]
@@ -194,5 +223,47 @@ mod tests {
             AuthCookie::new(true).clear_refresh().to_str().unwrap(),
             "__Host-refresh_token=; HttpOnly; SameSite=Strict; Path=/; Secure; Max-Age=0"
         );
+    }
+
+    #[test]
+    fn the_device_cookie_lives_a_year_under_a_name_of_its_own() {
+        for secure in [false, true] {
+            let c = AuthCookie::new(secure);
+            let set = c.set_device("dv1.x").unwrap();
+            let set = set.to_str().unwrap();
+            assert!(
+                set.starts_with(&format!("{}=dv1.x;", c.device_name())),
+                "{set}"
+            );
+            assert!(
+                set.contains("HttpOnly; SameSite=Strict; Path=/")
+                    && set.contains("Max-Age=31536000")
+                    && set.contains("; Secure") == secure,
+                "{set}"
+            );
+            let mut h = HeaderMap::new();
+            let all = format!(
+                "{}=a; {}=r; {}=dv1.x",
+                c.name(),
+                c.refresh_name(),
+                c.device_name()
+            );
+            h.insert(header::COOKIE, HeaderValue::from_str(&all).unwrap());
+            assert_eq!(c.read_device(&h), Some("dv1.x"));
+            assert_eq!(c.read(&h), Some("a"));
+        }
+        assert_eq!(AuthCookie::new(true).device_name(), "__Host-device_token");
+        // Over https a plain `device_token` (which any http page could plant) is not read.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("device_token=planted"),
+        );
+        assert_eq!(AuthCookie::new(true).read_device(&h), None);
+        assert!(AuthCookie::new(false)
+            .clear_device()
+            .to_str()
+            .unwrap()
+            .ends_with("Max-Age=0"));
     }
 }

@@ -126,11 +126,11 @@ impl std::fmt::Debug for TokenKeys {
 /// key derived for one is worth nothing for another. (Access tokens are signed with the secret
 /// itself; no JWT signature can equal a derived key, since what a JWT signs always holds a `.`
 /// and no label does.)
-pub fn derive_key(secret: &[u8], label: &str) -> [u8; 32] {
+pub fn derive_key(secret: &[u8], label: &[u8]) -> [u8; 32] {
     use hmac::{Hmac, Mac};
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(label.as_bytes());
+    mac.update(label);
     mac.finalize().into_bytes().into()
 }
 

@@ -4,6 +4,7 @@
 pub mod blocklist;
 pub mod cache;
 pub mod cookie;
+pub mod device;
 pub mod extractor;
 pub mod follow;
 pub mod jwt;
@@ -19,6 +20,7 @@ use crate::db::Pool;
 
 use blocklist::Blocklist;
 use cookie::AuthCookie;
+use device::DeviceProofs;
 use jwt::TokenKeys;
 use password::Passwords;
 use throttle::Throttle;
@@ -35,6 +37,8 @@ pub struct Auth {
     pub sessions: sessions::Sessions,
     /// The auth cookie (`Secure` and `__Host-` when the site is served over https).
     pub cookie: AuthCookie,
+    /// Proofs that a device signed in to an account before (see [`device`]).
+    pub devices: DeviceProofs,
     /// Reverse proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub proxies: proxies::TrustedProxies,
 }
@@ -200,6 +204,7 @@ pub(crate) mod testing {
                 .await
                 .unwrap(),
             cookie: AuthCookie::new(false),
+            devices: DeviceProofs::new(SECRET),
             proxies: Default::default(),
         };
         (dir, pool, auth)

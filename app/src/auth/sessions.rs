@@ -239,7 +239,7 @@ impl RefreshSecret {
     pub fn derive(server_secret: &[u8]) -> Self {
         Self(super::jwt::derive_key(
             server_secret,
-            "authapp refresh-token key v2",
+            b"authapp refresh-token key v2",
         ))
     }
 }

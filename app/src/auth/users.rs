@@ -13,10 +13,12 @@ pub struct User {
     pub created_at: i64,
 }
 
-/// What login needs: the id and the stored hash. Not `Serialize`: it can never reach a response.
+/// What login needs: the id, when the account was created (a device proof names both) and the
+/// stored hash. Not `Serialize`: it can never reach a response.
 #[derive(sqlx::FromRow)]
 pub struct Credentials {
     pub id: i64,
+    pub created_at: i64,
     pub password_hash: String,
 }
 
@@ -79,7 +81,7 @@ pub async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
 }
 
 pub async fn credentials(pool: &Pool, username: &str) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as("SELECT id, password_hash FROM users WHERE username = $1")
+    sqlx::query_as("SELECT id, created_at, password_hash FROM users WHERE username = $1")
         .bind(username)
         .fetch_optional(pool)
         .await
@@ -169,7 +171,7 @@ mod tests {
             Err(CreateUserError::Taken)
         ));
         let creds = credentials(&pool, "ALICE").await.unwrap().unwrap();
-        assert_eq!(creds.id, user.id);
+        assert_eq!((creds.id, creds.created_at), (user.id, user.created_at));
 
         let cache = UserCache::new(pool.clone());
         assert_eq!(cache.get(user.id).await.unwrap(), Some(user.clone()));

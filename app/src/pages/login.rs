@@ -27,6 +27,8 @@ pub fn LoginPage() -> impl IntoView {
                 username: field(form, "username"),
                 password: field(form, "password"),
                 next: Some(field(form, "next")),
+                // The browser's proof is in its HttpOnly cookie, which the request carries.
+                device_token: None,
             })
         >
             <input type="hidden" name="next" value=next/>

@@ -1,8 +1,8 @@
 //! Brute force, concurrency and headers: what an attacker would try.
 
-use crate::helpers::{spawn_app, PASSWORD};
-use reqwest::header;
-use serde_json::Value;
+use crate::helpers::{refills_since, set_cookies, spawn_app, TestApp, PASSWORD};
+use reqwest::{header, Client, Response};
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn failed_logins_are_throttled_per_account_and_address_with_retry_after() {
@@ -358,4 +358,266 @@ async fn no_request_sent_after_the_logout_answer_succeeds() {
         }
     }
     assert!(after > 0, "the readers kept going after the logout");
+}
+
+/// The device cookie an answer sets, if any.
+fn device_cookie(res: &Response) -> Option<String> {
+    set_cookies(res)
+        .into_iter()
+        .find(|c| c.starts_with("device_token="))
+}
+
+/// A sign-in posted by a page's form with JavaScript off (`Accept: text/html`): answered with a
+/// redirect, to `next` on success and back to the form with `__err` on failure.
+async fn sign_in_without_js(app: &TestApp, client: &Client, username: &str) -> Response {
+    client
+        .post(app.url("/api/login"))
+        .header(header::ACCEPT, "text/html")
+        .header(header::REFERER, app.url("/login"))
+        .form(&[
+            ("username", username),
+            ("password", PASSWORD),
+            ("next", "/profile"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A sign-in with a JSON body, as an API client sends it.
+async fn sign_in_json(app: &TestApp, client: &Client, body: Value) -> Response {
+    client
+        .post(app.url("/api/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn retry_after(res: &Response) -> u64 {
+    res.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// OWASP's device cookies, through the real API. 40 addresses × 5 wrong guesses use up the
+/// account's ceiling, so every unknown device is refused, even with the right password; but the
+/// owner's browser (JavaScript off) and the owner's API client, which signed in before, sign in
+/// at once, and the signed-in owner can still change the password. A genuine device proof of
+/// another account, in a cookie or in the body, is worth nothing.
+#[tokio::test]
+async fn an_attack_on_an_account_does_not_keep_its_owner_out() {
+    use app::auth::throttle::{ACCOUNT_BURST, ACCOUNT_PERIOD, PAIR_BURST};
+    // A hundred password checks in a row: not beside the other heavy tests.
+    let _alone = crate::helpers::cpu_heavy().await;
+    let app = spawn_app().await;
+    app.register(&app.api(), "owner", PASSWORD).await;
+    app.register(&app.api(), "mallory", PASSWORD).await;
+
+    // Before the attack, the owner's browser and the owner's script sign in, each from an
+    // address of its own; the browser gets the proof in an HttpOnly cookie, the script in the
+    // body.
+    let browser = app.browser_from([127, 0, 0, 100]);
+    let res = sign_in_without_js(&app, &browser, "owner").await;
+    assert_eq!(res.status(), 302);
+    assert_eq!(res.headers()[header::LOCATION], "/profile");
+    let cookie = device_cookie(&res).expect("a device cookie");
+    for attr in [
+        "device_token=dv1.",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=31536000",
+    ] {
+        assert!(cookie.contains(attr), "{attr} missing from {cookie}");
+    }
+    let script = app.api_from([127, 0, 0, 101]);
+    let res = sign_in_json(
+        &app,
+        &script,
+        json!({"username": "owner", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let owner_proof = body["device_token"]
+        .as_str()
+        .expect("device_token")
+        .to_owned();
+    let access = body["access_token"].as_str().unwrap().to_owned();
+
+    // The attacker signed in to an account of their own: genuine proofs, of mallory.
+    let thief = app.browser_from([127, 0, 0, 102]);
+    let res = app.login(&thief, "mallory", PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    assert!(device_cookie(&res).is_some());
+    let res = app
+        .login(&app.api_from([127, 0, 0, 102]), "mallory", PASSWORD)
+        .await;
+    let body: Value = res.json().await.unwrap();
+    let mallory_proof = body["device_token"].as_str().unwrap().to_owned();
+
+    // The attack: 40 addresses, 5 wrong guesses each, inside each pair's allowance.
+    let started = std::time::Instant::now();
+    let mut checked = 0;
+    for i in 0..40u8 {
+        let attacker = app.api_from([127, 0, 1, i]);
+        for _ in 0..PAIR_BURST {
+            let status = app
+                .login(&attacker, "owner", "wrong password")
+                .await
+                .status();
+            assert!(status == 401 || status == 429, "{status}");
+            checked += u32::from(status == 401);
+        }
+    }
+    // The ceiling's allowance (less the owner's two sign-ins, unknown devices then) and what it
+    // got back meanwhile were used, no more; the attack goes on until that is gone too.
+    let refilled = refills_since(started, ACCOUNT_PERIOD);
+    let left = ACCOUNT_BURST - 2;
+    assert!(
+        (left..=left + refilled).contains(&checked),
+        "{checked} password checks"
+    );
+    for i in 0..=refilled {
+        let attacker = app.api_from([127, 0, 2, i as u8]);
+        if app
+            .login(&attacker, "owner", "wrong password")
+            .await
+            .status()
+            == 429
+        {
+            break;
+        }
+    }
+
+    // A new device with the right password is refused, with the wait.
+    let newcomer = app.api_from([127, 0, 0, 103]);
+    let res = app.login(&newcomer, "owner", PASSWORD).await;
+    assert_eq!(res.status(), 429);
+    assert!((1..=ACCOUNT_PERIOD.as_secs()).contains(&retry_after(&res)));
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "too_many_requests"
+    );
+    // So is a device with a proof of another account (in its cookie, or in the body), or a
+    // made-up one, or the owner's proof with a byte changed.
+    assert_eq!(app.login(&thief, "owner", PASSWORD).await.status(), 429);
+    let mut forged = owner_proof.clone().into_bytes();
+    let last = forged.len() - 1;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    for proof in [mallory_proof.as_str(), "dv1.AAAA", forged.as_str()] {
+        let res = sign_in_json(
+            &app,
+            &newcomer,
+            json!({"username": "owner", "password": PASSWORD, "device_token": proof}),
+        )
+        .await;
+        assert_eq!(res.status(), 429, "{proof}");
+        assert!(res.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    // The owner's browser, without JavaScript, and the owner's script sign in at once.
+    let res = sign_in_without_js(&app, &browser, "owner").await;
+    assert_eq!(res.status(), 302);
+    assert_eq!(
+        res.headers()[header::LOCATION],
+        "/profile",
+        "the owner's browser was refused"
+    );
+    assert!(device_cookie(&res).is_some(), "the proof is renewed");
+    let res = sign_in_json(
+        &app,
+        &script,
+        json!({"username": "owner", "password": PASSWORD, "device_token": owner_proof}),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "the owner's script was refused");
+
+    // The signed-in owner changes the password: counted on the session, not on the ceiling.
+    let res = script
+        .post(app.url("/api/password"))
+        .bearer_auth(&access)
+        .json(&json!({"current_password": PASSWORD, "new_password": "a new passphrase, at last"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    app.stop().await;
+}
+
+/// Wrong guesses through a device proof count on that device: its allowance used up, it is
+/// refused even with the right password, while the same client without the proof (a pair that
+/// nothing has used) is not.
+#[tokio::test]
+async fn wrong_guesses_through_a_device_proof_count_on_it() {
+    use app::auth::throttle::{DEVICE_BURST, DEVICE_PERIOD};
+    let app = spawn_app().await;
+    app.register(&app.api(), "careful", PASSWORD).await;
+    let script = app.api_from([127, 0, 0, 110]);
+    let res = sign_in_json(
+        &app,
+        &script,
+        json!({"username": "careful", "password": PASSWORD}),
+    )
+    .await;
+    let body: Value = res.json().await.unwrap();
+    let proof = body["device_token"].as_str().unwrap().to_owned();
+    for _ in 0..DEVICE_BURST {
+        let res = sign_in_json(
+            &app,
+            &script,
+            json!({"username": "careful", "password": "wrong password", "device_token": proof}),
+        )
+        .await;
+        assert_eq!(res.status(), 401);
+    }
+    let res = sign_in_json(
+        &app,
+        &script,
+        json!({"username": "careful", "password": PASSWORD, "device_token": proof}),
+    )
+    .await;
+    assert_eq!(res.status(), 429);
+    assert!((1..=DEVICE_PERIOD.as_secs()).contains(&retry_after(&res)));
+    assert_eq!(app.login(&script, "careful", PASSWORD).await.status(), 200);
+    app.stop().await;
+}
+
+/// A signed-in person's password checks count per session: one session that guessed wrong too
+/// often is refused, another session of the same account is not.
+#[tokio::test]
+async fn password_checks_while_signed_in_count_per_session() {
+    use app::auth::throttle::SESSION_BURST;
+    let app = spawn_app().await;
+    let first = app.token_for("checker").await;
+    let res = app.login(&app.api(), "checker", PASSWORD).await;
+    let second = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let delete = |token: &str, password: &str| {
+        app.api()
+            .post(app.url("/api/account/delete"))
+            .bearer_auth(token)
+            .json(&json!({ "password": password }))
+            .send()
+    };
+    for _ in 0..SESSION_BURST {
+        assert_eq!(
+            delete(&first, "wrong password").await.unwrap().status(),
+            401
+        );
+    }
+    let res = delete(&first, PASSWORD).await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key(header::RETRY_AFTER));
+    assert_eq!(
+        delete(&second, "wrong password").await.unwrap().status(),
+        401
+    );
+    app.stop().await;
 }

@@ -22,13 +22,14 @@ async fn cookie_session_register_login_me_logout() {
         .iter()
         .map(|v| v.to_str().unwrap().to_string())
         .collect();
-    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    assert_eq!(cookies.len(), 3, "{cookies:?}");
     let cookie = cookies[0].clone();
     // The access cookie lives as long as the access token (ACCESS_TTL, 15 min); the refresh
-    // cookie as long as the session (SESSION_TTL, 30 days).
+    // cookie as long as the session (SESSION_TTL, 30 days); the device cookie a year.
     for (cookie, name, max_age) in [
         (&cookies[0], "auth_token=", "Max-Age=900"),
         (&cookies[1], "refresh_token=rt2.", "Max-Age=2592000"),
+        (&cookies[2], "device_token=dv1.", "Max-Age=31536000"),
     ] {
         for attr in [name, "HttpOnly", "SameSite=Strict", "Path=/", max_age] {
             assert!(cookie.contains(attr), "{attr} missing from {cookie}");
@@ -40,6 +41,7 @@ async fn cookie_session_register_login_me_logout() {
     assert_eq!(body["expires_in"], 900);
     // A page keeps its refresh token in the HttpOnly cookie only: no script can read it.
     assert!(body.get("refresh_token").is_none(), "{body}");
+    assert!(body.get("device_token").is_none(), "{body}");
     let token = body["access_token"].as_str().unwrap().to_string();
     assert!(cookie.contains(&token));
 

@@ -202,6 +202,19 @@ impl TestApp {
             .expect("client")
     }
 
+    /// [`browser`](Self::browser) whose connections come from `ip` (see [`api_from`](Self::api_from)).
+    pub fn browser_from(&self, ip: [u8; 4]) -> Client {
+        let mut headers = header::HeaderMap::new();
+        headers.insert(header::ORIGIN, self.base.parse().expect("origin"));
+        Client::builder()
+            .cookie_store(true)
+            .default_headers(headers)
+            .redirect(Policy::none())
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .expect("client")
+    }
+
     /// A script-like client: no cookies, no Origin.
     pub fn api(&self) -> Client {
         Client::builder()

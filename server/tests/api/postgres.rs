@@ -161,3 +161,192 @@ async fn a_revocation_made_while_the_listener_was_down_is_still_refused() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A wrong-password sign-in's status, with a JSON body naming `device_token` when one is given.
+async fn guess(app: &TestApp, client: &reqwest::Client, device_token: Option<&str>) -> u16 {
+    let mut body = serde_json::json!({"username": "guessed", "password": "wrong password"});
+    if let Some(token) = device_token {
+        body["device_token"] = token.into();
+    }
+    let res = client
+        .post(app.url("/api/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    res.status().as_u16()
+}
+
+/// The sign-in and sign-up limits are shared by the instances: guesses from one address,
+/// alternating between A and B, get no more password checks than against one instance, and
+/// the next attempt is refused by either; a device proof issued by A counts on one allowance
+/// on both; and an address's sign-ups are counted once for both.
+#[tokio::test]
+async fn two_instances_hold_one_set_of_limits() {
+    use app::auth::throttle::{DEVICE_BURST, PAIR_BURST, SIGNUP_BURST, SIGNUP_PERIOD};
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let second = Duration::from_secs(1);
+    let (a, b) = (instance(&url, second).await, instance(&url, second).await);
+    assert_eq!(
+        a.register(&a.api(), "guessed", PASSWORD).await.status(),
+        200
+    );
+    let instances = [&a, &b];
+
+    // One address, its guesses alternating between the instances.
+    let guesser = a.api_from([127, 0, 0, 20]);
+    let mut statuses = Vec::new();
+    for i in 0..PAIR_BURST * 2 {
+        statuses.push(guess(instances[i as usize % 2], &guesser, None).await);
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(checked, PAIR_BURST as usize, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    for app in instances {
+        let res = app.login(&guesser, "guessed", PASSWORD).await;
+        assert_eq!(res.status(), 429);
+        assert!(res.headers().contains_key(header::RETRY_AFTER));
+    }
+    // Another address is not affected.
+    let owner = a.api_from([127, 0, 0, 21]);
+    let res = b.login(&owner, "guessed", PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let proof = body["device_token"].as_str().unwrap().to_owned();
+
+    // The proof B issued counts on one allowance on both instances.
+    let mut statuses = Vec::new();
+    for i in 0..DEVICE_BURST * 2 {
+        statuses.push(guess(instances[i as usize % 2], &owner, Some(&proof)).await);
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(checked, DEVICE_BURST as usize, "{statuses:?}");
+
+    // Sign-ups from one address, alternating: the allowance (and what came back meanwhile)
+    // once, not twice.
+    let signer = a.api_from([127, 0, 0, 22]);
+    let started = Instant::now();
+    let mut created = 0;
+    for i in 0..SIGNUP_BURST * 2 {
+        let app = instances[i as usize % 2];
+        match app
+            .register(&signer, &format!("new{i}"), PASSWORD)
+            .await
+            .status()
+            .as_u16()
+        {
+            200 => created += 1,
+            429 => {}
+            other => panic!("sign-up answered {other}"),
+        }
+    }
+    let refilled = crate::helpers::refills_since(started, SIGNUP_PERIOD);
+    assert!(
+        (SIGNUP_BURST..=SIGNUP_BURST + refilled).contains(&created),
+        "{created} accounts made"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// When the shared limits cannot be counted, an attempt is refused with 503
+/// `temporarily_unavailable` and `Retry-After`, before any password work: never a 500, never a
+/// guess that nobody counted. Once they can be counted again, sign-ins go through.
+#[tokio::test]
+async fn shared_limits_that_cannot_be_counted_refuse_the_attempt() {
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let app = instance(&url, Duration::from_secs(1)).await;
+    assert_eq!(
+        app.register(&app.api(), "waiting", PASSWORD).await.status(),
+        200
+    );
+    let mut admin = PgConnection::connect(&url).await.unwrap();
+    sqlx::query("ALTER TABLE login_throttle RENAME TO login_throttle_away")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    for res in [
+        app.login(&app.api(), "waiting", PASSWORD).await,
+        app.register(&app.api(), "another", PASSWORD).await,
+    ] {
+        assert_eq!(res.status(), 503);
+        let retry: u64 = res.headers()[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry >= 1, "{retry}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    }
+    sqlx::query("ALTER TABLE login_throttle_away RENAME TO login_throttle")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.login(&app.api(), "waiting", PASSWORD).await.status(),
+        200
+    );
+    let _ = admin.close().await;
+    app.stop().await;
+}
+
+/// Records that are back to a full allowance are deleted by the purge; the others are kept, and
+/// no record holds a name or an address in clear.
+#[tokio::test]
+async fn the_shared_limits_keep_no_names_and_are_purged() {
+    use app::auth::throttle::Throttle;
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let app = instance(&url, Duration::from_secs(1)).await;
+    assert_eq!(
+        app.login(&app.api(), "nobody-here", "wrong password")
+            .await
+            .status(),
+        401
+    );
+    let mut admin = PgConnection::connect(&url).await.unwrap();
+    let keys: Vec<Vec<u8>> = sqlx::query_scalar("SELECT key FROM login_throttle")
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+    // The address, the pair and the account.
+    assert_eq!(keys.len(), 3);
+    for key in &keys {
+        assert_eq!(key.len(), 16);
+        let text = String::from_utf8_lossy(key);
+        assert!(
+            !text.contains("nobody") && !text.contains("127.0"),
+            "{text}"
+        );
+    }
+    // Make two of them stale (their allowance back in full), and purge.
+    sqlx::query(
+        "UPDATE login_throttle SET tat = tat - 3600000000 \
+         WHERE key IN (SELECT key FROM login_throttle LIMIT 2)",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let pool = app::db::connect(&url).await.unwrap();
+    let purged = Throttle::shared(pool, crate::helpers::SECRET.as_bytes())
+        .forget_stale()
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_throttle")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(left, 1);
+    let _ = admin.close().await;
+    app.stop().await;
+}

@@ -531,7 +531,7 @@ async fn a_password_change_ends_every_other_session_and_rotates_this_one() {
     app.stop().await;
 }
 
-/// Wrong current passwords on the account page count like failed sign-ins.
+/// Wrong current passwords on the account page are throttled, on the session's own allowance.
 #[tokio::test]
 async fn password_checks_on_the_account_page_are_throttled() {
     let app = spawn_app().await;
