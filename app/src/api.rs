@@ -353,16 +353,14 @@ pub mod server {
         auth.throttle
             .sign_in(username, addr)
             .map_err(|r| ApiError::too_many_requests(r.retry_after))?;
+        let read = auth.users.stamp();
         let found = users::credentials(&state.pool, username)
             .await
             .map_err(|e| internal("looking up a user failed", e))?;
-        let (user_id, hash) = match found {
-            Some(c) => (Some(c.id), Some(c.password_hash)),
-            None => (None, None),
-        };
         // Unknown users are verified against a dummy hash: same work, same time.
+        let hash = found.as_ref().map(|c| c.password_hash.clone());
         let ok = ticket
-            .verify(password, hash.clone())
+            .verify(password, hash)
             .await
             .map_err(|e| internal("password verification failed", e))?;
         let failed = || {
@@ -370,17 +368,21 @@ pub mod server {
             tracing::info!("login failed");
             ApiError::invalid_credentials()
         };
-        let (user_id, hash) = match (ok, user_id, hash) {
-            (true, Some(id), Some(hash)) => (id, hash),
+        let account = match (ok, found) {
+            (true, Some(account)) => account,
             _ => return Err(failed()),
         };
+        let user_id = account.id;
         auth.throttle.signed_in(username, addr);
         // Only if the password just checked is still the account's (see `Sessions::create`).
         let issued = auth
-            .start_session(user_id, &hash, &user_agent(), addr)
+            .start_session(user_id, &account.password_hash, &user_agent(), addr)
             .await
             .map_err(|e| internal("starting a session failed", e))?
             .ok_or_else(failed)?;
+        // The row just checked is the account's as the session was written: its tokens are
+        // checked from memory from their first use on, even if the database is gone by then.
+        auth.users.remember(account.user(), read);
         set_session_cookies(auth, &issued);
         tracing::info!(user_id, "login succeeded");
         let next = validate::safe_next(next.as_deref()).unwrap_or_else(|| "/profile".into());
