@@ -249,10 +249,28 @@ pub mod server {
         })
     }
 
-    /// Logs the cause of an internal failure and answers the generic 500.
-    fn internal(context: &str, err: impl std::fmt::Display) -> ApiError {
-        tracing::error!(error = %err, "{context}");
-        ApiError::internal()
+    /// The answer to a failure on our side, its cause logged (never sent): `503
+    /// temporarily_unavailable` with `Retry-After` when the cause is the database that cannot
+    /// be reached or is busy, the generic 500 otherwise (see [`crate::db::Health::answer`]).
+    fn internal(
+        context: &str,
+        err: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> ApiError {
+        let err: Box<dyn std::error::Error + Send + Sync> = err.into();
+        match use_context::<AppState>() {
+            Some(state) => state.auth.health.answer(context, &*err),
+            None => crate::db::internal(context, &err),
+        }
+    }
+
+    /// `503 temporarily_unavailable` at once while the database is known to be unreachable:
+    /// asked first by each request that needs it, so none waits for the pool in vain.
+    fn database(state: &AppState) -> Result<(), ApiError> {
+        state
+            .auth
+            .health
+            .check()
+            .map_err(|_| ApiError::unavailable())
     }
 
     fn set_cookie(value: axum::http::HeaderValue) {
@@ -309,6 +327,7 @@ pub mod server {
             }
         }
         let state = state()?;
+        database(&state)?;
         let ticket = hashing_ticket(&state)?;
         // Every sign-up that gets this far costs a hash and a row: counted per address.
         state
@@ -346,6 +365,8 @@ pub mod server {
         }
         let state = state()?;
         let auth = &state.auth;
+        // Refused before it is counted or hashed: a sign-in the database cannot finish.
+        database(&state)?;
         let ticket = hashing_ticket(&state)?;
         let addr = client_addr(&state).await;
         // Counted now, before any password work: parallel guesses cannot outrun the count,
@@ -456,12 +477,15 @@ pub mod server {
         let auth = state.auth.clone();
         let user = match authenticate().await {
             Ok(user) => user,
+            // Nothing wrong with the token: its user could not be read (see below).
+            Err(e) if e.error == crate::error::ErrorCode::TemporarilyUnavailable => return Err(e),
             Err(e) => {
                 // Whatever is wrong with the access token, the browser drops both cookies;
                 // and a genuine refresh cookie still ends its session (the access token had
                 // merely expired).
                 clear_session_cookies(&auth);
                 if let Some(token) = refresh_cookie() {
+                    database(&state)?;
                     let auth = auth.clone();
                     let ended = detached("the logout task failed", async move {
                         auth.sessions
@@ -479,6 +503,10 @@ pub mod server {
                 return Err(e);
             }
         };
+        // Nothing is revoked while the database cannot record it: the token stays valid, and
+        // the client tries again (the cookies are kept, so a browser is not signed out of a
+        // session that lives on).
+        database(&state)?;
         // The token's jti goes on the blocklist (the product's contract) and its session ends:
         // every token of it is refused from the next request on.
         detached("the revoke task failed", {
@@ -534,7 +562,16 @@ pub mod server {
         let issued = match refreshed {
             Ok(issued) => issued,
             Err(e) => {
-                if from_cookie {
+                // The session is over: the browser forgets it. Not on a failure of ours (the
+                // database unreachable, say): the session lives on, and its cookies with it.
+                let over = matches!(
+                    e,
+                    RefreshError::Invalid
+                        | RefreshError::Ended
+                        | RefreshError::Expired
+                        | RefreshError::Reused
+                );
+                if from_cookie && over {
                     clear_session_cookies(&auth);
                 }
                 return Err(match e {
@@ -563,6 +600,7 @@ pub mod server {
     pub async fn list_sessions() -> Result<Vec<SessionInfo>, ApiError> {
         let state = state()?;
         let user = authenticate().await?;
+        database(&state)?;
         let sessions = state
             .auth
             .sessions
@@ -578,7 +616,11 @@ pub mod server {
     /// The sessions list of the sessions page, rendered for `user` (see
     /// [`crate::pages::sessions`]).
     pub async fn sessions_fragment(auth: &Auth, user: &AuthUser) -> SessionsFragment {
-        match auth.sessions.list(user.user_id, now_unix()).await {
+        let listed = match auth.health.check() {
+            Ok(()) => auth.sessions.list(user.user_id, now_unix()).await,
+            Err(e) => Err(e),
+        };
+        match listed {
             Ok(sessions) => {
                 let listed: Vec<SessionInfo> = sessions
                     .into_iter()
@@ -587,10 +629,10 @@ pub mod server {
                 SessionsFragment(render_sessions(&listed))
             }
             Err(e) => {
-                tracing::error!(error = %e, "listing sessions failed");
+                let err = auth.health.answer("listing sessions failed", &e);
                 SessionsFragment(format!(
                     r#"<p class="form-error" role="alert">{}</p>"#,
-                    escape(&ApiError::internal().description)
+                    escape(&err.description)
                 ))
             }
         }
@@ -652,6 +694,7 @@ pub mod server {
         let user = authenticate().await?;
         // A malformed id is as unknown as someone else's.
         let id = uuid::Uuid::parse_str(id.trim()).map_err(|_| ApiError::no_such_session())?;
+        database(&state)?;
         let auth = state.auth.clone();
         let ended = detached("the revoke task failed", async move {
             auth.sessions
@@ -679,6 +722,7 @@ pub mod server {
     pub async fn revoke_other_sessions() -> Result<SessionsEnded, ApiError> {
         let state = state()?;
         let user = authenticate().await?;
+        database(&state)?;
         let auth = state.auth.clone();
         let ended = detached("the revoke task failed", async move {
             auth.sessions
@@ -705,6 +749,7 @@ pub mod server {
         password: String,
     ) -> Result<String, ApiError> {
         let auth = &state.auth;
+        database(state)?;
         let ticket = hashing_ticket(state)?;
         let found = auth
             .users

@@ -57,6 +57,7 @@ pub async fn build_state(
     leptos_options: LeptosOptions,
 ) -> Result<AppState, StartError> {
     let pool = db::connect(&config.database_url).await?;
+    let health = db::Health::new(pool.clone());
     // On PostgreSQL other instances revoke too: where their revocations stand is read before
     // anything is loaded, and followed from there (`app::auth::follow`).
     let cursor = match db::dialect(&pool) {
@@ -101,10 +102,11 @@ pub async fn build_state(
             tracing::warn!("LOGIN_THROTTLE=off: sign-ins and sign-ups are not limited");
             Throttle::default().disabled()
         },
-        users: UserCache::with_capacity(pool.clone(), config.cache_entries),
+        users: UserCache::with_capacity(health.clone(), config.cache_entries),
         sessions,
         cookie: AuthCookie::new(config.secure_cookie),
         proxies: config.trusted_proxies.clone(),
+        health,
     };
     let auth = Arc::new(auth);
     if let Some(cursor) = cursor {

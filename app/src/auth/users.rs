@@ -118,7 +118,8 @@ pub struct ReadStamp(u64);
 
 #[derive(Debug)]
 pub struct UserCache {
-    pool: Pool,
+    /// The database, and whether it can be reached: a miss is refused at once while it cannot.
+    health: std::sync::Arc<crate::db::Health>,
     /// Shared, so a hit costs a reference count, not a copy of the name.
     users: Bounded<i64, std::sync::Arc<User>>,
     /// Bumped by every [`UserCache::forget`]: a read that began before it must not put what it
@@ -127,14 +128,14 @@ pub struct UserCache {
 }
 
 impl UserCache {
-    pub fn new(pool: Pool) -> Self {
-        Self::with_capacity(pool, super::cache::DEFAULT_ENTRIES)
+    pub fn new(health: std::sync::Arc<crate::db::Health>) -> Self {
+        Self::with_capacity(health, super::cache::DEFAULT_ENTRIES)
     }
 
     /// Remembers at most `entries` users (0: none).
-    pub fn with_capacity(pool: Pool, entries: usize) -> Self {
+    pub fn with_capacity(health: std::sync::Arc<crate::db::Health>, entries: usize) -> Self {
         Self {
-            pool,
+            health,
             users: Bounded::new(entries),
             forgets: Default::default(),
         }
@@ -149,8 +150,12 @@ impl UserCache {
         if let Some(user) = self.users.get(&id) {
             return Ok(Some(user));
         }
+        // Not in memory, and the database known to be unreachable: refused without waiting.
+        self.health.check()?;
         let before = self.stamp();
-        let found = by_id(&self.pool, id).await?.map(std::sync::Arc::new);
+        let found = by_id(self.health.pool(), id)
+            .await?
+            .map(std::sync::Arc::new);
         if let Some(user) = &found {
             self.keep(user.clone(), before);
         }
@@ -212,7 +217,8 @@ mod tests {
         let creds = credentials(&pool, "ALICE").await.unwrap().unwrap();
         assert_eq!(creds.id, user.id);
 
-        let cache = UserCache::new(pool.clone());
+        let health = crate::db::Health::new(pool.clone());
+        let cache = UserCache::new(health.clone());
         assert_eq!(cache.get(user.id).await.unwrap(), Some(user.clone()));
         // Served from memory from now on: the database is not asked again.
         sqlx::query("UPDATE users SET username = 'changed' WHERE id = $1")
@@ -235,7 +241,7 @@ mod tests {
             Some("changed")
         );
         // A user read by a sign-in is kept, unless a user was forgotten after the read began.
-        let fresh = UserCache::new(pool.clone());
+        let fresh = UserCache::new(health.clone());
         let read = fresh.stamp();
         fresh.remember(user.clone(), read);
         assert_eq!(fresh.get(user.id).await.unwrap(), Some(user.clone()));
@@ -249,7 +255,7 @@ mod tests {
         fresh.remember(other, read);
         assert_eq!(fresh.get(999).await.unwrap(), None);
         // A cache of size 0 always reads the database.
-        let off = UserCache::with_capacity(pool.clone(), 0);
+        let off = UserCache::with_capacity(health, 0);
         assert_eq!(
             name(off.get(user.id).await.unwrap()).as_deref(),
             Some("changed")
