@@ -228,8 +228,8 @@ async fn a_token_from_before_a_database_reset_is_refused() {
 
 /// A sign-in leaves the account it checked in memory: the first use of its token reads no user
 /// from the database (a name changed behind the server's back is not seen), so the token works
-/// while the database cannot be reached (`postgres::during_a_database_outage_valid_tokens_work_and_the_rest_fails_fast`). The name kept is
-/// the account's, whatever case the sign-in typed.
+/// while the database cannot be reached (the outage test in `postgres`). The name kept is the
+/// account's, whatever case the sign-in typed.
 #[tokio::test]
 async fn a_fresh_sign_in_is_checked_from_memory() {
     let app = spawn_app().await;
