@@ -264,10 +264,28 @@ pub mod server {
         })
     }
 
-    /// Logs the cause of an internal failure and answers the generic 500.
-    fn internal(context: &str, err: impl std::fmt::Display) -> ApiError {
-        tracing::error!(error = %err, "{context}");
-        ApiError::internal()
+    /// The answer to a failure on our side, its cause logged (never sent): `503
+    /// temporarily_unavailable` with `Retry-After` when the cause is the database that cannot
+    /// be reached or is busy, the generic 500 otherwise (see [`crate::db::Health::answer`]).
+    fn internal(
+        context: &str,
+        err: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> ApiError {
+        let err: Box<dyn std::error::Error + Send + Sync> = err.into();
+        match use_context::<AppState>() {
+            Some(state) => state.auth.health.answer(context, &*err),
+            None => crate::db::internal(context, &err),
+        }
+    }
+
+    /// `503 temporarily_unavailable` at once while the database is known to be unreachable:
+    /// asked first by each request that needs it, so none waits for the pool in vain.
+    fn database(state: &AppState) -> Result<(), ApiError> {
+        state
+            .auth
+            .health
+            .check()
+            .map_err(|_| ApiError::database_unavailable())
     }
 
     /// A write to the sessions that did not happen: 503 (with `Retry-After`) when it could not
@@ -336,6 +354,7 @@ pub mod server {
             }
         }
         let state = state()?;
+        database(&state)?;
         let ticket = hashing_ticket(&state)?;
         // Every sign-up that gets this far costs a hash and a row: counted per address.
         state
@@ -378,8 +397,12 @@ pub mod server {
         }
         let state = state()?;
         let auth = &state.auth;
+        // Refused before it is counted or hashed: a sign-in the database cannot finish.
+        database(&state)?;
         let ticket = hashing_ticket(&state)?;
         let addr = client_addr(&state).await;
+        // Taken before the account is read: a user deleted meanwhile is not put back in memory.
+        let read = auth.users.stamp();
         // Counted now, before any password work, in a task of its own: parallel guesses cannot
         // outrun the count, and a client that hangs up (while the count waits for the
         // database, or later during the hash) has still used its attempt.
@@ -392,19 +415,10 @@ pub mod server {
             async move { count_sign_in(&auth, &pool, &username, addr, &proofs).await }
         })
         .await??;
-        let (account, hash) = match found {
-            Some(c) => (
-                Some(device::Account {
-                    user_id: c.id,
-                    created_at: c.created_at,
-                }),
-                Some(c.password_hash),
-            ),
-            None => (None, None),
-        };
         // Unknown users are verified against a dummy hash: same work, same time.
+        let hash = found.as_ref().map(|c| c.password_hash.clone());
         let ok = ticket
-            .verify(password, hash.clone())
+            .verify(password, hash)
             .await
             .map_err(|e| internal("password verification failed", e))?;
         let failed = || {
@@ -412,21 +426,28 @@ pub mod server {
             tracing::info!("login failed");
             ApiError::invalid_credentials()
         };
-        let (account, hash) = match (ok, account, hash) {
-            (true, Some(account), Some(hash)) => (account, hash),
+        let found = match (ok, found) {
+            (true, Some(found)) => found,
             _ => return Err(failed()),
         };
-        let user_id = account.user_id;
+        let user_id = found.id;
+        let account = device::Account {
+            user_id,
+            created_at: found.created_at,
+        };
         auth.throttle.signed_in(username, addr, via).await;
         // Only if the password just checked is still the account's (see `Sessions::create`).
         let issued = auth
-            .start_session(user_id, &hash, &user_agent(), addr)
+            .start_session(user_id, &found.password_hash, &user_agent(), addr)
             .await
             .map_err(|e| match e {
                 IssueError::Write(e) => not_written("starting a session failed", e),
                 IssueError::Sign(e) => internal("signing a token failed", e),
             })?
             .ok_or_else(failed)?;
+        // The row just checked is the account's as the session was written: its tokens are
+        // checked from memory from their first use on, even if the database is gone by then.
+        auth.users.remember(found.user(), read);
         set_session_cookies(auth, &issued);
         // A new proof at every sign-in, for the same device while its proof is trusted (its
         // allowance stays its own), else for a new one.
@@ -571,6 +592,8 @@ pub mod server {
         let body_token = refresh_token.filter(|t| !t.trim().is_empty());
         let user = match authenticate().await {
             Ok(user) => user,
+            // Nothing wrong with the token: its user could not be read (see below).
+            Err(e) if e.error == crate::error::ErrorCode::TemporarilyUnavailable => return Err(e),
             Err(e) => {
                 // A genuine refresh token still ends its session: an API client's access token
                 // had merely expired, or a page's.
@@ -597,6 +620,10 @@ pub mod server {
                 };
             }
         };
+        // Nothing is revoked while the database cannot record it: the token stays valid, and
+        // the client tries again (the cookies are kept, so a browser is not signed out of a
+        // session that lives on).
+        database(&state)?;
         // The token's jti goes on the blocklist (the product's contract) and its session ends,
         // in one transaction: every token of it is refused from the next request on.
         detached("the revoke task failed", {
@@ -627,6 +654,7 @@ pub mod server {
         state: &AppState,
         token: String,
     ) -> Result<EndedByToken, ApiError> {
+        database(state)?;
         let auth = state.auth.clone();
         auth.sessions
             .refresh_limits()
@@ -701,6 +729,7 @@ pub mod server {
     pub async fn list_sessions() -> Result<Vec<SessionInfo>, ApiError> {
         let state = state()?;
         let user = authenticate().await?;
+        database(&state)?;
         let sessions = state
             .auth
             .sessions
@@ -716,7 +745,11 @@ pub mod server {
     /// The sessions list of the sessions page, rendered for `user` (see
     /// [`crate::pages::sessions`]).
     pub async fn sessions_fragment(auth: &Auth, user: &AuthUser) -> SessionsFragment {
-        match auth.sessions.list(user.user_id, now_unix()).await {
+        let listed = match auth.health.check() {
+            Ok(()) => auth.sessions.list(user.user_id, now_unix()).await,
+            Err(e) => Err(e),
+        };
+        match listed {
             Ok(sessions) => {
                 let listed: Vec<SessionInfo> = sessions
                     .into_iter()
@@ -725,10 +758,10 @@ pub mod server {
                 SessionsFragment(render_sessions(&listed))
             }
             Err(e) => {
-                tracing::error!(error = %e, "listing sessions failed");
+                let err = auth.health.answer("listing sessions failed", &e);
                 SessionsFragment(format!(
                     r#"<p class="form-error" role="alert">{}</p>"#,
-                    escape(&ApiError::internal().description)
+                    escape(&err.description)
                 ))
             }
         }
@@ -790,6 +823,7 @@ pub mod server {
         let user = authenticate().await?;
         // A malformed id is as unknown as someone else's.
         let id = uuid::Uuid::parse_str(id.trim()).map_err(|_| ApiError::no_such_session())?;
+        database(&state)?;
         let auth = state.auth.clone();
         let ended = detached("the revoke task failed", async move {
             auth.sessions
@@ -817,6 +851,7 @@ pub mod server {
     pub async fn revoke_other_sessions() -> Result<SessionsEnded, ApiError> {
         let state = state()?;
         let user = authenticate().await?;
+        database(&state)?;
         let auth = state.auth.clone();
         let ended = detached("the revoke task failed", async move {
             auth.sessions
@@ -844,6 +879,7 @@ pub mod server {
         password: String,
     ) -> Result<String, ApiError> {
         let auth = &state.auth;
+        database(state)?;
         let ticket = hashing_ticket(state)?;
         // In a task of its own, as a sign-in's count (see `login`).
         detached("the password check count failed", {

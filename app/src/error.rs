@@ -41,7 +41,8 @@ pub enum ErrorCode {
     TooManyRequests,
     /// A cookie-authenticated state change from another origin.
     Forbidden,
-    /// Too many requests are waiting for a password check; see `retry_after`.
+    /// Too many requests are waiting for a password check, or the database cannot be reached
+    /// just now; see `retry_after`.
     TemporarilyUnavailable,
     /// No such thing for this caller (another person's session answers the same).
     NotFound,
@@ -149,7 +150,8 @@ impl ErrorCode {
 pub struct ApiError {
     pub error: ErrorCode,
     pub description: String,
-    /// Seconds to wait before trying again (only with `too_many_requests`).
+    /// Seconds to wait before trying again (only with `too_many_requests` and
+    /// `temporarily_unavailable`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
 }
@@ -351,6 +353,18 @@ impl ApiError {
         }
     }
 
+    /// The database cannot be reached (or is busy) just now: what needs it is refused at once
+    /// while that lasts (see `db::Health`), and a valid token goes on working from memory.
+    pub fn database_unavailable() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                ErrorCode::TemporarilyUnavailable,
+                "The server cannot reach its database just now. Try again in a moment.",
+            )
+        }
+    }
+
     fn retry_later(retry_after: u64, description: String) -> Self {
         Self {
             retry_after: Some(retry_after),
@@ -396,6 +410,11 @@ impl ApiError {
             }
             C::Forbidden => Self::forbidden_origin(),
             C::NotFound => Self::no_such_session(),
+            C::TemporarilyUnavailable
+                if self.description == Self::database_unavailable().description =>
+            {
+                Self::database_unavailable()
+            }
             C::TemporarilyUnavailable => Self::unavailable(1),
             C::Internal => Self::internal(),
         }
@@ -535,6 +554,19 @@ mod tests {
         let busy = ApiError::busy().into_response();
         assert_eq!(busy.status(), http::StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+        let unavailable = ApiError::database_unavailable();
+        assert_eq!(
+            serde_json::to_value(&unavailable).unwrap(),
+            serde_json::json!({
+                "error": "temporarily_unavailable",
+                "description": unavailable.description,
+                "retry_after": 1
+            })
+        );
+        let res = unavailable.into_response();
+        assert_eq!(res.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        assert!(!res.headers().contains_key(header::WWW_AUTHENTICATE));
     }
 
     #[test]

@@ -647,7 +647,9 @@ fn error_body(codes: &[ErrorCode]) -> RefOr<Schema> {
     ))
 }
 
-/// The failures every endpoint can answer, beside its own.
+/// The failures every endpoint can answer, beside its own: among them a failure of ours, 500
+/// `internal`, or 503 `temporarily_unavailable` while the database cannot be reached (even
+/// `GET /api/me`, for a user not in memory).
 fn common_errors(method: &Method) -> &'static [ErrorCode] {
     if *method == Method::POST {
         &[
@@ -656,11 +658,12 @@ fn common_errors(method: &Method) -> &'static [ErrorCode] {
             E::RequestTimeout,
             E::PayloadTooLarge,
             E::UnsupportedMediaType,
+            E::TemporarilyUnavailable,
             E::Internal,
         ]
     } else {
         // The body limit looks at `Content-Length` whatever the method.
-        &[E::PayloadTooLarge, E::Internal]
+        &[E::PayloadTooLarge, E::TemporarilyUnavailable, E::Internal]
     }
 }
 
@@ -734,6 +737,7 @@ pub fn document(cookie: AuthCookie) -> OpenApi {
         let mut by_status: Vec<(http::StatusCode, Vec<ErrorCode>)> = Vec::new();
         for &code in e.errors.iter().chain(common_errors(&e.method)) {
             match by_status.iter_mut().find(|(s, _)| *s == code.status()) {
+                Some((_, codes)) if codes.contains(&code) => {}
                 Some((_, codes)) => codes.push(code),
                 None => by_status.push((code.status(), vec![code])),
             }

@@ -65,6 +65,7 @@ pub async fn build_state(
     leptos_options: LeptosOptions,
 ) -> Result<AppState, StartError> {
     let pool = db::connect(&config.database_url).await?;
+    let health = db::Health::new(pool.clone());
     // On PostgreSQL other instances revoke too: where their revocations stand is read before
     // anything is loaded, and followed from there (`app::auth::follow`).
     let cursor = match db::dialect(&pool) {
@@ -128,11 +129,12 @@ pub async fn build_state(
                 throttle.disabled()
             }
         },
-        users: UserCache::with_capacity(pool.clone(), config.cache_entries),
+        users: UserCache::with_capacity(health.clone(), config.cache_entries),
         sessions,
         cookie: AuthCookie::new(config.secure_cookie),
         devices: DeviceProofs::new(&config.jwt_secret),
         proxies: config.trusted_proxies.clone(),
+        health,
     };
     let auth = Arc::new(auth);
     if let Some(cursor) = cursor {

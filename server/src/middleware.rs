@@ -255,7 +255,9 @@ pub async fn refresh_session(mut req: Request, next: Next) -> Response {
                 RefreshError::Ended | RefreshError::Reused => Some(ErrorCode::TokenRevoked),
                 RefreshError::Invalid => Some(ErrorCode::InvalidToken),
                 RefreshError::Db(ref e) => {
-                    tracing::error!(error = %e, "refreshing a session failed");
+                    // Logged at its level; 503 or 500 is for the API: the page renders with
+                    // what the request has.
+                    let _ = auth.health.answer("refreshing a session failed", &**e);
                     None
                 }
                 RefreshError::Sign(ref e) => {
@@ -368,6 +370,17 @@ pub async fn protect_pages(req: Request, next: Next) -> Response {
             req.extensions_mut().insert::<AuthUser>(user);
             next.run(req).await
         }
+        // A failure of ours, not the visitor's: no sign-in page, and the cookies stay.
+        Err(rejection @ (AuthRejection::Unavailable | AuthRejection::DatabaseUnavailable)) => {
+            error_page(&ApiError::from(rejection))
+        }
+        // Expired, and not renewed because the database cannot be reached (`refresh_session`):
+        // the session may well live on, and a sign-in could not be made either.
+        Err(AuthRejection::TokenExpired)
+            if auth.health.is_down() && auth.cookie.read_refresh(req.headers()).is_some() =>
+        {
+            error_page(&ApiError::database_unavailable())
+        }
         Err(rejection) => {
             let target = match req.uri().path_and_query() {
                 Some(pq) => pq.as_str().to_string(),
@@ -402,6 +415,19 @@ pub async fn protect_pages(req: Request, next: Next) -> Response {
             res
         }
     }
+}
+
+/// A page that says what went wrong on our side, with the status and headers of `err`
+/// (`Retry-After` on a 503).
+fn error_page(err: &ApiError) -> Response {
+    let html = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Try again in a \
+         moment</title></head><body><p role=\"alert\">{}</p></body></html>",
+        app::api::escape(&err.description)
+    );
+    let mut res = (err.status(), axum::response::Html(html)).into_response();
+    res.headers_mut().extend(err.headers());
+    res
 }
 
 /// `GET /sessions`, once `protect_pages` has let it through: the sessions list is rendered here,

@@ -40,8 +40,9 @@ pub struct AuthUser {
 #[derive(Debug, Clone, Copy)]
 pub struct MaybeAuthUser(pub Option<AuthUser>);
 
-/// Why a request was not authenticated. Always answered as 401 with a JSON reason
-/// (or 500 if the server was wired without [`Auth`], a programming error).
+/// Why a request was not authenticated. Always answered as 401 with a JSON reason, but for
+/// two failures of ours: 503 when the token's user is not in memory and the database cannot be
+/// reached, 500 if the server was wired without [`Auth`] (a programming error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthRejection {
     #[error("Authentication required: send a Bearer token or sign in.")]
@@ -54,6 +55,10 @@ pub enum AuthRejection {
     TokenRevoked,
     #[error("Authentication is unavailable.")]
     Unavailable,
+    /// Nothing wrong with the token, but its user had to be read and the database cannot be
+    /// reached just now: try again.
+    #[error("The database cannot be reached just now.")]
+    DatabaseUnavailable,
 }
 
 impl From<AuthRejection> for ApiError {
@@ -64,6 +69,7 @@ impl From<AuthRejection> for ApiError {
             AuthRejection::TokenExpired => ApiError::token_expired(),
             AuthRejection::TokenRevoked => ApiError::token_revoked(),
             AuthRejection::Unavailable => ApiError::internal(),
+            AuthRejection::DatabaseUnavailable => ApiError::database_unavailable(),
         }
     }
 }
@@ -128,8 +134,12 @@ impl Auth {
             Ok(Some(user)) if verified.iat >= user.created_at => user,
             Ok(_) => return Err(AuthRejection::InvalidToken),
             Err(e) => {
-                tracing::error!(error = %e, "looking up a token's user failed");
-                return Err(AuthRejection::Unavailable);
+                let answer = self.health.answer("looking up a token's user failed", &e);
+                return Err(if answer.error == crate::error::ErrorCode::Internal {
+                    AuthRejection::Unavailable
+                } else {
+                    AuthRejection::DatabaseUnavailable
+                });
             }
         };
         // The session is asked to record the use once its last record through this token is a
@@ -332,6 +342,46 @@ mod tests {
             AuthRejection::Unavailable.into_response().status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+        let res = AuthRejection::DatabaseUnavailable.into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        assert!(!res.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    /// While the database is known to be unreachable, a token whose user is in memory is
+    /// accepted as before, and one whose user would have to be read is answered 503 at once
+    /// (not 401: nothing is wrong with it; not 500).
+    #[tokio::test]
+    async fn a_user_in_memory_needs_no_database() {
+        let (dir, pool, auth) = testing::auth().await;
+        testing::user(&pool, 1, 0).await;
+        testing::user(&pool, 2, 0).await;
+        let bearer = |t: &str| headers(&[(header::AUTHORIZATION, &format!("Bearer {t}"))]);
+        let (known, _) = auth.keys.issue(1, Uuid::new_v4()).unwrap();
+        let (unknown, _) = auth.keys.issue(2, Uuid::new_v4()).unwrap();
+        assert!(auth.authenticate(&bearer(&known)).await.is_ok());
+
+        // The database's folder gone: no probe can bring it back meanwhile.
+        let away = dir.path().with_extension("away");
+        std::fs::rename(dir.path(), &away).unwrap();
+        auth.health.observe(&sqlx::Error::PoolTimedOut);
+        assert!(auth.health.is_down());
+        let started = std::time::Instant::now();
+        assert_eq!(
+            auth.authenticate(&bearer(&known)).await.map(|u| u.user_id),
+            Ok(1)
+        );
+        assert_eq!(
+            auth.authenticate(&bearer(&unknown)).await,
+            Err(AuthRejection::DatabaseUnavailable)
+        );
+        assert!(started.elapsed() < std::time::Duration::from_millis(100));
+        // Bad tokens are still told apart from memory.
+        assert_eq!(
+            auth.authenticate(&bearer("not.a.jwt")).await,
+            Err(AuthRejection::InvalidToken)
+        );
+        std::fs::rename(&away, dir.path()).unwrap();
     }
 
     /// Arbitrary Authorization and Cookie values, and real tokens with one character changed,

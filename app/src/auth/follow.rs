@@ -131,6 +131,9 @@ pub fn spawn(
                         tracing::warn!(error = %e, "reading revocations failed: trying again every {resync:?}");
                     }
                     failing = true;
+                    // Often the first to find the database gone: requests are answered at
+                    // once from then on, not after each waits for the pool.
+                    auth.health.observe(&e);
                 }
             }
         }

@@ -41,6 +41,8 @@ pub struct Auth {
     pub devices: DeviceProofs,
     /// Reverse proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub proxies: proxies::TrustedProxies,
+    /// Whether the database is known to be unreachable: what needs it is then refused at once.
+    pub health: Arc<crate::db::Health>,
 }
 
 /// What a sign-in and every refresh hand out.
@@ -110,6 +112,9 @@ impl Auth {
         refresh_token: &str,
         address: Option<std::net::IpAddr>,
     ) -> Result<Issued, sessions::RefreshError> {
+        // Refused at once while the database is known to be unreachable (a page's renewal
+        // then renders with the request's own tokens).
+        self.health.check()?;
         let now = jwt::now_unix();
         let current = self.sessions.rotate(refresh_token, address, now).await?;
         self.issue(&current, now)
@@ -194,18 +199,20 @@ pub(crate) mod testing {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let pool = crate::db::connect(&url).await.unwrap();
+        let health = crate::db::Health::new(pool.clone());
         let auth = Auth {
             keys: TokenKeys::new(SECRET, "authapp", Duration::from_secs(3600)).unwrap(),
             blocklist: Blocklist::load(pool.clone()).await.unwrap(),
             passwords: Passwords::new(1).unwrap(),
             throttle: Throttle::default(),
-            users: UserCache::new(pool.clone()),
+            users: UserCache::new(health.clone()),
             sessions: sessions::Sessions::load(pool.clone(), Default::default(), refresh_secret())
                 .await
                 .unwrap(),
             cookie: AuthCookie::new(false),
             devices: DeviceProofs::new(SECRET),
             proxies: Default::default(),
+            health,
         };
         (dir, pool, auth)
     }
@@ -254,7 +261,7 @@ mod cache_tests {
         let (dir, pool, auth) = testing::auth().await;
         let auth = Auth {
             keys: auth.keys.with_cache(entries),
-            users: users::UserCache::with_capacity(pool.clone(), entries),
+            users: users::UserCache::with_capacity(auth.health.clone(), entries),
             sessions: Sessions::load(pool.clone(), Default::default(), testing::refresh_secret())
                 .await
                 .unwrap()

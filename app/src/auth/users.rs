@@ -13,13 +13,25 @@ pub struct User {
     pub created_at: i64,
 }
 
-/// What login needs: the id, when the account was created (a device proof names both) and the
-/// stored hash. Not `Serialize`: it can never reach a response.
+/// What login needs: the account's row, stored hash included. Not `Serialize`: it can never
+/// reach a response.
 #[derive(sqlx::FromRow)]
 pub struct Credentials {
     pub id: i64,
+    pub username: String,
     pub created_at: i64,
     pub password_hash: String,
+}
+
+impl Credentials {
+    /// The user, without the hash.
+    pub fn user(&self) -> User {
+        User {
+            id: self.id,
+            username: self.username.clone(),
+            created_at: self.created_at,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +93,7 @@ pub async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
 }
 
 pub async fn credentials(pool: &Pool, username: &str) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as("SELECT id, created_at, password_hash FROM users WHERE username = $1")
+    sqlx::query_as("SELECT id, username, created_at, password_hash FROM users WHERE username = $1")
         .bind(username)
         .fetch_optional(pool)
         .await
@@ -100,9 +112,14 @@ pub async fn by_id(pool: &Pool, id: i64) -> Result<Option<User>, sqlx::Error> {
 /// call [`UserCache::forget`] (account deletion does; a password change touches nothing kept
 /// here). A row changed behind the server's back stays in memory until it is evicted or the
 /// server restarts.
+/// Where [`UserCache::forget`]s stood when a read began (see [`UserCache::stamp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadStamp(u64);
+
 #[derive(Debug)]
 pub struct UserCache {
-    pool: Pool,
+    /// The database, and whether it can be reached: a miss is refused at once while it cannot.
+    health: std::sync::Arc<crate::db::Health>,
     /// Shared, so a hit costs a reference count, not a copy of the name.
     users: Bounded<i64, std::sync::Arc<User>>,
     /// Bumped by every [`UserCache::forget`]: a read that began before it must not put what it
@@ -111,14 +128,14 @@ pub struct UserCache {
 }
 
 impl UserCache {
-    pub fn new(pool: Pool) -> Self {
-        Self::with_capacity(pool, super::cache::DEFAULT_ENTRIES)
+    pub fn new(health: std::sync::Arc<crate::db::Health>) -> Self {
+        Self::with_capacity(health, super::cache::DEFAULT_ENTRIES)
     }
 
     /// Remembers at most `entries` users (0: none).
-    pub fn with_capacity(pool: Pool, entries: usize) -> Self {
+    pub fn with_capacity(health: std::sync::Arc<crate::db::Health>, entries: usize) -> Self {
         Self {
-            pool,
+            health,
             users: Bounded::new(entries),
             forgets: Default::default(),
         }
@@ -133,15 +150,42 @@ impl UserCache {
         if let Some(user) = self.users.get(&id) {
             return Ok(Some(user));
         }
-        use std::sync::atomic::Ordering;
-        let before = self.forgets.load(Ordering::Acquire);
-        let found = by_id(&self.pool, id).await?.map(std::sync::Arc::new);
+        // Not in memory, and the database known to be unreachable: refused without waiting.
+        self.health.check()?;
+        let before = self.stamp();
+        let found = by_id(self.health.pool(), id)
+            .await?
+            .map(std::sync::Arc::new);
         if let Some(user) = &found {
-            if self.forgets.load(Ordering::Acquire) == before {
-                self.users.insert(id, user.clone());
-            }
+            self.keep(user.clone(), before);
         }
         Ok(found)
+    }
+
+    /// Where the forgets stand now: taken before a user is read from the database, and handed
+    /// to [`remember`](Self::remember) with what was read.
+    pub fn stamp(&self) -> ReadStamp {
+        ReadStamp(self.forgets.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Keeps `user`, read from the database after `before` was taken: a sign-in remembers the
+    /// user it checked, so the tokens it hands out are checked from memory from their first
+    /// use on, even when the database cannot be reached by then. Not kept if any user was
+    /// forgotten since (it may be this one).
+    pub fn remember(&self, user: User, before: ReadStamp) {
+        self.keep(std::sync::Arc::new(user), before);
+    }
+
+    fn keep(&self, user: std::sync::Arc<User>, before: ReadStamp) {
+        if self.stamp() != before {
+            return;
+        }
+        let id = user.id;
+        self.users.insert(id, user);
+        // A forget between the check and the insert may have removed nothing yet: undone.
+        if self.stamp() != before {
+            self.users.remove(&id);
+        }
     }
 
     /// Users held in memory now.
@@ -173,7 +217,8 @@ mod tests {
         let creds = credentials(&pool, "ALICE").await.unwrap().unwrap();
         assert_eq!((creds.id, creds.created_at), (user.id, user.created_at));
 
-        let cache = UserCache::new(pool.clone());
+        let health = crate::db::Health::new(pool.clone());
+        let cache = UserCache::new(health.clone());
         assert_eq!(cache.get(user.id).await.unwrap(), Some(user.clone()));
         // Served from memory from now on: the database is not asked again.
         sqlx::query("UPDATE users SET username = 'changed' WHERE id = $1")
@@ -195,8 +240,22 @@ mod tests {
             name(cache.get(user.id).await.unwrap()).as_deref(),
             Some("changed")
         );
+        // A user read by a sign-in is kept, unless a user was forgotten after the read began.
+        let fresh = UserCache::new(health.clone());
+        let read = fresh.stamp();
+        fresh.remember(user.clone(), read);
+        assert_eq!(fresh.get(user.id).await.unwrap(), Some(user.clone()));
+        let other = User {
+            id: 999,
+            username: "stale".into(),
+            created_at: 0,
+        };
+        let read = fresh.stamp();
+        fresh.forget(user.id);
+        fresh.remember(other, read);
+        assert_eq!(fresh.get(999).await.unwrap(), None);
         // A cache of size 0 always reads the database.
-        let off = UserCache::with_capacity(pool.clone(), 0);
+        let off = UserCache::with_capacity(health, 0);
         assert_eq!(
             name(off.get(user.id).await.unwrap()).as_deref(),
             Some("changed")

@@ -1,6 +1,6 @@
 //! The user's story over HTTP: register → login → me → logout → me refused, by cookie and by Bearer.
 
-use crate::helpers::{assert_rejected, spawn_app, spawn_app_in, PASSWORD};
+use crate::helpers::{assert_rejected, database_url, spawn_app, spawn_app_in, PASSWORD};
 use reqwest::header;
 use serde_json::Value;
 
@@ -226,4 +226,36 @@ async fn a_token_from_before_a_database_reset_is_refused() {
         .unwrap();
     assert_rejected(session, "invalid_token").await;
     after.stop().await;
+}
+
+/// A sign-in leaves the account it checked in memory: the first use of its token reads no user
+/// from the database (a name changed behind the server's back is not seen), so the token works
+/// while the database cannot be reached (the outage test in `postgres`). The name kept is the
+/// account's, whatever case the sign-in typed.
+#[tokio::test]
+async fn a_fresh_sign_in_is_checked_from_memory() {
+    let app = spawn_app().await;
+    let api = app.api();
+    assert_eq!(app.register(&api, "Carol", PASSWORD).await.status(), 200);
+    let res = app.login(&api, "carol", PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap();
+
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&database_url(app.dir.path()).await)
+        .await
+        .unwrap();
+    let renamed = sqlx::query("UPDATE users SET username = 'renamed' WHERE username = 'Carol'")
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(renamed.rows_affected(), 1);
+    db.close().await;
+
+    let res = app.me_bearer(token).await;
+    assert_eq!(res.status(), 200);
+    let me: Value = res.json().await.unwrap();
+    assert_eq!(me["username"], "Carol", "{me}");
+    app.stop().await;
 }

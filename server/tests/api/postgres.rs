@@ -1,8 +1,8 @@
 //! Several instances of the server on one PostgreSQL database, in both passes of the suite.
 //! `make test` runs these in a throwaway cluster (`scripts/pg-tmp.sh`, which sets
-//! `DATABASE_URL_PG`); each test gets a database of its own. Without `DATABASE_URL_PG` they say
-//! so and pass, unless `AUTHAPP_REQUIRE_PG` is set (as `make test` sets it): then a missing
-//! cluster fails them.
+//! `DATABASE_URL_PG`); each test gets a database of its own, but the outage test, which stops
+//! and starts a cluster of its own. Without `DATABASE_URL_PG` they say so and pass, unless
+//! `AUTHAPP_REQUIRE_PG` is set (as `make test` sets it): then a missing cluster fails them.
 
 use std::time::{Duration, Instant};
 
@@ -349,4 +349,235 @@ async fn the_shared_limits_keep_no_names_and_are_purged() {
     assert_eq!(left, 1);
     let _ = admin.close().await;
     app.stop().await;
+}
+
+/// A PostgreSQL cluster of the test's own (`scripts/pg-tmp.sh start`), which it stops and
+/// starts again: the shared one (`DATABASE_URL_PG`) serves the other tests meanwhile. Run where
+/// the shared one is (`scripts/pg-tmp.sh run`), skipped or failed without it as they are.
+/// Removed when dropped, whatever the test did.
+struct OwnCluster {
+    dir: String,
+    url: String,
+}
+
+impl OwnCluster {
+    const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pg-tmp.sh");
+
+    async fn start() -> Option<Self> {
+        if std::env::var_os("DATABASE_URL_PG").is_none() {
+            assert!(
+                std::env::var_os("AUTHAPP_REQUIRE_PG").is_none(),
+                "AUTHAPP_REQUIRE_PG is set but DATABASE_URL_PG is not: run under scripts/pg-tmp.sh"
+            );
+            eprintln!("skipped: no PostgreSQL (DATABASE_URL_PG is not set)");
+            return None;
+        }
+        let dir = Self::script(&["start"]).await.trim().to_owned();
+        let url = std::fs::read_to_string(format!("{dir}/url")).unwrap();
+        Some(Self {
+            url: url.trim().to_owned(),
+            dir,
+        })
+    }
+
+    /// Runs the script; what it printed.
+    async fn script(args: &[&str]) -> String {
+        let out = tokio::process::Command::new(Self::SCRIPT)
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg-tmp.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Stops the database (a fast shutdown: every connection is cut) and waits until it is down.
+    async fn stop(&self) {
+        Self::script(&["pause", &self.dir]).await;
+    }
+
+    /// Starts it again, on the same port, and waits until it accepts connections.
+    async fn start_again(&self) {
+        Self::script(&["resume", &self.dir]).await;
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(Self::SCRIPT)
+            .args(["stop", &self.dir])
+            .status();
+    }
+}
+
+/// A request's answer: status, `Retry-After`, body, and how long it took.
+struct Timed {
+    status: StatusCode,
+    retry_after: Option<String>,
+    body: Value,
+    took: Duration,
+}
+
+async fn timed(request: reqwest::RequestBuilder) -> Timed {
+    let started = Instant::now();
+    let res = request.send().await.unwrap();
+    let took = started.elapsed();
+    let status = res.status();
+    let retry_after = res
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = res.json().await.unwrap_or(Value::Null);
+    Timed {
+        status,
+        retry_after,
+        body,
+        took,
+    }
+}
+
+/// A client that gives up on an answer after 15 s: a hang fails the test instead of holding it.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn login_request(app: &TestApp, username: &str) -> reqwest::RequestBuilder {
+    client()
+        .post(app.url("/api/login"))
+        .form(&[("username", username), ("password", PASSWORD)])
+}
+
+fn me_request(app: &TestApp, token: &str) -> reqwest::RequestBuilder {
+    client().get(app.url("/api/me")).bearer_auth(token)
+}
+
+/// `503 temporarily_unavailable` with `Retry-After` of a second or two, in under `limit`.
+fn assert_unavailable(answer: &Timed, limit: Duration, what: &str) {
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{what}: {}",
+        answer.body
+    );
+    assert_eq!(answer.body["error"], "temporarily_unavailable", "{what}");
+    assert!(
+        matches!(answer.retry_after.as_deref(), Some("1" | "2")),
+        "{what}: Retry-After {:?}",
+        answer.retry_after
+    );
+    assert!(answer.took < limit, "{what} took {:?}", answer.took);
+}
+
+/// The database stopped for a while under two instances. A token issued by A just before, and
+/// first used during the outage, is accepted by A from memory at once; B, which has never seen
+/// its user, answers 503 rather than 500. What needs the database (sign-in, refresh, sign-out,
+/// the sessions list) is answered `503 temporarily_unavailable` with `Retry-After`: the first
+/// request within the pool's acquire timeout (2 s) and a margin, the next ones at once. Once the
+/// database is back, both instances sign in again within a couple of seconds, and follow each
+/// other's revocations again.
+#[tokio::test]
+async fn during_a_database_outage_valid_tokens_work_and_the_rest_fails_fast() {
+    let Some(cluster) = OwnCluster::start().await else {
+        return;
+    };
+    let second = Duration::from_secs(1);
+    let (a, b) = (
+        instance(&cluster.url, second).await,
+        instance(&cluster.url, second).await,
+    );
+    assert_eq!(a.register(&a.api(), "erin", PASSWORD).await.status(), 200);
+    let signed_in = timed(login_request(&a, "erin")).await;
+    assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.body);
+    let token = signed_in.body["access_token"].as_str().unwrap().to_owned();
+    let refresh = signed_in.body["refresh_token"].as_str().unwrap().to_owned();
+
+    cluster.stop().await;
+    let down = Instant::now();
+
+    // The token was never used: A checks it from memory, at once, again and again.
+    for _ in 0..3 {
+        let me = timed(me_request(&a, &token)).await;
+        assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+        assert_eq!(me.body["username"], "erin");
+        assert!(
+            me.took < Duration::from_secs(1),
+            "/api/me took {:?}",
+            me.took
+        );
+    }
+    let health = timed(client().get(a.url("/health"))).await;
+    assert_eq!(health.status, StatusCode::OK);
+
+    // A sign-in: 503 within the acquire timeout and a margin (at once if A has already found
+    // the outage), then at once.
+    let first = timed(login_request(&a, "erin")).await;
+    assert_unavailable(&first, Duration::from_secs(4), "the first sign-in");
+    let again = timed(login_request(&a, "erin")).await;
+    assert_unavailable(&again, Duration::from_secs(1), "the second sign-in");
+    eprintln!(
+        "sign-ins during the outage: {:?}, then {:?} ({:?} after the stop)",
+        first.took,
+        again.took,
+        down.elapsed()
+    );
+    // B has never seen the user: its token cannot be checked there, and says so.
+    let on_b = timed(me_request(&b, &token)).await;
+    assert_unavailable(&on_b, Duration::from_secs(4), "/api/me on B");
+    let on_b = timed(me_request(&b, &token)).await;
+    assert_unavailable(&on_b, Duration::from_secs(1), "/api/me on B again");
+    // Everything else that needs the database, at once; the token still works afterwards.
+    let refreshed = timed(
+        client()
+            .post(a.url("/api/refresh"))
+            .form(&[("refresh_token", &refresh)]),
+    )
+    .await;
+    assert_unavailable(&refreshed, Duration::from_secs(1), "a refresh");
+    let sessions = timed(client().get(a.url("/api/sessions")).bearer_auth(&token)).await;
+    assert_unavailable(&sessions, Duration::from_secs(1), "the sessions list");
+    let signed_out = timed(client().post(a.url("/api/logout")).bearer_auth(&token)).await;
+    assert_unavailable(&signed_out, Duration::from_secs(1), "a sign-out");
+    assert_eq!(timed(me_request(&a, &token)).await.status, StatusCode::OK);
+
+    cluster.start_again().await;
+    let back = Instant::now();
+    // Both instances sign in again within a couple of seconds; meanwhile 503s only.
+    for app in [&a, &b] {
+        loop {
+            let answer = timed(login_request(app, "erin")).await;
+            if answer.status == StatusCode::OK {
+                break;
+            }
+            assert_unavailable(
+                &answer,
+                Duration::from_secs(4),
+                "a sign-in while it comes back",
+            );
+            assert!(
+                back.elapsed() < Duration::from_secs(3),
+                "no sign-in {:?} after the database came back",
+                back.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    eprintln!(
+        "both instances signed in {:?} after the database came back",
+        back.elapsed()
+    );
+    // B reads the user now, and a sign-out through B is refused by A.
+    assert_eq!(timed(me_request(&b, &token)).await.status, StatusCode::OK);
+    assert_eq!(post_bearer(&b, "/api/logout", &token).await, StatusCode::OK);
+    let took = refused_within(&a, &token, Duration::from_millis(2500)).await;
+    eprintln!("A refused the token {took:?} after B's sign-out");
+    a.stop().await;
+    b.stop().await;
 }
