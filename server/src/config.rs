@@ -9,8 +9,8 @@
 //! | `SESSION_TTL` | `30d` | a session's absolute lifetime from sign-in |
 //! | `SESSION_IDLE_TTL` | `7d` | a session unused this long ends |
 //! | `REFRESH_REUSE_INTERVAL` | `10s` | the previous refresh token still answers this long after a rotation |
-//! | `APP_ENV` | `development` | `production` requires `JWT_SECRET` and sets `Secure` cookies |
-//! | `COOKIE_SECURE` | `true` in production | add `Secure` to the auth cookie (https only) |
+//! | `APP_ENV` | `development` | `production` requires `JWT_SECRET` and `Secure` cookies |
+//! | `COOKIE_SECURE` | `true` in production | add `Secure` to the auth cookie (https only); `false` is refused in production |
 //! | `DATA_DIR` | `data` | folder for the generated development secret (created 0700) |
 //! | `BLOCKLIST_PURGE_INTERVAL` | `10m` | how often expired revocations are dropped |
 //! | `HOT_CACHE_ENTRIES` | `200000` | verified tokens, users and sessions' last writes kept in memory, each (0: none) |
@@ -34,6 +34,11 @@ pub enum ConfigError {
         "APP_ENV=production requires JWT_SECRET (at least {MIN_SECRET_LEN} bytes of random data)"
     )]
     MissingSecret,
+    #[error(
+        "APP_ENV=production requires COOKIE_SECURE=true (or unset): production is served over \
+         https, and a cookie without Secure would also be sent over plain http"
+    )]
+    InsecureCookie,
     #[error("JWT_SECRET must be at least {MIN_SECRET_LEN} bytes long (it has {0})")]
     ShortSecret(usize),
     #[error("cannot use the development secret file {0}: {1}")]
@@ -202,6 +207,9 @@ impl Config {
             Some(v) => parse_bool("COOKIE_SECURE", &v)?,
             None => production,
         };
+        if production && !secure_cookie {
+            return Err(ConfigError::InsecureCookie);
+        }
         let throttle = match get("LOGIN_THROTTLE") {
             Some(v) => parse_bool("LOGIN_THROTTLE", &v)?,
             None => true,
@@ -333,6 +341,33 @@ mod tests {
         let both = [("DATA_DIR", d), ("JWT_TTL", "2h"), ("ACCESS_TTL", "5m")];
         let both = Config::from_lookup(lookup(&both)).unwrap();
         assert_eq!(both.lifetimes.access, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn production_cookies_are_always_secure() {
+        let secret = "k".repeat(32);
+        for off in ["false", "0", "no", "off", " FALSE "] {
+            let prod = [
+                ("APP_ENV", "production"),
+                ("JWT_SECRET", secret.as_str()),
+                ("COOKIE_SECURE", off),
+            ];
+            let err = Config::from_lookup(lookup(&prod)).unwrap_err();
+            assert!(matches!(err, ConfigError::InsecureCookie), "{off}: {err}");
+            assert!(
+                err.to_string()
+                    .contains("APP_ENV=production requires COOKIE_SECURE=true"),
+                "{err}"
+            );
+            // Development over plain http may turn it off.
+            let dev = Config::from_lookup(lookup(&prod[1..])).unwrap();
+            assert!(!dev.secure_cookie);
+        }
+        for on in [None, Some("true"), Some("1")] {
+            let mut prod = vec![("APP_ENV", "production"), ("JWT_SECRET", secret.as_str())];
+            prod.extend(on.map(|v| ("COOKIE_SECURE", v)));
+            assert!(Config::from_lookup(lookup(&prod)).unwrap().secure_cookie);
+        }
     }
 
     #[test]

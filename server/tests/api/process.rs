@@ -168,6 +168,21 @@ async fn refuses_to_start_without_a_production_secret_or_on_a_broken_database() 
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("at least 32 bytes"), "{out}");
 
+    // Production cookies without `Secure` would travel over plain http.
+    let (code, out) = run_to_exit(
+        dir.path(),
+        &[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", SECRET),
+            ("COOKIE_SECURE", "false"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("APP_ENV=production requires COOKIE_SECURE=true"),
+        "{out}"
+    );
+
     // A database whose `users` table is not ours: the first migration cannot run.
     let db = dir.path().join("broken.db");
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", db.display()))
