@@ -112,8 +112,38 @@ async fn a_sign_out_through_one_instance_is_refused_by_the_other_within_a_second
     c.stop().await;
 }
 
-/// A's listening connection is killed; a sign-out made through B while A is not listening is
-/// still refused by A, within the resync interval (1 s here) and a margin.
+/// How many connections to `database` are listening (each instance's listener, once up).
+async fn listeners(admin: &mut PgConnection, database: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'LISTEN%'",
+    )
+    .bind(database)
+    .fetch_one(admin)
+    .await
+    .unwrap()
+}
+
+/// Waits until `count` connections to `database` listen.
+async fn until_listening(admin: &mut PgConnection, database: &str, count: i64) {
+    let started = Instant::now();
+    loop {
+        let listening = listeners(admin, database).await;
+        if listening == count {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{listening} listening, not {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The listeners are killed and cannot come back: the database accepts no new connection
+/// (`ALLOW_CONNECTIONS false` holds for superusers too; the connections already open go on).
+/// A sign-out made through B meanwhile reaches A by A's timer alone (1 s here) — nothing wakes
+/// A's reader — and A refuses the token while its listener is still down. Once connections are
+/// allowed again, both instances listen again.
 #[tokio::test]
 async fn a_revocation_made_while_the_listener_was_down_is_still_refused() {
     let Some(url) = fresh_database().await else {
@@ -125,26 +155,17 @@ async fn a_revocation_made_while_the_listener_was_down_is_still_refused() {
     let token = signed_in["access_token"].as_str().unwrap();
     assert_eq!(me(&a, token).await.0, 200);
     let database = url.rsplit_once('/').unwrap().1.to_owned();
-    let mut admin = PgConnection::connect(&url).await.unwrap();
+    // On the cluster's own database: PostgreSQL closes no database to its own connections.
+    let cluster = std::env::var("DATABASE_URL_PG").unwrap();
+    let mut admin = PgConnection::connect(&cluster).await.unwrap();
     // Both instances listen (B's listener may still be connecting).
-    let started = Instant::now();
-    loop {
-        let listening: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'LISTEN%'",
-        )
-        .bind(&database)
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
-        if listening == 2 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{listening} listening"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_listening(&mut admin, &database, 2).await;
+    sqlx::query(&format!(
+        "ALTER DATABASE {database} WITH ALLOW_CONNECTIONS false"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
     let killed: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = $1 AND query ILIKE 'LISTEN%'",
@@ -156,7 +177,20 @@ async fn a_revocation_made_while_the_listener_was_down_is_still_refused() {
     assert_eq!(killed, [true, true]);
     assert_eq!(post_bearer(&b, "/api/logout", token).await, 200);
     let took = refused_within(&a, token, Duration::from_millis(2500)).await;
-    eprintln!("refused {took:?} after the sign-out, with the listener killed");
+    eprintln!("refused {took:?} after the sign-out, with the listeners down");
+    assert_eq!(
+        listeners(&mut admin, &database).await,
+        0,
+        "a listener came back: the wake-up, not the timer, may have delivered the sign-out"
+    );
+
+    sqlx::query(&format!(
+        "ALTER DATABASE {database} WITH ALLOW_CONNECTIONS true"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    until_listening(&mut admin, &database, 2).await;
     let _ = admin.close().await;
     a.stop().await;
     b.stop().await;
