@@ -879,7 +879,9 @@ async fn abandoned_logins_do_not_pile_up_hashes() {
 /// Clients that hang up while signed-in pages render. Leptos resolves a page's `<Transition>`s in
 /// tasks of their own, which run on after the request (and its reactive owner) is gone: a view
 /// closure there must neither read a disposed value nor look up a context that went with it.
-/// Nothing the server prints may be a panic.
+/// Nothing the server prints may be a panic. This is the whole server under that load, but
+/// whether a run lands a hang-up inside a running closure is luck: the cause is pinned by a test
+/// that fails every time, `auth_state::tests::what_a_page_reads_outlives_its_request` (app).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pages_abandoned_mid_render_never_panic() {
     let _alone = crate::helpers::cpu_heavy().await;
