@@ -320,15 +320,15 @@ mod tests {
     };
     use leptos_router::{components::Router, location::RequestUrl};
     use std::{
-        sync::{Arc, Mutex},
+        sync::{Arc, OnceLock},
         time::{Duration, Instant},
     };
 
     /// Hands out the auth state of a page, provided as `Layout` provides it.
     #[component]
-    fn Probe(out: Arc<Mutex<Option<AuthState>>>) -> impl IntoView {
+    fn Probe(out: Arc<OnceLock<AuthState>>) -> impl IntoView {
         provide_auth();
-        *out.lock().unwrap() = Some(use_auth());
+        let _ = out.set(use_auth());
     }
 
     /// On the server, Leptos resolves a `<Transition>` in an effect that can still be running
@@ -365,7 +365,7 @@ mod tests {
 
         // A page request: its owner, the contexts a server function reads, the router.
         let owner = Owner::new_root(None);
-        let out = Arc::new(Mutex::new(None));
+        let out = Arc::new(OnceLock::new());
         owner.with(|| {
             // With a reason, as a protected page sends a visitor whose session ended: a notice.
             provide_context(RequestUrl::new("/?reason=token_revoked"));
@@ -374,11 +374,7 @@ mod tests {
             let out = out.clone();
             let _page = view! { <Router><Probe out/></Router> };
         });
-        let page = out
-            .lock()
-            .unwrap()
-            .take()
-            .expect("the router made the page");
+        let page = out.get().cloned().expect("the router made the page");
         // `/api/whoami` answered, as the nav shows it.
         let deadline = Instant::now() + Duration::from_secs(10);
         while page.user().is_none() {
