@@ -51,9 +51,11 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-APP_ENV=production JWT_SECRET=$JWT_SECRET TRUSTED_PROXIES=${TRUSTED_PROXIES:-127.0.0.1} \
-  LEPTOS_SITE_ADDR=127.0.0.1:$app_port DATABASE_URL=${DATABASE_URL:-sqlite://$data/app.db} \
-  "$dist/server" &
+# Caddy serves it over https: Secure cookies whatever the caller's environment says (production
+# refuses COOKIE_SECURE=false).
+APP_ENV=production COOKIE_SECURE=true JWT_SECRET=$JWT_SECRET \
+  TRUSTED_PROXIES=${TRUSTED_PROXIES:-127.0.0.1} LEPTOS_SITE_ADDR=127.0.0.1:$app_port \
+  DATABASE_URL=${DATABASE_URL:-sqlite://$data/app.db} "$dist/server" &
 pids+=($!)
 
 SITE=127.0.0.1:$proxy_port UPSTREAM=127.0.0.1:$app_port CADDY_TLS=internal \

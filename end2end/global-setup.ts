@@ -57,7 +57,7 @@ function httpsStatus(url: string): Promise<number> {
 /** The environment of a server of our own: none of the development server's settings. */
 function ownEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  for (const name of ['DATABASE_URL', 'DATA_DIR', 'LEPTOS_SITE_ADDR', 'JWT_SECRET', 'APP_ENV', 'LOGIN_THROTTLE']) {
+  for (const name of ['DATABASE_URL', 'DATA_DIR', 'LEPTOS_SITE_ADDR', 'JWT_SECRET', 'APP_ENV', 'COOKIE_SECURE', 'LOGIN_THROTTLE']) {
     delete env[name];
   }
   return { ...env, RUST_LOG: 'warn', NO_COLOR: '1', ...extra };

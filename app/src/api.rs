@@ -962,16 +962,8 @@ pub mod server {
         let user = authenticate().await?;
         check_password(&state, &user, password).await?;
         let auth = state.auth.clone();
-        let pool = state.pool.clone();
         detached("the account deletion task failed", async move {
-            // Every session ends in memory before the rows go: from the next request on,
-            // every token of the account is refused as revoked.
-            auth.sessions
-                .end_all(user.user_id, None, EndReason::AccountDeleted, now_unix())
-                .await?;
-            let deleted = users::delete(&pool, user.user_id).await?;
-            auth.users.forget(user.user_id);
-            Ok::<_, WriteError>(deleted)
+            auth.delete_account(user.user_id, now_unix()).await
         })
         .await?
         .map_err(|e| not_written("deleting an account failed", e))?;

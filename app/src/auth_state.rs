@@ -310,3 +310,103 @@ impl AuthState {
             })
     }
 }
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::*;
+    use crate::{
+        auth::{testing, AppState},
+        components::nav::SignOutButton,
+    };
+    use leptos_router::{components::Router, location::RequestUrl};
+    use std::{
+        sync::{Arc, OnceLock},
+        time::{Duration, Instant},
+    };
+
+    /// Hands out the auth state of a page, provided as `Layout` provides it.
+    #[component]
+    fn Probe(out: Arc<OnceLock<AuthState>>) -> impl IntoView {
+        provide_auth();
+        let _ = out.set(use_auth());
+    }
+
+    /// On the server, Leptos resolves a `<Transition>` in an effect that can still be running
+    /// its view closures, on another thread, while the request's reactive owner is disposed (the
+    /// client hung up, or the response ended). A closure that read a value owned by the request
+    /// then, or looked up a context, would panic ("Tried to access a reactive value that has
+    /// already been disposed"). So what those closures hold must outlive the owner: checked here
+    /// once the owner is gone, every time, where catching the race itself
+    /// (`process::pages_abandoned_mid_render_never_panic`) takes luck.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_a_page_reads_outlives_its_request() {
+        let _ = any_spawner::Executor::init_tokio();
+        let (_dir, pool, auth) = testing::auth().await;
+        testing::user(&pool, 1, 0).await;
+        let signed_in = auth
+            .start_session(1, "x", "test", None)
+            .await
+            .unwrap()
+            .unwrap();
+        let auth = Arc::new(auth);
+        let (mut request, ()) = http::Request::get("/")
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", signed_in.access_token),
+            )
+            .body(())
+            .unwrap()
+            .into_parts();
+        request.extensions.insert(auth.clone());
+        let options = leptos::config::LeptosOptions::builder()
+            .output_name("authapp")
+            .build();
+        let state = AppState::new(options, pool, auth);
+
+        // A page request: its owner, the contexts a server function reads, the router.
+        let owner = Owner::new_root(None);
+        let out = Arc::new(OnceLock::new());
+        owner.with(|| {
+            // With a reason, as a protected page sends a visitor whose session ended: a notice.
+            provide_context(RequestUrl::new("/?reason=token_revoked"));
+            provide_context(state);
+            provide_context(request);
+            let out = out.clone();
+            let _page = view! { <Router><Probe out/></Router> };
+        });
+        let page = out.get().cloned().expect("the router made the page");
+        // `/api/whoami` answered, as the nav shows it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while page.user().is_none() {
+            assert!(Instant::now() < deadline, "the session was never read");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        let read = |page: &AuthState| {
+            (
+                page.user(),
+                page.settled(),
+                page.notice(),
+                page.signed_in.try_get(),
+                page.registered.try_get(),
+                [&page.signing_in, &page.signing_out, &page.registering].map(|m| m.try_get()),
+            )
+        };
+        let before = read(&page);
+        assert_eq!(
+            before.0.as_ref().map(|u| u.username.as_str()),
+            Some("user1")
+        );
+        assert!(matches!(before.1, Some(Ok(Some(_)))), "{:?}", before.1);
+        assert!(before.2.is_some());
+
+        // The request is over: its owner goes, with everything it owns (as leptos_axum does at
+        // the end of a response, and when the client hangs up). Every value reads as before.
+        owner.unset_with_forced_cleanup();
+        assert_eq!(read(&page), before);
+        // The sign-out button the nav shows a signed-in user, made by such a closure: its owner
+        // has no parent left to look a context up in.
+        let html = Owner::new().with(|| view! { <SignOutButton auth=page.clone()/> }.to_html());
+        assert!(html.contains("Sign out"), "{html}");
+    }
+}

@@ -26,6 +26,8 @@ pub enum DbError {
     Scheme(String),
     #[error("cannot create the database folder {0}: {1}")]
     Folder(String, std::io::Error),
+    #[error("cannot create the database file {0}: {1}")]
+    File(String, std::io::Error),
     #[error("cannot open the database: {0}")]
     Open(sqlx::Error),
     #[error("database migration failed: {0}")]
@@ -36,20 +38,47 @@ pub enum DbError {
     Backup(String, String),
 }
 
+/// Creates the file `path`, which must not exist yet, readable and writable by its owner only:
+/// on unix it is created 0600, so no umask makes it readable by anyone else, not even for an
+/// instant. What the server writes holds every account's password hash and session.
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// Creates the folder `dir` and any missing parent, each 0700 on unix (owner only), whatever
+/// the umask. A folder that already exists is left as it is: it may be shared (`/tmp`, `/var/lib`)
+/// and was someone's choice; the files the server puts in it are private on their own.
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 /// Gives the finished copy its name without ever replacing a file: a hard link where the file
 /// system has them; elsewhere (vfat, some network shares) an exclusive create then a rename.
 fn publish(partial: &Path, to: &Path) -> std::io::Result<()> {
     match std::fs::hard_link(partial, to) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
-        Err(_) => {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(to)?;
-            std::fs::rename(partial, to)
-        }
+        Err(_) => publish_by_rename(partial, to),
     }
+}
+
+/// [`publish`] where there are no hard links: `to` is claimed by an exclusive create (private
+/// too, for the instant it is an empty placeholder), then the copy is renamed over it. A
+/// placeholder the rename could not replace is removed: a file named `to` is always a whole
+/// backup.
+fn publish_by_rename(partial: &Path, to: &Path) -> std::io::Result<()> {
+    create_private(to)?;
+    std::fs::rename(partial, to).inspect_err(|_| {
+        let _ = std::fs::remove_file(to);
+    })
 }
 
 /// The database a `DATABASE_URL` names.
@@ -147,8 +176,7 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
-        .map_err(|e| DbError::Folder(parent.display().to_string(), e))?;
+    create_private_dir_all(parent).map_err(|e| DbError::Folder(parent.display().to_string(), e))?;
     // Every connection of an in-memory database would be a database of its own, or it would
     // vanish once they were idle.
     let in_memory = file.to_string_lossy().starts_with("file:")
@@ -168,6 +196,7 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
             std::io::Error::other("the path is not UTF-8"),
         )
     })?;
+    keep_private(Path::new(file), creates_file(url))?;
     let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         // A file on this machine: no network between, so no ping (a round trip to the
@@ -431,6 +460,59 @@ impl Health {
     }
 }
 
+/// Whether SQLite creates the file of `url` when it is missing: unless its query says another
+/// `mode=` than `rwc` (the default here, see [`any_sqlite_url`]).
+fn creates_file(url: &str) -> bool {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    !query
+        .split('&')
+        .any(|p| p.starts_with("mode=") && p != "mode=rwc")
+}
+
+/// The SQLite database `file` and the `-wal` and `-shm` files beside it, readable by this user
+/// only. A missing database (when `create`) is created empty and 0600 before SQLite opens it:
+/// SQLite takes an empty file for a new database, and creates its `-wal` and `-shm` with the
+/// main file's mode; left to itself it would create the database 0644 less the umask. A file
+/// that exists with permissions for group or others (made by an older version, or copied in
+/// with a loose umask) loses them at start, with a warning; nothing is ever loosened, and a file
+/// this user may not change is reported, not refused (the server runs as it did).
+fn keep_private(file: &Path, create: bool) -> Result<(), DbError> {
+    if create {
+        match create_private(file) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(DbError::File(file.display().to_string(), e)),
+        }
+    }
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mut path = file.as_os_str().to_owned();
+        path.push(suffix);
+        let path = Path::new(&path);
+        let Ok(mode) = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777) else {
+            continue;
+        };
+        if mode & 0o077 == 0 {
+            continue;
+        }
+        let private = mode & 0o700;
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(private)) {
+            Ok(()) => tracing::warn!(
+                file = %path.display(),
+                "the database file was readable by others ({mode:04o}): it is {private:04o} now"
+            ),
+            Err(e) => tracing::error!(
+                file = %path.display(),
+                error = %e,
+                "the database file is readable by others ({mode:04o}) and cannot be changed: \
+                 make it owner-only (chmod 600)"
+            ),
+        }
+    }
+    Ok(())
+}
+
 /// The URL the `Any` driver opens `file` (an absolute path with no `.` or `..` in it) by:
 /// the `Any` driver takes URLs only, and reads a `sqlite:` URL as a file name after parsing it
 /// as a URL, so every character that a URL would read otherwise is percent-encoded. The query of
@@ -493,10 +575,9 @@ pub async fn backup(url: &str, to: &Path) -> Result<Backup, DbError> {
         rand::random::<u32>()
     ));
     let partial = std::path::PathBuf::from(partial);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&partial)
+    // Private from the start (VACUUM INTO writes into it and keeps its mode): a backup holds
+    // every password hash and session.
+    create_private(&partial)
         .map_err(|e| DbError::Backup(to.display().to_string(), e.to_string()))?;
     let written = write_backup(url, &partial, to).await;
     // Whatever failed, this backup's partial copy is not left behind.
@@ -736,5 +817,105 @@ mod tests {
             assert!(e.contains(says), "{url}: {e}");
             assert!(!e.contains("secret"), "{url}: {e}");
         }
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A missing database is created 0600 before SQLite sees it (not when the URL forbids
+    /// creating it); files readable by others lose those permissions, and nothing gains any.
+    #[cfg(unix)]
+    #[test]
+    fn database_files_are_made_private_and_never_loosened() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("app.db");
+        keep_private(&db, false).unwrap();
+        assert!(!db.exists());
+        keep_private(&db, true).unwrap();
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(std::fs::metadata(&db).unwrap().len(), 0);
+
+        let wal = dir.path().join("app.db-wal");
+        let shm = dir.path().join("app.db-shm");
+        for (path, before, after) in [
+            (&db, 0o644, 0o600),
+            (&wal, 0o666, 0o600),
+            (&shm, 0o640, 0o600),
+        ] {
+            std::fs::write(path, b"").unwrap();
+            set_mode(path, before);
+            keep_private(&db, true).unwrap();
+            assert_eq!(mode(path), after, "{}", path.display());
+        }
+        // Owner-only already, or less: left alone (0400 does not become 0600).
+        set_mode(&db, 0o400);
+        keep_private(&db, true).unwrap();
+        assert_eq!(mode(&db), 0o400);
+        set_mode(&db, 0o444);
+        keep_private(&db, true).unwrap();
+        assert_eq!(mode(&db), 0o400);
+
+        for (url, creates) in [
+            ("sqlite://a.db", true),
+            ("sqlite://a.db?mode=rwc", true),
+            ("sqlite://a.db?cache=shared&mode=rw", false),
+            ("sqlite://a.db?mode=ro", false),
+        ] {
+            assert_eq!(creates_file(url), creates, "{url}");
+        }
+    }
+
+    /// Folders the server makes are 0700, parents included; one that exists is not changed.
+    #[cfg(unix)]
+    #[test]
+    fn folders_are_created_private_and_existing_ones_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        set_mode(dir.path(), 0o755);
+        let nested = dir.path().join("a").join("b");
+        create_private_dir_all(&nested).unwrap();
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert_eq!(mode(&nested), 0o700);
+        assert_eq!(mode(dir.path()), 0o755);
+        create_private_dir_all(&nested).unwrap();
+    }
+
+    /// Where there are no hard links: the copy takes its name by a rename, stays 0600, never
+    /// replaces a file, and a failed rename leaves no empty file under the name.
+    #[cfg(unix)]
+    #[test]
+    fn the_rename_fallback_publishes_a_private_copy_and_nothing_else() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let partial = dir.path().join("b.db.partial");
+        create_private(&partial)
+            .unwrap()
+            .write_all(b"copy")
+            .unwrap();
+        let to = dir.path().join("b.db");
+        publish_by_rename(&partial, &to).unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"copy");
+        assert_eq!(mode(&to), 0o600);
+        assert!(!partial.exists());
+
+        create_private(&partial)
+            .unwrap()
+            .write_all(b"other")
+            .unwrap();
+        let taken = publish_by_rename(&partial, &to).unwrap_err();
+        assert_eq!(taken.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&to).unwrap(), b"copy");
+
+        let never = dir.path().join("c.db");
+        assert!(publish_by_rename(&dir.path().join("missing"), &never).is_err());
+        assert!(!never.exists());
     }
 }

@@ -3,15 +3,15 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `LEPTOS_SITE_ADDR` | `127.0.0.1:3000` | address to listen on (read by Leptos) |
-//! | `DATABASE_URL` | `sqlite://data/app.db` | SQLite database, created on first run |
+//! | `DATABASE_URL` | `sqlite://data/app.db` | SQLite database, created on first run (0600, its folder 0700) |
 //! | `JWT_SECRET` | generated into `data/jwt_secret` in development | HS256 key, ≥ 32 bytes |
 //! | `ACCESS_TTL` (or its old name `JWT_TTL`) | `15m` | access-token lifetime: `900`, `900s`, `15m`, `2h` |
 //! | `SESSION_TTL` | `30d` | a session's absolute lifetime from sign-in |
 //! | `SESSION_IDLE_TTL` | `7d` | a session unused this long ends |
 //! | `REFRESH_REUSE_INTERVAL` | `10s` | the previous refresh token still answers this long after a rotation |
-//! | `APP_ENV` | `development` | `production` requires `JWT_SECRET` and sets `Secure` cookies |
-//! | `COOKIE_SECURE` | `true` in production | add `Secure` to the auth cookie (https only) |
-//! | `DATA_DIR` | `data` | folder for the generated development secret |
+//! | `APP_ENV` | `development` | `production` requires `JWT_SECRET` and `Secure` cookies |
+//! | `COOKIE_SECURE` | `true` in production | add `Secure` to the auth cookie (https only); `false` is refused in production |
+//! | `DATA_DIR` | `data` | folder for the generated development secret (created 0700) |
 //! | `BLOCKLIST_PURGE_INTERVAL` | `10m` | how often expired revocations are dropped |
 //! | `HOT_CACHE_ENTRIES` | `200000` | verified tokens, users and sessions' last writes kept in memory, each (0: none) |
 //! | `TRUSTED_PROXIES` | none | reverse proxies (addresses or CIDRs) whose `X-Forwarded-For` names the client |
@@ -34,6 +34,11 @@ pub enum ConfigError {
         "APP_ENV=production requires JWT_SECRET (at least {MIN_SECRET_LEN} bytes of random data)"
     )]
     MissingSecret,
+    #[error(
+        "APP_ENV=production requires COOKIE_SECURE=true (or unset): production is served over \
+         https, and a cookie without Secure would also be sent over plain http"
+    )]
+    InsecureCookie,
     #[error("JWT_SECRET must be at least {MIN_SECRET_LEN} bytes long (it has {0})")]
     ShortSecret(usize),
     #[error("cannot use the development secret file {0}: {1}")]
@@ -140,7 +145,8 @@ fn parse_bool(name: &'static str, text: &str) -> Result<bool, ConfigError> {
     }
 }
 
-/// Reads the development secret from `dir/jwt_secret`, creating it (mode 0600) on first use.
+/// Reads the development secret from `dir/jwt_secret`, creating it (mode 0600, and `dir` 0700
+/// if it is missing) on first use.
 pub fn dev_secret(dir: &Path) -> Result<Vec<u8>, ConfigError> {
     let path = dir.join("jwt_secret");
     let fail = |e| ConfigError::SecretFile(path.display().to_string(), e);
@@ -153,14 +159,11 @@ pub fn dev_secret(dir: &Path) -> Result<Vec<u8>, ConfigError> {
             Ok(secret)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir).map_err(fail)?;
+            // The data folder, when this makes it, is the owner's only (0700), as the secret is.
+            app::db::create_private_dir_all(dir).map_err(fail)?;
             let random: [u8; 32] = rand::random();
             let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-            let mut options = fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&path).map_err(fail)?;
+            let mut file = app::db::create_private(&path).map_err(fail)?;
             file.write_all(hex.as_bytes()).map_err(fail)?;
             file.sync_all().map_err(fail)?;
             Ok(hex.into_bytes())
@@ -204,6 +207,9 @@ impl Config {
             Some(v) => parse_bool("COOKIE_SECURE", &v)?,
             None => production,
         };
+        if production && !secure_cookie {
+            return Err(ConfigError::InsecureCookie);
+        }
         let throttle = match get("LOGIN_THROTTLE") {
             Some(v) => parse_bool("LOGIN_THROTTLE", &v)?,
             None => true,
@@ -324,11 +330,9 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(data.join("jwt_secret"))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
+            let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&data.join("jwt_secret")), 0o600);
+            assert_eq!(mode(&data), 0o700);
         }
         assert!(!a.secure_cookie);
         assert_eq!(a.lifetimes, Lifetimes::default());
@@ -337,6 +341,33 @@ mod tests {
         let both = [("DATA_DIR", d), ("JWT_TTL", "2h"), ("ACCESS_TTL", "5m")];
         let both = Config::from_lookup(lookup(&both)).unwrap();
         assert_eq!(both.lifetimes.access, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn production_cookies_are_always_secure() {
+        let secret = "k".repeat(32);
+        for off in ["false", "0", "no", "off", " FALSE "] {
+            let prod = [
+                ("APP_ENV", "production"),
+                ("JWT_SECRET", secret.as_str()),
+                ("COOKIE_SECURE", off),
+            ];
+            let err = Config::from_lookup(lookup(&prod)).unwrap_err();
+            assert!(matches!(err, ConfigError::InsecureCookie), "{off}: {err}");
+            assert!(
+                err.to_string()
+                    .contains("APP_ENV=production requires COOKIE_SECURE=true"),
+                "{err}"
+            );
+            // Development over plain http may turn it off.
+            let dev = Config::from_lookup(lookup(&prod[1..])).unwrap();
+            assert!(!dev.secure_cookie);
+        }
+        for on in [None, Some("true"), Some("1")] {
+            let mut prod = vec![("APP_ENV", "production"), ("JWT_SECRET", secret.as_str())];
+            prod.extend(on.map(|v| ("COOKIE_SECURE", v)));
+            assert!(Config::from_lookup(lookup(&prod)).unwrap().secure_cookie);
+        }
     }
 
     #[test]

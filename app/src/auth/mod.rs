@@ -121,6 +121,21 @@ impl Auth {
             .map_err(|e| sessions::RefreshError::Sign(e.to_string()))
     }
 
+    /// Deletes an account: every session of it ends in memory first, so that from the next
+    /// request on each of its tokens is refused as revoked; then its rows go (sessions and
+    /// revocations with the user) and the user is forgotten ([`users::UserCache::delete`]).
+    /// `false` when there was no such account.
+    pub async fn delete_account(
+        &self,
+        user_id: i64,
+        now: i64,
+    ) -> Result<bool, sessions::WriteError> {
+        self.sessions
+            .end_all(user_id, None, sessions::EndReason::AccountDeleted, now)
+            .await?;
+        Ok(self.users.delete(user_id).await?)
+    }
+
     /// The tokens of a session as it is now.
     pub fn issue(
         &self,
@@ -326,18 +341,17 @@ mod cache_tests {
             let a2 = auth.issue(&renewed, jwt::now_unix()).unwrap();
             assert_eq!(check(&auth, &a2.access_token).await, Ok(1));
 
-            // The user deleted (as `delete_account` does it): every token of theirs refused,
-            // the other user's untouched.
-            auth.sessions
-                .end_all(1, None, EndReason::AccountDeleted, jwt::now_unix())
-                .await
-                .unwrap();
-            users::delete(&pool, 1).await.unwrap();
-            auth.users.forget(1);
+            // The account deleted, by the function `POST /api/account/delete` calls: gone from
+            // memory as well as from the database (SQLite hands its id to the next account,
+            // which must not be taken for it), every token of theirs refused, the other
+            // user's untouched.
+            assert!(auth.delete_account(1, jwt::now_unix()).await.unwrap());
+            assert_eq!(auth.users.get(1).await.unwrap(), None);
             for t in [&a.access_token, &a2.access_token] {
                 assert_eq!(check(&auth, t).await, Err(AuthRejection::TokenRevoked));
             }
             assert_eq!(check(&auth, &other.access_token).await, Ok(2));
+            assert!(!auth.delete_account(1, jwt::now_unix()).await.unwrap());
 
             // A user row gone while its session lives, and forgotten as the code that removes
             // it must: the user's tokens are no session. (A row deleted by hand behind the

@@ -80,8 +80,9 @@ pub async fn set_password(
 }
 
 /// Deletes a user; their sessions and revocations go with them (`ON DELETE CASCADE`), the
-/// sessions locked first in the order every other writer takes them.
-pub async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
+/// sessions locked first in the order every other writer takes them. Only through
+/// [`UserCache::delete`], which forgets the user too.
+async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     super::sessions::lock_sessions_of(&mut tx, crate::db::dialect(pool), id).await?;
     let done = sqlx::query("DELETE FROM users WHERE id = $1")
@@ -109,8 +110,8 @@ pub async fn by_id(pool: &Pool, id: i64) -> Result<Option<User>, sqlx::Error> {
 /// Users by id, kept in memory after the first look-up so the extractor, `/api/me` and page
 /// renders cost no database round trip: `/api/me` answers 59–68k req/s with it and 14–17k
 /// with neither cache (release, 2 cores), the SQLite read dominating. A change to a user must
-/// call [`UserCache::forget`] (account deletion does; a password change touches nothing kept
-/// here). A row changed behind the server's back stays in memory until it is evicted or the
+/// call [`UserCache::forget`] (a deletion goes through [`UserCache::delete`], which does; a
+/// password change touches nothing kept here). A row changed behind the server's back stays in memory until it is evicted or the
 /// server restarts.
 /// Where [`UserCache::forget`]s stood when a read began (see [`UserCache::stamp`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +193,16 @@ impl UserCache {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.users.len()
+    }
+
+    /// Deletes the user's row (see [`delete`]) and forgets them. Forgetting is part of the
+    /// deletion: SQLite hands a deleted id to the next account, and a remembered user would go
+    /// on answering for it (its name on the newcomer's pages, its `created_at` in the token
+    /// check).
+    pub async fn delete(&self, id: i64) -> Result<bool, sqlx::Error> {
+        let deleted = delete(self.health.pool(), id).await?;
+        self.forget(id);
+        Ok(deleted)
     }
 
     /// The user changed or is gone: the next look-up reads the database.
