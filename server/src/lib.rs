@@ -118,7 +118,7 @@ pub async fn build_state(
             // set of counts, or N instances would give N times the guesses.
             let throttle = match db::dialect(&pool) {
                 db::Dialect::Sqlite => Throttle::default(),
-                db::Dialect::Postgres => Throttle::shared(pool.clone(), &config.jwt_secret),
+                db::Dialect::Postgres => Throttle::shared(health.clone(), &config.jwt_secret),
             };
             if config.throttle {
                 throttle

@@ -48,7 +48,6 @@
 //! guesses than one. A failure of that table refuses the attempt (`503`, see
 //! [`Throttled::Unavailable`]) rather than count it in one instance's memory.
 
-use crate::db::Pool;
 use governor::{
     clock::{Clock, DefaultClock},
     middleware::NoOpMiddleware,
@@ -105,7 +104,7 @@ pub const MAX_KEYS: usize = 100_000;
 /// The longest a shared decision may take before the attempt is refused as unavailable.
 pub const SHARED_TIMEOUT: Duration = Duration::from_secs(2);
 /// The wait a refusal for that reason asks for.
-pub const UNAVAILABLE_RETRY_SECS: u64 = 5;
+pub const UNAVAILABLE_RETRY_SECS: u64 = 1;
 
 /// One limit, with its GCRA parameters: the same wherever the counts live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,7 +338,9 @@ impl<C: Clock + Clone> Limiter<C> {
 /// 16 bytes): a name typed at sign-in may be a password typed into the wrong field, and a table
 /// that `pg_dump` copies must not hold it, nor the clients' addresses.
 pub struct Shared {
-    pool: Pool,
+    /// The database, and whether it is known to be unreachable (then an attempt is refused at
+    /// once, as every other request that needs it is).
+    health: std::sync::Arc<crate::db::Health>,
     key: [u8; 32],
 }
 
@@ -353,10 +354,11 @@ impl std::fmt::Debug for Shared {
 const DB_NOW_US: &str = "(EXTRACT(EPOCH FROM statement_timestamp()) * 1000000)::BIGINT";
 
 impl Shared {
-    /// Records in `pool` (PostgreSQL), keyed under a key derived from `secret`.
-    pub fn new(pool: Pool, secret: &[u8]) -> Self {
+    /// Records in the database of `health` (PostgreSQL), keyed under a key derived from
+    /// `secret`.
+    pub fn new(health: std::sync::Arc<crate::db::Health>, secret: &[u8]) -> Self {
         Self {
-            pool,
+            health,
             key: super::jwt::derive_key(secret, b"authapp throttle key v1"),
         }
     }
@@ -401,7 +403,7 @@ impl Shared {
             .bind(self.row_key(limit, key))
             .bind(t)
             .bind(tau)
-            .fetch_one(&self.pool)
+            .fetch_one(self.health.pool())
             .await?;
         Ok(if allowed {
             Ok(())
@@ -415,7 +417,7 @@ impl Shared {
     pub async fn forget(&self, limit: Limit, key: &str) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM login_throttle WHERE key = $1")
             .bind(self.row_key(limit, key))
-            .execute(&self.pool)
+            .execute(self.health.pool())
             .await
             .map(|_| ())
     }
@@ -426,7 +428,7 @@ impl Shared {
         sqlx::query(&format!(
             "DELETE FROM login_throttle WHERE tat <= {DB_NOW_US}"
         ))
-        .execute(&self.pool)
+        .execute(self.health.pool())
         .await
         .map(|done| done.rows_affected())
     }
@@ -491,10 +493,10 @@ pub enum Via {
 
 impl Throttle {
     /// Limits shared by every instance on one PostgreSQL database (see [`Shared`]).
-    pub fn shared(pool: Pool, secret: &[u8]) -> Self {
+    pub fn shared(health: std::sync::Arc<crate::db::Health>, secret: &[u8]) -> Self {
         Self {
             enabled: true,
-            store: Store::Shared(Shared::new(pool, secret)),
+            store: Store::Shared(Shared::new(health, secret)),
         }
     }
 }
@@ -525,9 +527,14 @@ impl<C: Clock + Clone> Throttle<C> {
         let decided = match &self.store {
             Store::Memory(limiters) => limiters[limit.index()].take(key),
             Store::Shared(shared) => {
+                if shared.health.is_down() {
+                    return Err(Throttled::Unavailable);
+                }
                 match tokio::time::timeout(SHARED_TIMEOUT, shared.take(limit, &key)).await {
                     Ok(Ok(decided)) => decided,
                     Ok(Err(e)) => {
+                        // A connection-level failure marks the database down for everyone.
+                        shared.health.observe(&e);
                         tracing::warn!(error = %e, "the shared sign-in limits could not be counted: attempt refused");
                         return Err(Throttled::Unavailable);
                     }

@@ -382,10 +382,13 @@ async fn the_shared_limits_keep_no_names_and_are_purged() {
     .await
     .unwrap();
     let pool = app::db::connect(&url).await.unwrap();
-    let purged = Throttle::shared(pool, crate::helpers::SECRET.as_bytes())
-        .forget_stale()
-        .await
-        .unwrap();
+    let purged = Throttle::shared(
+        app::db::Health::new(pool),
+        crate::helpers::SECRET.as_bytes(),
+    )
+    .forget_stale()
+    .await
+    .unwrap();
     assert_eq!(purged, 2);
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_throttle")
         .fetch_one(&mut admin)
