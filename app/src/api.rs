@@ -267,6 +267,8 @@ pub mod server {
     /// The answer to a failure on our side, its cause logged (never sent): `503
     /// temporarily_unavailable` with `Retry-After` when the cause is the database that cannot
     /// be reached or is busy, the generic 500 otherwise (see [`crate::db::Health::answer`]).
+    /// It finds the database's health in the server function's context: inside `detached`
+    /// (a task of its own, with no context), ask `auth.health.answer` instead.
     fn internal(
         context: &str,
         err: impl Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -449,13 +451,10 @@ pub mod server {
         // checked from memory from their first use on, even if the database is gone by then.
         auth.users.remember(found.user(), read);
         set_session_cookies(auth, &issued);
-        // A new proof at every sign-in, for the same device while its proof is trusted (its
-        // allowance stays its own), else for a new one.
-        let device = match via {
-            Via::Device(device) => device,
-            Via::Unknown => DeviceId::random(),
-        };
-        let proof = auth.devices.issue(account, device, now_unix());
+        // A new proof at every sign-in, for a device id never used before: a proof copied
+        // earlier (from a backup of the browser, a shared machine) keeps its own allowance,
+        // and no amount of wrong guesses through it touches the owner's current one.
+        let proof = auth.devices.issue(account, DeviceId::random(), now_unix());
         if let Some(cookie) = auth.cookie.set_device(&proof) {
             set_cookie(cookie);
         }
@@ -492,7 +491,9 @@ pub mod server {
             .map_err(sign_in_refused)?;
         let found = users::credentials(pool, username)
             .await
-            .map_err(|e| internal("looking up a user failed", e))?;
+            // In a task of its own, where no server-function context is: the database's health
+            // is asked directly (see `internal`).
+            .map_err(|e| auth.health.answer("looking up a user failed", &e))?;
         let now = now_unix();
         let device = found.as_ref().and_then(|c| {
             let account = device::Account {

@@ -442,7 +442,17 @@ impl Health {
     /// Whether a new connection opens and answers, within [`PROBE_TIMEOUT`].
     async fn connects(&self) -> bool {
         use sqlx::{ConnectOptions, Connection};
-        let options = self.pool.connect_options();
+        let mut options = (*self.pool.connect_options()).clone();
+        // A SQLite file that has vanished is not made anew, empty, by the probe (`mode=rwc`):
+        // the database stays down until the real one is back.
+        if options.database_url.scheme() == "sqlite" {
+            let query = options.database_url.query().unwrap_or_default().to_owned();
+            let query: Vec<&str> = query
+                .split('&')
+                .map(|p| if p == "mode=rwc" { "mode=rw" } else { p })
+                .collect();
+            options.database_url.set_query(Some(&query.join("&")));
+        }
         let tried = tokio::time::timeout(PROBE_TIMEOUT, async {
             let mut conn = options.connect().await?;
             conn.ping().await?;

