@@ -107,16 +107,15 @@ pub async fn by_id(pool: &Pool, id: i64) -> Result<Option<User>, sqlx::Error> {
         .await
 }
 
-/// Users by id, kept in memory after the first look-up so the extractor, `/api/me` and page
-/// renders cost no database round trip: `/api/me` answers 59–68k req/s with it and 14–17k
-/// with neither cache (release, 2 cores), the SQLite read dominating. A change to a user must
-/// call [`UserCache::forget`] (a deletion goes through [`UserCache::delete`], which does; a
-/// password change touches nothing kept here). A row changed behind the server's back stays in memory until it is evicted or the
-/// server restarts.
 /// Where [`UserCache::forget`]s stood when a read began (see [`UserCache::stamp`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadStamp(u64);
 
+/// Users by id, kept in memory after the first look-up so the extractor, `/api/me` and page
+/// renders cost no database round trip (the SQLite read would dominate them). A change to a
+/// user must call [`UserCache::forget`] (a deletion goes through [`UserCache::delete`], which
+/// does; a password change touches nothing kept here). A row changed behind the server's back
+/// stays in memory until it is evicted or the server restarts.
 #[derive(Debug)]
 pub struct UserCache {
     /// The database, and whether it can be reached: a miss is refused at once while it cannot.
