@@ -35,14 +35,16 @@ pub struct TokenResponse {
     /// Seconds from now until the access token expires.
     pub expires_in: u64,
     /// Single use: `POST /api/refresh` answers a new pair for it. Not sent to a page, which
-    /// has it in an `HttpOnly` cookie.
+    /// has it in an `HttpOnly` cookie (so the browser's build has no field for it).
+    #[cfg(feature = "ssr")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     pub username: String,
     /// A sign-in's proof that this client signed in to this account (`dv1.…`, good for a
     /// year): sent back as `device_token` with the next sign-in, it is counted on this device's
     /// own allowance, which guesses from elsewhere cannot use up. Not sent to a page, which has
-    /// it in an `HttpOnly` cookie.
+    /// it in an `HttpOnly` cookie (so the browser's build has no field for it).
+    #[cfg(feature = "ssr")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_token: Option<String>,
 }

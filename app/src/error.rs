@@ -410,11 +410,7 @@ impl ApiError {
             }
             C::Forbidden => Self::forbidden_origin(),
             C::NotFound => Self::no_such_session(),
-            C::TemporarilyUnavailable
-                if self.description == Self::database_unavailable().description =>
-            {
-                Self::database_unavailable()
-            }
+            // One text for every cause (busy, the database out of reach): the page's words.
             C::TemporarilyUnavailable => Self::unavailable(1),
             C::Internal => Self::internal(),
         }
