@@ -6,8 +6,8 @@
 //! share the account-wide ceiling, cannot lock the owner out.
 //!
 //! A proof is `dv1.` + base64url(device id ‖ issued at ‖ HMAC-SHA256(key, label ‖ account ‖
-//! device id ‖ issued at)). The device id is 16 random bytes, kept from one sign-in to the next
-//! on the same device: the throttle keys the device's allowance on it. The account is the user's
+//! device id ‖ issued at)). The device id is 16 random bytes, new at every sign-in (a proof
+//! copied earlier keeps its own allowance): the throttle keys the device's allowance on it. The account is the user's
 //! id and creation time, which the proof itself does not carry: it is checked against the
 //! account being signed in to, so a proof for another account (or for an earlier account that
 //! had the same name or id) does not verify. The key is derived from `JWT_SECRET` with a label
