@@ -192,27 +192,24 @@ impl TestApp {
 
     /// A browser-like client: keeps cookies, sends our Origin, does not follow redirects.
     pub fn browser(&self) -> Client {
-        let mut headers = header::HeaderMap::new();
-        headers.insert(header::ORIGIN, self.base.parse().expect("origin"));
-        Client::builder()
-            .cookie_store(true)
-            .default_headers(headers)
-            .redirect(Policy::none())
-            .build()
-            .expect("client")
+        self.browser_builder().build().expect("client")
     }
 
     /// [`browser`](Self::browser) whose connections come from `ip` (see [`api_from`](Self::api_from)).
     pub fn browser_from(&self, ip: [u8; 4]) -> Client {
+        self.browser_builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .expect("client")
+    }
+
+    fn browser_builder(&self) -> reqwest::ClientBuilder {
         let mut headers = header::HeaderMap::new();
         headers.insert(header::ORIGIN, self.base.parse().expect("origin"));
         Client::builder()
             .cookie_store(true)
             .default_headers(headers)
             .redirect(Policy::none())
-            .local_address(std::net::IpAddr::from(ip))
-            .build()
-            .expect("client")
     }
 
     /// A script-like client: no cookies, no Origin.
