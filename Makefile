@@ -136,7 +136,7 @@ fmt:
 
 # The two feature sets are checked separately: a workspace-wide run would unify them.
 clippy:
-	cargo clippy -p app -p server -p bare --features app/ssr --all-targets -- -D warnings
+	cargo clippy -p identity -p app -p server -p bare --features app/ssr --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
 # The server's tests twice, beside one throwaway PostgreSQL cluster (a temporary folder, a
@@ -145,6 +145,7 @@ clippy:
 # not touch the chosen database (start-up refusals), what only SQLite has (`server backup`),
 # and what the first pass just ran.
 test-rust: postgresql
+	cargo test -p identity
 	cargo test -p app --features ssr
 	AUTHAPP_REQUIRE_PG=1 scripts/pg-tmp.sh run sh -c '\
 	  AUTHAPP_TEST_DB=sqlite cargo test -p server && \

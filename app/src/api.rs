@@ -221,12 +221,13 @@ pub mod server {
     };
     use crate::{
         auth::{
+            access::{AuthRejection, AuthUser},
             device::{self, DeviceId},
-            extractor::{AuthRejection, AuthUser, MaybeAuthUser, SignedIn},
+            extractor::{Authenticated, MaybeAuthUser, SignedIn},
             password::Ticket,
             throttle::{Throttled, Via},
             users::{self, CreateUserError},
-            AppState,
+            AppState, HealthAnswer,
         },
         validate,
     };
@@ -268,7 +269,7 @@ pub mod server {
 
     /// The answer to a failure on our side, its cause logged (never sent): `503
     /// temporarily_unavailable` with `Retry-After` when the cause is the database that cannot
-    /// be reached or is busy, the generic 500 otherwise (see [`crate::db::Health::answer`]).
+    /// be reached or is busy, the generic 500 otherwise (see [`crate::auth::HealthAnswer`]).
     /// It finds the database's health in the server function's context: inside `detached`
     /// (a task of its own, with no context), ask `auth.health.answer` instead.
     fn internal(
@@ -278,7 +279,7 @@ pub mod server {
         let err: Box<dyn std::error::Error + Send + Sync> = err.into();
         match use_context::<AppState>() {
             Some(state) => state.auth.health.answer(context, &*err),
-            None => crate::db::internal(context, &err),
+            None => crate::auth::internal(context, &err),
         }
     }
 
@@ -324,10 +325,10 @@ pub mod server {
     }
 
     async fn authenticate() -> Result<AuthUser, ApiError> {
-        extract::<Result<AuthUser, AuthRejection>>()
+        let Authenticated(user) = extract::<Result<Authenticated, ApiError>>()
             .await
-            .map_err(|e| internal("cannot read the request", e))?
-            .map_err(ApiError::from)
+            .map_err(|e| internal("cannot read the request", e))??;
+        Ok(user)
     }
 
     /// A place in the hashing queue, or 503 `temporarily_unavailable` before any other work.
@@ -956,7 +957,7 @@ pub mod server {
         Ok(token_response(
             &issued,
             username,
-            user.source == crate::auth::extractor::TokenSource::Cookie,
+            user.source == crate::auth::access::TokenSource::Cookie,
         ))
     }
 
@@ -1009,10 +1010,9 @@ pub mod server {
     }
 
     pub async fn current_user() -> Result<Option<SignedInUser>, ApiError> {
-        let MaybeAuthUser(user) = extract::<Result<MaybeAuthUser, AuthRejection>>()
+        let MaybeAuthUser(user) = extract::<Result<MaybeAuthUser, ApiError>>()
             .await
-            .map_err(|e| internal("cannot read the request", e))?
-            .map_err(ApiError::from)?;
+            .map_err(|e| internal("cannot read the request", e))??;
         match user {
             Some(user) => current_user_of(&state()?, user).await.map(Some),
             None => Ok(None),

@@ -314,10 +314,8 @@ impl AuthState {
 #[cfg(all(test, feature = "ssr"))]
 mod tests {
     use super::*;
-    use crate::{
-        auth::{testing, AppState},
-        components::nav::SignOutButton,
-    };
+    use crate::{auth::AppState, components::nav::SignOutButton};
+    use identity::testing;
     use leptos_router::{components::Router, location::RequestUrl};
     use std::{
         sync::{Arc, OnceLock},

@@ -12,7 +12,7 @@ pub mod validate;
 #[cfg(feature = "ssr")]
 pub mod auth;
 #[cfg(feature = "ssr")]
-pub mod db;
+pub use identity::db;
 #[cfg(feature = "ssr")]
 pub mod openapi;
 

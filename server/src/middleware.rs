@@ -2,10 +2,10 @@
 
 use app::{
     auth::{
-        extractor::{AuthRejection, AuthUser, TokenSource},
+        access::{AuthRejection, AuthUser, TokenSource},
         jwt::{now_unix, TokenError},
         sessions::RefreshError,
-        Auth,
+        Auth, HealthAnswer,
     },
     error::{ApiError, ErrorCode},
     openapi::Encoding,
@@ -357,7 +357,7 @@ pub async fn protect_pages(req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     let Some(auth) = req.extensions().get::<Arc<Auth>>().cloned() else {
-        return AuthRejection::Unavailable.into_response();
+        return ApiError::from(AuthRejection::Unavailable).into_response();
     };
     // Already checked when `refresh_session` just renewed the session.
     let checked = match req.extensions().get::<AuthUser>() {
@@ -492,7 +492,7 @@ pub async fn same_origin_posts(req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     let Some(cookie) = req.extensions().get::<Arc<Auth>>().map(|a| a.cookie) else {
-        return AuthRejection::Unavailable.into_response();
+        return ApiError::from(AuthRejection::Unavailable).into_response();
     };
     let scheme = if cookie.secure() { "https" } else { "http" };
     let allowed = match same_origin(req.headers(), scheme) {

@@ -218,7 +218,7 @@ mod tests {
 
     #[tokio::test]
     async fn create_find_and_cache() {
-        let (_dir, pool, _auth) = crate::auth::testing::auth().await;
+        let (_dir, pool, _auth) = crate::testing::auth().await;
         let user = create(&pool, "Alice", "hash").await.unwrap();
         assert!(matches!(
             create(&pool, "alice", "hash").await,

@@ -5,8 +5,6 @@
 
 use sqlx::sqlite::SqliteConnectOptions;
 
-use crate::error::ApiError;
-
 /// The connection pool every module is handed: sqlx's `Any` driver, so that one binary can open
 /// whichever database its URL names (SQLite today; PostgreSQL is being added).
 pub type Pool = sqlx::AnyPool;
@@ -308,10 +306,19 @@ pub struct Health {
     since: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
-/// The generic 500, its cause logged (never sent).
-pub fn internal(context: &str, err: &dyn std::fmt::Display) -> ApiError {
+/// What a failure on our side comes to for whoever asked: see [`Health::judge`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The database cannot be reached or is busy just now: try again in a moment (`503`).
+    Unavailable,
+    /// A fault of ours: its cause is in the log, never in the answer (`500`).
+    Internal,
+}
+
+/// Logs the cause of a fault of ours (never sent to the caller).
+pub fn log_internal(context: &str, err: &dyn std::fmt::Display) -> Verdict {
     tracing::error!(error = %err, "{context}");
-    ApiError::internal()
+    Verdict::Internal
 }
 
 /// The error a request gets, without trying, while the database is known to be unreachable.
@@ -360,28 +367,28 @@ impl Health {
         failure
     }
 
-    /// The answer to a failure on our side, its cause logged and never sent: when a database
+    /// What a failure on our side comes to, its cause logged and never sent: when a database
     /// error in `err`'s causes says the database cannot be reached (it is marked down) or is
-    /// busy, `503 temporarily_unavailable` with `Retry-After`; for anything else the generic
-    /// 500. The one place where a database error becomes an answer.
-    pub fn answer(
+    /// busy, [`Verdict::Unavailable`]; for anything else [`Verdict::Internal`]. The one place
+    /// where a database error is judged (the HTTP side turns the verdict into an answer).
+    pub fn judge(
         self: &std::sync::Arc<Self>,
         context: &str,
         err: &(dyn std::error::Error + 'static),
-    ) -> ApiError {
+    ) -> Verdict {
         let was_down = self.is_down();
         match sqlx_cause(err).map(|e| self.observe(e)) {
             // Refused without trying, or one more in-flight request that found it gone: the
             // outage itself is logged once, when it is found.
             Some(Failure::Unreachable) if was_down => {
                 tracing::debug!(error = %err, "{context}: the database is unreachable");
-                ApiError::database_unavailable()
+                Verdict::Unavailable
             }
             Some(Failure::Unreachable | Failure::Busy) => {
                 tracing::warn!(error = %err, "{context}");
-                ApiError::database_unavailable()
+                Verdict::Unavailable
             }
-            Some(Failure::Other) | None => internal(context, err),
+            Some(Failure::Other) | None => log_internal(context, err),
         }
     }
 
@@ -746,7 +753,6 @@ mod tests {
     /// and then back.
     #[tokio::test]
     async fn the_database_is_marked_down_and_up_again_by_a_probe() {
-        use crate::error::ErrorCode;
         let dir = tempfile::tempdir().unwrap();
         let folder = dir.path().join("db");
         let url = format!("sqlite://{}", folder.join("t.db").display());
@@ -756,8 +762,8 @@ mod tests {
         assert!(health.check().is_ok());
 
         // A fault of ours: a 500, and the database is not marked down.
-        let answer = health.answer("test", &sqlx::Error::RowNotFound);
-        assert_eq!(answer.error, ErrorCode::Internal);
+        let answer = health.judge("test", &sqlx::Error::RowNotFound);
+        assert_eq!(answer, Verdict::Internal);
         assert!(!health.is_down());
         // A connection-level failure marks it down; but the file opens, so the first probe
         // brings it back at once.
@@ -769,12 +775,11 @@ mod tests {
         wait_until(|| !health.is_down(), Duration::from_secs(2)).await;
 
         std::fs::rename(&folder, dir.path().join("away")).unwrap();
-        let answer = health.answer(
+        let answer = health.judge(
             "test",
             &sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()),
         );
-        assert_eq!(answer, ApiError::database_unavailable());
-        assert_eq!(answer.retry_after, Some(1));
+        assert_eq!(answer, Verdict::Unavailable);
         assert!(health.is_down());
         // While down, each check is refused without trying, and many failures start one probe.
         for _ in 0..64 {

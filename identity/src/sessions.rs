@@ -1333,7 +1333,7 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{jwt::now_unix, testing, throttle::RefreshLimits};
+    use crate::{jwt::now_unix, testing, throttle::RefreshLimits};
 
     async fn sessions(lifetimes: Lifetimes) -> (tempfile::TempDir, Pool, Sessions) {
         let (dir, pool, _) = testing::auth().await;
@@ -1510,14 +1510,14 @@ mod tests {
             ));
         }
         let mut current = first.refresh_token();
-        for _ in 0..crate::auth::throttle::REFRESH_SESSION_BURST {
+        for _ in 0..crate::throttle::REFRESH_SESSION_BURST {
             current = s.rotate(&current, None, now).await.unwrap().refresh_token();
         }
         let err = s.rotate(&current, None, now).await.unwrap_err();
         assert!(matches!(err, RefreshError::Throttled(_)), "{err}");
         assert!(!err.session_is_over());
         assert!(!s.is_ended(&first.id()));
-        tokio::time::sleep(crate::auth::throttle::REFRESH_SESSION_PERIOD).await;
+        tokio::time::sleep(crate::throttle::REFRESH_SESSION_PERIOD).await;
         assert!(s.rotate(&current, None, now).await.is_ok());
     }
 
