@@ -483,7 +483,7 @@ pub mod server {
     /// credentials, if it exists, and how the attempt was counted.
     async fn count_sign_in(
         auth: &Auth,
-        pool: &crate::db::Pool,
+        pool: &crate::store::Pool,
         username: &str,
         addr: Option<std::net::IpAddr>,
         proofs: &[String],

@@ -354,7 +354,7 @@ impl ApiError {
     }
 
     /// The database cannot be reached (or is busy) just now: what needs it is refused at once
-    /// while that lasts (see `db::Health`), and a valid token goes on working from memory.
+    /// while that lasts (see `store::Health`), and a valid token goes on working from memory.
     pub fn database_unavailable() -> Self {
         Self {
             retry_after: Some(1),

@@ -11,7 +11,7 @@ use http::{header, HeaderMap};
 use std::sync::Arc;
 use uuid::Uuid;
 
-use super::{cookie::AuthCookie, db::Verdict, jwt::TokenError, users::User, Auth};
+use super::{cookie::AuthCookie, jwt::TokenError, store::Verdict, users::User, Auth};
 
 /// How the token reached us. Cookie-borne state changes need a same-origin check; Bearer ones do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 //! restart would undo. Tokens are accepted until `exp` + [`LEEWAY_SECS`]; only after that can a
 //! revocation go, so [`Blocklist::purge_expired`] and the start-up load keep it until then.
 
-use crate::db::Pool;
+use crate::store::Pool;
 use std::{collections::HashMap, sync::RwLock};
 use uuid::Uuid;
 
@@ -70,9 +70,9 @@ impl Blocklist {
             .await?;
         let mut set = HashMap::with_capacity(count.max(0) as usize);
         // Each jti and its exp in hex (32 and 16 digits), one after the other.
-        let packed_hex = match crate::db::dialect(&pool) {
-            crate::db::Dialect::Sqlite => "group_concat(hex(jti) || printf('%016X', exp), '')",
-            crate::db::Dialect::Postgres => {
+        let packed_hex = match crate::store::dialect(&pool) {
+            crate::store::Dialect::Sqlite => "group_concat(hex(jti) || printf('%016X', exp), '')",
+            crate::store::Dialect::Postgres => {
                 "string_agg(encode(jti, 'hex') || lpad(to_hex(exp), 16, '0'), '')"
             }
         };
@@ -177,7 +177,7 @@ fn parse_packed(packed: &str) -> impl Iterator<Item = (Uuid, i64)> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::connect;
+    use crate::store::connect;
 
     async fn pool() -> (tempfile::TempDir, Pool) {
         let dir = tempfile::tempdir().unwrap();

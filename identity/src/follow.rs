@@ -19,7 +19,7 @@ use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
 use super::Auth;
-use crate::db::Pool;
+use crate::store::Pool;
 
 /// How often the revocations are read without a wake-up: the longest a revocation committed
 /// through another instance can go unseen here when its notification is lost.

@@ -6,13 +6,13 @@ pub mod access;
 pub mod blocklist;
 pub mod cache;
 pub mod cookie;
-pub mod db;
 pub mod device;
 pub mod follow;
 pub mod jwt;
 pub mod password;
 pub mod proxies;
 pub mod sessions;
+pub mod store;
 pub mod throttle;
 pub mod users;
 
@@ -42,7 +42,7 @@ pub struct Auth {
     /// Reverse proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub proxies: proxies::TrustedProxies,
     /// Whether the database is known to be unreachable: what needs it is then refused at once.
-    pub health: Arc<crate::db::Health>,
+    pub health: Arc<crate::store::Health>,
 }
 
 /// What a sign-in and every refresh hand out.
@@ -169,7 +169,7 @@ impl Auth {
 #[allow(clippy::unwrap_used)] // test set-up: a failure is the test's failure
 pub mod testing {
     use super::*;
-    use crate::db::Pool;
+    use crate::store::Pool;
     use std::time::Duration;
 
     pub const SECRET: &[u8] = b"unit-test-secret-unit-test-secret!!";
@@ -178,8 +178,8 @@ pub mod testing {
     pub async fn auth() -> (tempfile::TempDir, Pool, Auth) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let pool = crate::db::connect(&url).await.unwrap();
-        let health = crate::db::Health::new(pool.clone());
+        let pool = crate::store::connect(&url).await.unwrap();
+        let health = crate::store::Health::new(pool.clone());
         let auth = Auth {
             keys: TokenKeys::new(SECRET, "authapp", Duration::from_secs(3600)).unwrap(),
             blocklist: Blocklist::load(pool.clone()).await.unwrap(),
@@ -221,7 +221,7 @@ pub mod testing {
 #[cfg(test)]
 mod cache_tests {
     use super::*;
-    use crate::db::Pool;
+    use crate::store::Pool;
     use crate::{
         access::AuthRejection,
         sessions::{EndReason, Sessions},

@@ -21,7 +21,7 @@
 //! until every access token issued for the session has expired (`access_exp`), then the purge
 //! drops it; the start-up load restores the same set.
 
-use crate::db::Pool;
+use crate::store::Pool;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -460,7 +460,7 @@ async fn record_uses(
     write: &tokio::sync::Mutex<()>,
     batch: &[(Uuid, (i64, i64))],
 ) -> Result<(), sqlx::Error> {
-    let (max, min) = crate::db::dialect(pool).max_min();
+    let (max, min) = crate::store::dialect(pool).max_min();
     let sql = format!(
         "UPDATE sessions SET last_used_at = {max}(last_used_at, $1), \
          confirmed_generation = {max}(confirmed_generation, {min}($2, generation)) WHERE id = $3"
@@ -563,7 +563,7 @@ async fn write_rotations(pool: &Pool, mut batch: Vec<Rotation>) {
         return;
     }
     batch.sort_by_key(|r| r.id); // stable: one session's rotations keep their order
-    let (max, _) = crate::db::dialect(pool).max_min();
+    let (max, _) = crate::store::dialect(pool).max_min();
     let sql = format!(
         "UPDATE sessions SET generation = generation + 1, \
          confirmed_generation = {max}(confirmed_generation, generation), \
@@ -626,10 +626,10 @@ async fn write_rotations(pool: &Pool, mut batch: Vec<Rotation>) {
 /// writer at a time.
 pub(crate) async fn lock_sessions_of(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    dialect: crate::db::Dialect,
+    dialect: crate::store::Dialect,
     user_id: i64,
 ) -> Result<(), sqlx::Error> {
-    if dialect == crate::db::Dialect::Postgres {
+    if dialect == crate::store::Dialect::Postgres {
         sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
             .bind(user_id)
             .fetch_all(&mut **tx)
@@ -867,9 +867,9 @@ impl Sessions {
         };
         // On PostgreSQL the check waits for a password change or a deletion in progress (from
         // another instance) and reads the row as it commits; SQLite has one writer at a time.
-        let for_share = match crate::db::dialect(&self.pool) {
-            crate::db::Dialect::Postgres => " FOR SHARE",
-            crate::db::Dialect::Sqlite => "",
+        let for_share = match crate::store::dialect(&self.pool) {
+            crate::store::Dialect::Postgres => " FOR SHARE",
+            crate::store::Dialect::Sqlite => "",
         };
         let _write = lock_write(&self.write).await?;
         let done = sqlx::query(&format!(
@@ -1021,7 +1021,7 @@ impl Sessions {
                 }
                 // So little is left of those tokens' lives that this one would be born
                 // expired: `access_exp` is moved on first, a write, on this rare path only.
-                let (max, _) = crate::db::dialect(&self.pool).max_min();
+                let (max, _) = crate::store::dialect(&self.pool).max_min();
                 let _write = lock_write(&self.write).await?;
                 let done = sqlx::query(&format!(
                     "UPDATE sessions SET access_exp = {max}(access_exp, $1) \
@@ -1063,7 +1063,7 @@ impl Sessions {
         now: i64,
     ) -> Result<Option<Current>, WriteError> {
         let idle_since = now.saturating_sub(secs(self.lifetimes.idle));
-        let dialect = crate::db::dialect(&self.pool);
+        let dialect = crate::store::dialect(&self.pool);
         let (max, min) = dialect.max_min();
         let _write = lock_write(&self.write).await?;
         let mut tx = self.pool.begin().await?;
@@ -1184,7 +1184,7 @@ impl Sessions {
         let except = except.map(|id| id.as_bytes().to_vec()).unwrap_or_default();
         let _write = lock_write(&self.write).await?;
         let mut tx = self.pool.begin().await?;
-        lock_sessions_of(&mut tx, crate::db::dialect(&self.pool), user_id).await?;
+        lock_sessions_of(&mut tx, crate::store::dialect(&self.pool), user_id).await?;
         let ended: Vec<(Vec<u8>, i64)> = sqlx::query_as(
             "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
              WHERE user_id = $3 AND revoked_at IS NULL AND id != $4 \
@@ -1303,9 +1303,9 @@ impl Sessions {
         // On PostgreSQL, rows another instance has locked are left for the next purge: waiting
         // for them while holding the ones already taken (in the table's order, not by id)
         // could deadlock with a writer that takes a user's sessions in id order.
-        let skip_locked = match crate::db::dialect(&self.pool) {
-            crate::db::Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-            crate::db::Dialect::Sqlite => "",
+        let skip_locked = match crate::store::dialect(&self.pool) {
+            crate::store::Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            crate::store::Dialect::Sqlite => "",
         };
         let _write = self.write.lock().await;
         let gone = sqlx::query(&format!(

@@ -340,7 +340,7 @@ impl<C: Clock + Clone> Limiter<C> {
 pub struct Shared {
     /// The database, and whether it is known to be unreachable (then an attempt is refused at
     /// once, as every other request that needs it is).
-    health: std::sync::Arc<crate::db::Health>,
+    health: std::sync::Arc<crate::store::Health>,
     key: [u8; 32],
 }
 
@@ -356,7 +356,7 @@ const DB_NOW_US: &str = "(EXTRACT(EPOCH FROM statement_timestamp()) * 1000000)::
 impl Shared {
     /// Records in the database of `health` (PostgreSQL), keyed under a key derived from
     /// `secret`.
-    pub fn new(health: std::sync::Arc<crate::db::Health>, secret: &[u8]) -> Self {
+    pub fn new(health: std::sync::Arc<crate::store::Health>, secret: &[u8]) -> Self {
         Self {
             health,
             key: super::jwt::derive_key(secret, b"authapp throttle key v1"),
@@ -493,7 +493,7 @@ pub enum Via {
 
 impl Throttle {
     /// Limits shared by every instance on one PostgreSQL database (see [`Shared`]).
-    pub fn shared(health: std::sync::Arc<crate::db::Health>, secret: &[u8]) -> Self {
+    pub fn shared(health: std::sync::Arc<crate::store::Health>, secret: &[u8]) -> Self {
         Self {
             enabled: true,
             store: Store::Shared(Shared::new(health, secret)),

@@ -1,7 +1,7 @@
 //! The `users` table.
 
 use super::cache::Bounded;
-use crate::db::Pool;
+use crate::store::Pool;
 
 use super::jwt::now_unix;
 
@@ -84,7 +84,7 @@ pub async fn set_password(
 /// [`UserCache::delete`], which forgets the user too.
 async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    super::sessions::lock_sessions_of(&mut tx, crate::db::dialect(pool), id).await?;
+    super::sessions::lock_sessions_of(&mut tx, crate::store::dialect(pool), id).await?;
     let done = sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -119,7 +119,7 @@ pub struct ReadStamp(u64);
 #[derive(Debug)]
 pub struct UserCache {
     /// The database, and whether it can be reached: a miss is refused at once while it cannot.
-    health: std::sync::Arc<crate::db::Health>,
+    health: std::sync::Arc<crate::store::Health>,
     /// Shared, so a hit costs a reference count, not a copy of the name.
     users: Bounded<i64, std::sync::Arc<User>>,
     /// Bumped by every [`UserCache::forget`]: a read that began before it must not put what it
@@ -128,12 +128,12 @@ pub struct UserCache {
 }
 
 impl UserCache {
-    pub fn new(health: std::sync::Arc<crate::db::Health>) -> Self {
+    pub fn new(health: std::sync::Arc<crate::store::Health>) -> Self {
         Self::with_capacity(health, super::cache::DEFAULT_ENTRIES)
     }
 
     /// Remembers at most `entries` users (0: none).
-    pub fn with_capacity(health: std::sync::Arc<crate::db::Health>, entries: usize) -> Self {
+    pub fn with_capacity(health: std::sync::Arc<crate::store::Health>, entries: usize) -> Self {
         Self {
             health,
             users: Bounded::new(entries),
@@ -227,7 +227,7 @@ mod tests {
         let creds = credentials(&pool, "ALICE").await.unwrap().unwrap();
         assert_eq!((creds.id, creds.created_at), (user.id, user.created_at));
 
-        let health = crate::db::Health::new(pool.clone());
+        let health = crate::store::Health::new(pool.clone());
         let cache = UserCache::new(health.clone());
         assert_eq!(cache.get(user.id).await.unwrap(), Some(user.clone()));
         // Served from memory from now on: the database is not asked again.

@@ -160,10 +160,10 @@ pub fn dev_secret(dir: &Path) -> Result<Vec<u8>, ConfigError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // The data folder, when this makes it, is the owner's only (0700), as the secret is.
-            app::db::create_private_dir_all(dir).map_err(fail)?;
+            app::store::create_private_dir_all(dir).map_err(fail)?;
             let random: [u8; 32] = rand::random();
             let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-            let mut file = app::db::create_private(&path).map_err(fail)?;
+            let mut file = app::store::create_private(&path).map_err(fail)?;
             file.write_all(hex.as_bytes()).map_err(fail)?;
             file.sync_all().map_err(fail)?;
             Ok(hex.into_bytes())

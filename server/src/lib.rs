@@ -19,7 +19,7 @@ use app::{
         users::UserCache,
         AppState, Auth,
     },
-    db, shell, App,
+    shell, store, App,
 };
 use axum::{
     http::header, middleware as mw, response::IntoResponse, routing::get, Extension, Router,
@@ -44,7 +44,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error(transparent)]
-    Db(#[from] db::DbError),
+    Db(#[from] store::DbError),
     #[error("cannot load the token blocklist: {0}")]
     Blocklist(sqlx::Error),
     #[error("cannot load the sessions: {0}")]
@@ -64,17 +64,17 @@ pub async fn build_state(
     config: &Config,
     leptos_options: LeptosOptions,
 ) -> Result<AppState, StartError> {
-    let pool = db::connect(&config.database_url).await?;
-    let health = db::Health::new(pool.clone());
+    let pool = store::connect(&config.database_url).await?;
+    let health = store::Health::new(pool.clone());
     // On PostgreSQL other instances revoke too: where their revocations stand is read before
     // anything is loaded, and followed from there (`app::auth::follow`).
-    let cursor = match db::dialect(&pool) {
-        db::Dialect::Postgres => Some(
+    let cursor = match store::dialect(&pool) {
+        store::Dialect::Postgres => Some(
             follow::cursor(&pool)
                 .await
                 .map_err(StartError::Revocations)?,
         ),
-        db::Dialect::Sqlite => None,
+        store::Dialect::Sqlite => None,
     };
     let blocklist = Blocklist::load(pool.clone())
         .await
@@ -116,9 +116,9 @@ pub async fn build_state(
         throttle: {
             // One instance on SQLite counts in memory; on PostgreSQL the instances share one
             // set of counts, or N instances would give N times the guesses.
-            let throttle = match db::dialect(&pool) {
-                db::Dialect::Sqlite => Throttle::default(),
-                db::Dialect::Postgres => Throttle::shared(health.clone(), &config.jwt_secret),
+            let throttle = match store::dialect(&pool) {
+                store::Dialect::Sqlite => Throttle::default(),
+                store::Dialect::Postgres => Throttle::shared(health.clone(), &config.jwt_secret),
             };
             if config.throttle {
                 throttle
@@ -342,7 +342,7 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
                 Ok(n) => tracing::debug!(purged = n, "sessions purge"),
                 Err(e) => tracing::warn!(error = %e, "sessions purge failed"),
             }
-            if db::dialect(&pool) == db::Dialect::Postgres {
+            if store::dialect(&pool) == store::Dialect::Postgres {
                 let dead = app::auth::jwt::now_unix() - app::auth::jwt::LEEWAY_SECS as i64;
                 if let Err(e) = follow::purge(&pool, dead).await {
                     tracing::warn!(error = %e, "revocations purge failed");

@@ -12,7 +12,7 @@ pub use identity::{
 use std::sync::Arc;
 
 use crate::error::ApiError;
-use identity::db::{Health, Pool, Verdict};
+use identity::store::{Health, Pool, Verdict};
 
 impl From<Verdict> for ApiError {
     fn from(verdict: Verdict) -> Self {
@@ -38,7 +38,7 @@ impl HealthAnswer for Arc<Health> {
 
 /// The generic 500, its cause logged (never sent).
 pub fn internal(context: &str, err: &dyn std::fmt::Display) -> ApiError {
-    identity::db::log_internal(context, err).into()
+    identity::store::log_internal(context, err).into()
 }
 
 /// The application state handed to the router and, as context, to every server function.

@@ -213,7 +213,7 @@ async fn refuses_to_start_without_a_production_secret_or_on_a_broken_database() 
         let (code, out) = run_to_exit(dir.path(), &[("DATABASE_URL", url), ("JWT_SECRET", SECRET)]);
         assert_eq!(code, Some(1), "{url}: {out}");
         assert!(
-            out.contains("DATABASE_URL must be a sqlite: URL"),
+            out.contains("DATABASE_URL must be a sqlite: or postgres: URL"),
             "{url}: {out}"
         );
         assert!(out.contains(says), "{url}: {out}");

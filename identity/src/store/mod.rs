@@ -1,13 +1,52 @@
-//! Opening the database and bringing its schema up to date.
-//!
-//! The seam for a second database engine: everything else names [`Pool`], and SQL lives only
-//! in the modules that own its tables (`auth::users`, `auth::blocklist`).
+//! The store: the one place that talks to the database. It opens it, brings its schema up to
+//! date, knows its dialect (read once, at connect) and its health, and owns every SQL statement,
+//! the lock order and the batch writers; the rest of the core gets domain types and
+//! [`StoreError`], never `sqlx` types. A third database engine would touch only this module and
+//! the revocation feed.
 
 use sqlx::sqlite::SqliteConnectOptions;
 
-/// The connection pool every module is handed: sqlx's `Any` driver, so that one binary can open
-/// whichever database its URL names (SQLite today; PostgreSQL is being added).
+/// The connection pool behind the [`Store`]: sqlx's `Any` driver, so that one binary opens
+/// whichever database its URL names (SQLite or PostgreSQL).
 pub type Pool = sqlx::AnyPool;
+
+/// The database as the core sees it: its pool and its dialect, read once when it was opened.
+/// Cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+    dialect: Dialect,
+}
+
+impl Store {
+    /// The store of an open pool.
+    pub fn new(pool: Pool) -> Self {
+        let dialect = dialect(&pool);
+        Self { pool, dialect }
+    }
+
+    /// The pool, for the store's own statements.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+}
+
+/// A statement failed. Its database error is its [`source`](std::error::Error::source), where
+/// [`Health::judge`] finds it to tell an unreachable or busy database from a fault of ours.
+#[derive(Debug, thiserror::Error)]
+#[error("database: {0}")]
+pub struct StoreError(#[from] pub sqlx::Error);
+
+impl StoreError {
+    /// What the failure says about the database.
+    pub fn failure(&self) -> Failure {
+        failure(&self.0)
+    }
+}
 
 use std::{path::Path, str::FromStr, time::Duration};
 
@@ -20,7 +59,9 @@ pub enum DbError {
     Url(sqlx::Error),
     /// The URL names no database this build opens. Says the scheme only: the rest of a URL may
     /// hold a password.
-    #[error("DATABASE_URL must be a sqlite: URL (sqlite://PATH); {0}")]
+    #[error(
+        "DATABASE_URL must be a sqlite: or postgres: URL (sqlite://PATH, postgres://...); {0}"
+    )]
     Scheme(String),
     #[error("cannot create the database folder {0}: {1}")]
     Folder(String, std::io::Error),
@@ -272,6 +313,9 @@ pub fn sqlx_cause<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
     while let Some(e) = next {
         if let Some(found) = e.downcast_ref::<sqlx::Error>() {
             return Some(found);
+        }
+        if let Some(found) = e.downcast_ref::<StoreError>() {
+            return Some(&found.0);
         }
         // Shared by the rotations of one batch (`sessions::RefreshError::Db`).
         if let Some(found) = e.downcast_ref::<std::sync::Arc<sqlx::Error>>() {
