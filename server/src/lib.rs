@@ -64,11 +64,12 @@ pub async fn build_state(
     config: &Config,
     leptos_options: LeptosOptions,
 ) -> Result<AppState, StartError> {
-    let pool = store::connect(&config.database_url).await?;
-    let health = store::Health::new(pool.clone());
+    let store = store::Store::connect(&config.database_url).await?;
+    let pool = store.pool().clone();
+    let health = store::Health::new(store.clone());
     // On PostgreSQL other instances revoke too: where their revocations stand is read before
     // anything is loaded, and followed from there (`app::auth::follow`).
-    let cursor = match store::dialect(&pool) {
+    let cursor = match store.dialect() {
         store::Dialect::Postgres => Some(
             follow::cursor(&pool)
                 .await
@@ -116,7 +117,7 @@ pub async fn build_state(
         throttle: {
             // One instance on SQLite counts in memory; on PostgreSQL the instances share one
             // set of counts, or N instances would give N times the guesses.
-            let throttle = match store::dialect(&pool) {
+            let throttle = match store.dialect() {
                 store::Dialect::Sqlite => Throttle::default(),
                 store::Dialect::Postgres => Throttle::shared(health.clone(), &config.jwt_secret),
             };
@@ -324,6 +325,7 @@ fn openapi_document(
 pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
     let auth = state.auth.clone();
     let pool = state.pool.clone();
+    let dialect = auth.health.store().dialect();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.tick().await; // the first tick is immediate; start-up already purged
@@ -342,7 +344,7 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
                 Ok(n) => tracing::debug!(purged = n, "sessions purge"),
                 Err(e) => tracing::warn!(error = %e, "sessions purge failed"),
             }
-            if store::dialect(&pool) == store::Dialect::Postgres {
+            if dialect == store::Dialect::Postgres {
                 let dead = app::auth::jwt::now_unix() - app::auth::jwt::LEEWAY_SECS as i64;
                 if let Err(e) = follow::purge(&pool, dead).await {
                     tracing::warn!(error = %e, "revocations purge failed");
