@@ -8,6 +8,7 @@ mod backup;
 mod connect;
 mod files;
 mod health;
+mod throttle;
 
 pub use backup::{backup, Backup};
 pub use connect::{connect, DbError, MAX_CONNECTIONS, PG_ACQUIRE_TIMEOUT, PG_MAX_CONNECTIONS};
