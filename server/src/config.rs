@@ -12,7 +12,7 @@
 //! | `APP_ENV` | `development` | `production` requires `JWT_SECRET` and `Secure` cookies |
 //! | `COOKIE_SECURE` | `true` in production | add `Secure` to the auth cookie (https only); `false` is refused in production |
 //! | `DATA_DIR` | `data` | folder for the generated development secret (created 0700) |
-//! | `BLOCKLIST_PURGE_INTERVAL` | `10m` | how often expired revocations are dropped |
+//! | `PURGE_INTERVAL` (or its old name `BLOCKLIST_PURGE_INTERVAL`) | `10m` | how often what is over is dropped: expired revocations, ended sessions, full sign-in and refresh allowances |
 //! | `HOT_CACHE_ENTRIES` | `200000` | verified tokens, users and sessions' last writes kept in memory, each (0: none) |
 //! | `TRUSTED_PROXIES` | none | reverse proxies (addresses or CIDRs) whose `X-Forwarded-For` names the client |
 //! | `LOGIN_THROTTLE` | `on` | `off` lifts the sign-in, sign-up and refresh limits, for load tests only; refused in production |
@@ -234,7 +234,16 @@ impl Config {
             },
             production,
             secure_cookie,
-            purge_interval: duration("BLOCKLIST_PURGE_INTERVAL", 600)?,
+            purge_interval: match (get("PURGE_INTERVAL"), get("BLOCKLIST_PURGE_INTERVAL")) {
+                (None, Some(_)) => {
+                    tracing::warn!(
+                        "BLOCKLIST_PURGE_INTERVAL is an old name: set PURGE_INTERVAL instead (it \
+                         purges more than the blocklist)"
+                    );
+                    duration("BLOCKLIST_PURGE_INTERVAL", 0)?
+                }
+                _ => duration("PURGE_INTERVAL", 10 * 60)?,
+            },
             resync_interval: duration(
                 "REVOCATION_RESYNC_INTERVAL",
                 app::auth::follow::RESYNC_INTERVAL.as_secs(),
@@ -379,6 +388,77 @@ mod tests {
         let err = Config::from_lookup(lookup(&prod)).unwrap_err();
         assert!(err.to_string().contains("LOGIN_THROTTLE"), "{err}");
         assert!(Config::from_lookup(lookup(&off[..1])).unwrap().throttle);
+    }
+
+    /// The log lines written while `f` runs.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Logs {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        (out, text)
+    }
+
+    /// `PURGE_INTERVAL` is read, and its old name `BLOCKLIST_PURGE_INTERVAL` too when it is
+    /// unset, with a warning that names the new one; a bad value is named by the name it came
+    /// under.
+    #[test]
+    fn the_purge_interval_is_read_under_its_name_and_its_old_one() {
+        let secret = "k".repeat(32);
+        let read = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("JWT_SECRET", secret.as_str())];
+            all.extend_from_slice(pairs);
+            logged(|| Config::from_lookup(lookup(&all)))
+        };
+        for (pairs, expected, warned) in [
+            (&[][..], 600, false),
+            (&[("PURGE_INTERVAL", "1h")][..], 3600, false),
+            (&[("BLOCKLIST_PURGE_INTERVAL", "2m")][..], 120, true),
+            (
+                &[("PURGE_INTERVAL", "1h"), ("BLOCKLIST_PURGE_INTERVAL", "2m")][..],
+                3600,
+                false,
+            ),
+        ] {
+            let (config, logs) = read(pairs);
+            let config = config.unwrap();
+            assert_eq!(
+                config.purge_interval,
+                Duration::from_secs(expected),
+                "{pairs:?}"
+            );
+            assert_eq!(
+                logs.contains("WARN") && logs.contains("set PURGE_INTERVAL instead"),
+                warned,
+                "{pairs:?}: {logs}"
+            );
+        }
+        for (name, says) in [
+            ("PURGE_INTERVAL", "PURGE_INTERVAL is not valid"),
+            (
+                "BLOCKLIST_PURGE_INTERVAL",
+                "BLOCKLIST_PURGE_INTERVAL is not valid",
+            ),
+        ] {
+            let (config, _) = read(&[(name, "soon")]);
+            let err = config.unwrap_err().to_string();
+            assert!(err.starts_with(says), "{name}: {err}");
+        }
     }
 
     #[test]
