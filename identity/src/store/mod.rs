@@ -36,7 +36,7 @@ impl Store {
         Self { pool, dialect }
     }
 
-    /// Opens the database at `url` ([`connect`]) and reads its dialect, once.
+    /// Opens the database at `url` ([`connect()`]) and reads its dialect, once.
     pub async fn connect(url: &str) -> Result<Self, DbError> {
         connect(url).await.map(Self::new)
     }
