@@ -22,7 +22,7 @@ export CHROMIUM_PATH ?= $(CHROMIUM)
 
 free_port = $$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
-.PHONY: help dev dev-pg test tools chromium check fmt clippy test-rust e2e bench audit \
+.PHONY: help dev dev-pg test quick tools chromium check fmt clippy test-rust e2e bench audit \
         wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps wrk cargo-audit caddy dist serve-dist \
         fuzz fuzz-deps postgresql
 
@@ -30,6 +30,7 @@ help:
 	@echo "make dev-pg - make dev on a throwaway PostgreSQL cluster instead of SQLite"
 	@echo "make dev    - install what is missing, then cargo leptos watch on http://127.0.0.1:3000"
 	@echo "make test   - install what is missing, then fmt, clippy (ssr, hydrate), Rust tests, Playwright"
+	@echo "make quick  - the inner loop, about two minutes warm: fmt, clippy (ssr), the core's unit tests"
 	@echo "make test-rust / make e2e - only the Rust tests / only the browser tests"
 	@echo "make fuzz   - schemathesis against the release server and its OpenAPI document"
 	@echo "make audit  - known-vulnerable dependencies (cargo audit against the RustSec database)"
@@ -134,10 +135,21 @@ check: fmt clippy
 fmt:
 	cargo fmt --all -- --check
 
+# The server build's packages, the core crate with them once it exists.
+SSR_PACKAGES := -p app -p server -p bare $(if $(wildcard identity/Cargo.toml),-p identity)
+
 # The two feature sets are checked separately: a workspace-wide run would unify them.
 clippy:
-	cargo clippy -p app -p server -p bare --features app/ssr --all-targets -- -D warnings
+	cargo clippy $(SSR_PACKAGES) --features app/ssr --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+
+# The inner loop: what most changes break, in under two minutes on a warm tree. No browser
+# build, no integration test, no install step. The core's unit tests are the identity crate's
+# where it exists (no Leptos to compile), the app library's (feature ssr) otherwise.
+QUICK_TESTS := $(if $(wildcard identity/Cargo.toml),-p identity,-p app --features ssr --lib)
+quick: fmt
+	cargo clippy $(SSR_PACKAGES) --features app/ssr --all-targets -- -D warnings
+	cargo test $(QUICK_TESTS)
 
 # The server's tests twice, beside one throwaway PostgreSQL cluster (a temporary folder, a
 # free loopback port, stopped by its PID whatever happens): on SQLite (with the tests of several
