@@ -68,10 +68,12 @@ async fn seed(args: &[std::ffi::OsString]) {
     };
     match done {
         Ok(done) => println!(
-            "seeded {} accounts, each with a session, and {} revoked tokens in {:.1} s; \
+            "seeded {} account{}, each with a session, and {} revoked token{} in {:.1} s; \
              access tokens in {}",
             done.users,
+            if done.users == 1 { "" } else { "s" },
             done.revoked,
+            if done.revoked == 1 { "" } else { "s" },
             done.took.as_secs_f64(),
             args.out.display()
         ),

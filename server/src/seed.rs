@@ -25,8 +25,8 @@ use app::auth::{jwt::TokenKeys, password::Passwords};
 
 use server::config::{Config, ConfigError};
 
-/// Rows per statement and per transaction: few enough for every database's limit on bound
-/// values (three or two a row), many enough that the commits cost little.
+/// Rows per statement, and accounts (or revocations) per transaction: few enough for every
+/// database's limit on bound values (three or two a row), many enough that commits cost little.
 const BATCH: usize = 1000;
 
 /// What the seeded sessions give as their device (seen in the sessions list).
