@@ -160,7 +160,7 @@ test-rust: postgresql
 	  AUTHAPP_TEST_DB=sqlite cargo test -p server && \
 	  echo "---- the server suite again, on PostgreSQL (AUTHAPP_TEST_DB=postgres)" && \
 	  AUTHAPP_TEST_DB=postgres cargo test -p server --test api -- \
-	    --skip postgres:: --skip process::refuses_to_start --skip process::a_backup_taken'
+	    --skip instances:: --skip process::refuses_to_start --skip process::a_backup_taken'
 
 # The deployable release: dist/server finds dist/site beside itself and is configured by the
 # environment alone (README, "Deploying").
