@@ -20,9 +20,7 @@ WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/
 CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM_PATH ?= $(CHROMIUM)
 
-free_port = $$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-
-.PHONY: help dev dev-pg test tools chromium check fmt clippy test-rust e2e bench audit \
+.PHONY: help dev dev-pg test quick tools chromium check fmt clippy test-rust e2e bench audit \
         wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps wrk cargo-audit caddy dist serve-dist \
         fuzz fuzz-deps postgresql
 
@@ -30,6 +28,7 @@ help:
 	@echo "make dev-pg - make dev on a throwaway PostgreSQL cluster instead of SQLite"
 	@echo "make dev    - install what is missing, then cargo leptos watch on http://127.0.0.1:3000"
 	@echo "make test   - install what is missing, then fmt, clippy (ssr, hydrate), Rust tests, Playwright"
+	@echo "make quick  - the inner loop, about two minutes warm: fmt, clippy (ssr), the core's unit tests"
 	@echo "make test-rust / make e2e - only the Rust tests / only the browser tests"
 	@echo "make fuzz   - schemathesis against the release server and its OpenAPI document"
 	@echo "make audit  - known-vulnerable dependencies (cargo audit against the RustSec database)"
@@ -134,10 +133,20 @@ check: fmt clippy
 fmt:
 	cargo fmt --all -- --check
 
+# The server build's packages.
+SSR_PACKAGES := -p identity -p app -p server -p bare
+
 # The two feature sets are checked separately: a workspace-wide run would unify them.
 clippy:
-	cargo clippy -p identity -p app -p server -p bare --features app/ssr --all-targets -- -D warnings
+	cargo clippy $(SSR_PACKAGES) --features app/ssr --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+
+# The inner loop: what most changes break, in under two minutes on a warm tree. No browser
+# build, no integration test, no install step. The core's unit tests are the identity crate's
+# (no Leptos to compile).
+quick: fmt
+	cargo clippy $(SSR_PACKAGES) --features app/ssr --all-targets -- -D warnings
+	cargo test -p identity
 
 # The server's tests twice, beside one throwaway PostgreSQL cluster (a temporary folder, a
 # free loopback port, stopped by its PID whatever happens): on SQLite (with the tests of several
@@ -151,7 +160,7 @@ test-rust: postgresql
 	  AUTHAPP_TEST_DB=sqlite cargo test -p server && \
 	  echo "---- the server suite again, on PostgreSQL (AUTHAPP_TEST_DB=postgres)" && \
 	  AUTHAPP_TEST_DB=postgres cargo test -p server --test api -- \
-	    --skip postgres:: --skip process::refuses_to_start --skip process::a_backup_taken'
+	    --skip instances:: --skip process::refuses_to_start --skip process::a_backup_taken'
 
 # The deployable release: dist/server finds dist/site beside itself and is configured by the
 # environment alone (README, "Deploying").
@@ -176,36 +185,9 @@ fuzz: dist fuzz-deps postgresql
 
 # Release build, served on a free loopback port with a fresh database, driven by Playwright.
 # The https tests also start dist/server in production mode behind Caddy (end2end/global-setup.ts).
+# Its log and how a run is judged: scripts/e2e.sh.
 e2e: tools chromium caddy dist
-	@port=$(free_port); dir=target/e2e; rm -rf $$dir target/e2e-*; mkdir -p $$dir; \
-	echo "end-to-end: server on 127.0.0.1:$$port, database in $$dir"; \
-	status=0; \
-	LEPTOS_SITE_ADDR=127.0.0.1:$$port DATABASE_URL=sqlite://$$dir/app.db DATA_DIR=$$dir \
-	RUST_LOG=$${RUST_LOG:-warn} cargo leptos end-to-end --release 2>&1 | tee $$dir/output.log || status=$$?; \
-	passed=$$(grep -Eo '^ +[0-9]+ passed' $$dir/output.log | tr -dc 0-9 || true); \
-	failed=$$(grep -Eo '^ +[0-9]+ failed' $$dir/output.log | tr -dc 0-9 || true); \
-	flaky=$$(grep -Eo '^ +[0-9]+ flaky' $$dir/output.log | tr -dc 0-9 || true); \
-	unrun=$$({ grep -E '^ +[0-9]+ (interrupted|did not run)' $$dir/output.log || true; } | awk '{ n += $$1 } END { print n + 0 }'); \
-	panics=$$(grep -c "panicked at" $$dir/output.log || true); \
-	if [ "$$status" != 0 ] || [ "$${failed:-0}" != 0 ] || [ "$${flaky:-0}" != 0 ] || [ "$${unrun:-0}" != 0 ] || [ "$${passed:-0}" = 0 ]; then \
-	  echo "---- what failed, or failed once and passed on its retry (cargo leptos end-to-end exited with $$status; the full log is $$dir/output.log) ----"; \
-	  sed -n '/^  1) /,/^  [0-9]* passed/p' $$dir/output.log | grep -v '^ *at ' | head -n 120 || true; \
-	  grep -E -A12 '^Error: ' $$dir/output.log | head -n 60 || true; \
-	  [ "$$status" = 0 ] || for log in target/e2e-*/output.log; do \
-	    if [ -f "$$log" ]; then echo "---- last lines of $$log ----"; tail -n 20 "$$log"; fi; \
-	  done; \
-	  [ "$${passed:-0}" != 0 ] || tail -n 30 $$dir/output.log; \
-	fi; \
-	if [ "$${panics:-0}" != 0 ]; then \
-	  echo "---- the server panicked during the run ----"; \
-	  grep -A2 "panicked at" $$dir/output.log | head -n 20 || true; \
-	fi; \
-	echo "---- Playwright's summary ----"; \
-	awk '/^  [0-9]+ (failed|flaky|interrupted|did not run|skipped|passed)/ || /^  [0-9]+ errors? w[a-z]+ not a part/ \
-	  { p = 1; print; next } p && /^    \[/ { print; next } { p = 0 }' $$dir/output.log | grep . \
-	  || echo "  no Playwright summary"; \
-	test "$$status" -eq 0 && test "$${passed:-0}" -gt 0 && test "$${failed:-0}" -eq 0 && \
-	  test "$${unrun:-0}" -eq 0 && test "$${panics:-0}" -eq 0
+	scripts/e2e.sh
 
 # Benchmarks: the release server on a free loopback port, driven by wrk (Debian's package);
 # its PostgreSQL cases beside a throwaway cluster.

@@ -5,19 +5,20 @@ Run by `make bench` after a release build. Starts the release server on a free l
 with a fresh database, drives it with wrk, prints a table, writes bench/RESULTS.md, and exits
 non-zero naming every budget that was missed. Bounded: about ten minutes in all. Under
 `make bench` the PostgreSQL cases run too, beside a throwaway cluster (scripts/pg-tmp.sh).
+
+The cases are the table CASES at the end, each a function that measures, records its rows and
+checks its budgets. Data the server would take long to make over HTTP (a hundred thousand
+signed-in accounts, a million revocations) is written by the server binary itself
+(`server seed`), so the rows and tokens are the app's own.
 """
 
-import base64
 import gzip
-import hashlib
-import hmac
 import json
 import os
 import secrets
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -63,19 +64,41 @@ def panics_in(logs) -> list:
     return found
 
 
+def server_env(data: Path, secret: str, database_url=None) -> dict:
+    """The environment of the server binary on the data in `data`, signing with `secret`."""
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url or f"sqlite://{data / 'app.db'}",
+        JWT_SECRET=secret,
+        DATA_DIR=str(data),
+        RUST_LOG="warn",
+    )
+    return env
+
+
+def seed(data: Path, secret: str, users: int, revoked: int = 0) -> list:
+    """`server seed` into the database in `data`: `users` accounts with PASSWORD, each signed
+    in once, and `revoked` revoked tokens of theirs. Returns the lines it wrote, one per
+    account: {"user_id", "username", "session_id", "access_token"}."""
+    out = data / f"seeded-{users}-{revoked}-{secrets.token_hex(4)}.jsonl"
+    env = dict(server_env(data, secret), SEED_PASSWORD=PASSWORD)
+    cmd = [str(SERVER), "seed", "--users", str(users), "--revoked", str(revoked), "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"server seed failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    print(f"  {done.stdout.strip()}", flush=True)
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
 class Server:
     """The release server as a child process on a free loopback port, stopped by its own PID."""
 
     def __init__(self, data: Path, secret: str, database_url=None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ)
+        env = server_env(data, secret, database_url)
         env.update(
             LEPTOS_SITE_ADDR=f"127.0.0.1:{self.port}",
-            DATABASE_URL=database_url or f"sqlite://{data / 'app.db'}",
-            JWT_SECRET=secret,
-            DATA_DIR=str(data),
-            RUST_LOG="warn",
             # The login cases measure argon2 under load, from one address: the limits that
             # would answer them 429 are off (refused in production), and with them, on
             # PostgreSQL, the shared limits' upserts (about 0.1 ms each, three per sign-in).
@@ -156,45 +179,6 @@ class Bare:
             self.proc.wait()
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def mint(secret: str, user_id: int, sid: bytes, now: int) -> str:
-    """An access token as the server issues one (HS256, the bench's own secret)."""
-    header = b64url(b'{"typ":"JWT","alg":"HS256"}')
-    claims = {"sub": str(user_id), "sid": str(uuid.UUID(bytes=sid)), "gen": 1,
-              "jti": str(uuid.uuid4()), "iat": now - 30, "exp": now + 3600, "iss": "authapp"}
-    payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
-    signature = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    return f"{header}.{payload}.{b64url(signature)}"
-
-
-def seed_users(db: Path, count: int, secret: str, tokens_file: Path):
-    """`count` accounts, each with a live session, straight into SQLite, and an access token for
-    each minted with the server's secret into `tokens_file` (one per line): as many people
-    signed in at once."""
-    now = int(time.time())
-    con = sqlite3.connect(db)
-    first = (con.execute("SELECT COALESCE(MAX(id), 0) FROM users").fetchone()[0]) + 1
-    sessions = [(i, os.urandom(16)) for i in range(first, first + count)]
-    with con:
-        con.executemany(
-            "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)",
-            ((i, f"many_{i}", "$argon2id$v=19$m=19456,t=2,p=1$bm90IGEgcmVhbCBzYWx0$bm90IGEgcmVhbCBoYXNo", now - 60)
-             for i, _ in sessions),
-        )
-        con.executemany(
-            "INSERT INTO sessions (id, user_id, refresh_key, generation, confirmed_generation, rotated_at,"
-            " created_at, last_used_at, expires_at, access_exp, user_agent, address)"
-            " VALUES (?, ?, ?, 1, 1, ?, ?, ?, ?, ?, 'wrk', '127.0.0.1')",
-            ((sid, i, os.urandom(32), now - 60, now - 60, now - 60, now + 30 * 86_400, now + 3600)
-             for i, sid in sessions),
-        )
-    con.close()
-    tokens_file.write_text("".join(mint(secret, i, sid, now) + "\n" for i, sid in sessions))
-
-
 def paired(a: dict, b: dict) -> tuple:
     """Two cases measured in turns (a, b, a, b...): PAIRS pairs of short runs. Returns the median
     run of each and the median of the per-pair ratios b/a, the figure budgets compare. On this
@@ -262,18 +246,6 @@ def replay_flood(server: "Server") -> tuple:
     return quiet, flooded, wrk_result(flood)
 
 
-def seed_blocklist(db: Path, rows: int, user_id: int):
-    """Inserts `rows` unexpired revocations straight into SQLite, as years of logouts would."""
-    exp = int(time.time()) + 86_400
-    con = sqlite3.connect(db)
-    with con:
-        con.executemany(
-            "INSERT INTO revoked_tokens (jti, user_id, exp, revoked_at) VALUES (?, ?, ?, ?)",
-            ((os.urandom(16), user_id, exp, exp - 3600) for _ in range(rows)),
-        )
-    con.close()
-
-
 def revocation_latency(a: "Server", b: "Server", username: str, samples: int) -> tuple:
     """How soon instance B refuses a token signed out through instance A, once per sample:
     seconds from the sign-out's answer (as this client has it) to B's first refusal, and from
@@ -326,17 +298,17 @@ def fresh_pg_database(admin_url: str) -> str:
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
-def postgres_cases(data: Path, secret: str, record, budget):
+def postgres(run: "Run"):
     """The hot path and sign-in on PostgreSQL, and how soon a revocation made through one
     instance is refused by another. `make bench` runs this beside a throwaway cluster
     (scripts/pg-tmp.sh sets DATABASE_URL_PG); without one it is skipped, and says so."""
     admin = os.environ.get("DATABASE_URL_PG")
     if not admin:
         print("PostgreSQL cases skipped: DATABASE_URL_PG is not set (make bench sets it)")
-        return None
+        return
     url = fresh_pg_database(admin)
-    a = Server(data, secret, url)
-    b = Server(data, secret, url)
+    a = Server(run.data, run.secret, url)
+    b = Server(run.data, run.secret, url)
     try:
         token = a.register_and_login("pg_user")
         revoked = a.register_and_login("pg_revoked")
@@ -352,238 +324,300 @@ def postgres_cases(data: Path, secret: str, record, budget):
     finally:
         a.stop()
         b.stop()
-    record("PostgreSQL: GET /health", health_run)
-    record("PostgreSQL: GET /api/me, Bearer", me_run)
-    record("PostgreSQL: GET /api/me, revoked", revoked_run)
-    record("PostgreSQL: POST /api/login (argon2id)", login)
+    run.record("PostgreSQL: GET /health", health_run)
+    run.record("PostgreSQL: GET /api/me, Bearer", me_run)
+    run.record("PostgreSQL: GET /api/me, revoked", revoked_run)
+    run.record("PostgreSQL: POST /api/login (argon2id)", login)
     if me_run["non_2xx"]:
-        budget("PostgreSQL: every valid token accepted", False, f"{me_run['non_2xx']} refused")
+        run.budget("PostgreSQL: every valid token accepted", False, f"{me_run['non_2xx']} refused")
     if revoked_run["non_2xx"] != revoked_run["requests"]:
-        budget("PostgreSQL: revoked token always refused", False, "some answered 2xx")
-    paired_note = f"(median of {PAIRS} paired runs)"
-    budget("PostgreSQL: /api/me Bearer ≥ 80% of /health", me_ratio >= 0.8, f"{me_ratio:.0%} {paired_note}")
-    budget("PostgreSQL: revoked path ≥ 80% of /health", revoked_ratio >= 0.8,
-           f"{revoked_ratio:.0%} {paired_note}")
+        run.budget("PostgreSQL: revoked token always refused", False, "some answered 2xx")
+    run.ratio_budget("PostgreSQL: /api/me Bearer ≥ 80% of /health", me_ratio, 0.8)
+    run.ratio_budget("PostgreSQL: revoked path ≥ 80% of /health", revoked_ratio, 0.8)
     p50, p99 = percentile(from_answer, 0.5), percentile(from_answer, 0.99)
-    budget("PostgreSQL: a sign-out through A refused by B within 1 s", percentile(from_sent, 0.99) <= 1.0,
-           f"from A's answer: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms; from the sign-out sent: "
-           f"p50 {percentile(from_sent, 0.5) * 1000:.1f} ms, p99 {percentile(from_sent, 0.99) * 1000:.1f} ms "
-           f"({len(from_answer)} sign-outs)")
-    return {"login_rps": login["rps"], "p50": p50, "p99": p99,
-            "sent_p50": percentile(from_sent, 0.5), "sent_p99": percentile(from_sent, 0.99)}
+    run.budget("PostgreSQL: a sign-out through A refused by B within 1 s", percentile(from_sent, 0.99) <= 1.0,
+               f"from A's answer: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms; from the sign-out sent: "
+               f"p50 {percentile(from_sent, 0.5) * 1000:.1f} ms, p99 {percentile(from_sent, 0.99) * 1000:.1f} ms "
+               f"({len(from_answer)} sign-outs)")
+    run.pg = {"login_rps": login["rps"], "p50": p50, "p99": p99,
+              "sent_p50": percentile(from_sent, 0.5), "sent_p99": percentile(from_sent, 0.99)}
 
 
-def main():
-    if not SERVER.exists():
-        sys.exit("no release build: run `make bench` (it builds first)")
-    data = Path(tempfile.mkdtemp(prefix="authapp-bench-"))
-    secret = secrets.token_hex(32)
-    rows, budgets = [], []
+class Run:
+    """What the cases share: the data folder and secret of the servers, the table's rows, the
+    budgets, and the figures the report quotes."""
 
-    def record(name, r, note=""):
-        rows.append((name, f"{r['rps']:,.0f}", f"{r['p50_us'] / 1000:.2f}", f"{r['p99_us'] / 1000:.2f}", note))
+    def __init__(self):
+        self.data = Path(tempfile.mkdtemp(prefix="authapp-bench-"))
+        self.secret = secrets.token_hex(32)
+        self.rows, self.budgets = [], []
+        # Folders to remove at the end, besides `data`.
+        self.folders = []
+        # The first server's two accounts' access tokens: one live, one signed out.
+        self.token = self.revoked = None
+        # Start-up and memory of a server on a fresh database, and of one with SEED_ROWS revoked.
+        self.startup_empty = self.startup_full = self.rss_empty = self.rss_full = float("nan")
+        self.login_rps = float("nan")
+        self.wasm_raw = self.wasm_gz = 0
+        self.pg = None
+
+    def record(self, name, r, note=""):
+        self.rows.append((name, f"{r['rps']:,.0f}", f"{r['p50_us'] / 1000:.2f}", f"{r['p99_us'] / 1000:.2f}", note))
         print(f"  {name}: {r['rps']:,.0f} req/s, p50 {r['p50_us'] / 1000:.2f} ms, p99 {r['p99_us'] / 1000:.2f} ms {note}",
               flush=True)
         if r["socket_errors"]:
-            budgets.append((f"{name}: no socket errors", False, f"{r['socket_errors']} errors"))
+            self.budgets.append((f"{name}: no socket errors", False, f"{r['socket_errors']} errors"))
 
-    def budget(name, ok, detail):
-        budgets.append((name, ok, detail))
+    def budget(self, name, ok, detail):
+        self.budgets.append((name, ok, detail))
 
-    print(f"benchmarking {SERVER} with wrk, {CONNECTIONS} connections, {PAIRS} pairs of {PAIR_DURATION} runs per budget")
-    server = Server(data, secret)
-    startup_empty = server.startup_s
-    rss_empty = server.rss_mib()
-    token = server.register_and_login("bench_user")
-    revoked = server.register_and_login("bench_revoked")
-    server.logout(revoked)
+    def ratio_budget(self, name, ratio, at_least):
+        """A budget on the median ratio of paired runs (see `paired`)."""
+        self.budget(name, ratio >= at_least, f"{ratio:.0%} (median of {PAIRS} paired runs)")
+
+    def slowdown_budget(self, name, ratio, at_least):
+        """A budget on how much slower a case got, from the median ratio of paired runs."""
+        self.budget(name, ratio >= at_least, f"{ratio - 1:+.0%} (median of {PAIRS} paired runs)")
+
+
+# ---------------------------------------------------------------- the cases
+
+
+def hot_path(run: Run, server: Server):
+    """GET /api/me with a valid token (Bearer, cookie) and a revoked one, against /health on the
+    same server and against bare axum."""
+    run.token = server.register_and_login("bench_user")
+    run.revoked = server.register_and_login("bench_revoked")
+    server.logout(run.revoked)
     me = f"{server.base}/api/me"
-    bearer = f"Authorization: Bearer {token}"
-    cookie = f"Cookie: auth_token={token}"
-
+    bearer = {"url": me, "headers": [f"Authorization: Bearer {run.token}"]}
     health = {"url": f"{server.base}/health"}
-    health_run, me_bearer, bearer_ratio = paired(health, {"url": me, "headers": [bearer]})
+    health_run, me_bearer, bearer_ratio = paired(health, bearer)
     # The framework's own ceiling, beside the app on the same machine.
     bare = Bare()
     bare_health = {"url": f"{bare.base}/health"}
-    bare_run, health_vs_bare, health_bare_ratio = paired(bare_health, health)
-    _, me_vs_bare, me_bare_ratio = paired(bare_health, {"url": me, "headers": [bearer]})
+    bare_run, _, health_bare_ratio = paired(bare_health, health)
+    _, _, me_bare_ratio = paired(bare_health, bearer)
     bare.stop()
-    record("GET /health, bare axum (no layers)", bare_run)
-    _, me_cookie, cookie_ratio = paired(health, {"url": me, "headers": [cookie]})
-    _, me_revoked, revoked_ratio = paired(health, {"url": me, "headers": [f"Authorization: Bearer {revoked}"]})
-    record("GET /health (ceiling, no auth)", health_run)
-    record("GET /api/me, Bearer", me_bearer)
-    record("GET /api/me, cookie", me_cookie)
-    record("GET /api/me, revoked token (401)", me_revoked)
+    run.record("GET /health, bare axum (no layers)", bare_run)
+    _, me_cookie, cookie_ratio = paired(health, {"url": me, "headers": [f"Cookie: auth_token={run.token}"]})
+    _, me_revoked, revoked_ratio = paired(health, {"url": me, "headers": [f"Authorization: Bearer {run.revoked}"]})
+    run.record("GET /health (ceiling, no auth)", health_run)
+    run.record("GET /api/me, Bearer", me_bearer)
+    run.record("GET /api/me, cookie", me_cookie)
+    run.record("GET /api/me, revoked token (401)", me_revoked)
     if me_revoked["non_2xx"] != me_revoked["requests"]:
-        budget("revoked token always refused", False, f"{me_revoked['requests'] - me_revoked['non_2xx']} answered 2xx")
-    home, profile, profile_ratio = paired({"url": f"{server.base}/"}, {"url": f"{server.base}/profile", "headers": [cookie]})
-    record("SSR GET / (signed out)", home)
-    record("SSR GET /profile (cookie)", profile)
-    if profile["non_2xx"]:
-        budget("/profile renders for a valid cookie", False, f"{profile['non_2xx']} non-2xx")
+        run.budget("revoked token always refused", False,
+                   f"{me_revoked['requests'] - me_revoked['non_2xx']} answered 2xx")
+    run.ratio_budget("/api/me Bearer ≥ 80% of /health", bearer_ratio, 0.8)
+    run.ratio_budget("/api/me cookie ≥ 80% of /health", cookie_ratio, 0.8)
+    run.ratio_budget("/health ≥ 90% of bare axum", health_bare_ratio, 0.9)
+    run.ratio_budget("/api/me Bearer ≥ 75% of bare axum", me_bare_ratio, 0.75)
+    run.ratio_budget("revoked path ≥ 80% of /health", revoked_ratio, 0.8)
 
-    # Refresh-token rotation: 16 sessions, each rotating its own token as fast as it can; every
-    # rotation is committed (SQLite, synchronous=FULL) before it answers.
+
+def pages(run: Run, server: Server):
+    """A server-rendered page signed in, against the signed-out home page."""
+    cookie = f"Cookie: auth_token={run.token}"
+    home, profile, profile_ratio = paired({"url": f"{server.base}/"},
+                                          {"url": f"{server.base}/profile", "headers": [cookie]})
+    run.record("SSR GET / (signed out)", home)
+    run.record("SSR GET /profile (cookie)", profile)
+    if profile["non_2xx"]:
+        run.budget("/profile renders for a valid cookie", False, f"{profile['non_2xx']} non-2xx")
+    run.ratio_budget("/profile SSR ≥ 70% of signed-out home", profile_ratio, 0.7)
+
+
+def rotation(run: Run, server: Server):
+    """Refresh-token rotation: 16 sessions, each rotating its own token as fast as it can; every
+    rotation is committed (SQLite, synchronous=FULL) before it answers."""
     sessions = [server.post("/api/login", {"username": "bench_user", "password": PASSWORD})["refresh_token"]
                 for _ in range(16)]
     rotations = wrk_once(f"{server.base}/api/refresh", (), None, 16, DURATION, refresh_tokens=sessions)
-    record("POST /api/refresh (rotation, 16 sessions)", rotations, "every rotation durable")
+    run.record("POST /api/refresh (rotation, 16 sessions)", rotations, "every rotation durable")
     if rotations["non_2xx"]:
-        budget("every rotation answered 200", False, f"{rotations['non_2xx']} refused")
+        run.budget("every rotation answered 200", False, f"{rotations['non_2xx']} refused")
+    run.budget("refresh p99 ≤ 20 ms at 16 connections", rotations["p99_us"] <= 20_000,
+               f"p50 {rotations['p50_us'] / 1000:.2f} ms, p99 {rotations['p99_us'] / 1000:.2f} ms, "
+               f"{rotations['rps']:,.0f} rotations/s")
 
+
+def replay(run: Run, server: Server):
+    """Another account's sign-in + sign-out while a crowd replays a rotated refresh token."""
     quiet, flooded, replays = replay_flood(server)
-    record("64 clients replaying one rotated refresh token (3,200/s offered)", replays,
-           f"meanwhile another account's sign-in + sign-out: median {flooded * 1000:.1f} ms "
-           f"({quiet * 1000:.1f} ms alone)")
-    budget("sign-in + sign-out under a replay flood ≤ 2× alone", flooded <= 2 * quiet,
-           f"{flooded * 1000:.1f} ms against {quiet * 1000:.1f} ms")
+    run.record("64 clients replaying one rotated refresh token (3,200/s offered)", replays,
+               f"meanwhile another account's sign-in + sign-out: median {flooded * 1000:.1f} ms "
+               f"({quiet * 1000:.1f} ms alone)")
+    run.budget("sign-in + sign-out under a replay flood ≤ 2× alone", flooded <= 2 * quiet,
+               f"{flooded * 1000:.1f} ms against {quiet * 1000:.1f} ms")
 
+
+def sign_in(run: Run, server: Server):
+    """Sign-in (argon2id), and the hot path while 64 sign-ins run at once."""
     login_body = urllib.parse.urlencode({"username": "bench_user", "password": PASSWORD})
     login = wrk_once(f"{server.base}/api/login", (), login_body, 4, DURATION)
-    record("POST /api/login (argon2id)", login)
+    run.record("POST /api/login (argon2id)", login)
+    run.login_rps = login["rps"]
     storm = wrk_once(f"{server.base}/api/login", (), login_body, 64, "10s", background=True)
     time.sleep(2)
-    me_storm = wrk_once(me, [bearer], None, 8, "5s")
+    me_storm = wrk_once(f"{server.base}/api/me", [f"Authorization: Bearer {run.token}"], None, 8, "5s")
     storm_result = wrk_result(storm)
-    record("GET /api/me during 64 concurrent logins", me_storm, f"logins: {storm_result['rps']:.0f}/s")
-    server.stop()
+    run.record("GET /api/me during 64 concurrent logins", me_storm, f"logins: {storm_result['rps']:.0f}/s")
+    run.budget("/api/me p99 ≤ 5 ms during the login storm", me_storm["p99_us"] <= 5000,
+               f"{me_storm['p99_us'] / 1000:.2f} ms")
 
-    # The same accounts twice: as they are, and with a huge blocklist seeded straight into
-    # SQLite. Both servers run at once and are measured in turns.
+
+def large_blocklist(run: Run):
+    """The first server's accounts twice: as they are, and with SEED_ROWS revocations more
+    (`server seed`, with the one account they belong to). Both servers run at once and are
+    measured in turns; start-up and memory are compared with the first server's."""
     seeded = Path(tempfile.mkdtemp(prefix="authapp-bench-seeded-"))
+    run.folders.append(seeded)
     for name in ("app.db", "app.db-wal"):
-        if (data / name).exists():
-            shutil.copy(data / name, seeded / name)
-    print(f"seeding {SEED_ROWS:,} revoked jtis into SQLite")
-    seed_blocklist(seeded / "app.db", SEED_ROWS, user_id=1)
-    plain = Server(data, secret)
-    full = Server(seeded, secret)
-    startup_full = full.startup_s
-    rss_full = full.rss_mib()
-    revoked_bearer = f"Authorization: Bearer {revoked}"
+        if (run.data / name).exists():
+            shutil.copy(run.data / name, seeded / name)
+    print(f"seeding {SEED_ROWS:,} revoked jtis", flush=True)
+    seed(seeded, run.secret, users=1, revoked=SEED_ROWS)
+    plain = Server(run.data, run.secret)
+    full = Server(seeded, run.secret)
+    run.startup_full = full.startup_s
+    run.rss_full = full.rss_mib()
+    bearer = [f"Authorization: Bearer {run.token}"]
+    revoked_bearer = [f"Authorization: Bearer {run.revoked}"]
     me_bearer_0, me_bearer_1m, bearer_1m_ratio = paired(
-        {"url": f"{plain.base}/api/me", "headers": [bearer]},
-        {"url": f"{full.base}/api/me", "headers": [bearer]},
+        {"url": f"{plain.base}/api/me", "headers": bearer},
+        {"url": f"{full.base}/api/me", "headers": bearer},
     )
     me_revoked_0, me_revoked_1m, revoked_1m_ratio = paired(
-        {"url": f"{plain.base}/api/me", "headers": [revoked_bearer]},
-        {"url": f"{full.base}/api/me", "headers": [revoked_bearer]},
+        {"url": f"{plain.base}/api/me", "headers": revoked_bearer},
+        {"url": f"{full.base}/api/me", "headers": revoked_bearer},
     )
-    record("GET /api/me, Bearer, 0 revoked (paired run)", me_bearer_0)
-    record(f"GET /api/me, Bearer, {SEED_ROWS:,} revoked (paired run)", me_bearer_1m)
-    record("GET /api/me, revoked, 0 revoked (paired run)", me_revoked_0)
-    record(f"GET /api/me, revoked, {SEED_ROWS:,} revoked (paired run)", me_revoked_1m)
+    run.record("GET /api/me, Bearer, 0 revoked (paired run)", me_bearer_0)
+    run.record(f"GET /api/me, Bearer, {SEED_ROWS:,} revoked (paired run)", me_bearer_1m)
+    run.record("GET /api/me, revoked, 0 revoked (paired run)", me_revoked_0)
+    run.record(f"GET /api/me, revoked, {SEED_ROWS:,} revoked (paired run)", me_revoked_1m)
     if me_revoked_1m["non_2xx"] != me_revoked_1m["requests"]:
-        budget("revoked token always refused with a large blocklist", False, "some answered 2xx")
+        run.budget("revoked token always refused with a large blocklist", False, "some answered 2xx")
     plain.stop()
     full.stop()
+    run.slowdown_budget(f"/api/me with {SEED_ROWS:,} revoked ≤ 10% slower", bearer_1m_ratio, 0.9)
+    run.slowdown_budget(f"revoked path with {SEED_ROWS:,} revoked ≤ 10% slower", revoked_1m_ratio, 0.9)
+    run.budget(f"memory with {SEED_ROWS:,} revoked ≤ +64 MiB", run.rss_full - run.rss_empty <= 64,
+               f"{run.rss_empty:.0f} → {run.rss_full:.0f} MiB ({run.rss_full - run.rss_empty:+.0f})")
+    run.budget(f"start-up with {SEED_ROWS:,} revoked ≤ 2 s", run.startup_full <= 2.0,
+               f"{run.startup_empty:.2f} s → {run.startup_full:.2f} s")
 
-    # Many people signed in at once: MANY_USERS accounts with a session each, seeded into the
-    # (stopped) first server's database, and a token each; wrk presents them in turn.
-    print(f"seeding {MANY_USERS:,} users with a session each, and minting their tokens")
-    token_files = {}
-    seed_users(data / "app.db", MANY_USERS, secret, data / "tokens-all.txt")
-    all_tokens = (data / "tokens-all.txt").read_text().splitlines()
-    # Every case's file has MANY_USERS lines, each a token and a pad the server ignores
-    # (`X-Bench-Pad`), and the distinct strings wrk holds are as many and as long in every case:
-    # distinct pads where tokens repeat, one pad where they do not. wrk shares the two cores
-    # with the server, and holding 100,000 distinct strings instead of one costs it time:
-    # driving bench/bare (which ignores every header), wrk made about 13% fewer requests with
-    # 100,000 distinct tokens than with one. With the same strings to hold in every case, that
-    # cost is no longer counted against the server. (These rows carry that extra header, so
-    # they are not comparable with the one-token "GET /api/me, Bearer" rows above.)
-    pad_len = len(all_tokens[0])
+
+def token_files(data: Path, tokens: list) -> dict:
+    """Files of MANY_USERS lines for wrk (report.lua), cycling through 1, 1,000 and all of
+    `tokens`, by how many distinct users they present.
+
+    Every line is a token and a pad the server ignores (`X-Bench-Pad`), and the distinct strings
+    wrk holds are as many and as long in every file: distinct pads where tokens repeat, one pad
+    where they do not. wrk shares the two cores with the server, and holding 100,000 distinct
+    strings instead of one costs it time: driving bench/bare (which ignores every header), wrk
+    made about 13% fewer requests with 100,000 distinct tokens than with one. With the same
+    strings to hold in every case, that cost is no longer counted against the server. (These
+    rows carry that extra header, so they are not comparable with the one-token rows.)"""
+    files = {}
+    pad_len = len(tokens[0])
     for n in (1, 1000, MANY_USERS):
-        token_files[n] = data / f"tokens-{n}.txt"
+        files[n] = data / f"tokens-{n}.txt"
         same_pad = secrets.token_urlsafe(pad_len)[:pad_len]
-        lines = (f"{all_tokens[i % n]} "
+        lines = (f"{tokens[i % n]} "
                  f"{same_pad if n == MANY_USERS else secrets.token_urlsafe(pad_len)[:pad_len]}"
                  for i in range(MANY_USERS))
-        token_files[n].write_text("\n".join(lines) + "\n")
-    many = Server(data, secret)
+        files[n].write_text("\n".join(lines) + "\n")
+    return files
+
+
+def many_users(run: Run):
+    """Many people signed in at once: MANY_USERS accounts with a session each (`server seed`,
+    into the first server's database), a token each; wrk presents them in turn."""
+    print(f"seeding {MANY_USERS:,} users with a session each", flush=True)
+    tokens = [line["access_token"] for line in seed(run.data, run.secret, users=MANY_USERS)]
+    files = token_files(run.data, tokens)
+    many = Server(run.data, run.secret)
     rss_by_users = {}
-    one_user = {"url": f"{many.base}/api/me", "tokens": token_files[1]}
-    all_users = {"url": f"{many.base}/api/me", "tokens": token_files[MANY_USERS]}
-    single = wrk_once(f"{many.base}/api/me", (), None, CONNECTIONS, DURATION, tokens_file=token_files[1])
+    me = f"{many.base}/api/me"
+    one_user = {"url": me, "tokens": files[1]}
+    all_users = {"url": me, "tokens": files[MANY_USERS]}
+    single = wrk_once(me, (), None, CONNECTIONS, DURATION, tokens_file=files[1])
     rss_by_users[1] = many.rss_mib()
-    thousand = wrk_once(f"{many.base}/api/me", (), None, CONNECTIONS, DURATION, tokens_file=token_files[1000])
+    thousand = wrk_once(me, (), None, CONNECTIONS, DURATION, tokens_file=files[1000])
     rss_by_users[1000] = many.rss_mib()
     # Long enough for every token to be presented once (about 20k req/s while all are unseen),
     # then a moment for the queued session writes to land: the paired runs measure a warm server.
-    first_pass = wrk_once(f"{many.base}/api/me", (), None, CONNECTIONS, FIRST_PASS, tokens_file=token_files[MANY_USERS])
+    first_pass = wrk_once(me, (), None, CONNECTIONS, FIRST_PASS, tokens_file=files[MANY_USERS])
     rss_by_users[MANY_USERS] = many.rss_mib()
     if first_pass["requests"] < MANY_USERS:
-        budget(f"the first pass presents all {MANY_USERS:,} tokens", False,
-               f"{first_pass['requests']:,} requests: raise BENCH_FIRST_PASS")
+        run.budget(f"the first pass presents all {MANY_USERS:,} tokens", False,
+                   f"{first_pass['requests']:,} requests: raise BENCH_FIRST_PASS")
     time.sleep(2)
     me_one, me_many, many_ratio = paired(one_user, all_users)
-    record("GET /api/me, 1 user", single, f"RSS {rss_by_users[1]:.0f} MiB")
-    record("GET /api/me, 1 user (paired run)", me_one)
-    record("GET /api/me, 1,000 users in turn", thousand, f"RSS {rss_by_users[1000]:.0f} MiB")
-    record(f"GET /api/me, {MANY_USERS:,} users in turn, first pass", first_pass,
-           f"RSS {rss_by_users[MANY_USERS]:.0f} MiB")
-    record(f"GET /api/me, {MANY_USERS:,} users in turn (paired run)", me_many,
-           f"RSS {many.rss_mib():.0f} MiB")
+    run.record("GET /api/me, 1 user", single, f"RSS {rss_by_users[1]:.0f} MiB")
+    run.record("GET /api/me, 1 user (paired run)", me_one)
+    run.record("GET /api/me, 1,000 users in turn", thousand, f"RSS {rss_by_users[1000]:.0f} MiB")
+    run.record(f"GET /api/me, {MANY_USERS:,} users in turn, first pass", first_pass,
+               f"RSS {rss_by_users[MANY_USERS]:.0f} MiB")
+    run.record(f"GET /api/me, {MANY_USERS:,} users in turn (paired run)", me_many,
+               f"RSS {many.rss_mib():.0f} MiB")
     for r in (single, thousand, first_pass, me_many):
         if r["non_2xx"]:
-            budget("every seeded user's token accepted", False, f"{r['non_2xx']} refused")
+            run.budget("every seeded user's token accepted", False, f"{r['non_2xx']} refused")
     many.stop()
+    run.ratio_budget(f"/api/me with {MANY_USERS:,} users ≥ 80% of one user", many_ratio, 0.8)
+    run.budget(f"/api/me p99 ≤ 5 ms with {MANY_USERS:,} users", me_many["p99_us"] <= 5000,
+               f"p99 {me_many['p99_us'] / 1000:.2f} ms (median run); first pass p99 "
+               f"{first_pass['p99_us'] / 1000:.2f} ms")
 
-    pg = postgres_cases(data, secret, record, budget)
 
-    raw = WASM.stat().st_size
-    gz = len(gzip.compress(WASM.read_bytes(), compresslevel=9))
+def wasm(run: Run):
+    """The size of the release WASM a browser downloads."""
+    run.wasm_raw = WASM.stat().st_size
+    run.wasm_gz = len(gzip.compress(WASM.read_bytes(), compresslevel=9))
+    run.budget("release WASM ≤ 250 KB gzip", run.wasm_gz <= 250_000,
+               f"{run.wasm_raw / 1000:.0f} KB raw, {run.wasm_gz / 1000:.0f} KB gzip")
 
-    paired_note = f"(median of {PAIRS} paired runs)"
-    budget("/api/me Bearer ≥ 80% of /health", bearer_ratio >= 0.8, f"{bearer_ratio:.0%} {paired_note}")
-    budget("/api/me cookie ≥ 80% of /health", cookie_ratio >= 0.8, f"{cookie_ratio:.0%} {paired_note}")
-    budget("/health ≥ 90% of bare axum", health_bare_ratio >= 0.9, f"{health_bare_ratio:.0%} {paired_note}")
-    budget("/api/me Bearer ≥ 75% of bare axum", me_bare_ratio >= 0.75, f"{me_bare_ratio:.0%} {paired_note}")
-    budget(f"/api/me with {MANY_USERS:,} users ≥ 80% of one user", many_ratio >= 0.8,
-           f"{many_ratio:.0%} {paired_note}")
-    budget(f"/api/me p99 ≤ 5 ms with {MANY_USERS:,} users", me_many["p99_us"] <= 5000,
-           f"p99 {me_many['p99_us'] / 1000:.2f} ms (median run); first pass p99 "
-           f"{first_pass['p99_us'] / 1000:.2f} ms")
-    budget("revoked path ≥ 80% of /health", revoked_ratio >= 0.8, f"{revoked_ratio:.0%} {paired_note}")
-    budget(f"/api/me with {SEED_ROWS:,} revoked ≤ 10% slower", bearer_1m_ratio >= 0.9,
-           f"{bearer_1m_ratio - 1:+.0%} {paired_note}")
-    budget(f"revoked path with {SEED_ROWS:,} revoked ≤ 10% slower", revoked_1m_ratio >= 0.9,
-           f"{revoked_1m_ratio - 1:+.0%} {paired_note}")
-    budget(f"memory with {SEED_ROWS:,} revoked ≤ +64 MiB", rss_full - rss_empty <= 64,
-           f"{rss_empty:.0f} → {rss_full:.0f} MiB ({rss_full - rss_empty:+.0f})")
-    budget(f"start-up with {SEED_ROWS:,} revoked ≤ 2 s", startup_full <= 2.0,
-           f"{startup_empty:.2f} s → {startup_full:.2f} s")
-    budget("/profile SSR ≥ 70% of signed-out home", profile_ratio >= 0.7,
-           f"{profile_ratio:.0%} {paired_note}")
-    budget("refresh p99 ≤ 20 ms at 16 connections", rotations["p99_us"] <= 20_000,
-           f"p50 {rotations['p50_us'] / 1000:.2f} ms, p99 {rotations['p99_us'] / 1000:.2f} ms, "
-           f"{rotations['rps']:,.0f} rotations/s")
-    budget("/api/me p99 ≤ 5 ms during the login storm", me_storm["p99_us"] <= 5000,
-           f"{me_storm['p99_us'] / 1000:.2f} ms")
-    budget("release WASM ≤ 250 KB gzip", gz <= 250_000, f"{raw / 1000:.0f} KB raw, {gz / 1000:.0f} KB gzip")
 
-    cores = os.cpu_count()
+# Every case, in the order they run. Those marked True share the first server, started on a
+# fresh database before them; it is stopped before the others, which copy and seed its data.
+CASES = [
+    (hot_path, True),
+    (pages, True),
+    (rotation, True),
+    (replay, True),
+    (sign_in, True),
+    (large_blocklist, False),
+    (many_users, False),
+    (postgres, False),
+    (wasm, False),
+]
+
+
+def report(run: Run) -> str:
+    """RESULTS.md: the table, the figures, the budgets."""
+    pg = run.pg
     lines = [
         "# Benchmark results",
         "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {cores} cores, by `make bench`: the release",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores, by `make bench`: the release",
         f"server on loopback, wrk with 1 thread and {CONNECTIONS} keep-alive connections (unless noted). Each budget",
         f"compares two cases run in turns, {PAIRS} pairs of {PAIR_DURATION} runs, by the median ratio within a pair;",
         "the table shows each case's median run (login cases: one run).",
         "",
         "| case | requests/s | p50 ms | p99 ms | note |",
         "|---|---:|---:|---:|---|",
-        *[f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows],
+        *[f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in run.rows],
         "",
-        f"Start-up to a healthy `/health`: {startup_empty:.2f} s with an empty blocklist, "
-        f"{startup_full:.2f} s with {SEED_ROWS:,} revoked jtis. Resident memory right after start-up: {rss_empty:.0f} MiB → {rss_full:.0f} MiB.",
-        f"Release WASM: {raw / 1000:.0f} KB raw, {gz / 1000:.0f} KB gzip (-9).",
+        f"Start-up to a healthy `/health`: {run.startup_empty:.2f} s with an empty blocklist, "
+        f"{run.startup_full:.2f} s with {SEED_ROWS:,} revoked jtis. Resident memory right after start-up: "
+        f"{run.rss_empty:.0f} MiB → {run.rss_full:.0f} MiB.",
+        f"Release WASM: {run.wasm_raw / 1000:.0f} KB raw, {run.wasm_gz / 1000:.0f} KB gzip (-9).",
         "",
         *([f"PostgreSQL rows: two instances of the release server on one throwaway cluster "
            f"(scripts/pg-tmp.sh), measured through the first. Sign-in: {pg['login_rps']:.0f} req/s "
-           f"against {login['rps']:.0f} on SQLite (argon2id bounds both). A sign-out through one "
+           f"against {run.login_rps:.0f} on SQLite (argon2id bounds both). A sign-out through one "
            f"instance was refused by the other {pg['p50'] * 1000:.1f} ms (p50) and "
            f"{pg['p99'] * 1000:.1f} ms (p99) after its answer reached the client, "
            f"{pg['sent_p50'] * 1000:.1f} ms and {pg['sent_p99'] * 1000:.1f} ms after it was sent, "
@@ -597,12 +631,33 @@ def main():
         "",
         "| budget | result | met |",
         "|---|---|---|",
-        *[f"| {n} | {d} | {'yes' if ok else '**no**'} |" for n, ok, d in budgets],
+        *[f"| {n} | {d} | {'yes' if ok else '**no**'} |" for n, ok, d in run.budgets],
         "",
     ]
-    RESULTS.write_text("\n".join(lines))
-    print("\n".join(lines))
-    missed = [n for n, ok, _ in budgets if not ok]
+    return "\n".join(lines)
+
+
+def main():
+    if not SERVER.exists():
+        sys.exit("no release build: run `make bench` (it builds first)")
+    run = Run()
+    print(f"benchmarking {SERVER} with wrk, {CONNECTIONS} connections, {PAIRS} pairs of {PAIR_DURATION} runs per budget")
+    first = Server(run.data, run.secret)
+    run.startup_empty = first.startup_s
+    run.rss_empty = first.rss_mib()
+    for case, on_first in CASES:
+        if not on_first and first is not None:
+            first.stop()
+            first = None
+        if on_first:
+            case(run, first)
+        else:
+            case(run)
+
+    text = report(run)
+    RESULTS.write_text(text)
+    print(text)
+    missed = [n for n, ok, _ in run.budgets if not ok]
     for n in missed:
         print(f"BUDGET MISSED: {n}", file=sys.stderr)
     panics = panics_in(SERVER_LOGS)
@@ -613,8 +668,8 @@ def main():
     for log in SERVER_LOGS:
         if not panics:
             log.unlink(missing_ok=True)
-    shutil.rmtree(data, ignore_errors=True)
-    shutil.rmtree(seeded, ignore_errors=True)
+    for folder in [run.data, *run.folders]:
+        shutil.rmtree(folder, ignore_errors=True)
     sys.exit(1 if missed else 0)
 
 

@@ -13,10 +13,6 @@ pub mod validate;
 pub mod auth;
 #[cfg(feature = "ssr")]
 pub use identity::store;
-/// The old name of [`store`], while the server's tests move over.
-#[cfg(feature = "ssr")]
-#[doc(hidden)]
-pub use identity::store as db;
 #[cfg(feature = "ssr")]
 pub mod openapi;
 

@@ -1,7 +1,10 @@
 //! Starts the server: configuration, database and migrations, router, graceful shutdown.
 //!
 //! `server backup PATH` instead writes a consistent copy of the database (`DATABASE_URL`) to
-//! `PATH` while a server may be running on it.
+//! `PATH` while a server may be running on it; `server seed ...` writes accounts, sessions and
+//! revocations in bulk for the benchmarks ([`seed`]).
+
+mod seed;
 
 use leptos::config::get_configuration;
 use server::{build_state, router, serve, shutdown_signal, spawn_purge, Config, StartError};
@@ -31,6 +34,7 @@ async fn main() {
             }
         }
         Some("backup") if args.len() == 2 => backup(std::path::Path::new(&args[1])).await,
+        Some("seed") => seed(&args[1..]).await,
         Some("-h" | "--help" | "help") => println!("{USAGE}"),
         Some(_) => {
             eprintln!("{USAGE}");
@@ -42,11 +46,47 @@ async fn main() {
 const USAGE: &str =
     "usage: server                serve the app (configured by environment variables)
        server backup PATH    write a consistent copy of DATABASE_URL's database to the new file
-                             PATH, while the server may be running";
+                             PATH, while the server may be running
+       server seed --users N [--revoked M] --out FILE
+                             for benchmarks: N accounts into DATABASE_URL's database, each
+                             signed in once, and M revoked tokens of theirs; an access token
+                             of each session goes to the new file FILE (JSON lines). Their
+                             password: SEED_PASSWORD, or a random one. Refused in production";
+
+/// `server seed ...`: exits 2 on a bad command line, 1 when the seeding fails.
+async fn seed(args: &[std::ffi::OsString]) {
+    let args = match seed::Args::parse(args) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let done = match Config::from_env() {
+        Ok(config) => seed::run(&config, &args).await,
+        Err(e) => Err(e.into()),
+    };
+    match done {
+        Ok(done) => println!(
+            "seeded {} account{}, each with a session, and {} revoked token{} in {:.1} s; \
+             access tokens in {}",
+            done.users,
+            if done.users == 1 { "" } else { "s" },
+            done.revoked,
+            if done.revoked == 1 { "" } else { "s" },
+            done.took.as_secs_f64(),
+            args.out.display()
+        ),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
 
 async fn backup(to: &std::path::Path) {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| server::DEFAULT_DATABASE_URL.into());
-    match app::db::backup(&url, to).await {
+    match app::store::backup(&url, to).await {
         Ok(done) => println!(
             "backup written to {}: {} bytes, {} users, {} revoked tokens",
             to.display(),

@@ -334,3 +334,100 @@ pub async fn sessions_of(app: &TestApp, access: &str) -> Vec<Value> {
     assert_eq!(res.status(), 200);
     res.json().await.expect("json")
 }
+
+/// A signed-in API client's tokens.
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+}
+
+pub async fn tokens(res: Response) -> Tokens {
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    Tokens {
+        access: body["access_token"].as_str().unwrap().to_owned(),
+        refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+pub async fn sign_in(app: &TestApp, username: &str) -> Tokens {
+    tokens(app.login(&app.api(), username, PASSWORD).await).await
+}
+
+pub async fn refresh(app: &TestApp, refresh_token: &str) -> Response {
+    app.api()
+        .post(app.url("/api/refresh"))
+        .form(&[("refresh_token", refresh_token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A browser (cookie jar, our Origin) signed in as `username`.
+pub async fn browser_for(app: &TestApp, username: &str) -> Client {
+    let browser = app.browser();
+    assert_eq!(app.login(&browser, username, PASSWORD).await.status(), 200);
+    browser
+}
+
+pub async fn error_of(res: Response) -> (u16, String) {
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap_or_default();
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Every way in with this access token is refused as revoked: the API, a server function and a
+/// protected page.
+pub async fn refused_everywhere(app: &TestApp, access: &str) {
+    let me = app.me_bearer(access).await;
+    assert_eq!(error_of(me).await, (401, "token_revoked".into()), "/api/me");
+    let whoami = app
+        .api()
+        .get(app.url("/api/whoami"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(whoami).await,
+        (401, "token_revoked".into()),
+        "/api/whoami"
+    );
+    let page = app
+        .api()
+        .get(app.url("/profile"))
+        .header(header::COOKIE, format!("auth_token={access}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(page.status().is_redirection(), "/profile {}", page.status());
+    assert_eq!(
+        page.headers()[header::LOCATION],
+        "/login?next=%2Fprofile&reason=token_revoked"
+    );
+}
+
+/// A cookie client's every way in is refused: its page sends it to sign in with the reason, and
+/// its server-function call answers `token_revoked` or, once its cookies are gone, nobody.
+pub async fn browser_refused(app: &TestApp, browser: &Client) {
+    let page = browser.get(app.url("/profile")).send().await.unwrap();
+    assert!(page.status().is_redirection(), "/profile {}", page.status());
+    let to = page.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        to.starts_with("/login?next=%2Fprofile&reason=token_"),
+        "{to}"
+    );
+    let whoami = browser.get(app.url("/api/whoami")).send().await.unwrap();
+    let status = whoami.status();
+    let body = whoami.text().await.unwrap();
+    assert!(
+        (status == 200 && body == "null") || status == 401,
+        "{status} {body}"
+    );
+}

@@ -7,10 +7,11 @@
 
 mod helpers;
 
-mod abuse;
-mod api_clients;
-mod auth_flow;
-mod bad_input;
-mod postgres;
-mod process;
-mod sessions;
+// By feature, each module with its own story; the shared tools are in `helpers`.
+mod abuse; // brute force, concurrency and headers: what an attacker would try
+mod account; // password change and account deletion
+mod contract; // the API's contract: bodies, answers, errors, the OpenAPI document
+mod instances; // several instances on one PostgreSQL database
+mod process; // the real binary: crashes, shutdown, logs, files, `server backup` and `seed`
+mod sessions; // rotation, reuse, renewal, the sessions API and page
+mod sign_in; // signing up and in, by cookie and by Bearer, across restarts

@@ -437,6 +437,164 @@ async fn a_backup_taken_while_serving_restores_accounts_and_revocations() {
     assert_eq!(code, Some(0), "{out}");
 }
 
+/// `server seed ARGS` with the server's environment, as `make bench` runs it.
+async fn run_seed(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
+    command
+        .arg("seed")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("APP_ENV")
+        .env("DATABASE_URL", database_url(dir).await)
+        .env("JWT_SECRET", SECRET)
+        .env("NO_COLOR", "1")
+        .envs(env.iter().copied());
+    tokio::task::spawn_blocking(move || command.output().expect("server binary"))
+        .await
+        .unwrap()
+}
+
+/// The JSON lines `server seed` wrote to `path`.
+fn seeded(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// What `server seed` writes is the server's own: each access token is accepted as its
+/// account's, in the session the line names, and the accounts sign in with `SEED_PASSWORD`;
+/// the revocations are unexpired rows of the seeded accounts. A second run beside a running
+/// server takes none of the first one's names; the tokens file is never overwritten, and
+/// production refuses to seed at all.
+#[tokio::test]
+async fn seeded_accounts_are_the_servers_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.jsonl");
+    let password = [("SEED_PASSWORD", PASSWORD)];
+    let out = run_seed(
+        dir.path(),
+        &[
+            "--users",
+            "3",
+            "--revoked",
+            "7",
+            "--out",
+            first.to_str().unwrap(),
+        ],
+        &password,
+    )
+    .await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("seeded 3 accounts") && said.contains("7 revoked"),
+        "{said}"
+    );
+    #[cfg(unix)]
+    assert_eq!(mode(&first), 0o600);
+    let lines = seeded(&first);
+    assert_eq!(lines.len(), 3);
+
+    let server = start(dir.path(), "warn").await;
+    let second = dir.path().join("second.jsonl");
+    let out = run_seed(
+        dir.path(),
+        &["--users", "2", "--out", second.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = lines.into_iter().chain(seeded(&second)).collect();
+    let mut names: Vec<&str> = lines
+        .iter()
+        .map(|l| l["username"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 5, "{names:?}");
+    for line in &lines {
+        let token = line["access_token"].as_str().unwrap();
+        let res = me(&server.base, token).await;
+        assert_eq!(res.status(), 200, "{line}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["user_id"], line["user_id"], "{body}");
+        assert_eq!(body["username"], line["username"], "{body}");
+        let res = Client::new()
+            .get(format!("{}/api/sessions", server.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let sessions: Vec<Value> = res.json().await.unwrap();
+        assert_eq!(sessions.len(), 1, "{sessions:?}");
+        assert_eq!(sessions[0]["id"], line["session_id"], "{sessions:?}");
+        assert_eq!(sessions[0]["current"], true, "{sessions:?}");
+    }
+    let signed_in = sign_in(&server.base, lines[0]["username"].as_str().unwrap()).await;
+    assert_eq!(signed_in.status(), 200);
+    // The second run's password is a random one: nobody signs in with ours.
+    let refused = sign_in(&server.base, lines[4]["username"].as_str().unwrap()).await;
+    assert_eq!(refused.status(), 401);
+
+    let db = database(dir.path()).await;
+    let revoked: Vec<(i64, i64)> = sqlx::query_as("SELECT user_id, exp FROM revoked_tokens")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(revoked.len(), 7);
+    let first_ids: Vec<i64> = lines[..3]
+        .iter()
+        .map(|l| l["user_id"].as_i64().unwrap())
+        .collect();
+    for (user_id, exp) in revoked {
+        assert!(first_ids.contains(&user_id), "{user_id}");
+        assert!(exp > now_unix() + 3600, "{exp}");
+    }
+
+    // Nothing is written when the tokens file exists already, nor in production.
+    let users = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users")
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    let before = users().await;
+    let again = run_seed(
+        dir.path(),
+        &["--users", "2", "--out", first.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    assert_eq!(seeded(&first).len(), 3);
+    let third = dir.path().join("third.jsonl");
+    let production = [("APP_ENV", "production")];
+    let refused = run_seed(
+        dir.path(),
+        &["--users", "2", "--out", third.to_str().unwrap()],
+        &production,
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("APP_ENV=production"));
+    assert!(!third.exists());
+    assert_eq!(users().await, before);
+    signal(&server, "-TERM");
+    let (code, out) = finish(server);
+    assert_eq!(code, Some(0), "{out}");
+}
+
 /// The server binary run by `sh` with umask 000, the loosest there is: a file created with
 /// the default mode would be readable and writable by every user on the host.
 #[cfg(unix)]
@@ -851,7 +1009,7 @@ async fn abandoned_logins_do_not_pile_up_hashes() {
         "hashing threads seen"
     );
     assert!(
-        threads_most <= threads_before + u64::from(app::db::MAX_CONNECTIONS),
+        threads_most <= threads_before + u64::from(app::store::MAX_CONNECTIONS),
         "threads {threads_before} → {threads_most}"
     );
     assert!(

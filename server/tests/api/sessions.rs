@@ -1,111 +1,15 @@
-//! Sessions over HTTP: refresh-token rotation and reuse, the sessions API, password change and
-//! account deletion — each ending followed at once by refused requests on every path (the API,
-//! a server function, a server-rendered page), for cookie and body-token clients alike.
+//! Sessions over HTTP: refresh-token rotation and reuse, renewal by the refresh cookie, the
+//! sessions API and page — each ending followed at once by refused requests on every path (the
+//! API, a server function, a server-rendered page), for cookie and body-token clients alike.
 
 use crate::helpers::{
-    assert_rejected, b64url, database, sessions_of, set_cookies, spawn_app, spawn_app_with,
+    assert_rejected, b64url, browser_for, browser_refused, database, error_of, refresh,
+    refused_everywhere, sessions_of, set_cookies, sign_in, spawn_app, spawn_app_with, tokens,
     TestApp, PASSWORD,
 };
-use reqwest::{header, Client, Response};
+use reqwest::{header, Client};
 use serde_json::Value;
 use std::{sync::Arc, time::Duration};
-
-/// A signed-in API client's tokens.
-struct Tokens {
-    access: String,
-    refresh: String,
-}
-
-async fn tokens(res: Response) -> Tokens {
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
-    Tokens {
-        access: body["access_token"].as_str().unwrap().to_owned(),
-        refresh: body["refresh_token"].as_str().unwrap().to_owned(),
-    }
-}
-
-async fn sign_in(app: &TestApp, username: &str) -> Tokens {
-    tokens(app.login(&app.api(), username, PASSWORD).await).await
-}
-
-async fn refresh(app: &TestApp, refresh_token: &str) -> Response {
-    app.api()
-        .post(app.url("/api/refresh"))
-        .form(&[("refresh_token", refresh_token)])
-        .send()
-        .await
-        .unwrap()
-}
-
-/// A browser (cookie jar, our Origin) signed in as `username`.
-async fn browser_for(app: &TestApp, username: &str) -> Client {
-    let browser = app.browser();
-    assert_eq!(app.login(&browser, username, PASSWORD).await.status(), 200);
-    browser
-}
-
-async fn error_of(res: Response) -> (u16, String) {
-    let status = res.status().as_u16();
-    let body: Value = res.json().await.unwrap_or_default();
-    (
-        status,
-        body["error"].as_str().unwrap_or_default().to_owned(),
-    )
-}
-
-/// Every way in with this access token is refused as revoked: the API, a server function and a
-/// protected page.
-async fn refused_everywhere(app: &TestApp, access: &str) {
-    let me = app.me_bearer(access).await;
-    assert_eq!(error_of(me).await, (401, "token_revoked".into()), "/api/me");
-    let whoami = app
-        .api()
-        .get(app.url("/api/whoami"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        error_of(whoami).await,
-        (401, "token_revoked".into()),
-        "/api/whoami"
-    );
-    let page = app
-        .api()
-        .get(app.url("/profile"))
-        .header(header::COOKIE, format!("auth_token={access}"))
-        .send()
-        .await
-        .unwrap();
-    assert!(page.status().is_redirection(), "/profile {}", page.status());
-    assert_eq!(
-        page.headers()[header::LOCATION],
-        "/login?next=%2Fprofile&reason=token_revoked"
-    );
-}
-
-/// A cookie client's every way in is refused: its page sends it to sign in with the reason, and
-/// its server-function call answers `token_revoked` or, once its cookies are gone, nobody.
-async fn browser_refused(app: &TestApp, browser: &Client) {
-    let page = browser.get(app.url("/profile")).send().await.unwrap();
-    assert!(page.status().is_redirection(), "/profile {}", page.status());
-    let to = page.headers()[header::LOCATION]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        to.starts_with("/login?next=%2Fprofile&reason=token_"),
-        "{to}"
-    );
-    let whoami = browser.get(app.url("/api/whoami")).send().await.unwrap();
-    let status = whoami.status();
-    let body = whoami.text().await.unwrap();
-    assert!(
-        (status == 200 && body == "null") || status == 401,
-        "{status} {body}"
-    );
-}
 
 /// The session id (`sid` claim) an access token names.
 fn sid_of(access: &str) -> String {
@@ -482,114 +386,6 @@ async fn ending_sessions_with_a_cookie_needs_our_origin() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_password_change_ends_every_other_session_and_rotates_this_one() {
-    let app = spawn_app().await;
-    app.register(&app.api(), "changer", PASSWORD).await;
-    let here = sign_in(&app, "changer").await;
-    let elsewhere = sign_in(&app, "changer").await;
-    let browser = browser_for(&app, "changer").await;
-    let change = |current: &str, new: &str| {
-        app.api()
-            .post(app.url("/api/password"))
-            .bearer_auth(&here.access)
-            .form(&[("current_password", current), ("new_password", new)])
-            .send()
-    };
-    // The wrong current password changes nothing.
-    let res = change("not the password", "a brand new password")
-        .await
-        .unwrap();
-    assert_eq!(error_of(res).await, (401, "invalid_credentials".into()));
-    let res = change(PASSWORD, "short").await.unwrap();
-    assert_eq!(res.status(), 422);
-    assert_eq!(app.me_bearer(&elsewhere.access).await.status(), 200);
-
-    let renewed = tokens(change(PASSWORD, "a brand new password").await.unwrap()).await;
-    assert_ne!(renewed.refresh, here.refresh);
-    refused_everywhere(&app, &elsewhere.access).await;
-    browser_refused(&app, &browser).await;
-    assert_eq!(app.me_bearer(&renewed.access).await.status(), 200);
-    let next = tokens(refresh(&app, &renewed.refresh).await).await;
-    // The refresh token from before the change is dead; presenting it ends this session too
-    // (whoever presents it holds a copy it should not).
-    assert_eq!(
-        error_of(refresh(&app, &here.refresh).await).await,
-        (401, "token_revoked".into())
-    );
-    refused_everywhere(&app, &next.access).await;
-    assert_eq!(
-        app.login(&app.api(), "changer", PASSWORD).await.status(),
-        401
-    );
-    assert_eq!(
-        app.login(&app.api(), "changer", "a brand new password")
-            .await
-            .status(),
-        200
-    );
-    app.stop().await;
-}
-
-/// Wrong current passwords on the account page are throttled, on the session's own allowance.
-#[tokio::test]
-async fn password_checks_on_the_account_page_are_throttled() {
-    let app = spawn_app().await;
-    app.register(&app.api(), "guessed", PASSWORD).await;
-    let stolen = sign_in(&app, "guessed").await;
-    let mut statuses = Vec::new();
-    for i in 0..7 {
-        let res = app
-            .api()
-            .post(app.url("/api/account/delete"))
-            .bearer_auth(&stolen.access)
-            .form(&[("password", format!("guess number {i}"))])
-            .send()
-            .await
-            .unwrap();
-        statuses.push(res.status().as_u16());
-    }
-    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
-    assert_eq!(app.me_bearer(&stolen.access).await.status(), 200);
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn deleting_the_account_refuses_every_token_at_once_and_frees_the_name() {
-    let app = spawn_app().await;
-    app.register(&app.api(), "leaving", PASSWORD).await;
-    let here = sign_in(&app, "leaving").await;
-    let there = sign_in(&app, "leaving").await;
-    let browser = browser_for(&app, "leaving").await;
-    let res = app
-        .api()
-        .post(app.url("/api/account/delete"))
-        .bearer_auth(&here.access)
-        .form(&[("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<Value>().await.unwrap()["deleted"], true);
-    refused_everywhere(&app, &here.access).await;
-    refused_everywhere(&app, &there.access).await;
-    browser_refused(&app, &browser).await;
-    assert_eq!(refresh(&app, &there.refresh).await.status(), 401);
-    assert_eq!(
-        app.login(&app.api(), "leaving", PASSWORD).await.status(),
-        401
-    );
-    // The name is free again, and the new account is not the old one.
-    assert_eq!(
-        app.register(&app.api(), "leaving", PASSWORD).await.status(),
-        200
-    );
-    let again = sign_in(&app, "leaving").await;
-    assert_eq!(sessions_of(&app, &again.access).await.len(), 1);
-    refused_everywhere(&app, &there.access).await;
-    app.stop().await;
-}
-
 /// A person who comes back after the access token expired, within the session: the page is
 /// rendered signed in on the first load, and the answer carries the new cookies.
 #[tokio::test]
@@ -829,4 +625,48 @@ async fn a_crowd_replaying_a_rotated_token_does_not_stall_sign_ins() {
     let current = tokens(refresh(&app, &first.refresh).await).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(refresh(&app, &current.refresh).await.status(), 200);
+}
+
+/// A request that goes nowhere renews no session: a wrong method on an endpoint, with only the
+/// refresh cookie, is 405 with no new cookies, and that cookie still renews the session after.
+#[tokio::test]
+async fn a_wrong_method_renews_nothing() {
+    let app = spawn_app().await;
+    app.register(&app.api(), "mia", PASSWORD).await;
+    let res = app.login(&app.browser(), "mia", PASSWORD).await;
+    let refresh = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("refresh_token="))
+        .and_then(|c| c.split(';').next().map(str::to_owned))
+        .unwrap();
+    let send = |method: reqwest::Method, path: &str| {
+        app.api()
+            .request(method, app.url(path))
+            .header(header::COOKIE, &refresh)
+            .header(header::ORIGIN, app.url(""))
+            .send()
+    };
+    for (method, path) in [
+        (reqwest::Method::POST, "/api/whoami"),
+        // The hot path's own route hands other methods to the door.
+        (reqwest::Method::POST, "/api/me"),
+        (reqwest::Method::POST, "/api/sessions"),
+        (reqwest::Method::GET, "/api/password"),
+        (reqwest::Method::PUT, "/api/logout"),
+    ] {
+        let res = send(method.clone(), path).await.unwrap();
+        assert_eq!(res.status(), 405, "{method} {path}");
+        assert!(
+            res.headers().get(header::SET_COOKIE).is_none(),
+            "{method} {path}"
+        );
+    }
+    let res = send(reqwest::Method::GET, "/api/whoami").await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers().get(header::SET_COOKIE).is_some(),
+        "renewed on the way in"
+    );
+    assert_eq!(res.json::<Value>().await.unwrap()["username"], "mia");
+    app.stop().await;
 }

@@ -381,9 +381,9 @@ async fn the_shared_limits_keep_no_names_and_are_purged() {
     .execute(&mut admin)
     .await
     .unwrap();
-    let pool = app::db::connect(&url).await.unwrap();
+    let pool = app::store::connect(&url).await.unwrap();
     let purged = Throttle::shared(
-        app::db::Health::new(pool),
+        app::store::Health::new(pool),
         crate::helpers::SECRET.as_bytes(),
     )
     .forget_stale()

@@ -1,8 +1,12 @@
-//! The user's story over HTTP: register → login → me → logout → me refused, by cookie and by Bearer.
+//! Signing up and signing in over HTTP, the user's story: register → login → me → logout → me
+//! refused, by cookie and by Bearer; pages for both states; what a restart or a database reset
+//! does to a token; a crowd signing up as one name.
 
-use crate::helpers::{assert_rejected, database_url, spawn_app, spawn_app_in, PASSWORD};
+use crate::helpers::{
+    assert_rejected, database_url, spawn_app, spawn_app_in, spawn_app_with, PASSWORD,
+};
 use reqwest::header;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn cookie_session_register_login_me_logout() {
@@ -257,5 +261,41 @@ async fn a_fresh_sign_in_is_checked_from_memory() {
     assert_eq!(res.status(), 200);
     let me: Value = res.json().await.unwrap();
     assert_eq!(me["username"], "Carol", "{me}");
+    app.stop().await;
+}
+
+/// 64 sign-ups of one name at once, half JSON and half forms: exactly one account is created,
+/// every other answer is 409 (or 503 while the hashing queue is full), never a 5xx.
+#[tokio::test]
+async fn a_crowd_signing_up_as_one_name_gets_one_account() {
+    let _heavy = crate::helpers::cpu_heavy().await;
+    let app = spawn_app_with(|c| c.throttle = false).await;
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let client = app.api();
+        let url = app.url("/api/register");
+        tasks.push(tokio::spawn(async move {
+            let req = client.post(url);
+            let req = if i % 2 == 0 {
+                req.json(&json!({"username": "crowd", "password": PASSWORD}))
+            } else {
+                req.form(&[("username", "crowd"), ("password", PASSWORD)])
+            };
+            req.send().await.unwrap().status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 409 || s == 503),
+        "{statuses:?}"
+    );
     app.stop().await;
 }

@@ -1,0 +1,294 @@
+//! `server seed`: many accounts, each signed in once, and many revoked tokens, written in bulk
+//! into `DATABASE_URL`'s database, for the benchmarks (`bench/run.py`): as many people signed in
+//! at once, and years of sign-outs.
+//!
+//! What it writes is what the server itself writes and reads: the database is opened (and
+//! migrated) by [`app::store::connect`], the password hash is the app's own argon2id
+//! ([`Passwords`]), and every access token is signed by the app's [`TokenKeys`] with the
+//! server's configuration (`JWT_SECRET`, `ACCESS_TTL`, `SESSION_TTL`), so the server accepts
+//! them as its own. Only the rows are written here, in batches: a sign-in through the app writes
+//! one session per transaction, and a hundred thousand of them would take minutes of waiting
+//! for the disk. Each row holds what `Sessions::create` and a sign-out would write.
+//!
+//! The password is hashed once and the hash reused for every account (`SEED_PASSWORD`, or a
+//! random one nobody knows). The access tokens go to a new file, readable by its owner only:
+//! one JSON object a line, `{"user_id", "username", "session_id", "access_token"}`.
+
+use std::{
+    ffi::OsString,
+    io::Write,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use app::auth::{jwt::TokenKeys, password::Passwords};
+
+use server::config::{Config, ConfigError};
+
+/// Rows per statement, and accounts (or revocations) per transaction: few enough for every
+/// database's limit on bound values (three or two a row), many enough that commits cost little.
+const BATCH: usize = 1000;
+
+/// What the seeded sessions give as their device (seen in the sessions list).
+const USER_AGENT: &str = "server seed";
+
+/// How long the seeded revocations stay unexpired: no purge drops them while a benchmark runs.
+const REVOKED_FOR: i64 = 86_400;
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Args {
+    pub(crate) users: usize,
+    pub(crate) revoked: usize,
+    pub(crate) out: PathBuf,
+}
+
+impl Args {
+    /// `--users N [--revoked M] --out FILE`, in any order.
+    pub(crate) fn parse(args: &[OsString]) -> Result<Self, String> {
+        let (mut users, mut revoked, mut out) = (0, 0, None);
+        let mut args = args.iter();
+        while let Some(flag) = args.next() {
+            let flag = flag.to_string_lossy();
+            let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            let count = || {
+                value
+                    .to_str()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .ok_or_else(|| format!("{flag}: {value:?} is not a count"))
+            };
+            match &*flag {
+                "--users" => users = count()?,
+                "--revoked" => revoked = count()?,
+                "--out" => out = Some(PathBuf::from(value)),
+                other => return Err(format!("unknown option {other}")),
+            }
+        }
+        if users == 0 {
+            return Err("give --users N, at least one".into());
+        }
+        let out = out.ok_or("give --out FILE, the new file for the access tokens")?;
+        Ok(Self {
+            users,
+            revoked,
+            out,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SeedError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "seeding accounts and writing their tokens to a file is refused with APP_ENV=production"
+    )]
+    Production,
+    #[error("SEED_PASSWORD: {0}")]
+    Password(String),
+    #[error(transparent)]
+    Db(#[from] app::store::DbError),
+    #[error("writing the rows failed: {0}")]
+    Write(#[from] sqlx::Error),
+    #[error("a username to seed ({0}…) is taken already: the batch with it was not written")]
+    Taken(String),
+    #[error(transparent)]
+    Hash(#[from] app::auth::password::PasswordError),
+    #[error(transparent)]
+    Keys(#[from] app::auth::jwt::KeyError),
+    #[error("signing a token failed: {0}")]
+    Sign(String),
+    #[error("cannot write {0}: {1}")]
+    Out(String, std::io::Error),
+}
+
+/// What [`run`] wrote.
+#[derive(Debug)]
+pub(crate) struct Seeded {
+    pub(crate) users: usize,
+    pub(crate) revoked: usize,
+    pub(crate) took: Duration,
+}
+
+/// Seeds `args.users` accounts and `args.revoked` revocations into the database the
+/// configuration names, and writes the accounts' access tokens to `args.out`.
+pub(crate) async fn run(config: &Config, args: &Args) -> Result<Seeded, SeedError> {
+    if config.production {
+        return Err(SeedError::Production);
+    }
+    let password = match std::env::var("SEED_PASSWORD") {
+        Ok(p) => {
+            app::validate::password(&p).map_err(SeedError::Password)?;
+            p
+        }
+        Err(_) => {
+            let random: [u8; 16] = rand::random();
+            random.iter().map(|b| format!("{b:02x}")).collect()
+        }
+    };
+    let started = Instant::now();
+    let out = &args.out;
+    let fail = |e| SeedError::Out(out.display().to_string(), e);
+    // Made first: a file that exists already stops the run before anything is written.
+    let mut tokens = std::io::BufWriter::new(app::store::create_private(out).map_err(fail)?);
+
+    let pool = app::store::connect(&config.database_url).await?;
+    let hash = Passwords::new(1)?.hash(password).await?;
+    let keys = TokenKeys::new(&config.jwt_secret, server::ISSUER, config.lifetimes.access)?;
+    let now = app::auth::jwt::now_unix();
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let expires_at = now.saturating_add(secs(config.lifetimes.session));
+    let token_exp = now
+        .saturating_add(secs(config.lifetimes.access))
+        .min(expires_at);
+
+    // Names numbered past every id so far: a second run beside the first takes none of its.
+    let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM users")
+        .fetch_one(&pool)
+        .await?;
+    let prefix = "seed_";
+    let mut ids = Vec::with_capacity(args.users);
+    for start in (0..args.users).step_by(BATCH) {
+        let batch = start..args.users.min(start + BATCH);
+        let names: Vec<String> = batch
+            .clone()
+            .map(|k| format!("{prefix}{}", first.saturating_add(k as i64)))
+            .collect();
+        let sessions: Vec<(uuid::Uuid, [u8; 32])> = batch
+            .clone()
+            .map(|_| (uuid::Uuid::new_v4(), rand::random()))
+            .collect();
+        let mut tx = pool.begin().await?;
+        let placeholders = (0..batch.len())
+            .map(|i| format!("(${}, ${}, {now})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO users (username, password_hash, created_at) VALUES {placeholders} \
+             RETURNING id, username"
+        );
+        let mut insert = sqlx::query_as::<_, (i64, String)>(&sql);
+        for name in &names {
+            insert = insert.bind(name).bind(&hash);
+        }
+        let created = match insert.fetch_all(&mut *tx).await {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(SeedError::Taken(prefix.into()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Rows come back in no promised order: matched by name.
+        let by_name: std::collections::HashMap<String, i64> =
+            created.into_iter().map(|(id, name)| (name, id)).collect();
+        let batch_ids: Vec<i64> = names.iter().map(|n| by_name[n]).collect();
+        // The row `Sessions::create` writes at a sign-in: generation 1, confirmed, used now.
+        let placeholders = (0..batch.len())
+            .map(|i| {
+                format!(
+                    "(${}, ${}, ${}, 1, 1, {now}, {now}, {now}, {expires_at}, {token_exp}, \
+                     '{USER_AGENT}', '')",
+                    3 * i + 1,
+                    3 * i + 2,
+                    3 * i + 3
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO sessions (id, user_id, refresh_key, generation, confirmed_generation, \
+             rotated_at, created_at, last_used_at, expires_at, access_exp, user_agent, address) \
+             VALUES {placeholders}"
+        );
+        let mut insert = sqlx::query(&sql);
+        for ((id, key), user_id) in sessions.iter().zip(&batch_ids) {
+            insert = insert
+                .bind(id.as_bytes().to_vec())
+                .bind(*user_id)
+                .bind(key.to_vec());
+        }
+        insert.execute(&mut *tx).await?;
+        tx.commit().await?;
+        for ((name, user_id), (session_id, _)) in names.iter().zip(&batch_ids).zip(&sessions) {
+            let (access_token, _) = keys
+                .issue_until(*user_id, *session_id, 1, now, token_exp)
+                .map_err(|e| SeedError::Sign(e.to_string()))?;
+            let line = serde_json::json!({
+                "user_id": user_id,
+                "username": name,
+                "session_id": session_id.to_string(),
+                "access_token": access_token,
+            });
+            writeln!(tokens, "{line}").map_err(fail)?;
+        }
+        ids.extend(batch_ids);
+    }
+    tokens.flush().map_err(fail)?;
+    tokens.get_ref().sync_all().map_err(fail)?;
+
+    // Random jtis, written in key order: SQLite appends to its B-tree instead of splitting
+    // pages all over it (seconds instead of tens of seconds for a million).
+    let mut jtis: Vec<[u8; 16]> = (0..args.revoked).map(|_| rand::random()).collect();
+    jtis.sort_unstable();
+    let (exp, revoked_at) = (now + REVOKED_FOR, now);
+    for (n, batch) in jtis.chunks(BATCH).enumerate() {
+        let placeholders = (0..batch.len())
+            .map(|i| format!("(${}, ${}, {exp}, {revoked_at})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO revoked_tokens (jti, user_id, exp, revoked_at) VALUES {placeholders}"
+        );
+        let mut insert = sqlx::query(&sql);
+        for (i, jti) in batch.iter().enumerate() {
+            // Spread over the accounts seeded above, in turn.
+            insert = insert
+                .bind(jti.to_vec())
+                .bind(ids[(n * BATCH + i) % ids.len()]);
+        }
+        let mut tx = pool.begin().await?;
+        insert.execute(&mut *tx).await?;
+        tx.commit().await?;
+    }
+    pool.close().await;
+    Ok(Seeded {
+        users: ids.len(),
+        revoked: jtis.len(),
+        took: started.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        Args::parse(&args.iter().map(OsString::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn arguments() {
+        assert_eq!(
+            parse(&["--revoked", "5", "--out", "t.jsonl", "--users", "3"]),
+            Ok(Args {
+                users: 3,
+                revoked: 5,
+                out: "t.jsonl".into(),
+            })
+        );
+        let refused = [
+            (&["--out", "t"][..], "--users"),
+            (&["--users", "2"][..], "--out"),
+            (&["--users", "0", "--out", "t"][..], "at least one"),
+            (&["--users", "-1", "--out", "t"][..], "not a count"),
+            (&["--users", "2", "--out"][..], "needs a value"),
+            (
+                &["--users", "2", "--out", "t", "--force", "1"][..],
+                "--force",
+            ),
+        ];
+        for (args, says) in refused {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+    }
+}
