@@ -6,31 +6,31 @@ pub mod auth_state;
 pub mod components;
 pub mod error;
 pub mod pages;
+pub mod routes;
 pub mod time_fmt;
 pub mod validate;
 
 #[cfg(feature = "ssr")]
 pub mod auth;
+/// The old name of [`api::contract`], while the server's tests move over.
+#[cfg(feature = "ssr")]
+#[doc(hidden)]
+pub use api::contract as openapi;
 #[cfg(feature = "ssr")]
 pub use identity::store;
 /// The old name of [`store`], while the server's tests move over.
 #[cfg(feature = "ssr")]
 #[doc(hidden)]
 pub use identity::store as db;
-#[cfg(feature = "ssr")]
-pub mod openapi;
 
 use leptos::prelude::*;
 use leptos_router::{
     components::{Route, Router, Routes},
-    path, SsrMode,
+    path, SsrMode, StaticSegment,
 };
 
 use pages::{AccountPage, HomePage, LoginPage, NotFound, ProfilePage, RegisterPage, SessionsPage};
-
-/// Pages that need a session. The server redirects a request for one of them without a valid
-/// token to `/login?next=<path>` before rendering anything.
-pub const PROTECTED_PATHS: &[&str] = &["/profile", "/sessions", "/account"];
+use routes::{ACCOUNT, LOGIN, PROFILE, REGISTER, SESSIONS};
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -77,14 +77,15 @@ fn Layout() -> impl IntoView {
         <components::nav::Nav/>
         <main data-hydrated=move || hydrated.get().to_string()>
             // Async: every page is rendered whole on the server, session included, so a
-            // signed-in visitor never sees a flash of the signed-out state.
+            // signed-in visitor never sees a flash of the signed-out state. The paths are the
+            // table's (`routes`); the home page's is the root (`routes::HOME`).
             <Routes fallback=NotFound>
                 <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
-                <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
-                <Route path=path!("/register") view=RegisterPage ssr=SsrMode::Async/>
-                <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async/>
-                <Route path=path!("/sessions") view=SessionsPage ssr=SsrMode::Async/>
-                <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(LOGIN.segment()),) view=LoginPage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(REGISTER.segment()),) view=RegisterPage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(PROFILE.segment()),) view=ProfilePage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(SESSIONS.segment()),) view=SessionsPage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(ACCOUNT.segment()),) view=AccountPage ssr=SsrMode::Async/>
             </Routes>
         </main>
     }
