@@ -100,3 +100,211 @@ fn body_unreadable(err: &axum::Error) -> ApiError {
     }
     ApiError::bad_request("The request body could not be read.")
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::layers::testing::text;
+    use app::api::{CurrentUser, Login, RevokeOtherSessions};
+    use axum::{
+        middleware::from_fn,
+        routing::{get, post},
+        Router,
+    };
+    use server_fn::ServerFn;
+    use tower::ServiceExt;
+
+    /// What reached the server function: its method, `Content-Type` and body (the method in a
+    /// header too: the answer to a HEAD has no body).
+    async fn echo(req: Request) -> ([(&'static str, String); 1], String) {
+        let method = req.method().clone();
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = to_bytes(req.into_body(), usize::MAX).await.unwrap();
+        (
+            [("x-method", method.to_string())],
+            format!("{method} {content_type} {}", String::from_utf8_lossy(&body)),
+        )
+    }
+
+    /// The door alone, in front of three routes of the API's table (and one beside it).
+    fn door() -> Router {
+        Router::new()
+            .route(Login::PATH, post(echo))
+            .route(RevokeOtherSessions::PATH, post(echo))
+            .route(CurrentUser::PATH, get(echo))
+            .route("/login", post(echo))
+            .layer(from_fn(api_requests))
+    }
+
+    fn post_to(path: &str, content_type: Option<&str>, body: impl Into<Body>) -> Request {
+        let mut req = Request::post(path);
+        if let Some(content_type) = content_type {
+            req = req.header(header::CONTENT_TYPE, content_type);
+        }
+        req.body(body.into()).unwrap()
+    }
+
+    async fn error_of(res: Response) -> (StatusCode, String) {
+        let status = res.status();
+        let body: serde_json::Value = serde_json::from_str(&text(res).await).unwrap();
+        (
+            status,
+            body["error"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn json_reaches_the_server_function_as_its_form() {
+        let res = door()
+            .oneshot(post_to(
+                Login::PATH,
+                Some("application/json; charset=utf-8"),
+                r#"{"username": "ann b", "password": "p&w=1"}"#,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            text(res).await,
+            format!(
+                "POST {} username=ann+b&password=p%26w%3D1",
+                app::api::contract::FORM
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_form_goes_on_byte_for_byte() {
+        let form = "username=caf%C3%A9&password=secret123&next=%2Fsessions";
+        let res = door()
+            .oneshot(post_to(Login::PATH, Some(app::api::contract::FORM), form))
+            .await
+            .unwrap();
+        assert_eq!(
+            text(res).await,
+            format!("POST {} {form}", app::api::contract::FORM)
+        );
+        // No fields, no `Content-Type`: an empty form.
+        let res = door()
+            .oneshot(post_to(RevokeOtherSessions::PATH, None, ""))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn another_encoding_is_415_before_the_body_is_read() {
+        for content_type in [
+            "text/plain",
+            "multipart/form-data; boundary=x",
+            "application/json; charset=latin1",
+        ] {
+            let res = door()
+                .oneshot(post_to(
+                    Login::PATH,
+                    Some(content_type),
+                    "username=a&password=b",
+                ))
+                .await
+                .unwrap();
+            assert_eq!(
+                error_of(res).await,
+                (
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type".into()
+                ),
+                "{content_type}"
+            );
+        }
+        // A body with no `Content-Type` is no form.
+        let res = door()
+            .oneshot(post_to(Login::PATH, None, "username=a&password=b"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        // Outside `/api` the door lets everything through.
+        let res = door()
+            .oneshot(post_to("/login", Some("text/plain"), "hello"))
+            .await
+            .unwrap();
+        assert_eq!(text(res).await, "POST text/plain hello");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413() {
+        let big = format!("username=a&password={}", "x".repeat(crate::BODY_LIMIT));
+        let res = door()
+            .oneshot(post_to(Login::PATH, Some(app::api::contract::FORM), big))
+            .await
+            .unwrap();
+        assert_eq!(
+            error_of(res).await,
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_does_not_fit_is_400() {
+        for (content_type, body) in [
+            (
+                "application/json",
+                r#"{"username": "a", "password": "b", "admin": true}"#,
+            ),
+            ("application/json", r#"["a", "b"]"#),
+            ("application/json", r#"{"username": "a""#),
+            ("application/json", r#"{"username": 1, "password": "b"}"#),
+            (app::api::contract::FORM, "username=a"),
+            (app::api::contract::FORM, "username=a&password=caf%E9"),
+        ] {
+            let res = door()
+                .oneshot(post_to(Login::PATH, Some(content_type), body))
+                .await
+                .unwrap();
+            assert_eq!(
+                error_of(res).await,
+                (StatusCode::BAD_REQUEST, "bad_request".into()),
+                "{body}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_tables_routes_are_reached() {
+        let res = door()
+            .oneshot(Request::get("/api/nowhere").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            error_of(res).await,
+            (StatusCode::NOT_FOUND, "not_found".into())
+        );
+        let res = door()
+            .oneshot(Request::get(Login::PATH).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(res.headers()[header::ALLOW], "POST");
+        let res = door()
+            .oneshot(post_to(CurrentUser::PATH, None, ""))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(res.headers()[header::ALLOW], "GET,HEAD");
+        // HEAD is answered as GET is: the server function is looked up by its own method.
+        let res = door()
+            .oneshot(
+                Request::head(CurrentUser::PATH)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["x-method"], "GET");
+    }
+}

@@ -102,3 +102,160 @@ pub async fn sessions_page(mut req: Request, next: Next) -> Response {
     }
     next.run(req).await
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::layers::testing::{self, set_cookies, text};
+    use app::error::ErrorCode;
+    use axum::{
+        body::Body, http::StatusCode, middleware::from_fn, routing::get, Extension, Router,
+    };
+    use tower::ServiceExt;
+
+    /// What reached the page: the user the guard let through.
+    async fn page(req: Request) -> String {
+        match req.extensions().get::<AuthUser>() {
+            Some(user) => format!("user {}", user.user_id),
+            None => "nobody".into(),
+        }
+    }
+
+    /// The guard alone, in front of every page of the table (and a core, as the router gives
+    /// it); `over` is what the refresh layer would have found.
+    fn guarded(auth: Arc<Auth>, over: Option<SessionOver>) -> Router {
+        let mut router = Router::new();
+        for p in routes::PAGES {
+            router = router.route(p.path, get(page).post(page));
+        }
+        router
+            .layer(from_fn(protect_pages))
+            .layer(from_fn(move |mut req: Request, next: Next| async move {
+                if let Some(over) = over {
+                    req.extensions_mut().insert(over);
+                }
+                next.run(req).await
+            }))
+            .layer(Extension(auth))
+    }
+
+    fn get_with_cookie(path: &str, cookie: Option<String>) -> Request {
+        let mut req = Request::get(path);
+        if let Some(cookie) = cookie {
+            req = req.header(header::COOKIE, cookie);
+        }
+        req.body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_visitor_without_a_session_is_sent_to_sign_in_and_back() {
+        let (_dir, _pool, auth) = testing::auth().await;
+        for p in routes::PAGES.iter().filter(|p| p.protected) {
+            let res = guarded(auth.clone(), None)
+                .oneshot(get_with_cookie(p.path, None))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::SEE_OTHER, "{}", p.path);
+            // The page's own sign-in link, exactly: the same `next`.
+            assert_eq!(res.headers()[header::LOCATION], p.sign_in);
+            // Nothing to clear.
+            assert!(set_cookies(&res).is_empty());
+        }
+        // The query comes back too, encoded as one value.
+        let res = guarded(auth.clone(), None)
+            .oneshot(get_with_cookie("/sessions?ended=2&x=%2F", None))
+            .await
+            .unwrap();
+        assert_eq!(
+            res.headers()[header::LOCATION],
+            "/login?next=%2Fsessions%3Fended%3D2%26x%3D%252F"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_a_get_of_a_protected_page_is_guarded() {
+        let (_dir, _pool, auth) = testing::auth().await;
+        for p in routes::PAGES.iter().filter(|p| !p.protected) {
+            let res = guarded(auth.clone(), None)
+                .oneshot(get_with_cookie(p.path, None))
+                .await
+                .unwrap();
+            assert_eq!(text(res).await, "nobody", "{}", p.path);
+        }
+        let post = Request::post(routes::PROFILE.path)
+            .body(Body::empty())
+            .unwrap();
+        let res = guarded(auth, None).oneshot(post).await.unwrap();
+        assert_eq!(text(res).await, "nobody");
+    }
+
+    #[tokio::test]
+    async fn a_bad_token_is_named_and_its_cookies_cleared() {
+        let (_dir, _pool, auth) = testing::auth().await;
+        let cookie = format!(
+            "{}=not-a-token; {}=rt2.forged; theme=dark",
+            auth.cookie.name(),
+            auth.cookie.refresh_name()
+        );
+        let res = guarded(auth.clone(), None)
+            .oneshot(get_with_cookie(routes::ACCOUNT.path, Some(cookie)))
+            .await
+            .unwrap();
+        assert_eq!(
+            res.headers()[header::LOCATION],
+            format!("{}&reason=invalid_token", routes::ACCOUNT.sign_in)
+        );
+        let cleared = set_cookies(&res);
+        assert_eq!(cleared.len(), 2, "{cleared:?}");
+        for name in [auth.cookie.name(), auth.cookie.refresh_name()] {
+            assert!(
+                cleared
+                    .iter()
+                    .any(|c| c.starts_with(&format!("{name}=;")) && c.contains("Max-Age=0")),
+                "{name}: {cleared:?}"
+            );
+        }
+    }
+
+    /// A session the refresh layer found over is named on the sign-in page, though the request
+    /// reaches the guard with no token left.
+    #[tokio::test]
+    async fn a_session_found_over_is_named() {
+        let (_dir, _pool, auth) = testing::auth().await;
+        let over = Some(SessionOver(ErrorCode::TokenRevoked));
+        let res = guarded(auth, over)
+            .oneshot(get_with_cookie(routes::PROFILE.path, None))
+            .await
+            .unwrap();
+        assert_eq!(
+            res.headers()[header::LOCATION],
+            format!("{}&reason=token_revoked", routes::PROFILE.sign_in)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_valid_session_reaches_the_page_as_its_user() {
+        let (_dir, pool, auth) = testing::auth().await;
+        let issued = testing::signed_in(&auth, &pool).await;
+        let cookie = format!("{}={}", auth.cookie.name(), issued.access_token);
+        let res = guarded(auth, None)
+            .oneshot(get_with_cookie(routes::SESSIONS.path, Some(cookie)))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(text(res).await, format!("user {}", issued.user_id));
+    }
+
+    #[tokio::test]
+    async fn without_the_core_nothing_is_rendered() {
+        let router = Router::new()
+            .route(routes::PROFILE.path, get(page))
+            .layer(from_fn(protect_pages));
+        let res = router
+            .oneshot(get_with_cookie(routes::PROFILE.path, None))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

@@ -189,3 +189,191 @@ fn replace_cookies(headers: &mut HeaderMap, cookies: &[(&str, Option<String>)]) 
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::layers::testing::{self, set_cookies, text};
+    use app::api::{ChangePassword, CurrentUser, Login, Logout, Refresh, Register};
+    use axum::{body::Body, middleware::from_fn, routing::any, Extension, Router};
+    use server_fn::ServerFn;
+    use tower::ServiceExt;
+
+    /// What reached the handler: the cookies, the user found and why a session is over.
+    async fn seen(req: Request) -> String {
+        let cookie = req
+            .headers()
+            .get(header::COOKIE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let user = req.extensions().get::<AuthUser>().map(|u| u.user_id);
+        let over = req.extensions().get::<SessionOver>().map(|o| o.0.as_str());
+        format!("cookie=[{cookie}] user={user:?} over={over:?}")
+    }
+
+    /// The refresh layer alone, in front of any path (and a core, as the router gives it).
+    fn renewing(auth: Arc<Auth>) -> Router {
+        Router::new()
+            .fallback(any(seen))
+            .layer(from_fn(refresh_session))
+            .layer(Extension(auth))
+    }
+
+    fn request(method: Method, path: &str, cookie: &str) -> Request {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    /// The value a `Set-Cookie` of `name` gives, if the answer sets it.
+    fn set_value(res: &Response, name: &str) -> Option<String> {
+        set_cookies(res).into_iter().find_map(|c| {
+            let (n, rest) = c.split_once('=')?;
+            (n == name).then(|| rest.split(';').next().unwrap_or_default().to_owned())
+        })
+    }
+
+    #[tokio::test]
+    async fn an_expired_access_cookie_is_renewed_before_the_page() {
+        let (_dir, pool, auth) = testing::auth().await;
+        let issued = testing::signed_in(&auth, &pool).await;
+        // The access cookie is gone (expired in the browser); the refresh cookie is here.
+        let cookie = format!(
+            "theme=dark; {}={}",
+            auth.cookie.refresh_name(),
+            issued.refresh_token
+        );
+        let res = renewing(auth.clone())
+            .oneshot(request(Method::GET, "/profile", &cookie))
+            .await
+            .unwrap();
+        let access = set_value(&res, auth.cookie.name()).unwrap();
+        let refresh = set_value(&res, auth.cookie.refresh_name()).unwrap();
+        assert!(!access.is_empty());
+        assert_ne!(
+            refresh, issued.refresh_token,
+            "the refresh token is rotated"
+        );
+        // The page is rendered as the user, with the new pair in the request's cookies, the
+        // other cookies as they were.
+        assert_eq!(
+            text(res).await,
+            format!(
+                "cookie=[theme=dark; {}={access}; {}={refresh}] user=Some({}) over=None",
+                auth.cookie.name(),
+                auth.cookie.refresh_name(),
+                issued.user_id
+            )
+        );
+        // The new access token is the session's.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {access}").parse().unwrap(),
+        );
+        assert_eq!(
+            auth.authenticate(&headers).await.unwrap().session_id,
+            issued.session_id
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_that_is_over_is_dropped_from_the_request_and_the_browser() {
+        let (_dir, _pool, auth) = testing::auth().await;
+        let cookie = format!("theme=dark; {}=rt2.forged", auth.cookie.refresh_name());
+        let res = renewing(auth.clone())
+            .oneshot(request(Method::POST, CurrentUser::PATH, &cookie))
+            .await
+            .unwrap();
+        let cleared = set_cookies(&res);
+        assert_eq!(cleared.len(), 2, "{cleared:?}");
+        for name in [auth.cookie.name(), auth.cookie.refresh_name()] {
+            assert_eq!(set_value(&res, name).as_deref(), Some(""), "{cleared:?}");
+        }
+        // The refresh endpoint's code for the same refusal.
+        assert_eq!(
+            text(res).await,
+            "cookie=[theme=dark] user=None over=Some(\"invalid_token\")"
+        );
+    }
+
+    /// The routes that need no session or handle the refresh cookie themselves (the API table
+    /// says which), the assets, and callers with their own credentials are left alone.
+    #[tokio::test]
+    async fn only_what_needs_a_session_renews_it() {
+        let (_dir, _pool, auth) = testing::auth().await;
+        let cookie = format!("{}=rt2.forged", auth.cookie.refresh_name());
+        let untouched = format!("cookie=[{cookie}] user=None over=None");
+        for (method, path) in [
+            (Method::POST, Login::PATH),
+            (Method::POST, Register::PATH),
+            (Method::POST, Logout::PATH),
+            (Method::POST, Refresh::PATH),
+            (Method::GET, app::api::contract::DOCUMENT_PATH),
+            (Method::GET, "/pkg/authapp.js"),
+            // (The answer to a HEAD has no body: its cookies say it.)
+            (Method::HEAD, "/profile"),
+        ] {
+            let res = renewing(auth.clone())
+                .oneshot(request(method.clone(), path, &cookie))
+                .await
+                .unwrap();
+            assert!(set_cookies(&res).is_empty(), "{method} {path}");
+            if method != Method::HEAD {
+                assert_eq!(text(res).await, untouched, "{method} {path}");
+            }
+        }
+        let mut bearer = request(Method::POST, ChangePassword::PATH, &cookie);
+        bearer
+            .headers_mut()
+            .insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
+        let res = renewing(auth.clone()).oneshot(bearer).await.unwrap();
+        assert!(set_cookies(&res).is_empty());
+        // Pages and the endpoints of a signed-in person do renew (here: find it over).
+        for (method, path) in [
+            (Method::GET, "/"),
+            (Method::GET, "/sessions"),
+            (Method::POST, ChangePassword::PATH),
+            (Method::GET, CurrentUser::PATH),
+        ] {
+            let res = renewing(auth.clone())
+                .oneshot(request(method.clone(), path, &cookie))
+                .await
+                .unwrap();
+            assert_eq!(set_cookies(&res).len(), 2, "{method} {path}");
+        }
+    }
+
+    /// What the handler sets has the later word: a browser keeps the last of two same-named
+    /// cookies, so the layer's own are left out.
+    #[tokio::test]
+    async fn the_handlers_cookies_win() {
+        let (_dir, _pool, auth) = testing::auth().await;
+        let cleared_by_handler = auth.cookie.set("handler", 60).unwrap();
+        let router = Router::new()
+            .fallback(any(move || {
+                let value = cleared_by_handler.clone();
+                async move { ([(header::SET_COOKIE, value)], "ok") }
+            }))
+            .layer(from_fn(refresh_session))
+            .layer(Extension(auth.clone()));
+        let cookie = format!("{}=rt2.forged", auth.cookie.refresh_name());
+        let res = router
+            .oneshot(request(Method::GET, "/profile", &cookie))
+            .await
+            .unwrap();
+        assert_eq!(
+            set_value(&res, auth.cookie.name()).as_deref(),
+            Some("handler")
+        );
+        assert_eq!(
+            set_value(&res, auth.cookie.refresh_name()).as_deref(),
+            Some("")
+        );
+        assert_eq!(set_cookies(&res).len(), 2);
+    }
+}
