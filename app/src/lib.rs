@@ -120,3 +120,25 @@ fn set_content_security_policy(options: &LeptosOptions) {
         res.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
     }
 }
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    /// The router serves exactly the table's pages (`routes`), so the server's guard and the
+    /// pages' links name the routes that exist.
+    #[tokio::test]
+    async fn the_router_serves_the_tables_pages() {
+        let _ = any_spawner::Executor::init_tokio();
+        let mut served: Vec<String> = leptos_axum::generate_route_list(super::App)
+            .iter()
+            .map(|route| route.path().to_owned())
+            .collect();
+        let mut pages: Vec<String> = super::routes::PAGES
+            .iter()
+            .map(|page| page.path.to_owned())
+            .collect();
+        served.sort();
+        served.dedup();
+        pages.sort();
+        assert_eq!(served, pages);
+    }
+}
