@@ -9,7 +9,8 @@
 //! - [`renewal`] (server only): what the refresh endpoint and the server's refresh layer share.
 //!
 //! Input is form-encoded (so the forms work before the WASM loads), output is JSON. Errors are
-//! [`ApiError`], answered with the status their code calls for (see [`server::answered`]).
+//! [`ApiError`](crate::error::ApiError), answered with the status their code calls for (see
+//! [`server::answered`]).
 
 pub mod account;
 pub mod sessions;
@@ -32,8 +33,6 @@ pub use sign_in::{
     login, logout, refresh, register, LoggedOut, Login, Logout, Refresh, Register, Registered,
     TokenResponse,
 };
-
-use crate::error::ApiError;
 
 /// Text made safe for HTML, in element content and in quoted attribute values alike.
 pub fn escape(text: &str) -> String {
@@ -61,6 +60,7 @@ pub mod server {
         access::AuthUser, extractor::Authenticated, jwt::now_unix, password::Ticket,
         sessions::WriteError, throttle::Throttled, AppState, Auth, HealthAnswer, Issued,
     };
+    use crate::error::ApiError;
     use axum::{extract::ConnectInfo, http::header::SET_COOKIE};
     use leptos::prelude::use_context;
     use leptos_axum::{extract, ResponseOptions};
