@@ -17,6 +17,7 @@ use crate::{
         current_user, LoggedOut, Login, Logout, Register, Registered, SignedInUser, TokenResponse,
     },
     error::{ApiError, ErrorCode},
+    routes::Page,
 };
 
 /// Calls a server function; if it answers `token_expired`, calls it once more, and that
@@ -211,8 +212,8 @@ fn keep_signed_in(s: &AuthState) {
 
 /// For a page that needs a session, in the browser: once the answer is settled, no session or
 /// a rejected token (expired, or signed out elsewhere) sends the visitor to sign in, then back
-/// to `next` (already percent-encoded: `%2Fprofile`).
-pub fn sign_in_when_signed_out(auth: &AuthState, next: &'static str) {
+/// to `page` ([`Page::sign_in`]).
+pub fn sign_in_when_signed_out(auth: &AuthState, page: Page) {
     let navigate = leptos_router::hooks::use_navigate();
     let auth = auth.clone();
     Effect::new(move |_| {
@@ -226,7 +227,7 @@ pub fn sign_in_when_signed_out(auth: &AuthState, next: &'static str) {
             // Any other failure is shown on the page; signing in again would not help.
             Err(_) => return,
         }
-        navigate(&format!("/login?next={next}"), Default::default());
+        navigate(page.sign_in, Default::default());
     });
 }
 

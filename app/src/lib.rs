@@ -6,6 +6,7 @@ pub mod auth_state;
 pub mod components;
 pub mod error;
 pub mod pages;
+pub mod routes;
 pub mod time_fmt;
 pub mod validate;
 
@@ -13,20 +14,15 @@ pub mod validate;
 pub mod auth;
 #[cfg(feature = "ssr")]
 pub use identity::store;
-#[cfg(feature = "ssr")]
-pub mod openapi;
 
 use leptos::prelude::*;
 use leptos_router::{
     components::{Route, Router, Routes},
-    path, SsrMode,
+    path, SsrMode, StaticSegment,
 };
 
 use pages::{AccountPage, HomePage, LoginPage, NotFound, ProfilePage, RegisterPage, SessionsPage};
-
-/// Pages that need a session. The server redirects a request for one of them without a valid
-/// token to `/login?next=<path>` before rendering anything.
-pub const PROTECTED_PATHS: &[&str] = &["/profile", "/sessions", "/account"];
+use routes::{ACCOUNT, LOGIN, PROFILE, REGISTER, SESSIONS};
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -73,14 +69,15 @@ fn Layout() -> impl IntoView {
         <components::nav::Nav/>
         <main data-hydrated=move || hydrated.get().to_string()>
             // Async: every page is rendered whole on the server, session included, so a
-            // signed-in visitor never sees a flash of the signed-out state.
+            // signed-in visitor never sees a flash of the signed-out state. The paths are the
+            // table's (`routes`); the home page's is the root (`routes::HOME`).
             <Routes fallback=NotFound>
                 <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
-                <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async/>
-                <Route path=path!("/register") view=RegisterPage ssr=SsrMode::Async/>
-                <Route path=path!("/profile") view=ProfilePage ssr=SsrMode::Async/>
-                <Route path=path!("/sessions") view=SessionsPage ssr=SsrMode::Async/>
-                <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(LOGIN.segment()),) view=LoginPage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(REGISTER.segment()),) view=RegisterPage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(PROFILE.segment()),) view=ProfilePage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(SESSIONS.segment()),) view=SessionsPage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(ACCOUNT.segment()),) view=AccountPage ssr=SsrMode::Async/>
             </Routes>
         </main>
     }
@@ -113,5 +110,27 @@ fn set_content_security_policy(options: &LeptosOptions) {
     );
     if let Ok(value) = http::HeaderValue::from_str(&policy) {
         res.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    /// The router serves exactly the table's pages (`routes`), so the server's guard and the
+    /// pages' links name the routes that exist.
+    #[tokio::test]
+    async fn the_router_serves_the_tables_pages() {
+        let _ = any_spawner::Executor::init_tokio();
+        let mut served: Vec<String> = leptos_axum::generate_route_list(super::App)
+            .iter()
+            .map(|route| route.path().to_owned())
+            .collect();
+        let mut pages: Vec<String> = super::routes::PAGES
+            .iter()
+            .map(|page| page.path.to_owned())
+            .collect();
+        served.sort();
+        served.dedup();
+        pages.sort();
+        assert_eq!(served, pages);
     }
 }

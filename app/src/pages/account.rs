@@ -11,12 +11,13 @@ use crate::{
     api::{ChangePassword, DeleteAccount},
     auth_state::{sign_in_when_signed_out, use_auth},
     components::form::{ErrorFn, Failure, NewPasswordInputs, PasswordInput},
+    routes,
 };
 
 #[component]
 pub fn AccountPage() -> impl IntoView {
     let auth = use_auth();
-    sign_in_when_signed_out(&auth, "%2Faccount");
+    sign_in_when_signed_out(&auth, routes::ACCOUNT);
     let query = use_query_map();
     let changed = move || {
         query.read().get("changed").is_some().then(|| {

@@ -3,16 +3,17 @@ use leptos::{either::EitherOf3, prelude::*};
 use crate::{
     auth_state::{sign_in_when_signed_out, use_auth, SIGN_IN_AGAIN},
     components::nav::SignOutButton,
+    routes,
     time_fmt::utc,
 };
 
 #[component]
 pub fn ProfilePage() -> impl IntoView {
     let auth = use_auth();
-    sign_in_when_signed_out(&auth, "%2Fprofile");
+    sign_in_when_signed_out(&auth, routes::PROFILE);
 
     // The answer the nav shows, not a second fetch. On the server the request already passed
-    // the token check (see PROTECTED_PATHS), so the profile is in the HTML.
+    // the token check (the page is protected: see `routes`), so the profile is in the HTML.
     view! {
         <h1>"Your profile"</h1>
         <Transition fallback=Loading>
@@ -38,7 +39,7 @@ pub fn ProfilePage() -> impl IntoView {
                         <p class="form-error" role="alert">
                             {other.err().map_or(SIGN_IN_AGAIN.to_string(), |e| e.description)}
                         </p>
-                        <p><a href="/login?next=%2Fprofile">"Sign in"</a></p>
+                        <p><a href=routes::PROFILE.sign_in>"Sign in"</a></p>
                     }),
         }}
         </Transition>

@@ -18,12 +18,13 @@ use crate::{
     api::{RevokeOtherSessions, RevokeSession},
     auth_state::{sign_in_when_signed_out, use_auth},
     components::form::{ErrorFn, Failure},
+    routes,
 };
 
 #[component]
 pub fn SessionsPage() -> impl IntoView {
     let auth = use_auth();
-    sign_in_when_signed_out(&auth, "%2Fsessions");
+    sign_in_when_signed_out(&auth, routes::SESSIONS);
     // On the server: the list prepared for this request. In the browser: nothing, and while
     // hydrating that leaves the server's list in place.
     #[cfg(feature = "ssr")]

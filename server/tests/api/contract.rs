@@ -456,7 +456,7 @@ async fn clients_that_hang_up_mid_body_cost_nothing() {
     // The stalled body is given up on after BODY_TIMEOUT: 408, and the task is freed.
     let mut answer = Vec::new();
     let read = tokio::time::timeout(
-        server::middleware::BODY_TIMEOUT + std::time::Duration::from_secs(5),
+        server::layers::BODY_TIMEOUT + std::time::Duration::from_secs(5),
         stalled.read_to_end(&mut answer),
     )
     .await;
@@ -467,11 +467,11 @@ async fn clients_that_hang_up_mid_body_cost_nothing() {
     let waited = started.elapsed();
     let second = std::time::Duration::from_secs(1);
     assert!(
-        waited >= server::middleware::BODY_TIMEOUT - second,
+        waited >= server::layers::BODY_TIMEOUT - second,
         "{waited:?}"
     );
     assert!(
-        waited <= server::middleware::BODY_TIMEOUT + 5 * second,
+        waited <= server::layers::BODY_TIMEOUT + 5 * second,
         "{waited:?}"
     );
     app.stop().await;
@@ -511,7 +511,10 @@ async fn the_document_lists_exactly_the_routes() {
     let mut routes: BTreeSet<(String, String)> = server_fn::axum::server_fn_paths()
         .map(|(path, method)| (method.to_string(), path.to_string()))
         .collect();
-    for path in [app::openapi::ME_PATH, app::openapi::DOCUMENT_PATH] {
+    for path in [
+        app::api::contract::ME_PATH,
+        app::api::contract::DOCUMENT_PATH,
+    ] {
         routes.insert(("GET".into(), path.into()));
     }
     assert!(

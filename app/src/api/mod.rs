@@ -1,0 +1,231 @@
+//! The HTTP door: server functions at stable paths under `/api`, one file per feature, each with
+//! its server functions, the bodies the API takes for them and their work on the server:
+//!
+//! - [`sign_in`]: signing up, in and out, and renewing a session;
+//! - [`sessions`]: the caller's sessions;
+//! - [`account`]: the signed-in user, the password and the account itself;
+//! - [`contract`] (server only): the table of every route under `/api`, how a POST body is read,
+//!   and the OpenAPI document made from the table;
+//! - [`renewal`] (server only): what the refresh endpoint and the server's refresh layer share.
+//!
+//! Input is form-encoded (so the forms work before the WASM loads), output is JSON. Errors are
+//! [`ApiError`](crate::error::ApiError), answered with the status their code calls for (see
+//! [`server::answered`]).
+
+pub mod account;
+pub mod sessions;
+pub mod sign_in;
+
+#[cfg(feature = "ssr")]
+pub mod contract;
+#[cfg(feature = "ssr")]
+pub mod renewal;
+
+pub use account::{
+    change_password, current_user, delete_account, AccountDeleted, ChangePassword, CurrentUser,
+    DeleteAccount, SignedInUser,
+};
+pub use sessions::{
+    list_sessions, revoke_other_sessions, revoke_session, ListSessions, RevokeOtherSessions,
+    RevokeSession, SessionInfo, SessionsEnded, SessionsFragment,
+};
+pub use sign_in::{
+    login, logout, refresh, register, LoggedOut, Login, Logout, Refresh, Register, Registered,
+    TokenResponse,
+};
+
+/// Text made safe for HTML, in element content and in quoted attribute values alike.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// What every feature's server side shares: the state, the error hook, the client's address,
+/// the session's cookies and small helpers.
+#[cfg(feature = "ssr")]
+pub mod server {
+    use super::renewal;
+    use super::*;
+    use crate::auth::{
+        access::AuthUser, extractor::Authenticated, jwt::now_unix, password::Ticket,
+        sessions::WriteError, throttle::Throttled, AppState, Auth, HealthAnswer, Issued,
+    };
+    use crate::error::ApiError;
+    use axum::{extract::ConnectInfo, http::header::SET_COOKIE};
+    use leptos::prelude::use_context;
+    use leptos_axum::{extract, ResponseOptions};
+    use std::net::SocketAddr;
+
+    pub use super::{
+        account::server::me_handler,
+        sessions::server::{render_sessions, sessions_fragment},
+    };
+
+    /// Gives a server function's error its own status and headers (401 with a challenge, 429
+    /// with `Retry-After`, ...) instead of Leptos's 500 — when this request *is* the server
+    /// function's (not a page rendering that calls it) and the caller is not a browser posting a
+    /// form without JavaScript: that one must get Leptos's redirect back to the form, which a
+    /// status would replace.
+    pub fn answered<T>(path: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
+        if let Err(err) = &result {
+            let parts = use_context::<http::request::Parts>();
+            let own = parts.as_ref().is_some_and(|p| p.uri.path() == path);
+            let form_post = parts.as_ref().is_some_and(|p| {
+                p.headers
+                    .get(http::header::ACCEPT)
+                    .and_then(|a| a.to_str().ok())
+                    .is_some_and(|a| a.contains("text/html"))
+            });
+            if let (true, false, Some(res)) = (own, form_post, use_context::<ResponseOptions>()) {
+                res.set_status(err.status());
+                for (name, value) in err.headers() {
+                    res.insert_header(name, value);
+                }
+            }
+        }
+        result
+    }
+
+    pub(super) fn state() -> Result<AppState, ApiError> {
+        use_context::<AppState>().ok_or_else(|| {
+            tracing::error!("AppState missing from the server function context");
+            ApiError::internal()
+        })
+    }
+
+    /// The answer to a failure on our side, its cause logged (never sent): `503
+    /// temporarily_unavailable` with `Retry-After` when the cause is the database that cannot
+    /// be reached or is busy, the generic 500 otherwise (see [`crate::auth::HealthAnswer`]).
+    /// It finds the database's health in the server function's context: inside `detached`
+    /// (a task of its own, with no context), ask `auth.health.answer` instead.
+    pub(super) fn internal(
+        context: &str,
+        err: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> ApiError {
+        let err: Box<dyn std::error::Error + Send + Sync> = err.into();
+        match use_context::<AppState>() {
+            Some(state) => state.auth.health.answer(context, &*err),
+            None => crate::auth::internal(context, &err),
+        }
+    }
+
+    /// `503 temporarily_unavailable` at once while the database is known to be unreachable:
+    /// asked first by each request that needs it, so none waits for the pool in vain.
+    pub(super) fn database(state: &AppState) -> Result<(), ApiError> {
+        state
+            .auth
+            .health
+            .check()
+            .map_err(|_| ApiError::database_unavailable())
+    }
+
+    /// A write to the sessions that did not happen: 503 (with `Retry-After`) when it could not
+    /// get its turn in time, else a 500 whose cause is logged.
+    pub(super) fn not_written(context: &str, err: WriteError) -> ApiError {
+        match err {
+            WriteError::Busy => {
+                tracing::warn!("{context}: the sessions' writes are queued too long");
+                ApiError::unavailable(1)
+            }
+            WriteError::Db(e) => internal(context, e),
+        }
+    }
+
+    pub(super) fn set_cookie(value: axum::http::HeaderValue) {
+        if let Some(res) = use_context::<ResponseOptions>() {
+            res.append_header(SET_COOKIE, value);
+        }
+    }
+
+    /// The client's address (see [`TrustedProxies`](crate::auth::proxies::TrustedProxies)),
+    /// when the server was started with connect info.
+    pub(super) async fn client_addr(state: &AppState) -> Option<std::net::IpAddr> {
+        let ConnectInfo(peer) = extract::<ConnectInfo<SocketAddr>>().await.ok()?;
+        let headers = use_context::<http::request::Parts>().map(|p| p.headers);
+        Some(
+            state
+                .auth
+                .proxies
+                .client(peer.ip(), &headers.unwrap_or_default()),
+        )
+    }
+
+    pub(super) async fn authenticate() -> Result<AuthUser, ApiError> {
+        let Authenticated(user) = extract::<Result<Authenticated, ApiError>>()
+            .await
+            .map_err(|e| internal("cannot read the request", e))??;
+        Ok(user)
+    }
+
+    /// A place in the hashing queue, or 503 `temporarily_unavailable` before any other work.
+    pub(super) fn hashing_ticket(state: &AppState) -> Result<Ticket, ApiError> {
+        state.auth.passwords.ticket().map_err(|_| {
+            tracing::warn!("password queue full: request refused");
+            ApiError::busy()
+        })
+    }
+
+    /// A sign-in (or a signed-in password check) the throttle did not let through.
+    pub(super) fn sign_in_refused(throttled: Throttled) -> ApiError {
+        match throttled {
+            Throttled::TooMany { retry_after } => ApiError::too_many_requests(retry_after),
+            Throttled::Unavailable => throttle_unavailable(),
+        }
+    }
+
+    /// The shared limits could not be counted (see [`Throttled::Unavailable`]).
+    pub(super) fn throttle_unavailable() -> ApiError {
+        ApiError::unavailable(crate::auth::throttle::UNAVAILABLE_RETRY_SECS)
+    }
+
+    /// The OAuth 2 token response for tokens just issued. Where the tokens go to cookies (a
+    /// page's request), the refresh token stays in its `HttpOnly` cookie only: in the body, any
+    /// script on the page could read it.
+    pub(super) fn token_response(
+        issued: &Issued,
+        username: String,
+        cookies: bool,
+    ) -> TokenResponse {
+        TokenResponse {
+            access_token: issued.access_token.clone(),
+            token_type: "Bearer".into(),
+            expires_in: (issued.access_exp - now_unix()).max(0) as u64,
+            refresh_token: (!cookies).then(|| issued.refresh_token.clone()),
+            username,
+            device_token: None,
+        }
+    }
+
+    /// Both cookies of tokens just issued (see [`renewal::session_cookies`]).
+    pub(super) fn set_session_cookies(auth: &Auth, issued: &Issued) {
+        for cookie in renewal::session_cookies(auth, issued, now_unix()) {
+            set_cookie(cookie);
+        }
+    }
+
+    pub(super) fn clear_session_cookies(auth: &Auth) {
+        for cookie in renewal::cleared_session_cookies(auth) {
+            set_cookie(cookie);
+        }
+    }
+
+    /// Runs a change that writes the database and then memory in a task of its own: if the
+    /// client hangs up, this request's future is dropped, but a write the database may already
+    /// have committed must still reach memory (an ended session must be refused at once).
+    pub(super) async fn detached<T: Send + 'static>(
+        what: &'static str,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        tokio::spawn(work).await.map_err(|e| internal(what, e))
+    }
+}

@@ -1,0 +1,544 @@
+//! Signing up, in and out, and renewing a session: `POST /api/register`, `/api/login`,
+//! `/api/logout` and `/api/refresh`, each with its body as the API takes it.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+#[cfg(feature = "ssr")]
+use server_fn::ServerFn;
+
+#[cfg(feature = "ssr")]
+use super::server::answered;
+use crate::error::ApiError;
+
+/// The answer to a successful login or refresh, in the OAuth 2 token-response shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    /// Seconds from now until the access token expires.
+    pub expires_in: u64,
+    /// Single use: `POST /api/refresh` answers a new pair for it. Not sent to a page, which
+    /// has it in an `HttpOnly` cookie (so the browser's build has no field for it).
+    #[cfg(feature = "ssr")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub username: String,
+    /// A sign-in's proof that this client signed in to this account (`dv1.…`, good for a
+    /// year): sent back as `device_token` with the next sign-in, it is counted on this device's
+    /// own allowance, which guesses from elsewhere cannot use up. Not sent to a page, which has
+    /// it in an `HttpOnly` cookie (so the browser's build has no field for it).
+    #[cfg(feature = "ssr")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
+}
+
+/// The answer to a successful registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Registered {
+    pub user_id: i64,
+    pub username: String,
+}
+
+/// The answer to a successful logout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct LoggedOut {
+    pub revoked: bool,
+}
+
+/// `POST /api/register`: creates an account. 409 `username_taken` if the name is in use,
+/// 422 `invalid_input` if a rule is broken, 429 when the address has created too many accounts
+/// lately. Browsers are then sent to the sign-in page.
+#[server(prefix = "/api", endpoint = "register")]
+pub async fn register(
+    username: String,
+    password: String,
+    password_confirm: Option<String>,
+) -> Result<Registered, ApiError> {
+    answered(
+        Register::PATH,
+        server::register(username, password, password_confirm).await,
+    )
+}
+
+/// `POST /api/register`. The page's form also sends `password_confirm`, which must then equal
+/// `password`; API clients leave it out.
+#[cfg(feature = "ssr")]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    /// 3 to 32 characters from `A-Z a-z 0-9 _ . -` (surrounding ASCII spaces are trimmed);
+    /// compared without regard to case.
+    #[schema(pattern = "^[ \\t\\n\\f\\r]*[A-Za-z0-9_.-]{3,32}[ \\t\\n\\f\\r]*$")]
+    username: String,
+    /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
+    password: String,
+    #[serde(default)]
+    #[schema(ignore)]
+    password_confirm: Option<String>,
+}
+
+#[cfg(feature = "ssr")]
+impl From<RegisterBody> for Register {
+    fn from(b: RegisterBody) -> Self {
+        let RegisterBody {
+            username,
+            password,
+            password_confirm,
+        } = b;
+        Self {
+            username,
+            password,
+            password_confirm,
+        }
+    }
+}
+
+/// `POST /api/login`: checks the password, sets the auth cookies and returns the token.
+/// Browsers are sent on to `next` (a path on this site) or to `/profile`. `device_token` (else
+/// the device cookie) is the proof of an earlier sign-in to this account from this client.
+#[server(prefix = "/api", endpoint = "login")]
+pub async fn login(
+    username: String,
+    password: String,
+    next: Option<String>,
+    device_token: Option<String>,
+) -> Result<TokenResponse, ApiError> {
+    answered(
+        Login::PATH,
+        server::login(username, password, next, device_token).await,
+    )
+}
+
+/// `POST /api/login`
+#[cfg(feature = "ssr")]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    username: String,
+    password: String,
+    /// Where a browser goes next (a path on this site); API clients leave it out.
+    #[serde(default)]
+    next: Option<String>,
+    /// The `device_token` of this client's last sign-in to this account: the attempt then
+    /// counts on this device's own allowance, which guesses from elsewhere cannot use up. Left
+    /// out, the device cookie is used; any other value counts as an unknown device.
+    #[serde(default)]
+    device_token: Option<String>,
+}
+
+#[cfg(feature = "ssr")]
+impl From<LoginBody> for Login {
+    fn from(b: LoginBody) -> Self {
+        let LoginBody {
+            username,
+            password,
+            next,
+            device_token,
+        } = b;
+        Self {
+            username,
+            password,
+            next,
+            device_token,
+        }
+    }
+}
+
+/// `POST /api/logout`: revokes the presented token (cookie or Bearer) and ends its session, and
+/// clears the cookies. Without a valid access token, the refresh token (the form field
+/// `refresh_token`, else the refresh cookie) ends its session instead.
+#[server(prefix = "/api", endpoint = "logout")]
+pub async fn logout(refresh_token: Option<String>) -> Result<LoggedOut, ApiError> {
+    answered(Logout::PATH, server::logout(refresh_token).await)
+}
+
+/// `POST /api/logout`
+#[cfg(feature = "ssr")]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutBody {
+    /// A refresh token (`rt2.…`) whose session ends too: the way to sign out for an API client
+    /// whose access token has expired. Without a valid access token and without this field,
+    /// the refresh cookie is used.
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+#[cfg(feature = "ssr")]
+impl From<LogoutBody> for Logout {
+    fn from(b: LogoutBody) -> Self {
+        let LogoutBody { refresh_token } = b;
+        Self { refresh_token }
+    }
+}
+
+/// `POST /api/refresh`: rotates a refresh token (the form field `refresh_token`, else the
+/// refresh cookie) and answers a new access token and a new refresh token. A refresh token used
+/// twice ends its whole session, except the previous one within `REFRESH_REUSE_INTERVAL`.
+#[server(prefix = "/api", endpoint = "refresh")]
+pub async fn refresh(refresh_token: Option<String>) -> Result<TokenResponse, ApiError> {
+    answered(Refresh::PATH, server::refresh(refresh_token).await)
+}
+
+/// `POST /api/refresh`
+#[cfg(feature = "ssr")]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    /// The refresh token (`rt2.…`). Left out, the refresh cookie is used.
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+#[cfg(feature = "ssr")]
+impl From<RefreshBody> for Refresh {
+    fn from(b: RefreshBody) -> Self {
+        let RefreshBody { refresh_token } = b;
+        Self { refresh_token }
+    }
+}
+
+#[cfg(feature = "ssr")]
+pub mod server {
+    use super::*;
+    use crate::api::server::*;
+    use crate::auth::{
+        device::{self, DeviceId},
+        jwt::now_unix,
+        sessions::{EndReason, EndedByToken},
+        throttle::{Throttled, Via},
+        users::{self, CreateUserError},
+        AppState, Auth, HealthAnswer, IssueError,
+    };
+    use crate::validate;
+    use leptos_axum::redirect;
+
+    /// A typed name without the spaces (or tab, newline) around it. Only ASCII whitespace: what
+    /// the API document's pattern for a username allows, word for word.
+    fn trim_ascii(text: &str) -> &str {
+        text.trim_matches(|c: char| c.is_ascii_whitespace())
+    }
+
+    pub async fn register(
+        username: String,
+        password: String,
+        password_confirm: Option<String>,
+    ) -> Result<Registered, ApiError> {
+        let username = trim_ascii(&username).to_string();
+        validate::username(&username).map_err(ApiError::invalid_input)?;
+        validate::password(&password).map_err(ApiError::invalid_input)?;
+        if let Some(confirm) = password_confirm.filter(|c| !c.is_empty()) {
+            if confirm != password {
+                return Err(ApiError::invalid_input(validate::PASSWORDS_DIFFER));
+            }
+        }
+        let state = state()?;
+        database(&state)?;
+        let ticket = hashing_ticket(&state)?;
+        // Every sign-up that gets this far costs a hash and a row: counted per address.
+        state
+            .auth
+            .throttle
+            .sign_up(client_addr(&state).await)
+            .await
+            .map_err(|t| match t {
+                Throttled::TooMany { retry_after } => ApiError::too_many_signups(retry_after),
+                Throttled::Unavailable => throttle_unavailable(),
+            })?;
+        let hash = ticket
+            .hash(password)
+            .await
+            .map_err(|e| internal("password hashing failed", e))?;
+        let user = match users::create(&state.pool, &username, &hash).await {
+            Ok(user) => user,
+            Err(CreateUserError::Taken) => return Err(ApiError::username_taken()),
+            Err(CreateUserError::Db(e)) => return Err(internal("creating a user failed", e)),
+        };
+        tracing::info!(user_id = user.id, "user registered");
+        redirect("/login?registered=1");
+        Ok(Registered {
+            user_id: user.id,
+            username: user.username,
+        })
+    }
+
+    pub async fn login(
+        username: String,
+        password: String,
+        next: Option<String>,
+        device_token: Option<String>,
+    ) -> Result<TokenResponse, ApiError> {
+        let username = trim_ascii(&username);
+        // Out-of-range input cannot match an account: refused before it touches the throttle
+        // (whose memory it would fill) or any hashing. Same answer as a wrong password.
+        if validate::username(username).is_err() || validate::password(&password).is_err() {
+            return Err(ApiError::invalid_credentials());
+        }
+        let state = state()?;
+        let auth = &state.auth;
+        // Refused before it is counted or hashed: a sign-in the database cannot finish.
+        database(&state)?;
+        let ticket = hashing_ticket(&state)?;
+        let addr = client_addr(&state).await;
+        // Taken before the account is read: a user deleted meanwhile is not put back in memory.
+        let read = auth.users.stamp();
+        // Counted now, before any password work, in a task of its own: parallel guesses cannot
+        // outrun the count, and a client that hangs up (while the count waits for the
+        // database, or later during the hash) has still used its attempt.
+        let cookie = use_context::<http::request::Parts>()
+            .and_then(|p| auth.cookie.read_device(&p.headers).map(str::to_owned));
+        let (found, via) = detached("the sign-in count failed", {
+            let (auth, pool) = (auth.clone(), state.pool.clone());
+            let username = username.to_owned();
+            let proofs: Vec<String> = [device_token, cookie].into_iter().flatten().collect();
+            async move { count_sign_in(&auth, &pool, &username, addr, &proofs).await }
+        })
+        .await??;
+        // Unknown users are verified against a dummy hash: same work, same time.
+        let hash = found.as_ref().map(|c| c.password_hash.clone());
+        let ok = ticket
+            .verify(password, hash)
+            .await
+            .map_err(|e| internal("password verification failed", e))?;
+        let failed = || {
+            // The username is not logged: people type passwords into it by mistake.
+            tracing::info!("login failed");
+            ApiError::invalid_credentials()
+        };
+        let found = match (ok, found) {
+            (true, Some(found)) => found,
+            _ => return Err(failed()),
+        };
+        let user_id = found.id;
+        let account = device::Account {
+            user_id,
+            created_at: found.created_at,
+        };
+        auth.throttle.signed_in(username, addr, via).await;
+        // Only if the password just checked is still the account's (see `Sessions::create`).
+        let issued = auth
+            .start_session(user_id, &found.password_hash, &user_agent(), addr)
+            .await
+            .map_err(|e| match e {
+                IssueError::Write(e) => not_written("starting a session failed", e),
+                IssueError::Sign(e) => internal("signing a token failed", e),
+            })?
+            .ok_or_else(failed)?;
+        // The row just checked is the account's as the session was written: its tokens are
+        // checked from memory from their first use on, even if the database is gone by then.
+        auth.users.remember(found.user(), read);
+        set_session_cookies(auth, &issued);
+        // A new proof at every sign-in, for a device id never used before: a proof copied
+        // earlier (from a backup of the browser, a shared machine) keeps its own allowance,
+        // and no amount of wrong guesses through it touches the owner's current one.
+        let proof = auth.devices.issue(account, DeviceId::random(), now_unix());
+        if let Some(cookie) = auth.cookie.set_device(&proof) {
+            set_cookie(cookie);
+        }
+        tracing::info!(
+            user_id,
+            known_device = matches!(via, Via::Device(_)),
+            "login succeeded"
+        );
+        let next = validate::safe_next(next.as_deref()).unwrap_or_else(|| "/profile".into());
+        redirect(&next);
+        let page = from_a_page();
+        Ok(TokenResponse {
+            // A page has it in its HttpOnly cookie, where no script reads it.
+            device_token: (!page).then_some(proof),
+            ..token_response(&issued, username.to_string(), page)
+        })
+    }
+
+    /// Counts a sign-in attempt on `username` from `addr`: on the address first, before the
+    /// account is even looked up, then on the device of the first of `proofs` that proves an
+    /// earlier sign-in to this very account from this client, else (no proof, or another
+    /// account's, forged, expired) on the pair and the account's ceiling. The account's
+    /// credentials, if it exists, and how the attempt was counted.
+    async fn count_sign_in(
+        auth: &Auth,
+        pool: &crate::store::Pool,
+        username: &str,
+        addr: Option<std::net::IpAddr>,
+        proofs: &[String],
+    ) -> Result<(Option<users::Credentials>, Via), ApiError> {
+        auth.throttle
+            .sign_in_from(addr)
+            .await
+            .map_err(sign_in_refused)?;
+        let found = users::credentials(pool, username)
+            .await
+            // In a task of its own, where no server-function context is: the database's health
+            // is asked directly (see `internal`).
+            .map_err(|e| auth.health.answer("looking up a user failed", &e))?;
+        let now = now_unix();
+        let device = found.as_ref().and_then(|c| {
+            let account = device::Account {
+                user_id: c.id,
+                created_at: c.created_at,
+            };
+            proofs
+                .iter()
+                .find_map(|proof| auth.devices.verify(proof, account, now))
+        });
+        let via = auth
+            .throttle
+            .sign_in(username, addr, device)
+            .await
+            .map_err(sign_in_refused)?;
+        Ok((found, via))
+    }
+
+    /// Whether a sign-in comes from a page: a browser names the page (`Origin`, or `Referer`)
+    /// on a POST; scripts and API clients name none.
+    fn from_a_page() -> bool {
+        use_context::<http::request::Parts>().is_some_and(|p| {
+            p.headers.contains_key(http::header::ORIGIN)
+                || p.headers.contains_key(http::header::REFERER)
+        })
+    }
+
+    /// The request's `User-Agent`, as text.
+    fn user_agent() -> String {
+        use_context::<http::request::Parts>()
+            .and_then(|p| {
+                p.headers
+                    .get(http::header::USER_AGENT)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            })
+            .unwrap_or_default()
+    }
+
+    pub async fn logout(refresh_token: Option<String>) -> Result<LoggedOut, ApiError> {
+        let state = state()?;
+        let auth = state.auth.clone();
+        let body_token = refresh_token.filter(|t| !t.trim().is_empty());
+        let user = match authenticate().await {
+            Ok(user) => user,
+            // Nothing wrong with the token: its user could not be read (see below).
+            Err(e) if e.error == crate::error::ErrorCode::TemporarilyUnavailable => return Err(e),
+            Err(e) => {
+                // A genuine refresh token still ends its session: an API client's access token
+                // had merely expired, or a page's.
+                let from_body = body_token.is_some();
+                let Some(token) = body_token.or_else(refresh_cookie) else {
+                    clear_session_cookies(&auth);
+                    return Err(e);
+                };
+                let ended = end_by_refresh_token(&state, token).await?;
+                // Decided: the browser drops both cookies whatever the answer (a failure to
+                // write, above, keeps them, so the sign-out can be tried again).
+                clear_session_cookies(&auth);
+                return match ended {
+                    EndedByToken::Ended(user_id) => {
+                        tracing::info!(user_id, "logout: session ended by its refresh token");
+                        redirect("/");
+                        Ok(LoggedOut { revoked: true })
+                    }
+                    // A token the client chose to send is answered for; a stale cookie is not
+                    // the client's doing, and the access token's reason is the one to give.
+                    EndedByToken::AlreadyOver if from_body => Err(ApiError::session_ended()),
+                    EndedByToken::NotGenuine if from_body => Err(ApiError::invalid_refresh_token()),
+                    EndedByToken::AlreadyOver | EndedByToken::NotGenuine => Err(e),
+                };
+            }
+        };
+        // Nothing is revoked while the database cannot record it: the token stays valid, and
+        // the client tries again (the cookies are kept, so a browser is not signed out of a
+        // session that lives on).
+        database(&state)?;
+        // The token's jti goes on the blocklist (the product's contract) and its session ends,
+        // in one transaction: every token of it is refused from the next request on.
+        detached("the revoke task failed", {
+            let auth = auth.clone();
+            async move { auth.sign_out(&user, now_unix()).await }
+        })
+        .await?
+        .map_err(|e| not_written("recording a sign-out failed", e))?;
+        // A refresh token sent as well is the client's to end too (of this session, it is
+        // over already; of another one, that one ends).
+        if let Some(token) = body_token {
+            if let EndedByToken::Ended(user_id) = end_by_refresh_token(&state, token).await? {
+                tracing::info!(user_id, "logout: the refresh token's session ended too");
+            }
+        }
+        clear_session_cookies(&auth);
+        tracing::info!(
+            user_id = user.user_id,
+            "logout: token revoked, session ended"
+        );
+        redirect("/");
+        Ok(LoggedOut { revoked: true })
+    }
+
+    /// Ends the session of a refresh token presented to sign out, counted against the address's
+    /// refresh allowance first (each costs a read).
+    async fn end_by_refresh_token(
+        state: &AppState,
+        token: String,
+    ) -> Result<EndedByToken, ApiError> {
+        database(state)?;
+        let auth = state.auth.clone();
+        auth.sessions
+            .refresh_limits()
+            .address(client_addr(state).await)
+            .map_err(|r| ApiError::too_many_refreshes(r.retry_after))?;
+        detached("the logout task failed", async move {
+            auth.sessions
+                .end_by_refresh_token(&token, EndReason::Logout, now_unix())
+                .await
+        })
+        .await?
+        .map_err(|e| not_written("ending a session failed", e))
+    }
+
+    fn refresh_cookie() -> Option<String> {
+        let state = use_context::<AppState>()?;
+        let parts = use_context::<http::request::Parts>()?;
+        state
+            .auth
+            .cookie
+            .read_refresh(&parts.headers)
+            .map(str::to_owned)
+    }
+
+    pub async fn refresh(refresh_token: Option<String>) -> Result<TokenResponse, ApiError> {
+        let state = state()?;
+        let auth = state.auth.clone();
+        let (token, from_cookie) = match refresh_token.filter(|t| !t.trim().is_empty()) {
+            Some(token) => (token, false),
+            None => (refresh_cookie().ok_or_else(ApiError::missing_token)?, true),
+        };
+        let addr = client_addr(&state).await;
+        let refreshed = detached("the refresh task failed", {
+            let auth = auth.clone();
+            async move { auth.refresh(&token, addr).await }
+        })
+        .await?;
+        let issued = match refreshed {
+            Ok(issued) => issued,
+            Err(e) => {
+                // Only a session that is over drops the cookies: a refusal for now (throttled,
+                // busy, our failure) leaves the browser signed in to try again.
+                if from_cookie && e.session_is_over() {
+                    clear_session_cookies(&auth);
+                }
+                return Err(crate::api::renewal::refused(&auth, &e));
+            }
+        };
+        let user = auth
+            .users
+            .get(issued.user_id)
+            .await
+            .map_err(|e| internal("looking up a user failed", e))?
+            .ok_or_else(ApiError::session_ended)?;
+        if from_cookie {
+            set_session_cookies(&auth, &issued);
+        }
+        Ok(token_response(&issued, user.username.clone(), from_cookie))
+    }
+}

@@ -1,0 +1,58 @@
+//! The tasks that run beside the requests for as long as the process lives: the periodic purge
+//! of what has expired, and (on PostgreSQL) the feed of the other instances' revocations.
+//! (The sessions' use writers are started by the sessions themselves.)
+
+use std::{sync::Arc, time::Duration};
+
+use app::{
+    auth::{follow, AppState, Auth},
+    store,
+};
+
+/// Follows the revocations of every instance from `cursor` on, re-reading them all every
+/// `resync` (see `app::auth::follow`).
+pub(crate) fn follow_revocations(
+    pool: &store::Pool,
+    auth: Arc<Auth>,
+    cursor: i64,
+    resync: Duration,
+) {
+    follow::spawn(pool, auth, cursor, resync);
+    tracing::info!(
+        resync = ?resync,
+        "PostgreSQL: following the revocations of every instance"
+    );
+}
+
+/// Drops expired revocations every `interval`, for as long as the process lives.
+pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
+    let auth = state.auth.clone();
+    let pool = state.pool.clone();
+    let dialect = auth.health.store().dialect();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.tick().await; // the first tick is immediate; start-up already purged
+        loop {
+            tick.tick().await;
+            match auth.throttle.forget_stale().await {
+                Ok(n) => tracing::debug!(purged = n, "sign-in limits purge"),
+                Err(e) => tracing::warn!(error = %e, "sign-in limits purge failed"),
+            }
+            auth.sessions.refresh_limits().forget_stale();
+            match auth.blocklist.purge_expired().await {
+                Ok(n) => tracing::debug!(purged = n, "blocklist purge"),
+                Err(e) => tracing::warn!(error = %e, "blocklist purge failed"),
+            }
+            match auth.sessions.purge(app::auth::jwt::now_unix()).await {
+                Ok(n) => tracing::debug!(purged = n, "sessions purge"),
+                Err(e) => tracing::warn!(error = %e, "sessions purge failed"),
+            }
+            if dialect == store::Dialect::Postgres {
+                let dead = app::auth::jwt::now_unix() - app::auth::jwt::LEEWAY_SECS as i64;
+                if let Err(e) = follow::purge(&pool, dead).await {
+                    tracing::warn!(error = %e, "revocations purge failed");
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,89 @@
+//! The whole HTTP surface: the hot path in front (see [`crate::hot_path`]), and behind it the
+//! pages, server functions, the API's other routes and the assets, through every layer.
+
+use app::{auth::cookie::AuthCookie, auth::AppState, shell, App};
+use axum::{
+    http::header, middleware as mw, response::IntoResponse, routing::get, Extension, Router,
+};
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::{
+    limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer, trace::TraceLayer,
+};
+
+use crate::{hot_path, layers, BODY_LIMIT};
+
+/// The whole HTTP surface: Leptos pages and server functions, `/health`, and the layers.
+///
+/// Two stacks. The hot path (`GET /health`, `GET /api/me`) answers small JSON or text from
+/// memory, so it goes through only what such an answer needs: the auth state and the static
+/// headers every answer carries, as one layer. Everything else (pages, server functions,
+/// assets, and another method on `/api/me`) goes through the full stack, whose layers each cost
+/// a boxed future per request; measured with `make bench`.
+pub fn router(state: AppState) -> Router {
+    let pages = pages(state.clone());
+    hot_path::in_front_of(pages, state)
+}
+
+/// The request span (and the ERROR log of a 5xx answer): method and path only; no headers
+/// (cookies, tokens), no query, no body.
+pub(crate) fn trace() -> TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    fn(&axum::extract::Request) -> tracing::Span,
+> {
+    TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
+        tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+    })
+}
+
+fn hsts() -> SetResponseHeaderLayer<header::HeaderValue> {
+    SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, layers::HSTS)
+}
+
+/// Pages, server functions, the API's other routes and the assets, behind every layer.
+fn pages(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let options = state.leptos_options.clone();
+    let auth = state.auth.clone();
+    let https = auth.cookie.secure();
+    let mut router = Router::new()
+        .route(
+            app::api::contract::DOCUMENT_PATH,
+            get(openapi_document(auth.cookie)),
+        )
+        .leptos_routes(&state, routes, move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .with_state(state)
+        // Layers run bottom-up: the last one added sees the request first.
+        .layer(mw::from_fn(layers::sessions_page))
+        .layer(mw::from_fn(layers::protect_pages))
+        .layer(mw::from_fn(layers::refresh_session))
+        .layer(mw::from_fn(layers::api_requests))
+        .layer(mw::from_fn(layers::same_origin_posts))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        // Outside the body limit, so its bare 413 gets a JSON body too.
+        .layer(mw::from_fn(layers::api_error_status))
+        .layer(mw::from_fn(layers::no_store))
+        .layer(Extension(auth));
+    for (name, value) in layers::security_headers() {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
+    }
+    if https {
+        router = router.layer(hsts());
+    }
+    router.layer(trace())
+}
+
+/// The handler of `GET /api/openapi.json`: the document, written once.
+fn openapi_document(
+    cookie: AuthCookie,
+) -> impl Fn() -> std::future::Ready<axum::response::Response> + Clone + Send + Sync + 'static {
+    let json = app::api::contract::document(cookie)
+        .to_json()
+        .expect("the OpenAPI document is plain data and always serialises");
+    let json = axum::body::Bytes::from(json);
+    move || {
+        std::future::ready(
+            ([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response(),
+        )
+    }
+}

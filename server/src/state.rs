@@ -1,0 +1,128 @@
+//! Building the shared state at start-up: the database (migrations run), the revocations and
+//! sessions loaded, the token keys, the hashing pool, the throttle and the caches.
+
+use std::sync::Arc;
+
+use app::{
+    auth::{
+        blocklist::Blocklist,
+        cookie::AuthCookie,
+        device::DeviceProofs,
+        follow,
+        jwt::TokenKeys,
+        password::Passwords,
+        sessions::{RefreshSecret, Sessions},
+        throttle::{RefreshLimits, Throttle},
+        users::UserCache,
+        AppState, Auth,
+    },
+    store,
+};
+use leptos::config::LeptosOptions;
+
+use crate::{config, Config, ISSUER};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Db(#[from] store::DbError),
+    #[error("cannot load the token blocklist: {0}")]
+    Blocklist(sqlx::Error),
+    #[error("cannot load the sessions: {0}")]
+    Sessions(sqlx::Error),
+    #[error("cannot read the revocations: {0}")]
+    Revocations(sqlx::Error),
+    #[error("invalid token settings: {0}")]
+    Keys(#[from] app::auth::jwt::KeyError),
+    #[error("cannot prepare password hashing: {0}")]
+    Passwords(#[from] app::auth::password::PasswordError),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the database (running migrations), loads the blocklist and builds the shared state.
+pub async fn build_state(
+    config: &Config,
+    leptos_options: LeptosOptions,
+) -> Result<AppState, StartError> {
+    let store = store::Store::connect(&config.database_url).await?;
+    let pool = store.pool().clone();
+    let health = store::Health::new(store.clone());
+    // On PostgreSQL other instances revoke too: where their revocations stand is read before
+    // anything is loaded, and followed from there (`app::auth::follow`).
+    let cursor = match store.dialect() {
+        store::Dialect::Postgres => Some(
+            follow::cursor(&pool)
+                .await
+                .map_err(StartError::Revocations)?,
+        ),
+        store::Dialect::Sqlite => None,
+    };
+    let blocklist = Blocklist::load(pool.clone())
+        .await
+        .map_err(StartError::Blocklist)?;
+    let purged = blocklist
+        .purge_expired()
+        .await
+        .map_err(StartError::Blocklist)?;
+    tracing::info!(revoked = blocklist.len(), purged, "blocklist loaded");
+    let sessions = Sessions::load(
+        pool.clone(),
+        config.lifetimes,
+        RefreshSecret::derive(&config.jwt_secret),
+    )
+    .await
+    .map_err(StartError::Sessions)?
+    .with_cache(config.cache_entries)
+    .with_refresh_limits(if config.throttle {
+        RefreshLimits::default()
+    } else {
+        RefreshLimits::default().disabled()
+    });
+    let purged = sessions
+        .purge(app::auth::jwt::now_unix())
+        .await
+        .map_err(StartError::Sessions)?;
+    tracing::info!(ended = sessions.ended_len(), purged, "sessions loaded");
+    // One core is left to the async runtime: a login storm must not stall every other request.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let hashers = cores.saturating_sub(1).max(1);
+    if !config.trusted_proxies.is_empty() {
+        tracing::info!(proxies = ?config.trusted_proxies, "client addresses are read from X-Forwarded-For when the peer is a trusted proxy");
+    }
+    let auth = Auth {
+        keys: TokenKeys::new(&config.jwt_secret, ISSUER, config.lifetimes.access)?
+            .with_cache(config.cache_entries),
+        blocklist,
+        passwords: Passwords::new(hashers)?,
+        throttle: {
+            // One instance on SQLite counts in memory; on PostgreSQL the instances share one
+            // set of counts, or N instances would give N times the guesses.
+            let throttle = match store.dialect() {
+                store::Dialect::Sqlite => Throttle::default(),
+                store::Dialect::Postgres => Throttle::shared(health.clone(), &config.jwt_secret),
+            };
+            if config.throttle {
+                throttle
+            } else {
+                tracing::warn!(
+                    "LOGIN_THROTTLE=off: sign-ins, sign-ups and refreshes are not limited"
+                );
+                throttle.disabled()
+            }
+        },
+        users: UserCache::with_capacity(health.clone(), config.cache_entries),
+        sessions,
+        cookie: AuthCookie::new(config.secure_cookie),
+        devices: DeviceProofs::new(&config.jwt_secret),
+        proxies: config.trusted_proxies.clone(),
+        health,
+    };
+    let auth = Arc::new(auth);
+    if let Some(cursor) = cursor {
+        crate::background::follow_revocations(&pool, auth.clone(), cursor, config.resync_interval);
+    }
+    Ok(AppState::new(leptos_options, pool, auth))
+}
