@@ -8,13 +8,16 @@ pub mod cache;
 pub mod cookie;
 pub mod device;
 pub mod follow;
-pub mod jwt;
 pub mod password;
 pub mod proxies;
 pub mod sessions;
 pub mod store;
 pub mod throttle;
+pub mod tokens;
 pub mod users;
+
+/// The access tokens under the name the rest of the code knows them by.
+pub use tokens::access as jwt;
 
 use std::sync::Arc;
 
@@ -114,7 +117,9 @@ impl Auth {
     ) -> Result<Issued, sessions::RefreshError> {
         // Refused at once while the database is known to be unreachable (a page's renewal
         // then renders with the request's own tokens).
-        self.health.check()?;
+        self.health
+            .check()
+            .map_err(crate::store::StoreError::from)?;
         let now = jwt::now_unix();
         let current = self.sessions.rotate(refresh_token, address, now).await?;
         self.issue(&current, now)
@@ -186,9 +191,13 @@ pub mod testing {
             passwords: Passwords::new(1).unwrap(),
             throttle: Throttle::default(),
             users: UserCache::new(health.clone()),
-            sessions: sessions::Sessions::load(pool.clone(), Default::default(), refresh_secret())
-                .await
-                .unwrap(),
+            sessions: sessions::Sessions::load(
+                crate::store::Store::new(pool.clone()),
+                Default::default(),
+                refresh_secret(),
+            )
+            .await
+            .unwrap(),
             cookie: AuthCookie::new(false),
             devices: DeviceProofs::new(SECRET),
             proxies: Default::default(),
@@ -243,10 +252,14 @@ mod cache_tests {
         let auth = Auth {
             keys: auth.keys.with_cache(entries),
             users: users::UserCache::with_capacity(auth.health.clone(), entries),
-            sessions: Sessions::load(pool.clone(), Default::default(), testing::refresh_secret())
-                .await
-                .unwrap()
-                .with_cache(entries),
+            sessions: Sessions::load(
+                crate::store::Store::new(pool.clone()),
+                Default::default(),
+                testing::refresh_secret(),
+            )
+            .await
+            .unwrap()
+            .with_cache(entries),
             ..auth
         };
         (dir, pool, auth)

@@ -48,7 +48,7 @@ pub enum StartError {
     #[error("cannot load the token blocklist: {0}")]
     Blocklist(sqlx::Error),
     #[error("cannot load the sessions: {0}")]
-    Sessions(sqlx::Error),
+    Sessions(store::StoreError),
     #[error("cannot read the revocations: {0}")]
     Revocations(sqlx::Error),
     #[error("invalid token settings: {0}")]
@@ -85,7 +85,7 @@ pub async fn build_state(
         .map_err(StartError::Blocklist)?;
     tracing::info!(revoked = blocklist.len(), purged, "blocklist loaded");
     let sessions = Sessions::load(
-        pool.clone(),
+        store::Store::new(pool.clone()),
         config.lifetimes,
         RefreshSecret::derive(&config.jwt_secret),
     )
