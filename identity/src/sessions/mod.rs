@@ -19,8 +19,9 @@
 //! drops it; the start-up load restores the same set.
 //!
 //! The model is in [`model`], the wording of devices in [`agent`], the recording of uses in
-//! [`uses`], the write lock and the batches of rotations in [`write`], and every statement in
-//! [`crate::store::sessions`].
+//! [`uses`], the write lock and the batches of rotations in [`write`], and the statements in
+//! [`crate::store::sessions`] (but for those of a sign-in, a password change and ending every
+//! session of a user, below).
 
 pub mod agent;
 pub mod model;
