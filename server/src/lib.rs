@@ -8,12 +8,12 @@ use std::{sync::Arc, time::Duration};
 
 use app::{
     auth::{
-        blocklist::Blocklist,
         cookie::AuthCookie,
         device::DeviceProofs,
         follow,
         jwt::TokenKeys,
         password::Passwords,
+        revocation::Revocations,
         sessions::{RefreshSecret, Sessions},
         throttle::{RefreshLimits, Throttle},
         users::UserCache,
@@ -46,11 +46,11 @@ pub enum StartError {
     #[error(transparent)]
     Db(#[from] store::DbError),
     #[error("cannot load the token blocklist: {0}")]
-    Blocklist(sqlx::Error),
+    Blocklist(store::StoreError),
     #[error("cannot load the sessions: {0}")]
     Sessions(store::StoreError),
     #[error("cannot read the revocations: {0}")]
-    Revocations(sqlx::Error),
+    Revocations(store::StoreError),
     #[error("invalid token settings: {0}")]
     Keys(#[from] app::auth::jwt::KeyError),
     #[error("cannot prepare password hashing: {0}")]
@@ -65,32 +65,33 @@ pub async fn build_state(
     leptos_options: LeptosOptions,
 ) -> Result<AppState, StartError> {
     let pool = store::connect(&config.database_url).await?;
+    let db = store::Store::new(pool.clone());
     let health = store::Health::new(pool.clone());
     // On PostgreSQL other instances revoke too: where their revocations stand is read before
     // anything is loaded, and followed from there (`app::auth::follow`).
     let cursor = match store::dialect(&pool) {
-        store::Dialect::Postgres => Some(
-            follow::cursor(&pool)
-                .await
-                .map_err(StartError::Revocations)?,
-        ),
+        store::Dialect::Postgres => {
+            Some(follow::cursor(&db).await.map_err(StartError::Revocations)?)
+        }
         store::Dialect::Sqlite => None,
     };
-    let blocklist = Blocklist::load(pool.clone())
-        .await
-        .map_err(StartError::Blocklist)?;
-    let purged = blocklist
+    // Revoked tokens and ended sessions, in one set.
+    let revocations = Arc::new(
+        Revocations::load(db.clone())
+            .await
+            .map_err(StartError::Blocklist)?,
+    );
+    let purged = revocations
         .purge_expired()
         .await
         .map_err(StartError::Blocklist)?;
-    tracing::info!(revoked = blocklist.len(), purged, "blocklist loaded");
-    let sessions = Sessions::load(
-        store::Store::new(pool.clone()),
+    tracing::info!(revoked = revocations.len(), purged, "blocklist loaded");
+    let sessions = Sessions::new(
+        db.clone(),
         config.lifetimes,
         RefreshSecret::derive(&config.jwt_secret),
+        revocations.clone(),
     )
-    .await
-    .map_err(StartError::Sessions)?
     .with_cache(config.cache_entries)
     .with_refresh_limits(if config.throttle {
         RefreshLimits::default()
@@ -111,7 +112,7 @@ pub async fn build_state(
     let auth = Auth {
         keys: TokenKeys::new(&config.jwt_secret, ISSUER, config.lifetimes.access)?
             .with_cache(config.cache_entries),
-        blocklist,
+        revocations,
         passwords: Passwords::new(hashers)?,
         throttle: {
             // One instance on SQLite counts in memory; on PostgreSQL the instances share one
@@ -138,7 +139,7 @@ pub async fn build_state(
     };
     let auth = Arc::new(auth);
     if let Some(cursor) = cursor {
-        follow::spawn(&pool, auth.clone(), cursor, config.resync_interval);
+        follow::spawn(&db, auth.clone(), cursor, config.resync_interval);
         tracing::info!(
             resync = ?config.resync_interval,
             "PostgreSQL: following the revocations of every instance"
@@ -323,7 +324,7 @@ fn openapi_document(
 /// Drops expired revocations every `interval`, for as long as the process lives.
 pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
     let auth = state.auth.clone();
-    let pool = state.pool.clone();
+    let db = store::Store::new(state.pool.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.tick().await; // the first tick is immediate; start-up already purged
@@ -334,7 +335,7 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
                 Err(e) => tracing::warn!(error = %e, "sign-in limits purge failed"),
             }
             auth.sessions.refresh_limits().forget_stale();
-            match auth.blocklist.purge_expired().await {
+            match auth.revocations.purge_expired().await {
                 Ok(n) => tracing::debug!(purged = n, "blocklist purge"),
                 Err(e) => tracing::warn!(error = %e, "blocklist purge failed"),
             }
@@ -342,9 +343,9 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
                 Ok(n) => tracing::debug!(purged = n, "sessions purge"),
                 Err(e) => tracing::warn!(error = %e, "sessions purge failed"),
             }
-            if store::dialect(&pool) == store::Dialect::Postgres {
+            if db.dialect() == store::Dialect::Postgres {
                 let dead = app::auth::jwt::now_unix() - app::auth::jwt::LEEWAY_SECS as i64;
-                if let Err(e) = follow::purge(&pool, dead).await {
+                if let Err(e) = follow::purge(&db, dead).await {
                     tracing::warn!(error = %e, "revocations purge failed");
                 }
             }

@@ -12,11 +12,11 @@
 //! one — **reuse**: somebody kept a token that was already rotated, so the whole session is
 //! ended (RFC 9700 §4.14.2). The decision is [`rotation::decide`]'s.
 //!
-//! **Ending a session** is written to the database first and then to an in-memory set that
-//! every authenticated request consults, so the next request with any access token of that
-//! session is refused, and memory never says "ended" while the database does not. An entry stays
-//! until every access token issued for the session has expired (`access_exp`), then the purge
-//! drops it; the start-up load restores the same set.
+//! **Ending a session** is written to the database first and then to the in-memory set of
+//! revocations that every authenticated request consults ([`crate::revocation`]), so the next
+//! request with any access token of that session is refused, and memory never says "ended" while
+//! the database does not. An entry stays until every access token issued for the session has
+//! expired (`access_exp`), then the purge drops it; the start-up load restores the same set.
 //!
 //! The model is in [`model`], the wording of devices in [`agent`], the recording of uses in
 //! [`uses`], the write lock and the batches of rotations in [`write`], and the statements in
@@ -43,15 +43,16 @@ use crate::store::sessions::COLUMNS;
 
 use crate::{
     cache::Bounded,
+    revocation::Revocations,
     store::{Store, StoreError},
     tokens::{
-        access::{now_unix, LEEWAY_SECS},
+        access::LEEWAY_SECS,
         refresh::{encode, Presented},
     },
 };
 use model::secs;
 use rotation::Decision;
-use std::{collections::HashMap, net::IpAddr, sync::Arc, sync::RwLock, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 use uuid::Uuid;
 use write::{lock_write, Rotations};
 
@@ -110,7 +111,7 @@ impl From<StoreError> for RefreshError {
     }
 }
 
-/// The sessions table and the in-memory set of ended sessions.
+/// The sessions table, and the ended sessions in the in-memory set of revocations.
 #[derive(Debug)]
 pub struct Sessions {
     store: Store,
@@ -124,9 +125,9 @@ pub struct Sessions {
     /// look-ups). Only tokens whose MAC was checked enter, so a forged one never answers for
     /// a genuine one.
     throttled: Bounded<String, std::time::Instant>,
-    /// Ended sessions whose access tokens may not all have expired: id → the latest `exp`.
-    /// A std lock, never held across an await.
-    ended: RwLock<HashMap<Uuid, i64>>,
+    /// Where ended sessions are remembered until their access tokens have all expired, shared
+    /// with the check of every request.
+    revocations: Arc<Revocations>,
     /// Per session: when `last_used_at` was last written, and the newest generation known to
     /// have reached its holder — to write either only when it changes (once a minute at most).
     touched: Arc<Bounded<Uuid, (i64, i64)>>,
@@ -139,29 +140,26 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Loads the ended sessions whose access tokens could still be presented.
-    pub async fn load(
+    /// The sessions of `store`, remembering the ended ones in `revocations` (which the
+    /// start-up load fills with those whose access tokens could still be presented).
+    pub fn new(
         store: Store,
         lifetimes: Lifetimes,
         secret: RefreshSecret,
-    ) -> Result<Self, StoreError> {
-        let ended = store
-            .ended_sessions(now_unix() - LEEWAY_SECS as i64)
-            .await?
-            .into_iter()
-            .collect();
-        Ok(Self {
+        revocations: Arc<Revocations>,
+    ) -> Self {
+        Self {
             store,
             lifetimes,
             secret,
             refresh_limits: Default::default(),
             throttled: Bounded::new(THROTTLED_TOKENS),
-            ended: RwLock::new(ended),
+            revocations,
             touched: Arc::new(Bounded::new(crate::cache::DEFAULT_ENTRIES)),
             uses: Default::default(),
             write: Default::default(),
             rotations: Default::default(),
-        })
+        }
     }
 
     /// Remembers the last write of at most `entries` sessions (`HOT_CACHE_ENTRIES`). A session
@@ -187,30 +185,19 @@ impl Sessions {
 
     /// Whether the session has been ended. Memory only; a poisoned lock fails closed.
     pub fn is_ended(&self, id: &Uuid) -> bool {
-        self.ended
-            .read()
-            .map(|ended| ended.contains_key(id))
-            .unwrap_or(true)
+        self.revocations.is_session_ended(id)
     }
 
+    /// Sessions ended in the database (id as stored, `access_exp`) are refused from memory.
     pub(crate) fn remember_ended(&self, ended: impl IntoIterator<Item = (Vec<u8>, i64)>) {
-        let mut set = self
-            .ended
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (id, exp) in ended {
-            if let Ok(id) = Uuid::from_slice(&id) {
-                set.insert(id, exp);
-            }
-        }
-    }
-
-    /// Session `id`, ended by this instance, is refused from memory until `access_exp`.
-    fn remember_ended_one(&self, id: Uuid, access_exp: i64) {
-        self.ended
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id, access_exp);
+        self.revocations
+            .remember(ended.into_iter().filter_map(|(id, exp)| {
+                Some((
+                    crate::revocation::Kind::Session,
+                    Uuid::from_slice(&id).ok()?,
+                    exp,
+                ))
+            }));
     }
 
     fn current(&self, session: Session, token_exp: i64) -> Current {
@@ -491,7 +478,7 @@ impl Sessions {
     /// Signing out with an access token, all or nothing: its `jti` goes on the blocklist and
     /// its session ends in one transaction, so a failure leaves both as they were (and a retry
     /// finds the token still good), never a revoked token whose session and refresh token live
-    /// on. Memory follows the commit: the caller puts the `jti` in the blocklist's set
+    /// on. Memory follows the commit: the caller puts the `jti` in the set of revocations
     /// ([`Auth::sign_out`](crate::Auth::sign_out)). Whether the session was still live.
     pub async fn sign_out(
         &self,
@@ -507,7 +494,7 @@ impl Sessions {
             .sign_out(session, user_id, jti, token_exp, now)
             .await?;
         if let Some(access_exp) = ended {
-            self.remember_ended_one(session, access_exp);
+            self.revocations.remember_ended(session, access_exp);
         }
         Ok(ended.is_some())
     }
@@ -523,7 +510,7 @@ impl Sessions {
         let _write = lock_write(&self.write).await?;
         let ended = self.store.end_session(id, user_id, reason, now).await?;
         if let Some(access_exp) = ended {
-            self.remember_ended_one(id, access_exp);
+            self.revocations.remember_ended(id, access_exp);
         }
         Ok(ended.is_some())
     }
@@ -570,15 +557,12 @@ impl Sessions {
         let idle_since = now.saturating_sub(secs(self.lifetimes.idle));
         let _write = self.write.lock().await;
         let gone = self.store.purge_sessions(dead, now, idle_since).await?;
-        self.ended
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|_, exp| *exp >= dead);
+        self.revocations.forget_sessions_ended_before(dead);
         Ok(gone)
     }
 
     /// Ended sessions held in memory.
     pub fn ended_len(&self) -> usize {
-        self.ended.read().map(|set| set.len()).unwrap_or(0)
+        self.revocations.sessions_len()
     }
 }

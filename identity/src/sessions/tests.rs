@@ -7,15 +7,23 @@ async fn sessions(lifetimes: Lifetimes) -> (tempfile::TempDir, Pool, Sessions) {
     testing::user(&pool, 1, 0).await;
     testing::user(&pool, 2, 0).await;
     // Unlimited: the races below rotate one session far faster than a person would.
-    let sessions = Sessions::load(
-        Store::new(pool.clone()),
+    let sessions = load(&pool, lifetimes)
+        .await
+        .with_refresh_limits(RefreshLimits::default().disabled());
+    (dir, pool, sessions)
+}
+
+/// The sessions of `pool` as a start-up finds them: the ended ones loaded into the set of
+/// revocations.
+async fn load(pool: &Pool, lifetimes: Lifetimes) -> Sessions {
+    let store = Store::new(pool.clone());
+    let revocations = Revocations::load(store.clone()).await.unwrap();
+    Sessions::new(
+        store,
         lifetimes,
         testing::refresh_secret(),
+        Arc::new(revocations),
     )
-    .await
-    .unwrap()
-    .with_refresh_limits(RefreshLimits::default().disabled());
-    (dir, pool, sessions)
 }
 
 /// The refresh token `secret` makes for `session` as it is.
@@ -623,13 +631,7 @@ async fn ending_is_remembered_across_a_restart_until_access_tokens_expire() {
         .collect();
     assert_eq!(listed, [mine.id()]);
 
-    let reloaded = Sessions::load(
-        Store::new(pool.clone()),
-        Lifetimes::default(),
-        testing::refresh_secret(),
-    )
-    .await
-    .unwrap();
+    let reloaded = load(&pool, Lifetimes::default()).await;
     assert!(reloaded.is_ended(&other.id()));
     assert!(!reloaded.is_ended(&mine.id()));
     // Purged once its last access token has expired.

@@ -4,6 +4,7 @@
 //! [`StoreError`], never `sqlx` types. A third database engine would touch only this module and
 //! the revocation feed.
 
+pub mod revocations;
 pub mod sessions;
 
 use sqlx::sqlite::SqliteConnectOptions;

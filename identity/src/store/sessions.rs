@@ -260,7 +260,7 @@ impl Store {
         // The session's row first, the revocation second (the lock order): this cannot
         // deadlock with another instance ending the same session.
         let ended = end_one_in(&mut tx, session, Some(user_id), EndReason::Logout, now).await?;
-        crate::blocklist::write_revocation(&mut tx, jti, user_id, token_exp, now).await?;
+        super::revocations::write_revocation(&mut tx, jti, user_id, token_exp, now).await?;
         tx.commit().await?;
         Ok(ended)
     }
