@@ -10,8 +10,8 @@
 //!   sent while it reconnects, so a lost wake-up delays a revocation by one interval at most;
 //! - right after every (re)connection of its listener.
 //!
-//! At start the cursor is read before the in-memory sets are loaded, so a revocation committed
-//! while they load is read again (applying one twice changes nothing).
+//! At start the cursor is read before the set of revocations is loaded, so a revocation
+//! committed while it loads is read again (applying one twice changes nothing).
 
 use std::{sync::Arc, time::Duration};
 
