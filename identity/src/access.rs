@@ -4,9 +4,9 @@
 //! Then signature, algorithm, expiry and issuer ([`TokenKeys::verify`]), then the in-memory
 //! revocations, in one look-up (the token's `jti` revoked, or its session ended: see
 //! [`crate::revocation`]), then the user: it must exist and be older than the token, so a token
-//! from before a database reset or restore cannot sign in as whoever holds its user id now. The shared [`Auth`] is read from the request extensions, so the same
-//! check serves plain axum handlers, middleware and server functions alike (the extractors are
-//! the HTTP side's).
+//! from before a database reset or restore cannot sign in as whoever holds its user id now. The
+//! shared [`Auth`] is read from the request extensions, so the same check serves plain axum
+//! handlers, middleware and server functions alike (the extractors are the HTTP side's).
 
 use http::{header, HeaderMap};
 use std::sync::Arc;

@@ -45,7 +45,7 @@ pub enum StartError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Db(#[from] store::DbError),
-    #[error("cannot load the token blocklist: {0}")]
+    #[error("cannot load the revoked tokens and ended sessions: {0}")]
     Blocklist(store::StoreError),
     #[error("cannot load the sessions: {0}")]
     Sessions(store::StoreError),
