@@ -2,10 +2,11 @@
 //!
 //! Token source: `Authorization: Bearer <token>` when present, otherwise the auth cookie.
 //! Then signature, algorithm, expiry and issuer ([`TokenKeys::verify`]), then the in-memory
-//! blocklist, then the token's session (ended sessions are refused at once), then the user: it must exist and be older than the token, so a token from before
-//! a database reset or restore cannot sign in as whoever holds its user id now. The shared [`Auth`] is read from the request extensions, so the same
-//! check serves plain axum handlers, middleware and server functions alike (the extractors are
-//! the HTTP side's).
+//! revocations, in one look-up (the token's `jti` revoked, or its session ended: see
+//! [`crate::revocation`]), then the user: it must exist and be older than the token, so a token
+//! from before a database reset or restore cannot sign in as whoever holds its user id now. The
+//! shared [`Auth`] is read from the request extensions, so the same check serves plain axum
+//! handlers, middleware and server functions alike (the extractors are the HTTP side's).
 
 use http::{header, HeaderMap};
 use std::sync::Arc;
@@ -94,7 +95,7 @@ impl Auth {
             TokenError::Invalid => AuthRejection::InvalidToken,
         })?;
         let verified = shared.token;
-        if self.blocklist.is_revoked(&verified.jti) || self.sessions.is_ended(&verified.sid) {
+        if self.revocations.is_revoked(&verified.jti, &verified.sid) {
             return Err(AuthRejection::TokenRevoked);
         }
         // User ids are reused (SQLite hands out max + 1): a token names its user by id, so it
@@ -188,7 +189,10 @@ mod tests {
             .unwrap();
         assert_eq!((user.user_id, user.source), (7, TokenSource::Bearer));
 
-        auth.blocklist.revoke(user.jti, 7, user.exp).await.unwrap();
+        auth.revocations
+            .revoke(user.jti, 7, user.exp)
+            .await
+            .unwrap();
         assert_eq!(
             auth.authenticate(&headers(&[(header::AUTHORIZATION, &bearer)]))
                 .await,

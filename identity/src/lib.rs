@@ -3,26 +3,30 @@
 //! free of Leptos: `cargo test -p identity` runs its tests without compiling the pages.
 
 pub mod access;
-pub mod blocklist;
 pub mod cache;
 pub mod cookie;
 pub mod device;
-pub mod follow;
-pub mod jwt;
 pub mod password;
 pub mod proxies;
+pub mod revocation;
 pub mod sessions;
 pub mod store;
 pub mod throttle;
+pub mod tokens;
 pub mod users;
+
+/// The revocation feed under the name the rest of the code knows it by.
+pub use revocation::feed as follow;
+/// The access tokens under the name the rest of the code knows them by.
+pub use tokens::access as jwt;
 
 use std::sync::Arc;
 
-use blocklist::Blocklist;
 use cookie::AuthCookie;
 use device::DeviceProofs;
 use jwt::TokenKeys;
 use password::Passwords;
+use revocation::Revocations;
 use throttle::Throttle;
 use users::UserCache;
 
@@ -30,7 +34,9 @@ use users::UserCache;
 #[derive(Debug)]
 pub struct Auth {
     pub keys: TokenKeys,
-    pub blocklist: Blocklist,
+    /// Revoked access tokens and ended sessions, refused from memory (shared with
+    /// [`sessions`](Self::sessions), which ends sessions).
+    pub revocations: Arc<Revocations>,
     pub passwords: Passwords,
     pub throttle: Throttle,
     pub users: UserCache,
@@ -102,7 +108,7 @@ impl Auth {
             .sessions
             .sign_out(user.jti, user.user_id, user.exp, user.session_id, now)
             .await?;
-        self.blocklist.remember(user.jti, user.exp);
+        self.revocations.remember_token(user.jti, user.exp);
         Ok(ended)
     }
 
@@ -114,7 +120,9 @@ impl Auth {
     ) -> Result<Issued, sessions::RefreshError> {
         // Refused at once while the database is known to be unreachable (a page's renewal
         // then renders with the request's own tokens).
-        self.health.check()?;
+        self.health
+            .check()
+            .map_err(crate::store::StoreError::from)?;
         let now = jwt::now_unix();
         let current = self.sessions.rotate(refresh_token, address, now).await?;
         self.issue(&current, now)
@@ -180,15 +188,20 @@ pub mod testing {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let pool = crate::store::connect(&url).await.unwrap();
         let health = crate::store::Health::new(pool.clone());
+        let store = crate::store::Store::new(pool.clone());
+        let revocations = Arc::new(Revocations::load(store.clone()).await.unwrap());
         let auth = Auth {
             keys: TokenKeys::new(SECRET, "authapp", Duration::from_secs(3600)).unwrap(),
-            blocklist: Blocklist::load(pool.clone()).await.unwrap(),
             passwords: Passwords::new(1).unwrap(),
             throttle: Throttle::default(),
             users: UserCache::new(health.clone()),
-            sessions: sessions::Sessions::load(pool.clone(), Default::default(), refresh_secret())
-                .await
-                .unwrap(),
+            sessions: sessions::Sessions::new(
+                store,
+                Default::default(),
+                refresh_secret(),
+                revocations.clone(),
+            ),
+            revocations,
             cookie: AuthCookie::new(false),
             devices: DeviceProofs::new(SECRET),
             proxies: Default::default(),
@@ -243,10 +256,13 @@ mod cache_tests {
         let auth = Auth {
             keys: auth.keys.with_cache(entries),
             users: users::UserCache::with_capacity(auth.health.clone(), entries),
-            sessions: Sessions::load(pool.clone(), Default::default(), testing::refresh_secret())
-                .await
-                .unwrap()
-                .with_cache(entries),
+            sessions: Sessions::new(
+                crate::store::Store::new(pool.clone()),
+                Default::default(),
+                testing::refresh_secret(),
+                auth.revocations.clone(),
+            )
+            .with_cache(entries),
             ..auth
         };
         (dir, pool, auth)
@@ -433,7 +449,7 @@ mod cache_tests {
             check(&auth, &t.access_token).await,
             Err(AuthRejection::TokenRevoked)
         );
-        assert!(auth.blocklist.is_revoked(&user.jti));
+        assert!(auth.revocations.is_token_revoked(&user.jti));
         assert!(auth.sessions.is_ended(&t.session_id));
     }
 }

@@ -12,12 +12,12 @@ use app::{
 /// Follows the revocations of every instance from `cursor` on, re-reading them all every
 /// `resync` (see `app::auth::follow`).
 pub(crate) fn follow_revocations(
-    pool: &store::Pool,
+    store: &store::Store,
     auth: Arc<Auth>,
     cursor: i64,
     resync: Duration,
 ) {
-    follow::spawn(pool, auth, cursor, resync);
+    follow::spawn(store, auth, cursor, resync);
     tracing::info!(
         resync = ?resync,
         "PostgreSQL: following the revocations of every instance"
@@ -27,8 +27,7 @@ pub(crate) fn follow_revocations(
 /// Drops expired revocations every `interval`, for as long as the process lives.
 pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
     let auth = state.auth.clone();
-    let pool = state.pool.clone();
-    let dialect = auth.health.store().dialect();
+    let store = auth.health.store().clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.tick().await; // the first tick is immediate; start-up already purged
@@ -39,7 +38,7 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
                 Err(e) => tracing::warn!(error = %e, "sign-in limits purge failed"),
             }
             auth.sessions.refresh_limits().forget_stale();
-            match auth.blocklist.purge_expired().await {
+            match auth.revocations.purge_expired().await {
                 Ok(n) => tracing::debug!(purged = n, "blocklist purge"),
                 Err(e) => tracing::warn!(error = %e, "blocklist purge failed"),
             }
@@ -47,9 +46,9 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
                 Ok(n) => tracing::debug!(purged = n, "sessions purge"),
                 Err(e) => tracing::warn!(error = %e, "sessions purge failed"),
             }
-            if dialect == store::Dialect::Postgres {
+            if store.dialect() == store::Dialect::Postgres {
                 let dead = app::auth::jwt::now_unix() - app::auth::jwt::LEEWAY_SECS as i64;
-                if let Err(e) = follow::purge(&pool, dead).await {
+                if let Err(e) = follow::purge(&store, dead).await {
                     tracing::warn!(error = %e, "revocations purge failed");
                 }
             }

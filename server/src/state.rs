@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use app::{
     auth::{
-        blocklist::Blocklist,
         cookie::AuthCookie,
         device::DeviceProofs,
         follow,
         jwt::TokenKeys,
         password::Passwords,
+        revocation::Revocations,
         sessions::{RefreshSecret, Sessions},
         throttle::{RefreshLimits, Throttle},
         users::UserCache,
@@ -28,12 +28,12 @@ pub enum StartError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Db(#[from] store::DbError),
-    #[error("cannot load the token blocklist: {0}")]
-    Blocklist(sqlx::Error),
+    #[error("cannot load the revoked tokens and ended sessions: {0}")]
+    Blocklist(store::StoreError),
     #[error("cannot load the sessions: {0}")]
-    Sessions(sqlx::Error),
+    Sessions(store::StoreError),
     #[error("cannot read the revocations: {0}")]
-    Revocations(sqlx::Error),
+    Revocations(store::StoreError),
     #[error("invalid token settings: {0}")]
     Keys(#[from] app::auth::jwt::KeyError),
     #[error("cannot prepare password hashing: {0}")]
@@ -54,27 +54,29 @@ pub async fn build_state(
     // anything is loaded, and followed from there (`app::auth::follow`).
     let cursor = match store.dialect() {
         store::Dialect::Postgres => Some(
-            follow::cursor(&pool)
+            follow::cursor(&store)
                 .await
                 .map_err(StartError::Revocations)?,
         ),
         store::Dialect::Sqlite => None,
     };
-    let blocklist = Blocklist::load(pool.clone())
-        .await
-        .map_err(StartError::Blocklist)?;
-    let purged = blocklist
+    // Revoked tokens and ended sessions, in one set.
+    let revocations = Arc::new(
+        Revocations::load(store.clone())
+            .await
+            .map_err(StartError::Blocklist)?,
+    );
+    let purged = revocations
         .purge_expired()
         .await
         .map_err(StartError::Blocklist)?;
-    tracing::info!(revoked = blocklist.len(), purged, "blocklist loaded");
-    let sessions = Sessions::load(
-        pool.clone(),
+    tracing::info!(revoked = revocations.len(), purged, "blocklist loaded");
+    let sessions = Sessions::new(
+        store.clone(),
         config.lifetimes,
         RefreshSecret::derive(&config.jwt_secret),
+        revocations.clone(),
     )
-    .await
-    .map_err(StartError::Sessions)?
     .with_cache(config.cache_entries)
     .with_refresh_limits(if config.throttle {
         RefreshLimits::default()
@@ -95,7 +97,7 @@ pub async fn build_state(
     let auth = Auth {
         keys: TokenKeys::new(&config.jwt_secret, ISSUER, config.lifetimes.access)?
             .with_cache(config.cache_entries),
-        blocklist,
+        revocations,
         passwords: Passwords::new(hashers)?,
         throttle: {
             // One instance on SQLite counts in memory; on PostgreSQL the instances share one
@@ -122,7 +124,7 @@ pub async fn build_state(
     };
     let auth = Arc::new(auth);
     if let Some(cursor) = cursor {
-        crate::background::follow_revocations(&pool, auth.clone(), cursor, config.resync_interval);
+        crate::background::follow_revocations(&store, auth.clone(), cursor, config.resync_interval);
     }
     Ok(AppState::new(leptos_options, pool, auth))
 }

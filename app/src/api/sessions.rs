@@ -117,7 +117,7 @@ pub mod server {
     pub async fn sessions_fragment(auth: &Auth, user: &AuthUser) -> SessionsFragment {
         let listed = match auth.health.check() {
             Ok(()) => auth.sessions.list(user.user_id, now_unix()).await,
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
         match listed {
             Ok(sessions) => {

@@ -5,8 +5,8 @@
 pub mod extractor;
 
 pub use identity::{
-    access, blocklist, cache, cookie, device, follow, jwt, password, proxies, sessions, throttle,
-    users, Auth, IssueError, Issued,
+    access, cache, cookie, device, follow, jwt, password, proxies, revocation, sessions, throttle,
+    tokens, users, Auth, IssueError, Issued,
 };
 
 use std::sync::Arc;

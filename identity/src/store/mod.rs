@@ -8,6 +8,8 @@ mod backup;
 mod connect;
 mod files;
 mod health;
+pub mod revocations;
+pub mod sessions;
 mod throttle;
 
 pub use backup::{backup, Backup};

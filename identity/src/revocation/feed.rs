@@ -10,16 +10,17 @@
 //!   sent while it reconnects, so a lost wake-up delays a revocation by one interval at most;
 //! - right after every (re)connection of its listener.
 //!
-//! At start the cursor is read before the in-memory sets are loaded, so a revocation committed
-//! while they load is read again (applying one twice changes nothing).
+//! At start the cursor is read before the set of revocations is loaded, so a revocation
+//! committed while it loads is read again (applying one twice changes nothing).
 
 use std::{sync::Arc, time::Duration};
 
 use sqlx::postgres::PgListener;
-use uuid::Uuid;
 
-use super::Auth;
-use crate::store::Pool;
+use crate::{
+    store::{Store, StoreError},
+    Auth,
+};
 
 /// How often the revocations are read without a wake-up: the longest a revocation committed
 /// through another instance can go unseen here when its notification is lost.
@@ -29,36 +30,22 @@ pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
 const BATCH: i64 = 1000;
 
 /// The newest revocation's id now (0 when there is none).
-pub async fn cursor(pool: &Pool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM revocations")
-        .fetch_one(pool)
-        .await
+pub async fn cursor(store: &Store) -> Result<i64, StoreError> {
+    store.revocations_cursor().await
 }
 
 /// Reads the revocations past `cursor` into memory; returns the new cursor.
-pub async fn catch_up(auth: &Auth, pool: &Pool, mut cursor: i64) -> Result<i64, sqlx::Error> {
+pub async fn catch_up(auth: &Auth, store: &Store, mut cursor: i64) -> Result<i64, StoreError> {
     loop {
-        let rows: Vec<(i64, String, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT id, kind, key, exp FROM revocations WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(cursor)
-        .bind(BATCH)
-        .fetch_all(pool)
-        .await?;
+        let rows = store.revocations_after(cursor, BATCH).await?;
         let read = rows.len() as i64;
-        let mut ended = Vec::new();
-        for (id, kind, key, exp) in rows {
-            match kind.as_str() {
-                "token" => {
-                    if let Ok(jti) = Uuid::from_slice(&key) {
-                        auth.blocklist.remember(jti, exp);
-                    }
-                }
-                _ => ended.push((key, exp)),
-            }
-            cursor = id;
+        if let Some(last) = rows.last() {
+            cursor = last.id;
         }
-        auth.sessions.remember_ended(ended);
+        auth.revocations.remember(
+            rows.into_iter()
+                .filter_map(|row| Some((row.kind, row.key?, row.exp))),
+        );
         if read < BATCH {
             return Ok(cursor);
         }
@@ -66,12 +53,8 @@ pub async fn catch_up(auth: &Auth, pool: &Pool, mut cursor: i64) -> Result<i64, 
 }
 
 /// Drops the revocations whose tokens are refused as expired anyway.
-pub async fn purge(pool: &Pool, dead_before: i64) -> Result<u64, sqlx::Error> {
-    let gone = sqlx::query("DELETE FROM revocations WHERE exp < $1")
-        .bind(dead_before)
-        .execute(pool)
-        .await?;
-    Ok(gone.rows_affected())
+pub async fn purge(store: &Store, dead_before: i64) -> Result<u64, StoreError> {
+    store.purge_revocations(dead_before).await
 }
 
 /// How long one attempt to (re)connect the listener may take.
@@ -82,12 +65,12 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// never cancelled by anything else), and the reader, which reads on a connection of its own
 /// when woken and at every tick, whatever the listener is doing.
 pub fn spawn(
-    pool: &Pool,
+    store: &Store,
     auth: Arc<Auth>,
     mut cursor: i64,
     resync: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    let url = pool.connect_options().database_url.to_string();
+    let url = store.pool().connect_options().database_url.to_string();
     let wake = Arc::new(tokio::sync::Notify::new());
     let listening = tokio::spawn(listen_and_wake(url.clone(), wake.clone()));
     tokio::spawn(async move {
@@ -104,7 +87,7 @@ pub fn spawn(
             .acquire_timeout(resync.clamp(Duration::from_secs(1), LISTEN_TIMEOUT))
             .connect_lazy(&url);
         let own = match own {
-            Ok(pool) => pool,
+            Ok(pool) => Store::new(pool),
             Err(e) => {
                 tracing::error!(error = %e, "cannot follow revocations: other instances' sign-outs are not seen");
                 return;
@@ -133,7 +116,7 @@ pub fn spawn(
                     failing = true;
                     // Often the first to find the database gone: requests are answered at
                     // once from then on, not after each waits for the pool.
-                    auth.health.observe(&e);
+                    auth.health.observe(&e.0);
                 }
             }
         }

@@ -15,7 +15,7 @@ use std::{
 };
 use uuid::Uuid;
 
-use super::cache::Bounded;
+use crate::cache::Bounded;
 
 /// Shortest secret we accept: 32 bytes, the size of the HMAC-SHA256 output.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -158,7 +158,7 @@ impl TokenKeys {
             validation,
             issuer: issuer.to_owned(),
             ttl,
-            verified: Bounded::new(super::cache::DEFAULT_ENTRIES),
+            verified: Bounded::new(crate::cache::DEFAULT_ENTRIES),
         })
     }
 

@@ -1,0 +1,568 @@
+//! Sessions: one per sign-in, listed on the sessions page, ended one by one or all at once.
+//!
+//! A session has a random id, an absolute end (`SESSION_TTL`) and an idle end
+//! (`SESSION_IDLE_TTL` after it was last used). Access tokens are short and carry the session
+//! id (`sid`); a session is kept going by its refresh token ([`crate::tokens::refresh`]), which
+//! rotates on every use.
+//!
+//! A refresh token whose MAC is wrong is garbage and changes nothing; a genuine one is either
+//! the current generation (rotated: the generation moves on by a compare-and-swap, so of two
+//! racing rotations exactly one wins), the previous one presented again within
+//! `REFRESH_REUSE_INTERVAL` (two tabs refreshing at once: it gets the current pair), or an older
+//! one — **reuse**: somebody kept a token that was already rotated, so the whole session is
+//! ended (RFC 9700 §4.14.2). The decision is [`rotation::decide`]'s.
+//!
+//! **Ending a session** is written to the database first and then to the in-memory set of
+//! revocations that every authenticated request consults ([`crate::revocation`]), so the next
+//! request with any access token of that session is refused, and memory never says "ended" while
+//! the database does not. An entry stays until every access token issued for the session has
+//! expired (`access_exp`), then the purge drops it; the start-up load restores the same set.
+//!
+//! The model is in [`model`], the wording of devices in [`agent`], the recording of uses in
+//! [`uses`], the write lock and the batches of rotations in [`write`], and the statements in
+//! [`crate::store::sessions`] (but for those of a sign-in, a password change and ending every
+//! session of a user, below).
+
+pub mod agent;
+pub mod model;
+pub mod rotation;
+pub mod uses;
+pub mod write;
+
+#[cfg(test)]
+mod tests;
+
+pub use crate::tokens::refresh::RefreshSecret;
+pub use agent::{describe_device, trim_user_agent, USER_AGENT_MAX};
+pub use model::{Current, EndReason, EndedByToken, Lifetimes, Session, SessionId};
+pub use uses::TOUCH_EVERY_SECS;
+pub use write::{WriteError, WRITE_WAIT};
+
+pub(crate) use crate::store::sessions::lock_sessions_of;
+use crate::store::sessions::COLUMNS;
+
+use crate::{
+    cache::Bounded,
+    revocation::Revocations,
+    store::{Store, StoreError},
+    tokens::{
+        access::LEEWAY_SECS,
+        refresh::{encode, Presented},
+    },
+};
+use model::secs;
+use rotation::Decision;
+use std::{net::IpAddr, sync::Arc, time::Duration};
+use uuid::Uuid;
+use write::{lock_write, Rotations};
+
+/// Throttled refresh tokens remembered at once (see `Sessions::throttled`).
+const THROTTLED_TOKENS: usize = 10_000;
+
+/// Why a refresh token was refused. Every one is a 401.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("the refresh token is malformed or not ours")]
+    Invalid,
+    #[error("the session has ended")]
+    Ended,
+    #[error("the session has expired")]
+    Expired,
+    #[error("a refresh token was used twice: the session was ended")]
+    Reused,
+    /// Shared: when the database cannot be reached, the rotations of one batch all get the
+    /// same error.
+    #[error("{0}")]
+    Db(#[source] Arc<StoreError>),
+    #[error("signing a token failed: {0}")]
+    Sign(String),
+    /// The session kept changing under the rotation, or the write lock was not had within
+    /// [`WRITE_WAIT`]: nothing changed, try again.
+    #[error("the rotation could not be written in time")]
+    Busy,
+    /// Too many refreshes from this address or of this session (see
+    /// [`RefreshLimits`](crate::throttle::RefreshLimits)): nothing changed, the session lives on.
+    #[error("too many refreshes: try again in {0} s")]
+    Throttled(u64),
+}
+
+impl RefreshError {
+    /// Whether the refusal is final for the session (as opposed to "not now").
+    pub fn session_is_over(&self) -> bool {
+        match self {
+            Self::Invalid | Self::Ended | Self::Expired | Self::Reused => true,
+            Self::Db(_) | Self::Sign(_) | Self::Busy | Self::Throttled(_) => false,
+        }
+    }
+}
+
+impl From<WriteError> for RefreshError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Db(e) => e.into(),
+            WriteError::Busy => Self::Busy,
+        }
+    }
+}
+
+impl From<StoreError> for RefreshError {
+    fn from(e: StoreError) -> Self {
+        Self::Db(Arc::new(e))
+    }
+}
+
+/// The sessions table, and the ended sessions in the in-memory set of revocations.
+#[derive(Debug)]
+pub struct Sessions {
+    store: Store,
+    lifetimes: Lifetimes,
+    /// The server's part of every refresh token.
+    secret: RefreshSecret,
+    /// Rotations allowed per address and per session.
+    refresh_limits: crate::throttle::RefreshLimits,
+    /// Genuine refresh tokens whose session's allowance is spent, until when: presented again
+    /// meanwhile, they are refused before any read (a crowd replaying one token costs memory
+    /// look-ups). Only tokens whose MAC was checked enter, so a forged one never answers for
+    /// a genuine one.
+    throttled: Bounded<String, std::time::Instant>,
+    /// Where ended sessions are remembered until their access tokens have all expired, shared
+    /// with the check of every request.
+    revocations: Arc<Revocations>,
+    /// Per session: when `last_used_at` was last written, and the newest generation known to
+    /// have reached its holder — to write either only when it changes (once a minute at most).
+    touched: Arc<Bounded<Uuid, (i64, i64)>>,
+    /// The uses `touched` decided to write, on their way to the database.
+    uses: Arc<uses::Uses>,
+    /// Taken around every write to the sessions table (see [`write`]).
+    write: Arc<tokio::sync::Mutex<()>>,
+    /// Rotations waiting for `write`, written together.
+    rotations: Rotations,
+}
+
+impl Sessions {
+    /// The sessions of `store`, remembering the ended ones in `revocations` (which the
+    /// start-up load fills with those whose access tokens could still be presented).
+    pub fn new(
+        store: Store,
+        lifetimes: Lifetimes,
+        secret: RefreshSecret,
+        revocations: Arc<Revocations>,
+    ) -> Self {
+        Self {
+            store,
+            lifetimes,
+            secret,
+            refresh_limits: Default::default(),
+            throttled: Bounded::new(THROTTLED_TOKENS),
+            revocations,
+            touched: Arc::new(Bounded::new(crate::cache::DEFAULT_ENTRIES)),
+            uses: Default::default(),
+            write: Default::default(),
+            rotations: Default::default(),
+        }
+    }
+
+    /// Remembers the last write of at most `entries` sessions (`HOT_CACHE_ENTRIES`). A session
+    /// it has forgotten is written again at its next use, so 0 writes at every use.
+    pub fn with_cache(mut self, entries: usize) -> Self {
+        self.touched = Arc::new(Bounded::new(entries));
+        self
+    }
+
+    /// Limits on rotations other than the default ones (turned off for load tests).
+    pub fn with_refresh_limits(mut self, limits: crate::throttle::RefreshLimits) -> Self {
+        self.refresh_limits = limits;
+        self
+    }
+
+    pub fn refresh_limits(&self) -> &crate::throttle::RefreshLimits {
+        &self.refresh_limits
+    }
+
+    pub fn lifetimes(&self) -> &Lifetimes {
+        &self.lifetimes
+    }
+
+    /// Whether the session has been ended. Memory only; a poisoned lock fails closed.
+    pub fn is_ended(&self, id: &Uuid) -> bool {
+        self.revocations.is_session_ended(id)
+    }
+
+    /// Sessions ended in the database (id as stored, `access_exp`) are refused from memory.
+    pub(crate) fn remember_ended(&self, ended: impl IntoIterator<Item = (Vec<u8>, i64)>) {
+        self.revocations
+            .remember(ended.into_iter().filter_map(|(id, exp)| {
+                Some((
+                    crate::revocation::Kind::Session,
+                    Uuid::from_slice(&id).ok()?,
+                    exp,
+                ))
+            }));
+    }
+
+    fn current(&self, session: Session, token_exp: i64) -> Current {
+        Current {
+            refresh_token: encode(
+                &self.secret,
+                &session.refresh_key,
+                session.id.0,
+                session.generation,
+            ),
+            session,
+            token_exp,
+        }
+    }
+
+    /// The expiry of an access token issued at `now` for a session ending at `expires_at`.
+    fn token_exp(&self, now: i64, expires_at: i64) -> i64 {
+        self.lifetimes.token_exp(now, expires_at)
+    }
+
+    /// Starts a session for `user_id`, who has just proved who they are with the password whose
+    /// hash is `password_hash`. Written only if that is still the account's password: a sign-in
+    /// whose check was running while the password changed or the account was deleted (and its
+    /// id perhaps given to a new account) starts nothing, and gets `None`.
+    pub async fn create(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        user_agent: &str,
+        address: Option<IpAddr>,
+        now: i64,
+    ) -> Result<Option<Current>, WriteError> {
+        let id = Uuid::new_v4();
+        let key: [u8; 32] = rand::random();
+        let expires_at = now.saturating_add(secs(self.lifetimes.session));
+        let token_exp = self.token_exp(now, expires_at);
+        let session = Session {
+            id: SessionId(id),
+            user_id,
+            refresh_key: key.to_vec(),
+            generation: 1,
+            confirmed_generation: 1,
+            rotated_at: now,
+            created_at: now,
+            last_used_at: now,
+            expires_at,
+            access_exp: token_exp,
+            user_agent: trim_user_agent(user_agent),
+            address: address.map(|a| a.to_string()).unwrap_or_default(),
+            revoked_at: None,
+            revoked_reason: None,
+        };
+        // On PostgreSQL the check waits for a password change or a deletion in progress (from
+        // another instance) and reads the row as it commits; SQLite has one writer at a time.
+        let for_share = match self.store.dialect() {
+            crate::store::Dialect::Postgres => " FOR SHARE",
+            crate::store::Dialect::Sqlite => "",
+        };
+        let _write = lock_write(&self.write).await?;
+        let done = sqlx::query(&format!(
+            "INSERT INTO sessions (id, user_id, refresh_key, generation, confirmed_generation, \
+             rotated_at, created_at, last_used_at, expires_at, access_exp, user_agent, address) \
+             SELECT $1, $2, $3, 1, 1, $4, $5, $6, $7, $8, $9, $10 \
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = $11 AND password_hash = $12{for_share})"
+        ))
+        .bind(id.as_bytes().as_slice())
+        .bind(user_id)
+        .bind(&session.refresh_key)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(expires_at)
+        .bind(token_exp)
+        .bind(&session.user_agent)
+        .bind(&session.address)
+        .bind(user_id)
+        .bind(password_hash)
+        .execute(self.store.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.touched.insert(id, (now, 1));
+        Ok(Some(self.current(session, token_exp)))
+    }
+
+    pub async fn find(&self, id: Uuid) -> Result<Option<Session>, StoreError> {
+        self.store.session(id).await
+    }
+
+    /// Rotates a refresh token: what to do is [`rotation::decide`]'s, given the session as
+    /// read; this does it. The current generation "reached its holder" once it is presented
+    /// or an access token issued with it is used ([`touch`](Self::touch)).
+    ///
+    /// Only a rotation and a reuse write (and the rare answer that moves `access_exp` on). The
+    /// previous token presented again is answered from what was read, so a crowd replaying it
+    /// costs reads, never a turn at the write lock that sign-ins and sign-outs queue on. Before
+    /// any of it, the address's allowance is counted, then (once the MAC shows the token is
+    /// genuine, so nobody can spend another's) the session's: `Throttled` changes nothing and
+    /// ends nothing.
+    pub async fn rotate(
+        &self,
+        token: &str,
+        address: Option<IpAddr>,
+        now: i64,
+    ) -> Result<Current, RefreshError> {
+        self.refresh_limits
+            .address(address)
+            .map_err(|r| RefreshError::Throttled(r.retry_after))?;
+        let token = token.trim();
+        if let Some(until) = self.throttled.get(token) {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if !left.is_zero() {
+                return Err(RefreshError::Throttled(
+                    left.as_secs() + u64::from(left.subsec_nanos() > 0),
+                ));
+            }
+        }
+        let presented = Presented::parse(token).ok_or(RefreshError::Invalid)?;
+        let address = address.map(|a| a.to_string());
+        let mut counted = false;
+        // A lost compare-and-swap means another request rotated meanwhile: look again. Each
+        // retry sees a newer generation, so a few rounds settle every race of honest clients.
+        for _ in 0..3 {
+            let session = self
+                .find(presented.id)
+                .await?
+                .ok_or(RefreshError::Invalid)?;
+            if !presented.is_genuine(&self.secret, &session.refresh_key) {
+                return Err(RefreshError::Invalid);
+            }
+            let decision = rotation::decide(&session, presented.generation, now, &self.lifetimes);
+            if decision.answers_tokens() && !counted {
+                if let Err(refused) = self.refresh_limits.session(&presented.id) {
+                    let until =
+                        std::time::Instant::now() + Duration::from_secs(refused.retry_after);
+                    self.throttled.insert(token.to_owned(), until);
+                    return Err(RefreshError::Throttled(refused.retry_after));
+                }
+                counted = true;
+            }
+            match decision {
+                Decision::Ended => return Err(RefreshError::Ended),
+                Decision::Expired => return Err(RefreshError::Expired),
+                Decision::Rotate { token_exp } => {
+                    let address = address.clone().unwrap_or_else(|| session.address.clone());
+                    let row = crate::store::sessions::Rotation {
+                        id: presented.id,
+                        generation: presented.generation,
+                        now,
+                        token_exp,
+                        address,
+                    };
+                    let rotated = self.rotations.submit(&self.store, &self.write, row).await?;
+                    match rotated {
+                        Some(session) => {
+                            self.touched
+                                .insert(presented.id, (now, presented.generation));
+                            return Ok(self.current(session, token_exp));
+                        }
+                        None => continue,
+                    }
+                }
+                // Ended meanwhile (by this instance, or by another whose revocation reached
+                // memory): refused as the next read would.
+                Decision::AnswerAgain { .. } | Decision::Extend { .. }
+                    if self.is_ended(&presented.id) =>
+                {
+                    return Err(RefreshError::Ended);
+                }
+                Decision::AnswerAgain { token_exp } => return Ok(self.current(session, token_exp)),
+                Decision::Extend { token_exp } => {
+                    let _write = lock_write(&self.write).await?;
+                    if self
+                        .store
+                        .extend_access(presented.id, session.generation, token_exp)
+                        .await?
+                    {
+                        return Ok(self.current(session, token_exp));
+                    }
+                    continue;
+                }
+                Decision::Reuse => {
+                    tracing::warn!(
+                        user_id = session.user_id,
+                        presented = presented.generation,
+                        current = session.generation,
+                        "refresh token reuse: the session is ended"
+                    );
+                    self.end_one(presented.id, None, EndReason::Reuse, now)
+                        .await?;
+                    return Err(RefreshError::Reused);
+                }
+            }
+        }
+        Err(RefreshError::Busy)
+    }
+
+    /// A password change, all or nothing: the current session (still live) moves on to a new
+    /// refresh-token generation with no grace for the one it replaces, the password hash is
+    /// replaced, and every other session of the user ends. `None` (and nothing changed) when the
+    /// current session is no longer live.
+    pub async fn change_password(
+        &self,
+        user_id: i64,
+        current: Uuid,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<Option<Current>, WriteError> {
+        let idle_since = now.saturating_sub(secs(self.lifetimes.idle));
+        let dialect = self.store.dialect();
+        let (max, min) = dialect.max_min();
+        let _write = lock_write(&self.write).await?;
+        let mut tx = self.store.pool().begin().await?;
+        lock_sessions_of(&mut tx, dialect, user_id).await?;
+        // In an UPDATE every right-hand side reads the row as it was: the new generation and
+        // the confirmed one are both the old generation + 1; `rotated_at = 0` means no grace.
+        let renewed: Option<Session> = sqlx::query_as(&format!(
+            "UPDATE sessions SET generation = generation + 1, \
+             confirmed_generation = generation + 1, rotated_at = 0, last_used_at = $1, \
+             access_exp = {max}(access_exp, {min}($2, expires_at)) \
+             WHERE id = $3 AND user_id = $4 AND revoked_at IS NULL AND expires_at > $5 \
+             AND last_used_at > $6 RETURNING {COLUMNS}"
+        ))
+        .bind(now)
+        .bind(now.saturating_add(secs(self.lifetimes.access)))
+        .bind(current.as_bytes().as_slice())
+        .bind(user_id)
+        .bind(now)
+        .bind(idle_since)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(session) = renewed else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        super::users::set_password(&mut *tx, user_id, password_hash).await?;
+        let ended: Vec<(Vec<u8>, i64)> = sqlx::query_as(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE user_id = $3 AND revoked_at IS NULL AND id != $4 RETURNING id, access_exp",
+        )
+        .bind(now)
+        .bind(EndReason::PasswordChanged.as_str())
+        .bind(user_id)
+        .bind(current.as_bytes().as_slice())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.remember_ended(ended);
+        let token_exp = self.token_exp(now, session.expires_at);
+        Ok(Some(self.current(session, token_exp)))
+    }
+
+    /// Ends the live session a genuine refresh token belongs to (signing out with the refresh
+    /// token alone, its access token having expired or been lost).
+    pub async fn end_by_refresh_token(
+        &self,
+        token: &str,
+        reason: EndReason,
+        now: i64,
+    ) -> Result<EndedByToken, WriteError> {
+        let Some(presented) = Presented::parse(token) else {
+            return Ok(EndedByToken::NotGenuine);
+        };
+        let Some(session) = self.find(presented.id).await? else {
+            return Ok(EndedByToken::NotGenuine);
+        };
+        if !presented.is_genuine(&self.secret, &session.refresh_key) {
+            return Ok(EndedByToken::NotGenuine);
+        }
+        Ok(if self.end_one(presented.id, None, reason, now).await? {
+            EndedByToken::Ended(session.user_id)
+        } else {
+            EndedByToken::AlreadyOver
+        })
+    }
+
+    /// Signing out with an access token, all or nothing: its `jti` goes on the blocklist and
+    /// its session ends in one transaction, so a failure leaves both as they were (and a retry
+    /// finds the token still good), never a revoked token whose session and refresh token live
+    /// on. Memory follows the commit: the caller puts the `jti` in the set of revocations
+    /// ([`Auth::sign_out`](crate::Auth::sign_out)). Whether the session was still live.
+    pub async fn sign_out(
+        &self,
+        jti: Uuid,
+        user_id: i64,
+        token_exp: i64,
+        session: Uuid,
+        now: i64,
+    ) -> Result<bool, WriteError> {
+        let _write = lock_write(&self.write).await?;
+        let ended = self
+            .store
+            .sign_out(session, user_id, jti, token_exp, now)
+            .await?;
+        if let Some(access_exp) = ended {
+            self.revocations.remember_ended(session, access_exp);
+        }
+        Ok(ended.is_some())
+    }
+
+    /// Ends one session (of `user_id`, when given). False when there is no such live session.
+    pub async fn end_one(
+        &self,
+        id: Uuid,
+        user_id: Option<i64>,
+        reason: EndReason,
+        now: i64,
+    ) -> Result<bool, WriteError> {
+        let _write = lock_write(&self.write).await?;
+        let ended = self.store.end_session(id, user_id, reason, now).await?;
+        if let Some(access_exp) = ended {
+            self.revocations.remember_ended(id, access_exp);
+        }
+        Ok(ended.is_some())
+    }
+
+    /// Ends every live session of `user_id` but `except`. Returns how many ended.
+    pub async fn end_all(
+        &self,
+        user_id: i64,
+        except: Option<Uuid>,
+        reason: EndReason,
+        now: i64,
+    ) -> Result<usize, WriteError> {
+        let except = except.map(|id| id.as_bytes().to_vec()).unwrap_or_default();
+        let _write = lock_write(&self.write).await?;
+        let mut tx = self.store.pool().begin().await?;
+        lock_sessions_of(&mut tx, self.store.dialect(), user_id).await?;
+        let ended: Vec<(Vec<u8>, i64)> = sqlx::query_as(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE user_id = $3 AND revoked_at IS NULL AND id != $4 \
+             RETURNING id, access_exp",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(user_id)
+        .bind(except)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let count = ended.len();
+        self.remember_ended(ended);
+        Ok(count)
+    }
+
+    /// The live sessions of `user_id`, most recently used first (the first 500).
+    pub async fn list(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError> {
+        let idle_since = now.saturating_sub(secs(self.lifetimes.idle));
+        self.store.live_sessions_of(user_id, now, idle_since).await
+    }
+
+    /// Drops sessions that are over (ended, expired or idle) and whose access tokens have all
+    /// expired, from the database and from memory. Returns how many rows went.
+    pub async fn purge(&self, now: i64) -> Result<u64, StoreError> {
+        let dead = now - LEEWAY_SECS as i64;
+        let idle_since = now.saturating_sub(secs(self.lifetimes.idle));
+        let _write = self.write.lock().await;
+        let gone = self.store.purge_sessions(dead, now, idle_since).await?;
+        self.revocations.forget_sessions_ended_before(dead);
+        Ok(gone)
+    }
+
+    /// Ended sessions held in memory.
+    pub fn ended_len(&self) -> usize {
+        self.revocations.sessions_len()
+    }
+}
