@@ -205,6 +205,11 @@ async fn lock_write(
         .map_err(|_| WriteError::Busy)
 }
 
+/// A store statement that failed, as a write that did not happen.
+fn not_written(e: crate::store::StoreError) -> WriteError {
+    WriteError::Db(e.0)
+}
+
 impl RefreshError {
     /// Whether the refusal is final for the session (as opposed to "not now").
     pub fn session_is_over(&self) -> bool {
@@ -332,7 +337,8 @@ pub fn trim_user_agent(user_agent: &str) -> String {
         .to_owned()
 }
 
-const COLUMNS: &str = "id, user_id, refresh_key, generation, confirmed_generation, rotated_at, \
+pub(crate) const COLUMNS: &str =
+    "id, user_id, refresh_key, generation, confirmed_generation, rotated_at, \
                        created_at, last_used_at, expires_at, access_exp, user_agent, address, \
                        revoked_at, revoked_reason";
 
@@ -616,32 +622,6 @@ async fn write_rotations(pool: &Pool, mut batch: Vec<Rotation>) {
     }
 }
 
-/// On PostgreSQL, locks the user's row, then every session of `user_id` in id order, the order
-/// in which every writer of several sessions takes them (a batch of rotations or of uses,
-/// sorted by id): a writer of all of a user's sessions (ending them, a password change,
-/// deleting the account) that took them in the order of the table instead could deadlock with
-/// another instance's batch. The user's row first, so that no session of theirs can be started
-/// meanwhile (sign-in reads the user `FOR SHARE`) and then locked out of order. (The purge
-/// skips rows locked here rather than waiting for them.) Nothing to do on SQLite, which has one
-/// writer at a time.
-pub(crate) async fn lock_sessions_of(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    dialect: crate::store::Dialect,
-    user_id: i64,
-) -> Result<(), sqlx::Error> {
-    if dialect == crate::store::Dialect::Postgres {
-        sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(user_id)
-            .fetch_all(&mut **tx)
-            .await?;
-        sqlx::query("SELECT id FROM sessions WHERE user_id = $1 ORDER BY id FOR UPDATE")
-            .bind(user_id)
-            .fetch_all(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
 /// Ends session `id` (of `user_id`, when given) in `tx`: its id and `access_exp` when it was
 /// live.
 async fn end_one_in(
@@ -714,6 +694,8 @@ impl Current {
 #[derive(Debug)]
 pub struct Sessions {
     pool: Pool,
+    /// The statements of the use cases that span tables (see [`crate::store::accounts`]).
+    store: crate::store::Store,
     lifetimes: Lifetimes,
     /// The server's part of every refresh token.
     secret: RefreshSecret,
@@ -759,6 +741,7 @@ impl Sessions {
             .filter_map(|(id, exp)| Some((Uuid::from_slice(&id).ok()?, exp)))
             .collect();
         Ok(Self {
+            store: crate::store::Store::new(pool.clone()),
             pool,
             lifetimes,
             secret,
@@ -833,14 +816,15 @@ impl Sessions {
             .min(expires_at)
     }
 
-    /// Starts a session for `user_id`, who has just proved who they are with the password whose
-    /// hash is `password_hash`. Written only if that is still the account's password: a sign-in
-    /// whose check was running while the password changed or the account was deleted (and its
-    /// id perhaps given to a new account) starts nothing, and gets `None`.
+    /// Starts a session for `user_id`, who has just proved who they are (see [`crate::authn`])
+    /// with credentials whose stamp was `stamp`. Written only if that is still the account's
+    /// stamp ([`Store::start_session`](crate::store::Store::start_session)): a sign-in whose
+    /// check was running while the password changed or the account was deleted starts nothing,
+    /// and gets `None`.
     pub async fn create(
         &self,
         user_id: i64,
-        password_hash: &str,
+        stamp: crate::credentials::CredentialStamp,
         user_agent: &str,
         address: Option<IpAddr>,
         now: i64,
@@ -865,34 +849,13 @@ impl Sessions {
             revoked_at: None,
             revoked_reason: None,
         };
-        // On PostgreSQL the check waits for a password change or a deletion in progress (from
-        // another instance) and reads the row as it commits; SQLite has one writer at a time.
-        let for_share = match crate::store::dialect(&self.pool) {
-            crate::store::Dialect::Postgres => " FOR SHARE",
-            crate::store::Dialect::Sqlite => "",
-        };
         let _write = lock_write(&self.write).await?;
-        let done = sqlx::query(&format!(
-            "INSERT INTO sessions (id, user_id, refresh_key, generation, confirmed_generation, \
-             rotated_at, created_at, last_used_at, expires_at, access_exp, user_agent, address) \
-             SELECT $1, $2, $3, 1, 1, $4, $5, $6, $7, $8, $9, $10 \
-             WHERE EXISTS (SELECT 1 FROM users WHERE id = $11 AND password_hash = $12{for_share})"
-        ))
-        .bind(id.as_bytes().as_slice())
-        .bind(user_id)
-        .bind(&session.refresh_key)
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .bind(expires_at)
-        .bind(token_exp)
-        .bind(&session.user_agent)
-        .bind(&session.address)
-        .bind(user_id)
-        .bind(password_hash)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
+        if !self
+            .store
+            .start_session(&session, stamp)
+            .await
+            .map_err(not_written)?
+        {
             return Ok(None);
         }
         self.touched.insert(id, (now, 1));
@@ -1051,59 +1014,53 @@ impl Sessions {
         Err(RefreshError::Busy)
     }
 
-    /// A password change, all or nothing: the current session (still live) moves on to a new
-    /// refresh-token generation with no grace for the one it replaces, the password hash is
-    /// replaced, and every other session of the user ends. `None` (and nothing changed) when the
-    /// current session is no longer live.
-    pub async fn change_password(
+    /// A password change, all or nothing (see
+    /// [`Store::change_password`](crate::store::Store::change_password)): this session renewed
+    /// with no grace for its previous refresh token, the password and the credential stamp
+    /// replaced, every other session ended. `None` (and nothing changed) when the current
+    /// session is no longer live.
+    pub(crate) async fn change_password(
         &self,
         user_id: i64,
         current: Uuid,
         password_hash: &str,
         now: i64,
     ) -> Result<Option<Current>, WriteError> {
-        let idle_since = now.saturating_sub(secs(self.lifetimes.idle));
-        let dialect = crate::store::dialect(&self.pool);
-        let (max, min) = dialect.max_min();
+        let renewal = crate::store::accounts::Renewal {
+            now,
+            access_until: now.saturating_add(secs(self.lifetimes.access)),
+            idle_since: now.saturating_sub(secs(self.lifetimes.idle)),
+        };
         let _write = lock_write(&self.write).await?;
-        let mut tx = self.pool.begin().await?;
-        lock_sessions_of(&mut tx, dialect, user_id).await?;
-        // In an UPDATE every right-hand side reads the row as it was: the new generation and
-        // the confirmed one are both the old generation + 1; `rotated_at = 0` means no grace.
-        let renewed: Option<Session> = sqlx::query_as(&format!(
-            "UPDATE sessions SET generation = generation + 1, \
-             confirmed_generation = generation + 1, rotated_at = 0, last_used_at = $1, \
-             access_exp = {max}(access_exp, {min}($2, expires_at)) \
-             WHERE id = $3 AND user_id = $4 AND revoked_at IS NULL AND expires_at > $5 \
-             AND last_used_at > $6 RETURNING {COLUMNS}"
-        ))
-        .bind(now)
-        .bind(now.saturating_add(secs(self.lifetimes.access)))
-        .bind(current.as_bytes().as_slice())
-        .bind(user_id)
-        .bind(now)
-        .bind(idle_since)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(session) = renewed else {
-            tx.rollback().await?;
+        let changed = self
+            .store
+            .change_password(user_id, current, password_hash, renewal)
+            .await
+            .map_err(not_written)?;
+        let Some(changed) = changed else {
             return Ok(None);
         };
-        super::users::set_password(&mut *tx, user_id, password_hash).await?;
-        let ended: Vec<(Vec<u8>, i64)> = sqlx::query_as(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
-             WHERE user_id = $3 AND revoked_at IS NULL AND id != $4 RETURNING id, access_exp",
-        )
-        .bind(now)
-        .bind(EndReason::PasswordChanged.as_str())
-        .bind(user_id)
-        .bind(current.as_bytes().as_slice())
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        self.remember_ended(changed.ended);
+        let token_exp = self.token_exp(now, changed.session.expires_at);
+        Ok(Some(self.current(changed.session, token_exp)))
+    }
+
+    /// Deletes account `user_id` with its sessions, all or nothing (see
+    /// [`Store::delete_account`](crate::store::Store::delete_account)), then holds every one of
+    /// them as ended in memory. `false` when there was no such account. Only through
+    /// [`Auth::delete_account`](crate::Auth::delete_account), which forgets the user too.
+    pub(crate) async fn delete_account(&self, user_id: i64, now: i64) -> Result<bool, WriteError> {
+        let _write = lock_write(&self.write).await?;
+        let ended = self
+            .store
+            .delete_account(user_id, now)
+            .await
+            .map_err(not_written)?;
+        let Some(ended) = ended else {
+            return Ok(false);
+        };
         self.remember_ended(ended);
-        let token_exp = self.token_exp(now, session.expires_at);
-        Ok(Some(self.current(session, token_exp)))
+        Ok(true)
     }
 
     /// Ends the live session a genuine refresh token belongs to (signing out with the refresh
@@ -1184,7 +1141,12 @@ impl Sessions {
         let except = except.map(|id| id.as_bytes().to_vec()).unwrap_or_default();
         let _write = lock_write(&self.write).await?;
         let mut tx = self.pool.begin().await?;
-        lock_sessions_of(&mut tx, crate::store::dialect(&self.pool), user_id).await?;
+        crate::store::accounts::lock_sessions_of(
+            &mut tx,
+            crate::store::dialect(&self.pool),
+            user_id,
+        )
+        .await?;
         let ended: Vec<(Vec<u8>, i64)> = sqlx::query_as(
             "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
              WHERE user_id = $3 AND revoked_at IS NULL AND id != $4 \
@@ -1347,9 +1309,9 @@ mod tests {
         (dir, pool, sessions)
     }
 
-    /// A session of `user` (whose password hash `testing::user` sets to "x").
+    /// A session of `user` (whose credential stamp `testing::user` leaves at `testing::STAMP`).
     async fn start(s: &Sessions, user: i64, now: i64) -> Current {
-        s.create(user, "x", "Mozilla/5.0", None, now)
+        s.create(user, testing::STAMP, "Mozilla/5.0", None, now)
             .await
             .unwrap()
             .unwrap()
@@ -1371,20 +1333,6 @@ mod tests {
             .unwrap();
         assert_eq!(third.generation(), 3);
         assert!(!s.is_ended(&first.id()));
-    }
-
-    #[tokio::test]
-    async fn a_session_starts_only_if_the_password_checked_is_still_the_accounts() {
-        let (_dir, _pool, s) = sessions(Lifetimes::default()).await;
-        let now = now_unix();
-        // The password changed (or the account went) while the check ran.
-        assert!(s
-            .create(1, "the old hash", "", None, now)
-            .await
-            .unwrap()
-            .is_none());
-        assert!(s.create(99, "x", "", None, now).await.unwrap().is_none());
-        assert!(s.list(1, now).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -1470,7 +1418,7 @@ mod tests {
         let (ended, rotated, created, signed_out) = tokio::join!(
             s.end_one(first.id(), None, EndReason::Revoked, now),
             s.rotate(&token, None, now),
-            s.create(1, "x", "ua", None, now),
+            s.create(1, testing::STAMP, "ua", None, now),
             s.sign_out(Uuid::new_v4(), 1, now + 60, first.id(), now),
         );
         let waited = started.elapsed();
@@ -1875,43 +1823,6 @@ mod tests {
             2,
             "the held token is still the current one"
         );
-    }
-
-    #[tokio::test]
-    async fn a_password_change_is_all_or_nothing_and_leaves_no_grace() {
-        let (_dir, pool, s) = sessions(Lifetimes::default()).await;
-        let now = now_unix();
-        let mine = start(&s, 1, now).await;
-        let other = start(&s, 1, now).await;
-        let theirs = start(&s, 2, now).await;
-        let renewed = s
-            .change_password(1, mine.id(), "new hash", now + 1)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(renewed.generation(), 2);
-        assert!(s.is_ended(&other.id()) && !s.is_ended(&mine.id()) && !s.is_ended(&theirs.id()));
-        let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = 1")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(hash, "new hash");
-        // The refresh token from before the change is dead at once (and ends the session).
-        assert!(matches!(
-            s.rotate(&mine.refresh_token(), None, now + 2).await,
-            Err(RefreshError::Reused)
-        ));
-        // From an ended session: nothing changes, not even the password.
-        let ended = s
-            .change_password(1, other.id(), "another hash", now + 3)
-            .await
-            .unwrap();
-        assert!(ended.is_none());
-        let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = 1")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(hash, "new hash");
     }
 
     #[tokio::test]

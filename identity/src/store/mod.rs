@@ -4,6 +4,9 @@
 //! [`StoreError`], never `sqlx` types. A third database engine would touch only this module and
 //! the revocation feed.
 
+pub mod accounts;
+mod users;
+
 use sqlx::sqlite::SqliteConnectOptions;
 
 /// The connection pool behind the [`Store`]: sqlx's `Any` driver, so that one binary opens
