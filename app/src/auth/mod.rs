@@ -5,8 +5,8 @@
 pub mod extractor;
 
 pub use identity::{
-    access, blocklist, cache, cookie, device, follow, jwt, password, proxies, sessions, throttle,
-    users, Auth, IssueError, Issued,
+    access, authn, blocklist, cache, cookie, credentials, device, follow, jwt, password, proxies,
+    sessions, throttle, users, Auth, IssueError, Issued,
 };
 
 use std::sync::Arc;

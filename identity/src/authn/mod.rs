@@ -160,3 +160,163 @@ impl Auth {
         Ok(Some(issued))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{testing, users};
+
+    const PASSWORD: &str = "correct horse battery";
+
+    /// A core with the account "alice" (id 1).
+    async fn core() -> (tempfile::TempDir, crate::store::Pool, Arc<Auth>) {
+        let (dir, pool, auth) = testing::auth().await;
+        let hash = auth.passwords.hash(PASSWORD.into()).await.unwrap();
+        assert_eq!(users::create(&pool, "alice", &hash).await.unwrap().id, 1);
+        (dir, pool, Arc::new(auth))
+    }
+
+    async fn signed_in(auth: &Arc<Auth>, password: &str) -> Result<Proof, CheckError> {
+        match sign_in(auth, "alice", None, Vec::new(), password.into()).await? {
+            Step::Done(proof) => Ok(proof),
+            Step::AnotherFactorNeeded(pending) => panic!("{pending:?}"),
+        }
+    }
+
+    async fn live_sessions(auth: &Auth, user: i64) -> Vec<uuid::Uuid> {
+        let now = crate::jwt::now_unix();
+        let listed = auth.sessions.list(user, now).await.unwrap();
+        listed.into_iter().map(|s| s.id.0).collect()
+    }
+
+    /// A right password is the whole sign-in today: done, with a proof of the user and the
+    /// stamp read, which starts a session and keeps the user in memory. A wrong one is no step.
+    #[tokio::test]
+    async fn a_right_password_is_done_and_its_proof_starts_a_session() {
+        let (_dir, _pool, auth) = core().await;
+        assert!(matches!(
+            signed_in(&auth, "not the password").await,
+            Err(CheckError::Wrong)
+        ));
+        let proof = signed_in(&auth, PASSWORD).await.unwrap();
+        let stored = auth.users.credentials_of(1).await.unwrap().unwrap();
+        assert_eq!((proof.user().id, proof.stamp()), (1, stored.stamp));
+        assert_eq!(proof.via(), Via::Unknown);
+        assert_eq!(proof.account().created_at, stored.created_at);
+        assert_eq!(auth.users.len(), 0);
+        let issued = auth
+            .start_session(&proof, "test", None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(issued.user_id, 1);
+        assert_eq!(live_sessions(&auth, 1).await, vec![issued.session_id]);
+        assert_eq!(auth.users.len(), 1);
+    }
+
+    /// A sign-in whose password was checked before a password change, and whose session is
+    /// started after it, starts none: the change replaced the credential stamp the proof
+    /// carries. The new password signs in.
+    #[tokio::test]
+    async fn a_sign_in_whose_check_raced_a_password_change_starts_no_session() {
+        let (_dir, _pool, auth) = core().await;
+        let changer = signed_in(&auth, PASSWORD).await.unwrap();
+        let changer = auth
+            .start_session(&changer, "changer", None)
+            .await
+            .unwrap()
+            .unwrap();
+        let raced = signed_in(&auth, PASSWORD).await.unwrap();
+        let hash = auth.passwords.hash("a new password".into()).await.unwrap();
+        let now = crate::jwt::now_unix();
+        auth.change_password(1, changer.session_id, &hash, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(auth
+            .start_session(&raced, "raced", None)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(live_sessions(&auth, 1).await, vec![changer.session_id]);
+        // The stamp moved on; a sign-in with the new password goes through.
+        let proof = signed_in(&auth, "a new password").await.unwrap();
+        assert_ne!(proof.stamp(), raced.stamp());
+        assert!(auth
+            .start_session(&proof, "after", None)
+            .await
+            .unwrap()
+            .is_some());
+    }
+
+    /// The same race with the account's deletion, and a new account given the deleted one's
+    /// id (SQLite hands it out again): no session starts for either.
+    #[tokio::test]
+    async fn a_sign_in_whose_check_raced_the_deletion_starts_no_session_for_the_next_account() {
+        let (_dir, pool, auth) = core().await;
+        let raced = signed_in(&auth, PASSWORD).await.unwrap();
+        assert!(auth
+            .delete_account(1, crate::jwt::now_unix())
+            .await
+            .unwrap());
+        let next = users::create(&pool, "bob", "hash").await.unwrap();
+        assert_eq!(next.id, 1);
+        assert!(auth
+            .start_session(&raced, "raced", None)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(live_sessions(&auth, 1).await.is_empty());
+    }
+
+    /// Sign-ins and a password change at once, 64 of them: whatever the order, the only
+    /// session left live is the one the password was changed in. A sign-in that wrote its
+    /// session before the change was ended by it; one after it started nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sign_ins_racing_a_password_change_leave_only_the_changers_session() {
+        let (_dir, _pool, auth) = core().await;
+        let changer = signed_in(&auth, PASSWORD).await.unwrap();
+        let changer = auth
+            .start_session(&changer, "changer", None)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut proofs = Vec::new();
+        for _ in 0..64 {
+            proofs.push(testing::proof(&auth, 1).await);
+        }
+        let hash = auth.passwords.hash("a new password".into()).await.unwrap();
+        // Spread over 32 ms, the change at 10 ms: some sign-ins write before it, some after.
+        let ms = |ms: u64| tokio::time::sleep(std::time::Duration::from_micros(ms * 500));
+        let starts: Vec<_> = proofs
+            .into_iter()
+            .zip(0..)
+            .map(|(proof, i)| {
+                let auth = auth.clone();
+                tokio::spawn(async move {
+                    ms(i).await;
+                    auth.start_session(&proof, "raced", None).await
+                })
+            })
+            .collect();
+        let change = {
+            let auth = auth.clone();
+            tokio::spawn(async move {
+                ms(20).await;
+                auth.change_password(1, changer.session_id, &hash, crate::jwt::now_unix())
+                    .await
+            })
+        };
+        let mut started = Vec::new();
+        for start in starts {
+            if let Some(issued) = start.await.unwrap().unwrap() {
+                started.push(issued.session_id);
+            }
+        }
+        change.await.unwrap().unwrap().unwrap();
+        assert_eq!(live_sessions(&auth, 1).await, vec![changer.session_id]);
+        for id in started {
+            assert!(auth.sessions.is_ended(&id));
+        }
+    }
+}

@@ -211,3 +211,193 @@ async fn count_sign_in(
         .map_err(CheckError::Throttled)?;
     Ok((found, via))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        credentials::password::Passwords,
+        testing,
+        throttle::{Limit, PAIR_BURST, SESSION_BURST},
+        users,
+    };
+
+    const PASSWORD: &str = "correct horse battery";
+
+    /// A core whose hasher has `queue` places, and the account "alice": its id.
+    async fn core(queue: usize) -> (tempfile::TempDir, Arc<Auth>, i64) {
+        let (dir, pool, auth) = testing::auth().await;
+        let auth = Auth {
+            passwords: Passwords::with_queue(1, queue).unwrap(),
+            ..auth
+        };
+        let hash = auth.passwords.hash(PASSWORD.into()).await.unwrap();
+        let id = users::create(&pool, "alice", &hash).await.unwrap().id;
+        (dir, Arc::new(auth), id)
+    }
+
+    fn sign_in(username: &str) -> Attempt {
+        Attempt::SignIn {
+            username: username.into(),
+            address: Some([192, 0, 2, 1].into()),
+            device_proofs: Vec::new(),
+        }
+    }
+
+    async fn check(
+        auth: &Arc<Auth>,
+        attempt: Attempt,
+        password: &str,
+    ) -> Result<Checked, CheckError> {
+        check_password(auth, attempt, Some(password.into())).await
+    }
+
+    /// A wrong password and an unknown user: the same answer, after the same work (one hash,
+    /// the dummy one for the unknown user) and the same count.
+    #[tokio::test]
+    async fn an_unknown_user_and_a_wrong_password_take_the_same_path() {
+        let (_dir, auth, id) = core(8).await;
+        let hashed = auth.passwords.started();
+        let wrong = check(&auth, sign_in("alice"), "not the password").await;
+        assert!(matches!(wrong, Err(CheckError::Wrong)), "{wrong:?}");
+        assert_eq!(auth.passwords.started(), hashed + 1);
+        let unknown = check(&auth, sign_in("nobody"), PASSWORD).await;
+        assert!(matches!(unknown, Err(CheckError::Wrong)), "{unknown:?}");
+        assert_eq!(auth.passwords.started(), hashed + 2);
+        // Each counted on the address, its pair and its account's ceiling, account or not.
+        let tracked = |limit| auth.throttle.tracked(limit);
+        assert_eq!(
+            (
+                tracked(Limit::Address),
+                tracked(Limit::Pair),
+                tracked(Limit::Account)
+            ),
+            (1, 2, 2)
+        );
+
+        // The right one: the account, its stamp as stored, the way it was counted, whose
+        // record it forgives (the pair's), not the address's nor the ceiling's.
+        let checked = check(&auth, sign_in("ALICE"), PASSWORD).await.unwrap();
+        assert_eq!(auth.passwords.started(), hashed + 3);
+        assert_eq!(
+            (checked.user.id, checked.user.username.as_str()),
+            (id, "alice")
+        );
+        let stored = auth.users.credentials_of(id).await.unwrap().unwrap().stamp;
+        assert_eq!(checked.stamp, stored);
+        assert_eq!(checked.via, Some(Via::Unknown));
+        assert_eq!(
+            (
+                tracked(Limit::Address),
+                tracked(Limit::Pair),
+                tracked(Limit::Account)
+            ),
+            (1, 1, 2)
+        );
+    }
+
+    /// The database's health is asked first, then the hashing queue, then the throttle, and
+    /// the hash comes last: each refusal happens before the work of the steps after it.
+    #[tokio::test]
+    async fn health_then_ticket_then_count_then_hash() {
+        let (_dir, auth, _) = core(1).await;
+        let held = auth.passwords.ticket().unwrap();
+        // Down, with the queue full too: down is the answer, and nothing is counted.
+        auth.health.observe(&sqlx::Error::PoolTimedOut);
+        let down = check(&auth, sign_in("alice"), PASSWORD).await;
+        assert!(matches!(down, Err(CheckError::DatabaseDown)), "{down:?}");
+        // The probe finds the file opens again.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while auth.health.is_down() {
+            assert!(std::time::Instant::now() < deadline, "still down");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // The queue full: refused before the count.
+        let hashed = auth.passwords.started();
+        for attempt in [
+            sign_in("alice"),
+            Attempt::SignedIn {
+                user_id: 1,
+                session: uuid::Uuid::new_v4(),
+            },
+        ] {
+            let busy = check(&auth, attempt, PASSWORD).await;
+            assert!(matches!(busy, Err(CheckError::Busy)), "{busy:?}");
+        }
+        assert_eq!(auth.throttle.tracked(Limit::Address), 0);
+        assert_eq!(auth.throttle.tracked(Limit::Session), 0);
+        drop(held);
+        // The pair's allowance spent on wrong guesses (each hashed), the next attempt is
+        // refused by the count, with no hash, even with the right password.
+        for _ in 0..PAIR_BURST {
+            let wrong = check(&auth, sign_in("alice"), "not the password").await;
+            assert!(matches!(wrong, Err(CheckError::Wrong)), "{wrong:?}");
+        }
+        assert_eq!(auth.passwords.started(), hashed + PAIR_BURST as usize);
+        let throttled = check(&auth, sign_in("alice"), PASSWORD).await;
+        assert!(
+            matches!(
+                throttled,
+                Err(CheckError::Throttled(Throttled::TooMany { .. }))
+            ),
+            "{throttled:?}"
+        );
+        assert_eq!(auth.passwords.started(), hashed + PAIR_BURST as usize);
+    }
+
+    /// A signed-in check counts on its session alone (not the address, the pair nor the
+    /// account), a password outside the rules included (counted, never hashed); a right
+    /// password forgives the session's count.
+    #[tokio::test]
+    async fn a_signed_in_check_counts_on_its_session_alone() {
+        let (_dir, auth, id) = core(8).await;
+        let session = uuid::Uuid::new_v4();
+        let confirm = |session| Attempt::SignedIn {
+            user_id: id,
+            session,
+        };
+        let hashed = auth.passwords.started();
+        let unhashed = check_password(&auth, confirm(session), None).await;
+        assert!(matches!(unhashed, Err(CheckError::Wrong)), "{unhashed:?}");
+        assert_eq!(auth.passwords.started(), hashed);
+        for _ in 1..SESSION_BURST {
+            let wrong = check(&auth, confirm(session), "not the password").await;
+            assert!(matches!(wrong, Err(CheckError::Wrong)), "{wrong:?}");
+        }
+        let throttled = check(&auth, confirm(session), PASSWORD).await;
+        assert!(
+            matches!(throttled, Err(CheckError::Throttled(_))),
+            "{throttled:?}"
+        );
+        assert_eq!(
+            auth.passwords.started(),
+            hashed + SESSION_BURST as usize - 1
+        );
+        let tracked = |limit| auth.throttle.tracked(limit);
+        assert_eq!(
+            (
+                tracked(Limit::Address),
+                tracked(Limit::Pair),
+                tracked(Limit::Account)
+            ),
+            (0, 0, 0)
+        );
+        // Another session of the same account is not held back, and a right password there
+        // forgives its count.
+        let other = uuid::Uuid::new_v4();
+        let checked = check(&auth, confirm(other), PASSWORD).await.unwrap();
+        assert_eq!((checked.user.id, checked.via), (id, None));
+        assert_eq!(tracked(Limit::Session), 1);
+        // An account that is gone: no hash, and its own answer.
+        let gone = check(
+            &auth,
+            Attempt::SignedIn {
+                user_id: id + 1,
+                session: other,
+            },
+            PASSWORD,
+        )
+        .await;
+        assert!(matches!(gone, Err(CheckError::Gone)), "{gone:?}");
+    }
+}
