@@ -3,8 +3,8 @@
 //! a server function, a server-rendered page), for cookie and body-token clients alike.
 
 use crate::helpers::{
-    assert_rejected, b64url, database, sessions_of, set_cookies, spawn_app, spawn_app_with,
-    TestApp, PASSWORD,
+    assert_rejected, b64url, database, database_url, now_unix, on_postgres, sessions_of,
+    set_cookies, spawn_app, spawn_app_with, TestApp, PASSWORD, SECRET,
 };
 use reqwest::{header, Client, Response};
 use serde_json::Value;
@@ -552,6 +552,80 @@ async fn password_checks_on_the_account_page_are_throttled() {
     assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
     assert_eq!(app.me_bearer(&stolen.access).await.status(), 200);
     app.stop().await;
+}
+
+/// A sign-in whose password check ran while the password changed starts no session, on either
+/// database. The change here is another instance's, its transaction still open when the
+/// sign-in writes its session: the write waits for it (PostgreSQL: the user's row is read
+/// `FOR SHARE`; SQLite: one writer at a time) and reads the credential stamp it committed. Had
+/// the change been rolled back, the session starts.
+#[tokio::test]
+async fn a_sign_in_racing_a_password_change_in_another_instance_starts_no_session() {
+    use app::auth::sessions::{RefreshSecret, Sessions};
+    let dir = tempfile::tempdir().unwrap();
+    let pool = app::db::connect(&database_url(dir.path()).await)
+        .await
+        .unwrap();
+    let store = app::db::Store::new(pool.clone());
+    let secret = RefreshSecret::derive(SECRET.as_bytes());
+    let sessions = Arc::new(
+        Sessions::load(pool.clone(), Default::default(), secret)
+            .await
+            .unwrap(),
+    );
+    let user = app::auth::users::create(&pool, "raced", "hash")
+        .await
+        .unwrap()
+        .id;
+    for commit in [false, true] {
+        // The sign-in's check read the account's credentials, its stamp with them.
+        let stamp = store.credentials("raced").await.unwrap().unwrap().stamp;
+        // Meanwhile another instance changes the password, in the lock order of every
+        // writer of a user's sessions (the user's row first).
+        let mut change = pool.begin().await.unwrap();
+        if on_postgres() {
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(user)
+                .fetch_all(&mut *change)
+                .await
+                .unwrap();
+        }
+        sqlx::query(
+            "UPDATE users SET password_hash = 'new', credential_stamp = credential_stamp + 1 \
+             WHERE id = $1",
+        )
+        .bind(user)
+        .execute(&mut *change)
+        .await
+        .unwrap();
+        let start = tokio::spawn({
+            let sessions = sessions.clone();
+            async move {
+                sessions
+                    .create(user, stamp, "raced", None, now_unix())
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !start.is_finished(),
+            "the session was written during the change"
+        );
+        if commit {
+            change.commit().await.unwrap();
+        } else {
+            change.rollback().await.unwrap();
+        }
+        let started = start.await.unwrap().unwrap();
+        assert_eq!(started.is_some(), !commit, "committed: {commit}");
+    }
+    let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(live, 1);
+    pool.close().await;
 }
 
 #[tokio::test]
