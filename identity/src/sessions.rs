@@ -339,8 +339,8 @@ pub fn trim_user_agent(user_agent: &str) -> String {
 
 pub(crate) const COLUMNS: &str =
     "id, user_id, refresh_key, generation, confirmed_generation, rotated_at, \
-                       created_at, last_used_at, expires_at, access_exp, user_agent, address, \
-                       revoked_at, revoked_reason";
+     created_at, last_used_at, expires_at, access_exp, user_agent, address, \
+     revoked_at, revoked_reason";
 
 /// Uses of sessions waiting to be written: id → (when, the newest generation used). One task
 /// at a time writes them, a few hundred to a transaction, so a crowd of first uses (every token
