@@ -343,7 +343,7 @@ mod tests {
         let (_dir, pool, auth) = testing::auth().await;
         testing::user(&pool, 1, 0).await;
         let signed_in = auth
-            .start_session(1, "x", "test", None)
+            .start_session(&testing::proof(&auth, 1).await, "test", None)
             .await
             .unwrap()
             .unwrap();

@@ -3,10 +3,12 @@
 //! free of Leptos: `cargo test -p identity` runs its tests without compiling the pages.
 
 pub mod access;
+pub mod account;
+pub mod authn;
 pub mod cache;
 pub mod cookie;
+pub mod credentials;
 pub mod device;
-pub mod password;
 pub mod proxies;
 pub mod revocation;
 pub mod sessions;
@@ -15,6 +17,8 @@ pub mod throttle;
 pub mod tokens;
 pub mod users;
 
+/// The password hashing, under the name it had before [`credentials`] held it.
+pub use credentials::password;
 /// The revocation feed under the name the rest of the code knows it by.
 pub use revocation::feed as follow;
 /// The access tokens under the name the rest of the code knows them by.
@@ -77,26 +81,6 @@ pub enum IssueError {
 }
 
 impl Auth {
-    /// Starts a session for a user who just proved who they are with the password whose hash
-    /// is `password_hash`, and hands out its tokens. `None` when that is no longer the
-    /// account's password (it changed, or the account went, while the check ran).
-    pub async fn start_session(
-        &self,
-        user_id: i64,
-        password_hash: &str,
-        user_agent: &str,
-        address: Option<std::net::IpAddr>,
-    ) -> Result<Option<Issued>, IssueError> {
-        let now = jwt::now_unix();
-        let started = self
-            .sessions
-            .create(user_id, password_hash, user_agent, address, now)
-            .await?;
-        Ok(started
-            .map(|current| self.issue(&current, now))
-            .transpose()?)
-    }
-
     /// Signs out the holder of `user`'s access token: the token's `jti` on the blocklist and its
     /// session ended, in one transaction, then in memory. Whether the session was still live.
     pub async fn sign_out(
@@ -127,21 +111,6 @@ impl Auth {
         let current = self.sessions.rotate(refresh_token, address, now).await?;
         self.issue(&current, now)
             .map_err(|e| sessions::RefreshError::Sign(e.to_string()))
-    }
-
-    /// Deletes an account: every session of it ends in memory first, so that from the next
-    /// request on each of its tokens is refused as revoked; then its rows go (sessions and
-    /// revocations with the user) and the user is forgotten ([`users::UserCache::delete`]).
-    /// `false` when there was no such account.
-    pub async fn delete_account(
-        &self,
-        user_id: i64,
-        now: i64,
-    ) -> Result<bool, sessions::WriteError> {
-        self.sessions
-            .end_all(user_id, None, sessions::EndReason::AccountDeleted, now)
-            .await?;
-        Ok(self.users.delete(user_id).await?)
     }
 
     /// The tokens of a session as it is now.
@@ -214,6 +183,17 @@ pub mod testing {
         sessions::RefreshSecret::derive(SECRET)
     }
 
+    /// The credential stamp of a user row written by [`user`] (the column's default).
+    pub const STAMP: crate::credentials::CredentialStamp = crate::credentials::CredentialStamp(0);
+
+    /// A sign-in's proof for user `id` as the account stands now, as if its password had just
+    /// been checked.
+    pub async fn proof(auth: &Auth, id: i64) -> crate::authn::Proof {
+        let read = auth.users.stamp();
+        let found = auth.users.credentials_of(id).await.unwrap().unwrap();
+        crate::authn::Proof::for_tests(found.user(), found.stamp, read)
+    }
+
     /// A user row with the given id and creation time.
     pub async fn user(pool: &Pool, id: i64, created_at: i64) {
         sqlx::query(
@@ -269,7 +249,7 @@ mod cache_tests {
     }
 
     async fn signed_in(auth: &Auth, user: i64) -> Issued {
-        auth.start_session(user, "x", "test", None)
+        auth.start_session(&testing::proof(auth, user).await, "test", None)
             .await
             .unwrap()
             .unwrap()
@@ -311,7 +291,6 @@ mod cache_tests {
 
             // The password changed through session a: every other session ends, a goes on.
             let renewed = auth
-                .sessions
                 .change_password(1, a.session_id, "y", jwt::now_unix())
                 .await
                 .unwrap()

@@ -1,7 +1,10 @@
 //! The `users` table.
 
 use super::cache::Bounded;
-use crate::store::Pool;
+use crate::{
+    credentials::Credentials,
+    store::{Pool, Store, StoreError},
+};
 
 use super::jwt::now_unix;
 
@@ -13,97 +16,22 @@ pub struct User {
     pub created_at: i64,
 }
 
-/// What login needs: the account's row, stored hash included. Not `Serialize`: it can never
-/// reach a response.
-#[derive(sqlx::FromRow)]
-pub struct Credentials {
-    pub id: i64,
-    pub username: String,
-    pub created_at: i64,
-    pub password_hash: String,
-}
-
-impl Credentials {
-    /// The user, without the hash.
-    pub fn user(&self) -> User {
-        User {
-            id: self.id,
-            username: self.username.clone(),
-            created_at: self.created_at,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum CreateUserError {
     #[error("username already taken")]
     Taken,
     #[error(transparent)]
-    Db(#[from] sqlx::Error),
+    Db(#[from] StoreError),
 }
 
+/// Creates an account (see [`Store::create_user`]).
 pub async fn create(
     pool: &Pool,
     username: &str,
     password_hash: &str,
 ) -> Result<User, CreateUserError> {
-    let created_at = now_unix();
-    let result = sqlx::query_as::<_, User>(
-        "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3) \
-         RETURNING id, username, created_at",
-    )
-    .bind(username)
-    .bind(password_hash)
-    .bind(created_at)
-    .fetch_one(pool)
-    .await;
-    match result {
-        Ok(user) => Ok(user),
-        // Mapped by the kind of constraint, not by matching the message.
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(CreateUserError::Taken),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Replaces a user's password hash.
-pub async fn set_password(
-    db: impl sqlx::Executor<'_, Database = sqlx::Any>,
-    id: i64,
-    password_hash: &str,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-        .bind(password_hash)
-        .bind(id)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Deletes a user; their sessions and revocations go with them (`ON DELETE CASCADE`), the
-/// sessions locked first in the order every other writer takes them. Only through
-/// [`UserCache::delete`], which forgets the user too.
-async fn delete(pool: &Pool, id: i64) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    super::sessions::lock_sessions_of(&mut tx, crate::store::dialect(pool), id).await?;
-    let done = sqlx::query("DELETE FROM users WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub async fn credentials(pool: &Pool, username: &str) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as("SELECT id, username, created_at, password_hash FROM users WHERE username = $1")
-        .bind(username)
-        .fetch_optional(pool)
-        .await
-}
-
-pub async fn by_id(pool: &Pool, id: i64) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as("SELECT id, username, created_at FROM users WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
+    Store::new(pool.clone())
+        .create_user(username, password_hash, now_unix())
         .await
 }
 
@@ -113,13 +41,15 @@ pub struct ReadStamp(u64);
 
 /// Users by id, kept in memory after the first look-up so the extractor, `/api/me` and page
 /// renders cost no database round trip (the SQLite read would dominate them). A change to a
-/// user must call [`UserCache::forget`] (a deletion goes through [`UserCache::delete`], which
-/// does; a password change touches nothing kept here). A row changed behind the server's back
-/// stays in memory until it is evicted or the server restarts.
+/// user must call [`UserCache::forget`] (a deletion does, see [`crate::account`]; a password
+/// change touches nothing kept here). A row changed behind the server's back stays in memory
+/// until it is evicted or the server restarts. Credentials are never kept: each check reads
+/// them ([`UserCache::credentials`]).
 #[derive(Debug)]
 pub struct UserCache {
     /// The database, and whether it can be reached: a miss is refused at once while it cannot.
     health: std::sync::Arc<crate::store::Health>,
+    store: Store,
     /// Shared, so a hit costs a reference count, not a copy of the name.
     users: Bounded<i64, std::sync::Arc<User>>,
     /// Bumped by every [`UserCache::forget`]: a read that began before it must not put what it
@@ -135,27 +65,26 @@ impl UserCache {
     /// Remembers at most `entries` users (0: none).
     pub fn with_capacity(health: std::sync::Arc<crate::store::Health>, entries: usize) -> Self {
         Self {
+            store: Store::new(health.pool().clone()),
             health,
             users: Bounded::new(entries),
             forgets: Default::default(),
         }
     }
 
-    pub async fn get(&self, id: i64) -> Result<Option<User>, sqlx::Error> {
+    pub async fn get(&self, id: i64) -> Result<Option<User>, StoreError> {
         Ok(self.shared(id).await?.map(|u| User::clone(&u)))
     }
 
     /// The user, shared with the cache (no copy of the name).
-    pub async fn shared(&self, id: i64) -> Result<Option<std::sync::Arc<User>>, sqlx::Error> {
+    pub async fn shared(&self, id: i64) -> Result<Option<std::sync::Arc<User>>, StoreError> {
         if let Some(user) = self.users.get(&id) {
             return Ok(Some(user));
         }
         // Not in memory, and the database known to be unreachable: refused without waiting.
         self.health.check()?;
         let before = self.stamp();
-        let found = by_id(self.health.pool(), id)
-            .await?
-            .map(std::sync::Arc::new);
+        let found = self.store.user(id).await?.map(std::sync::Arc::new);
         if let Some(user) = &found {
             self.keep(user.clone(), before);
         }
@@ -194,14 +123,14 @@ impl UserCache {
         self.users.len()
     }
 
-    /// Deletes the user's row (see [`delete`]) and forgets them. Forgetting is part of the
-    /// deletion: SQLite hands a deleted id to the next account, and a remembered user would go
-    /// on answering for it (its name on the newcomer's pages, its `created_at` in the token
-    /// check).
-    pub async fn delete(&self, id: i64) -> Result<bool, sqlx::Error> {
-        let deleted = delete(self.health.pool(), id).await?;
-        self.forget(id);
-        Ok(deleted)
+    /// The credentials of the account named `username`, read from the database (never kept).
+    pub async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
+        self.store.credentials(username).await
+    }
+
+    /// The credentials of account `id`, read from the database (never kept).
+    pub async fn credentials_of(&self, id: i64) -> Result<Option<Credentials>, StoreError> {
+        self.store.credentials_of(id).await
     }
 
     /// The user changed or is gone: the next look-up reads the database.
@@ -224,8 +153,30 @@ mod tests {
             create(&pool, "alice", "hash").await,
             Err(CreateUserError::Taken)
         ));
-        let creds = credentials(&pool, "ALICE").await.unwrap().unwrap();
+        let store = Store::new(pool.clone());
+        let creds = store.credentials("ALICE").await.unwrap().unwrap();
         assert_eq!((creds.id, creds.created_at), (user.id, user.created_at));
+        assert_eq!(
+            store.credentials_of(user.id).await.unwrap().unwrap().id,
+            user.id
+        );
+        // Every account gets a random credential stamp of its own: none is the default a row
+        // written by hand gets, and an account that takes a deleted one's id has another.
+        let other = create(&pool, "bob", "hash").await.unwrap();
+        let stamp = |id| {
+            let store = store.clone();
+            async move { store.credentials_of(id).await.unwrap().unwrap().stamp.get() }
+        };
+        let (a, b) = (stamp(user.id).await, stamp(other.id).await);
+        assert!(a != 0 && b != 0 && a != b, "{a} {b}");
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(other.id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let again = create(&pool, "carol", "hash").await.unwrap();
+        assert_eq!(again.id, other.id, "SQLite hands the id out again");
+        assert_ne!(stamp(again.id).await, b);
 
         let health = crate::store::Health::new(pool.clone());
         let cache = UserCache::new(health.clone());

@@ -116,6 +116,7 @@ pub mod server {
     use crate::api::server::*;
     use crate::auth::{
         access::{AuthRejection, AuthUser},
+        credentials::{self, Attempt},
         extractor::{MaybeAuthUser, SignedIn},
         jwt::now_unix,
         users, AppState,
@@ -125,45 +126,28 @@ pub mod server {
 
     /// The signed-in user's name, once the password given is theirs. Counted per session before
     /// any password work, not on the account's ceiling nor the address: an attack on the
-    /// account cannot stop its owner from changing the password.
+    /// account cannot stop its owner from changing the password (see
+    /// [`credentials::check_password`]).
     async fn check_password(
         state: &AppState,
         user: &AuthUser,
         password: String,
     ) -> Result<String, ApiError> {
-        let auth = &state.auth;
-        database(state)?;
-        let ticket = hashing_ticket(state)?;
-        // In a task of its own, as a sign-in's count (see `login`).
-        detached("the password check count failed", {
-            let (auth, session) = (auth.clone(), user.session_id);
-            async move { auth.throttle.password_check(session).await }
-        })
-        .await?
-        .map_err(sign_in_refused)?;
-        let found = auth
-            .users
-            .get(user.user_id)
+        // Outside the rules, it is no account's password: counted, then refused unhashed.
+        let password = validate::password(&password).is_ok().then_some(password);
+        let attempt = Attempt::SignedIn {
+            user_id: user.user_id,
+            session: user.session_id,
+        };
+        let checked = credentials::check_password(&state.auth, attempt, password)
             .await
-            .map_err(|e| internal("looking up a user failed", e))?
-            .ok_or_else(ApiError::session_ended)?;
-        let username = found.username.clone();
-        let hash = users::credentials(&state.pool, &username)
-            .await
-            .map_err(|e| internal("looking up a user failed", e))?
-            .map(|c| c.password_hash);
-        let ok = hash.is_some()
-            && validate::password(&password).is_ok()
-            && ticket
-                .verify(password, hash)
-                .await
-                .map_err(|e| internal("password verification failed", e))?;
-        if !ok {
-            tracing::info!(user_id = user.user_id, "wrong current password");
-            return Err(ApiError::wrong_password());
-        }
-        auth.throttle.password_checked(user.session_id).await;
-        Ok(username)
+            .map_err(|e| {
+                check_refused(e, "the password check count failed", || {
+                    tracing::info!(user_id = user.user_id, "wrong current password");
+                    ApiError::wrong_password()
+                })
+            })?;
+        Ok(checked.user.username)
     }
 
     pub async fn change_password(
@@ -186,8 +170,7 @@ pub mod server {
             .map_err(|e| internal("password hashing failed", e))?;
         let auth = state.auth.clone();
         let renewed = detached("the password task failed", async move {
-            auth.sessions
-                .change_password(user.user_id, user.session_id, &hash, now_unix())
+            auth.change_password(user.user_id, user.session_id, &hash, now_unix())
                 .await
         })
         .await?

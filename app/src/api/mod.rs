@@ -57,8 +57,9 @@ pub mod server {
     use super::renewal;
     use super::*;
     use crate::auth::{
-        access::AuthUser, extractor::Authenticated, jwt::now_unix, password::Ticket,
-        sessions::WriteError, throttle::Throttled, AppState, Auth, HealthAnswer, Issued,
+        access::AuthUser, credentials::CheckError, extractor::Authenticated, jwt::now_unix,
+        password::Ticket, sessions::WriteError, throttle::Throttled, AppState, Auth, HealthAnswer,
+        Issued,
     };
     use crate::error::ApiError;
     use axum::{extract::ConnectInfo, http::header::SET_COOKIE};
@@ -173,6 +174,28 @@ pub mod server {
             tracing::warn!("password queue full: request refused");
             ApiError::busy()
         })
+    }
+
+    /// A password check that let nobody through (see [`CheckError`]): `wrong` answers a wrong
+    /// password; `counting` names the task that counts the attempt, for the log.
+    pub(super) fn check_refused(
+        e: CheckError,
+        counting: &'static str,
+        wrong: impl FnOnce() -> ApiError,
+    ) -> ApiError {
+        match e {
+            CheckError::DatabaseDown => ApiError::database_unavailable(),
+            CheckError::Busy => {
+                tracing::warn!("password queue full: request refused");
+                ApiError::busy()
+            }
+            CheckError::Throttled(throttled) => sign_in_refused(throttled),
+            CheckError::Wrong => wrong(),
+            CheckError::Gone => ApiError::session_ended(),
+            CheckError::Store(e) => internal("looking up a user failed", e),
+            CheckError::Hash(e) => internal("password verification failed", e),
+            CheckError::Task(e) => internal(counting, e),
+        }
     }
 
     /// A sign-in (or a signed-in password check) the throttle did not let through.

@@ -207,12 +207,13 @@ pub mod server {
     use super::*;
     use crate::api::server::*;
     use crate::auth::{
-        device::{self, DeviceId},
+        authn::{self, Step},
+        device::DeviceId,
         jwt::now_unix,
         sessions::{EndReason, EndedByToken},
         throttle::{Throttled, Via},
         users::{self, CreateUserError},
-        AppState, Auth, HealthAnswer, IssueError,
+        AppState, IssueError,
     };
     use crate::validate;
     use leptos_axum::redirect;
@@ -280,68 +281,52 @@ pub mod server {
         }
         let state = state()?;
         let auth = &state.auth;
-        // Refused before it is counted or hashed: a sign-in the database cannot finish.
-        database(&state)?;
-        let ticket = hashing_ticket(&state)?;
         let addr = client_addr(&state).await;
-        // Taken before the account is read: a user deleted meanwhile is not put back in memory.
-        let read = auth.users.stamp();
-        // Counted now, before any password work, in a task of its own: parallel guesses cannot
-        // outrun the count, and a client that hangs up (while the count waits for the
-        // database, or later during the hash) has still used its attempt.
         let cookie = use_context::<http::request::Parts>()
             .and_then(|p| auth.cookie.read_device(&p.headers).map(str::to_owned));
-        let (found, via) = detached("the sign-in count failed", {
-            let (auth, pool) = (auth.clone(), state.pool.clone());
-            let username = username.to_owned();
-            let proofs: Vec<String> = [device_token, cookie].into_iter().flatten().collect();
-            async move { count_sign_in(&auth, &pool, &username, addr, &proofs).await }
-        })
-        .await??;
-        // Unknown users are verified against a dummy hash: same work, same time.
-        let hash = found.as_ref().map(|c| c.password_hash.clone());
-        let ok = ticket
-            .verify(password, hash)
-            .await
-            .map_err(|e| internal("password verification failed", e))?;
+        let proofs: Vec<String> = [device_token, cookie].into_iter().flatten().collect();
         let failed = || {
             // The username is not logged: people type passwords into it by mistake.
             tracing::info!("login failed");
             ApiError::invalid_credentials()
         };
-        let found = match (ok, found) {
-            (true, Some(found)) => found,
-            _ => return Err(failed()),
+        // The password checked and the attempt counted, the steps of `authn` (the database's
+        // health and a place in the hashing queue first, the count before any password work).
+        let step = authn::sign_in(auth, username, addr, proofs, password)
+            .await
+            .map_err(|e| check_refused(e, "the sign-in count failed", failed))?;
+        let proof = match step {
+            Step::Done(proof) => proof,
+            Step::AnotherFactorNeeded(_) => {
+                return Err(internal(
+                    "signing in failed",
+                    "a second factor was asked for, and no sign-in takes one yet",
+                ))
+            }
         };
-        let user_id = found.id;
-        let account = device::Account {
-            user_id,
-            created_at: found.created_at,
-        };
-        auth.throttle.signed_in(username, addr, via).await;
-        // Only if the password just checked is still the account's (see `Sessions::create`).
+        let user_id = proof.user().id;
+        // Only if the password just checked is still the account's (see `authn`).
         let issued = auth
-            .start_session(user_id, &found.password_hash, &user_agent(), addr)
+            .start_session(&proof, &user_agent(), addr)
             .await
             .map_err(|e| match e {
                 IssueError::Write(e) => not_written("starting a session failed", e),
                 IssueError::Sign(e) => internal("signing a token failed", e),
             })?
             .ok_or_else(failed)?;
-        // The row just checked is the account's as the session was written: its tokens are
-        // checked from memory from their first use on, even if the database is gone by then.
-        auth.users.remember(found.user(), read);
         set_session_cookies(auth, &issued);
         // A new proof at every sign-in, for a device id never used before: a proof copied
         // earlier (from a backup of the browser, a shared machine) keeps its own allowance,
         // and no amount of wrong guesses through it touches the owner's current one.
-        let proof = auth.devices.issue(account, DeviceId::random(), now_unix());
-        if let Some(cookie) = auth.cookie.set_device(&proof) {
+        let device_proof = auth
+            .devices
+            .issue(proof.account(), DeviceId::random(), now_unix());
+        if let Some(cookie) = auth.cookie.set_device(&device_proof) {
             set_cookie(cookie);
         }
         tracing::info!(
             user_id,
-            known_device = matches!(via, Via::Device(_)),
+            known_device = matches!(proof.via(), Via::Device(_)),
             "login succeeded"
         );
         let next = validate::safe_next(next.as_deref()).unwrap_or_else(|| "/profile".into());
@@ -349,48 +334,9 @@ pub mod server {
         let page = from_a_page();
         Ok(TokenResponse {
             // A page has it in its HttpOnly cookie, where no script reads it.
-            device_token: (!page).then_some(proof),
+            device_token: (!page).then_some(device_proof),
             ..token_response(&issued, username.to_string(), page)
         })
-    }
-
-    /// Counts a sign-in attempt on `username` from `addr`: on the address first, before the
-    /// account is even looked up, then on the device of the first of `proofs` that proves an
-    /// earlier sign-in to this very account from this client, else (no proof, or another
-    /// account's, forged, expired) on the pair and the account's ceiling. The account's
-    /// credentials, if it exists, and how the attempt was counted.
-    async fn count_sign_in(
-        auth: &Auth,
-        pool: &crate::store::Pool,
-        username: &str,
-        addr: Option<std::net::IpAddr>,
-        proofs: &[String],
-    ) -> Result<(Option<users::Credentials>, Via), ApiError> {
-        auth.throttle
-            .sign_in_from(addr)
-            .await
-            .map_err(sign_in_refused)?;
-        let found = users::credentials(pool, username)
-            .await
-            // In a task of its own, where no server-function context is: the database's health
-            // is asked directly (see `internal`).
-            .map_err(|e| auth.health.answer("looking up a user failed", &e))?;
-        let now = now_unix();
-        let device = found.as_ref().and_then(|c| {
-            let account = device::Account {
-                user_id: c.id,
-                created_at: c.created_at,
-            };
-            proofs
-                .iter()
-                .find_map(|proof| auth.devices.verify(proof, account, now))
-        });
-        let via = auth
-            .throttle
-            .sign_in(username, addr, device)
-            .await
-            .map_err(sign_in_refused)?;
-        Ok((found, via))
     }
 
     /// Whether a sign-in comes from a page: a browser names the page (`Origin`, or `Referer`)

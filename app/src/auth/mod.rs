@@ -5,8 +5,8 @@
 pub mod extractor;
 
 pub use identity::{
-    access, cache, cookie, device, follow, jwt, password, proxies, revocation, sessions, throttle,
-    tokens, users, Auth, IssueError, Issued,
+    access, account, authn, cache, cookie, credentials, device, follow, jwt, password, proxies,
+    revocation, sessions, throttle, tokens, users, Auth, IssueError, Issued,
 };
 
 use std::sync::Arc;

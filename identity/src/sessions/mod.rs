@@ -38,9 +38,6 @@ pub use model::{Current, EndReason, EndedByToken, Lifetimes, Session, SessionId}
 pub use uses::TOUCH_EVERY_SECS;
 pub use write::{WriteError, WRITE_WAIT};
 
-pub(crate) use crate::store::sessions::lock_sessions_of;
-use crate::store::sessions::COLUMNS;
-
 use crate::{
     cache::Bounded,
     revocation::Revocations,
@@ -218,14 +215,14 @@ impl Sessions {
         self.lifetimes.token_exp(now, expires_at)
     }
 
-    /// Starts a session for `user_id`, who has just proved who they are with the password whose
-    /// hash is `password_hash`. Written only if that is still the account's password: a sign-in
-    /// whose check was running while the password changed or the account was deleted (and its
-    /// id perhaps given to a new account) starts nothing, and gets `None`.
+    /// Starts a session for `user_id`, who has just proved who they are (see [`crate::authn`])
+    /// with credentials whose stamp was `stamp`. Written only if that is still the account's
+    /// stamp ([`Store::start_session`]): a sign-in whose check was running while the password
+    /// changed or the account was deleted starts nothing, and gets `None`.
     pub async fn create(
         &self,
         user_id: i64,
-        password_hash: &str,
+        stamp: crate::credentials::CredentialStamp,
         user_agent: &str,
         address: Option<IpAddr>,
         now: i64,
@@ -250,34 +247,8 @@ impl Sessions {
             revoked_at: None,
             revoked_reason: None,
         };
-        // On PostgreSQL the check waits for a password change or a deletion in progress (from
-        // another instance) and reads the row as it commits; SQLite has one writer at a time.
-        let for_share = match self.store.dialect() {
-            crate::store::Dialect::Postgres => " FOR SHARE",
-            crate::store::Dialect::Sqlite => "",
-        };
         let _write = lock_write(&self.write).await?;
-        let done = sqlx::query(&format!(
-            "INSERT INTO sessions (id, user_id, refresh_key, generation, confirmed_generation, \
-             rotated_at, created_at, last_used_at, expires_at, access_exp, user_agent, address) \
-             SELECT $1, $2, $3, 1, 1, $4, $5, $6, $7, $8, $9, $10 \
-             WHERE EXISTS (SELECT 1 FROM users WHERE id = $11 AND password_hash = $12{for_share})"
-        ))
-        .bind(id.as_bytes().as_slice())
-        .bind(user_id)
-        .bind(&session.refresh_key)
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .bind(expires_at)
-        .bind(token_exp)
-        .bind(&session.user_agent)
-        .bind(&session.address)
-        .bind(user_id)
-        .bind(password_hash)
-        .execute(self.store.pool())
-        .await?;
-        if done.rows_affected() == 0 {
+        if !self.store.start_session(&session, stamp).await? {
             return Ok(None);
         }
         self.touched.insert(id, (now, 1));
@@ -396,59 +367,46 @@ impl Sessions {
         Err(RefreshError::Busy)
     }
 
-    /// A password change, all or nothing: the current session (still live) moves on to a new
-    /// refresh-token generation with no grace for the one it replaces, the password hash is
-    /// replaced, and every other session of the user ends. `None` (and nothing changed) when the
-    /// current session is no longer live.
-    pub async fn change_password(
+    /// A password change, all or nothing (see [`Store::change_password`]): this session renewed
+    /// with no grace for its previous refresh token, the password and the credential stamp
+    /// replaced, every other session ended. `None` (and nothing changed) when the current
+    /// session is no longer live.
+    pub(crate) async fn change_password(
         &self,
         user_id: i64,
         current: Uuid,
         password_hash: &str,
         now: i64,
     ) -> Result<Option<Current>, WriteError> {
-        let idle_since = now.saturating_sub(secs(self.lifetimes.idle));
-        let dialect = self.store.dialect();
-        let (max, min) = dialect.max_min();
+        let renewal = crate::store::accounts::Renewal {
+            now,
+            access_until: now.saturating_add(secs(self.lifetimes.access)),
+            idle_since: now.saturating_sub(secs(self.lifetimes.idle)),
+        };
         let _write = lock_write(&self.write).await?;
-        let mut tx = self.store.pool().begin().await?;
-        lock_sessions_of(&mut tx, dialect, user_id).await?;
-        // In an UPDATE every right-hand side reads the row as it was: the new generation and
-        // the confirmed one are both the old generation + 1; `rotated_at = 0` means no grace.
-        let renewed: Option<Session> = sqlx::query_as(&format!(
-            "UPDATE sessions SET generation = generation + 1, \
-             confirmed_generation = generation + 1, rotated_at = 0, last_used_at = $1, \
-             access_exp = {max}(access_exp, {min}($2, expires_at)) \
-             WHERE id = $3 AND user_id = $4 AND revoked_at IS NULL AND expires_at > $5 \
-             AND last_used_at > $6 RETURNING {COLUMNS}"
-        ))
-        .bind(now)
-        .bind(now.saturating_add(secs(self.lifetimes.access)))
-        .bind(current.as_bytes().as_slice())
-        .bind(user_id)
-        .bind(now)
-        .bind(idle_since)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(session) = renewed else {
-            tx.rollback().await?;
+        let changed = self
+            .store
+            .change_password(user_id, current, password_hash, renewal)
+            .await?;
+        let Some(changed) = changed else {
             return Ok(None);
         };
-        super::users::set_password(&mut *tx, user_id, password_hash).await?;
-        let ended: Vec<(Vec<u8>, i64)> = sqlx::query_as(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
-             WHERE user_id = $3 AND revoked_at IS NULL AND id != $4 RETURNING id, access_exp",
-        )
-        .bind(now)
-        .bind(EndReason::PasswordChanged.as_str())
-        .bind(user_id)
-        .bind(current.as_bytes().as_slice())
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        self.remember_ended(changed.ended);
+        let token_exp = self.token_exp(now, changed.session.expires_at);
+        Ok(Some(self.current(changed.session, token_exp)))
+    }
+
+    /// Deletes account `user_id` with its sessions, all or nothing (see
+    /// [`Store::delete_account`]), then holds every one of them as ended in memory. `false` when
+    /// there was no such account. Only through [`Auth::delete_account`](crate::Auth::delete_account),
+    /// which forgets the user too.
+    pub(crate) async fn delete_account(&self, user_id: i64, now: i64) -> Result<bool, WriteError> {
+        let _write = lock_write(&self.write).await?;
+        let Some(ended) = self.store.delete_account(user_id, now).await? else {
+            return Ok(false);
+        };
         self.remember_ended(ended);
-        let token_exp = self.token_exp(now, session.expires_at);
-        Ok(Some(self.current(session, token_exp)))
+        Ok(true)
     }
 
     /// Ends the live session a genuine refresh token belongs to (signing out with the refresh
@@ -523,22 +481,11 @@ impl Sessions {
         reason: EndReason,
         now: i64,
     ) -> Result<usize, WriteError> {
-        let except = except.map(|id| id.as_bytes().to_vec()).unwrap_or_default();
         let _write = lock_write(&self.write).await?;
-        let mut tx = self.store.pool().begin().await?;
-        lock_sessions_of(&mut tx, self.store.dialect(), user_id).await?;
-        let ended: Vec<(Vec<u8>, i64)> = sqlx::query_as(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
-             WHERE user_id = $3 AND revoked_at IS NULL AND id != $4 \
-             RETURNING id, access_exp",
-        )
-        .bind(now)
-        .bind(reason.as_str())
-        .bind(user_id)
-        .bind(except)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let ended = self
+            .store
+            .end_sessions_of(user_id, except, reason, now)
+            .await?;
         let count = ended.len();
         self.remember_ended(ended);
         Ok(count)

@@ -4,6 +4,7 @@
 //! [`StoreError`], never `sqlx` types. A third database engine would touch only this module and
 //! the revocation feed.
 
+pub mod accounts;
 mod backup;
 mod connect;
 mod files;
@@ -11,6 +12,7 @@ mod health;
 pub mod revocations;
 pub mod sessions;
 mod throttle;
+mod users;
 
 pub use backup::{backup, Backup};
 pub use connect::{connect, DbError, MAX_CONNECTIONS, PG_ACQUIRE_TIMEOUT, PG_MAX_CONNECTIONS};

@@ -81,6 +81,33 @@ async fn end_one_in(
 }
 
 impl Store {
+    /// Ends every live session of `user_id` but `except`, in the lock order: each one's id and
+    /// the latest expiry of its access tokens.
+    pub async fn end_sessions_of(
+        &self,
+        user_id: i64,
+        except: Option<Uuid>,
+        reason: EndReason,
+        now: i64,
+    ) -> Result<Vec<(Vec<u8>, i64)>, StoreError> {
+        let except = except.map(|id| id.as_bytes().to_vec()).unwrap_or_default();
+        let mut tx = self.pool().begin().await?;
+        lock_sessions_of(&mut tx, self.dialect(), user_id).await?;
+        let ended = sqlx::query_as(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE user_id = $3 AND revoked_at IS NULL AND id != $4 \
+             RETURNING id, access_exp",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(user_id)
+        .bind(except)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ended)
+    }
+
     pub async fn session(&self, id: Uuid) -> Result<Option<Session>, StoreError> {
         Ok(
             sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE id = $1"))

@@ -47,7 +47,8 @@ pub(crate) mod testing {
     /// A session of a new user (id 1), as a sign-in starts it.
     pub(crate) async fn signed_in(auth: &Auth, pool: &Pool) -> Issued {
         identity::testing::user(pool, 1, 0).await;
-        auth.start_session(1, "x", "test", None)
+        let proof = identity::testing::proof(auth, 1).await;
+        auth.start_session(&proof, "test", None)
             .await
             .unwrap()
             .unwrap()

@@ -3,9 +3,9 @@
 //! API, a server function, a server-rendered page), for cookie and body-token clients alike.
 
 use crate::helpers::{
-    assert_rejected, b64url, browser_for, browser_refused, database, error_of, refresh,
-    refused_everywhere, sessions_of, set_cookies, sign_in, spawn_app, spawn_app_with, tokens,
-    TestApp, PASSWORD,
+    assert_rejected, b64url, browser_for, browser_refused, database, database_url, error_of,
+    now_unix, on_postgres, refresh, refused_everywhere, sessions_of, set_cookies, sign_in,
+    spawn_app, spawn_app_with, tokens, TestApp, PASSWORD, SECRET,
 };
 use reqwest::{header, Client};
 use serde_json::Value;
@@ -383,6 +383,122 @@ async fn ending_sessions_with_a_cookie_needs_our_origin() {
     }
     let whoami = browser.get(app.url("/api/whoami")).send().await.unwrap();
     assert_eq!(whoami.status(), 200);
+    app.stop().await;
+}
+
+/// A sign-in whose password check ran while the password changed starts no session, on either
+/// database. The change here is another instance's, its transaction still open when the
+/// sign-in writes its session: the write waits for it (PostgreSQL: the user's row is read
+/// `FOR SHARE`; SQLite: one writer at a time) and reads the credential stamp it committed. Had
+/// the change been rolled back, the session starts.
+#[tokio::test]
+async fn a_sign_in_racing_a_password_change_in_another_instance_starts_no_session() {
+    use app::auth::sessions::{RefreshSecret, Sessions};
+    let dir = tempfile::tempdir().unwrap();
+    let pool = app::store::connect(&database_url(dir.path()).await)
+        .await
+        .unwrap();
+    let store = app::store::Store::new(pool.clone());
+    let secret = RefreshSecret::derive(SECRET.as_bytes());
+    let revocations = Arc::new(
+        app::auth::revocation::Revocations::load(store.clone())
+            .await
+            .unwrap(),
+    );
+    let sessions = Arc::new(Sessions::new(
+        store.clone(),
+        Default::default(),
+        secret,
+        revocations,
+    ));
+    let user = app::auth::users::create(&pool, "raced", "hash")
+        .await
+        .unwrap()
+        .id;
+    for commit in [false, true] {
+        // The sign-in's check read the account's credentials, its stamp with them.
+        let stamp = store.credentials("raced").await.unwrap().unwrap().stamp;
+        // Meanwhile another instance changes the password, in the lock order of every
+        // writer of a user's sessions (the user's row first).
+        let mut change = pool.begin().await.unwrap();
+        if on_postgres() {
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(user)
+                .fetch_all(&mut *change)
+                .await
+                .unwrap();
+        }
+        sqlx::query(
+            "UPDATE users SET password_hash = 'new', credential_stamp = credential_stamp + 1 \
+             WHERE id = $1",
+        )
+        .bind(user)
+        .execute(&mut *change)
+        .await
+        .unwrap();
+        let start = tokio::spawn({
+            let sessions = sessions.clone();
+            async move {
+                sessions
+                    .create(user, stamp, "raced", None, now_unix())
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !start.is_finished(),
+            "the session was written during the change"
+        );
+        if commit {
+            change.commit().await.unwrap();
+        } else {
+            change.rollback().await.unwrap();
+        }
+        let started = start.await.unwrap().unwrap();
+        assert_eq!(started.is_some(), !commit, "committed: {commit}");
+    }
+    let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(live, 1);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn deleting_the_account_refuses_every_token_at_once_and_frees_the_name() {
+    let app = spawn_app().await;
+    app.register(&app.api(), "leaving", PASSWORD).await;
+    let here = sign_in(&app, "leaving").await;
+    let there = sign_in(&app, "leaving").await;
+    let browser = browser_for(&app, "leaving").await;
+    let res = app
+        .api()
+        .post(app.url("/api/account/delete"))
+        .bearer_auth(&here.access)
+        .form(&[("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["deleted"], true);
+    refused_everywhere(&app, &here.access).await;
+    refused_everywhere(&app, &there.access).await;
+    browser_refused(&app, &browser).await;
+    assert_eq!(refresh(&app, &there.refresh).await.status(), 401);
+    assert_eq!(
+        app.login(&app.api(), "leaving", PASSWORD).await.status(),
+        401
+    );
+    // The name is free again, and the new account is not the old one.
+    assert_eq!(
+        app.register(&app.api(), "leaving", PASSWORD).await.status(),
+        200
+    );
+    let again = sign_in(&app, "leaving").await;
+    assert_eq!(sessions_of(&app, &again.access).await.len(), 1);
+    refused_everywhere(&app, &there.access).await;
     app.stop().await;
 }
 

@@ -70,6 +70,7 @@ pub struct Passwords {
     threads: Hashers,
     permits: Arc<Semaphore>,
     active: Arc<AtomicUsize>,
+    started: Arc<AtomicUsize>,
     queue: Arc<Semaphore>,
     /// A real argon2id hash of a random password: verifying against it costs what a real check costs.
     dummy_hash: Arc<str>,
@@ -92,6 +93,7 @@ pub struct Ticket {
     threads: Hashers,
     permits: Arc<Semaphore>,
     active: Arc<AtomicUsize>,
+    started: Arc<AtomicUsize>,
     dummy_hash: Arc<str>,
 }
 
@@ -114,6 +116,7 @@ impl Passwords {
             threads: Hashers::start(concurrency)?,
             permits: Arc::new(Semaphore::new(concurrency)),
             active: Arc::default(),
+            started: Arc::default(),
             queue: Arc::new(Semaphore::new(queue.max(1))),
             dummy_hash: dummy.into(),
         })
@@ -131,6 +134,7 @@ impl Passwords {
             threads: self.threads.clone(),
             permits: self.permits.clone(),
             active: self.active.clone(),
+            started: self.started.clone(),
             dummy_hash: self.dummy_hash.clone(),
         })
     }
@@ -138,6 +142,12 @@ impl Passwords {
     /// Hashes running now, counted by the hashing threads themselves.
     pub fn running(&self) -> usize {
         self.active.load(Ordering::Relaxed)
+    }
+
+    /// Hashes started since the hasher was built (the dummy hash's excepted), counted by the
+    /// hashing threads: how the tests see which checks hashed.
+    pub fn started(&self) -> usize {
+        self.started.load(Ordering::Relaxed)
     }
 
     /// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
@@ -214,7 +224,8 @@ impl Hashers {
 struct Running(Arc<AtomicUsize>);
 
 impl Running {
-    fn start(active: Arc<AtomicUsize>) -> Self {
+    fn start(active: Arc<AtomicUsize>, started: &AtomicUsize) -> Self {
+        started.fetch_add(1, Ordering::Relaxed);
         active.fetch_add(1, Ordering::Relaxed);
         Self(active)
     }
@@ -241,11 +252,11 @@ impl Ticket {
             .map_err(|_| PasswordError::Closed)?;
         // Hashing now: the place in the queue is free for the next request.
         drop(self.place);
-        let active = self.active;
+        let (active, started) = (self.active, self.started);
         self.threads
             .run(move || {
                 let _permit = permit;
-                let _running = Running::start(active);
+                let _running = Running::start(active, &started);
                 work()
             })
             .await

@@ -1,0 +1,158 @@
+//! The account, as its signed-in owner changes it, once their password is checked
+//! ([`check_password`](crate::credentials::check_password) with
+//! [`Attempt::SignedIn`](crate::credentials::Attempt::SignedIn)): a new password, or the end of
+//! the account. Each is one transaction of the store, in the one lock order
+//! ([`crate::store::accounts`]); memory follows the commit.
+
+use crate::{
+    sessions::{Current, WriteError},
+    Auth,
+};
+
+impl Auth {
+    /// Changes the password of `user_id` through their session `current` (see
+    /// [`Store::change_password`](crate::store::Store::change_password)): the password hash and
+    /// the credential stamp replaced, every other session ended (in memory too, from the next
+    /// request on), this one renewed with no grace for its previous refresh token. The renewed
+    /// session, or `None` (nothing changed) when `current` is no longer live.
+    pub async fn change_password(
+        &self,
+        user_id: i64,
+        current: uuid::Uuid,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<Option<Current>, WriteError> {
+        self.sessions
+            .change_password(user_id, current, password_hash, now)
+            .await
+    }
+
+    /// Deletes an account: in one transaction every session of it ends and its rows go
+    /// (sessions and revocations with the user); then every session of it is held as ended in
+    /// memory, so that from the next request on each of its tokens is refused as revoked, and
+    /// the user is forgotten. Forgetting is part of the deletion: SQLite hands a deleted id to
+    /// the next account, and a remembered user would go on answering for it (its name on the
+    /// newcomer's pages, its `created_at` in the token check). `false` when there was no such
+    /// account.
+    pub async fn delete_account(&self, user_id: i64, now: i64) -> Result<bool, WriteError> {
+        let deleted = self.sessions.delete_account(user_id, now).await?;
+        self.users.forget(user_id);
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{
+        jwt::now_unix,
+        sessions::{Current, RefreshError},
+        testing, Auth,
+    };
+
+    async fn start(auth: &Auth, user: i64) -> Current {
+        auth.sessions
+            .create(user, testing::STAMP, "test", None, now_unix())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn stored(pool: &crate::store::Pool, column: &str) -> String {
+        sqlx::query_scalar(&format!(
+            "SELECT CAST({column} AS TEXT) FROM users WHERE id = 1"
+        ))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_password_change_is_all_or_nothing_and_leaves_no_grace() {
+        let (_dir, pool, auth) = testing::auth().await;
+        testing::user(&pool, 1, 0).await;
+        testing::user(&pool, 2, 0).await;
+        let now = now_unix();
+        let (mine, other, theirs) = (
+            start(&auth, 1).await,
+            start(&auth, 1).await,
+            start(&auth, 2).await,
+        );
+        let stamp = stored(&pool, "credential_stamp").await;
+        let renewed = auth
+            .change_password(1, mine.id(), "new hash", now + 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(renewed.generation(), 2);
+        let ended = |c: &Current| auth.sessions.is_ended(&c.id());
+        assert!(ended(&other) && !ended(&mine) && !ended(&theirs));
+        assert_eq!(stored(&pool, "password_hash").await, "new hash");
+        let changed = stored(&pool, "credential_stamp").await;
+        assert_ne!(changed, stamp);
+        // The refresh token from before the change is dead at once (and ends the session).
+        assert!(matches!(
+            auth.sessions
+                .rotate(&mine.refresh_token(), None, now + 2)
+                .await,
+            Err(RefreshError::Reused)
+        ));
+        // From an ended session: nothing changes, not the password nor the stamp.
+        let none = auth
+            .change_password(1, other.id(), "another hash", now + 3)
+            .await
+            .unwrap();
+        assert!(none.is_none());
+        assert_eq!(stored(&pool, "password_hash").await, "new hash");
+        assert_eq!(stored(&pool, "credential_stamp").await, changed);
+    }
+
+    /// Deleting an account is one transaction: when the user's row cannot go, no session of it
+    /// has ended either (in the database or in memory), its tokens still work, and the retry
+    /// goes through.
+    #[tokio::test]
+    async fn deleting_an_account_is_all_or_nothing() {
+        let (_dir, pool, auth) = testing::auth().await;
+        testing::user(&pool, 1, 0).await;
+        let session = start(&auth, 1).await;
+        let token = auth.issue(&session, now_unix()).unwrap().access_token;
+        let bearer = |token: &str| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert(
+                axum::http::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().unwrap(),
+            );
+            headers
+        };
+        assert!(auth.authenticate(&bearer(&token)).await.is_ok());
+        sqlx::query(
+            "CREATE TRIGGER no_deleting BEFORE DELETE ON users \
+             BEGIN SELECT RAISE(ABORT, 'the disk is full'); END",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        assert!(auth.delete_account(1, now_unix()).await.is_err());
+        let live: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(live, 1);
+        assert!(!auth.sessions.is_ended(&session.id()));
+        assert!(auth.authenticate(&bearer(&token)).await.is_ok());
+
+        sqlx::query("DROP TRIGGER no_deleting")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert!(auth.delete_account(1, now_unix()).await.unwrap());
+        assert!(auth.sessions.is_ended(&session.id()));
+        assert!(auth.authenticate(&bearer(&token)).await.is_err());
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+        assert!(!auth.delete_account(1, now_unix()).await.unwrap());
+    }
+}

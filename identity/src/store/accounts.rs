@@ -1,0 +1,172 @@
+//! The use cases that span the `users` and `sessions` tables, one transaction each, every one
+//! taking the one lock order ([`lock_sessions_of`]): starting a session, changing the password,
+//! deleting the account. Memory (the ended sessions, the users kept) follows the commit, in
+//! their callers ([`crate::sessions::Sessions`], [`crate::account`]).
+
+use uuid::Uuid;
+
+use super::{
+    sessions::{lock_sessions_of, COLUMNS},
+    Dialect, Store, StoreError,
+};
+use crate::{
+    credentials::CredentialStamp,
+    sessions::{EndReason, Session},
+};
+
+/// Sessions that a change ended: each one's id and the latest expiry of its access tokens, for
+/// the in-memory set of ended sessions.
+pub type Ended = Vec<(Vec<u8>, i64)>;
+
+/// What a password change did: the current session as renewed, and the others it ended.
+#[derive(Debug)]
+pub struct PasswordChanged {
+    pub session: Session,
+    pub ended: Ended,
+}
+
+/// How the current session is renewed by a password change: it must still be live (not idle
+/// since `idle_since`), and its access tokens may then live until `access_until` at most.
+#[derive(Debug, Clone, Copy)]
+pub struct Renewal {
+    pub now: i64,
+    pub access_until: i64,
+    pub idle_since: i64,
+}
+
+impl Store {
+    /// Writes `session`, a sign-in's new session, only if `stamp` is still its user's credential
+    /// stamp: the one read when the credential was checked. A sign-in whose check ran while the
+    /// password changed or the account was deleted (and its id perhaps given to a new account,
+    /// whose stamp is another) starts nothing: `false`. One statement, so nothing can come
+    /// between the check and the write.
+    pub async fn start_session(
+        &self,
+        session: &Session,
+        stamp: CredentialStamp,
+    ) -> Result<bool, StoreError> {
+        // On PostgreSQL the check waits for a password change or a deletion in progress (from
+        // another instance: each holds the user's row, see `lock_sessions_of`) and reads the
+        // row as it commits; SQLite has one writer at a time.
+        let for_share = match self.dialect() {
+            Dialect::Postgres => " FOR SHARE",
+            Dialect::Sqlite => "",
+        };
+        let done = sqlx::query(&format!(
+            "INSERT INTO sessions (id, user_id, refresh_key, generation, confirmed_generation, \
+             rotated_at, created_at, last_used_at, expires_at, access_exp, user_agent, address) \
+             SELECT $1, $2, $3, 1, 1, $4, $5, $6, $7, $8, $9, $10 \
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = $11 AND credential_stamp = $12{for_share})"
+        ))
+        .bind(session.id.0.as_bytes().as_slice())
+        .bind(session.user_id)
+        .bind(&session.refresh_key)
+        .bind(session.rotated_at)
+        .bind(session.created_at)
+        .bind(session.last_used_at)
+        .bind(session.expires_at)
+        .bind(session.access_exp)
+        .bind(&session.user_agent)
+        .bind(&session.address)
+        .bind(session.user_id)
+        .bind(stamp.get())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A password change, all or nothing: the current session (still live) moves on to a new
+    /// refresh-token generation with no grace for the one it replaces; the password hash is
+    /// replaced and the credential stamp with it, so no sign-in that checked the old password
+    /// starts a session; and, as for every change of a credential, every other session of the
+    /// user ends. `None` (and nothing changed) when the current session is no longer live.
+    pub async fn change_password(
+        &self,
+        user_id: i64,
+        current: Uuid,
+        password_hash: &str,
+        renewal: Renewal,
+    ) -> Result<Option<PasswordChanged>, StoreError> {
+        let (max, min) = self.dialect().max_min();
+        let mut tx = self.pool().begin().await?;
+        lock_sessions_of(&mut tx, self.dialect(), user_id).await?;
+        // In an UPDATE every right-hand side reads the row as it was: the new generation and
+        // the confirmed one are both the old generation + 1; `rotated_at = 0` means no grace.
+        let renewed: Option<Session> = sqlx::query_as(&format!(
+            "UPDATE sessions SET generation = generation + 1, \
+             confirmed_generation = generation + 1, rotated_at = 0, last_used_at = $1, \
+             access_exp = {max}(access_exp, {min}($2, expires_at)) \
+             WHERE id = $3 AND user_id = $4 AND revoked_at IS NULL AND expires_at > $5 \
+             AND last_used_at > $6 RETURNING {COLUMNS}"
+        ))
+        .bind(renewal.now)
+        .bind(renewal.access_until)
+        .bind(current.as_bytes().as_slice())
+        .bind(user_id)
+        .bind(renewal.now)
+        .bind(renewal.idle_since)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(session) = renewed else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        super::users::set_password(&mut tx, user_id, password_hash).await?;
+        let ended = end_others(&mut tx, user_id, current, renewal.now).await?;
+        tx.commit().await?;
+        Ok(Some(PasswordChanged { session, ended }))
+    }
+
+    /// Deletes account `user_id`, all or nothing: every live session of it ends (so that every
+    /// instance learns of it, see `migrations/postgres/0002`), then the user's row goes, and with
+    /// it (`ON DELETE CASCADE`) their sessions and revocations. The sessions that were live, or
+    /// `None` when there was no such account (nothing changed).
+    pub async fn delete_account(
+        &self,
+        user_id: i64,
+        now: i64,
+    ) -> Result<Option<Ended>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        lock_sessions_of(&mut tx, self.dialect(), user_id).await?;
+        let ended: Ended = sqlx::query_as(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE user_id = $3 AND revoked_at IS NULL RETURNING id, access_exp",
+        )
+        .bind(now)
+        .bind(EndReason::AccountDeleted.as_str())
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(ended))
+    }
+}
+
+/// A credential of `user_id` changed (in `tx`, in the lock order): every session but `keep`
+/// ends. A session holds no credential of its own, so one started with the old credential must
+/// not outlive it; `keep` is the one the change was made in, renewed by the caller.
+async fn end_others(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: i64,
+    keep: Uuid,
+    now: i64,
+) -> Result<Ended, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+         WHERE user_id = $3 AND revoked_at IS NULL AND id != $4 RETURNING id, access_exp",
+    )
+    .bind(now)
+    .bind(EndReason::PasswordChanged.as_str())
+    .bind(user_id)
+    .bind(keep.as_bytes().as_slice())
+    .fetch_all(&mut **tx)
+    .await
+}
