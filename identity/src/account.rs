@@ -27,10 +27,9 @@ impl Auth {
             .await
     }
 
-    /// Deletes an account: in one transaction every session of it ends and its rows go
-    /// (sessions and revocations with the user); then every session of it is held as ended in
-    /// memory, so that from the next request on each of its tokens is refused as revoked, and
-    /// the user is forgotten. Forgetting is part of the deletion: SQLite hands a deleted id to
+    /// Deletes an account: every session of it ends (in the database, then in memory, so that
+    /// from the next request on each of its tokens is refused as revoked), then its rows go
+    /// (sessions and revocations with the user), and the user is forgotten. Forgetting is part of the deletion: SQLite hands a deleted id to
     /// the next account, and a remembered user would go on answering for it (its name on the
     /// newcomer's pages, its `created_at` in the token check). `false` when there was no such
     /// account.
@@ -106,11 +105,11 @@ mod tests {
         assert_eq!(stored(&pool, "credential_stamp").await, changed);
     }
 
-    /// Deleting an account is one transaction: when the user's row cannot go, no session of it
-    /// has ended either (in the database or in memory), its tokens still work, and the retry
-    /// goes through.
+    /// Deleting an account ends its sessions first (committed, then in memory): when the user's
+    /// row cannot go, the database and memory still agree that every session of it has ended,
+    /// its tokens are refused, and the retry deletes the account.
     #[tokio::test]
-    async fn deleting_an_account_is_all_or_nothing() {
+    async fn deleting_an_account_ends_its_sessions_first() {
         let (_dir, pool, auth) = testing::auth().await;
         testing::user(&pool, 1, 0).await;
         let session = start(&auth, 1).await;
@@ -132,14 +131,21 @@ mod tests {
         .await
         .unwrap();
         assert!(auth.delete_account(1, now_unix()).await.is_err());
+        // The sessions ended first, in the database and in memory alike; the account stays,
+        // and a retry deletes it.
         let live: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL")
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        assert_eq!(live, 1);
-        assert!(!auth.sessions.is_ended(&session.id()));
-        assert!(auth.authenticate(&bearer(&token)).await.is_ok());
+        assert_eq!(live, 0);
+        assert!(auth.sessions.is_ended(&session.id()));
+        assert!(auth.authenticate(&bearer(&token)).await.is_err());
+        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(users, 1);
 
         sqlx::query("DROP TRIGGER no_deleting")
             .execute(&pool)

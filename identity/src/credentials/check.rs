@@ -14,8 +14,9 @@ use crate::{
     Auth,
 };
 
-/// Whose password is checked, and so how the attempt is counted.
-#[derive(Debug, Clone)]
+/// Whose password is checked, and so how the attempt is counted. Its `Debug` leaves out the
+/// device proofs (each one is a credential of its device).
+#[derive(Clone)]
 pub enum Attempt {
     /// Signing in to the account named `username` (already a valid name) from `address`, with
     /// the device proofs the client presented, the first that proves an earlier sign-in to this
@@ -30,6 +31,27 @@ pub enum Attempt {
     /// nor the address, so an attack on the account cannot stop its owner from changing the
     /// password.
     SignedIn { user_id: i64, session: Uuid },
+}
+
+impl std::fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SignIn {
+                address,
+                device_proofs,
+                ..
+            } => f
+                .debug_struct("SignIn")
+                .field("address", address)
+                .field("device_proofs", &device_proofs.len())
+                .finish_non_exhaustive(),
+            Self::SignedIn { user_id, session } => f
+                .debug_struct("SignedIn")
+                .field("user_id", user_id)
+                .field("session", session)
+                .finish(),
+        }
+    }
 }
 
 /// A password that was right.

@@ -396,17 +396,20 @@ impl Sessions {
         Ok(Some(self.current(changed.session, token_exp)))
     }
 
-    /// Deletes account `user_id` with its sessions, all or nothing (see
-    /// [`Store::delete_account`]), then holds every one of them as ended in memory. `false` when
-    /// there was no such account. Only through [`Auth::delete_account`](crate::Auth::delete_account),
-    /// which forgets the user too.
+    /// Deletes account `user_id`: every session of it ends first, in the database and then in
+    /// memory, so that from the next request on each of its tokens is refused as revoked; then
+    /// the account's row goes ([`Store::delete_user`]). If that fails, the sessions stay ended
+    /// (signing in again works) and a retry deletes. `false` when there was no such account.
+    /// Only through [`Auth::delete_account`](crate::Auth::delete_account), which forgets the
+    /// user too.
     pub(crate) async fn delete_account(&self, user_id: i64, now: i64) -> Result<bool, WriteError> {
         let _write = lock_write(&self.write).await?;
-        let Some(ended) = self.store.delete_account(user_id, now).await? else {
-            return Ok(false);
-        };
+        let ended = self
+            .store
+            .end_sessions_of(user_id, None, EndReason::AccountDeleted, now)
+            .await?;
         self.remember_ended(ended);
-        Ok(true)
+        Ok(self.store.delete_user(user_id).await?)
     }
 
     /// Ends the live session a genuine refresh token belongs to (signing out with the refresh

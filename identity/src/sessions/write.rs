@@ -24,14 +24,6 @@ pub enum WriteError {
     Busy,
 }
 
-/// The statements still written outside the store (sign-in, the password change, ending every
-/// session: see `Sessions::create`) fail with the database's own error.
-impl From<sqlx::Error> for WriteError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Db(e.into())
-    }
-}
-
 /// The write lock, or [`WriteError::Busy`] after [`WRITE_WAIT`].
 pub(super) async fn lock_write(
     write: &tokio::sync::Mutex<()>,

@@ -117,36 +117,21 @@ impl Store {
         Ok(Some(PasswordChanged { session, ended }))
     }
 
-    /// Deletes account `user_id`, all or nothing: every live session of it ends (so that every
-    /// instance learns of it, see `migrations/postgres/0002`), then the user's row goes, and with
-    /// it (`ON DELETE CASCADE`) their sessions and revocations. The sessions that were live, or
-    /// `None` when there was no such account (nothing changed).
-    pub async fn delete_account(
-        &self,
-        user_id: i64,
-        now: i64,
-    ) -> Result<Option<Ended>, StoreError> {
+    /// Deletes account `user_id`'s row, and with it (`ON DELETE CASCADE`) their sessions and
+    /// revocations, in the lock order. Its sessions are ended first, in a transaction of their
+    /// own ([`Store::end_sessions_of`], so that every instance learns of it, see
+    /// `migrations/postgres/0002`): this one then holds no revocation lock while it waits for
+    /// the user's row, which another instance's sign-out may hold a key-share lock on until its
+    /// own revocation is recorded. `false` when there was no such account.
+    pub async fn delete_user(&self, user_id: i64) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         lock_sessions_of(&mut tx, self.dialect(), user_id).await?;
-        let ended: Ended = sqlx::query_as(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
-             WHERE user_id = $3 AND revoked_at IS NULL RETURNING id, access_exp",
-        )
-        .bind(now)
-        .bind(EndReason::AccountDeleted.as_str())
-        .bind(user_id)
-        .fetch_all(&mut *tx)
-        .await?;
         let done = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        if done.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(None);
-        }
         tx.commit().await?;
-        Ok(Some(ended))
+        Ok(done.rows_affected() > 0)
     }
 }
 

@@ -66,15 +66,15 @@ pub fn encode(secret: &RefreshSecret, session_key: &[u8], id: Uuid, generation: 
 }
 
 /// The parts of a well-formed refresh token; its MAC is checked against the session's key.
-#[derive(Debug)]
-pub struct Presented {
+/// Together they are the token: not printable (no `Debug`), and private to the core.
+pub(crate) struct Presented {
     pub id: Uuid,
     pub generation: i64,
     mac: [u8; MAC_LEN],
 }
 
 impl Presented {
-    pub fn parse(token: &str) -> Option<Self> {
+    pub(crate) fn parse(token: &str) -> Option<Self> {
         let body = token.trim().strip_prefix(PREFIX)?;
         if body.len() > 100 {
             return None;
@@ -93,7 +93,7 @@ impl Presented {
     }
 
     /// Constant-time check that the server's secret and the session's key made this token.
-    pub fn is_genuine(&self, secret: &RefreshSecret, session_key: &[u8]) -> bool {
+    pub(crate) fn is_genuine(&self, secret: &RefreshSecret, session_key: &[u8]) -> bool {
         mac(secret, session_key, self.id, self.generation)
             .verify_slice(&self.mac)
             .is_ok()
