@@ -21,7 +21,7 @@ pub enum ErrorCode {
     InvalidToken,
     /// A well-signed token whose `exp` has passed.
     TokenExpired,
-    /// A well-signed, unexpired token whose `jti` is on the blocklist (signed out).
+    /// A well-signed, unexpired token whose `jti` is on the revocation list (signed out).
     TokenRevoked,
     /// Unknown user or wrong password: deliberately indistinguishable.
     InvalidCredentials,

@@ -44,9 +44,10 @@ impl Auth {
 #[cfg(test)]
 mod tests {
     use crate::{
-        jwt::now_unix,
         sessions::{Current, RefreshError},
-        testing, Auth,
+        testing,
+        tokens::access::now_unix,
+        Auth,
     };
 
     async fn start(auth: &Auth, user: i64) -> Current {

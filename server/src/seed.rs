@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use app::auth::{jwt::TokenKeys, password::Passwords};
+use app::auth::{credentials::password::Passwords, tokens::access::TokenKeys};
 
 use server::config::{Config, ConfigError};
 
@@ -92,9 +92,9 @@ pub(crate) enum SeedError {
     #[error("a username to seed ({0}…) is taken already: the batch with it was not written")]
     Taken(String),
     #[error(transparent)]
-    Hash(#[from] app::auth::password::PasswordError),
+    Hash(#[from] app::auth::credentials::password::PasswordError),
     #[error(transparent)]
-    Keys(#[from] app::auth::jwt::KeyError),
+    Keys(#[from] app::auth::tokens::access::KeyError),
     #[error("signing a token failed: {0}")]
     Sign(String),
     #[error("cannot write {0}: {1}")]
@@ -134,7 +134,7 @@ pub(crate) async fn run(config: &Config, args: &Args) -> Result<Seeded, SeedErro
     let pool = app::store::connect(&config.database_url).await?;
     let hash = Passwords::new(1)?.hash(password).await?;
     let keys = TokenKeys::new(&config.jwt_secret, server::ISSUER, config.lifetimes.access)?;
-    let now = app::auth::jwt::now_unix();
+    let now = app::auth::tokens::access::now_unix();
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     let expires_at = now.saturating_add(secs(config.lifetimes.session));
     let token_exp = now

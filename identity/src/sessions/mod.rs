@@ -32,7 +32,7 @@ pub mod write;
 #[cfg(test)]
 mod tests;
 
-pub use crate::tokens::refresh::RefreshSecret;
+use crate::tokens::refresh::RefreshSecret;
 pub use agent::{describe_device, trim_user_agent, USER_AGENT_MAX};
 pub use model::{Current, EndReason, EndedByToken, Lifetimes, Session, SessionId};
 pub use uses::TOUCH_EVERY_SECS;
@@ -433,7 +433,7 @@ impl Sessions {
         })
     }
 
-    /// Signing out with an access token, all or nothing: its `jti` goes on the blocklist and
+    /// Signing out with an access token, all or nothing: its `jti` goes on the revocation list and
     /// its session ends in one transaction, so a failure leaves both as they were (and a retry
     /// finds the token still good), never a revoked token whose session and refresh token live
     /// on. Memory follows the commit: the caller puts the `jti` in the set of revocations

@@ -1,6 +1,11 @@
 use super::uses::PENDING_USES_MAX;
 use super::*;
-use crate::{jwt::now_unix, store::Pool, testing, throttle::RefreshLimits};
+use crate::{
+    store::Pool,
+    testing,
+    throttle::RefreshLimits,
+    tokens::{access::now_unix, refresh::RefreshSecret},
+};
 
 async fn sessions(lifetimes: Lifetimes) -> (tempfile::TempDir, Pool, Sessions) {
     let (dir, pool, _) = testing::auth().await;

@@ -34,7 +34,7 @@ pub struct Claims {
     /// The session's refresh-token generation it was issued with: its first use tells the
     /// session that generation reached its holder.
     pub gen: i64,
-    /// Unique token id (UUID v4): the key of the blocklist.
+    /// Unique token id (UUID v4): the key of the revocation list.
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
@@ -105,7 +105,7 @@ pub struct TokenKeys {
     ttl: Duration,
     /// Tokens whose signature and claims already passed, by their exact text. A hit skips the
     /// HMAC and the JSON parsing but not the expiry check; the caller still checks the
-    /// blocklist. Only tokens we signed can get in. It pays modestly: `/api/me` about 10 %
+    /// revocation list. Only tokens we signed can get in. It pays modestly: `/api/me` about 10 %
     /// faster with it, in paired runs (release, 2 cores, one token: 56–66k against 51–60k req/s),
     /// which the "≥ 80% of /health" budget needs.
     verified: Bounded<Box<str>, Arc<Verified>>,
@@ -215,7 +215,7 @@ impl TokenKeys {
     }
 
     /// Checks size, signature, algorithm, expiry, issuer and claim shapes.
-    /// The blocklist is checked by the caller.
+    /// The revocation list is checked by the caller.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         self.verify_shared(token).map(|v| v.token)
     }

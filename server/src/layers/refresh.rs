@@ -4,7 +4,7 @@ use app::{
     api::renewal,
     auth::{
         access::{AuthUser, TokenSource},
-        jwt::{now_unix, TokenError},
+        tokens::access::{now_unix, TokenError},
         Auth,
     },
     error::ErrorCode,
