@@ -118,10 +118,10 @@ impl Auth {
         // the token's own record, in the entry already in hand. A write that then fails is
         // tried again a minute on.
         let now = super::tokens::access::now_unix();
-        if !shared.used_within(now, super::sessions::TOUCH_EVERY_SECS)
-            && self.sessions.touch(verified.sid, verified.gen, now)
+        if !shared.use_recorded_within(now, super::sessions::RECORD_USE_EVERY_SECS)
+            && self.sessions.record_use(verified.sid, verified.gen, now)
         {
-            shared.mark_used(now);
+            shared.set_use_recorded(now);
         }
         let auth_user = AuthUser {
             user_id: verified.user_id,

@@ -101,24 +101,24 @@ impl Auth {
             .check()
             .map_err(crate::store::StoreError::from)?;
         let now = tokens::access::now_unix();
-        let current = self.sessions.rotate(refresh_token, address, now).await?;
-        self.issue(&current, now)
+        let live = self.sessions.rotate(refresh_token, address, now).await?;
+        self.issue(&live, now)
             .map_err(|e| sessions::RefreshError::Sign(e.to_string()))
     }
 
     /// The tokens of a session as it is now.
     pub fn issue(
         &self,
-        current: &sessions::Current,
+        live: &sessions::LiveSession,
         now: i64,
     ) -> Result<Issued, jsonwebtoken::errors::Error> {
-        let session = &current.session;
+        let session = &live.session;
         let (access_token, claims) = self.keys.issue_until(
             session.user_id,
             session.id.0,
             session.generation,
             now,
-            current.token_exp,
+            live.token_exp,
         )?;
         Ok(Issued {
             user_id: session.user_id,
@@ -127,7 +127,7 @@ impl Auth {
             generation: session.generation,
             access_token,
             access_exp: claims.exp,
-            refresh_token: current.refresh_token(),
+            refresh_token: live.refresh_token(),
             session_expires_at: session.expires_at,
         })
     }
@@ -276,7 +276,7 @@ mod cache_tests {
                 .end_one(
                     b.session_id,
                     Some(1),
-                    EndReason::Revoked,
+                    EndReason::EndedOnSessionsPage,
                     tokens::access::now_unix(),
                 )
                 .await
@@ -358,18 +358,18 @@ mod cache_tests {
         set_last_used(tokens::access::now_unix() - 3600)
             .await
             .unwrap();
-        auth.sessions.forget_touches();
+        auth.sessions.forget_recorded_uses();
         assert_eq!(check(&auth, &t.access_token).await, Ok(1));
-        auth.sessions.flush_uses().await.unwrap();
+        auth.sessions.flush_recorded_uses().await.unwrap();
         let first = last_used(&pool, t.session_id).await;
         assert!(first >= tokens::access::now_unix() - 5, "{first}");
         set_last_used(7).await.unwrap();
         // The session's own record forgotten too: only the token's record stops the writes.
-        auth.sessions.forget_touches();
+        auth.sessions.forget_recorded_uses();
         for _ in 0..10 {
             assert_eq!(check(&auth, &t.access_token).await, Ok(1));
         }
-        auth.sessions.flush_uses().await.unwrap();
+        auth.sessions.flush_recorded_uses().await.unwrap();
         assert_eq!(last_used(&pool, t.session_id).await, 7);
     }
 

@@ -127,7 +127,7 @@ async fn run() -> Result<(), StartError> {
     let served = serve(listener, router(state), shutdown_signal()).await;
     // Session uses still queued are written before the process ends. (A connection still open
     // after the shutdown grace may queue one more: it is lost, as its answer is.)
-    if let Err(e) = auth.sessions.flush_uses().await {
+    if let Err(e) = auth.sessions.flush_recorded_uses().await {
         tracing::warn!(error = %e, "recording sessions' last use at shutdown failed");
     }
     Ok(served?)

@@ -399,7 +399,7 @@ pub mod server {
         database(&state)?;
         // The token's jti goes on the revocation list (the product's contract) and its session ends,
         // in one transaction: every token of it is refused from the next request on.
-        detached("the revoke task failed", {
+        detached("the sign-out task failed", {
             let auth = auth.clone();
             async move { auth.sign_out(&user, now_unix()).await }
         })

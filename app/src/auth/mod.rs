@@ -1,6 +1,11 @@
 //! The server side of the app's authentication: the core ([`identity`], re-exported here so
 //! that `crate::auth::sessions` and the like name it), the application state, the extractors and
 //! the answer a failure of the core gets. Nothing here is compiled into the browser's WASM.
+//!
+//! Four names, four things: [`Auth`] is the core's state (keys, sessions, revocations,
+//! throttle), [`AppState`] the server's state handed to every handler (the Leptos options, the
+//! pool and the `Auth`), this module the server-side glue between them and HTTP, and
+//! [`crate::signed_in`] who is signed in as the UI sees it.
 
 pub mod extractor;
 

@@ -54,7 +54,7 @@ pub struct VerifiedToken {
 
 /// A verified token as the cache keeps it, shared by every request that presents it, with
 /// when its use was last recorded: the hot path asks the sessions to record a use only when
-/// this token's own record is a minute old (see `Sessions::touch`), one look-up fewer.
+/// this token's own record is a minute old (see `Sessions::record_use`), one look-up fewer.
 #[derive(Debug)]
 pub struct Verified {
     pub token: VerifiedToken,
@@ -71,12 +71,12 @@ impl Verified {
     }
 
     /// Whether a use of this token was recorded less than `secs` before `now`.
-    pub fn used_within(&self, now: i64, secs: i64) -> bool {
+    pub fn use_recorded_within(&self, now: i64, secs: i64) -> bool {
         now.saturating_sub(self.used_at.load(Ordering::Relaxed)) < secs
     }
 
     /// A use of this token at `now` was recorded.
-    pub fn mark_used(&self, now: i64) {
+    pub fn set_use_recorded(&self, now: i64) {
         self.used_at.fetch_max(now, Ordering::Relaxed);
     }
 }
