@@ -10,8 +10,8 @@ use leptos::config::get_configuration;
 use server::{build_state, router, serve, shutdown_signal, spawn_purge, Config, StartError};
 use tracing_subscriber::EnvFilter;
 
-// Server-side rendering allocates many small, short-lived objects on both worker threads;
-// profiled under load, glibc's malloc (and its arena locks) was the largest single cost.
+// Server-side rendering allocates many small, short-lived objects on both worker threads, the
+// pattern where glibc's malloc (and its arena locks) costs the most.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

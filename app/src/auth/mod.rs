@@ -52,8 +52,8 @@ pub fn internal(context: &str, err: &dyn std::fmt::Display) -> ApiError {
 
 /// The application state handed to the router and, as context, to every server function.
 ///
-/// Cloned for every request and every server-function call, so it is one `Arc`: a profile
-/// of page rendering under load showed `LeptosOptions` clones among the top costs.
+/// Cloned for every request and every server-function call, so it is one `Arc`: cloning
+/// `LeptosOptions` (several strings) for each would cost every page render.
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<AppStateInner>);
 

@@ -105,9 +105,8 @@ pub struct TokenKeys {
     ttl: Duration,
     /// Tokens whose signature and claims already passed, by their exact text. A hit skips the
     /// HMAC and the JSON parsing but not the expiry check; the caller still checks the
-    /// revocation list. Only tokens we signed can get in. It pays modestly: `/api/me` about 10 %
-    /// faster with it, in paired runs (release, 2 cores, one token: 56–66k against 51–60k req/s),
-    /// which the "≥ 80% of /health" budget needs.
+    /// revocation list. Only tokens we signed can get in. It pays modestly (bench/RESULTS.md's
+    /// notes), and the "≥ 80% of /health" budget needs it.
     verified: Bounded<Box<str>, Arc<Verified>>,
 }
 
