@@ -467,7 +467,7 @@ def sign_in(run: Run, server: Server):
                f"{me_storm['p99_us'] / 1000:.2f} ms")
 
 
-def large_blocklist(run: Run):
+def large_revocation_list(run: Run):
     """The first server's accounts twice: as they are, and with SEED_ROWS revocations more
     (`server seed`, with the one account they belong to). Both servers run at once and are
     measured in turns; start-up and memory are compared with the first server's."""
@@ -497,7 +497,7 @@ def large_blocklist(run: Run):
     run.record("GET /api/me, revoked, 0 revoked (paired run)", me_revoked_0)
     run.record(f"GET /api/me, revoked, {SEED_ROWS:,} revoked (paired run)", me_revoked_1m)
     if me_revoked_1m["non_2xx"] != me_revoked_1m["requests"]:
-        run.budget("revoked token always refused with a large blocklist", False, "some answered 2xx")
+        run.budget("revoked token always refused with a large revocation list", False, "some answered 2xx")
     plain.stop()
     full.stop()
     run.slowdown_budget(f"/api/me with {SEED_ROWS:,} revoked ≤ 10% slower", bearer_1m_ratio, 0.9)
@@ -588,7 +588,7 @@ CASES = [
     (rotation, True),
     (replay, True),
     (sign_in, True),
-    (large_blocklist, False),
+    (large_revocation_list, False),
     (many_users, False),
     (postgres, False),
     (wasm, False),
