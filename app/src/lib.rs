@@ -2,13 +2,19 @@
 //! and the browser (feature `hydrate`). Server-only code lives behind `ssr`.
 
 pub mod api;
-pub mod auth_state;
 pub mod components;
 pub mod error;
 pub mod pages;
 pub mod routes;
+/// Who is signed in, as the UI keeps it (`AuthState`, `use_auth()`): not to be confused with
+/// [`auth`] (the server side of the core) or `identity::Auth` (the core itself).
+pub mod signed_in;
 pub mod time_fmt;
 pub mod validate;
+/// [`signed_in`] under its former name, for app/src/pages/sessions.rs alone (another branch is
+/// rewriting that file).
+#[doc(hidden)]
+pub use signed_in as auth_state;
 
 #[cfg(feature = "ssr")]
 pub mod auth;
@@ -59,7 +65,7 @@ pub fn App() -> impl IntoView {
 /// the router, which hands them the error of a form posted without JavaScript.
 #[component]
 fn Layout() -> impl IntoView {
-    auth_state::provide_auth();
+    signed_in::provide_auth();
 
     // Set only in the browser, once the WASM has taken over the server-rendered page:
     // end-to-end tests wait for it before they click.

@@ -12,7 +12,7 @@ use http::{header, HeaderMap};
 use std::sync::Arc;
 use uuid::Uuid;
 
-use super::{cookie::AuthCookie, jwt::TokenError, store::Verdict, users::User, Auth};
+use super::{cookie::AuthCookie, store::Verdict, tokens::access::TokenError, users::User, Auth};
 
 /// How the token reached us. Cookie-borne state changes need a same-origin check; Bearer ones do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,11 +117,11 @@ impl Auth {
         // minute old (and at every request while its queue is full): most requests stop at
         // the token's own record, in the entry already in hand. A write that then fails is
         // tried again a minute on.
-        let now = super::jwt::now_unix();
-        if !shared.used_within(now, super::sessions::TOUCH_EVERY_SECS)
-            && self.sessions.touch(verified.sid, verified.gen, now)
+        let now = super::tokens::access::now_unix();
+        if !shared.use_recorded_within(now, super::sessions::RECORD_USE_EVERY_SECS)
+            && self.sessions.record_use(verified.sid, verified.gen, now)
         {
-            shared.mark_used(now);
+            shared.set_use_recorded(now);
         }
         let auth_user = AuthUser {
             user_id: verified.user_id,
@@ -137,7 +137,7 @@ impl Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{jwt::now_unix, testing};
+    use crate::{testing, tokens::access::now_unix};
     use http::{HeaderName, HeaderValue};
     use proptest::prop_assert;
 

@@ -5,7 +5,7 @@
 //! ([`crate::store::accounts`]); memory follows the commit.
 
 use crate::{
-    sessions::{Current, WriteError},
+    sessions::{LiveSession, WriteError},
     Auth,
 };
 
@@ -21,7 +21,7 @@ impl Auth {
         current: uuid::Uuid,
         password_hash: &str,
         now: i64,
-    ) -> Result<Option<Current>, WriteError> {
+    ) -> Result<Option<LiveSession>, WriteError> {
         self.sessions
             .change_password(user_id, current, password_hash, now)
             .await
@@ -43,12 +43,13 @@ impl Auth {
 #[cfg(test)]
 mod tests {
     use crate::{
-        jwt::now_unix,
-        sessions::{Current, RefreshError},
-        testing, Auth,
+        sessions::{LiveSession, RefreshError},
+        testing,
+        tokens::access::now_unix,
+        Auth,
     };
 
-    async fn start(auth: &Auth, user: i64) -> Current {
+    async fn start(auth: &Auth, user: i64) -> LiveSession {
         auth.sessions
             .create(user, testing::STAMP, "test", None, now_unix())
             .await
@@ -83,7 +84,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(renewed.generation(), 2);
-        let ended = |c: &Current| auth.sessions.is_ended(&c.id());
+        let ended = |c: &LiveSession| auth.sessions.is_ended(&c.id());
         assert!(ended(&other) && !ended(&mine) && !ended(&theirs));
         assert_eq!(stored(&pool, "password_hash").await, "new hash");
         let changed = stored(&pool, "credential_stamp").await;

@@ -7,10 +7,9 @@ use quick_cache::{sync::Cache, Equivalent};
 use std::hash::Hash;
 
 /// Entries each hot-path cache holds by default (`HOT_CACHE_ENTRIES`): twice the 100,000 people
-/// signed in at once that `make bench` measures. With exactly 100,000, some of them missed (the
-/// cache is split in shards that do not fill evenly, and a user's renewed tokens take entries
-/// of their own): `/api/me` with 100,000 users in turn ran at 71–77 % of one user's rate, and
-/// at 83–89 % with 200,000, in the same runs (before the bench evened out wrk's own cost).
+/// signed in at once that `make bench` measures, because a cache sized to exactly that many
+/// misses some of them (it is split in shards that do not fill evenly, and a user's renewed
+/// tokens take entries of their own); the figures are in bench/RESULTS.md's notes.
 /// Memory grows with use, not with the setting: ~400 bytes a token, ~100 a user.
 pub const DEFAULT_ENTRIES: usize = 200_000;
 

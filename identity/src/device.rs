@@ -34,7 +34,7 @@ const KEY_LABEL: &[u8] = b"authapp device-proof key v1";
 /// Clock skew allowed on a proof's issue time (instances' clocks may differ a little).
 const SKEW_SECS: i64 = 60;
 
-use super::jwt::derive_key;
+use super::tokens::access::derive_key;
 
 /// The account a proof is for: a user's id and when the account was created (together they
 /// name one account for good, though SQLite may give a deleted user's id to a new one).

@@ -17,21 +17,14 @@ pub mod throttle;
 pub mod tokens;
 pub mod users;
 
-/// The password hashing, under the name it had before [`credentials`] held it.
-pub use credentials::password;
-/// The revocation feed under the name the rest of the code knows it by.
-pub use revocation::feed as follow;
-/// The access tokens under the name the rest of the code knows them by.
-pub use tokens::access as jwt;
-
 use std::sync::Arc;
 
 use cookie::AuthCookie;
+use credentials::password::Passwords;
 use device::DeviceProofs;
-use jwt::TokenKeys;
-use password::Passwords;
 use revocation::Revocations;
 use throttle::Throttle;
+use tokens::access::TokenKeys;
 use users::UserCache;
 
 /// Everything a request needs to authenticate or sign someone in; shared behind an `Arc`.
@@ -81,7 +74,7 @@ pub enum IssueError {
 }
 
 impl Auth {
-    /// Signs out the holder of `user`'s access token: the token's `jti` on the blocklist and its
+    /// Signs out the holder of `user`'s access token: the token's `jti` on the revocation list and its
     /// session ended, in one transaction, then in memory. Whether the session was still live.
     pub async fn sign_out(
         &self,
@@ -107,25 +100,25 @@ impl Auth {
         self.health
             .check()
             .map_err(crate::store::StoreError::from)?;
-        let now = jwt::now_unix();
-        let current = self.sessions.rotate(refresh_token, address, now).await?;
-        self.issue(&current, now)
+        let now = tokens::access::now_unix();
+        let live = self.sessions.rotate(refresh_token, address, now).await?;
+        self.issue(&live, now)
             .map_err(|e| sessions::RefreshError::Sign(e.to_string()))
     }
 
     /// The tokens of a session as it is now.
     pub fn issue(
         &self,
-        current: &sessions::Current,
+        live: &sessions::LiveSession,
         now: i64,
     ) -> Result<Issued, jsonwebtoken::errors::Error> {
-        let session = &current.session;
+        let session = &live.session;
         let (access_token, claims) = self.keys.issue_until(
             session.user_id,
             session.id.0,
             session.generation,
             now,
-            current.token_exp,
+            live.token_exp,
         )?;
         Ok(Issued {
             user_id: session.user_id,
@@ -134,7 +127,7 @@ impl Auth {
             generation: session.generation,
             access_token,
             access_exp: claims.exp,
-            refresh_token: current.refresh_token(),
+            refresh_token: live.refresh_token(),
             session_expires_at: session.expires_at,
         })
     }
@@ -179,8 +172,8 @@ pub mod testing {
         (dir, pool, auth)
     }
 
-    pub fn refresh_secret() -> sessions::RefreshSecret {
-        sessions::RefreshSecret::derive(SECRET)
+    pub fn refresh_secret() -> tokens::refresh::RefreshSecret {
+        tokens::refresh::RefreshSecret::derive(SECRET)
     }
 
     /// The credential stamp of a user row written by [`user`] (the column's default).
@@ -280,7 +273,12 @@ mod cache_tests {
 
             // A session ended.
             auth.sessions
-                .end_one(b.session_id, Some(1), EndReason::Revoked, jwt::now_unix())
+                .end_one(
+                    b.session_id,
+                    Some(1),
+                    EndReason::EndedOnSessionsPage,
+                    tokens::access::now_unix(),
+                )
                 .await
                 .unwrap();
             assert_eq!(
@@ -291,7 +289,7 @@ mod cache_tests {
 
             // The password changed through session a: every other session ends, a goes on.
             let renewed = auth
-                .change_password(1, a.session_id, "y", jwt::now_unix())
+                .change_password(1, a.session_id, "y", tokens::access::now_unix())
                 .await
                 .unwrap()
                 .unwrap();
@@ -299,20 +297,26 @@ mod cache_tests {
                 check(&auth, &c.access_token).await,
                 Err(AuthRejection::TokenRevoked)
             );
-            let a2 = auth.issue(&renewed, jwt::now_unix()).unwrap();
+            let a2 = auth.issue(&renewed, tokens::access::now_unix()).unwrap();
             assert_eq!(check(&auth, &a2.access_token).await, Ok(1));
 
             // The account deleted, by the function `POST /api/account/delete` calls: gone from
             // memory as well as from the database (SQLite hands its id to the next account,
             // which must not be taken for it), every token of theirs refused, the other
             // user's untouched.
-            assert!(auth.delete_account(1, jwt::now_unix()).await.unwrap());
+            assert!(auth
+                .delete_account(1, tokens::access::now_unix())
+                .await
+                .unwrap());
             assert_eq!(auth.users.get(1).await.unwrap(), None);
             for t in [&a.access_token, &a2.access_token] {
                 assert_eq!(check(&auth, t).await, Err(AuthRejection::TokenRevoked));
             }
             assert_eq!(check(&auth, &other.access_token).await, Ok(2));
-            assert!(!auth.delete_account(1, jwt::now_unix()).await.unwrap());
+            assert!(!auth
+                .delete_account(1, tokens::access::now_unix())
+                .await
+                .unwrap());
 
             // A user row gone while its session lives, and forgotten as the code that removes
             // it must: the user's tokens are no session. (A row deleted by hand behind the
@@ -351,19 +355,21 @@ mod cache_tests {
                 .execute(&pool)
         };
         // Signing in counts as a use: make it an hour old, so the next use is due.
-        set_last_used(jwt::now_unix() - 3600).await.unwrap();
-        auth.sessions.forget_touches();
+        set_last_used(tokens::access::now_unix() - 3600)
+            .await
+            .unwrap();
+        auth.sessions.forget_recorded_uses();
         assert_eq!(check(&auth, &t.access_token).await, Ok(1));
-        auth.sessions.flush_uses().await.unwrap();
+        auth.sessions.flush_recorded_uses().await.unwrap();
         let first = last_used(&pool, t.session_id).await;
-        assert!(first >= jwt::now_unix() - 5, "{first}");
+        assert!(first >= tokens::access::now_unix() - 5, "{first}");
         set_last_used(7).await.unwrap();
         // The session's own record forgotten too: only the token's record stops the writes.
-        auth.sessions.forget_touches();
+        auth.sessions.forget_recorded_uses();
         for _ in 0..10 {
             assert_eq!(check(&auth, &t.access_token).await, Ok(1));
         }
-        auth.sessions.flush_uses().await.unwrap();
+        auth.sessions.flush_recorded_uses().await.unwrap();
         assert_eq!(last_used(&pool, t.session_id).await, 7);
     }
 
@@ -379,7 +385,12 @@ mod cache_tests {
         }
         for t in issued.iter().filter(|t| t.user_id % 10 == 0) {
             auth.sessions
-                .end_one(t.session_id, None, EndReason::Logout, jwt::now_unix())
+                .end_one(
+                    t.session_id,
+                    None,
+                    EndReason::Logout,
+                    tokens::access::now_unix(),
+                )
                 .await
                 .unwrap();
         }
@@ -397,7 +408,7 @@ mod cache_tests {
     }
 
     /// Signing out is one transaction: when ending the session fails, the `jti` is not on the
-    /// blocklist either (in the database or in memory), and the retry goes through.
+    /// revocation list either (in the database or in memory), and the retry goes through.
     #[tokio::test]
     async fn signing_out_is_all_or_nothing() {
         let (_dir, pool, auth) = testing::auth().await;
@@ -411,7 +422,10 @@ mod cache_tests {
         .execute(&pool)
         .await
         .unwrap();
-        assert!(auth.sign_out(&user, jwt::now_unix()).await.is_err());
+        assert!(auth
+            .sign_out(&user, tokens::access::now_unix())
+            .await
+            .is_err());
         let revoked: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM revoked_tokens")
             .fetch_one(&pool)
             .await
@@ -423,7 +437,10 @@ mod cache_tests {
             .execute(&pool)
             .await
             .unwrap();
-        assert!(auth.sign_out(&user, jwt::now_unix()).await.unwrap());
+        assert!(auth
+            .sign_out(&user, tokens::access::now_unix())
+            .await
+            .unwrap());
         assert_eq!(
             check(&auth, &t.access_token).await,
             Err(AuthRejection::TokenRevoked)

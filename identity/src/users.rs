@@ -6,7 +6,7 @@ use crate::{
     store::{Pool, Store, StoreError},
 };
 
-use super::jwt::now_unix;
+use super::tokens::access::now_unix;
 
 /// A user as the rest of the app sees it. The password hash is deliberately not here.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

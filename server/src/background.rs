@@ -5,19 +5,19 @@
 use std::{sync::Arc, time::Duration};
 
 use app::{
-    auth::{follow, AppState, Auth},
+    auth::{revocation::feed, AppState, Auth},
     store,
 };
 
 /// Follows the revocations of every instance from `cursor` on, re-reading them all every
-/// `resync` (see `app::auth::follow`).
+/// `resync` (see `app::auth::revocation::feed`).
 pub(crate) fn follow_revocations(
     store: &store::Store,
     auth: Arc<Auth>,
     cursor: i64,
     resync: Duration,
 ) {
-    follow::spawn(store, auth, cursor, resync);
+    feed::spawn(store, auth, cursor, resync);
     tracing::info!(
         resync = ?resync,
         "PostgreSQL: following the revocations of every instance"
@@ -39,16 +39,21 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
             }
             auth.sessions.refresh_limits().forget_stale();
             match auth.revocations.purge_expired().await {
-                Ok(n) => tracing::debug!(purged = n, "blocklist purge"),
-                Err(e) => tracing::warn!(error = %e, "blocklist purge failed"),
+                Ok(n) => tracing::debug!(purged = n, "revocations purge"),
+                Err(e) => tracing::warn!(error = %e, "revocations purge failed"),
             }
-            match auth.sessions.purge(app::auth::jwt::now_unix()).await {
+            match auth
+                .sessions
+                .purge(app::auth::tokens::access::now_unix())
+                .await
+            {
                 Ok(n) => tracing::debug!(purged = n, "sessions purge"),
                 Err(e) => tracing::warn!(error = %e, "sessions purge failed"),
             }
             if store.dialect() == store::Dialect::Postgres {
-                let dead = app::auth::jwt::now_unix() - app::auth::jwt::LEEWAY_SECS as i64;
-                if let Err(e) = follow::purge(&store, dead).await {
+                let dead = app::auth::tokens::access::now_unix()
+                    - app::auth::tokens::access::LEEWAY_SECS as i64;
+                if let Err(e) = feed::purge(&store, dead).await {
                     tracing::warn!(error = %e, "revocations purge failed");
                 }
             }

@@ -24,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use app::auth::{jwt::MIN_SECRET_LEN, proxies::TrustedProxies, sessions::Lifetimes};
+use app::auth::{proxies::TrustedProxies, sessions::Lifetimes, tokens::access::MIN_SECRET_LEN};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -246,7 +246,7 @@ impl Config {
             },
             resync_interval: duration(
                 "REVOCATION_RESYNC_INTERVAL",
-                app::auth::follow::RESYNC_INTERVAL.as_secs(),
+                app::auth::revocation::feed::RESYNC_INTERVAL.as_secs(),
             )?,
             throttle,
             cache_entries: match get("HOT_CACHE_ENTRIES") {

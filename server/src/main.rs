@@ -10,8 +10,8 @@ use leptos::config::get_configuration;
 use server::{build_state, router, serve, shutdown_signal, spawn_purge, Config, StartError};
 use tracing_subscriber::EnvFilter;
 
-// Server-side rendering allocates many small, short-lived objects on both worker threads;
-// profiled under load, glibc's malloc (and its arena locks) was the largest single cost.
+// Server-side rendering allocates many small, short-lived objects on both worker threads, the
+// pattern where glibc's malloc (and its arena locks) costs the most.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -127,7 +127,7 @@ async fn run() -> Result<(), StartError> {
     let served = serve(listener, router(state), shutdown_signal()).await;
     // Session uses still queued are written before the process ends. (A connection still open
     // after the shutdown grace may queue one more: it is lost, as its answer is.)
-    if let Err(e) = auth.sessions.flush_uses().await {
+    if let Err(e) = auth.sessions.flush_recorded_uses().await {
         tracing::warn!(error = %e, "recording sessions' last use at shutdown failed");
     }
     Ok(served?)

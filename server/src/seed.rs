@@ -6,9 +6,9 @@
 //! migrated) by [`app::store::connect`], the password hash is the app's own argon2id
 //! ([`Passwords`]), and every access token is signed by the app's [`TokenKeys`] with the
 //! server's configuration (`JWT_SECRET`, `ACCESS_TTL`, `SESSION_TTL`), so the server accepts
-//! them as its own. Only the rows are written here, in batches: a sign-in through the app writes
-//! one session per transaction, and a hundred thousand of them would take minutes of waiting
-//! for the disk. Each row holds what `Sessions::create` and a sign-out would write.
+//! them as its own. The rows are written in batches by the store (`Store::seed_accounts`,
+//! `Store::seed_revocations`): a sign-in through the app writes one session per transaction,
+//! and a hundred thousand of them would take minutes of waiting for the disk.
 //!
 //! The password is hashed once and the hash reused for every account (`SEED_PASSWORD`, or a
 //! random one nobody knows). The access tokens go to a new file, readable by its owner only:
@@ -21,12 +21,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use app::auth::{jwt::TokenKeys, password::Passwords};
+use app::{
+    auth::{credentials::password::Passwords, tokens::access::TokenKeys},
+    store::{SeedSession, SeedTimes},
+};
 
 use server::config::{Config, ConfigError};
 
 /// Rows per statement, and accounts (or revocations) per transaction: few enough for every
-/// database's limit on bound values (three or two a row), many enough that commits cost little.
+/// database's limit on bound values (four or two a row), many enough that commits cost little.
 const BATCH: usize = 1000;
 
 /// What the seeded sessions give as their device (seen in the sessions list).
@@ -88,13 +91,13 @@ pub(crate) enum SeedError {
     #[error(transparent)]
     Db(#[from] app::store::DbError),
     #[error("writing the rows failed: {0}")]
-    Write(#[from] sqlx::Error),
+    Write(#[from] app::store::StoreError),
     #[error("a username to seed ({0}…) is taken already: the batch with it was not written")]
     Taken(String),
     #[error(transparent)]
-    Hash(#[from] app::auth::password::PasswordError),
+    Hash(#[from] app::auth::credentials::password::PasswordError),
     #[error(transparent)]
-    Keys(#[from] app::auth::jwt::KeyError),
+    Keys(#[from] app::auth::tokens::access::KeyError),
     #[error("signing a token failed: {0}")]
     Sign(String),
     #[error("cannot write {0}: {1}")]
@@ -131,20 +134,22 @@ pub(crate) async fn run(config: &Config, args: &Args) -> Result<Seeded, SeedErro
     // Made first: a file that exists already stops the run before anything is written.
     let mut tokens = std::io::BufWriter::new(app::store::create_private(out).map_err(fail)?);
 
-    let pool = app::store::connect(&config.database_url).await?;
+    let store = app::store::Store::connect(&config.database_url).await?;
     let hash = Passwords::new(1)?.hash(password).await?;
     let keys = TokenKeys::new(&config.jwt_secret, server::ISSUER, config.lifetimes.access)?;
-    let now = app::auth::jwt::now_unix();
+    let now = app::auth::tokens::access::now_unix();
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     let expires_at = now.saturating_add(secs(config.lifetimes.session));
-    let token_exp = now
-        .saturating_add(secs(config.lifetimes.access))
-        .min(expires_at);
+    let times = SeedTimes {
+        now,
+        expires_at,
+        token_exp: now
+            .saturating_add(secs(config.lifetimes.access))
+            .min(expires_at),
+    };
 
     // Names numbered past every id so far: a second run beside the first takes none of its.
-    let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM users")
-        .fetch_one(&pool)
-        .await?;
+    let first = store.next_user_id().await?;
     let prefix = "seed_";
     let mut ids = Vec::with_capacity(args.users);
     for start in (0..args.users).step_by(BATCH) {
@@ -153,64 +158,17 @@ pub(crate) async fn run(config: &Config, args: &Args) -> Result<Seeded, SeedErro
             .clone()
             .map(|k| format!("{prefix}{}", first.saturating_add(k as i64)))
             .collect();
-        let sessions: Vec<(uuid::Uuid, [u8; 32])> = batch
+        let sessions: Vec<SeedSession> = batch
             .clone()
             .map(|_| (uuid::Uuid::new_v4(), rand::random()))
             .collect();
-        let mut tx = pool.begin().await?;
-        let placeholders = (0..batch.len())
-            .map(|i| format!("(${}, ${}, {now})", 2 * i + 1, 2 * i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT INTO users (username, password_hash, created_at) VALUES {placeholders} \
-             RETURNING id, username"
-        );
-        let mut insert = sqlx::query_as::<_, (i64, String)>(&sql);
-        for name in &names {
-            insert = insert.bind(name).bind(&hash);
-        }
-        let created = match insert.fetch_all(&mut *tx).await {
-            Ok(rows) => rows,
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(SeedError::Taken(prefix.into()))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        // Rows come back in no promised order: matched by name.
-        let by_name: std::collections::HashMap<String, i64> =
-            created.into_iter().map(|(id, name)| (name, id)).collect();
-        let batch_ids: Vec<i64> = names.iter().map(|n| by_name[n]).collect();
-        // The row `Sessions::create` writes at a sign-in: generation 1, confirmed, used now.
-        let placeholders = (0..batch.len())
-            .map(|i| {
-                format!(
-                    "(${}, ${}, ${}, 1, 1, {now}, {now}, {now}, {expires_at}, {token_exp}, \
-                     '{USER_AGENT}', '')",
-                    3 * i + 1,
-                    3 * i + 2,
-                    3 * i + 3
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT INTO sessions (id, user_id, refresh_key, generation, confirmed_generation, \
-             rotated_at, created_at, last_used_at, expires_at, access_exp, user_agent, address) \
-             VALUES {placeholders}"
-        );
-        let mut insert = sqlx::query(&sql);
-        for ((id, key), user_id) in sessions.iter().zip(&batch_ids) {
-            insert = insert
-                .bind(id.as_bytes().to_vec())
-                .bind(*user_id)
-                .bind(key.to_vec());
-        }
-        insert.execute(&mut *tx).await?;
-        tx.commit().await?;
+        let batch_ids = store
+            .seed_accounts(&names, &hash, &sessions, times, USER_AGENT)
+            .await?
+            .ok_or_else(|| SeedError::Taken(prefix.into()))?;
         for ((name, user_id), (session_id, _)) in names.iter().zip(&batch_ids).zip(&sessions) {
             let (access_token, _) = keys
-                .issue_until(*user_id, *session_id, 1, now, token_exp)
+                .issue_until(*user_id, *session_id, 1, now, times.token_exp)
                 .map_err(|e| SeedError::Sign(e.to_string()))?;
             let line = serde_json::json!({
                 "user_id": user_id,
@@ -229,27 +187,16 @@ pub(crate) async fn run(config: &Config, args: &Args) -> Result<Seeded, SeedErro
     // pages all over it (seconds instead of tens of seconds for a million).
     let mut jtis: Vec<[u8; 16]> = (0..args.revoked).map(|_| rand::random()).collect();
     jtis.sort_unstable();
-    let (exp, revoked_at) = (now + REVOKED_FOR, now);
     for (n, batch) in jtis.chunks(BATCH).enumerate() {
-        let placeholders = (0..batch.len())
-            .map(|i| format!("(${}, ${}, {exp}, {revoked_at})", 2 * i + 1, 2 * i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT INTO revoked_tokens (jti, user_id, exp, revoked_at) VALUES {placeholders}"
-        );
-        let mut insert = sqlx::query(&sql);
-        for (i, jti) in batch.iter().enumerate() {
-            // Spread over the accounts seeded above, in turn.
-            insert = insert
-                .bind(jti.to_vec())
-                .bind(ids[(n * BATCH + i) % ids.len()]);
-        }
-        let mut tx = pool.begin().await?;
-        insert.execute(&mut *tx).await?;
-        tx.commit().await?;
+        // Spread over the accounts seeded above, in turn.
+        let owners: Vec<i64> = (0..batch.len())
+            .map(|i| ids[(n * BATCH + i) % ids.len()])
+            .collect();
+        store
+            .seed_revocations(batch, &owners, now + REVOKED_FOR, now)
+            .await?;
     }
-    pool.close().await;
+    store.pool().close().await;
     Ok(Seeded {
         users: ids.len(),
         revoked: jtis.len(),

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use app::{
     auth::{
         cookie::AuthCookie,
+        credentials::password::Passwords,
         device::DeviceProofs,
-        follow,
-        jwt::TokenKeys,
-        password::Passwords,
-        revocation::Revocations,
-        sessions::{RefreshSecret, Sessions},
+        revocation::{feed, Revocations},
+        sessions::Sessions,
         throttle::{RefreshLimits, Throttle},
+        tokens::{access::TokenKeys, refresh::RefreshSecret},
         users::UserCache,
         AppState, Auth,
     },
@@ -29,20 +28,20 @@ pub enum StartError {
     #[error(transparent)]
     Db(#[from] store::DbError),
     #[error("cannot load the revoked tokens and ended sessions: {0}")]
-    Blocklist(store::StoreError),
+    LoadRevocations(store::StoreError),
     #[error("cannot load the sessions: {0}")]
     Sessions(store::StoreError),
     #[error("cannot read the revocations: {0}")]
-    Revocations(store::StoreError),
+    RevocationFeed(store::StoreError),
     #[error("invalid token settings: {0}")]
-    Keys(#[from] app::auth::jwt::KeyError),
+    Keys(#[from] app::auth::tokens::access::KeyError),
     #[error("cannot prepare password hashing: {0}")]
-    Passwords(#[from] app::auth::password::PasswordError),
+    Passwords(#[from] app::auth::credentials::password::PasswordError),
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Opens the database (running migrations), loads the blocklist and builds the shared state.
+/// Opens the database (running migrations), loads the revocations and builds the shared state.
 pub async fn build_state(
     config: &Config,
     leptos_options: LeptosOptions,
@@ -51,12 +50,12 @@ pub async fn build_state(
     let pool = store.pool().clone();
     let health = store::Health::new(store.clone());
     // On PostgreSQL other instances revoke too: where their revocations stand is read before
-    // anything is loaded, and followed from there (`app::auth::follow`).
+    // anything is loaded, and followed from there (`app::auth::revocation::feed`).
     let cursor = match store.dialect() {
         store::Dialect::Postgres => Some(
-            follow::cursor(&store)
+            feed::cursor(&store)
                 .await
-                .map_err(StartError::Revocations)?,
+                .map_err(StartError::RevocationFeed)?,
         ),
         store::Dialect::Sqlite => None,
     };
@@ -64,13 +63,13 @@ pub async fn build_state(
     let revocations = Arc::new(
         Revocations::load(store.clone())
             .await
-            .map_err(StartError::Blocklist)?,
+            .map_err(StartError::LoadRevocations)?,
     );
     let purged = revocations
         .purge_expired()
         .await
-        .map_err(StartError::Blocklist)?;
-    tracing::info!(revoked = revocations.len(), purged, "blocklist loaded");
+        .map_err(StartError::LoadRevocations)?;
+    tracing::info!(revoked = revocations.len(), purged, "revocations loaded");
     let sessions = Sessions::new(
         store.clone(),
         config.lifetimes,
@@ -84,7 +83,7 @@ pub async fn build_state(
         RefreshLimits::default().disabled()
     });
     let purged = sessions
-        .purge(app::auth::jwt::now_unix())
+        .purge(app::auth::tokens::access::now_unix())
         .await
         .map_err(StartError::Sessions)?;
     tracing::info!(ended = sessions.ended_len(), purged, "sessions loaded");

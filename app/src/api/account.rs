@@ -118,7 +118,7 @@ pub mod server {
         access::{AuthRejection, AuthUser},
         credentials::{self, Attempt},
         extractor::{MaybeAuthUser, SignedIn},
-        jwt::now_unix,
+        tokens::access::now_unix,
         users, AppState,
     };
     use crate::validate;

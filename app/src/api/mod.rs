@@ -57,9 +57,9 @@ pub mod server {
     use super::renewal;
     use super::*;
     use crate::auth::{
-        access::AuthUser, credentials::CheckError, extractor::Authenticated, jwt::now_unix,
-        password::Ticket, sessions::WriteError, throttle::Throttled, AppState, Auth, HealthAnswer,
-        Issued,
+        access::AuthUser, credentials::password::Ticket, credentials::CheckError,
+        extractor::Authenticated, sessions::WriteError, throttle::Throttled,
+        tokens::access::now_unix, AppState, Auth, HealthAnswer, Issued,
     };
     use crate::error::ApiError;
     use axum::{extract::ConnectInfo, http::header::SET_COOKIE};

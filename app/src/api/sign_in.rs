@@ -209,9 +209,9 @@ pub mod server {
     use crate::auth::{
         authn::{self, Step},
         device::DeviceId,
-        jwt::now_unix,
         sessions::{EndReason, EndedByToken},
         throttle::{Throttled, Via},
+        tokens::access::now_unix,
         users::{self, CreateUserError},
         AppState, IssueError,
     };
@@ -397,9 +397,9 @@ pub mod server {
         // the client tries again (the cookies are kept, so a browser is not signed out of a
         // session that lives on).
         database(&state)?;
-        // The token's jti goes on the blocklist (the product's contract) and its session ends,
+        // The token's jti goes on the revocation list (the product's contract) and its session ends,
         // in one transaction: every token of it is refused from the next request on.
-        detached("the revoke task failed", {
+        detached("the sign-out task failed", {
             let auth = auth.clone();
             async move { auth.sign_out(&user, now_unix()).await }
         })

@@ -1,12 +1,21 @@
 //! The server side of the app's authentication: the core ([`identity`], re-exported here so
 //! that `crate::auth::sessions` and the like name it), the application state, the extractors and
 //! the answer a failure of the core gets. Nothing here is compiled into the browser's WASM.
+//!
+//! Four names, four things: [`Auth`] is the core's state (keys, sessions, revocations,
+//! throttle), [`AppState`] the server's state handed to every handler (the Leptos options, the
+//! pool and the `Auth`), this module the server-side glue between them and HTTP, and
+//! [`crate::signed_in`] who is signed in as the UI sees it.
 
 pub mod extractor;
 
+/// The access tokens' module under its former name, for app/src/api/sessions.rs alone (another
+/// branch is rewriting that file); name [`tokens::access`] everywhere else.
+#[doc(hidden)]
+pub use identity::tokens::access as jwt;
 pub use identity::{
-    access, account, authn, cache, cookie, credentials, device, follow, jwt, password, proxies,
-    revocation, sessions, throttle, tokens, users, Auth, IssueError, Issued,
+    access, account, authn, cache, cookie, credentials, device, proxies, revocation, sessions,
+    throttle, tokens, users, Auth, IssueError, Issued,
 };
 
 use std::sync::Arc;
@@ -43,8 +52,8 @@ pub fn internal(context: &str, err: &dyn std::fmt::Display) -> ApiError {
 
 /// The application state handed to the router and, as context, to every server function.
 ///
-/// Cloned for every request and every server-function call, so it is one `Arc`: a profile
-/// of page rendering under load showed `LeptosOptions` clones among the top costs.
+/// Cloned for every request and every server-function call, so it is one `Arc`: cloning
+/// `LeptosOptions` (several strings) for each would cost every page render.
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<AppStateInner>);
 

@@ -4,8 +4,8 @@ use leptos::{either::Either, prelude::*, server_fn::ServerFn};
 
 use crate::{
     api::Logout,
-    auth_state::{use_auth, AuthState},
     components::form::{submit_with, SubmitButton},
+    signed_in::{use_auth, AuthState},
 };
 
 /// The header: the brand, and links or the signed-in user, on every page.

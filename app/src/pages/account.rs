@@ -9,9 +9,9 @@ use leptos_router::hooks::use_query_map;
 
 use crate::{
     api::{ChangePassword, DeleteAccount},
-    auth_state::{sign_in_when_signed_out, use_auth},
     components::form::{ErrorFn, Failure, NewPasswordInputs, PasswordInput},
     routes,
+    signed_in::{sign_in_when_signed_out, use_auth},
 };
 
 #[component]

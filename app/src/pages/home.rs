@@ -1,7 +1,7 @@
 use leptos::{either::Either, prelude::*};
 use leptos_router::hooks::use_query_map;
 
-use crate::auth_state::use_auth;
+use crate::signed_in::use_auth;
 
 #[component]
 pub fn HomePage() -> impl IntoView {

@@ -3,8 +3,8 @@ use leptos_router::hooks::use_query_map;
 
 use crate::{
     api::Login,
-    auth_state::use_auth,
     components::form::{field, submit_with, FormError, PasswordInput, SubmitButton, UsernameInput},
+    signed_in::use_auth,
 };
 
 #[component]

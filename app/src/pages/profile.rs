@@ -1,9 +1,9 @@
 use leptos::{either::EitherOf3, prelude::*};
 
 use crate::{
-    auth_state::{sign_in_when_signed_out, use_auth, SIGN_IN_AGAIN},
     components::nav::SignOutButton,
     routes,
+    signed_in::{sign_in_when_signed_out, use_auth, SIGN_IN_AGAIN},
     time_fmt::utc,
 };
 

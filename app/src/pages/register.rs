@@ -2,10 +2,10 @@ use leptos::{prelude::*, server_fn::ServerFn};
 
 use crate::{
     api::Register,
-    auth_state::use_auth,
     components::form::{
         field, submit_with, FormError, NewPasswordInputs, SubmitButton, UsernameInput,
     },
+    signed_in::use_auth,
     validate::{USERNAME_MAX, USERNAME_MIN},
 };
 

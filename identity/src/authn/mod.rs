@@ -145,7 +145,7 @@ impl Auth {
         user_agent: &str,
         address: Option<IpAddr>,
     ) -> Result<Option<Issued>, IssueError> {
-        let now = crate::jwt::now_unix();
+        let now = crate::tokens::access::now_unix();
         let started = self
             .sessions
             .create(proof.user.id, proof.stamp, user_agent, address, now)
@@ -184,7 +184,7 @@ mod tests {
     }
 
     async fn live_sessions(auth: &Auth, user: i64) -> Vec<uuid::Uuid> {
-        let now = crate::jwt::now_unix();
+        let now = crate::tokens::access::now_unix();
         let listed = auth.sessions.list(user, now).await.unwrap();
         listed.into_iter().map(|s| s.id.0).collect()
     }
@@ -228,7 +228,7 @@ mod tests {
             .unwrap();
         let raced = signed_in(&auth, PASSWORD).await.unwrap();
         let hash = auth.passwords.hash("a new password".into()).await.unwrap();
-        let now = crate::jwt::now_unix();
+        let now = crate::tokens::access::now_unix();
         auth.change_password(1, changer.session_id, &hash, now)
             .await
             .unwrap()
@@ -256,7 +256,7 @@ mod tests {
         let (_dir, pool, auth) = core().await;
         let raced = signed_in(&auth, PASSWORD).await.unwrap();
         assert!(auth
-            .delete_account(1, crate::jwt::now_unix())
+            .delete_account(1, crate::tokens::access::now_unix())
             .await
             .unwrap());
         let next = users::create(&pool, "bob", "hash").await.unwrap();
@@ -303,8 +303,13 @@ mod tests {
             let auth = auth.clone();
             tokio::spawn(async move {
                 ms(20).await;
-                auth.change_password(1, changer.session_id, &hash, crate::jwt::now_unix())
-                    .await
+                auth.change_password(
+                    1,
+                    changer.session_id,
+                    &hash,
+                    crate::tokens::access::now_unix(),
+                )
+                .await
             })
         };
         let mut started = Vec::new();

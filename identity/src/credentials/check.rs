@@ -7,9 +7,9 @@ use uuid::Uuid;
 
 use super::{password::PasswordError, CredentialStamp, Credentials};
 use crate::{
-    jwt::now_unix,
     store::StoreError,
     throttle::{Throttled, Via},
+    tokens::access::now_unix,
     users::{ReadStamp, User},
     Auth,
 };

@@ -2,10 +2,11 @@
 //!
 //! Hashing costs ~20 MiB and tens of milliseconds, so it runs on a fixed set of threads of its
 //! own (`argon2-hasher`), one per permit: a storm of logins queues here instead of stalling the
-//! runtime, exhausting memory or growing the process's thread count. (Tokio's blocking pool was
-//! used before; when one hash ended and the next began at the same moment, the pool could start a
-//! new thread before the old one was idle again, so its thread count drifted above the permits.) A login for an unknown user verifies against a dummy hash, so the
-//! answer takes the same time whether or not the username exists.
+//! runtime, exhausting memory or growing the process's thread count. (Not Tokio's blocking pool:
+//! when one hash ends and the next begins at the same moment, it can start a new thread before
+//! the old one is idle again, so its thread count drifts above the permits.) A login for an
+//! unknown user verifies against a dummy hash, so the answer takes the same time whether or not
+//! the username exists.
 
 use argon2::{
     password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString},

@@ -150,7 +150,7 @@ async fn a_failed_revoke_leaves_memory_and_database_agreeing() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     connect(&url).await.unwrap().close().await;
-    // The blocklist's pool gives up on a locked database after 100 ms.
+    // The revocations' pool gives up on a locked database after 100 ms.
     let options = SqliteConnectOptions::from_str(&url)
         .unwrap()
         .busy_timeout(std::time::Duration::from_millis(100));

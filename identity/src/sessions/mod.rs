@@ -32,10 +32,10 @@ pub mod write;
 #[cfg(test)]
 mod tests;
 
-pub use crate::tokens::refresh::RefreshSecret;
+use crate::tokens::refresh::RefreshSecret;
 pub use agent::{describe_device, trim_user_agent, USER_AGENT_MAX};
-pub use model::{Current, EndReason, EndedByToken, Lifetimes, Session, SessionId};
-pub use uses::TOUCH_EVERY_SECS;
+pub use model::{EndReason, EndedByToken, Lifetimes, LiveSession, Session, SessionId};
+pub use uses::RECORD_USE_EVERY_SECS;
 pub use write::{WriteError, WRITE_WAIT};
 
 use crate::{
@@ -127,9 +127,9 @@ pub struct Sessions {
     revocations: Arc<Revocations>,
     /// Per session: when `last_used_at` was last written, and the newest generation known to
     /// have reached its holder — to write either only when it changes (once a minute at most).
-    touched: Arc<Bounded<Uuid, (i64, i64)>>,
-    /// The uses `touched` decided to write, on their way to the database.
-    uses: Arc<uses::Uses>,
+    last_recorded: Arc<Bounded<Uuid, (i64, i64)>>,
+    /// The uses [`record_use`](Self::record_use) decided to write, on their way to the database.
+    uses: Arc<uses::PendingUses>,
     /// Taken around every write to the sessions table (see [`write`]).
     write: Arc<tokio::sync::Mutex<()>>,
     /// Rotations waiting for `write`, written together.
@@ -152,7 +152,7 @@ impl Sessions {
             refresh_limits: Default::default(),
             throttled: Bounded::new(THROTTLED_TOKENS),
             revocations,
-            touched: Arc::new(Bounded::new(crate::cache::DEFAULT_ENTRIES)),
+            last_recorded: Arc::new(Bounded::new(crate::cache::DEFAULT_ENTRIES)),
             uses: Default::default(),
             write: Default::default(),
             rotations: Default::default(),
@@ -162,7 +162,7 @@ impl Sessions {
     /// Remembers the last write of at most `entries` sessions (`HOT_CACHE_ENTRIES`). A session
     /// it has forgotten is written again at its next use, so 0 writes at every use.
     pub fn with_cache(mut self, entries: usize) -> Self {
-        self.touched = Arc::new(Bounded::new(entries));
+        self.last_recorded = Arc::new(Bounded::new(entries));
         self
     }
 
@@ -197,8 +197,8 @@ impl Sessions {
             }));
     }
 
-    fn current(&self, session: Session, token_exp: i64) -> Current {
-        Current {
+    fn live(&self, session: Session, token_exp: i64) -> LiveSession {
+        LiveSession {
             refresh_token: encode(
                 &self.secret,
                 &session.refresh_key,
@@ -226,7 +226,7 @@ impl Sessions {
         user_agent: &str,
         address: Option<IpAddr>,
         now: i64,
-    ) -> Result<Option<Current>, WriteError> {
+    ) -> Result<Option<LiveSession>, WriteError> {
         let id = Uuid::new_v4();
         let key: [u8; 32] = rand::random();
         let expires_at = now.saturating_add(secs(self.lifetimes.session));
@@ -251,8 +251,8 @@ impl Sessions {
         if !self.store.start_session(&session, stamp).await? {
             return Ok(None);
         }
-        self.touched.insert(id, (now, 1));
-        Ok(Some(self.current(session, token_exp)))
+        self.last_recorded.insert(id, (now, 1));
+        Ok(Some(self.live(session, token_exp)))
     }
 
     pub async fn find(&self, id: Uuid) -> Result<Option<Session>, StoreError> {
@@ -261,7 +261,7 @@ impl Sessions {
 
     /// Rotates a refresh token: what to do is [`rotation::decide`]'s, given the session as
     /// read; this does it. The current generation "reached its holder" once it is presented
-    /// or an access token issued with it is used ([`touch`](Self::touch)).
+    /// or an access token issued with it is used ([`record_use`](Self::record_use)).
     ///
     /// Only a rotation and a reuse write (and the rare answer that moves `access_exp` on). The
     /// previous token presented again is answered from what was read, so a crowd replaying it
@@ -274,7 +274,7 @@ impl Sessions {
         token: &str,
         address: Option<IpAddr>,
         now: i64,
-    ) -> Result<Current, RefreshError> {
+    ) -> Result<LiveSession, RefreshError> {
         self.refresh_limits
             .address(address)
             .map_err(|r| RefreshError::Throttled(r.retry_after))?;
@@ -325,9 +325,9 @@ impl Sessions {
                     let rotated = self.rotations.submit(&self.store, &self.write, row).await?;
                     match rotated {
                         Some(session) => {
-                            self.touched
+                            self.last_recorded
                                 .insert(presented.id, (now, presented.generation));
-                            return Ok(self.current(session, token_exp));
+                            return Ok(self.live(session, token_exp));
                         }
                         None => continue,
                     }
@@ -339,7 +339,7 @@ impl Sessions {
                 {
                     return Err(RefreshError::Ended);
                 }
-                Decision::AnswerAgain { token_exp } => return Ok(self.current(session, token_exp)),
+                Decision::AnswerAgain { token_exp } => return Ok(self.live(session, token_exp)),
                 Decision::Extend { token_exp } => {
                     let _write = lock_write(&self.write).await?;
                     if self
@@ -347,7 +347,7 @@ impl Sessions {
                         .extend_access(presented.id, session.generation, token_exp)
                         .await?
                     {
-                        return Ok(self.current(session, token_exp));
+                        return Ok(self.live(session, token_exp));
                     }
                     continue;
                 }
@@ -377,7 +377,7 @@ impl Sessions {
         current: Uuid,
         password_hash: &str,
         now: i64,
-    ) -> Result<Option<Current>, WriteError> {
+    ) -> Result<Option<LiveSession>, WriteError> {
         let renewal = crate::store::accounts::Renewal {
             now,
             access_until: now.saturating_add(secs(self.lifetimes.access)),
@@ -393,7 +393,7 @@ impl Sessions {
         };
         self.remember_ended(changed.ended);
         let token_exp = self.token_exp(now, changed.session.expires_at);
-        Ok(Some(self.current(changed.session, token_exp)))
+        Ok(Some(self.live(changed.session, token_exp)))
     }
 
     /// Deletes account `user_id`: every session of it ends first, in the database and then in
@@ -436,7 +436,7 @@ impl Sessions {
         })
     }
 
-    /// Signing out with an access token, all or nothing: its `jti` goes on the blocklist and
+    /// Signing out with an access token, all or nothing: its `jti` goes on the revocation list and
     /// its session ends in one transaction, so a failure leaves both as they were (and a retry
     /// finds the token still good), never a revoked token whose session and refresh token live
     /// on. Memory follows the commit: the caller puts the `jti` in the set of revocations

@@ -51,7 +51,8 @@ pub(crate) fn secs(d: Duration) -> i64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     Logout,
-    Revoked,
+    /// Its owner ended it on the sessions page (stored as `revoked`).
+    EndedOnSessionsPage,
     SignedOutElsewhere,
     Reuse,
     PasswordChanged,
@@ -59,10 +60,16 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// [`EndReason::EndedOnSessionsPage`] under its former name, for app/src/api/sessions.rs
+    /// alone (another branch is rewriting that file).
+    #[doc(hidden)]
+    #[allow(non_upper_case_globals)]
+    pub const Revoked: Self = Self::EndedOnSessionsPage;
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Logout => "logout",
-            Self::Revoked => "revoked",
+            Self::EndedOnSessionsPage => "revoked",
             Self::SignedOutElsewhere => "signed_out_elsewhere",
             Self::Reuse => "reuse",
             Self::PasswordChanged => "password_changed",
@@ -144,7 +151,7 @@ pub enum EndedByToken {
 /// A live session and the expiry of the access token to issue for it now (never past the
 /// session's own end).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Current {
+pub struct LiveSession {
     pub session: Session,
     pub token_exp: i64,
     /// The refresh token of the session's current generation.
@@ -152,16 +159,16 @@ pub struct Current {
 }
 
 /// The refresh token is never printed (tests print what they compare).
-impl std::fmt::Debug for Current {
+impl std::fmt::Debug for LiveSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Current")
+        f.debug_struct("LiveSession")
             .field("session", &self.session)
             .field("token_exp", &self.token_exp)
             .finish_non_exhaustive()
     }
 }
 
-impl Current {
+impl LiveSession {
     pub fn refresh_token(&self) -> String {
         self.refresh_token.clone()
     }

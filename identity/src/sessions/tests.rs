@@ -1,6 +1,11 @@
 use super::uses::PENDING_USES_MAX;
 use super::*;
-use crate::{jwt::now_unix, store::Pool, testing, throttle::RefreshLimits};
+use crate::{
+    store::Pool,
+    testing,
+    throttle::RefreshLimits,
+    tokens::{access::now_unix, refresh::RefreshSecret},
+};
 
 async fn sessions(lifetimes: Lifetimes) -> (tempfile::TempDir, Pool, Sessions) {
     let (dir, pool, _) = testing::auth().await;
@@ -37,7 +42,7 @@ fn encode(secret: &RefreshSecret, session: &Session) -> String {
 }
 
 /// A session of `user` (whose credential stamp `testing::user` leaves at `testing::STAMP`).
-async fn start(s: &Sessions, user: i64, now: i64) -> Current {
+async fn start(s: &Sessions, user: i64, now: i64) -> LiveSession {
     s.create(user, testing::STAMP, "Mozilla/5.0", None, now)
         .await
         .unwrap()
@@ -69,7 +74,7 @@ async fn the_previous_token_within_the_interval_gets_the_current_pair() {
     let first = start(&s, 1, now).await;
     let old = first.refresh_token();
     let rotated = s.rotate(&old, None, now + 1).await.unwrap();
-    s.record_use(first.id(), rotated.generation(), now + 2)
+    s.record_use_now(first.id(), rotated.generation(), now + 2)
         .await
         .unwrap();
     // The other tab, 5 s later, with the token the first tab just rotated.
@@ -142,7 +147,7 @@ async fn a_write_that_cannot_get_its_turn_is_busy_not_queued_forever() {
     let started = std::time::Instant::now();
     let token = first.refresh_token();
     let (ended, rotated, created, signed_out) = tokio::join!(
-        s.end_one(first.id(), None, EndReason::Revoked, now),
+        s.end_one(first.id(), None, EndReason::EndedOnSessionsPage, now),
         s.rotate(&token, None, now),
         s.create(1, testing::STAMP, "ua", None, now),
         s.sign_out(Uuid::new_v4(), 1, now + 60, first.id(), now),
@@ -203,7 +208,7 @@ async fn reuse_after_the_interval_ends_the_whole_session() {
     let old = first.refresh_token();
     let current = s.rotate(&old, None, now + 1).await.unwrap();
     // The new pair reached its holder: its access token was used.
-    s.record_use(first.id(), current.generation(), now + 2)
+    s.record_use_now(first.id(), current.generation(), now + 2)
         .await
         .unwrap();
     let err = s.rotate(&old, None, now + 12).await.unwrap_err();
@@ -232,7 +237,7 @@ async fn a_lost_rotation_answer_is_answered_again_not_taken_for_reuse() {
     assert_eq!(later.refresh_token(), lost.refresh_token());
     assert!(!s.is_ended(&first.id()));
     // Once the current pair is in use, the previous token is reuse again.
-    s.record_use(first.id(), lost.generation(), now + 601)
+    s.record_use_now(first.id(), lost.generation(), now + 601)
         .await
         .unwrap();
     assert!(matches!(
@@ -277,7 +282,7 @@ async fn a_clock_stepped_back_is_no_grace() {
     let first = start(&s, 1, now).await;
     let old = first.refresh_token();
     let current = s.rotate(&old, None, now + 100).await.unwrap();
-    s.record_use(first.id(), current.generation(), now + 100)
+    s.record_use_now(first.id(), current.generation(), now + 100)
         .await
         .unwrap();
     assert!(matches!(
@@ -442,7 +447,7 @@ async fn rotate_in_one_batch(
     s: &std::sync::Arc<Sessions>,
     tokens: Vec<String>,
     now: i64,
-) -> Vec<tokio::task::JoinHandle<Result<Current, RefreshError>>> {
+) -> Vec<tokio::task::JoinHandle<Result<LiveSession, RefreshError>>> {
     let held = s.write.clone().lock_owned().await;
     let count = tokens.len();
     let racers = tokens
@@ -479,7 +484,7 @@ async fn one_failing_rotation_fails_only_itself() {
     .execute(&pool)
     .await
     .unwrap();
-    let tokens = firsts.iter().map(Current::refresh_token).collect();
+    let tokens = firsts.iter().map(LiveSession::refresh_token).collect();
     let racers = rotate_in_one_batch(&s, tokens, now + 1).await;
     for (first, racer) in firsts.iter().zip(racers) {
         match racer.await.unwrap() {
@@ -560,7 +565,7 @@ async fn ending_is_remembered_across_a_restart_until_access_tokens_expire() {
     let theirs = start(&s, 2, now).await;
     // Someone else's session is not found by id for user 1.
     assert!(!s
-        .end_one(theirs.id(), Some(1), EndReason::Revoked, now)
+        .end_one(theirs.id(), Some(1), EndReason::EndedOnSessionsPage, now)
         .await
         .unwrap());
     assert!(!s.is_ended(&theirs.id()));
@@ -634,7 +639,7 @@ async fn a_crowd_of_uses_is_written_by_the_background_writer() {
                 for (i, (id, generation)) in expected.iter().enumerate() {
                     // Some tasks still use the previous generation's token.
                     let used = if (i + t) % 3 == 0 { 1 } else { *generation };
-                    s.touch(*id, used, now);
+                    s.record_use(*id, used, now);
                     tokio::task::yield_now().await;
                 }
             })
@@ -664,11 +669,11 @@ async fn a_crowd_of_uses_is_written_by_the_background_writer() {
     assert!(s.uses.is_empty());
     // Within the minute, nothing new is queued; a minute on, the next use is written.
     let (first, _) = expected[0];
-    s.touch(first, 1, now + 30);
+    s.record_use(first, 1, now + 30);
     assert!(s.uses.is_empty());
-    s.touch(first, 1, now + TOUCH_EVERY_SECS);
-    s.flush_uses().await.unwrap();
-    assert_eq!(last_used(&pool, first).await.0, now + TOUCH_EVERY_SECS);
+    s.record_use(first, 1, now + RECORD_USE_EVERY_SECS);
+    s.flush_recorded_uses().await.unwrap();
+    assert_eq!(last_used(&pool, first).await.0, now + RECORD_USE_EVERY_SECS);
 }
 
 /// The queue of uses is bounded: a use that finds it full is dropped, not remembered as
@@ -686,17 +691,17 @@ async fn a_full_queue_of_uses_drops_the_use_and_tries_again_next_time() {
         .unwrap();
     // The single-threaded test runtime runs no writer task until this test waits.
     for _ in 0..PENDING_USES_MAX {
-        s.touch(Uuid::new_v4(), 1, now);
+        s.record_use(Uuid::new_v4(), 1, now);
     }
-    s.touch(mine.id(), 1, now);
+    s.record_use(mine.id(), 1, now);
     // Still what its creation wrote: not taken for written.
-    assert_eq!(s.touched.get(&mine.id()), Some((now - 100, 1)));
-    s.touch(rotated.id(), 2, now);
-    assert_eq!(s.touched.get(&rotated.id()), Some((now, 2)));
-    s.flush_uses().await.unwrap();
+    assert_eq!(s.last_recorded.get(&mine.id()), Some((now - 100, 1)));
+    s.record_use(rotated.id(), 2, now);
+    assert_eq!(s.last_recorded.get(&rotated.id()), Some((now, 2)));
+    s.flush_recorded_uses().await.unwrap();
     assert_eq!(last_used(&pool, mine.id()).await.0, now - 100);
     assert_eq!(last_used(&pool, rotated.id()).await, (now, 2));
-    s.touch(mine.id(), 1, now + 1);
-    s.flush_uses().await.unwrap();
+    s.record_use(mine.id(), 1, now + 1);
+    s.flush_recorded_uses().await.unwrap();
     assert_eq!(last_used(&pool, mine.id()).await.0, now + 1);
 }

@@ -9,7 +9,7 @@ use super::Sessions;
 use crate::{cache::Bounded, store::Store, store::StoreError};
 
 /// How often at most `last_used_at` is written for one session.
-pub const TOUCH_EVERY_SECS: i64 = 60;
+pub const RECORD_USE_EVERY_SECS: i64 = 60;
 
 /// Uses kept waiting at most. Beyond, a use that only moves `last_used_at` on is not recorded
 /// (the next request tries again); one that confirms a new generation may go on to twice this,
@@ -25,18 +25,18 @@ const USES_PER_TRANSACTION: usize = 256;
 /// task and a commit each; and the sessions' write lock is let go between transactions, so a
 /// sign-in or a sign-out waits for one of them at most.
 #[derive(Debug, Default)]
-pub(super) struct Uses {
+pub(super) struct PendingUses {
     pending: std::sync::Mutex<HashMap<Uuid, (i64, i64)>>,
     /// Whether a task is on its way to write `pending`.
     writing: std::sync::atomic::AtomicBool,
-    /// Held while a batch is taken and written: [`Sessions::flush_uses`] waits for a batch
+    /// Held while a batch is taken and written: [`Sessions::flush_recorded_uses`] waits for a batch
     /// already taken, then writes what is left.
     flush: tokio::sync::Mutex<()>,
     /// When a full queue was last reported (unix seconds): once a minute at most.
     full_reported: std::sync::atomic::AtomicI64,
 }
 
-impl Uses {
+impl PendingUses {
     /// Queues a use, or says `false` when the queue is full. The lock is held for a map insert.
     fn add(&self, id: Uuid, generation: i64, now: i64, confirms: bool) -> bool {
         let mut pending = self
@@ -91,13 +91,13 @@ impl Uses {
     }
 
     /// Takes what is pending and writes it. Uses that could not be written are logged and
-    /// forgotten in `touched`, so a later use tries again (a token's next use a minute on: see
-    /// `Verified::used_within`). The first failure is returned.
+    /// forgotten in `last_recorded`, so a later use tries again (a token's next use a minute on: see
+    /// `Verified::use_recorded_within`). The first failure is returned.
     async fn write(
         &self,
         store: &Store,
         write: &tokio::sync::Mutex<()>,
-        touched: &Bounded<Uuid, (i64, i64)>,
+        last_recorded: &Bounded<Uuid, (i64, i64)>,
     ) -> Result<(), StoreError> {
         let _flush = self.flush.lock().await;
         let mut batch: Vec<_> = self.take().into_iter().collect();
@@ -108,7 +108,7 @@ impl Uses {
             if let Err(e) = record_uses(store, write, chunk).await {
                 tracing::warn!(error = %e, uses = chunk.len(), "recording sessions' last use failed");
                 for (id, _) in chunk {
-                    touched.remove(id);
+                    last_recorded.remove(id);
                 }
                 first_error.get_or_insert(e);
             }
@@ -117,8 +117,8 @@ impl Uses {
     }
 }
 
-/// Clears [`Uses::writing`] if the writing task panics: no writer would start again otherwise.
-struct ClearOnPanic(Arc<Uses>);
+/// Clears [`PendingUses::writing`] if the writing task panics: no writer would start again otherwise.
+struct ClearOnPanic(Arc<PendingUses>);
 
 impl Drop for ClearOnPanic {
     fn drop(&mut self) {
@@ -146,11 +146,11 @@ impl Sessions {
     /// made by a task of its own, in a batch with the others waiting; it never holds up the
     /// request. When the queue is full the use is dropped, and the next one tries again: the
     /// answer is `false` then, `true` when the use is queued or needs no write.
-    pub fn touch(&self, id: Uuid, generation: i64, now: i64) -> bool {
-        let known = self.touched.get(&id);
-        if known
-            .is_some_and(|(at, confirmed)| now - at < TOUCH_EVERY_SECS && generation <= confirmed)
-        {
+    pub fn record_use(&self, id: Uuid, generation: i64, now: i64) -> bool {
+        let known = self.last_recorded.get(&id);
+        if known.is_some_and(|(at, confirmed)| {
+            now - at < RECORD_USE_EVERY_SECS && generation <= confirmed
+        }) {
             return true;
         }
         // Unknown here (evicted, or since a restart): any generation past the first may be one
@@ -158,11 +158,11 @@ impl Sessions {
         let confirms = known.map_or(generation > 1, |(_, confirmed)| generation > confirmed);
         let confirmed = known.map_or(generation, |(_, c)| c.max(generation));
         // Remembered before it is queued: a failed write that forgets it then comes after.
-        self.touched.insert(id, (now, confirmed));
+        self.last_recorded.insert(id, (now, confirmed));
         if !self.uses.add(id, generation, now, confirms) {
             match known {
-                Some(before) => self.touched.insert(id, before),
-                None => self.touched.remove(&id),
+                Some(before) => self.last_recorded.insert(id, before),
+                None => self.last_recorded.remove(&id),
             }
             return false;
         }
@@ -170,17 +170,17 @@ impl Sessions {
         if self.uses.writing.swap(true, Ordering::AcqRel) {
             return true; // the task on its way takes this one too
         }
-        let (store, write, uses, touched) = (
+        let (store, write, uses, last_recorded) = (
             self.store.clone(),
             self.write.clone(),
             self.uses.clone(),
-            self.touched.clone(),
+            self.last_recorded.clone(),
         );
         tokio::spawn(async move {
             let _clear = ClearOnPanic(uses.clone());
             loop {
                 // A failure is logged, and forgotten so a later use tries again.
-                let _ = uses.write(&store, &write, &touched).await;
+                let _ = uses.write(&store, &write, &last_recorded).await;
                 uses.writing.store(false, Ordering::Release);
                 // A use queued after the batch was taken found `writing` still set and left
                 // itself to this task: look once more, unless a new task has taken over.
@@ -192,19 +192,19 @@ impl Sessions {
         true
     }
 
-    /// Writes every use queued so far ([`touch`](Self::touch)) before it returns, waiting for
+    /// Writes every use queued so far ([`record_use`](Self::record_use)) before it returns, waiting for
     /// a batch already being written: at shutdown, and in tests. A use that fails is logged
     /// (and tried again at a later use); the error returned is this call's own.
-    pub async fn flush_uses(&self) -> Result<(), StoreError> {
+    pub async fn flush_recorded_uses(&self) -> Result<(), StoreError> {
         self.uses
-            .write(&self.store, &self.write, &self.touched)
+            .write(&self.store, &self.write, &self.last_recorded)
             .await
     }
 
     /// Forgets every session's last write: the next use of each is written (tests).
     #[cfg(test)]
-    pub(crate) fn forget_touches(&mut self) {
-        self.touched = Arc::new(Bounded::new(crate::cache::DEFAULT_ENTRIES));
+    pub(crate) fn forget_recorded_uses(&mut self) {
+        self.last_recorded = Arc::new(Bounded::new(crate::cache::DEFAULT_ENTRIES));
     }
 
     /// Whether a task is writing queued uses (tests).
@@ -213,8 +213,13 @@ impl Sessions {
         self.uses.writing.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// [`touch`](Self::touch)'s write of one use, made now (tests).
-    pub async fn record_use(&self, id: Uuid, generation: i64, now: i64) -> Result<(), StoreError> {
+    /// [`record_use`](Self::record_use)'s write of one use, made now (tests).
+    pub async fn record_use_now(
+        &self,
+        id: Uuid,
+        generation: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
         record_uses(&self.store, &self.write, &[(id, (now, generation))]).await
     }
 }

@@ -10,6 +10,7 @@ mod connect;
 mod files;
 mod health;
 pub mod revocations;
+mod seed;
 pub mod sessions;
 mod throttle;
 mod users;
@@ -20,6 +21,7 @@ pub use files::{create_private, create_private_dir_all};
 pub use health::{
     failure, known_unreachable, log_internal, sqlx_cause, Failure, Health, Verdict, PROBE_EVERY,
 };
+pub use seed::{SeedSession, SeedTimes};
 
 /// The connection pool behind the [`Store`]: sqlx's `Any` driver, so that one binary opens
 /// whichever database its URL names (SQLite or PostgreSQL).

@@ -76,7 +76,7 @@ use limits::{account_key, optional_address_key, pair_key};
 use memory::Limiter;
 
 /// Where the counts live.
-enum Store<C: Clock> {
+enum Counts<C: Clock> {
     /// This process's memory: one bounded limiter per [`Limit`], in [`Limit::ALL`]'s order.
     Memory(Box<[Limiter<C>; 7]>),
     /// A table every instance shares.
@@ -87,7 +87,7 @@ enum Store<C: Clock> {
 pub struct Throttle<C: Clock = DefaultClock> {
     /// Off only for load tests (`LOGIN_THROTTLE=off`, refused in production).
     enabled: bool,
-    store: Store<C>,
+    counts: Counts<C>,
 }
 
 impl Default for Throttle {
@@ -98,9 +98,9 @@ impl Default for Throttle {
 
 impl<C: Clock> std::fmt::Debug for Throttle<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let store = match &self.store {
-            Store::Memory(_) => "memory",
-            Store::Shared(_) => "shared",
+        let store = match &self.counts {
+            Counts::Memory(_) => "memory",
+            Counts::Shared(_) => "shared",
         };
         f.debug_struct("Throttle")
             .field("enabled", &self.enabled)
@@ -137,7 +137,7 @@ impl Throttle {
     pub fn shared(health: std::sync::Arc<crate::store::Health>, secret: &[u8]) -> Self {
         Self {
             enabled: true,
-            store: Store::Shared(Shared::new(health, secret)),
+            counts: Counts::Shared(Shared::new(health, secret)),
         }
     }
 }
@@ -148,7 +148,7 @@ impl<C: Clock + Clone> Throttle<C> {
     pub fn with_clock(clock: C, capacity: usize) -> Self {
         Self {
             enabled: true,
-            store: Store::Memory(Box::new(
+            counts: Counts::Memory(Box::new(
                 Limit::ALL.map(|limit| Limiter::new(limit, &clock, capacity)),
             )),
         }
@@ -165,9 +165,9 @@ impl<C: Clock + Clone> Throttle<C> {
     }
 
     async fn take(&self, limit: Limit, key: String) -> Result<(), Throttled> {
-        let decided = match &self.store {
-            Store::Memory(limiters) => limiters[limit.index()].take(key),
-            Store::Shared(shared) => {
+        let decided = match &self.counts {
+            Counts::Memory(limiters) => limiters[limit.index()].take(key),
+            Counts::Shared(shared) => {
                 if shared.health.is_down() {
                     return Err(Throttled::Unavailable);
                 }
@@ -194,9 +194,9 @@ impl<C: Clock + Clone> Throttle<C> {
     /// Forgives `key` under `limit`. On a shared store a failure is logged and otherwise
     /// ignored: the record then keeps what it had used, which only errs on the safe side.
     async fn forget(&self, limit: Limit, key: &str) {
-        match &self.store {
-            Store::Memory(limiters) => limiters[limit.index()].store.forget(key),
-            Store::Shared(shared) => {
+        match &self.counts {
+            Counts::Memory(limiters) => limiters[limit.index()].store.forget(key),
+            Counts::Shared(shared) => {
                 match tokio::time::timeout(SHARED_TIMEOUT, shared.forget(limit, key)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "forgiving a sign-in record failed"),
@@ -286,23 +286,23 @@ impl<C: Clock + Clone> Throttle<C> {
 
     /// Drops the records that are back to a full allowance; run from the periodic purge.
     pub async fn forget_stale(&self) -> Result<u64, StoreError> {
-        match &self.store {
-            Store::Memory(limiters) => {
+        match &self.counts {
+            Counts::Memory(limiters) => {
                 for limit in limiters.iter() {
                     limit.limiter.retain_recent();
                     limit.limiter.shrink_to_fit();
                 }
                 Ok(0)
             }
-            Store::Shared(shared) => shared.purge().await,
+            Counts::Shared(shared) => shared.purge().await,
         }
     }
 
     /// Records held in memory under `limit` (0 when the counts are shared).
     pub fn tracked(&self, limit: Limit) -> usize {
-        match &self.store {
-            Store::Memory(limiters) => limiters[limit.index()].limiter.len(),
-            Store::Shared(_) => 0,
+        match &self.counts {
+            Counts::Memory(limiters) => limiters[limit.index()].limiter.len(),
+            Counts::Shared(_) => 0,
         }
     }
 }

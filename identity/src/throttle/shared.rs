@@ -40,7 +40,7 @@ impl Shared {
     pub fn new(health: std::sync::Arc<crate::store::Health>, secret: &[u8]) -> Self {
         Self {
             health,
-            key: crate::jwt::derive_key(secret, b"authapp throttle key v1"),
+            key: crate::tokens::access::derive_key(secret, b"authapp throttle key v1"),
         }
     }
 

@@ -325,7 +325,7 @@ async fn memory_is_bounded_and_the_least_recent_record_goes_first() {
         assert!(t.tracked(limit) <= 100, "{limit:?}: {}", t.tracked(limit));
     }
     // The oldest of the flood are gone, the newest kept.
-    let Store::Memory(limiters) = &t.store else {
+    let Counts::Memory(limiters) = &t.counts else {
         unreachable!()
     };
     let pairs = limiters[Limit::Pair.index()].store.lock();
@@ -350,7 +350,7 @@ async fn full_records_are_forgotten() {
     for limit in Limit::ALL {
         assert_eq!(t.tracked(limit), 0, "{limit:?}");
     }
-    let Store::Memory(limiters) = &t.store else {
+    let Counts::Memory(limiters) = &t.counts else {
         unreachable!()
     };
     assert!(limiters.iter().all(|l| l.store.lock().order.is_empty()));

@@ -34,7 +34,7 @@ pub struct Claims {
     /// The session's refresh-token generation it was issued with: its first use tells the
     /// session that generation reached its holder.
     pub gen: i64,
-    /// Unique token id (UUID v4): the key of the blocklist.
+    /// Unique token id (UUID v4): the key of the revocation list.
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
@@ -54,7 +54,7 @@ pub struct VerifiedToken {
 
 /// A verified token as the cache keeps it, shared by every request that presents it, with
 /// when its use was last recorded: the hot path asks the sessions to record a use only when
-/// this token's own record is a minute old (see `Sessions::touch`), one look-up fewer.
+/// this token's own record is a minute old (see `Sessions::record_use`), one look-up fewer.
 #[derive(Debug)]
 pub struct Verified {
     pub token: VerifiedToken,
@@ -71,12 +71,12 @@ impl Verified {
     }
 
     /// Whether a use of this token was recorded less than `secs` before `now`.
-    pub fn used_within(&self, now: i64, secs: i64) -> bool {
+    pub fn use_recorded_within(&self, now: i64, secs: i64) -> bool {
         now.saturating_sub(self.used_at.load(Ordering::Relaxed)) < secs
     }
 
     /// A use of this token at `now` was recorded.
-    pub fn mark_used(&self, now: i64) {
+    pub fn set_use_recorded(&self, now: i64) {
         self.used_at.fetch_max(now, Ordering::Relaxed);
     }
 }
@@ -105,9 +105,8 @@ pub struct TokenKeys {
     ttl: Duration,
     /// Tokens whose signature and claims already passed, by their exact text. A hit skips the
     /// HMAC and the JSON parsing but not the expiry check; the caller still checks the
-    /// blocklist. Only tokens we signed can get in. It pays modestly: `/api/me` about 10 %
-    /// faster with it, in paired runs (release, 2 cores, one token: 56–66k against 51–60k req/s),
-    /// which the "≥ 80% of /health" budget needs.
+    /// revocation list. Only tokens we signed can get in. It pays modestly (bench/RESULTS.md's
+    /// notes), and the "≥ 80% of /health" budget needs it.
     verified: Bounded<Box<str>, Arc<Verified>>,
 }
 
@@ -215,7 +214,7 @@ impl TokenKeys {
     }
 
     /// Checks size, signature, algorithm, expiry, issuer and claim shapes.
-    /// The blocklist is checked by the caller.
+    /// The revocation list is checked by the caller.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         self.verify_shared(token).map(|v| v.token)
     }

@@ -4,7 +4,7 @@ use app::{
     api::renewal,
     auth::{
         access::{AuthUser, TokenSource},
-        jwt::{now_unix, TokenError},
+        tokens::access::{now_unix, TokenError},
         Auth,
     },
     error::ErrorCode,
@@ -89,7 +89,7 @@ pub async fn refresh_session(mut req: Request, next: Next) -> Response {
             // here on: were its previous token taken back later (beyond the reuse interval),
             // that would be reuse (see `Sessions::rotate`).
             auth.sessions
-                .touch(issued.session_id, issued.generation, now);
+                .record_use(issued.session_id, issued.generation, now);
             let user = AuthUser {
                 user_id: issued.user_id,
                 session_id: issued.session_id,

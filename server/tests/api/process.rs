@@ -1031,7 +1031,7 @@ async fn abandoned_logins_do_not_pile_up_hashes() {
 /// closure there must neither read a disposed value nor look up a context that went with it.
 /// Nothing the server prints may be a panic. This is the whole server under that load, but
 /// whether a run lands a hang-up inside a running closure is luck: the cause is pinned by a test
-/// that fails every time, `auth_state::tests::what_a_page_reads_outlives_its_request` (app).
+/// that fails every time, `signed_in::tests::what_a_page_reads_outlives_its_request` (app).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pages_abandoned_mid_render_never_panic() {
     let _alone = crate::helpers::cpu_heavy().await;

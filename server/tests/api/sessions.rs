@@ -393,7 +393,7 @@ async fn ending_sessions_with_a_cookie_needs_our_origin() {
 /// the change been rolled back, the session starts.
 #[tokio::test]
 async fn a_sign_in_racing_a_password_change_in_another_instance_starts_no_session() {
-    use app::auth::sessions::{RefreshSecret, Sessions};
+    use app::auth::{sessions::Sessions, tokens::refresh::RefreshSecret};
     let dir = tempfile::tempdir().unwrap();
     let pool = app::store::connect(&database_url(dir.path()).await)
         .await

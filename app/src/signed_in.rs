@@ -74,7 +74,7 @@ pub struct AuthState {
     logouts: ArcRwSignal<usize>,
     /// What the server last said about this browser's session.
     current: ArcResource<Snapshot>,
-    /// Why the session ended, when it ended without the user asking (expired, revoked elsewhere).
+    /// Why the session ended, when it ended without the user asking (expired, ended elsewhere).
     notice: ArcRwSignal<Option<String>>,
     /// The error of a form posted without JavaScript to a server function of another page
     /// (sessions, account), for that page to show.
