@@ -179,6 +179,18 @@ pub mod testing {
     /// The credential stamp of a user row written by [`user`] (the column's default).
     pub const STAMP: crate::credentials::CredentialStamp = crate::credentials::CredentialStamp(0);
 
+    /// Starts a session for `user_id` as a sign-in whose password check read `stamp` would
+    /// (outside tests only a [`Proof`](crate::authn::Proof) starts one): for tests that race a
+    /// sign-in against a change of the account's credentials.
+    pub async fn start_with_stamp(
+        sessions: &crate::sessions::Sessions,
+        user_id: i64,
+        stamp: crate::credentials::CredentialStamp,
+        now: i64,
+    ) -> Result<Option<crate::sessions::LiveSession>, crate::sessions::WriteError> {
+        sessions.create(user_id, stamp, "test", None, now).await
+    }
+
     /// A sign-in's proof for user `id` as the account stands now, as if its password had just
     /// been checked.
     pub async fn proof(auth: &Auth, id: i64) -> crate::authn::Proof {

@@ -218,8 +218,9 @@ impl Sessions {
     /// Starts a session for `user_id`, who has just proved who they are (see [`crate::authn`])
     /// with credentials whose stamp was `stamp`. Written only if that is still the account's
     /// stamp ([`Store::start_session`]): a sign-in whose check was running while the password
-    /// changed or the account was deleted starts nothing, and gets `None`.
-    pub async fn create(
+    /// changed or the account was deleted starts nothing, and gets `None`. Crate-private: a
+    /// session is started from a [`Proof`](crate::authn::Proof) (`Auth::start_session`).
+    pub(crate) async fn create(
         &self,
         user_id: i64,
         stamp: crate::credentials::CredentialStamp,

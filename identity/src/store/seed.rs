@@ -48,17 +48,21 @@ impl Store {
             token_exp,
         } = times;
         let mut tx = self.pool().begin().await?;
+        // Each account its own random credential stamp, as the server gives one.
         let placeholders = (0..names.len())
-            .map(|i| format!("(${}, ${}, {now})", 2 * i + 1, 2 * i + 2))
+            .map(|i| format!("(${}, ${}, {now}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
-            "INSERT INTO users (username, password_hash, created_at) VALUES {placeholders} \
-             RETURNING id, username"
+            "INSERT INTO users (username, password_hash, created_at, credential_stamp) \
+             VALUES {placeholders} RETURNING id, username"
         );
         let mut insert = sqlx::query_as::<_, (i64, String)>(&sql);
         for name in names {
-            insert = insert.bind(name).bind(password_hash);
+            insert = insert
+                .bind(name)
+                .bind(password_hash)
+                .bind(crate::credentials::CredentialStamp::new().0);
         }
         let created = match insert.fetch_all(&mut *tx).await {
             Ok(rows) => rows,

@@ -438,11 +438,7 @@ async fn a_sign_in_racing_a_password_change_in_another_instance_starts_no_sessio
         .unwrap();
         let start = tokio::spawn({
             let sessions = sessions.clone();
-            async move {
-                sessions
-                    .create(user, stamp, "raced", None, now_unix())
-                    .await
-            }
+            async move { identity::testing::start_with_stamp(&sessions, user, stamp, now_unix()).await }
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(
