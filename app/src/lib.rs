@@ -11,10 +11,6 @@ pub mod routes;
 pub mod signed_in;
 pub mod time_fmt;
 pub mod validate;
-/// [`signed_in`] under its former name, for app/src/pages/sessions.rs alone (another branch is
-/// rewriting that file).
-#[doc(hidden)]
-pub use signed_in as auth_state;
 
 #[cfg(feature = "ssr")]
 pub mod auth;

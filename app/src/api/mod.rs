@@ -26,8 +26,8 @@ pub use account::{
     DeleteAccount, SignedInUser,
 };
 pub use sessions::{
-    list_sessions, revoke_other_sessions, revoke_session, ListSessions, RevokeOtherSessions,
-    RevokeSession, SessionInfo, SessionsEnded, SessionsFragment,
+    end_other_sessions, end_session, list_sessions, EndOtherSessions, EndSession, ListSessions,
+    SessionInfo, SessionsEnded, SessionsFragment,
 };
 pub use sign_in::{
     login, logout, refresh, register, LoggedOut, Login, Logout, Refresh, Register, Registered,

@@ -47,8 +47,8 @@ pub async fn list_sessions() -> Result<Vec<SessionInfo>, ApiError> {
 
 /// `POST /api/sessions/revoke` (`id`): ends one of the caller's sessions; 404 for any other id.
 #[server(prefix = "/api", endpoint = "sessions/revoke")]
-pub async fn revoke_session(id: String) -> Result<SessionsEnded, ApiError> {
-    answered(RevokeSession::PATH, server::revoke_session(id).await)
+pub async fn end_session(id: String) -> Result<SessionsEnded, ApiError> {
+    answered(EndSession::PATH, server::end_session(id).await)
 }
 
 /// `POST /api/sessions/revoke`
@@ -61,7 +61,7 @@ pub struct RevokeSessionBody {
 }
 
 #[cfg(feature = "ssr")]
-impl From<RevokeSessionBody> for RevokeSession {
+impl From<RevokeSessionBody> for EndSession {
     fn from(b: RevokeSessionBody) -> Self {
         let RevokeSessionBody { id } = b;
         Self { id }
@@ -70,15 +70,12 @@ impl From<RevokeSessionBody> for RevokeSession {
 
 /// `POST /api/sessions/revoke-others`: ends every session of the caller but this one.
 #[server(prefix = "/api", endpoint = "sessions/revoke-others")]
-pub async fn revoke_other_sessions() -> Result<SessionsEnded, ApiError> {
-    answered(
-        RevokeOtherSessions::PATH,
-        server::revoke_other_sessions().await,
-    )
+pub async fn end_other_sessions() -> Result<SessionsEnded, ApiError> {
+    answered(EndOtherSessions::PATH, server::end_other_sessions().await)
 }
 
 #[cfg(feature = "ssr")]
-impl From<super::contract::NoFields> for RevokeOtherSessions {
+impl From<super::contract::NoFields> for EndOtherSessions {
     fn from(super::contract::NoFields {}: super::contract::NoFields) -> Self {
         Self {}
     }
@@ -90,8 +87,8 @@ pub mod server {
     use crate::api::{escape, server::*};
     use crate::auth::{
         access::AuthUser,
-        jwt::now_unix,
         sessions::{describe_device, EndReason},
+        tokens::access::now_unix,
         Auth, HealthAnswer,
     };
     use leptos_axum::redirect;
@@ -178,7 +175,7 @@ pub mod server {
                 let _ = write!(
                     html,
                     r#"<form action="{action}" method="post"><input type="hidden" name="id" value="{id}"><button type="submit" aria-label="Sign out {device} at {address}">Sign out</button></form>"#,
-                    action = RevokeSession::PATH,
+                    action = EndSession::PATH,
                     id = escape(&s.id),
                 );
             }
@@ -188,7 +185,7 @@ pub mod server {
         html
     }
 
-    pub async fn revoke_session(id: String) -> Result<SessionsEnded, ApiError> {
+    pub async fn end_session(id: String) -> Result<SessionsEnded, ApiError> {
         let state = state()?;
         let user = authenticate().await?;
         // A malformed id is as unknown as someone else's.
@@ -197,7 +194,12 @@ pub mod server {
         let auth = state.auth.clone();
         let ended = detached("the revoke task failed", async move {
             auth.sessions
-                .end_one(id, Some(user.user_id), EndReason::Revoked, now_unix())
+                .end_one(
+                    id,
+                    Some(user.user_id),
+                    EndReason::EndedOnSessionsPage,
+                    now_unix(),
+                )
                 .await
         })
         .await?
@@ -218,7 +220,7 @@ pub mod server {
         Ok(SessionsEnded { ended: 1 })
     }
 
-    pub async fn revoke_other_sessions() -> Result<SessionsEnded, ApiError> {
+    pub async fn end_other_sessions() -> Result<SessionsEnded, ApiError> {
         let state = state()?;
         let user = authenticate().await?;
         database(&state)?;

@@ -9,10 +9,6 @@
 
 pub mod extractor;
 
-/// The access tokens' module under its former name, for app/src/api/sessions.rs alone (another
-/// branch is rewriting that file); name [`tokens::access`] everywhere else.
-#[doc(hidden)]
-pub use identity::tokens::access as jwt;
 pub use identity::{
     access, account, authn, cache, cookie, credentials, device, proxies, revocation, sessions,
     throttle, tokens, users, Auth, IssueError, Issued,

@@ -15,10 +15,10 @@ use leptos::{prelude::*, server_fn::ServerFn};
 use leptos_router::hooks::use_query_map;
 
 use crate::{
-    api::{RevokeOtherSessions, RevokeSession},
-    auth_state::{sign_in_when_signed_out, use_auth},
+    api::{EndOtherSessions, EndSession},
     components::form::{ErrorFn, Failure},
     routes,
+    signed_in::{sign_in_when_signed_out, use_auth},
 };
 
 #[component]
@@ -50,9 +50,9 @@ pub fn SessionsPage() -> impl IntoView {
     }
     let revoke_error: ErrorFn = {
         let auth = auth.clone();
-        Box::new(move || auth.posted_to(RevokeSession::PATH))
+        Box::new(move || auth.posted_to(EndSession::PATH))
     };
-    let others_error: ErrorFn = Box::new(move || auth.posted_to(RevokeOtherSessions::PATH));
+    let others_error: ErrorFn = Box::new(move || auth.posted_to(EndOtherSessions::PATH));
     let ended = move || {
         let ended = use_query_map().read().get("ended")?.parse::<usize>().ok()?;
         let text = match ended {
@@ -72,7 +72,7 @@ pub fn SessionsPage() -> impl IntoView {
         {ended}
         <Failure error=revoke_error/>
         <div inner_html=list></div>
-        <form action=RevokeOtherSessions::url() method="post">
+        <form action=EndOtherSessions::url() method="post">
             <button type="submit" class="danger">"Sign out everywhere else"</button>
         </form>
         <Failure error=others_error/>

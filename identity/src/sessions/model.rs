@@ -60,12 +60,6 @@ pub enum EndReason {
 }
 
 impl EndReason {
-    /// [`EndReason::EndedOnSessionsPage`] under its former name, for app/src/api/sessions.rs
-    /// alone (another branch is rewriting that file).
-    #[doc(hidden)]
-    #[allow(non_upper_case_globals)]
-    pub const Revoked: Self = Self::EndedOnSessionsPage;
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Logout => "logout",

@@ -106,7 +106,7 @@ fn body_unreadable(err: &axum::Error) -> ApiError {
 mod tests {
     use super::*;
     use crate::layers::testing::text;
-    use app::api::{CurrentUser, Login, RevokeOtherSessions};
+    use app::api::{CurrentUser, EndOtherSessions, Login};
     use axum::{
         middleware::from_fn,
         routing::{get, post},
@@ -135,7 +135,7 @@ mod tests {
     fn door() -> Router {
         Router::new()
             .route(Login::PATH, post(echo))
-            .route(RevokeOtherSessions::PATH, post(echo))
+            .route(EndOtherSessions::PATH, post(echo))
             .route(CurrentUser::PATH, get(echo))
             .route("/login", post(echo))
             .layer(from_fn(api_requests))
@@ -191,7 +191,7 @@ mod tests {
         );
         // No fields, no `Content-Type`: an empty form.
         let res = door()
-            .oneshot(post_to(RevokeOtherSessions::PATH, None, ""))
+            .oneshot(post_to(EndOtherSessions::PATH, None, ""))
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
