@@ -462,42 +462,6 @@ async fn a_sign_in_racing_a_password_change_in_another_instance_starts_no_sessio
     pool.close().await;
 }
 
-#[tokio::test]
-async fn deleting_the_account_refuses_every_token_at_once_and_frees_the_name() {
-    let app = spawn_app().await;
-    app.register(&app.api(), "leaving", PASSWORD).await;
-    let here = sign_in(&app, "leaving").await;
-    let there = sign_in(&app, "leaving").await;
-    let browser = browser_for(&app, "leaving").await;
-    let res = app
-        .api()
-        .post(app.url("/api/account/delete"))
-        .bearer_auth(&here.access)
-        .form(&[("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<Value>().await.unwrap()["deleted"], true);
-    refused_everywhere(&app, &here.access).await;
-    refused_everywhere(&app, &there.access).await;
-    browser_refused(&app, &browser).await;
-    assert_eq!(refresh(&app, &there.refresh).await.status(), 401);
-    assert_eq!(
-        app.login(&app.api(), "leaving", PASSWORD).await.status(),
-        401
-    );
-    // The name is free again, and the new account is not the old one.
-    assert_eq!(
-        app.register(&app.api(), "leaving", PASSWORD).await.status(),
-        200
-    );
-    let again = sign_in(&app, "leaving").await;
-    assert_eq!(sessions_of(&app, &again.access).await.len(), 1);
-    refused_everywhere(&app, &there.access).await;
-    app.stop().await;
-}
-
 /// A person who comes back after the access token expired, within the session: the page is
 /// rendered signed in on the first load, and the answer carries the new cookies.
 #[tokio::test]
