@@ -39,6 +39,12 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <title>"Auth app"</title>
+                <meta
+                    name="description"
+                    content="Sign up, sign in, and see and end the sessions of your account."
+                />
+                // Named here, so a browser never asks for a missing /favicon.ico.
+                <link rel="icon" type="image/svg+xml" href="/favicon.svg"/>
                 <link rel="stylesheet" id="leptos" href="/pkg/authapp.css"/>
             </head>
             <body>

@@ -66,3 +66,14 @@ test('an error written into a link is shown in our words, before and after hydra
     await expect(page.locator('body')).not.toContainText('555');
   }
 });
+
+test('every page names its icon and a description, and the icon is served', async ({ page, request }) => {
+  await page.goto('/login');
+  await expect(page.locator('head meta[name="description"]')).toHaveAttribute('content', /sessions/);
+  const icon = await page.locator('head link[rel="icon"]').getAttribute('href');
+  expect(icon).toBe('/favicon.svg');
+  const res = await request.get(icon!);
+  expect(res.status()).toBe(200);
+  expect(res.headers()['content-type']).toContain('image/svg+xml');
+  expect(await res.text()).toContain('<svg');
+});
