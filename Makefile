@@ -17,6 +17,10 @@ CARGO_AUDIT_VERSION := 0.22.2
 ADVISORY_DB := $(abspath $(CURDIR)/../shared/advisory-db)
 # The CLI must match the wasm-bindgen crate in Cargo.lock exactly.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock)
+# The release build, one set of flags for every recipe and script that makes one: its static
+# files precompressed (brotli and gzip beside each file; the server sends whichever the browser
+# accepts).
+export RELEASE_BUILD_FLAGS := --release --precompress
 CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM_PATH ?= $(CHROMIUM)
 
@@ -165,9 +169,9 @@ test-rust: postgresql
 # The deployable release: dist/server finds dist/site beside itself and is configured by the
 # environment alone (README, "Deploying").
 dist: tools
-	cargo leptos build --release
+	cargo leptos build $(RELEASE_BUILD_FLAGS)
 	rm -rf dist.tmp && mkdir -p dist.tmp
-	cp target/release/server dist.tmp/server
+	cp target/release/server target/release/hash.txt dist.tmp/
 	cp -r target/site dist.tmp/site
 	cp deploy/Caddyfile deploy/authapp.service dist.tmp/
 	rm -rf dist && mv dist.tmp dist
@@ -195,6 +199,6 @@ wrk:
 	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
 
 bench: tools wrk postgresql
-	cargo leptos build --release
+	cargo leptos build $(RELEASE_BUILD_FLAGS)
 	cargo build --release -p bare
 	scripts/pg-tmp.sh run python3 bench/run.py

@@ -26,7 +26,7 @@ echo "end-to-end: server on 127.0.0.1:$port, database in $dir"
 
 status=0
 LEPTOS_SITE_ADDR=127.0.0.1:$port DATABASE_URL=sqlite://$dir/app.db DATA_DIR=$dir \
-  RUST_LOG=${RUST_LOG:-warn} cargo leptos end-to-end --release 2>&1 | tee "$log" || status=$?
+  RUST_LOG=${RUST_LOG:-warn} cargo leptos end-to-end ${RELEASE_BUILD_FLAGS:---release --precompress} 2>&1 | tee "$log" || status=$?
 
 # Playwright's summary lines: "  12 passed (1.2m)", "  1 failed", "  2 did not run"...
 count() {

@@ -37,7 +37,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <AutoReload options=options.clone()/>
-                <HydrationScripts options/>
+                <HydrationScripts options=options.clone()/>
                 <title>"Auth app"</title>
                 <meta
                     name="description"
@@ -45,7 +45,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 />
                 // Named here, so a browser never asks for a missing /favicon.ico.
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg"/>
-                <link rel="stylesheet" id="leptos" href="/pkg/authapp.css"/>
+                <link rel="stylesheet" id="leptos" href=stylesheet_href(&options)/>
             </head>
             <body>
                 <App/>
@@ -89,6 +89,41 @@ fn Layout() -> impl IntoView {
             </Routes>
         </main>
     }
+}
+
+/// The stylesheet's address. A release build names the site's files after their content
+/// (`authapp.<hash>.css`, so browsers may keep them for good) and lists the hashes in a file
+/// beside the server binary, as Leptos's hydration scripts expect; read once.
+fn stylesheet_href(options: &LeptosOptions) -> String {
+    #[cfg(feature = "ssr")]
+    {
+        static HREF: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        HREF.get_or_init(|| {
+            let hash = options
+                .hash_files
+                .then(|| {
+                    let exe = std::env::current_exe().ok()?;
+                    std::fs::read_to_string(exe.parent()?.join(&*options.hash_file)).ok()
+                })
+                .flatten()
+                .and_then(|hashes| {
+                    hashes.lines().find_map(|line| {
+                        let (file, hash) = line.split_once(':')?;
+                        (file.trim() == "css").then(|| hash.trim().to_owned())
+                    })
+                });
+            match hash {
+                Some(hash) => format!(
+                    "/{}/{}.{hash}.css",
+                    options.site_pkg_dir, options.output_name
+                ),
+                None => format!("/{}/{}.css", options.site_pkg_dir, options.output_name),
+            }
+        })
+        .clone()
+    }
+    #[cfg(not(feature = "ssr"))]
+    format!("/{}/{}.css", options.site_pkg_dir, options.output_name)
 }
 
 /// Content-Security-Policy for a rendered page. Scripts run only from this site or inline with

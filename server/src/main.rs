@@ -35,6 +35,7 @@ async fn main() {
         }
         Some("backup") if args.len() == 2 => backup(std::path::Path::new(&args[1])).await,
         Some("seed") => seed(&args[1..]).await,
+        Some("hash-rate") if args.len() <= 2 => hash_rate(args.get(1)),
         Some("-h" | "--help" | "help") => println!("{USAGE}"),
         Some(_) => {
             eprintln!("{USAGE}");
@@ -51,7 +52,11 @@ const USAGE: &str =
                              for benchmarks: N accounts into DATABASE_URL's database, each
                              signed in once, and M revoked tokens of theirs; an access token
                              of each session goes to the new file FILE (JSON lines). Their
-                             password: SEED_PASSWORD, or a random one. Refused in production";
+                             password: SEED_PASSWORD, or a random one. Refused in production
+       server hash-rate [SECONDS]
+                             how many passwords a second this machine can check with the
+                             server's argon2id parameters, hashing on every core for SECONDS
+                             (default 5): the ceiling of sign-ins a second";
 
 /// `server seed ...`: exits 2 on a bad command line, 1 when the seeding fails.
 async fn seed(args: &[std::ffi::OsString]) {
@@ -76,6 +81,33 @@ async fn seed(args: &[std::ffi::OsString]) {
             if done.revoked == 1 { "" } else { "s" },
             done.took.as_secs_f64(),
             args.out.display()
+        ),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `server hash-rate [SECONDS]`: exits 2 on a bad command line, 1 when hashing fails.
+fn hash_rate(seconds: Option<&std::ffi::OsString>) {
+    use app::auth::credentials::password;
+    let seconds = match seconds.map(|s| s.to_str().and_then(|s| s.parse::<f64>().ok())) {
+        None => 5.0,
+        Some(Some(s)) if s > 0.0 && s <= 3600.0 => s,
+        Some(_) => {
+            eprintln!("error: SECONDS must be a number of seconds, at most 3600\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match password::hash_rate(threads, std::time::Duration::from_secs_f64(seconds)) {
+        Ok(rate) => println!(
+            "{rate:.1} hashes/s: argon2id m={} KiB, t={}, p={} on {threads} thread{}",
+            password::MEMORY_KIB,
+            password::ITERATIONS,
+            password::PARALLELISM,
+            if threads == 1 { "" } else { "s" },
         ),
         Err(e) => {
             eprintln!("error: {e}");
@@ -117,6 +149,15 @@ async fn run() -> Result<(), StartError> {
         {
             leptos_options.site_root = site.into();
         }
+    }
+    // A release build names the site's files after their content and lists the names in a
+    // file beside the binary (cargo-leptos's `hash-files`); the binary follows it wherever it
+    // runs, with or without cargo-leptos's environment.
+    if std::env::var_os("LEPTOS_HASH_FILES").is_none() {
+        leptos_options.hash_files = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join(&*leptos_options.hash_file)))
+            .is_some_and(|file| file.is_file());
     }
     let addr = leptos_options.site_addr;
     let state = build_state(&config, leptos_options).await?;

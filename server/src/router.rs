@@ -62,7 +62,7 @@ fn pages(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         // Outside the body limit, so its bare 413 gets a JSON body too.
         .layer(mw::from_fn(layers::api_error_status))
-        .layer(mw::from_fn(layers::no_store))
+        .layer(mw::from_fn(layers::caching))
         .layer(Extension(auth));
     for (name, value) in layers::security_headers() {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));

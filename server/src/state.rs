@@ -87,9 +87,10 @@ pub async fn build_state(
         .await
         .map_err(StartError::Sessions)?;
     tracing::info!(ended = sessions.ended_len(), purged, "sessions loaded");
-    // One core is left to the async runtime: a login storm must not stall every other request.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let hashers = cores.saturating_sub(1).max(1);
+    // A hashing thread per core, at a lower priority than the runtime's (see
+    // identity::credentials::password): sign-in uses the whole machine and a login storm still
+    // leaves every other request its latency.
+    let hashers = std::thread::available_parallelism().map_or(1, |n| n.get());
     if !config.trusted_proxies.is_empty() {
         tracing::info!(proxies = ?config.trusted_proxies, "client addresses are read from X-Forwarded-For when the peer is a trusted proxy");
     }

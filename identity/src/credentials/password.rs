@@ -7,6 +7,11 @@
 //! the old one is idle again, so its thread count drifts above the permits.) A login for an
 //! unknown user verifies against a dummy hash, so the answer takes the same time whether or not
 //! the username exists.
+//!
+//! There are as many hashing threads as cores, so sign-in can use the whole machine, and they
+//! run at a lower scheduling priority ([`HASHER_NICENESS`]): when a request is ready on the
+//! runtime, the kernel runs it ahead of a hash, so a login storm costs the other requests
+//! almost no latency, and hashing gets every cycle the runtime leaves.
 
 use argon2::{
     password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
@@ -22,6 +27,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub const MEMORY_KIB: u32 = 19_456;
 pub const ITERATIONS: u32 = 2;
 pub const PARALLELISM: u32 = 1;
+
+/// The hashing threads' niceness (0 is normal, 19 the lowest priority): when they compete with
+/// the runtime's threads for a core, they get about a tenth of it (the kernel's weights for
+/// niceness 10 and 0 are 110 and 1024), and all of it when the runtime is idle.
+pub const HASHER_NICENESS: i8 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
@@ -185,17 +195,21 @@ impl Hashers {
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(Self::NAME.into())
-                .spawn(move || loop {
-                    // One thread waits on the channel, the others on the lock; a poisoned lock
-                    // is impossible (nothing panics while holding it) but is not fatal either.
-                    let job = queue
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .recv();
-                    let Ok(job) = job else { return };
-                    // A panicking hash fails its own request (its answer channel is dropped),
-                    // never the thread.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        // One thread waits on the channel, the others on the lock; a poisoned
+                        // lock is impossible (nothing panics while holding it) but is not fatal
+                        // either.
+                        let job = queue
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        let Ok(job) = job else { return };
+                        // A panicking hash fails its own request (its answer channel is
+                        // dropped), never the thread.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
                 })
                 .map_err(|e| PasswordError::Hash(format!("cannot start a hashing thread: {e}")))?;
         }
@@ -219,6 +233,58 @@ impl Hashers {
             .map_err(|_| PasswordError::Closed)?;
         answered.await.map_err(|_| PasswordError::Panicked)
     }
+}
+
+/// Gives the calling thread [`HASHER_NICENESS`]. Where the system refuses (no such call on the
+/// platform, a sandbox forbidding it), hashing runs at normal priority: slower answers for the
+/// other requests during a login storm, nothing worse, so it is logged and not fatal.
+fn lower_priority() {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue};
+    // The crate maps 0..=99 onto niceness 19..=-20 (rounding toward 19); this is the value
+    // that lands on ours (a test reads the niceness back).
+    let value = ((19 - i32::from(HASHER_NICENESS)) * 99 / 39).clamp(0, 99);
+    let done = u8::try_from(value)
+        .ok()
+        .and_then(|v| ThreadPriorityValue::try_from(v).ok())
+        .ok_or_else(|| "no such priority".to_string())
+        .and_then(|v| {
+            thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(v))
+                .map_err(|e| format!("{e:?}"))
+        });
+    if let Err(e) = done {
+        tracing::warn!(error = %e, "cannot lower the hashing threads' priority; they run at normal priority");
+    }
+}
+
+/// Hashes a second of our parameters on `threads` threads at once, each hashing for `duration`
+/// at normal priority with nothing else of ours running: the machine's limit for password
+/// checks, which sign-in is measured against (`server hash-rate`).
+pub fn hash_rate(threads: usize, duration: std::time::Duration) -> Result<f64, PasswordError> {
+    let threads = threads.max(1);
+    let start = std::time::Instant::now();
+    let counts = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut hashed = 0u64;
+                    while start.elapsed() < duration {
+                        hash_blocking("a password of a typical length")?;
+                        hashed += 1;
+                    }
+                    Ok::<_, PasswordError>((hashed, start.elapsed()))
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().map_err(|_| PasswordError::Panicked)?)
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    // Each thread's own rate (it ends a hash after the deadline), summed.
+    Ok(counts
+        .iter()
+        .map(|(hashed, took)| *hashed as f64 / took.as_secs_f64())
+        .sum())
 }
 
 /// Counts a hash as running for as long as it lives, panics included.
@@ -371,6 +437,27 @@ mod tests {
         for _ in 0..2 {
             assert!(!p.verify("some password".into(), None).await.unwrap());
         }
+    }
+
+    /// The hashing threads run at the lower priority; the threads that ask for hashes do not.
+    #[tokio::test]
+    async fn hashing_threads_run_at_a_lower_priority() {
+        fn niceness() -> i64 {
+            // Field 19 of /proc/thread-self/stat, counted after the command's closing paren.
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            after.split(' ').nth(16).unwrap().parse().unwrap()
+        }
+        let p = Passwords::with_queue(2, 4).unwrap();
+        let seen = p.ticket().unwrap().run(niceness).await.unwrap();
+        assert_eq!(seen, i64::from(HASHER_NICENESS));
+        assert_eq!(niceness(), 0);
+    }
+
+    #[test]
+    fn the_hash_rate_counts_hashes_on_every_thread() {
+        let one = hash_rate(1, std::time::Duration::from_millis(300)).unwrap();
+        assert!(one > 1.0, "{one} hashes a second");
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! The layers in front of the pages and the API, one file each, in the order a request meets
 //! them (see `crate::router`, where they are put together):
 //!
-//! 1. [`headers`]: the security headers and `Cache-Control: no-store` every answer carries;
+//! 1. [`headers`]: the security headers every answer carries, and its `Cache-Control` (`no-store`
+//!    but for the site's files);
 //! 2. [`errors`]: the status and JSON body of what only a layer can answer for (a bare 413, a
 //!    server function's arguments Leptos could not decode);
 //! 3. the body-size limit (tower-http's), then [`origin`]: the CSRF check of a POST to `/api`;
@@ -20,7 +21,7 @@ pub mod refresh;
 
 pub use api_door::{api_requests, BODY_TIMEOUT};
 pub use errors::api_error_status;
-pub use headers::{no_store, security_headers, HSTS, NOSNIFF, NO_STORE};
+pub use headers::{caching, security_headers, HSTS, NOSNIFF, NO_STORE};
 pub use origin::same_origin_posts;
 pub use pages::{protect_pages, sessions_page};
 pub use refresh::{refresh_session, SessionOver, REFRESH_AHEAD_SECS};
