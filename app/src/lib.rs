@@ -2,6 +2,7 @@
 //! and the browser (feature `hydrate`). Server-only code lives behind `ssr`.
 
 pub mod api;
+pub mod clock;
 pub mod components;
 pub mod error;
 pub mod pages;
@@ -9,7 +10,6 @@ pub mod routes;
 /// Who is signed in, as the UI keeps it (`AuthState`, `use_auth()`): not to be confused with
 /// [`auth`] (the server side of the core) or `identity::Auth` (the core itself).
 pub mod signed_in;
-pub mod time_fmt;
 pub mod validate;
 
 #[cfg(feature = "ssr")]
@@ -67,6 +67,7 @@ pub fn App() -> impl IntoView {
 /// the router, which hands them the error of a form posted without JavaScript.
 #[component]
 fn Layout() -> impl IntoView {
+    clock::provide_clock();
     signed_in::provide_auth();
 
     // Set only in the browser, once the WASM has taken over the server-rendered page:

@@ -149,7 +149,7 @@ pub mod server {
     /// The sessions list of the sessions page. Everything that comes from a request (the user
     /// agent, above all: anyone signing in chooses it) is escaped.
     pub fn render_sessions(sessions: &[SessionInfo]) -> String {
-        use crate::time_fmt::utc;
+        use crate::clock::utc;
         use std::fmt::Write;
         let mut html = String::from(r#"<ul class="sessions" data-testid="sessions">"#);
         for s in sessions {

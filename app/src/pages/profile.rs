@@ -1,10 +1,10 @@
 use leptos::{either::EitherOf3, prelude::*};
 
 use crate::{
+    clock::LocalTime,
     components::nav::SignOutButton,
     routes,
     signed_in::{sign_in_when_signed_out, use_auth, SIGN_IN_AGAIN},
-    time_fmt::utc,
 };
 
 #[component]
@@ -24,9 +24,9 @@ pub fn ProfilePage() -> impl IntoView {
                             <dt>"Username"</dt>
                             <dd data-testid="profile-username">{user.username}</dd>
                             <dt>"Member since"</dt>
-                            <dd>{utc(user.created_at)}</dd>
+                            <dd><LocalTime at=user.created_at/></dd>
                             <dt>"Access token renews by"</dt>
-                            <dd data-testid="profile-expires">{utc(user.expires_at)}</dd>
+                            <dd data-testid="profile-expires"><LocalTime at=user.expires_at/></dd>
                         </dl>
                         <p class="actions">
                             // A page the server renders whole (see `pages::sessions`).
