@@ -20,7 +20,7 @@ pub use identity::store;
 use leptos::prelude::*;
 use leptos_router::{
     components::{Route, Router, Routes},
-    path, SsrMode, StaticSegment,
+    lazy_route, path, Lazy, LazyRoute, SsrMode, StaticSegment,
 };
 
 use pages::{AccountPage, HomePage, LoginPage, NotFound, ProfilePage, RegisterPage, SessionsPage};
@@ -83,11 +83,58 @@ fn Layout() -> impl IntoView {
                 <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
                 <Route path=(StaticSegment(LOGIN.segment()),) view=LoginPage ssr=SsrMode::Async/>
                 <Route path=(StaticSegment(REGISTER.segment()),) view=RegisterPage ssr=SsrMode::Async/>
-                <Route path=(StaticSegment(PROFILE.segment()),) view=ProfilePage ssr=SsrMode::Async/>
-                <Route path=(StaticSegment(SESSIONS.segment()),) view=SessionsPage ssr=SsrMode::Async/>
-                <Route path=(StaticSegment(ACCOUNT.segment()),) view=AccountPage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(PROFILE.segment()),) view={Lazy::<Profile>::new()} ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(SESSIONS.segment()),) view={Lazy::<Sessions>::new()} ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(ACCOUNT.segment()),) view={Lazy::<Account>::new()} ssr=SsrMode::Async/>
             </Routes>
         </main>
+    }
+}
+
+// The pages only a signed-in person opens are split out of the WASM a first visit downloads
+// (`cargo leptos build --split`): each is a chunk of its own, fetched when the router needs it
+// (hydrating such a page waits for its chunk; the server names it in the page's preload links).
+// Their data is the session's, already in the context, so `data()` has nothing to load.
+
+/// `/profile`, in a chunk of its own.
+struct Profile;
+
+#[lazy_route]
+impl LazyRoute for Profile {
+    fn data() -> Self {
+        Profile
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <ProfilePage/> }.into_any()
+    }
+}
+
+/// `/sessions`, in a chunk of its own.
+struct Sessions;
+
+#[lazy_route]
+impl LazyRoute for Sessions {
+    fn data() -> Self {
+        Sessions
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <SessionsPage/> }.into_any()
+    }
+}
+
+/// `/account`, in a chunk of its own.
+struct Account;
+
+#[lazy_route]
+impl LazyRoute for Account {
+    fn data() -> Self {
+        Account
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <AccountPage/> }.into_any()
     }
 }
 
