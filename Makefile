@@ -96,12 +96,14 @@ postgresql:
 
 # ---------------------------------------------------------------- the two commands
 
+# Every build of the site is split (`--split`): the pages only a signed-in person opens are lazy
+# routes (app/src/lib.rs) in WASM chunks of their own, and a WASM built without it cannot load.
 dev: tools
-	cargo leptos watch
+	cargo leptos watch --split
 
 # The same on PostgreSQL: a throwaway cluster, stopped and removed when the watch stops.
 dev-pg: tools postgresql
-	scripts/pg-tmp.sh run sh -c 'DATABASE_URL="$$DATABASE_URL_PG" cargo leptos watch'
+	scripts/pg-tmp.sh run sh -c 'DATABASE_URL="$$DATABASE_URL_PG" cargo leptos watch --split'
 
 test: tools chromium audit check test-rust fuzz e2e
 
@@ -165,7 +167,7 @@ test-rust: postgresql
 # The deployable release: dist/server finds dist/site beside itself and is configured by the
 # environment alone (README, "Deploying").
 dist: tools
-	cargo leptos build --release
+	cargo leptos build --release --split
 	rm -rf dist.tmp && mkdir -p dist.tmp
 	cp target/release/server dist.tmp/server
 	cp -r target/site dist.tmp/site
@@ -195,6 +197,6 @@ wrk:
 	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
 
 bench: tools wrk postgresql
-	cargo leptos build --release
+	cargo leptos build --release --split
 	cargo build --release -p bare
 	scripts/pg-tmp.sh run python3 bench/run.py
