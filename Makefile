@@ -17,10 +17,11 @@ CARGO_AUDIT_VERSION := 0.22.2
 ADVISORY_DB := $(abspath $(CURDIR)/../shared/advisory-db)
 # The CLI must match the wasm-bindgen crate in Cargo.lock exactly.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock)
-# The release build, one set of flags for every recipe and script that makes one: its static
+# The release build, one set of flags for every recipe and script that makes one: split (the
+# signed-in pages are lazy routes: a WASM built without --split cannot load them), and its static
 # files precompressed (brotli and gzip beside each file; the server sends whichever the browser
 # accepts).
-export RELEASE_BUILD_FLAGS := --release --precompress
+export RELEASE_BUILD_FLAGS := --release --split --precompress
 CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM_PATH ?= $(CHROMIUM)
 
@@ -100,12 +101,14 @@ postgresql:
 
 # ---------------------------------------------------------------- the two commands
 
+# Every build of the site is split (`--split`): the pages only a signed-in person opens are lazy
+# routes (app/src/lib.rs) in WASM chunks of their own, and a WASM built without it cannot load.
 dev: tools
-	cargo leptos watch
+	cargo leptos watch --split
 
 # The same on PostgreSQL: a throwaway cluster, stopped and removed when the watch stops.
 dev-pg: tools postgresql
-	scripts/pg-tmp.sh run sh -c 'DATABASE_URL="$$DATABASE_URL_PG" cargo leptos watch'
+	scripts/pg-tmp.sh run sh -c 'DATABASE_URL="$$DATABASE_URL_PG" cargo leptos watch --split'
 
 test: tools chromium audit check test-rust fuzz e2e
 

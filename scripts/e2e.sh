@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The browser tests: the release build served on a free loopback port with a fresh database,
-# driven by Playwright (`cargo leptos end-to-end --release`). The https tests also start
+# driven by Playwright (`cargo leptos end-to-end --release --split`). The https tests also start
 # dist/server in production mode behind Caddy (end2end/global-setup.ts).
 #
 #   scripts/e2e.sh      (run by `make e2e`, which first installs the tools, Chromium and Caddy
@@ -26,7 +26,7 @@ echo "end-to-end: server on 127.0.0.1:$port, database in $dir"
 
 status=0
 LEPTOS_SITE_ADDR=127.0.0.1:$port DATABASE_URL=sqlite://$dir/app.db DATA_DIR=$dir \
-  RUST_LOG=${RUST_LOG:-warn} cargo leptos end-to-end ${RELEASE_BUILD_FLAGS:---release --precompress} 2>&1 | tee "$log" || status=$?
+  RUST_LOG=${RUST_LOG:-warn} cargo leptos end-to-end ${RELEASE_BUILD_FLAGS:---release --split --precompress} 2>&1 | tee "$log" || status=$?
 
 # Playwright's summary lines: "  12 passed (1.2m)", "  1 failed", "  2 did not run"...
 count() {

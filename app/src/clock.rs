@@ -2,14 +2,19 @@
 //! server's first paint and after hydration.
 //!
 //! The browser knows both (its `Intl.DateTimeFormat`); the server learns them from a cookie the
-//! browser writes after its first visit (`clock`): the IANA zone, and a pattern read off the
-//! browser's own formatting of a known date (`%-d.%-m.%Y, %H:%M` for German, `%-m/%-d/%Y,
-//! %-I:%M %p` with `AM`/`PM` for American English). Until the cookie exists, times are shown in
-//! UTC and say so. Both sides turn a time into its wall-clock fields in the zone (the server with
-//! jiff's copy of the time-zone database, the browser with its own) and write those fields
-//! through the same pattern with the same code, so hydration finds the text it would have
-//! written: nothing changes on screen. A new cookie (a first visit, a journey to another zone)
-//! is read from the next page load on, never swapped in under the reader's eyes.
+//! browser writes on its first visit (`clock`, by a few lines of script in every page,
+//! [`CLOCK_SCRIPT`]): the IANA zone, and a pattern read off the browser's own formatting of a
+//! known date (`%-d.%-m.%Y, %-H:%M` for German, `%-m/%-d/%Y, %-I:%M %p` with `AM`/`PM` for
+//! American English). Until the cookie exists, times are shown in UTC and say so.
+//!
+//! The server names the clock it wrote the page with in the page itself (`<meta name="clock">`),
+//! and the browser's code writes times with that clock for as long as the page lives: a new
+//! cookie (a first visit, a journey to another zone) is used from the next page load on, never
+//! swapped in under the reader's eyes. Both sides turn a time into its wall-clock fields in the
+//! zone (the server with jiff's copy of the time-zone database, the browser with its own) and
+//! write those fields through the same pattern with the same code, so hydration finds the text
+//! it would have written: nothing changes on screen. None of this is in the WASM a first visit
+//! downloads: only the pages that show times (lazy routes) carry it.
 //!
 //! The cookie is the reader's own input (anyone can write any value into their own cookie), so
 //! it is parsed strictly and bounded; anything unexpected means UTC.
@@ -79,23 +84,42 @@ const MAX_PERIOD: usize = 16;
 const VERSION: &str = "1";
 
 impl Clock {
-    /// The clock of this page: on the server, from the request's cookie (a cookie naming a
-    /// zone the server does not know counts as none); in the browser, from the same cookie,
-    /// which the server saw. Provided once by the app, read by [`use_clock`].
-    pub fn of_this_page() -> Self {
-        let cookie = cookie_value();
-        let local = cookie.as_deref().and_then(Local::parse);
-        #[cfg(feature = "ssr")]
-        let local = {
-            let local = local.filter(|l| jiff::tz::TimeZone::get(&l.zone).is_ok());
-            // A cookie the server cannot use goes, in this very answer: the browser then
-            // hydrates without it too, and writes the same times the server did.
-            if cookie.is_some() && local.is_none() {
-                forget_cookie();
-            }
-            local
-        };
+    /// The clock of the page being rendered, from the request's cookie; a cookie the server
+    /// cannot use (malformed, or naming a zone it does not know) is deleted in this answer.
+    #[cfg(feature = "ssr")]
+    fn of_this_request() -> Self {
+        let cookie = use_context::<http::request::Parts>().and_then(|p| cookie_in(&p.headers));
+        let clock = Self::from_cookie(cookie.as_deref());
+        if cookie.is_some() && clock.local.is_none() {
+            forget_cookie();
+        }
+        clock
+    }
+
+    #[cfg(feature = "ssr")]
+    fn from_cookie(value: Option<&str>) -> Self {
+        let local = value
+            .and_then(Local::parse)
+            .filter(|l| jiff::tz::TimeZone::get(&l.zone).is_ok());
         Self { local }
+    }
+
+    /// What the page's `<meta name="clock">` says: the clock in the cookie's own form, or
+    /// nothing for UTC.
+    #[cfg(feature = "ssr")]
+    fn meta(&self) -> String {
+        self.local
+            .as_ref()
+            .map(Local::to_cookie)
+            .unwrap_or_default()
+    }
+
+    /// The clock a request's cookie names, for work done before the page renders (a layer);
+    /// the page itself ([`ClockMeta`]) reads the same cookie and deletes it when the server
+    /// cannot use it.
+    #[cfg(feature = "ssr")]
+    pub fn of_request(headers: &http::HeaderMap) -> Self {
+        Self::from_cookie(cookie_in(headers).as_deref())
     }
 
     /// `unix` written for the reader: `"3.12.2026, 01:08"`, or `"2026-12-03 00:08 UTC"`.
@@ -149,7 +173,7 @@ impl Local {
     }
 
     /// The cookie's value for this clock (see [`Local::parse`]).
-    #[cfg(any(feature = "hydrate", test))]
+    #[cfg(any(feature = "ssr", test))]
     fn to_cookie(&self) -> String {
         let raw = format!(
             "{VERSION}|{}|{}|{}|{}",
@@ -264,7 +288,7 @@ fn parse_pattern(pattern: &str) -> Option<Vec<Piece>> {
     complete.then_some(pieces)
 }
 
-#[cfg(any(feature = "hydrate", test))]
+#[cfg(any(feature = "ssr", test))]
 fn write_pattern(pieces: &[Piece]) -> String {
     let mut out = String::new();
     for piece in pieces {
@@ -299,7 +323,7 @@ fn write_pattern(pieces: &[Piece]) -> String {
 
 /// Percent-encoding of everything but unreserved characters (what `encodeURIComponent` leaves
 /// alone, less `!'()*`): safe in a cookie value.
-#[cfg(any(feature = "hydrate", test))]
+#[cfg(any(feature = "ssr", test))]
 fn percent_encode(raw: &str) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(raw.len());
@@ -331,29 +355,13 @@ fn percent_decode(encoded: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The `clock` cookie of this request (server) or this document (browser).
-fn cookie_value() -> Option<String> {
-    #[cfg(feature = "ssr")]
-    {
-        let parts = use_context::<http::request::Parts>()?;
-        let found = parts
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|h| h.to_str().ok())
-            .find_map(|h| find_cookie(h, COOKIE).map(str::to_owned));
-        found
-    }
-    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
-    {
-        browser::document_cookie()
-            .as_deref()
-            .and_then(|all| find_cookie(all, COOKIE).map(str::to_owned))
-    }
-    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
-    {
-        None
-    }
+#[cfg(feature = "ssr")]
+fn cookie_in(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .find_map(|h| find_cookie(h, COOKIE).map(str::to_owned))
 }
 
 #[cfg(feature = "ssr")]
@@ -366,6 +374,7 @@ fn forget_cookie() {
     }
 }
 
+#[cfg(any(feature = "ssr", test))]
 fn find_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header.split(';').find_map(|pair| {
         let (key, value) = pair.trim().split_once('=')?;
@@ -398,18 +407,67 @@ fn zone_fields(zone: &str, unix: i64) -> Option<Fields> {
     }
 }
 
-/// The page's clock (UTC when the app provided none).
+/// The page's clock: on the server, the one [`provide_page_clock`] provided for this request;
+/// in the browser, the one the server named in the page.
 pub fn use_clock() -> Clock {
-    use_context::<Clock>().unwrap_or_default()
+    #[cfg(feature = "ssr")]
+    {
+        use_context::<Clock>().unwrap_or_default()
+    }
+    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
+    {
+        browser::page_clock()
+    }
+    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
+    {
+        Clock::default()
+    }
 }
 
-/// Provides the page's clock; in the browser, once the page is hydrated, writes the cookie that
-/// tells the server the reader's zone and pattern (when it is missing or out of date).
-pub fn provide_clock() {
-    provide_context(Clock::of_this_page());
-    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
-    Effect::new(|_| browser::remember());
+/// Provides the clock of the page being rendered to every view under the caller (the shell,
+/// so that the whole document sees it), and returns what [`ClockMeta`] writes for the browser.
+#[cfg(feature = "ssr")]
+pub fn provide_page_clock() -> String {
+    let clock = Clock::of_this_request();
+    let meta = clock.meta();
+    provide_context(clock);
+    meta
 }
+
+/// In the document's head: the clock this page is written with (`<meta name="clock">`, read by
+/// the browser's code; `meta` from [`provide_page_clock`]), and the script that keeps the
+/// `clock` cookie up to date for the next page. Server-rendered only (the shell is never
+/// hydrated).
+#[component]
+pub fn ClockMeta(meta: String) -> impl IntoView {
+    let nonce = leptos::nonce::use_nonce();
+    view! {
+        <meta name="clock" content=meta/>
+        <script nonce=nonce inner_html=CLOCK_SCRIPT></script>
+    }
+}
+
+/// Writes the `clock` cookie when it is missing or differs from what this browser would write:
+/// the zone, and the pattern read off `Intl`'s formatting of 2001-02-03 04:05 and 16:05 local
+/// time (every field one digit where it can be, so a leading zero shows where the language
+/// pads), numbers in Latin digits, the Gregorian calendar. A browser that cannot do it (no
+/// `Intl`, a part we do not know) writes nothing: its times stay in UTC.
+pub const CLOCK_SCRIPT: &str = r#"(()=>{try{
+const f=new Intl.DateTimeFormat(undefined,{year:"numeric",month:"numeric",day:"numeric",hour:"numeric",minute:"2-digit",numberingSystem:"latn",calendar:"gregory"});
+const o=f.resolvedOptions(),h={h12:"I",h11:"K",h24:"k"}[o.hourCycle]||"H";
+const at=n=>f.formatToParts(new Date(2001,1,3,n,5)),am=at(4),pm=at(16);
+const clean=t=>t.replace(/[|]/g," ");
+const period=ps=>clean((ps.find(p=>p.type==="dayPeriod")||{value:""}).value);
+const spec={year:"%Y",month:"%m",day:"%d",hour:"%"+h,minute:"%M",dayPeriod:"%p"};
+let pattern="";
+for(const p of am){
+if(p.type==="literal"){pattern+=clean(p.value).replace(/%/g,"%%");continue;}
+const s=spec[p.type];if(!s)return;
+pattern+=("mdHIKk".includes(s[1])&&!p.value.startsWith("0"))?"%-"+s[1]:s;}
+const v=encodeURIComponent(["1",o.timeZone,pattern,period(am),period(pm)].join("|"));
+if(document.cookie.split("; ").includes("clock="+v))return;
+document.cookie="clock="+v+"; Path=/; Max-Age=31536000; SameSite=Lax"+(location.protocol==="https:"?"; Secure":"");
+}catch(e){}})();"#;
 
 /// A time for the reader: `<time datetime="2026-12-03T00:08:00Z">3.12.2026, 01:08</time>`.
 #[component]
@@ -459,11 +517,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// The browser's side: `Intl.DateTimeFormat`, reached through `Reflect` so that a value it
-/// refuses (a zone it does not know) is an `Err`, never an exception thrown through the WASM.
+/// The browser's side: the page's clock, and `Intl.DateTimeFormat` for the zone's wall-clock
+/// fields, reached through `Reflect` so that a value it refuses (a zone it does not know) is an
+/// `Err`, never an exception thrown through the WASM.
 #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
 mod browser {
-    use super::{Cycle, Fields, Local, Piece, COOKIE};
+    use super::{Clock, Fields, Local};
     use js_sys::{Array, Function, Object, Reflect};
     use std::cell::RefCell;
     use wasm_bindgen::{JsCast, JsValue};
@@ -472,79 +531,73 @@ mod browser {
         Reflect::get(target, &JsValue::from_str(key)).ok()
     }
 
-    fn document() -> Option<JsValue> {
-        get(&js_sys::global(), "document")
+    fn call(target: &JsValue, method: &str, arg: &JsValue) -> Option<JsValue> {
+        let f: Function = get(target, method)?.dyn_into().ok()?;
+        f.call1(target, arg).ok()
     }
 
-    pub(super) fn document_cookie() -> Option<String> {
-        get(&document()?, "cookie")?.as_string()
+    fn read_page_clock() -> Option<Local> {
+        let document = get(&js_sys::global(), "document")?;
+        let meta = call(
+            &document,
+            "querySelector",
+            &JsValue::from_str("meta[name=clock]"),
+        )?;
+        Local::parse(&get(&meta, "content")?.as_string()?)
     }
-
-    /// `new Intl.DateTimeFormat(locale, options)`, or `None` where the browser refuses it.
-    fn date_format(locale: Option<&str>, options: &[(&str, &str)]) -> Option<JsValue> {
-        let intl = get(&js_sys::global(), "Intl")?;
-        let constructor: Function = get(&intl, "DateTimeFormat")?.dyn_into().ok()?;
-        let opts = Object::new();
-        for (key, value) in options {
-            Reflect::set(&opts, &JsValue::from_str(key), &JsValue::from_str(value)).ok()?;
-        }
-        let locales = match locale {
-            Some(l) => Array::of1(&JsValue::from_str(l)).into(),
-            None => JsValue::UNDEFINED,
-        };
-        Reflect::construct(&constructor, &Array::of2(&locales, &opts)).ok()
-    }
-
-    /// `format.formatToParts(new Date(ms))` as (type, value) pairs.
-    fn parts(format: &JsValue, ms: f64) -> Option<Vec<(String, String)>> {
-        let to_parts: Function = get(format, "formatToParts")?.dyn_into().ok()?;
-        let date = js_sys::Date::new(&JsValue::from_f64(ms));
-        let parts: Array = to_parts.call1(format, &date).ok()?.dyn_into().ok()?;
-        parts
-            .iter()
-            .map(|p| {
-                Some((
-                    get(&p, "type")?.as_string()?,
-                    get(&p, "value")?.as_string()?,
-                ))
-            })
-            .collect()
-    }
-
-    /// The fields every format here asks for: numbers in Latin digits, the Gregorian calendar.
-    const NUMERIC: [(&str, &str); 7] = [
-        ("year", "numeric"),
-        ("month", "numeric"),
-        ("day", "numeric"),
-        ("hour", "numeric"),
-        ("minute", "2-digit"),
-        ("numberingSystem", "latn"),
-        ("calendar", "gregory"),
-    ];
 
     thread_local! {
+        /// The clock the server named in this page, read once.
+        static PAGE: Clock = Clock { local: read_page_clock() };
         /// The last zone's formatter: making one costs far more than using it.
         static ZONE: RefCell<Option<(String, JsValue)>> = const { RefCell::new(None) };
     }
 
+    pub(super) fn page_clock() -> Clock {
+        PAGE.with(Clock::clone)
+    }
+
+    /// A formatter of the wall-clock fields in `zone`: numbers in Latin digits, 0–23 hours.
+    fn zone_format(zone: &str) -> Option<JsValue> {
+        let intl = get(&js_sys::global(), "Intl")?;
+        let constructor: Function = get(&intl, "DateTimeFormat")?.dyn_into().ok()?;
+        let options = Object::new();
+        for (key, value) in [
+            ("timeZone", zone),
+            ("hourCycle", "h23"),
+            ("year", "numeric"),
+            ("month", "numeric"),
+            ("day", "numeric"),
+            ("hour", "numeric"),
+            ("minute", "numeric"),
+            ("numberingSystem", "latn"),
+            ("calendar", "gregory"),
+        ] {
+            Reflect::set(&options, &JsValue::from_str(key), &JsValue::from_str(value)).ok()?;
+        }
+        let locales = Array::of1(&JsValue::from_str("en-US"));
+        Reflect::construct(&constructor, &Array::of2(&locales, &options)).ok()
+    }
+
     pub(super) fn zone_fields(zone: &str, unix: i64) -> Option<Fields> {
-        let format = ZONE.with_borrow_mut(|cached| {
-            if let Some((z, f)) = cached.as_ref().filter(|(z, _)| z == zone) {
-                let _ = z;
-                return Some(f.clone());
+        let format = ZONE.with_borrow_mut(|cached| match cached {
+            Some((z, f)) if z == zone => Some(f.clone()),
+            _ => {
+                let f = zone_format(zone)?;
+                *cached = Some((zone.to_owned(), f.clone()));
+                Some(f)
             }
-            let mut options = NUMERIC.to_vec();
-            options.extend([("timeZone", zone), ("hourCycle", "h23")]);
-            let f = date_format(Some("en-US"), &options)?;
-            *cached = Some((zone.to_owned(), f.clone()));
-            Some(f)
         })?;
-        let parts = parts(&format, unix as f64 * 1000.0)?;
+        let date = js_sys::Date::new(&JsValue::from_f64(unix as f64 * 1000.0));
+        let parts: Array = call(&format, "formatToParts", &date)?.dyn_into().ok()?;
         let number = |kind: &str| -> Option<u32> {
-            parts
-                .iter()
-                .find(|(t, _)| t == kind)
-                .and_then(|(_, v)| v.parse().ok())
+            parts.iter().find_map(|p| {
+                if get(&p, "type")?.as_string()? == kind {
+                    get(&p, "value")?.as_string()?.parse().ok()
+                } else {
+                    None
+                }
+            })
         };
         Some(Fields {
             year: i64::from(number("year")?),
@@ -554,94 +607,6 @@ mod browser {
             hour: number("hour")? % 24,
             minute: number("minute")?,
         })
-    }
-
-    /// The reader's zone and pattern, read off the browser's own formatting of
-    /// 2001-02-03 04:05 and 16:05 local time (every field one digit where it can be, so a
-    /// leading zero shows where the language pads).
-    fn reader() -> Option<Local> {
-        let format = date_format(None, &NUMERIC)?;
-        let resolved = Reflect::apply(
-            &get(&format, "resolvedOptions")?
-                .dyn_into::<Function>()
-                .ok()?,
-            &format,
-            &Array::new(),
-        )
-        .ok()?;
-        let zone = get(&resolved, "timeZone")?.as_string()?;
-        let cycle = match get(&resolved, "hourCycle")
-            .and_then(|c| c.as_string())
-            .as_deref()
-        {
-            Some("h12") => Cycle::H12,
-            Some("h11") => Cycle::H11,
-            Some("h24") => Cycle::H24,
-            _ => Cycle::H23,
-        };
-        let local_ms = |hour: u32| {
-            js_sys::Date::new_with_year_month_day_hr_min(2001, 1, 3, hour as i32, 5).get_time()
-        };
-        let morning = parts(&format, local_ms(4))?;
-        let afternoon = parts(&format, local_ms(16))?;
-        let period = |parts: &[(String, String)]| {
-            parts
-                .iter()
-                .find(|(t, _)| t == "dayPeriod")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        let mut pattern = Vec::new();
-        for (kind, value) in &morning {
-            let pad = value.starts_with('0');
-            pattern.push(match kind.as_str() {
-                "year" => Piece::Year,
-                "month" => Piece::Month { pad },
-                "day" => Piece::Day { pad },
-                "hour" => Piece::Hour { cycle, pad },
-                "minute" => Piece::Minute,
-                "dayPeriod" => Piece::DayPeriod,
-                "literal" => Piece::Text(value.replace('|', " ")),
-                _ => return None,
-            });
-        }
-        let local = Local {
-            zone,
-            pattern,
-            am: period(&morning).replace('|', " "),
-            pm: period(&afternoon).replace('|', " "),
-        };
-        // Only what the server will accept back.
-        Local::parse(&local.to_cookie()).filter(|parsed| *parsed == local)
-    }
-
-    /// Writes the cookie when it is missing or says something else than this browser would.
-    pub(super) fn remember() {
-        let Some(local) = reader() else { return };
-        let value = local.to_cookie();
-        let current = document_cookie();
-        if current
-            .as_deref()
-            .and_then(|all| super::find_cookie(all, COOKIE))
-            == Some(value.as_str())
-        {
-            return;
-        }
-        let secure = get(&js_sys::global(), "location")
-            .and_then(|l| get(&l, "protocol"))
-            .and_then(|p| p.as_string())
-            .is_some_and(|p| p == "https:");
-        let cookie = format!(
-            "{COOKIE}={value}; Path=/; Max-Age=31536000; SameSite=Lax{}",
-            if secure { "; Secure" } else { "" }
-        );
-        if let Some(document) = document() {
-            let _ = Reflect::set(
-                &document,
-                &JsValue::from_str("cookie"),
-                &JsValue::from_str(&cookie),
-            );
-        }
     }
 }
 

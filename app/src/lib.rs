@@ -20,7 +20,7 @@ pub use identity::store;
 use leptos::prelude::*;
 use leptos_router::{
     components::{Route, Router, Routes},
-    path, SsrMode, StaticSegment,
+    lazy_route, path, Lazy, LazyRoute, SsrMode, StaticSegment,
 };
 
 use pages::{AccountPage, HomePage, LoginPage, NotFound, ProfilePage, RegisterPage, SessionsPage};
@@ -30,6 +30,10 @@ use routes::{ACCOUNT, LOGIN, PROFILE, REGISTER, SESSIONS};
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     #[cfg(feature = "ssr")]
     set_content_security_policy(&options);
+    #[cfg(feature = "ssr")]
+    let clock_meta = clock::provide_page_clock();
+    #[cfg(not(feature = "ssr"))]
+    let clock_meta = String::new();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -45,6 +49,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 />
                 // Named here, so a browser never asks for a missing /favicon.ico.
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg"/>
+                <clock::ClockMeta meta=clock_meta/>
                 <link rel="stylesheet" id="leptos" href=stylesheet_href(&options)/>
             </head>
             <body>
@@ -67,7 +72,6 @@ pub fn App() -> impl IntoView {
 /// the router, which hands them the error of a form posted without JavaScript.
 #[component]
 fn Layout() -> impl IntoView {
-    clock::provide_clock();
     signed_in::provide_auth();
 
     // Set only in the browser, once the WASM has taken over the server-rendered page:
@@ -84,9 +88,9 @@ fn Layout() -> impl IntoView {
                 <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
                 <Route path=(StaticSegment(LOGIN.segment()),) view=LoginPage ssr=SsrMode::Async/>
                 <Route path=(StaticSegment(REGISTER.segment()),) view=RegisterPage ssr=SsrMode::Async/>
-                <Route path=(StaticSegment(PROFILE.segment()),) view=ProfilePage ssr=SsrMode::Async/>
-                <Route path=(StaticSegment(SESSIONS.segment()),) view=SessionsPage ssr=SsrMode::Async/>
-                <Route path=(StaticSegment(ACCOUNT.segment()),) view=AccountPage ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(PROFILE.segment()),) view={Lazy::<Profile>::new()} ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(SESSIONS.segment()),) view={Lazy::<Sessions>::new()} ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(ACCOUNT.segment()),) view={Lazy::<Account>::new()} ssr=SsrMode::Async/>
             </Routes>
         </main>
     }
@@ -125,6 +129,53 @@ fn stylesheet_href(options: &LeptosOptions) -> String {
     }
     #[cfg(not(feature = "ssr"))]
     format!("/{}/{}.css", options.site_pkg_dir, options.output_name)
+}
+
+// The pages only a signed-in person opens are split out of the WASM a first visit downloads
+// (`cargo leptos build --split`): each is a chunk of its own, fetched when the router needs it
+// (hydrating such a page waits for its chunk; the server names it in the page's preload links).
+// Their data is the session's, already in the context, so `data()` has nothing to load.
+
+/// `/profile`, in a chunk of its own.
+struct Profile;
+
+#[lazy_route]
+impl LazyRoute for Profile {
+    fn data() -> Self {
+        Profile
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <ProfilePage/> }.into_any()
+    }
+}
+
+/// `/sessions`, in a chunk of its own.
+struct Sessions;
+
+#[lazy_route]
+impl LazyRoute for Sessions {
+    fn data() -> Self {
+        Sessions
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <SessionsPage/> }.into_any()
+    }
+}
+
+/// `/account`, in a chunk of its own.
+struct Account;
+
+#[lazy_route]
+impl LazyRoute for Account {
+    fn data() -> Self {
+        Account
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <AccountPage/> }.into_any()
+    }
 }
 
 /// Content-Security-Policy for a rendered page. Scripts run only from this site or inline with

@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { hydrated } from './helpers';
+import { hydrated, registerByApi, signIn, uniqueUser } from './helpers';
 
 test('the home page is rendered on the server (JavaScript off)', async ({ browser }) => {
   const context = await browser.newContext({ javaScriptEnabled: false });
@@ -76,4 +76,56 @@ test('every page names its icon and a description, and the icon is served', asyn
   expect(res.status()).toBe(200);
   expect(res.headers()['content-type']).toContain('image/svg+xml');
   expect(await res.text()).toContain('<svg');
+});
+
+/** The WASM files a page fetched, by name (`authapp.wasm`, `split___profile_view_….wasm`). */
+function wasmFetched(page: import('@playwright/test').Page): string[] {
+  const names: string[] = [];
+  page.on('requestfinished', (req) => {
+    const name = new URL(req.url()).pathname.split('/').pop() ?? '';
+    if (name.endsWith('.wasm')) names.push(name);
+  });
+  return names;
+}
+
+test('a first visit fetches the main WASM alone; a signed-in page fetches its own chunk and hydrates', async ({ page, request }) => {
+  const problems: string[] = [];
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') problems.push(`console: ${msg.text()}`);
+  });
+  page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+  const fetched = wasmFetched(page);
+
+  for (const path of ['/', '/login', '/register']) {
+    await page.goto(path);
+    await hydrated(page);
+  }
+  expect(fetched.length).toBeGreaterThan(0);
+  expect(fetched.filter((name) => name !== 'authapp.wasm' && !/^authapp\.[\w-]+\.wasm$/.test(name))).toEqual([]);
+
+  // Signed in, a full load of each signed-in page hydrates it with its chunk.
+  const user = uniqueUser('split');
+  await registerByApi(request, user);
+  await page.goto('/login');
+  await hydrated(page);
+  await signIn(page, user);
+  await expect(page.getByTestId('profile-username')).toHaveText(user);
+  for (const [path, chunk, ready] of [
+    ['/profile', 'profile_view', page.getByTestId('profile-username')],
+    ['/sessions', 'sessions_view', page.getByTestId('sessions')],
+    ['/account', 'account_view', page.getByRole('heading', { name: 'Password and account' })],
+  ] as const) {
+    fetched.length = 0;
+    await page.goto(path);
+    await hydrated(page);
+    await expect(ready).toBeVisible();
+    expect(fetched.some((name) => name.includes(chunk)), `${path}: ${fetched}`).toBe(true);
+  }
+  // A client-side navigation to a lazy page renders it (the account page, from the profile).
+  await page.goto('/profile');
+  await hydrated(page);
+  await page.getByRole('link', { name: 'Password and account' }).click();
+  await expect(page).toHaveURL(/\/account$/);
+  await expect(page.getByRole('heading', { name: 'Password and account' })).toBeVisible();
+  expect(problems).toEqual([]);
 });

@@ -34,7 +34,7 @@ async function watchTimes(page: Page) {
   });
 }
 
-test('the first visit shows UTC, labelled, and remembers the reader\'s zone and format for the next', async ({ browser }) => {
+test('the first visit shows UTC, labelled, and remembers the reader\'s zone and format for the next page load', async ({ browser }) => {
   const context = await browser.newContext({ locale: 'de-DE', timezoneId: 'Europe/Berlin' });
   const page = await context.newPage();
   const user = uniqueUser('clock');
@@ -93,6 +93,13 @@ for (const [locale, timezoneId, pattern] of [
     await expect(page.getByTestId('profile-expires')).toHaveText(shown);
     // (and the watcher does see what the browser renders: it is not blind)
     expect((await page.evaluate(() => (window as any).timeChanges)).length).toBeGreaterThan(0);
+
+    // The sessions page writes its times with the same clock.
+    await page.goto('/sessions');
+    const session = page.getByTestId('session').first();
+    await expect(session).not.toContainText('UTC');
+    const sessionText = (await session.textContent())!;
+    expect(sessionText).toMatch(new RegExp(pattern.source.slice(1, -1)));
     await context.close();
   });
 }

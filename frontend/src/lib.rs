@@ -8,5 +8,6 @@ pub fn hydrate() {
     // WASM small.
     #[cfg(debug_assertions)]
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // Waits for the chunk of a lazily loaded page (see `app::App`) before hydrating it.
+    leptos::mount::hydrate_lazy(app::App);
 }

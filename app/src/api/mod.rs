@@ -27,7 +27,7 @@ pub use account::{
 };
 pub use sessions::{
     end_other_sessions, end_session, list_sessions, EndOtherSessions, EndSession, ListSessions,
-    SessionInfo, SessionsEnded, SessionsFragment,
+    SessionInfo, SessionRow, SessionsEnded, SessionsList,
 };
 pub use sign_in::{
     login, logout, refresh, register, LoggedOut, Login, Logout, Refresh, Register, Registered,
@@ -69,7 +69,7 @@ pub mod server {
 
     pub use super::{
         account::server::me_handler,
-        sessions::server::{render_sessions, sessions_fragment},
+        sessions::server::{session_row, sessions_list},
     };
 
     /// Gives a server function's error its own status and headers (401 with a challenge, 429

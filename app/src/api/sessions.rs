@@ -27,10 +27,109 @@ pub struct SessionInfo {
     pub current: bool,
 }
 
-/// The sessions list of the sessions page as HTML, rendered on the server for the request (see
-/// [`crate::pages::sessions`]).
+/// The sessions list as the sessions page shows it, prepared on the server for the request (see
+/// [`crate::pages::sessions`]): the rows, or why they could not be read.
+///
+/// It travels in the page as text ([`Display`](std::fmt::Display) on the server,
+/// [`FromStr`](std::str::FromStr) in the browser): a first line `rows` or `error`, then one line
+/// per row with its fields separated by tabs, or the error's text. Decoding that takes a few
+/// lines of WASM, where a derived `Deserialize` would bring serde's decoding of structs,
+/// sequences and options for these types into it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionsFragment(pub String);
+pub struct SessionsList(pub Result<Vec<SessionRow>, String>);
+
+/// One row of the sessions page, every value already worded and formatted, so that the browser
+/// needs neither the data's types nor the formatting code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// "Chrome on Linux".
+    pub device: String,
+    /// The client's address, or "unknown".
+    pub address: String,
+    pub signed_in: String,
+    pub last_active: String,
+    /// The session's id and its "Sign out" button's accessible name; `None` for the session of
+    /// this request ("This device"), which is ended by signing out.
+    pub sign_out: Option<(String, String)>,
+}
+
+impl std::fmt::Display for SessionsList {
+    /// Control characters (tabs and line breaks among them) in a value are written as spaces:
+    /// they would end its field or its row.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        let plain = |f: &mut std::fmt::Formatter<'_>, text: &str| {
+            text.chars()
+                .try_for_each(|c| f.write_char(if c.is_control() { ' ' } else { c }))
+        };
+        match &self.0 {
+            Ok(rows) => {
+                f.write_str("rows")?;
+                for row in rows {
+                    let SessionRow {
+                        device,
+                        address,
+                        signed_in,
+                        last_active,
+                        sign_out,
+                    } = row;
+                    let sign_out = sign_out.iter().flat_map(|(id, label)| [id, label]);
+                    for (i, field) in [device, address, signed_in, last_active]
+                        .into_iter()
+                        .chain(sign_out)
+                        .enumerate()
+                    {
+                        f.write_char(if i == 0 { '\n' } else { '\t' })?;
+                        plain(f, field)?;
+                    }
+                }
+                Ok(())
+            }
+            Err(error) => {
+                f.write_str("error\n")?;
+                plain(f, error)
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for SessionsList {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        if let Some(error) = text.strip_prefix("error\n") {
+            return Ok(SessionsList(Err(error.to_string())));
+        }
+        let mut lines = text.split('\n');
+        if lines.next() != Some("rows") {
+            return Err(());
+        }
+        let mut rows = Vec::new();
+        for line in lines {
+            rows.push(SessionRow::from_line(line).ok_or(())?);
+        }
+        Ok(SessionsList(Ok(rows)))
+    }
+}
+
+impl SessionRow {
+    /// Four fields, or six with the sign-out's.
+    fn from_line(line: &str) -> Option<Self> {
+        let mut fields = line.split('\t').map(str::to_string);
+        let row = SessionRow {
+            device: fields.next()?,
+            address: fields.next()?,
+            signed_in: fields.next()?,
+            last_active: fields.next()?,
+            sign_out: match (fields.next(), fields.next()) {
+                (Some(id), Some(label)) => Some((id, label)),
+                (None, _) => None,
+                (Some(_), None) => return None,
+            },
+        };
+        fields.next().is_none().then_some(row)
+    }
+}
 
 /// The answer to ending sessions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,13 +183,14 @@ impl From<super::contract::NoFields> for EndOtherSessions {
 #[cfg(feature = "ssr")]
 pub mod server {
     use super::*;
-    use crate::api::{escape, server::*};
+    use crate::api::server::*;
     use crate::auth::{
         access::AuthUser,
         sessions::{describe_device, EndReason},
         tokens::access::now_unix,
         Auth, HealthAnswer,
     };
+    use crate::clock::Clock;
     use leptos_axum::redirect;
 
     pub async fn list_sessions() -> Result<Vec<SessionInfo>, ApiError> {
@@ -109,29 +209,23 @@ pub mod server {
             .collect())
     }
 
-    /// The sessions list of the sessions page, rendered for `user` (see
-    /// [`crate::pages::sessions`]).
-    pub async fn sessions_fragment(auth: &Auth, user: &AuthUser) -> SessionsFragment {
+    /// The sessions list of the sessions page, prepared for `user` with times written by
+    /// `clock` (see [`crate::pages::sessions`]).
+    pub async fn sessions_list(auth: &Auth, user: &AuthUser, clock: &Clock) -> SessionsList {
         let listed = match auth.health.check() {
             Ok(()) => auth.sessions.list(user.user_id, now_unix()).await,
             Err(e) => Err(e.into()),
         };
-        match listed {
-            Ok(sessions) => {
-                let listed: Vec<SessionInfo> = sessions
-                    .into_iter()
-                    .map(|s| session_info(s, user.session_id))
-                    .collect();
-                SessionsFragment(render_sessions(&listed))
-            }
-            Err(e) => {
-                let err = auth.health.answer("listing sessions failed", &e);
-                SessionsFragment(format!(
-                    r#"<p class="form-error" role="alert">{}</p>"#,
-                    escape(&err.description)
-                ))
-            }
-        }
+        SessionsList(match listed {
+            Ok(sessions) => Ok(sessions
+                .into_iter()
+                .map(|s| session_row(&session_info(s, user.session_id), clock))
+                .collect()),
+            Err(e) => Err(auth
+                .health
+                .answer("listing sessions failed", &e)
+                .description),
+        })
     }
 
     fn session_info(s: crate::auth::sessions::Session, current: uuid::Uuid) -> SessionInfo {
@@ -146,43 +240,22 @@ pub mod server {
         }
     }
 
-    /// The sessions list of the sessions page. Everything that comes from a request (the user
-    /// agent, above all: anyone signing in chooses it) is escaped.
-    pub fn render_sessions(sessions: &[SessionInfo]) -> String {
-        use crate::clock::utc;
-        use std::fmt::Write;
-        let mut html = String::from(r#"<ul class="sessions" data-testid="sessions">"#);
-        for s in sessions {
-            let device = escape(&s.device);
-            let address = if s.address.is_empty() {
-                "unknown".to_string()
-            } else {
-                escape(&s.address)
-            };
-            let _ = write!(
-                html,
-                r#"<li class="session" data-testid="session" data-current="{current}"><p class="device"><strong>{device}</strong>{badge}</p><dl><dt>Address</dt><dd>{address}</dd><dt>Signed in</dt><dd>{created}</dd><dt>Last active</dt><dd>{used}</dd></dl>"#,
-                current = s.current,
-                badge = if s.current {
-                    r#" <span class="badge" data-testid="this-device">This device</span>"#
-                } else {
-                    ""
-                },
-                created = utc(s.created_at),
-                used = utc(s.last_used_at),
-            );
-            if !s.current {
-                let _ = write!(
-                    html,
-                    r#"<form action="{action}" method="post"><input type="hidden" name="id" value="{id}"><button type="submit" aria-label="Sign out {device} at {address}">Sign out</button></form>"#,
-                    action = EndSession::PATH,
-                    id = escape(&s.id),
-                );
-            }
-            html.push_str("</li>");
+    /// A session as the sessions page shows it: times as the reader's clock writes them, an
+    /// empty address as "unknown".
+    pub fn session_row(s: &SessionInfo, clock: &Clock) -> SessionRow {
+        let address = if s.address.is_empty() {
+            "unknown".to_string()
+        } else {
+            s.address.clone()
+        };
+        SessionRow {
+            sign_out: (!s.current)
+                .then(|| (s.id.clone(), format!("Sign out {} at {address}", s.device))),
+            device: s.device.clone(),
+            address,
+            signed_in: clock.format(s.created_at),
+            last_active: clock.format(s.last_used_at),
         }
-        html.push_str("</ul>");
-        html
     }
 
     pub async fn end_session(id: String) -> Result<SessionsEnded, ApiError> {

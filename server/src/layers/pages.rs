@@ -88,16 +88,17 @@ pub async fn protect_pages(req: Request, next: Next) -> Response {
     }
 }
 
-/// `GET /sessions`, once `protect_pages` has let it through: the sessions list is rendered here,
-/// before the page (which cannot wait for data itself: see `app::pages::sessions`), and handed to
-/// it in the request's extensions.
+/// `GET /sessions`, once `protect_pages` has let it through: the sessions list is read and
+/// worded here, before the page (which cannot wait for data itself: see `app::pages::sessions`),
+/// and handed to it in the request's extensions.
 pub async fn sessions_page(mut req: Request, next: Next) -> Response {
     if req.method() == Method::GET && req.uri().path() == routes::SESSIONS.path {
         let auth = req.extensions().get::<Arc<Auth>>().cloned();
         let user = req.extensions().get::<AuthUser>().copied();
         if let (Some(auth), Some(user)) = (auth, user) {
-            let fragment = app::api::sessions::server::sessions_fragment(&auth, &user).await;
-            req.extensions_mut().insert(fragment);
+            let clock = app::clock::Clock::of_request(req.headers());
+            let list = app::api::sessions::server::sessions_list(&auth, &user, &clock).await;
+            req.extensions_mut().insert(list);
         }
     }
     next.run(req).await
