@@ -663,6 +663,50 @@ each run):
   exactly 100,000, `/api/me` with 100,000 users in turn ran at 71–77 % of one user's rate, and
   at 83–89 % with 200,000, in the same runs (before the bench evened out wrk's own cost).
 - The users cache is worth about 4× on `/api/me`.
+
+### Sign-in on every core
+
+The hashing threads run at niceness 19 (`identity::credentials::password::HASHER_NICENESS`).
+Three runs each of the sign-in cases, alternating, on a quiet machine: niceness 10 gave 93–100 %
+of the hash limit and `/api/me` p99 4.2–4.4 ms during the login storm; niceness 19 gave 91–96 %
+and 3.6–3.9 ms; niceness 5 let the storm's p99 reach 180 ms. Before (hashing on `cores − 1`
+threads at normal priority): 63 sign-ins a second on SQLite and 71 on PostgreSQL, about half of
+the limit of two cores (~125–140 hashes a second). The earlier SQLite-vs-PostgreSQL gap was that
+one thread's share, not the database: with every core hashing, both reach the limit.
+
+### The WASM a first visit downloads
+
+Measured by hand on 2026-12-04 (release, `wasm-release` profile: opt-level "z", LTO, one
+codegen unit, panic = abort), bytes of `authapp.wasm` (the main WASM of a split build):
+
+| attempt | raw | gzip -9 | brotli 11 |
+|---|---:|---:|---:|
+| before: sessions list as HTML strings, no split | 646,601 | 248,927 | 195,861 |
+| the sessions list as a Leptos view, no split | 664,739 | 256,252 | 200,881 |
+| + the signed-in pages as lazy routes (`--split`) | 630,968 | 245,983 | 194,086 |
+| `opt-level = "s"` instead of `"z"` (rejected) | 689,001 | 263,905 | 204,912 |
+| wasm-opt `-Oz --converge` | 630,261 | 245,685 | 193,523 |
+| wasm-opt `-Os` | 658,136 | 245,899 | 192,555 |
+| wasm-opt `-O3` | 669,257 | 246,760 | 193,560 |
+| wasm-opt `-Oz -O4` | 648,062 | 249,037 | 195,095 |
+| wasm-opt `-Oz --low-memory-unused` | 626,290 | 244,782 | 192,969 |
+| **wasm-opt `-Oz --converge --low-memory-unused` (adopted)** | 625,405 | 244,289 | 192,411 |
+| wasm-opt `-Os --converge --low-memory-unused` (−0.9 KB brotli, +27 KB raw: not adopted) | 652,879 | 244,476 | 191,478 |
+
+Where the bytes are (twiggy, the adopted build with names kept, 624,378 bytes of code and data;
+"core" holds generic code instantiated by the other crates, so the split is approximate): core
+113,171 (18 %), tachys 98,910 (16 %), reactive_graph 82,483 (13 %), data 62,244 (10 %),
+leptos_router 52,264 (8 %), wasm-bindgen glue and tables 42,230 (7 %), serde_json 22,532 (4 %),
+app 21,341 (3 %), alloc 20,868 (3 %), std 12,049, leptos 10,122, js_sys 10,022, futures_util
+8,380, server_fn 7,969, serde_core 7,882, dlmalloc 7,234, hashbrown 6,311. Leptos itself is about
+three quarters of it; our pages are 3 %. serde accounts for ~36 KB raw and float formatting for
+~17 KB (`<f64 as Display>::fmt` alone 13.6 KB, reached from serde's error messages), which the
+client needs for its JSON. `cargo tree` lists regex, url, idna, icu, toml and uuid for the
+browser build, but none of them survive into the WASM. So the floor of the first visit is about
+192 KB brotli with Leptos 0.8, and the pages of the coming issues (e-mail, second factors,
+activity) go into lazy routes: the first visit's WASM grows only by code they share with it.
+The lazy chunks as sent: `/profile` ~14 KB (with the clock's code), `/sessions` ~13 KB,
+`/account` ~5 KB.
 """
 
 

@@ -28,10 +28,11 @@ pub const MEMORY_KIB: u32 = 19_456;
 pub const ITERATIONS: u32 = 2;
 pub const PARALLELISM: u32 = 1;
 
-/// The hashing threads' niceness (0 is normal, 19 the lowest priority): when they compete with
-/// the runtime's threads for a core, they get about a tenth of it (the kernel's weights for
-/// niceness 10 and 0 are 110 and 1024), and all of it when the runtime is idle.
-pub const HASHER_NICENESS: i8 = 10;
+/// The hashing threads' niceness, the lowest priority there is (0 is normal): when they compete
+/// with the runtime's threads for a core, they get a sliver of it (the kernel's weights for
+/// niceness 19 and 0 are 15 and 1024), and all of it when the runtime is idle (bench/RESULTS.md
+/// compares it with niceness 10).
+pub const HASHER_NICENESS: i8 = 19;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
