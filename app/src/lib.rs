@@ -17,6 +17,8 @@ pub mod auth;
 #[cfg(feature = "ssr")]
 pub use identity::store;
 
+use std::sync::OnceLock;
+
 use leptos::prelude::*;
 use leptos_router::{
     components::{Route, Router, Routes},
@@ -37,7 +39,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <AutoReload options=options.clone()/>
-                <HydrationScripts options/>
+                <HydrationLoader options/>
                 <title>"Auth app"</title>
                 <meta
                     name="description"
@@ -52,6 +54,84 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             </body>
         </html>
     }
+}
+
+/// The script that loads the WASM and hydrates the page, started once the page has been painted.
+/// It stands in for Leptos's `HydrationScripts`, which also puts a `modulepreload` of the JS and a
+/// `preload` of the WASM in the head: the browser then downloads the WASM beside the stylesheet,
+/// competing with it on a slow connection, and Lighthouse's mobile simulation counts every
+/// request that finished before the largest paint as needed for that paint, so it replays the
+/// WASM's download on its slow network ahead of a heading that the server's HTML painted on its
+/// own (hydration adopts the server's nodes and paints nothing new). Here nothing of the WASM is
+/// asked for before the first contentful paint, which on these pages, rendered whole on the
+/// server, is also the largest. The `load` event is not enough: the first frame can come after
+/// it, and so can an idle callback. Until the WASM runs, the forms post themselves. (Unlike
+/// `HydrationScripts`, it provides no manifest of a split WASM: a `cargo leptos --split` build
+/// would need that added.)
+#[component]
+fn HydrationLoader(options: LeptosOptions) -> impl IntoView {
+    const LOADER: &str = r#"(function (js, wasm) {
+	let started = false;
+	const hydrate = () => {
+		if (started) return;
+		started = true;
+		import(js).then(mod => mod.default({ module_or_path: wasm }).then(() => mod.hydrate()));
+	};
+	const types = (window.PerformanceObserver && PerformanceObserver.supportedEntryTypes) || [];
+	// A tab in the background paints nothing until it is shown: nothing to wait for there.
+	if (document.visibilityState === "hidden" || !types.includes("paint")) {
+		hydrate();
+		return;
+	}
+	new PerformanceObserver((list, observer) => {
+		if (list.getEntriesByName("first-contentful-paint").length) {
+			observer.disconnect();
+			setTimeout(hydrate, 0);
+		}
+	}).observe({ type: "paint", buffered: true });
+	// The backstop of a page that is never painted.
+	setTimeout(hydrate, 3000);
+})"#;
+    static SCRIPT: OnceLock<String> = OnceLock::new();
+    let script = SCRIPT.get_or_init(|| {
+        let (js, wasm) = pkg_file_names(&options);
+        let pkg = &options.site_pkg_dir;
+        format!("{LOADER}(\"/{pkg}/{js}.js\", \"/{pkg}/{wasm}.wasm\");")
+    });
+    let nonce = leptos::nonce::use_nonce();
+    view! { <script type="module" nonce=nonce>{script.as_str()}</script> }
+}
+
+/// The names (without extension) of the JS and the WASM in the site's `pkg` folder, found as
+/// Leptos's `HydrationScripts` finds them: with `hash-files`, each carries the hash that the
+/// release build wrote into a file beside the server's binary.
+fn pkg_file_names(options: &LeptosOptions) -> (String, String) {
+    let mut js = options.output_name.to_string();
+    let mut wasm = js.clone();
+    if options.hash_files {
+        let hashes = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join(options.hash_file.as_ref())))
+            .and_then(|path| std::fs::read_to_string(path).ok());
+        let Some(hashes) = hashes else {
+            leptos::logging::error!("File hashing is active but no hash file was found");
+            return (js, wasm);
+        };
+        for (file, hash) in hashes
+            .lines()
+            .filter_map(|line| line.trim().split_once(':'))
+        {
+            match file {
+                "js" => js = format!("{js}.{}", hash.trim()),
+                "wasm" => wasm = format!("{wasm}.{}", hash.trim()),
+                _ => {}
+            }
+        }
+    } else if option_env!("LEPTOS_OUTPUT_NAME").is_none() {
+        // wasm-bindgen's own name, when cargo-leptos did not name the output.
+        wasm.push_str("_bg");
+    }
+    (js, wasm)
 }
 
 #[component]
@@ -92,7 +172,7 @@ fn Layout() -> impl IntoView {
 }
 
 /// Content-Security-Policy for a rendered page. Scripts run only from this site or inline with
-/// this response's nonce (Leptos puts it on its hydration and resource scripts);
+/// this response's nonce (on the hydration loader, and on Leptos's resource scripts);
 /// `'wasm-unsafe-eval'` lets the WASM compile; no framing, no plugins, forms post only here.
 #[cfg(feature = "ssr")]
 fn set_content_security_policy(options: &LeptosOptions) {
