@@ -75,7 +75,10 @@ fn HydrationLoader(options: LeptosOptions) -> impl IntoView {
 	const hydrate = () => {
 		if (started) return;
 		started = true;
-		import(js).then(mod => mod.default({ module_or_path: wasm }).then(() => mod.hydrate()));
+		// Hydration runs in a task of its own after the WASM's instantiation: two shorter tasks
+		// keep the page answering input better than one long one.
+		import(js).then(mod => mod.default({ module_or_path: wasm })
+			.then(() => setTimeout(() => mod.hydrate(), 0)));
 	};
 	const types = (window.PerformanceObserver && PerformanceObserver.supportedEntryTypes) || [];
 	// A tab in the background paints nothing until it is shown: nothing to wait for there.
