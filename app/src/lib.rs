@@ -75,9 +75,11 @@ fn HydrationLoader(options: LeptosOptions) -> impl IntoView {
 	const hydrate = () => {
 		if (started) return;
 		started = true;
+		// Both downloads at once: the WASM's does not wait for the JS that names it.
+		const module = fetch(wasm);
 		// Hydration runs in a task of its own after the WASM's instantiation: two shorter tasks
 		// keep the page answering input better than one long one.
-		import(js).then(mod => mod.default({ module_or_path: wasm })
+		import(js).then(mod => mod.default({ module_or_path: module })
 			.then(() => setTimeout(() => mod.hydrate(), 0)));
 	};
 	const types = (window.PerformanceObserver && PerformanceObserver.supportedEntryTypes) || [];
