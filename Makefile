@@ -27,7 +27,7 @@ export CHROMIUM_PATH ?= $(CHROMIUM)
 
 .PHONY: help dev dev-pg test quick tools chromium check fmt clippy test-rust e2e bench audit \
         wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps wrk cargo-audit caddy dist serve-dist \
-        fuzz fuzz-deps postgresql
+        fuzz fuzz-deps postgresql lighthouse lighthouse-gate
 
 help:
 	@echo "make dev-pg - make dev on a throwaway PostgreSQL cluster instead of SQLite"
@@ -38,6 +38,7 @@ help:
 	@echo "make fuzz   - schemathesis against the release server and its OpenAPI document"
 	@echo "make audit  - known-vulnerable dependencies (cargo audit against the RustSec database)"
 	@echo "make bench  - benchmarks of the auth hot path (writes bench/RESULTS.md)"
+	@echo "make lighthouse - Lighthouse scores of the release build's pages (mobile simulation)"
 	@echo "make dist   - a release folder (dist/): the server binary and its site, nothing else"
 	@echo "make serve-dist - dist/ in production mode behind Caddy on https://127.0.0.1:8443"
 
@@ -110,7 +111,7 @@ dev: tools
 dev-pg: tools postgresql
 	scripts/pg-tmp.sh run sh -c 'DATABASE_URL="$$DATABASE_URL_PG" cargo leptos watch --split'
 
-test: tools chromium audit check test-rust fuzz e2e
+test: tools chromium audit check test-rust fuzz lighthouse-gate e2e
 
 # ---------------------------------------------------------------- checks and tests
 
@@ -195,6 +196,19 @@ fuzz: dist fuzz-deps postgresql
 # Its log and how a run is judged: scripts/e2e.sh.
 e2e: tools chromium caddy dist
 	scripts/e2e.sh
+
+# Lighthouse's four scores (mobile simulation, Debian's Chromium) for /, /login, /register and a
+# signed-in /profile on the release build; fails below LIGHTHOUSE_MIN (100). Reports in
+# target/lighthouse/; how a run is judged: scripts/lighthouse.sh.
+lighthouse: tools chromium
+	cargo leptos build $(RELEASE_BUILD_FLAGS)
+	scripts/lighthouse.sh
+
+# The same as a gate of `make test`, on the release build `make dist` made (fuzz needs it too):
+# every score of every page 100, judged on the median of three runs. It runs before the browser
+# tests so that the run ends with Playwright's summary.
+lighthouse-gate: tools chromium dist
+	scripts/lighthouse.sh
 
 # Benchmarks: the release server on a free loopback port, driven by wrk (Debian's package);
 # its PostgreSQL cases beside a throwaway cluster.

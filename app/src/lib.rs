@@ -17,6 +17,8 @@ pub mod auth;
 #[cfg(feature = "ssr")]
 pub use identity::store;
 
+use std::sync::OnceLock;
+
 use leptos::prelude::*;
 use leptos_router::{
     components::{Route, Router, Routes},
@@ -41,7 +43,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <AutoReload options=options.clone()/>
-                <HydrationScripts options=options.clone()/>
+                <HydrationLoader options=options.clone()/>
                 <title>"Auth app"</title>
                 <meta
                     name="description"
@@ -50,13 +52,110 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 // Named here, so a browser never asks for a missing /favicon.ico.
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg"/>
                 <clock::ClockMeta meta=clock_meta/>
-                <link rel="stylesheet" id="leptos" href=stylesheet_href(&options)/>
+                <link rel="stylesheet" id="leptos" href=site_files(&options).css.clone()/>
             </head>
             <body>
                 <App/>
             </body>
         </html>
     }
+}
+
+/// The script that loads the WASM and hydrates the page, started once the page has been painted.
+/// It stands in for Leptos's `HydrationScripts`, which also puts a `modulepreload` of the JS and a
+/// `preload` of the WASM in the head: the browser then downloads the WASM beside the stylesheet,
+/// competing with it on a slow connection, and Lighthouse's mobile simulation counts every
+/// request that finished before the largest paint as needed for that paint, so it replays the
+/// WASM's download on its slow network ahead of a heading that the server's HTML painted on its
+/// own (hydration adopts the server's nodes and paints nothing new). Here nothing of the WASM is
+/// asked for before the first contentful paint, which on these pages, rendered whole on the
+/// server, is also the largest. The `load` event is not enough: the first frame can come after
+/// it, and so can an idle callback. Until the WASM runs, the forms post themselves. (Unlike
+/// `HydrationScripts`, it provides no manifest of a split WASM: a `cargo leptos --split` build
+/// would need that added.)
+#[component]
+fn HydrationLoader(options: LeptosOptions) -> impl IntoView {
+    const LOADER: &str = r#"(function (js, wasm) {
+	let started = false;
+	const hydrate = () => {
+		if (started) return;
+		started = true;
+		// Both downloads at once: the WASM's does not wait for the JS that names it.
+		const module = fetch(wasm);
+		// Hydration runs in a task of its own after the WASM's instantiation: two shorter tasks
+		// keep the page answering input better than one long one.
+		import(js).then(mod => mod.default({ module_or_path: module })
+			.then(() => setTimeout(() => mod.hydrate(), 0)));
+	};
+	const types = (window.PerformanceObserver && PerformanceObserver.supportedEntryTypes) || [];
+	// A tab in the background paints nothing until it is shown: nothing to wait for there.
+	if (document.visibilityState === "hidden" || !types.includes("paint")) {
+		hydrate();
+		return;
+	}
+	new PerformanceObserver((list, observer) => {
+		if (list.getEntriesByName("first-contentful-paint").length) {
+			observer.disconnect();
+			setTimeout(hydrate, 0);
+		}
+	}).observe({ type: "paint", buffered: true });
+	// The backstop of a page that is never painted.
+	setTimeout(hydrate, 3000);
+})"#;
+    static SCRIPT: OnceLock<String> = OnceLock::new();
+    let script = SCRIPT.get_or_init(|| {
+        let files = site_files(&options);
+        format!("{LOADER}({:?}, {:?});", files.js, files.wasm)
+    });
+    let nonce = leptos::nonce::use_nonce();
+    view! { <script type="module" nonce=nonce>{script.as_str()}</script> }
+}
+
+/// The site's files a page names, as the release build named them: with `hash-files`, after
+/// their content (`authapp.<hash>.wasm`, so browsers may keep them for good), the hashes read
+/// from the file cargo-leptos writes beside the server's binary. Read once: the binary and its
+/// site do not change under a running server.
+struct SiteFiles {
+    js: String,
+    wasm: String,
+    css: String,
+}
+
+fn site_files(options: &LeptosOptions) -> &'static SiteFiles {
+    static FILES: OnceLock<SiteFiles> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let pkg = &options.site_pkg_dir;
+        let name = &options.output_name;
+        let mut hash = std::collections::HashMap::new();
+        if options.hash_files {
+            let hashes = std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|dir| dir.join(options.hash_file.as_ref())))
+                .and_then(|path| std::fs::read_to_string(path).ok());
+            match hashes {
+                Some(hashes) => {
+                    for (file, h) in hashes.lines().filter_map(|l| l.trim().split_once(':')) {
+                        hash.insert(file.trim().to_owned(), format!(".{}", h.trim()));
+                    }
+                }
+                None => {
+                    leptos::logging::error!("File hashing is active but no hash file was found")
+                }
+            }
+        }
+        let named = |kind: &str| hash.get(kind).map_or("", String::as_str).to_owned();
+        // wasm-bindgen's own name for the WASM, when cargo-leptos did not name the output.
+        let bg = if !options.hash_files && option_env!("LEPTOS_OUTPUT_NAME").is_none() {
+            "_bg"
+        } else {
+            ""
+        };
+        SiteFiles {
+            js: format!("/{pkg}/{name}{}.js", named("js")),
+            wasm: format!("/{pkg}/{name}{bg}{}.wasm", named("wasm")),
+            css: format!("/{pkg}/{name}{}.css", named("css")),
+        }
+    })
 }
 
 #[component]
@@ -94,41 +193,6 @@ fn Layout() -> impl IntoView {
             </Routes>
         </main>
     }
-}
-
-/// The stylesheet's address. A release build names the site's files after their content
-/// (`authapp.<hash>.css`, so browsers may keep them for good) and lists the hashes in a file
-/// beside the server binary, as Leptos's hydration scripts expect; read once.
-fn stylesheet_href(options: &LeptosOptions) -> String {
-    #[cfg(feature = "ssr")]
-    {
-        static HREF: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        HREF.get_or_init(|| {
-            let hash = options
-                .hash_files
-                .then(|| {
-                    let exe = std::env::current_exe().ok()?;
-                    std::fs::read_to_string(exe.parent()?.join(&*options.hash_file)).ok()
-                })
-                .flatten()
-                .and_then(|hashes| {
-                    hashes.lines().find_map(|line| {
-                        let (file, hash) = line.split_once(':')?;
-                        (file.trim() == "css").then(|| hash.trim().to_owned())
-                    })
-                });
-            match hash {
-                Some(hash) => format!(
-                    "/{}/{}.{hash}.css",
-                    options.site_pkg_dir, options.output_name
-                ),
-                None => format!("/{}/{}.css", options.site_pkg_dir, options.output_name),
-            }
-        })
-        .clone()
-    }
-    #[cfg(not(feature = "ssr"))]
-    format!("/{}/{}.css", options.site_pkg_dir, options.output_name)
 }
 
 // The pages only a signed-in person opens are split out of the WASM a first visit downloads
@@ -179,7 +243,7 @@ impl LazyRoute for Account {
 }
 
 /// Content-Security-Policy for a rendered page. Scripts run only from this site or inline with
-/// this response's nonce (Leptos puts it on its hydration and resource scripts);
+/// this response's nonce (on the hydration loader, and on Leptos's resource scripts);
 /// `'wasm-unsafe-eval'` lets the WASM compile; no framing, no plugins, forms post only here.
 #[cfg(feature = "ssr")]
 fn set_content_security_policy(options: &LeptosOptions) {

@@ -295,6 +295,38 @@ async fn pages_carry_a_content_security_policy_that_allows_the_wasm() {
     app.stop().await;
 }
 
+/// A page asks for its WASM only from its loader script, once painted (Playwright checks the
+/// timing): no preload hint in the head starts the download beside the stylesheet.
+#[tokio::test]
+async fn pages_name_the_wasm_only_in_their_loader_script() {
+    let app = spawn_app().await;
+    for path in ["/", "/login", "/register"] {
+        let html = app
+            .api()
+            .get(app.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let head = html.split("</head>").next().unwrap();
+        for hint in ["rel=\"preload\"", "rel=\"modulepreload\""] {
+            assert!(!head.contains(hint), "{path}: {hint} in {head}");
+        }
+        let script = head
+            .split("<script type=\"module\" nonce=\"")
+            .nth(1)
+            .and_then(|rest| rest.split("</script>").next())
+            .unwrap_or_else(|| panic!("{path}: no loader script in {head}"));
+        for name in ["/pkg/authapp.js\"", ".wasm\""] {
+            assert!(script.contains(name), "{path}: {name} not in {script}");
+        }
+        assert!(script.contains("first-contentful-paint"), "{script}");
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn no_request_sent_after_the_logout_answer_succeeds() {
     use std::time::Instant;
