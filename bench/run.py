@@ -600,8 +600,10 @@ def many_users(run: Run):
     many.stop()
     run.ratio_budget(f"/api/me with {MANY_USERS:,} users ≥ 80% of one user", many_ratio, 0.8)
     run.budget(f"/api/me p99 ≤ 5 ms with {MANY_USERS:,} users", me_many["p99_us"] <= 5000,
-               f"p99 {me_many['p99_us'] / 1000:.2f} ms (median run); first pass p99 "
-               f"{first_pass['p99_us'] / 1000:.2f} ms")
+               f"p99 {me_many['p99_us'] / 1000:.2f} ms (median run)")
+    run.budget(f"/api/me p99 ≤ 5 ms with {MANY_USERS:,} users each presenting a token for the first time",
+               first_pass["p99_us"] <= 5000,
+               f"first pass p99 {first_pass['p99_us'] / 1000:.2f} ms")
 
 
 def first_visit(run: Run, server: Server):
