@@ -208,7 +208,7 @@ lighthouse: tools chromium
 # every score of every page 100, judged on the median of three runs. It runs before the browser
 # tests so that the run ends with Playwright's summary.
 lighthouse-gate: tools chromium dist
-	scripts/lighthouse.sh
+	LIGHTHOUSE_SERVER=dist/server LIGHTHOUSE_SITE=dist/site scripts/lighthouse.sh
 
 # Benchmarks: the release server on a free loopback port, driven by wrk (Debian's package);
 # its PostgreSQL cases beside a throwaway cluster.

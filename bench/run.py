@@ -765,6 +765,10 @@ def report(run: Run) -> str:
 def main():
     if not SERVER.exists():
         sys.exit("no release build: run `make bench` (it builds first)")
+    unknown = [name for name in ONLY if name not in [case.__name__ for case, _ in CASES]]
+    if unknown:
+        sys.exit(f"BENCH_CASES names no such case: {', '.join(unknown)} "
+                 f"(cases: {', '.join(case.__name__ for case, _ in CASES)})")
     run = Run()
     print(f"benchmarking {SERVER} with wrk, {CONNECTIONS} connections, {PAIRS} pairs of {PAIR_DURATION} runs per budget")
     first = Server(run.data, run.secret)

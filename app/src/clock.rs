@@ -159,8 +159,7 @@ impl Local {
             && zone
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"/_+-".contains(&b));
-        let period_ok =
-            |p: &str| p.chars().count() <= MAX_PERIOD && !p.chars().any(char::is_control);
+        let period_ok = |p: &str| p.chars().count() <= MAX_PERIOD && p.chars().all(shown_as_is);
         if !zone_ok || !period_ok(am) || !period_ok(pm) {
             return None;
         }
@@ -216,6 +215,13 @@ impl Local {
     }
 }
 
+/// A character the cookie may carry into a page's text: no control characters, and none of the
+/// bidirectional embeddings, overrides and isolates that would reorder the text around it (the
+/// marks LRM, RLM and ALM, which right-to-left languages' formats use, are fine).
+fn shown_as_is(c: char) -> bool {
+    !c.is_control() && !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 fn push_number(out: &mut String, n: u32, pad: bool) {
     if pad && n < 10 {
         out.push('0');
@@ -227,7 +233,7 @@ fn push_number(out: &mut String, n: u32, pad: bool) {
 /// (1–24) hours, each with `-` for no leading zero, `%M` minute, `%p` day period, `%%` a `%`;
 /// any other text as it is. A pattern must name the year, month, day, hour and minute.
 fn parse_pattern(pattern: &str) -> Option<Vec<Piece>> {
-    if pattern.len() > MAX_PATTERN || pattern.chars().any(char::is_control) {
+    if pattern.len() > MAX_PATTERN || !pattern.chars().all(shown_as_is) {
         return None;
     }
     let mut pieces = Vec::new();
@@ -344,8 +350,11 @@ fn percent_decode(encoded: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -355,13 +364,18 @@ fn percent_decode(encoded: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The request's `clock` cookie. Two of them (one planted by a sibling domain, with a path of
+/// its own) mean none: which is whose cannot be told.
 #[cfg(feature = "ssr")]
 fn cookie_in(headers: &http::HeaderMap) -> Option<String> {
-    headers
+    let mut found = headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|h| h.to_str().ok())
-        .find_map(|h| find_cookie(h, COOKIE).map(str::to_owned))
+        .flat_map(|h| h.split(';'))
+        .filter_map(|pair| find_cookie(pair, COOKIE));
+    let first = found.next()?.to_owned();
+    found.next().is_none().then_some(first)
 }
 
 #[cfg(feature = "ssr")]
@@ -697,6 +711,9 @@ mod tests {
             "1%7CUTC%7C%ZZ".into(),
             "1%7CUTC%7C%FF%FE%7C%7C".into(),
             "%".into(),
+            "1%7CUTC%7C%+F".into(),
+            encode("1|UTC|%Y-%m-%d %H:%M|\u{202E}AM|PM"),
+            encode("1|UTC|%Y-%m-%d\u{2066} %H:%M||"),
         ] {
             assert_eq!(Local::parse(&bad), None, "{bad}");
         }
@@ -707,6 +724,35 @@ mod tests {
         assert_eq!(find_cookie("a=1; clock=xyz; b=2", COOKIE), Some("xyz"));
         assert_eq!(find_cookie("clockwork=1; clock=", COOKIE), Some(""));
         assert_eq!(find_cookie("a=1", COOKIE), None);
+    }
+
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn two_clock_cookies_mean_none() {
+        let headers = |values: &[&str]| {
+            let mut h = http::HeaderMap::new();
+            for v in values {
+                h.append(
+                    http::header::COOKIE,
+                    http::HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            h
+        };
+        let ok = percent_encode("1|Europe/Berlin|%-d.%-m.%Y, %-H:%M||");
+        assert_eq!(
+            cookie_in(&headers(&[&format!("a=1; clock={ok}")])),
+            Some(ok.clone())
+        );
+        assert_eq!(
+            cookie_in(&headers(&[&format!("clock={ok}; clock=x")])),
+            None
+        );
+        assert_eq!(
+            cookie_in(&headers(&[&format!("clock={ok}"), "clock=x"])),
+            None
+        );
+        assert_eq!(cookie_in(&headers(&["a=1"])), None);
     }
 
     #[cfg(feature = "ssr")]

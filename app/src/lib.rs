@@ -71,8 +71,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 /// asked for before the first contentful paint, which on these pages, rendered whole on the
 /// server, is also the largest. The `load` event is not enough: the first frame can come after
 /// it, and so can an idle callback. Until the WASM runs, the forms post themselves. (Unlike
-/// `HydrationScripts`, it provides no manifest of a split WASM: a `cargo leptos --split` build
-/// would need that added.)
+/// `HydrationScripts`, it provides no manifest of the split WASM's chunks to the render: the
+/// split build loads them all the same, through its own `__wasm_split` script, once the main
+/// WASM asks for them.)
 #[component]
 fn HydrationLoader(options: LeptosOptions) -> impl IntoView {
     const LOADER: &str = r#"(function (js, wasm) {
@@ -197,7 +198,8 @@ fn Layout() -> impl IntoView {
 
 // The pages only a signed-in person opens are split out of the WASM a first visit downloads
 // (`cargo leptos build --split`): each is a chunk of its own, fetched when the router needs it
-// (hydrating such a page waits for its chunk; the server names it in the page's preload links).
+// (hydrating such a page waits for its chunk, which the browser asks for once the main WASM
+// runs: the page names no chunk for it to fetch earlier).
 // Their data is the session's, already in the context, so `data()` has nothing to load.
 
 /// `/profile`, in a chunk of its own.

@@ -94,9 +94,9 @@ fn hash_rate(seconds: Option<&std::ffi::OsString>) {
     use app::auth::credentials::password;
     let seconds = match seconds.map(|s| s.to_str().and_then(|s| s.parse::<f64>().ok())) {
         None => 5.0,
-        Some(Some(s)) if s > 0.0 && s <= 3600.0 => s,
+        Some(Some(s)) if (0.1..=3600.0).contains(&s) => s,
         Some(_) => {
-            eprintln!("error: SECONDS must be a number of seconds, at most 3600\n{USAGE}");
+            eprintln!("error: SECONDS must be a number of seconds, 0.1 to 3600\n{USAGE}");
             std::process::exit(2);
         }
     };
@@ -158,6 +158,20 @@ async fn run() -> Result<(), StartError> {
             .ok()
             .and_then(|exe| Some(exe.parent()?.join(&*leptos_options.hash_file)))
             .is_some_and(|file| file.is_file());
+    }
+    // A site built with hashed names, served without the list of them, names files that are
+    // not there: unstyled pages that never hydrate. Said at start-up, not found out by readers.
+    let unhashed = std::path::Path::new(&*leptos_options.site_root)
+        .join(&*leptos_options.site_pkg_dir)
+        .join(format!("{}.wasm", leptos_options.output_name));
+    if !leptos_options.hash_files && !unhashed.is_file() {
+        tracing::error!(
+            site = %leptos_options.site_root,
+            "the site has no {} (a release build names its files after their content and lists \
+             them in {} beside the server binary: copy that file with the binary)",
+            unhashed.display(),
+            leptos_options.hash_file
+        );
     }
     let addr = leptos_options.site_addr;
     let state = build_state(&config, leptos_options).await?;

@@ -15,7 +15,9 @@ use axum::{
 pub async fn caching(req: Request, next: Next) -> Response {
     let policy = cache_control(req.uri().path());
     let mut res = next.run(req).await;
-    let found = res.status().is_success() || res.status() == StatusCode::NOT_MODIFIED;
+    // An answer that sets a cookie is someone's own, whatever its path.
+    let found = (res.status().is_success() || res.status() == StatusCode::NOT_MODIFIED)
+        && !res.headers().contains_key(header::SET_COOKIE);
     let headers = res.headers_mut();
     if policy != NO_STORE {
         headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
@@ -31,8 +33,7 @@ pub async fn caching(req: Request, next: Next) -> Response {
 ///   release build names them): a year, never asked again (`immutable`), since a new build
 ///   gives new content a new name;
 /// - any other site file (`/favicon.svg`, the unhashed `/pkg/` files of a development build):
-///   kept, but checked with the server before each use (`no-cache`; the answer is a bodiless
-///   304 while the file is the same);
+///   kept, but checked with the server before each use (`no-cache`);
 /// - everything else, `no-store`: API answers carry tokens and private data, and pages are
 ///   rendered for whoever is signed in. Neither the browser's cache nor a shared one may keep
 ///   them (a "back" after signing out must not show them).
@@ -52,6 +53,12 @@ pub fn cache_control(path: &str) -> HeaderValue {
 
 /// The site's files outside `/pkg/` (public/, copied to the site's root by the build).
 const STATIC_FILES: [&str; 1] = ["/favicon.svg"];
+
+/// Whether `path` names one of the site's files (served as they are, for anyone): no session is
+/// renewed on the way to one, and only one may be kept by a cache.
+pub fn is_site_file(path: &str) -> bool {
+    path.starts_with("/pkg/") || STATIC_FILES.contains(&path)
+}
 
 /// Whether a file name carries a content hash as cargo-leptos writes them: one of its
 /// dot-separated parts before the extension is 22 characters of unpadded base64url (an MD5).
@@ -119,6 +126,23 @@ mod tests {
         site.clone().oneshot(req).await.unwrap()
     }
 
+    /// Whatever its path, an answer that sets a cookie (a session renewed on the way) is never
+    /// kept by a cache.
+    #[tokio::test]
+    async fn an_answer_setting_a_cookie_is_never_kept() {
+        let site = Router::new()
+            .fallback(|| async { ([(header::SET_COOKIE, "a=b")], "hello") })
+            .layer(axum::middleware::from_fn(caching));
+        for path in [
+            "/favicon.svg",
+            "/pkg/authapp.kT3x0_pQ-7vY2mNw9aBcDe.wasm",
+            "/",
+        ] {
+            let res = get(&site, path, "br").await;
+            assert_eq!(res.headers()[header::CACHE_CONTROL], NO_STORE, "{path}");
+        }
+    }
+
     #[tokio::test]
     async fn a_hashed_file_is_sent_compressed_and_kept_a_year() {
         let root = tempfile::tempdir().unwrap();
@@ -155,6 +179,10 @@ mod tests {
         let favicon = get(&site, "/favicon.svg", "br").await;
         assert_eq!(favicon.status(), StatusCode::OK);
         assert_eq!(favicon.headers()[header::CACHE_CONTROL], NO_CACHE);
+
+        assert!(
+            is_site_file("/favicon.svg") && is_site_file("/pkg/x.js") && !is_site_file("/profile")
+        );
 
         // A hashed name that is not (or not yet) there: a 404 nobody keeps.
         let missing = get(&site, "/pkg/authapp.AAAAAAAAAAAAAAAAAAAAAA.wasm", "br").await;

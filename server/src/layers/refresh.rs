@@ -44,7 +44,7 @@ pub async fn refresh_session(mut req: Request, next: Next) -> Response {
         .is_none_or(|endpoint| endpoint.access.renews_session());
     if !(req.method() == Method::GET || req.method() == Method::POST)
         || !renews
-        || path.starts_with("/pkg/")
+        || crate::layers::headers::is_site_file(path)
         || req.headers().contains_key(header::AUTHORIZATION)
     {
         return next.run(req).await;

@@ -994,15 +994,12 @@ async fn abandoned_logins_do_not_pile_up_hashes() {
         "threads {threads_before} → {threads_most}, resident {rss_before} → {rss_most} KiB, \
          /api/me {usual:?} → {right_after:?}"
     );
-    // The server hashes on cores − 1 threads of its own, started with it, never more or fewer.
+    // The server hashes on one thread per core of its own, started with it, never more or fewer.
     // A few more threads named like the runtime's workers (tokio's blocking pool, which the
     // server's own code no longer uses) were seen to come and go while the database pool grew
     // to its 8 connections; anything past that bound would be a pile-up. Argon2 needs 19 MiB a
     // hash.
-    let hashers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .saturating_sub(1)
-        .max(1) as u64;
+    let hashers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     assert_eq!(
         hashing.into_iter().collect::<Vec<_>>(),
         [hashers],
