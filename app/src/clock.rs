@@ -21,8 +21,21 @@
 
 use leptos::prelude::*;
 
-/// The cookie's name.
+/// The cookie's name over plain http (development).
 pub const COOKIE: &str = "clock";
+/// Its name over https: `__Host-` makes browsers refuse it from anywhere but this host (a
+/// sibling domain cannot plant one), and the page's script picks it by the page's protocol.
+pub const SECURE_COOKIE: &str = "__Host-clock";
+
+/// The cookie's name on a site whose cookies are `Secure` (`COOKIE_SECURE`) or not.
+#[cfg(feature = "ssr")]
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_COOKIE
+    } else {
+        COOKIE
+    }
+}
 
 /// How this page writes times: in UTC with a label, or in the reader's zone and pattern.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -88,10 +101,13 @@ impl Clock {
     /// cannot use (malformed, or naming a zone it does not know) is deleted in this answer.
     #[cfg(feature = "ssr")]
     fn of_this_request() -> Self {
-        let cookie = use_context::<http::request::Parts>().and_then(|p| cookie_in(&p.headers));
+        let secure =
+            use_context::<crate::auth::AppState>().is_some_and(|state| state.auth.cookie.secure());
+        let cookie = use_context::<http::request::Parts>()
+            .and_then(|p| cookie_in(&p.headers, cookie_name(secure)));
         let clock = Self::from_cookie(cookie.as_deref());
         if cookie.is_some() && clock.local.is_none() {
-            forget_cookie();
+            forget_cookie(secure);
         }
         clock
     }
@@ -118,8 +134,8 @@ impl Clock {
     /// the page itself ([`ClockMeta`]) reads the same cookie and deletes it when the server
     /// cannot use it.
     #[cfg(feature = "ssr")]
-    pub fn of_request(headers: &http::HeaderMap) -> Self {
-        Self::from_cookie(cookie_in(headers).as_deref())
+    pub fn of_request(headers: &http::HeaderMap, secure: bool) -> Self {
+        Self::from_cookie(cookie_in(headers, cookie_name(secure)).as_deref())
     }
 
     /// `unix` written for the reader: `"3.12.2026, 01:08"`, or `"2026-12-03 00:08 UTC"`.
@@ -367,23 +383,27 @@ fn percent_decode(encoded: &str) -> Option<String> {
 /// The request's `clock` cookie. Two of them (one planted by a sibling domain, with a path of
 /// its own) mean none: which is whose cannot be told.
 #[cfg(feature = "ssr")]
-fn cookie_in(headers: &http::HeaderMap) -> Option<String> {
+fn cookie_in(headers: &http::HeaderMap, name: &str) -> Option<String> {
     let mut found = headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|h| h.to_str().ok())
         .flat_map(|h| h.split(';'))
-        .filter_map(|pair| find_cookie(pair, COOKIE));
+        .filter_map(|pair| find_cookie(pair, name));
     let first = found.next()?.to_owned();
     found.next().is_none().then_some(first)
 }
 
 #[cfg(feature = "ssr")]
-fn forget_cookie() {
+fn forget_cookie(secure: bool) {
     if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
         res.append_header(
             http::header::SET_COOKIE,
-            http::HeaderValue::from_static("clock=; Path=/; Max-Age=0; SameSite=Lax"),
+            http::HeaderValue::from_static(if secure {
+                "__Host-clock=; Path=/; Max-Age=0; Secure; SameSite=Lax"
+            } else {
+                "clock=; Path=/; Max-Age=0; SameSite=Lax"
+            }),
         );
     }
 }
@@ -464,12 +484,14 @@ pub fn ClockMeta(meta: String) -> impl IntoView {
 /// Writes the `clock` cookie when it is missing or differs from what this browser would write:
 /// the zone, and the pattern read off `Intl`'s formatting of 2001-02-03 04:05 and 16:05 local
 /// time (every field one digit where it can be, so a leading zero shows where the language
-/// pads), numbers in Latin digits, the Gregorian calendar. A browser that cannot do it (no
-/// `Intl`, a part we do not know) writes nothing: its times stay in UTC.
+/// pads), numbers in Latin digits, the Gregorian calendar; the hour's clock from the resolved
+/// `hourCycle`, or, where an engine does not say it, 1–12 when the time has a day period. A
+/// browser that cannot do it (no `Intl`, a part we do not know) writes nothing: its times stay
+/// in UTC.
 pub const CLOCK_SCRIPT: &str = r#"(()=>{try{
 const f=new Intl.DateTimeFormat(undefined,{year:"numeric",month:"numeric",day:"numeric",hour:"numeric",minute:"2-digit",numberingSystem:"latn",calendar:"gregory"});
-const o=f.resolvedOptions(),h={h12:"I",h11:"K",h24:"k"}[o.hourCycle]||"H";
-const at=n=>f.formatToParts(new Date(2001,1,3,n,5)),am=at(4),pm=at(16);
+const o=f.resolvedOptions(),at=n=>f.formatToParts(new Date(2001,1,3,n,5)),am=at(4),pm=at(16);
+const h={h12:"I",h11:"K",h24:"k",h23:"H"}[o.hourCycle]||(o.hour12||am.some(p=>p.type==="dayPeriod")?"I":"H");
 const clean=t=>t.replace(/[|]/g," ");
 const period=ps=>clean((ps.find(p=>p.type==="dayPeriod")||{value:""}).value);
 const spec={year:"%Y",month:"%m",day:"%d",hour:"%"+h,minute:"%M",dayPeriod:"%p"};
@@ -479,8 +501,9 @@ if(p.type==="literal"){pattern+=clean(p.value).replace(/%/g,"%%");continue;}
 const s=spec[p.type];if(!s)return;
 pattern+=("mdHIKk".includes(s[1])&&!p.value.startsWith("0"))?"%-"+s[1]:s;}
 const v=encodeURIComponent(["1",o.timeZone,pattern,period(am),period(pm)].join("|"));
-if(document.cookie.split("; ").includes("clock="+v))return;
-document.cookie="clock="+v+"; Path=/; Max-Age=31536000; SameSite=Lax"+(location.protocol==="https:"?"; Secure":"");
+const tls=location.protocol==="https:",n=(tls?"__Host-clock=":"clock=")+v;
+if(document.cookie.split("; ").includes(n))return;
+document.cookie=n+"; Path=/; Max-Age=31536000; SameSite=Lax"+(tls?"; Secure":"");
 }catch(e){}})();"#;
 
 /// A time for the reader: `<time datetime="2026-12-03T00:08:00Z">3.12.2026, 01:08</time>`.
@@ -740,19 +763,18 @@ mod tests {
             h
         };
         let ok = percent_encode("1|Europe/Berlin|%-d.%-m.%Y, %-H:%M||");
+        let plain = |values: &[&str]| cookie_in(&headers(values), cookie_name(false));
+        assert_eq!(plain(&[&format!("a=1; clock={ok}")]), Some(ok.clone()));
+        assert_eq!(plain(&[&format!("clock={ok}; clock=x")]), None);
+        assert_eq!(plain(&[&format!("clock={ok}"), "clock=x"]), None);
+        assert_eq!(plain(&["a=1"]), None);
+        // Over https only the __Host- cookie counts: a plain one may come from anywhere.
+        let secure = |values: &[&str]| cookie_in(&headers(values), cookie_name(true));
+        assert_eq!(secure(&[&format!("clock={ok}")]), None);
         assert_eq!(
-            cookie_in(&headers(&[&format!("a=1; clock={ok}")])),
+            secure(&[&format!("clock=x; __Host-clock={ok}")]),
             Some(ok.clone())
         );
-        assert_eq!(
-            cookie_in(&headers(&[&format!("clock={ok}; clock=x")])),
-            None
-        );
-        assert_eq!(
-            cookie_in(&headers(&[&format!("clock={ok}"), "clock=x"])),
-            None
-        );
-        assert_eq!(cookie_in(&headers(&["a=1"])), None);
     }
 
     #[cfg(feature = "ssr")]

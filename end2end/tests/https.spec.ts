@@ -53,12 +53,21 @@ test('over https: sign up, in and out, with Secure __Host- cookies and HSTS', as
   await expect(page).toHaveURL(/\/profile$/);
   await expect(page.getByTestId('profile-username')).toHaveText(user);
 
-  const cookies = await context.cookies();
-  expect(cookies.map((c) => c.name).sort()).toEqual([
+  const all = await context.cookies();
+  expect(all.map((c) => c.name).sort()).toEqual([
     '__Host-auth_token',
+    '__Host-clock',
     '__Host-device_token',
     '__Host-refresh_token',
   ]);
+  // The reader's time zone and format, written by the page's script (so not HttpOnly), is a
+  // __Host- cookie too: no sibling domain can plant one.
+  const clock = all.find((c) => c.name === '__Host-clock')!;
+  expect(clock.secure).toBe(true);
+  expect(clock.httpOnly).toBe(false);
+  expect(clock.path).toBe('/');
+  expect(clock.domain).toBe('127.0.0.1');
+  const cookies = all.filter((c) => c.name !== '__Host-clock');
   for (const cookie of cookies) {
     expect(cookie.secure).toBe(true);
     expect(cookie.httpOnly).toBe(true);
@@ -74,8 +83,9 @@ test('over https: sign up, in and out, with Secure __Host- cookies and HSTS', as
   await page.getByRole('button', { name: 'Sign out' }).first().click();
   await expect(page).toHaveURL(/\/$/);
   await expect(page.getByTestId('home-status')).toHaveText('You are not signed in.');
-  // Only the device cookie stays: it says this browser signed in before, not that it is signed in.
-  expect((await context.cookies()).map((c) => c.name)).toEqual(['__Host-device_token']);
+  // Only the device cookie stays: it says this browser signed in before, not that it is signed in
+  // (and the clock: the browser's zone and format, nobody's session).
+  expect((await context.cookies()).map((c) => c.name).sort()).toEqual(['__Host-clock', '__Host-device_token']);
   await page.goto('/profile');
   await expect(page).toHaveURL(/\/login\?next=%2Fprofile$/);
 });

@@ -96,7 +96,7 @@ pub async fn sessions_page(mut req: Request, next: Next) -> Response {
         let auth = req.extensions().get::<Arc<Auth>>().cloned();
         let user = req.extensions().get::<AuthUser>().copied();
         if let (Some(auth), Some(user)) = (auth, user) {
-            let clock = app::clock::Clock::of_request(req.headers());
+            let clock = app::clock::Clock::of_request(req.headers(), auth.cookie.secure());
             let list = app::api::sessions::server::sessions_list(&auth, &user, &clock).await;
             req.extensions_mut().insert(list);
         }
