@@ -1,7 +1,8 @@
 import { Browser, Page, test, expect } from '@playwright/test';
 import { hydrated, registerByApi, signIn, uniqueUser } from './helpers';
 
-/** A signed-in page in a browser with this language and zone, after a first visit. */
+/** A browser with this language and zone, signed in from its first page load: /login, then
+ * /profile rendered in the browser (no second page load yet). */
 async function signedInReader(browser: Browser, locale: string, timezoneId: string) {
   const context = await browser.newContext({ locale, timezoneId });
   const page = await context.newPage();
@@ -35,14 +36,7 @@ async function watchTimes(page: Page) {
 }
 
 test('the first visit shows UTC, labelled, and remembers the reader\'s zone and format for the next page load', async ({ browser }) => {
-  const context = await browser.newContext({ locale: 'de-DE', timezoneId: 'Europe/Berlin' });
-  const page = await context.newPage();
-  const user = uniqueUser('clock');
-  await registerByApi(context.request, user);
-  await page.goto('/login');
-  await hydrated(page);
-  await signIn(page, user);
-  await expect(page).toHaveURL(/\/profile$/);
+  const { context, page } = await signedInReader(browser, 'de-DE', 'Europe/Berlin');
   // Still the first page load: UTC, and it says so.
   await expect(page.getByTestId('profile-expires')).toContainText('UTC');
 
