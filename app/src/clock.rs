@@ -384,12 +384,7 @@ fn percent_decode(encoded: &str) -> Option<String> {
 /// its own) mean none: which is whose cannot be told.
 #[cfg(feature = "ssr")]
 fn cookie_in(headers: &http::HeaderMap, name: &str) -> Option<String> {
-    let mut found = headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
-        .filter_map(|pair| find_cookie(pair, name));
+    let mut found = identity::cookie::values(headers, name);
     let first = found.next()?.to_owned();
     found.next().is_none().then_some(first)
 }
@@ -406,14 +401,6 @@ fn forget_cookie(secure: bool) {
             }),
         );
     }
-}
-
-#[cfg(any(feature = "ssr", test))]
-fn find_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
-        let (key, value) = pair.trim().split_once('=')?;
-        (key == name).then_some(value)
-    })
 }
 
 /// The wall-clock fields of `unix` in `zone`.
@@ -742,13 +729,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_cookie_is_found_among_others() {
-        assert_eq!(find_cookie("a=1; clock=xyz; b=2", COOKIE), Some("xyz"));
-        assert_eq!(find_cookie("clockwork=1; clock=", COOKIE), Some(""));
-        assert_eq!(find_cookie("a=1", COOKIE), None);
-    }
-
     #[cfg(feature = "ssr")]
     #[test]
     fn two_clock_cookies_mean_none() {
@@ -768,6 +748,17 @@ mod tests {
         assert_eq!(plain(&[&format!("clock={ok}; clock=x")]), None);
         assert_eq!(plain(&[&format!("clock={ok}"), "clock=x"]), None);
         assert_eq!(plain(&["a=1"]), None);
+        assert_eq!(
+            plain(&[&format!("clockwork=1; clock={ok}")]),
+            Some(ok.clone())
+        );
+        // Another cookie of the domain holding text beyond ASCII does not hide it.
+        let mut h = headers(&[]);
+        h.append(
+            http::header::COOKIE,
+            http::HeaderValue::from_bytes(format!("note=grüße; clock={ok}").as_bytes()).unwrap(),
+        );
+        assert_eq!(cookie_in(&h, cookie_name(false)), Some(ok.clone()));
         // Over https only the __Host- cookie counts: a plain one may come from anywhere.
         let secure = |values: &[&str]| cookie_in(&headers(values), cookie_name(true));
         assert_eq!(secure(&[&format!("clock={ok}")]), None);

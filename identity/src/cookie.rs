@@ -32,6 +32,20 @@ enum Kind {
     Device,
 }
 
+/// Every value of the cookie `name` that a request carries, in the order sent (trimmed). The
+/// headers are read as UTF-8, not only visible ASCII: another cookie of the domain may hold any
+/// text, and must not hide ours.
+pub fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(move |(n, _)| *n == name)
+        .map(|(_, value)| value.trim())
+}
+
 impl AuthCookie {
     pub fn new(secure: bool) -> Self {
         Self { secure }
@@ -97,16 +111,8 @@ impl AuthCookie {
     /// Only the name this site sets counts: over https a plain `auth_token` (which any http
     /// page could have set) is ignored.
     fn read_of(self, kind: Kind, headers: &HeaderMap) -> Option<&str> {
-        let name = self.name_of(kind);
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            // UTF-8, not only visible ASCII: another cookie of the domain may hold any text.
-            .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(n, _)| *n == name)
-            .map(|(_, value)| value.trim())
+        values(headers, self.name_of(kind))
+            .next()
             .filter(|v| !v.is_empty())
     }
 
