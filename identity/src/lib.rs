@@ -9,6 +9,7 @@ pub mod cache;
 pub mod cookie;
 pub mod credentials;
 pub mod device;
+pub mod mail;
 pub mod proxies;
 pub mod revocation;
 pub mod sessions;

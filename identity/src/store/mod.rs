@@ -9,6 +9,7 @@ mod backup;
 mod connect;
 mod files;
 mod health;
+pub mod outbox;
 pub mod revocations;
 mod seed;
 pub mod sessions;

@@ -1,0 +1,1 @@
+//! Links sent by mail (STUB: being written).

@@ -1,0 +1,84 @@
+//! E-mail: the account's address ([`address`]), the links sent to it ([`links`]), the words of
+//! every mail ([`compose`]), and their delivery ([`sender`]).
+//!
+//! A mail is never sent from a request. The change that causes it writes it to the outbox table
+//! in its own transaction ([`crate::store::outbox`]), so a change is never made without its mail
+//! nor a mail queued for a change that did not happen; a background sender delivers it over
+//! SMTP, retries it on a temporary failure and gives up, recording why, on a permanent one.
+
+pub mod address;
+pub mod compose;
+pub mod links;
+pub mod sender;
+
+/// What a mail is for: its row's `kind`, for the operator and the development mail page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    /// A link that confirms an address (after sign-up, or to change to it).
+    VerifyAddress,
+    /// Someone signed up with an address that is already an account's: its owner is told.
+    AddressInUse,
+    /// A link that sets a new password.
+    ResetPassword,
+    /// The password was changed, or reset through a link.
+    PasswordChanged,
+    /// A sign-in from a device not seen before.
+    NewSignIn,
+    /// To the old address: the account's address is being changed.
+    AddressChanging,
+    /// The account was deleted.
+    AccountDeleted,
+}
+
+impl MailKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyAddress => "verify_address",
+            Self::AddressInUse => "address_in_use",
+            Self::ResetPassword => "reset_password",
+            Self::PasswordChanged => "password_changed",
+            Self::NewSignIn => "new_sign_in",
+            Self::AddressChanging => "address_changing",
+            Self::AccountDeleted => "account_deleted",
+        }
+    }
+}
+
+/// A mail as it is queued: its recipient, its words in plain text and in HTML. Its `Debug`
+/// leaves out the bodies (a link in them is a credential).
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutgoingMail {
+    pub kind: MailKind,
+    /// The account it is about, if any.
+    pub user_id: Option<i64>,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl std::fmt::Debug for OutgoingMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingMail")
+            .field("kind", &self.kind)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wakes the background sender when a mail was queued (after the commit), so that it goes out
+/// at once rather than at the sender's next look at the outbox. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Wake(std::sync::Arc<tokio::sync::Notify>);
+
+impl Wake {
+    /// A mail was committed to the outbox.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    /// Until the next [`wake`](Self::wake) (one that came while nobody waited counts).
+    pub async fn woken(&self) {
+        self.0.notified().await;
+    }
+}
