@@ -47,6 +47,8 @@ pub struct Auth {
     pub proxies: proxies::TrustedProxies,
     /// Whether the database is known to be unreachable: what needs it is then refused at once.
     pub health: Arc<crate::store::Health>,
+    /// How the service mails (see [`mail`]).
+    pub mail: mail::Mail,
 }
 
 /// What a sign-in and every refresh hand out.
@@ -169,6 +171,7 @@ pub mod testing {
             devices: DeviceProofs::new(SECRET),
             proxies: Default::default(),
             health,
+            mail: Default::default(),
         };
         (dir, pool, auth)
     }

@@ -121,6 +121,7 @@ pub async fn build_state(
         devices: DeviceProofs::new(&config.jwt_secret),
         proxies: config.trusted_proxies.clone(),
         health,
+        mail: Default::default(),
     };
     let auth = Arc::new(auth);
     if let Some(cursor) = cursor {

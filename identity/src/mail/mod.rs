@@ -82,3 +82,33 @@ impl Wake {
         self.0.notified().await;
     }
 }
+
+/// How the service mails: what the mails call it and where their links point, how long a link
+/// lives, whether an address is required at sign-up; and the sender's wake-up.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub site: compose::Site,
+    /// How long a reset link lives (`RESET_TTL`, 30 minutes).
+    pub reset_ttl: i64,
+    /// How long an address-confirming link lives (a day).
+    pub verify_ttl: i64,
+    /// Sign-up requires an address (`EMAIL_REQUIRED`).
+    pub required: bool,
+    /// Wakes the background sender after a mail was committed.
+    pub wake: Wake,
+}
+
+impl Default for Mail {
+    fn default() -> Self {
+        Self {
+            site: compose::Site {
+                name: "authapp".into(),
+                public_url: "http://localhost:3000".into(),
+            },
+            reset_ttl: 30 * 60,
+            verify_ttl: 24 * 3600,
+            required: false,
+            wake: Wake::default(),
+        }
+    }
+}
