@@ -5,6 +5,8 @@
 //! ([`crate::store::accounts`]); memory follows the commit.
 
 use crate::{
+    email::{Origin, Told},
+    mail::compose::Notice,
     sessions::{LiveSession, WriteError},
     Auth,
 };
@@ -21,10 +23,29 @@ impl Auth {
         current: uuid::Uuid,
         password_hash: &str,
         now: i64,
+        origin: Origin<'_>,
     ) -> Result<Option<LiveSession>, WriteError> {
-        self.sessions
-            .change_password(user_id, current, password_hash, now)
-            .await
+        let username = self.users.get(user_id).await?.map(|u| u.username);
+        let told = Told::new(origin, now);
+        let notice = |to: &str| {
+            self.mail(
+                Some(user_id),
+                to,
+                &Notice::PasswordChanged {
+                    username: username.as_deref().unwrap_or_default(),
+                    by_reset: false,
+                    event: told.event(),
+                },
+            )
+        };
+        let changed = self
+            .sessions
+            .change_password(user_id, current, password_hash, now, Some(&notice))
+            .await?;
+        if changed.is_some() {
+            self.mail.wake.wake();
+        }
+        Ok(changed)
     }
 
     /// Deletes an account: every session of it ends (in the database, then in memory, so that
@@ -33,9 +54,32 @@ impl Auth {
     /// the next account, and a remembered user would go on answering for it (its name on the
     /// newcomer's pages, its `created_at` in the token check). `false` when there was no such
     /// account.
-    pub async fn delete_account(&self, user_id: i64, now: i64) -> Result<bool, WriteError> {
-        let deleted = self.sessions.delete_account(user_id, now).await?;
+    pub async fn delete_account(
+        &self,
+        user_id: i64,
+        now: i64,
+        origin: Origin<'_>,
+    ) -> Result<bool, WriteError> {
+        let username = self.users.get(user_id).await?.map(|u| u.username);
+        let told = Told::new(origin, now);
+        let notice = |to: &str| {
+            self.mail(
+                Some(user_id),
+                to,
+                &Notice::AccountDeleted {
+                    username: username.as_deref().unwrap_or_default(),
+                    event: told.event(),
+                },
+            )
+        };
+        let deleted = self
+            .sessions
+            .delete_account(user_id, now, Some(&notice))
+            .await?;
         self.users.forget(user_id);
+        if deleted {
+            self.mail.wake.wake();
+        }
         Ok(deleted)
     }
 }
@@ -51,7 +95,7 @@ mod tests {
 
     async fn start(auth: &Auth, user: i64) -> LiveSession {
         auth.sessions
-            .create(user, testing::STAMP, "test", None, now_unix())
+            .create(user, testing::STAMP, "test", None, now_unix(), None)
             .await
             .unwrap()
             .unwrap()
@@ -79,7 +123,7 @@ mod tests {
         );
         let stamp = stored(&pool, "credential_stamp").await;
         let renewed = auth
-            .change_password(1, mine.id(), "new hash", now + 1)
+            .change_password(1, mine.id(), "new hash", now + 1, testing::ORIGIN)
             .await
             .unwrap()
             .unwrap();
@@ -98,7 +142,7 @@ mod tests {
         ));
         // From an ended session: nothing changes, not the password nor the stamp.
         let none = auth
-            .change_password(1, other.id(), "another hash", now + 3)
+            .change_password(1, other.id(), "another hash", now + 3, testing::ORIGIN)
             .await
             .unwrap();
         assert!(none.is_none());
@@ -131,7 +175,10 @@ mod tests {
         .execute(&pool)
         .await
         .unwrap();
-        assert!(auth.delete_account(1, now_unix()).await.is_err());
+        assert!(auth
+            .delete_account(1, now_unix(), testing::ORIGIN)
+            .await
+            .is_err());
         // The sessions ended first, in the database and in memory alike; the account stays,
         // and a retry deletes it.
         let live: i64 =
@@ -152,7 +199,10 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
-        assert!(auth.delete_account(1, now_unix()).await.unwrap());
+        assert!(auth
+            .delete_account(1, now_unix(), testing::ORIGIN)
+            .await
+            .unwrap());
         assert!(auth.sessions.is_ended(&session.id()));
         assert!(auth.authenticate(&bearer(&token)).await.is_err());
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
@@ -160,6 +210,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(left, 0);
-        assert!(!auth.delete_account(1, now_unix()).await.unwrap());
+        assert!(!auth
+            .delete_account(1, now_unix(), testing::ORIGIN)
+            .await
+            .unwrap());
     }
 }

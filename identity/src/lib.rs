@@ -9,6 +9,7 @@ pub mod cache;
 pub mod cookie;
 pub mod credentials;
 pub mod device;
+pub mod email;
 pub mod mail;
 pub mod proxies;
 pub mod revocation;
@@ -147,6 +148,12 @@ pub mod testing {
 
     pub const SECRET: &[u8] = b"unit-test-secret-unit-test-secret!!";
 
+    /// Where the tests' changes come from, as their notices tell it.
+    pub const ORIGIN: crate::email::Origin<'static> = crate::email::Origin {
+        user_agent: "test",
+        address: None,
+    };
+
     /// A complete `Auth` on a fresh SQLite file (kept alive by the returned folder).
     pub async fn auth() -> (tempfile::TempDir, Pool, Auth) {
         let dir = tempfile::tempdir().unwrap();
@@ -192,7 +199,9 @@ pub mod testing {
         stamp: crate::credentials::CredentialStamp,
         now: i64,
     ) -> Result<Option<crate::sessions::LiveSession>, crate::sessions::WriteError> {
-        sessions.create(user_id, stamp, "test", None, now).await
+        sessions
+            .create(user_id, stamp, "test", None, now, None)
+            .await
     }
 
     /// A sign-in's proof for user `id` as the account stands now, as if its password had just
@@ -305,7 +314,13 @@ mod cache_tests {
 
             // The password changed through session a: every other session ends, a goes on.
             let renewed = auth
-                .change_password(1, a.session_id, "y", tokens::access::now_unix())
+                .change_password(
+                    1,
+                    a.session_id,
+                    "y",
+                    tokens::access::now_unix(),
+                    testing::ORIGIN,
+                )
                 .await
                 .unwrap()
                 .unwrap();
@@ -321,7 +336,7 @@ mod cache_tests {
             // which must not be taken for it), every token of theirs refused, the other
             // user's untouched.
             assert!(auth
-                .delete_account(1, tokens::access::now_unix())
+                .delete_account(1, tokens::access::now_unix(), testing::ORIGIN)
                 .await
                 .unwrap());
             assert_eq!(auth.users.get(1).await.unwrap(), None);
@@ -330,7 +345,7 @@ mod cache_tests {
             }
             assert_eq!(check(&auth, &other.access_token).await, Ok(2));
             assert!(!auth
-                .delete_account(1, tokens::access::now_unix())
+                .delete_account(1, tokens::access::now_unix(), testing::ORIGIN)
                 .await
                 .unwrap());
 

@@ -31,7 +31,7 @@ pub async fn create(
     password_hash: &str,
 ) -> Result<User, CreateUserError> {
     Store::new(pool.clone())
-        .create_user(username, password_hash, now_unix())
+        .create_user(username, password_hash, now_unix(), None)
         .await
 }
 

@@ -52,6 +52,8 @@ pub struct Proof {
     via: Via,
     /// Where the users kept in memory stood before the account was read.
     read: ReadStamp,
+    /// Whether the account has a verified address (a sign-in from a new device tells it).
+    has_address: bool,
 }
 
 impl Proof {
@@ -61,6 +63,19 @@ impl Proof {
             stamp: checked.stamp,
             via,
             read: checked.read,
+            has_address: checked.has_address,
+        }
+    }
+
+    /// The proof a reset link gives, once it has set a new password (whose stamp is `stamp`):
+    /// a full sign-in, from no known device (a reset sends its own notice).
+    pub(crate) fn by_link(user: User, stamp: CredentialStamp, read: ReadStamp) -> Self {
+        Self {
+            user,
+            stamp,
+            via: Via::Unknown,
+            read,
+            has_address: false,
         }
     }
 
@@ -73,6 +88,7 @@ impl Proof {
             stamp,
             via: Via::Unknown,
             read,
+            has_address: false,
         }
     }
 
@@ -139,6 +155,8 @@ impl Auth {
     /// Starts a session for the user `proof` is about, and hands out its tokens. `None` when
     /// the account's credentials changed (or the account went) since they were checked: the
     /// session is written only if the proof's credential stamp is still the account's.
+    /// A sign-in from a device not seen before on this account (no proof of an earlier
+    /// sign-in from it) tells the account's verified address, in the session's transaction.
     pub async fn start_session(
         &self,
         proof: &Proof,
@@ -146,10 +164,38 @@ impl Auth {
         address: Option<IpAddr>,
     ) -> Result<Option<Issued>, IssueError> {
         let now = crate::tokens::access::now_unix();
+        let told = crate::email::Told::new(
+            crate::email::Origin {
+                user_agent,
+                address,
+            },
+            now,
+        );
+        let notice = |to: &str| {
+            self.mail(
+                Some(proof.user.id),
+                to,
+                &crate::mail::compose::Notice::NewSignIn {
+                    username: &proof.user.username,
+                    event: told.event(),
+                },
+            )
+        };
+        let new_device = proof.has_address && !matches!(proof.via, Via::Device(_));
         let started = self
             .sessions
-            .create(proof.user.id, proof.stamp, user_agent, address, now)
+            .create(
+                proof.user.id,
+                proof.stamp,
+                user_agent,
+                address,
+                now,
+                new_device.then_some(&notice as crate::store::email::Notify<'_>),
+            )
             .await?;
+        if new_device && started.is_some() {
+            self.mail.wake.wake();
+        }
         let Some(current) = started else {
             return Ok(None);
         };
@@ -229,7 +275,7 @@ mod tests {
         let raced = signed_in(&auth, PASSWORD).await.unwrap();
         let hash = auth.passwords.hash("a new password".into()).await.unwrap();
         let now = crate::tokens::access::now_unix();
-        auth.change_password(1, changer.session_id, &hash, now)
+        auth.change_password(1, changer.session_id, &hash, now, testing::ORIGIN)
             .await
             .unwrap()
             .unwrap();
@@ -256,7 +302,7 @@ mod tests {
         let (_dir, pool, auth) = core().await;
         let raced = signed_in(&auth, PASSWORD).await.unwrap();
         assert!(auth
-            .delete_account(1, crate::tokens::access::now_unix())
+            .delete_account(1, crate::tokens::access::now_unix(), testing::ORIGIN)
             .await
             .unwrap());
         let next = users::create(&pool, "bob", "hash").await.unwrap();
@@ -308,6 +354,7 @@ mod tests {
                     changer.session_id,
                     &hash,
                     crate::tokens::access::now_unix(),
+                    testing::ORIGIN,
                 )
                 .await
             })

@@ -64,6 +64,8 @@ pub struct Checked {
     pub via: Option<Via>,
     /// Where the users kept in memory stood before the account was read.
     pub(crate) read: ReadStamp,
+    /// Whether the account has a verified address.
+    pub(crate) has_address: bool,
 }
 
 /// Why a password check let nobody through. Every refusal before [`CheckError::Wrong`] happens
@@ -187,6 +189,7 @@ pub async fn check_password(
         stamp: found.stamp,
         via,
         read,
+        has_address: found.email.is_some(),
     })
 }
 

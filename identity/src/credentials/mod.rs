@@ -51,6 +51,8 @@ pub struct Credentials {
     pub password_hash: String,
     #[sqlx(rename = "credential_stamp", try_from = "i64")]
     pub stamp: CredentialStamp,
+    /// The account's verified address, if it has one (where its notices go).
+    pub email: Option<String>,
 }
 
 impl Credentials {

@@ -227,6 +227,7 @@ impl Sessions {
         user_agent: &str,
         address: Option<IpAddr>,
         now: i64,
+        notice: Option<crate::store::email::Notify<'_>>,
     ) -> Result<Option<LiveSession>, WriteError> {
         let id = Uuid::new_v4();
         let key: [u8; 32] = rand::random();
@@ -249,7 +250,7 @@ impl Sessions {
             revoked_reason: None,
         };
         let _write = lock_write(&self.write).await?;
-        if !self.store.start_session(&session, stamp).await? {
+        if !self.store.start_session(&session, stamp, notice).await? {
             return Ok(None);
         }
         self.last_recorded.insert(id, (now, 1));
@@ -378,6 +379,7 @@ impl Sessions {
         current: Uuid,
         password_hash: &str,
         now: i64,
+        notice: Option<crate::store::email::Notify<'_>>,
     ) -> Result<Option<LiveSession>, WriteError> {
         let renewal = crate::store::accounts::Renewal {
             now,
@@ -387,7 +389,7 @@ impl Sessions {
         let _write = lock_write(&self.write).await?;
         let changed = self
             .store
-            .change_password(user_id, current, password_hash, renewal)
+            .change_password(user_id, current, password_hash, renewal, notice)
             .await?;
         let Some(changed) = changed else {
             return Ok(None);
@@ -403,14 +405,40 @@ impl Sessions {
     /// (signing in again works) and a retry deletes. `false` when there was no such account.
     /// Only through [`Auth::delete_account`](crate::Auth::delete_account), which forgets the
     /// user too.
-    pub(crate) async fn delete_account(&self, user_id: i64, now: i64) -> Result<bool, WriteError> {
+    pub(crate) async fn delete_account(
+        &self,
+        user_id: i64,
+        now: i64,
+        notice: Option<crate::store::email::Notify<'_>>,
+    ) -> Result<bool, WriteError> {
         let _write = lock_write(&self.write).await?;
         let ended = self
             .store
             .end_sessions_of(user_id, None, EndReason::AccountDeleted, now)
             .await?;
         self.remember_ended(ended);
-        Ok(self.store.delete_user(user_id).await?)
+        Ok(self.store.delete_user(user_id, notice, now).await?)
+    }
+
+    /// Follows a reset link (see [`Store::reset_password`](crate::store::Store::reset_password)):
+    /// the password replaced, every session of the account ended (in memory too, from the next
+    /// request on), the owner told.
+    pub(crate) async fn reset_password(
+        &self,
+        hash: &[u8; 32],
+        password_hash: &str,
+        notice: crate::store::email::Notify<'_>,
+        now: i64,
+    ) -> Result<crate::store::email::Reset, WriteError> {
+        let _write = lock_write(&self.write).await?;
+        let reset = self
+            .store
+            .reset_password(hash, password_hash, notice, now)
+            .await?;
+        if let crate::store::email::Reset::Done { ended, .. } = &reset {
+            self.remember_ended(ended.iter().cloned());
+        }
+        Ok(reset)
     }
 
     /// Ends the live session a genuine refresh token belongs to (signing out with the refresh

@@ -6,6 +6,7 @@
 use uuid::Uuid;
 
 use super::{
+    email::Notify,
     sessions::{lock_sessions_of, COLUMNS},
     Dialect, Store, StoreError,
 };
@@ -44,6 +45,7 @@ impl Store {
         &self,
         session: &Session,
         stamp: CredentialStamp,
+        notice: Option<Notify<'_>>,
     ) -> Result<bool, StoreError> {
         // On PostgreSQL the check waits for a password change or a deletion in progress (from
         // another instance: each holds the user's row, see `lock_sessions_of`) and reads the
@@ -52,27 +54,39 @@ impl Store {
             Dialect::Postgres => " FOR SHARE",
             Dialect::Sqlite => "",
         };
-        let done = sqlx::query(&format!(
+        let insert = format!(
             "INSERT INTO sessions (id, user_id, refresh_key, generation, confirmed_generation, \
              rotated_at, created_at, last_used_at, expires_at, access_exp, user_agent, address) \
              SELECT $1, $2, $3, 1, 1, $4, $5, $6, $7, $8, $9, $10 \
              WHERE EXISTS (SELECT 1 FROM users WHERE id = $11 AND credential_stamp = $12{for_share})"
-        ))
-        .bind(session.id.0.as_bytes().as_slice())
-        .bind(session.user_id)
-        .bind(&session.refresh_key)
-        .bind(session.rotated_at)
-        .bind(session.created_at)
-        .bind(session.last_used_at)
-        .bind(session.expires_at)
-        .bind(session.access_exp)
-        .bind(&session.user_agent)
-        .bind(&session.address)
-        .bind(session.user_id)
-        .bind(stamp.get())
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        );
+        let query = sqlx::query(&insert)
+            .bind(session.id.0.as_bytes().as_slice())
+            .bind(session.user_id)
+            .bind(&session.refresh_key)
+            .bind(session.rotated_at)
+            .bind(session.created_at)
+            .bind(session.last_used_at)
+            .bind(session.expires_at)
+            .bind(session.access_exp)
+            .bind(&session.user_agent)
+            .bind(&session.address)
+            .bind(session.user_id)
+            .bind(stamp.get());
+        let Some(notice) = notice else {
+            // No notice to queue: one statement, no transaction (the common sign-in).
+            let done = query.execute(self.pool()).await?;
+            return Ok(done.rows_affected() == 1);
+        };
+        let mut tx = self.pool().begin().await?;
+        if query.execute(&mut *tx).await?.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        super::email::notify_owner(&mut tx, session.user_id, Some(notice), session.created_at)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// A password change, all or nothing: the current session (still live) moves on to a new
@@ -86,6 +100,7 @@ impl Store {
         current: Uuid,
         password_hash: &str,
         renewal: Renewal,
+        notice: Option<Notify<'_>>,
     ) -> Result<Option<PasswordChanged>, StoreError> {
         let (max, min) = self.dialect().max_min();
         let mut tx = self.pool().begin().await?;
@@ -113,6 +128,7 @@ impl Store {
         };
         super::users::set_password(&mut tx, user_id, password_hash).await?;
         let ended = end_others(&mut tx, user_id, current, renewal.now).await?;
+        super::email::notify_owner(&mut tx, user_id, notice, renewal.now).await?;
         tx.commit().await?;
         Ok(Some(PasswordChanged { session, ended }))
     }
@@ -123,9 +139,16 @@ impl Store {
     /// `migrations/postgres/0002`): this one then holds no revocation lock while it waits for
     /// the user's row, which another instance's sign-out may hold a key-share lock on until its
     /// own revocation is recorded. `false` when there was no such account.
-    pub async fn delete_user(&self, user_id: i64) -> Result<bool, StoreError> {
+    pub async fn delete_user(
+        &self,
+        user_id: i64,
+        notice: Option<Notify<'_>>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         lock_sessions_of(&mut tx, self.dialect(), user_id).await?;
+        // The owner is told in the transaction that deletes: their address goes with it.
+        super::email::notify_owner(&mut tx, user_id, notice, now).await?;
         let done = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(user_id)
             .execute(&mut *tx)
@@ -138,7 +161,7 @@ impl Store {
 /// A credential of `user_id` changed (in `tx`, in the lock order): every session but `keep`
 /// ends. A session holds no credential of its own, so one started with the old credential must
 /// not outlive it; `keep` is the one the change was made in, renewed by the caller.
-async fn end_others(
+pub(super) async fn end_others(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     user_id: i64,
     keep: Uuid,

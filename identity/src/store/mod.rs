@@ -7,6 +7,7 @@
 pub mod accounts;
 mod backup;
 mod connect;
+pub mod email;
 mod files;
 mod health;
 pub mod outbox;

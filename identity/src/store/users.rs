@@ -1,20 +1,32 @@
 //! The `users` table's statements.
 
-use super::{Store, StoreError};
+use super::{email::SignUpAddress, Store, StoreError};
+
+/// The columns of [`Credentials`]: the verified address only.
+const CREDENTIALS: &str = "id, username, created_at, password_hash, credential_stamp, \
+    CASE WHEN email_verified_at IS NOT NULL THEN email END AS email";
 use crate::{
     credentials::{CredentialStamp, Credentials},
     users::{CreateUserError, User},
 };
 
 impl Store {
-    /// Creates an account, with a credential stamp of its own (see [`CredentialStamp`]).
+    /// Creates an account, with a credential stamp of its own (see [`CredentialStamp`]), and
+    /// the address it was given, if any, with the mail that confirms it, in one transaction.
     pub async fn create_user(
         &self,
         username: &str,
         password_hash: &str,
         created_at: i64,
+        address: Option<&SignUpAddress<'_>>,
     ) -> Result<User, CreateUserError> {
-        let result = sqlx::query_as::<_, User>(
+        let taken = |e: sqlx::Error| match e {
+            // Mapped by the kind of constraint, not by matching the message.
+            sqlx::Error::Database(e) if e.is_unique_violation() => CreateUserError::Taken,
+            e => StoreError(e).into(),
+        };
+        let mut tx = self.pool().begin().await.map_err(StoreError)?;
+        let user = sqlx::query_as::<_, User>(
             "INSERT INTO users (username, password_hash, created_at, credential_stamp) \
              VALUES ($1, $2, $3, $4) RETURNING id, username, created_at",
         )
@@ -22,36 +34,42 @@ impl Store {
         .bind(password_hash)
         .bind(created_at)
         .bind(CredentialStamp::new().get())
-        .fetch_one(self.pool())
-        .await;
-        match result {
-            Ok(user) => Ok(user),
-            // Mapped by the kind of constraint, not by matching the message.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(CreateUserError::Taken),
-            Err(e) => Err(StoreError(e).into()),
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(taken)?;
+        if let Some(address) = address {
+            super::email::sign_up_address(&mut tx, user.id, address, created_at)
+                .await
+                .map_err(StoreError)?;
         }
+        tx.commit().await.map_err(StoreError)?;
+        Ok(user)
     }
 
-    /// The credentials of the account named `username` (in any case).
-    pub async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, username, created_at, password_hash, credential_stamp FROM users \
-             WHERE username = $1",
+    /// The credentials of the account that `login` names: its username (in any case), or its
+    /// verified address (a username has no `@`).
+    pub async fn credentials(&self, login: &str) -> Result<Option<Credentials>, StoreError> {
+        let by = if login.contains('@') {
+            "email = $1 AND email_verified_at IS NOT NULL"
+        } else {
+            "username = $1"
+        };
+        Ok(
+            sqlx::query_as(&format!("SELECT {CREDENTIALS} FROM users WHERE {by}"))
+                .bind(login)
+                .fetch_optional(self.pool())
+                .await?,
         )
-        .bind(username)
-        .fetch_optional(self.pool())
-        .await?)
     }
 
     /// The credentials of account `id`.
     pub async fn credentials_of(&self, id: i64) -> Result<Option<Credentials>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, username, created_at, password_hash, credential_stamp FROM users \
-             WHERE id = $1",
+        Ok(
+            sqlx::query_as(&format!("SELECT {CREDENTIALS} FROM users WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
         )
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?)
     }
 
     /// Account `id`, without its credentials.

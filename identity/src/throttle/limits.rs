@@ -36,6 +36,17 @@ pub const SIGNUP_BURST: u32 = 30;
 pub const SIGNUP_PERIOD: Duration = Duration::from_secs(10);
 
 /// One limit, with its GCRA parameters: the same wherever the counts live.
+/// Reset links asked for from one client address: 10 at once, then one every 30 seconds. A
+/// person who forgot a password asks once or twice; a script walking a list of addresses is
+/// held to two a minute per address.
+pub const MAIL_FROM_BURST: u32 = 10;
+pub const MAIL_FROM_PERIOD: Duration = Duration::from_secs(30);
+/// Reset links asked for to one account or address, from anywhere: 3 at once, then one every
+/// 5 minutes, so nobody can flood a mailbox (the store also keeps one link a minute per
+/// account).
+pub const MAIL_TO_BURST: u32 = 3;
+pub const MAIL_TO_PERIOD: Duration = Duration::from_secs(300);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
     Address,
@@ -45,10 +56,14 @@ pub enum Limit {
     DeviceTrust,
     Session,
     SignUp,
+    /// Mails asked for by a client (reset links), per client address.
+    MailFrom,
+    /// Mails asked for to one account or address, whoever asks.
+    MailTo,
 }
 
 impl Limit {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::Address,
         Self::Pair,
         Self::Account,
@@ -56,6 +71,8 @@ impl Limit {
         Self::DeviceTrust,
         Self::Session,
         Self::SignUp,
+        Self::MailFrom,
+        Self::MailTo,
     ];
 
     /// Cells in a row.
@@ -68,6 +85,8 @@ impl Limit {
             Self::DeviceTrust => DEVICE_FAILURES,
             Self::Session => SESSION_BURST,
             Self::SignUp => SIGNUP_BURST,
+            Self::MailFrom => MAIL_FROM_BURST,
+            Self::MailTo => MAIL_TO_BURST,
         }
     }
 
@@ -81,6 +100,8 @@ impl Limit {
             Self::DeviceTrust => DEVICE_DISTRUST_PERIOD,
             Self::Session => SESSION_PERIOD,
             Self::SignUp => SIGNUP_PERIOD,
+            Self::MailFrom => MAIL_FROM_PERIOD,
+            Self::MailTo => MAIL_TO_PERIOD,
         }
     }
 
@@ -94,6 +115,8 @@ impl Limit {
             Self::DeviceTrust => "device-trust",
             Self::Session => "session",
             Self::SignUp => "sign-up",
+            Self::MailFrom => "mail-from",
+            Self::MailTo => "mail-to",
         }
     }
 

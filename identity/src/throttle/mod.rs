@@ -57,8 +57,9 @@ mod tests;
 
 pub use limits::{
     address_key, Limit, ACCOUNT_BURST, ACCOUNT_PERIOD, ADDRESS_BURST, ADDRESS_PERIOD, DEVICE_BURST,
-    DEVICE_DISTRUST_PERIOD, DEVICE_FAILURES, DEVICE_PERIOD, PAIR_BURST, PAIR_PERIOD, SESSION_BURST,
-    SESSION_PERIOD, SIGNUP_BURST, SIGNUP_PERIOD,
+    DEVICE_DISTRUST_PERIOD, DEVICE_FAILURES, DEVICE_PERIOD, MAIL_FROM_BURST, MAIL_FROM_PERIOD,
+    MAIL_TO_BURST, MAIL_TO_PERIOD, PAIR_BURST, PAIR_PERIOD, SESSION_BURST, SESSION_PERIOD,
+    SIGNUP_BURST, SIGNUP_PERIOD,
 };
 pub use memory::MAX_KEYS;
 pub use refresh::{
@@ -78,7 +79,7 @@ use memory::Limiter;
 /// Where the counts live.
 enum Counts<C: Clock> {
     /// This process's memory: one bounded limiter per [`Limit`], in [`Limit::ALL`]'s order.
-    Memory(Box<[Limiter<C>; 7]>),
+    Memory(Box<[Limiter<C>; 9]>),
     /// A table every instance shares.
     Shared(Shared),
 }
@@ -282,6 +283,18 @@ impl<C: Clock + Clone> Throttle<C> {
             return Ok(());
         }
         self.take(Limit::SignUp, optional_address_key(addr)).await
+    }
+
+    /// A request for a mailed link (a password reset) from `addr` to the account or address
+    /// `to` names: counted on the client's address, then on the recipient, before anything is
+    /// looked up; refused while either has none left.
+    pub async fn mail_request(&self, addr: Option<IpAddr>, to: &str) -> Result<(), Throttled> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.take(Limit::MailFrom, optional_address_key(addr))
+            .await?;
+        self.take(Limit::MailTo, limits::account_key(to)).await
     }
 
     /// Drops the records that are back to a full allowance; run from the periodic purge.

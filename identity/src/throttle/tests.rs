@@ -341,6 +341,7 @@ async fn full_records_are_forgotten() {
     attempt(&t, "erin", v4(1), device).await.unwrap();
     t.password_check(uuid::Uuid::new_v4()).await.unwrap();
     t.sign_up(v4(1)).await.unwrap();
+    t.mail_request(v4(1), "erin").await.unwrap();
     for limit in Limit::ALL {
         assert_eq!(t.tracked(limit), 1, "{limit:?}");
     }
@@ -354,6 +355,28 @@ async fn full_records_are_forgotten() {
         unreachable!()
     };
     assert!(limiters.iter().all(|l| l.store.lock().order.is_empty()));
+}
+
+/// Reset links asked for: counted per client address, then per recipient (whatever the case
+/// it is typed in), refused once either has none left.
+#[tokio::test]
+async fn mail_requests_are_limited_per_client_and_per_recipient() {
+    let (_clock, t) = throttle();
+    for _ in 0..crate::throttle::MAIL_TO_BURST {
+        t.mail_request(v4(1), "Erin").await.unwrap();
+    }
+    assert!(matches!(
+        t.mail_request(v4(2), "erin").await,
+        Err(Throttled::TooMany { .. })
+    ));
+    for i in 0..crate::throttle::MAIL_FROM_BURST - crate::throttle::MAIL_TO_BURST {
+        t.mail_request(v4(1), &format!("someone{i}")).await.unwrap();
+    }
+    assert!(matches!(
+        t.mail_request(v4(1), "another").await,
+        Err(Throttled::TooMany { .. })
+    ));
+    t.mail_request(v4(3), "another").await.unwrap();
 }
 
 #[test]
