@@ -306,8 +306,8 @@ fn letter(site: &Site, notice: &Notice<'_>) -> Letter {
                 subject: format!("New sign-in to your {name} account"),
                 heading: "New sign-in to your account",
                 lead: format!(
-                    "Your account {username} on {name} was signed in to from a device it had not \
-                     seen before."
+                    "Someone signed in to your account {username} on {name} from a device not seen \
+                     on it before."
                 ),
                 greeting: Some(username),
                 blocks: vec![
@@ -767,6 +767,24 @@ mod tests {
             true => Ok(()),
             false => Err(format!("left open: {open:?}")),
         }
+    }
+
+    #[test]
+    fn the_checker_catches_broken_html() {
+        let page = |body: &str| format!("<!doctype html>\n<html>{body}</html>\n");
+        assert!(check_html(&page("<p class=\"a\">x &amp; y<br></p>")).is_ok());
+        for broken in [
+            "<p>",
+            "<p></b>",
+            "<a href=x></a>",
+            "<a href=\"x\"y\"></a>",
+            "<a href=\"x\"></a>>",
+            "<p>a & b</p>",
+            "<a title=\"<b>\"></a>",
+        ] {
+            assert!(check_html(&page(broken)).is_err(), "{broken}");
+        }
+        assert!(check_html("<html></html>\n").is_err());
     }
 
     #[test]
