@@ -540,7 +540,7 @@ fn duration(minutes: i64) -> String {
     }
 }
 
-/// One line of printable text, at most [`VALUE_MAX`] characters: line breaks and tabs become
+/// One line of printable text, at most 300 characters (then `…`): line breaks and tabs become
 /// spaces; other control characters and the marks that reorder text (which could make an
 /// address read as another) become U+FFFD, so that their presence still shows.
 fn clean(value: &str) -> String {
