@@ -25,8 +25,11 @@ use leptos_router::{
     lazy_route, path, Lazy, LazyRoute, SsrMode, StaticSegment,
 };
 
-use pages::{AccountPage, HomePage, LoginPage, NotFound, ProfilePage, RegisterPage, SessionsPage};
-use routes::{ACCOUNT, LOGIN, PROFILE, REGISTER, SESSIONS};
+use pages::{
+    AccountPage, ForgotPage, HomePage, LoginPage, NotFound, ProfilePage, RegisterPage, ResetPage,
+    SessionsPage, VerifyPage,
+};
+use routes::{ACCOUNT, FORGOT, LOGIN, PROFILE, REGISTER, RESET, SESSIONS, VERIFY};
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -191,6 +194,9 @@ fn Layout() -> impl IntoView {
                 <Route path=(StaticSegment(PROFILE.segment()),) view={Lazy::<Profile>::new()} ssr=SsrMode::Async/>
                 <Route path=(StaticSegment(SESSIONS.segment()),) view={Lazy::<Sessions>::new()} ssr=SsrMode::Async/>
                 <Route path=(StaticSegment(ACCOUNT.segment()),) view={Lazy::<Account>::new()} ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(FORGOT.segment()),) view={Lazy::<Forgot>::new()} ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(RESET.segment()),) view={Lazy::<Reset>::new()} ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(VERIFY.segment()),) view={Lazy::<Verify>::new()} ssr=SsrMode::Async/>
             </Routes>
         </main>
     }
@@ -241,6 +247,51 @@ impl LazyRoute for Account {
 
     fn view(_this: Self) -> AnyView {
         view! { <AccountPage/> }.into_any()
+    }
+}
+
+// The pages of e-mail are opened from a mail or by a person who forgot a password: rare
+// visits, each a chunk of its own.
+
+/// `/forgot`, in a chunk of its own.
+struct Forgot;
+
+#[lazy_route]
+impl LazyRoute for Forgot {
+    fn data() -> Self {
+        Forgot
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <ForgotPage/> }.into_any()
+    }
+}
+
+/// `/reset`, in a chunk of its own.
+struct Reset;
+
+#[lazy_route]
+impl LazyRoute for Reset {
+    fn data() -> Self {
+        Reset
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <ResetPage/> }.into_any()
+    }
+}
+
+/// `/verify`, in a chunk of its own.
+struct Verify;
+
+#[lazy_route]
+impl LazyRoute for Verify {
+    fn data() -> Self {
+        Verify
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <VerifyPage/> }.into_any()
     }
 }
 

@@ -43,9 +43,14 @@ pub const REGISTER: Page = page!("/register", protected: false, next: "%2Fregist
 pub const PROFILE: Page = page!("/profile", protected: true, next: "%2Fprofile");
 pub const SESSIONS: Page = page!("/sessions", protected: true, next: "%2Fsessions");
 pub const ACCOUNT: Page = page!("/account", protected: true, next: "%2Faccount");
+pub const FORGOT: Page = page!("/forgot", protected: false, next: "%2Fforgot");
+pub const RESET: Page = page!("/reset", protected: false, next: "%2Freset");
+pub const VERIFY: Page = page!("/verify", protected: false, next: "%2Fverify");
 
 /// Every page, in the router's order.
-pub const PAGES: [Page; 6] = [HOME, LOGIN, REGISTER, PROFILE, SESSIONS, ACCOUNT];
+pub const PAGES: [Page; 9] = [
+    HOME, LOGIN, REGISTER, PROFILE, SESSIONS, ACCOUNT, FORGOT, RESET, VERIFY,
+];
 
 /// Whether the page at `path` needs a session (the server's guard asks it of every `GET`).
 pub fn is_protected(path: &str) -> bool {

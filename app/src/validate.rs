@@ -10,6 +10,26 @@ pub const PASSWORD_MAX: usize = 128;
 /// Said when the confirmation differs from the password.
 pub const PASSWORDS_DIFFER: &str = "The two passwords do not match.";
 
+/// Said of a typed e-mail address that cannot be one (the server's parser decides; these are
+/// its words, see `identity::mail::address`).
+pub const EMAIL_MESSAGES: [&str; 3] = [
+    "Enter an e-mail address.",
+    "An e-mail address has at most 254 characters.",
+    "That is not an e-mail address: it should look like name@example.com.",
+];
+
+/// Said when a sign-up leaves out the address that the server requires.
+pub const EMAIL_REQUIRED: &str = "Enter an e-mail address: this site needs one for every account.";
+
+/// Said when an address is given to a site that sends no mail (`EMAIL=off`).
+pub const EMAIL_OFF: &str = "This site sends no e-mail: leave the address out.";
+
+/// Said when a resend finds no address waiting to be confirmed.
+pub const NOTHING_TO_CONFIRM: &str = "There is no address waiting to be confirmed.";
+
+/// Said when a sign-in or reset name is neither a username nor an address.
+pub const LOGIN_INVALID: &str = "Enter your username or your e-mail address.";
+
 /// True when `text` is, word for word, one of the messages these rules give.
 pub fn is_our_message(text: &str) -> bool {
     let ours = [
@@ -18,8 +38,12 @@ pub fn is_our_message(text: &str) -> bool {
         password("").err(),
         password(&"x".repeat(PASSWORD_MAX + 1)).err(),
         Some(PASSWORDS_DIFFER.to_string()),
+        Some(EMAIL_REQUIRED.to_string()),
+        Some(LOGIN_INVALID.to_string()),
+        Some(NOTHING_TO_CONFIRM.to_string()),
+        Some(EMAIL_OFF.to_string()),
     ];
-    ours.iter().flatten().any(|m| m == text)
+    ours.iter().flatten().any(|m| m == text) || EMAIL_MESSAGES.contains(&text)
 }
 
 pub fn username(name: &str) -> Result<(), String> {

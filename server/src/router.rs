@@ -54,7 +54,7 @@ fn pages(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
         // Layers run bottom-up: the last one added sees the request first.
-        .layer(mw::from_fn(layers::sessions_page))
+        .layer(mw::from_fn(layers::page_data))
         .layer(mw::from_fn(layers::protect_pages))
         .layer(mw::from_fn(layers::refresh_session))
         .layer(mw::from_fn(layers::api_requests))

@@ -117,6 +117,7 @@ pub mod server {
     use crate::auth::{
         access::{AuthRejection, AuthUser},
         credentials::{self, Attempt},
+        email::Origin,
         extractor::{MaybeAuthUser, SignedIn},
         tokens::access::now_unix,
         users, AppState,
@@ -128,7 +129,7 @@ pub mod server {
     /// any password work, not on the account's ceiling nor the address: an attack on the
     /// account cannot stop its owner from changing the password (see
     /// [`credentials::check_password`]).
-    async fn check_password(
+    pub(crate) async fn check_password(
         state: &AppState,
         user: &AuthUser,
         password: String,
@@ -169,8 +170,13 @@ pub mod server {
             .await
             .map_err(|e| internal("password hashing failed", e))?;
         let auth = state.auth.clone();
+        let (agent, addr) = (user_agent(), client_addr(&state).await);
         let renewed = detached("the password task failed", async move {
-            auth.change_password(user.user_id, user.session_id, &hash, now_unix())
+            let origin = Origin {
+                user_agent: &agent,
+                address: addr,
+            };
+            auth.change_password(user.user_id, user.session_id, &hash, now_unix(), origin)
                 .await
         })
         .await?
@@ -198,8 +204,13 @@ pub mod server {
         let user = authenticate().await?;
         check_password(&state, &user, password).await?;
         let auth = state.auth.clone();
+        let (agent, addr) = (user_agent(), client_addr(&state).await);
         detached("the account deletion task failed", async move {
-            auth.delete_account(user.user_id, now_unix()).await
+            let origin = Origin {
+                user_agent: &agent,
+                address: addr,
+            };
+            auth.delete_account(user.user_id, now_unix(), origin).await
         })
         .await?
         .map_err(|e| not_written("deleting an account failed", e))?;

@@ -13,6 +13,7 @@
 //! [`server::answered`]).
 
 pub mod account;
+pub mod email;
 pub mod sessions;
 pub mod sign_in;
 
@@ -24,6 +25,11 @@ pub mod renewal;
 pub use account::{
     change_password, current_user, delete_account, AccountDeleted, ChangePassword, CurrentUser,
     DeleteAccount, SignedInUser,
+};
+pub use email::{
+    account_email, change_email, confirm_email, forgot_password, reset_password, AccountEmail,
+    ChangeEmail, ConfirmEmail, EmailConfirmed, EmailStatus, ForgotPassword, ResendEmail,
+    ResetPassword, ResetRequested, RESET_REQUESTED,
 };
 pub use sessions::{
     end_other_sessions, end_session, list_sessions, EndOtherSessions, EndSession, ListSessions,
@@ -146,6 +152,17 @@ pub mod server {
         if let Some(res) = use_context::<ResponseOptions>() {
             res.append_header(SET_COOKIE, value);
         }
+    }
+
+    /// The request's `User-Agent`, as text.
+    pub(super) fn user_agent() -> String {
+        use_context::<http::request::Parts>()
+            .and_then(|p| {
+                p.headers
+                    .get(http::header::USER_AGENT)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            })
+            .unwrap_or_default()
     }
 
     /// The client's address (see [`TrustedProxies`](crate::auth::proxies::TrustedProxies)),

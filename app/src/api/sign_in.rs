@@ -56,10 +56,11 @@ pub async fn register(
     username: String,
     password: String,
     password_confirm: Option<String>,
+    email: Option<String>,
 ) -> Result<Registered, ApiError> {
     answered(
         Register::PATH,
-        server::register(username, password, password_confirm).await,
+        server::register(username, password, password_confirm, email).await,
     )
 }
 
@@ -79,6 +80,11 @@ pub struct RegisterBody {
     #[serde(default)]
     #[schema(ignore)]
     password_confirm: Option<String>,
+    /// An e-mail address for the account (required when the site says so): a link sent to it
+    /// confirms it, and only then does it receive reset links and notices, and sign in.
+    #[serde(default)]
+    #[schema(max_length = 254)]
+    email: Option<String>,
 }
 
 #[cfg(feature = "ssr")]
@@ -88,11 +94,13 @@ impl From<RegisterBody> for Register {
             username,
             password,
             password_confirm,
+            email,
         } = b;
         Self {
             username,
             password,
             password_confirm,
+            email,
         }
     }
 }
@@ -212,7 +220,7 @@ pub mod server {
         sessions::{EndReason, EndedByToken},
         throttle::{Throttled, Via},
         tokens::access::now_unix,
-        users::{self, CreateUserError},
+        users::CreateUserError,
         AppState, IssueError,
     };
     use crate::validate;
@@ -228,6 +236,7 @@ pub mod server {
         username: String,
         password: String,
         password_confirm: Option<String>,
+        email: Option<String>,
     ) -> Result<Registered, ApiError> {
         let username = trim_ascii(&username).to_string();
         validate::username(&username).map_err(ApiError::invalid_input)?;
@@ -238,6 +247,19 @@ pub mod server {
             }
         }
         let state = state()?;
+        let email = match email.filter(|e| !e.trim().is_empty()) {
+            Some(_) if !state.auth.mail.enabled => {
+                return Err(ApiError::invalid_input(validate::EMAIL_OFF))
+            }
+            Some(typed) => Some(
+                crate::auth::mail::address::normalise(&typed)
+                    .map_err(|e| ApiError::invalid_input(e.to_string()))?,
+            ),
+            None if state.auth.mail.enabled && state.auth.mail.required => {
+                return Err(ApiError::invalid_input(validate::EMAIL_REQUIRED))
+            }
+            None => None,
+        };
         database(&state)?;
         let ticket = hashing_ticket(&state)?;
         // Every sign-up that gets this far costs a hash and a row: counted per address.
@@ -254,7 +276,7 @@ pub mod server {
             .hash(password)
             .await
             .map_err(|e| internal("password hashing failed", e))?;
-        let user = match users::create(&state.pool, &username, &hash).await {
+        let user = match state.auth.sign_up(&username, &hash, email.as_deref()).await {
             Ok(user) => user,
             Err(CreateUserError::Taken) => return Err(ApiError::username_taken()),
             Err(CreateUserError::Db(e)) => return Err(internal("creating a user failed", e)),
@@ -276,9 +298,17 @@ pub mod server {
         let username = trim_ascii(&username);
         // Out-of-range input cannot match an account: refused before it touches the throttle
         // (whose memory it would fill) or any hashing. Same answer as a wrong password.
-        if validate::username(username).is_err() || validate::password(&password).is_err() {
+        // The one field takes a username or a verified address (kept normalised).
+        let login = if username.contains('@') {
+            crate::auth::mail::address::normalise(username).ok()
+        } else {
+            validate::username(username)
+                .ok()
+                .map(|()| username.to_owned())
+        };
+        let Some(login) = login.filter(|_| validate::password(&password).is_ok()) else {
             return Err(ApiError::invalid_credentials());
-        }
+        };
         let state = state()?;
         let auth = &state.auth;
         let addr = client_addr(&state).await;
@@ -292,7 +322,7 @@ pub mod server {
         };
         // The password checked and the attempt counted, the steps of `authn` (the database's
         // health and a place in the hashing queue first, the count before any password work).
-        let step = authn::sign_in(auth, username, addr, proofs, password)
+        let step = authn::sign_in(auth, &login, addr, proofs, password)
             .await
             .map_err(|e| check_refused(e, "the sign-in count failed", failed))?;
         let proof = match step {
@@ -315,15 +345,7 @@ pub mod server {
             })?
             .ok_or_else(failed)?;
         set_session_cookies(auth, &issued);
-        // A new proof at every sign-in, for a device id never used before: a proof copied
-        // earlier (from a backup of the browser, a shared machine) keeps its own allowance,
-        // and no amount of wrong guesses through it touches the owner's current one.
-        let device_proof = auth
-            .devices
-            .issue(proof.account(), DeviceId::random(), now_unix());
-        if let Some(cookie) = auth.cookie.set_device(&device_proof) {
-            set_cookie(cookie);
-        }
+        let device_proof = hand_out_device_proof(auth, &proof);
         tracing::info!(
             user_id,
             known_device = matches!(proof.via(), Via::Device(_)),
@@ -335,28 +357,32 @@ pub mod server {
         Ok(TokenResponse {
             // A page has it in its HttpOnly cookie, where no script reads it.
             device_token: (!page).then_some(device_proof),
-            ..token_response(&issued, username.to_string(), page)
+            ..token_response(&issued, proof.user().username.clone(), page)
         })
+    }
+
+    /// A new proof that this client signed in to `proof`'s account, in the device cookie (a
+    /// page's) and returned (for an API client's body). A new one at every sign-in, for a
+    /// device id never used before: a proof copied earlier (from a backup of the browser, a
+    /// shared machine) keeps its own allowance, and no amount of wrong guesses through it
+    /// touches the owner's current one.
+    pub(crate) fn hand_out_device_proof(auth: &crate::auth::Auth, proof: &authn::Proof) -> String {
+        let device_proof = auth
+            .devices
+            .issue(proof.account(), DeviceId::random(), now_unix());
+        if let Some(cookie) = auth.cookie.set_device(&device_proof) {
+            set_cookie(cookie);
+        }
+        device_proof
     }
 
     /// Whether a sign-in comes from a page: a browser names the page (`Origin`, or `Referer`)
     /// on a POST; scripts and API clients name none.
-    fn from_a_page() -> bool {
+    pub(crate) fn from_a_page() -> bool {
         use_context::<http::request::Parts>().is_some_and(|p| {
             p.headers.contains_key(http::header::ORIGIN)
                 || p.headers.contains_key(http::header::REFERER)
         })
-    }
-
-    /// The request's `User-Agent`, as text.
-    fn user_agent() -> String {
-        use_context::<http::request::Parts>()
-            .and_then(|p| {
-                p.headers
-                    .get(http::header::USER_AGENT)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            })
-            .unwrap_or_default()
     }
 
     pub async fn logout(refresh_token: Option<String>) -> Result<LoggedOut, ApiError> {

@@ -92,11 +92,15 @@ pub(crate) fn Failure(error: ErrorFn) -> impl IntoView {
     }
 }
 
-/// The username field. For a new account it also states the rules (the hint follows it).
+/// The username field. For a new account it also states the rules (the hint follows it); to
+/// sign in (`login`) it takes an e-mail address as well.
 #[component]
-pub(crate) fn UsernameInput(#[prop(optional)] new_account: bool) -> impl IntoView {
+pub(crate) fn UsernameInput(
+    #[prop(optional)] new_account: bool,
+    #[prop(optional)] login: bool,
+) -> impl IntoView {
     view! {
-        <label for="username">"Username"</label>
+        <label for="username">{if login { "Username or e-mail address" } else { "Username" }}</label>
         <input
             id="username"
             name="username"
@@ -106,7 +110,7 @@ pub(crate) fn UsernameInput(#[prop(optional)] new_account: bool) -> impl IntoVie
             spellcheck="false"
             required
             minlength=new_account.then(|| USERNAME_MIN.to_string())
-            maxlength=USERNAME_MAX.to_string()
+            maxlength=if login { "254".to_string() } else { USERNAME_MAX.to_string() }
             pattern=new_account.then_some("[A-Za-z0-9_.\\-]+")
             aria-describedby=new_account.then_some("username-hint")
         />

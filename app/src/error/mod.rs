@@ -48,6 +48,15 @@ pub enum ErrorCode {
     NotFound,
     /// Something failed on our side; the cause is in the server log, not in the answer.
     Internal,
+    /// A mailed link that is not (or no longer) one: forged, mistyped, or replaced by a newer
+    /// one.
+    LinkInvalid,
+    /// A mailed link past its time, or made void by a password change since it was sent.
+    LinkExpired,
+    /// A mailed link that was followed already: each works once.
+    LinkUsed,
+    /// An address that another account confirmed first.
+    EmailTaken,
     /// Client side only: the server could not be reached or answered something unreadable.
     Network,
 }
@@ -72,6 +81,9 @@ impl ErrorCode {
             Self::NotFound => S::NOT_FOUND,
             Self::TemporarilyUnavailable => S::SERVICE_UNAVAILABLE,
             Self::Internal => S::INTERNAL_SERVER_ERROR,
+            Self::LinkInvalid => S::BAD_REQUEST,
+            Self::LinkExpired | Self::LinkUsed => S::GONE,
+            Self::EmailTaken => S::CONFLICT,
             Self::Network => S::SERVICE_UNAVAILABLE,
         }
     }
@@ -96,13 +108,17 @@ impl ErrorCode {
             Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::NotFound => "not_found",
             Self::Internal => "internal",
+            Self::LinkInvalid => "link_invalid",
+            Self::LinkExpired => "link_expired",
+            Self::LinkUsed => "link_used",
+            Self::EmailTaken => "email_taken",
             Self::Network => "network",
         }
     }
 
     /// Every code.
     #[cfg(any(test, feature = "ssr"))]
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 21] = [
         Self::MissingToken,
         Self::InvalidToken,
         Self::TokenExpired,
@@ -119,6 +135,10 @@ impl ErrorCode {
         Self::TemporarilyUnavailable,
         Self::NotFound,
         Self::Internal,
+        Self::LinkInvalid,
+        Self::LinkExpired,
+        Self::LinkUsed,
+        Self::EmailTaken,
         Self::Network,
     ];
 
@@ -311,6 +331,46 @@ impl ApiError {
         )
     }
 
+    /// Too many mails asked for, or too soon after the last one.
+    pub fn too_many_mails(retry_after: u64) -> Self {
+        Self::retry_later(
+            retry_after,
+            format!("A mail was sent very recently. Try again in {retry_after} seconds."),
+        )
+    }
+
+    /// A mailed link that cannot be used, in words that say what to do.
+    pub fn link(code: ErrorCode) -> Self {
+        let text = match code {
+            ErrorCode::LinkExpired => {
+                "This link has expired. Links work for a limited time, and a reset link stops \
+                 working when the password changes. Ask for a new one."
+            }
+            ErrorCode::LinkUsed => "This link was used already: each link works once.",
+            _ => {
+                "This link is not valid. Check that it was copied whole, or ask for a new \
+                 one: only the newest link sent works."
+            }
+        };
+        Self::new(code, text)
+    }
+
+    /// E-mail is off on this site.
+    pub fn mail_off() -> Self {
+        Self::new(
+            ErrorCode::NotFound,
+            "This site sends no e-mail: ask its operator for help.",
+        )
+    }
+
+    /// An address another account confirmed first.
+    pub fn email_taken() -> Self {
+        Self::new(
+            ErrorCode::EmailTaken,
+            "This address belongs to another account now. Use another address.",
+        )
+    }
+
     /// A sign-up beyond the address's allowance.
     pub fn too_many_signups(retry_after: u64) -> Self {
         Self::retry_later(
@@ -400,19 +460,24 @@ impl ApiError {
             | C::UnsupportedMediaType
             | C::Network => Self::bad_request("The form could not be read. Please try again."),
             C::TooManyRequests => {
-                // No real wait is longer than a couple of minutes.
-                let wait = self.retry_after.unwrap_or(60).clamp(1, 120);
+                // No real wait is longer than a few minutes.
+                let wait = self.retry_after.unwrap_or(60).clamp(1, 300);
                 if signing_up {
                     Self::too_many_signups(wait)
+                } else if self.description.starts_with("A mail was sent") {
+                    Self::too_many_mails(wait)
                 } else {
                     Self::too_many_requests(wait)
                 }
             }
             C::Forbidden => Self::forbidden_origin(),
+            C::NotFound if self.description == Self::mail_off().description => Self::mail_off(),
             C::NotFound => Self::no_such_session(),
             // One text for every cause (busy, the database out of reach): the page's words.
             C::TemporarilyUnavailable => Self::unavailable(1),
             C::Internal => Self::internal(),
+            C::LinkInvalid | C::LinkExpired | C::LinkUsed => Self::link(self.error),
+            C::EmailTaken => Self::email_taken(),
         }
     }
 

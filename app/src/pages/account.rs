@@ -8,7 +8,7 @@ use leptos::{prelude::*, server_fn::ServerFn};
 use leptos_router::hooks::use_query_map;
 
 use crate::{
-    api::{ChangePassword, DeleteAccount},
+    api::{ChangeEmail, ChangePassword, DeleteAccount, ResendEmail},
     components::form::{ErrorFn, Failure, NewPasswordInputs, PasswordInput},
     routes,
     signed_in::{sign_in_when_signed_out, use_auth},
@@ -32,10 +32,14 @@ pub fn AccountPage() -> impl IntoView {
         let auth = auth.clone();
         Box::new(move || auth.posted_to(ChangePassword::PATH))
     };
-    let delete_error: ErrorFn = Box::new(move || auth.posted_to(DeleteAccount::PATH));
+    let delete_error: ErrorFn = {
+        let auth = auth.clone();
+        Box::new(move || auth.posted_to(DeleteAccount::PATH))
+    };
 
     view! {
         <h1>"Password and account"</h1>
+        <EmailSection/>
         <section aria-labelledby="password-heading">
             <h2 id="password-heading">"Change your password"</h2>
             <p>"Every other session is signed out; this one stays signed in."</p>
@@ -81,4 +85,110 @@ pub fn AccountPage() -> impl IntoView {
         </section>
         <p><a href="/profile">"Back to your profile"</a></p>
     }
+}
+
+/// The account's address: what it is and whether it is confirmed, a new confirming link, and
+/// a change of address (confirmed from the new address before it counts).
+#[component]
+fn EmailSection() -> impl IntoView {
+    let auth = use_auth();
+    let facts = crate::pages::mail::page_facts(routes::ACCOUNT.path);
+    if facts.get(3) == "off" {
+        return ().into_any();
+    }
+    let (email, state, pending) = (
+        facts.get(0).to_owned(),
+        facts.get(1).to_owned(),
+        facts.get(2).to_owned(),
+    );
+    let query = use_query_map();
+    let notice = move || {
+        let text = match query.read().get("email").as_deref() {
+            Some("sent") => {
+                "A link is on its way to the new address. It becomes your account's \
+                             address once you follow it."
+            }
+            Some("resent") => "A new link is on its way.",
+            Some("same") => "That is your account's address already.",
+            _ => return None,
+        };
+        Some(view! { <p class="notice" role="status" data-testid="email-notice">{text}</p> })
+    };
+    let resend_error: ErrorFn = {
+        let auth = auth.clone();
+        Box::new(move || auth.posted_to(ResendEmail::PATH))
+    };
+    let change_error: ErrorFn = Box::new(move || auth.posted_to(ChangeEmail::PATH));
+    let current = match (email.is_empty(), state.as_str()) {
+        (true, _) => view! { <p data-testid="email-state" data-state="none">"Your account has no e-mail address."</p> }.into_any(),
+        (false, "verified") => view! {
+            <p data-testid="email-state" data-state="verified">
+                <strong>{email.clone()}</strong>" — confirmed."
+            </p>
+        }
+        .into_any(),
+        (false, _) => view! {
+            <p data-testid="email-state" data-state="unverified">
+                <strong>{email.clone()}</strong>
+                " — not confirmed yet: follow the link we mailed to it. Until then it receives no "
+                "notices nor reset links."
+            </p>
+        }
+        .into_any(),
+    };
+    let waiting = (!pending.is_empty() && pending != email).then(|| {
+        view! {
+            <p data-testid="email-pending">
+                "Waiting for you to follow the link sent to "<strong>{pending.clone()}</strong>"."
+            </p>
+        }
+    });
+    let can_resend = !pending.is_empty() || (!email.is_empty() && state != "verified");
+    let resend = can_resend.then(|| {
+        view! {
+            <form action=ResendEmail::url() method="post" class="inline-form">
+                <button type="submit">"Send the link again"</button>
+            </form>
+        }
+    });
+    view! {
+        <section aria-labelledby="email-heading">
+            <h2 id="email-heading">"Your e-mail address"</h2>
+            {current}
+            {waiting}
+            {notice}
+            {resend}
+            <Failure error=resend_error/>
+            <form
+                action=ChangeEmail::url()
+                method="post"
+                class="auth-form"
+                aria-labelledby="email-change-heading"
+            >
+                <h3 id="email-change-heading">
+                    {if email.is_empty() { "Add an address" } else { "Change your address" }}
+                </h3>
+                <label for="new_email">"New e-mail address"</label>
+                <input
+                    id="new_email"
+                    name="email"
+                    type="email"
+                    autocomplete="email"
+                    autocapitalize="none"
+                    spellcheck="false"
+                    required
+                    maxlength="254"
+                />
+                <PasswordInput
+                    id="email_password"
+                    name="password"
+                    label="Your password"
+                    autocomplete="current-password"
+                />
+                <Failure error=change_error/>
+                <button type="submit">"Send a confirming link"</button>
+            </form>
+        </section>
+    }
+    .into_any()
 }

@@ -32,11 +32,12 @@ pub fn LoginPage() -> impl IntoView {
             })
         >
             <input type="hidden" name="next" value=next/>
-            <UsernameInput/>
+            <UsernameInput login=true/>
             <PasswordInput id="password" label="Password" autocomplete="current-password"/>
             <FormError answer=auth.signed_in/>
             <SubmitButton pending=auth.signing_in idle="Sign in" busy="Signing in…"/>
         </form>
+        <p><a href="/forgot" data-testid="forgot-link">"Forgot your password?"</a></p>
         <p>"No account yet? " <a href="/register">"Create one"</a></p>
     }
 }

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod home;
 pub mod login;
+pub mod mail;
 pub mod not_found;
 pub mod profile;
 pub mod register;
@@ -11,6 +12,7 @@ pub mod sessions;
 pub use account::AccountPage;
 pub use home::HomePage;
 pub use login::LoginPage;
+pub use mail::{ForgotPage, ResetPage, VerifyPage};
 pub use not_found::NotFound;
 pub use profile::ProfilePage;
 pub use register::RegisterPage;

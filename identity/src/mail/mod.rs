@@ -87,6 +87,8 @@ impl Wake {
 /// lives, whether an address is required at sign-up; and the sender's wake-up.
 #[derive(Debug, Clone)]
 pub struct Mail {
+    /// `EMAIL=off`: the service takes no addresses and sends no mail.
+    pub enabled: bool,
     pub site: compose::Site,
     /// How long a reset link lives (`RESET_TTL`, 30 minutes).
     pub reset_ttl: i64,
@@ -101,6 +103,7 @@ pub struct Mail {
 impl Default for Mail {
     fn default() -> Self {
         Self {
+            enabled: true,
             site: compose::Site {
                 name: "authapp".into(),
                 public_url: "http://localhost:3000".into(),

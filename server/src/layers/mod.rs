@@ -23,7 +23,7 @@ pub use api_door::{api_requests, BODY_TIMEOUT};
 pub use errors::api_error_status;
 pub use headers::{caching, security_headers, HSTS, NOSNIFF, NO_STORE};
 pub use origin::same_origin_posts;
-pub use pages::{protect_pages, sessions_page};
+pub use pages::{page_data, protect_pages};
 pub use refresh::{refresh_session, SessionOver, REFRESH_AHEAD_SECS};
 
 /// What the layers' tests share: a core on a throwaway database, a signed-in session, and

@@ -88,18 +88,31 @@ pub async fn protect_pages(req: Request, next: Next) -> Response {
     }
 }
 
-/// `GET /sessions`, once `protect_pages` has let it through: the sessions list is read and
-/// worded here, before the page (which cannot wait for data itself: see `app::pages::sessions`),
-/// and handed to it in the request's extensions.
-pub async fn sessions_page(mut req: Request, next: Next) -> Response {
-    if req.method() == Method::GET && req.uri().path() == routes::SESSIONS.path {
-        let auth = req.extensions().get::<Arc<Auth>>().cloned();
-        let user = req.extensions().get::<AuthUser>().copied();
-        if let (Some(auth), Some(user)) = (auth, user) {
+/// What a page shows that cannot wait for data itself (see `app::pages::sessions`), read and
+/// worded here before it renders, and handed to it in the request's extensions: the sessions
+/// list of `GET /sessions` (once `protect_pages` has let it through), and the facts of the pages
+/// of e-mail (the account's address, a mailed link's state, whether sign-up asks for an
+/// address: `app::api::email::MailFacts`).
+pub async fn page_data(mut req: Request, next: Next) -> Response {
+    if req.method() != Method::GET {
+        return next.run(req).await;
+    }
+    let auth = req.extensions().get::<Arc<Auth>>().cloned();
+    let user = req.extensions().get::<AuthUser>().copied();
+    let Some(auth) = auth else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path().to_owned();
+    if path == routes::SESSIONS.path {
+        if let Some(user) = user {
             let clock = app::clock::Clock::of_request(req.headers(), auth.cookie.secure());
             let list = app::api::sessions::server::sessions_list(&auth, &user, &clock).await;
             req.extensions_mut().insert(list);
         }
+    } else if let Some(facts) =
+        app::api::email::server::page_facts(&auth, &path, req.uri().query(), user).await
+    {
+        req.extensions_mut().insert(facts);
     }
     next.run(req).await
 }

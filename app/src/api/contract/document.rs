@@ -125,6 +125,9 @@ pub fn document(cookie: AuthCookie) -> OpenApi {
     component::<SessionInfo>(&mut schemas);
     component::<SessionsEnded>(&mut schemas);
     component::<AccountDeleted>(&mut schemas);
+    component::<crate::api::ResetRequested>(&mut schemas);
+    component::<crate::api::EmailStatus>(&mut schemas);
+    component::<crate::api::EmailConfirmed>(&mut schemas);
     OpenApiBuilder::new()
         .info(info())
         .paths(paths.build())

@@ -13,11 +13,13 @@ use super::{
 use crate::{
     api::{
         account::{ChangePasswordBody, DeleteAccountBody},
+        email::{ChangeEmailBody, ConfirmEmailBody, ForgotPasswordBody, ResetPasswordBody},
         sessions::RevokeSessionBody,
         sign_in::{LoginBody, LogoutBody, RefreshBody, RegisterBody},
-        AccountDeleted, ChangePassword, CurrentUser, DeleteAccount, EndOtherSessions, EndSession,
-        ListSessions, LoggedOut, Login, Logout, Refresh, Register, Registered, SessionInfo,
-        SessionsEnded, SignedInUser, TokenResponse,
+        AccountDeleted, AccountEmail, ChangeEmail, ChangePassword, ConfirmEmail, CurrentUser,
+        DeleteAccount, EmailConfirmed, EmailStatus, EndOtherSessions, EndSession, ForgotPassword,
+        ListSessions, LoggedOut, Login, Logout, Refresh, Register, Registered, ResendEmail,
+        ResetPassword, ResetRequested, SessionInfo, SessionsEnded, SignedInUser, TokenResponse,
     },
     error::{ApiError, ErrorCode},
 };
@@ -136,7 +138,7 @@ const TOKEN_OR_BUSY: [ErrorCode; 5] = [
 ];
 
 /// Every route under `/api`, in the order the document lists them.
-pub static ENDPOINTS: [Endpoint; 12] = [
+pub static ENDPOINTS: [Endpoint; 18] = [
     Endpoint {
         method: Method::POST,
         path: Register::PATH,
@@ -291,6 +293,105 @@ pub static ENDPOINTS: [Endpoint; 12] = [
             E::TokenExpired,
             E::TokenRevoked,
             E::InvalidCredentials,
+            E::TooManyRequests,
+            E::TemporarilyUnavailable,
+        ],
+    },
+    Endpoint {
+        method: Method::POST,
+        path: ForgotPassword::PATH,
+        operation_id: "forgot_password",
+        summary: "Mail a link that sets a new password to the account's confirmed address (the \
+                  same answer whether or not there is such an account)",
+        access: Access::Anyone,
+        body: Some(Body::of::<ForgotPasswordBody, ForgotPassword>(true)),
+        answer: reference::<ResetRequested>,
+        errors: &[
+            E::InvalidInput,
+            E::TooManyRequests,
+            E::NotFound,
+            E::TemporarilyUnavailable,
+        ],
+    },
+    Endpoint {
+        method: Method::POST,
+        path: ResetPassword::PATH,
+        operation_id: "reset_password",
+        summary: "Set a new password with a mailed link's token: every session of the account \
+                  ends, and this client is signed in",
+        access: Access::Anyone,
+        body: Some(Body::of::<ResetPasswordBody, ResetPassword>(true)),
+        answer: reference::<TokenResponse>,
+        errors: &[
+            E::InvalidInput,
+            E::LinkInvalid,
+            E::LinkExpired,
+            E::LinkUsed,
+            E::TokenRevoked,
+            E::TemporarilyUnavailable,
+        ],
+    },
+    Endpoint {
+        method: Method::POST,
+        path: ConfirmEmail::PATH,
+        operation_id: "confirm_email",
+        summary: "Confirm an address with a mailed link's token",
+        access: Access::Anyone,
+        body: Some(Body::of::<ConfirmEmailBody, ConfirmEmail>(true)),
+        answer: reference::<EmailConfirmed>,
+        errors: &[
+            E::LinkInvalid,
+            E::LinkExpired,
+            E::LinkUsed,
+            E::EmailTaken,
+            E::TemporarilyUnavailable,
+        ],
+    },
+    Endpoint {
+        method: Method::GET,
+        path: AccountEmail::PATH,
+        operation_id: "account_email",
+        summary: "The caller's e-mail address and whether it is confirmed",
+        access: Access::SignedIn,
+        body: None,
+        answer: reference::<EmailStatus>,
+        errors: &TOKEN_OR_BUSY,
+    },
+    Endpoint {
+        method: Method::POST,
+        path: ChangeEmail::PATH,
+        operation_id: "change_email",
+        summary: "Change the address: a confirming link goes to the new one, which counts once \
+                  it is followed; the old one is told",
+        access: Access::SignedIn,
+        body: Some(Body::of::<ChangeEmailBody, ChangeEmail>(true)),
+        answer: reference::<EmailStatus>,
+        errors: &[
+            E::MissingToken,
+            E::InvalidToken,
+            E::TokenExpired,
+            E::TokenRevoked,
+            E::InvalidCredentials,
+            E::InvalidInput,
+            E::TooManyRequests,
+            E::NotFound,
+            E::TemporarilyUnavailable,
+        ],
+    },
+    Endpoint {
+        method: Method::POST,
+        path: ResendEmail::PATH,
+        operation_id: "resend_email",
+        summary: "Send the address waiting to be confirmed a new link (one a minute)",
+        access: Access::SignedIn,
+        body: Some(Body::of::<NoFields, ResendEmail>(false)),
+        answer: reference::<EmailStatus>,
+        errors: &[
+            E::MissingToken,
+            E::InvalidToken,
+            E::TokenExpired,
+            E::TokenRevoked,
+            E::InvalidInput,
             E::TooManyRequests,
             E::TemporarilyUnavailable,
         ],
