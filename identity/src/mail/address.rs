@@ -53,7 +53,10 @@ mod tests {
             normalise("  John.Doe@Example.COM \n").as_deref(),
             Ok("John.Doe@example.com")
         );
-        assert_eq!(normalise("a+tag@b.example").as_deref(), Ok("a+tag@b.example"));
+        assert_eq!(
+            normalise("a+tag@b.example").as_deref(),
+            Ok("a+tag@b.example")
+        );
     }
 
     #[test]
