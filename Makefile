@@ -27,7 +27,7 @@ export CHROMIUM_PATH ?= $(CHROMIUM)
 
 .PHONY: help dev dev-pg test quick tools chromium check fmt clippy test-rust e2e bench audit \
         wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps wrk cargo-audit caddy dist serve-dist \
-        fuzz fuzz-deps postgresql lighthouse lighthouse-gate
+        fuzz fuzz-deps postgresql smtp-sink lighthouse lighthouse-gate
 
 help:
 	@echo "make dev-pg - make dev on a throwaway PostgreSQL cluster instead of SQLite"
@@ -100,6 +100,12 @@ postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 	  || { apt-get update && apt-get install -y postgresql; }
 
+# Debian's aiosmtpd, a real SMTP server: scripts/smtp-sink.py runs it on a free loopback port
+# for the tests that read the mail the service sends.
+smtp-sink:
+	@$(PYTHON) -c 'import aiosmtpd' 2>/dev/null \
+	  || { apt-get update && apt-get install -y python3-aiosmtpd; }
+
 # ---------------------------------------------------------------- the two commands
 
 # Every build of the site is split (`--split`): the pages only a signed-in person opens are lazy
@@ -150,9 +156,9 @@ clippy:
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
 # The inner loop: what most changes break, in under two minutes on a warm tree. No browser
-# build, no integration test, no install step. The core's unit tests are the identity crate's
-# (no Leptos to compile).
-quick: fmt
+# build, no integration test, no install step but the test mail server's (the core's delivery
+# tests send to it). The core's unit tests are the identity crate's (no Leptos to compile).
+quick: fmt smtp-sink
 	cargo clippy $(SSR_PACKAGES) --features app/ssr --all-targets -- -D warnings
 	cargo test -p identity
 
@@ -161,7 +167,7 @@ quick: fmt
 # instances on PostgreSQL), then the same suite on PostgreSQL. The second pass skips what does
 # not touch the chosen database (start-up refusals), what only SQLite has (`server backup`),
 # and what the first pass just ran.
-test-rust: postgresql
+test-rust: postgresql smtp-sink
 	cargo test -p identity
 	cargo test -p app --features ssr
 	AUTHAPP_REQUIRE_PG=1 scripts/pg-tmp.sh run sh -c '\
@@ -188,13 +194,13 @@ serve-dist: dist caddy
 # Every API endpoint fuzzed by schemathesis from the server's own OpenAPI document: the release
 # server on a free loopback port, with no token, a valid one and a revoked one (fuzz/run.sh);
 # on SQLite in development, then on a throwaway PostgreSQL cluster in production.
-fuzz: dist fuzz-deps postgresql
+fuzz: dist fuzz-deps postgresql smtp-sink
 	FUZZ_REQUIRE_PG=1 scripts/pg-tmp.sh run fuzz/run.sh dist/server
 
 # Release build, served on a free loopback port with a fresh database, driven by Playwright.
 # The https tests also start dist/server in production mode behind Caddy (end2end/global-setup.ts).
 # Its log and how a run is judged: scripts/e2e.sh.
-e2e: tools chromium caddy dist
+e2e: tools chromium caddy dist smtp-sink
 	scripts/e2e.sh
 
 # Lighthouse's four scores (mobile simulation, Debian's Chromium) for /, /login, /register and a

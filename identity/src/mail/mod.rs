@@ -10,6 +10,11 @@ pub mod address;
 pub mod compose;
 pub mod links;
 pub mod sender;
+#[cfg(any(test, feature = "testing"))]
+pub mod sink;
+
+#[cfg(test)]
+mod delivery_tests;
 
 /// What a mail is for: its row's `kind`, for the operator and the development mail page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
