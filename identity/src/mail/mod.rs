@@ -103,6 +103,8 @@ pub struct Mail {
     pub required: bool,
     /// Wakes the background sender after a mail was committed.
     pub wake: Wake,
+    /// Serve the development mail page (`/dev/mail`): never in production.
+    pub dev_page: bool,
 }
 
 impl Default for Mail {
@@ -117,6 +119,7 @@ impl Default for Mail {
             verify_ttl: 24 * 3600,
             required: false,
             wake: Wake::default(),
+            dev_page: false,
         }
     }
 }
