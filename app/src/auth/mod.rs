@@ -10,8 +10,8 @@
 pub mod extractor;
 
 pub use identity::{
-    access, account, authn, cache, cookie, credentials, device, proxies, revocation, sessions,
-    throttle, tokens, users, Auth, IssueError, Issued,
+    access, account, authn, cache, cookie, credentials, device, mail, proxies, revocation,
+    sessions, throttle, tokens, users, Auth, IssueError, Issued,
 };
 
 use std::sync::Arc;

@@ -92,6 +92,9 @@ impl Wake {
 /// lives, whether an address is required at sign-up; and the sender's wake-up.
 #[derive(Debug, Clone)]
 pub struct Mail {
+    /// Whether the service mails at all (`EMAIL`, on by default): off, it takes no addresses
+    /// and queues nothing.
+    pub enabled: bool,
     pub site: compose::Site,
     /// How long a reset link lives (`RESET_TTL`, 30 minutes).
     pub reset_ttl: i64,
@@ -106,6 +109,7 @@ pub struct Mail {
 impl Default for Mail {
     fn default() -> Self {
         Self {
+            enabled: true,
             site: compose::Site {
                 name: "authapp".into(),
                 public_url: "http://localhost:3000".into(),
