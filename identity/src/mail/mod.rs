@@ -92,7 +92,8 @@ impl Wake {
 /// lives, whether an address is required at sign-up; and the sender's wake-up.
 #[derive(Debug, Clone)]
 pub struct Mail {
-    /// `EMAIL=off`: the service takes no addresses and sends no mail.
+    /// Whether the service mails at all (`EMAIL`, on by default): off, it takes no addresses
+    /// and queues nothing.
     pub enabled: bool,
     pub site: compose::Site,
     /// How long a reset link lives (`RESET_TTL`, 30 minutes).

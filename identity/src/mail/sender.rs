@@ -41,6 +41,10 @@ pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the whole of one mail's sending may take, connection and TLS included.
 pub const SEND_LIMIT: Duration = Duration::from_secs(60);
 
+/// How long a mail that is done (sent, or given up on) stays in the outbox, its bodies blanked,
+/// for the operator to see what became of it.
+pub const KEEP_DONE: Duration = Duration::from_secs(7 * 86_400);
+
 /// How a connection to the mail server is secured (`SMTP_URL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Security {
