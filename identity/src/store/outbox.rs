@@ -28,13 +28,15 @@ pub(crate) async fn enqueue(
 }
 
 /// A mail a sender has claimed: what it needs to send it and to mark it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Claimed {
     pub id: i64,
     pub kind: String,
     pub recipient: String,
     pub subject: String,
+    #[sqlx(rename = "body_text")]
     pub text: String,
+    #[sqlx(rename = "body_html")]
     pub html: String,
     pub created_at: i64,
     /// Attempts before this one.
@@ -54,14 +56,16 @@ impl std::fmt::Debug for Claimed {
 
 /// A row of the outbox as it stands, for the development mail page (`/dev/mail`): the bodies
 /// are blank once the mail was sent or given up on.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Entry {
     pub id: i64,
     pub kind: String,
     pub user_id: Option<i64>,
     pub recipient: String,
     pub subject: String,
+    #[sqlx(rename = "body_text")]
     pub text: String,
+    #[sqlx(rename = "body_html")]
     pub html: String,
     pub created_at: i64,
     pub attempts: i64,
@@ -127,34 +131,18 @@ impl Store {
             super::Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
             super::Dialect::Sqlite => "",
         };
-        let rows: Vec<(i64, String, String, String, String, String, i64, i64)> =
-            sqlx::query_as(&format!(
-                "UPDATE outbox SET claimed_until = $1 WHERE id IN (\
-                   SELECT id FROM outbox WHERE {PENDING} AND next_attempt_at <= $2 \
-                   AND (claimed_until IS NULL OR claimed_until <= $2) \
-                   ORDER BY next_attempt_at, id LIMIT $3{lock}) \
-                 RETURNING id, kind, recipient, subject, body_text, body_html, created_at, attempts"
-            ))
-            .bind(lease_until)
-            .bind(now)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(self.pool())
-            .await?;
-        let mut claimed: Vec<Claimed> = rows
-            .into_iter()
-            .map(
-                |(id, kind, recipient, subject, text, html, created_at, attempts)| Claimed {
-                    id,
-                    kind,
-                    recipient,
-                    subject,
-                    text,
-                    html,
-                    created_at,
-                    attempts,
-                },
-            )
-            .collect();
+        let mut claimed: Vec<Claimed> = sqlx::query_as(&format!(
+            "UPDATE outbox SET claimed_until = $1 WHERE id IN (\
+               SELECT id FROM outbox WHERE {PENDING} AND next_attempt_at <= $2 \
+               AND (claimed_until IS NULL OR claimed_until <= $2) \
+               ORDER BY next_attempt_at, id LIMIT $3{lock}) \
+             RETURNING id, kind, recipient, subject, body_text, body_html, created_at, attempts"
+        ))
+        .bind(lease_until)
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(self.pool())
+        .await?;
         // RETURNING promises no order: the oldest first.
         claimed.sort_by_key(|c| c.id);
         Ok(claimed)
@@ -203,63 +191,14 @@ impl Store {
 
     /// The newest `limit` mails, sent or not, newest first (the development mail page).
     pub async fn recent_outbox(&self, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        type Row = (
-            i64,
-            String,
-            Option<i64>,
-            String,
-            String,
-            String,
-            String,
-            i64,
-            i64,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
+        Ok(sqlx::query_as(
             "SELECT id, kind, user_id, recipient, subject, body_text, body_html, created_at, \
              attempts, next_attempt_at, sent_at, failed_at, last_error \
              FROM outbox ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(
-                    id,
-                    kind,
-                    user_id,
-                    recipient,
-                    subject,
-                    text,
-                    html,
-                    created_at,
-                    attempts,
-                    next_attempt_at,
-                    sent_at,
-                    failed_at,
-                    last_error,
-                )| Entry {
-                    id,
-                    kind,
-                    user_id,
-                    recipient,
-                    subject,
-                    text,
-                    html,
-                    created_at,
-                    attempts,
-                    next_attempt_at,
-                    sent_at,
-                    failed_at,
-                    last_error,
-                },
-            )
-            .collect())
+        .await?)
     }
 
     /// How many mails are waiting to be sent (claimed or not).
