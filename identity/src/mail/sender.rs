@@ -31,7 +31,7 @@ use lettre::{
 
 use super::Wake;
 use crate::store::{
-    outbox::{Claimed, Mark},
+    outbox::{Entry, Mark},
     Store, StoreError,
 };
 
@@ -444,7 +444,7 @@ impl Sender {
         Ok(round)
     }
 
-    async fn send(&self, mail: &Claimed) -> Outcome {
+    async fn send(&self, mail: &Entry) -> Outcome {
         let message = match self.message(mail) {
             Ok(message) => message,
             Err(e) => return Outcome::Refused(e.clone(), e),
@@ -462,7 +462,7 @@ impl Sender {
     /// The mail as it goes out: plain text and HTML as alternatives. Its Message-ID and Date
     /// are the outbox row's, so that a second copy (see [`Store::claim_outbox`]) is recognisably
     /// the same mail.
-    fn message(&self, mail: &Claimed) -> Result<Message, String> {
+    fn message(&self, mail: &Entry) -> Result<Message, String> {
         let to: Address = mail
             .recipient
             .parse()

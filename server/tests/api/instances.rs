@@ -670,3 +670,30 @@ async fn two_instances_deliver_fifty_mails_once_each_through_a_mail_server_outag
     a.stop().await;
     b.stop().await;
 }
+
+/// 64 claims at once from two instances' pools over fifty mails: each mail is claimed by
+/// exactly one (`FOR UPDATE SKIP LOCKED`), and none is left behind.
+#[tokio::test]
+async fn concurrent_claims_on_postgres_never_share_a_mail() {
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let a = identity::store::Store::connect(&url).await.unwrap();
+    let b = identity::store::Store::connect(&url).await.unwrap();
+    crate::delivery::queue(a.pool(), 0, 50).await;
+    let now = identity::tokens::access::now_unix() + 1;
+    let claims: Vec<_> = (0..64)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { store.claim_outbox(now, now + 60, 3).await.unwrap() })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for claim in claims {
+        ids.extend(claim.await.unwrap().into_iter().map(|c| c.id));
+    }
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!((ids.len(), unique.len()), (50, 50));
+}
