@@ -33,7 +33,8 @@ async fn mail_from(app: Option<&TestApp>, sink: &SmtpSink, to: &str, about: &str
             return mail;
         }
         if tokio::time::Instant::now() >= deadline {
-            let outbox: Vec<(i64, String, i64, Option<i64>, Option<String>)> = match app {
+            type Row = (i64, String, i64, Option<i64>, Option<String>);
+            let outbox: Vec<Row> = match app {
                 Some(app) => sqlx::query_as(
                     "SELECT id, kind, attempts, sent_at, last_error FROM outbox ORDER BY id",
                 )
