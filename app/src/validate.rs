@@ -12,10 +12,12 @@ pub const PASSWORDS_DIFFER: &str = "The two passwords do not match.";
 
 /// Said of a typed e-mail address that cannot be one (the server's parser decides; these are
 /// its words, see `identity::mail::address`).
-pub const EMAIL_MESSAGES: [&str; 3] = [
+pub const EMAIL_MESSAGES: [&str; 4] = [
     "Enter an e-mail address.",
     "An e-mail address has at most 254 characters.",
     "That is not an e-mail address: it should look like name@example.com.",
+    "Use the address in plain letters and digits: a domain with accents in its xn-- form, and \
+     no accented letters before the @.",
 ];
 
 /// Said when a sign-up leaves out the address that the server requires.

@@ -40,7 +40,13 @@ impl Auth {
         };
         let changed = self
             .sessions
-            .change_password(user_id, current, password_hash, now, Some(&notice))
+            .change_password(
+                user_id,
+                current,
+                password_hash,
+                now,
+                self.when_mailing(&notice),
+            )
             .await?;
         if changed.is_some() {
             self.mail.wake.wake();
@@ -74,7 +80,7 @@ impl Auth {
         };
         let deleted = self
             .sessions
-            .delete_account(user_id, now, Some(&notice))
+            .delete_account(user_id, now, self.when_mailing(&notice))
             .await?;
         self.users.forget(user_id);
         if deleted {

@@ -96,6 +96,25 @@ impl Auth {
         (secs + 59) / 60
     }
 
+    /// Whether a mail to `address`, not confirmed yet, may go: counted on the recipient, so
+    /// that sign-ups, resends and changes cannot flood someone's mailbox (see
+    /// [`Throttle::mail_to`](crate::throttle::Throttle::mail_to)).
+    async fn mail_budget(&self, address: &str) -> bool {
+        if self.throttle.mail_to(address).await.is_ok() {
+            return true;
+        }
+        tracing::info!("a mail to an unconfirmed address was not sent: too many lately");
+        false
+    }
+
+    /// `notice`, when the service mails at all (`EMAIL=off` queues nothing).
+    pub(crate) fn when_mailing<'a>(
+        &self,
+        notice: crate::store::email::Notify<'a>,
+    ) -> Option<crate::store::email::Notify<'a>> {
+        self.mail.enabled.then_some(notice)
+    }
+
     /// Creates an account, with its address if one was given (normalised already), and queues
     /// the mail that confirms the address — or, when the address is another account's, the
     /// notice that tells its owner; the answer is the same either way.
@@ -131,6 +150,7 @@ impl Auth {
             mails: LinkMails {
                 link: &confirm,
                 in_use: &in_use,
+                send: self.mail.enabled && self.mail_budget(address).await,
             },
         };
         let user = store
@@ -159,6 +179,15 @@ impl Auth {
         let valid_minutes = Self::minutes(self.mail.verify_ttl);
         let status = self.address_status(user_id).await?;
         let change = status.verified;
+        let waiting = match (&status.pending, &status.email, status.verified) {
+            (Some(pending), _, _) => Some(pending.as_str()),
+            (None, Some(email), false) => Some(email.as_str()),
+            _ => None,
+        };
+        let send = match waiting {
+            Some(address) => self.mail.enabled && self.mail_budget(address).await,
+            None => false,
+        };
         let confirm = |to: &str| {
             self.mail(
                 Some(user_id),
@@ -175,6 +204,7 @@ impl Auth {
         let mails = LinkMails {
             link: &confirm,
             in_use: &in_use,
+            send,
         };
         let sent = self
             .health
@@ -227,6 +257,7 @@ impl Auth {
         let mails = LinkMails {
             link: &confirm,
             in_use: &in_use,
+            send: self.mail.enabled && self.mail_budget(address).await,
         };
         let changed = self
             .health
@@ -328,7 +359,12 @@ impl Auth {
         };
         let reset = self
             .sessions
-            .reset_password(&links::hash(token), password_hash, &notice, now)
+            .reset_password(
+                &links::hash(token),
+                password_hash,
+                self.when_mailing(&notice),
+                now,
+            )
             .await?;
         match reset {
             Reset::Done { user_id, stamp, .. } => {
@@ -463,7 +499,8 @@ mod tests {
         let mallory = sign_up(&auth, "mallory", Some("ALICE@example.com")).await;
         let (kind, to, text) = outbox(&pool).await.pop().unwrap();
         assert_eq!(kind, "address_in_use");
-        assert_eq!(to, "ALICE@example.com");
+        // To the owner's mailbox as the account keeps it.
+        assert_eq!(to, "alice@example.com");
         assert!(!text.contains("token="), "{text}");
         let status = auth.address_status(mallory.id).await.unwrap();
         assert!(!status.verified);
@@ -784,5 +821,159 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(links, 0);
+    }
+
+    /// An intruder with the password asks to move the account to their address; the owner,
+    /// told, resets the password: the intruder's link is dead, and so is any link sent before.
+    /// Going back to the current address calls a change off too.
+    #[tokio::test]
+    async fn a_reset_or_a_change_back_kills_a_pending_change_of_address() {
+        let (_dir, pool, auth) = core().await;
+        let user = verified(&auth, &pool, "alice", "alice@example.com").await;
+        let changed = auth
+            .change_address(user.id, "alice", "evil@example.net", testing::ORIGIN)
+            .await
+            .unwrap();
+        assert_eq!(changed, AddressChange::Sent);
+        let evil = token_in(
+            &outbox(&pool)
+                .await
+                .iter()
+                .rev()
+                .find(|m| m.1 == "evil@example.net")
+                .unwrap()
+                .2,
+        );
+        // The owner resets the password through their (still current) address.
+        sqlx::query("UPDATE email_links SET created_at = 0")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert!(auth.request_reset("alice@example.com").await.unwrap());
+        let reset = token_in(&outbox(&pool).await.pop().unwrap().2);
+        let hash = auth
+            .passwords
+            .hash("owner's new password".into())
+            .await
+            .unwrap();
+        assert!(matches!(
+            auth.reset_password(&reset, &hash, testing::ORIGIN)
+                .await
+                .unwrap(),
+            ResetOutcome::Done(_)
+        ));
+        assert_eq!(
+            auth.confirm_address(&evil).await.unwrap(),
+            Confirmed::NotLive(LinkState::Expired)
+        );
+        assert_eq!(
+            auth.address_status(user.id).await.unwrap().email.as_deref(),
+            Some("alice@example.com")
+        );
+        // A change, then back: the change's link is dead.
+        auth.change_address(user.id, "alice", "second@example.org", testing::ORIGIN)
+            .await
+            .unwrap();
+        let second = token_in(
+            &outbox(&pool)
+                .await
+                .iter()
+                .rev()
+                .find(|m| m.1 == "second@example.org")
+                .unwrap()
+                .2,
+        );
+        assert_eq!(
+            auth.change_address(user.id, "alice", "ALICE@example.com", testing::ORIGIN)
+                .await
+                .unwrap(),
+            AddressChange::Unchanged
+        );
+        assert_eq!(
+            auth.confirm_address(&second).await.unwrap(),
+            Confirmed::NotLive(LinkState::Expired)
+        );
+        assert!(auth
+            .address_status(user.id)
+            .await
+            .unwrap()
+            .pending
+            .is_none());
+    }
+
+    /// A reset link sent to the old address dies when a new address is confirmed.
+    #[tokio::test]
+    async fn a_reset_link_dies_with_the_address_it_was_sent_to() {
+        let (_dir, pool, auth) = core().await;
+        let user = verified(&auth, &pool, "alice", "alice@example.com").await;
+        assert!(auth.request_reset("alice").await.unwrap());
+        let reset = token_in(&outbox(&pool).await.pop().unwrap().2);
+        auth.change_address(user.id, "alice", "new@example.org", testing::ORIGIN)
+            .await
+            .unwrap();
+        let confirm = token_in(
+            &outbox(&pool)
+                .await
+                .iter()
+                .rev()
+                .find(|m| m.1 == "new@example.org")
+                .unwrap()
+                .2,
+        );
+        assert!(matches!(
+            auth.confirm_address(&confirm).await.unwrap(),
+            Confirmed::Done { .. }
+        ));
+        assert_eq!(
+            auth.link_state(&reset, Purpose::Reset).await.unwrap(),
+            LinkState::Expired
+        );
+    }
+
+    /// Sign-ups that all give one victim's address: a few mails reach it, then no more (the
+    /// sign-ups themselves answer as usual).
+    #[tokio::test]
+    async fn sign_ups_cannot_flood_a_mailbox() {
+        let (_dir, pool, auth) = core().await;
+        for i in 0..10 {
+            sign_up(&auth, &format!("user{i}"), Some("victim@example.com")).await;
+        }
+        let to_victim = outbox(&pool)
+            .await
+            .into_iter()
+            .filter(|m| m.1 == "victim@example.com")
+            .count();
+        assert_eq!(to_victim, crate::throttle::MAIL_TO_BURST as usize);
+    }
+
+    /// `EMAIL=off`: no notice is queued by a sign-in, a password change or a deletion.
+    #[tokio::test]
+    async fn with_mail_off_nothing_is_queued() {
+        let (_dir, pool, auth) = core().await;
+        let user = verified(&auth, &pool, "alice", "alice@example.com").await;
+        let before = outbox(&pool).await.len();
+        let mut auth = Arc::try_unwrap(auth).unwrap();
+        auth.mail.enabled = false;
+        let auth = Arc::new(auth);
+        let proof = sign_in(&auth, "alice", PASSWORD).await.unwrap();
+        let s = auth
+            .start_session(&proof, "ua", None)
+            .await
+            .unwrap()
+            .unwrap();
+        let hash = auth
+            .passwords
+            .hash("another password".into())
+            .await
+            .unwrap();
+        auth.change_password(user.id, s.session_id, &hash, now_unix(), testing::ORIGIN)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(auth
+            .delete_account(user.id, now_unix(), testing::ORIGIN)
+            .await
+            .unwrap());
+        assert_eq!(outbox(&pool).await.len(), before);
     }
 }

@@ -181,7 +181,8 @@ impl Auth {
                 },
             )
         };
-        let new_device = proof.has_address && !matches!(proof.via, Via::Device(_));
+        let new_device =
+            self.mail.enabled && proof.has_address && !matches!(proof.via, Via::Device(_));
         let started = self
             .sessions
             .create(

@@ -134,9 +134,7 @@ pub async fn check_password(
         } => {
             let counting = auth.clone();
             let (found, via, username) = tokio::spawn(async move {
-                count_sign_in(&counting, &username, address, &device_proofs)
-                    .await
-                    .map(|(found, via)| (found, via, username))
+                count_sign_in(&counting, &username, address, &device_proofs).await
             })
             .await??;
             let counted = Counted::SignIn {
@@ -203,22 +201,25 @@ enum Counted {
     Session(Uuid),
 }
 
-/// Counts a sign-in attempt on `username` from `address`: on the address first, before the
-/// account is even looked up, then on the device of the first of `proofs` that proves an
-/// earlier sign-in to this very account from this client, else (no proof, or another
-/// account's, forged, expired) on the pair and the account's ceiling. The account's
-/// credentials, if it exists, and how the attempt was counted.
+/// Counts a sign-in attempt on the account `login` names (a username, or a confirmed address)
+/// from `address`: on the address first, before the account is even looked up, then on the
+/// device of the first of `proofs` that proves an earlier sign-in to this very account from
+/// this client, else (no proof, or another account's, forged, expired) on the pair and the
+/// account's ceiling. An account is counted under its username however it was named, so its
+/// username and its address share one allowance; a name that is no account's is counted under
+/// what was typed. The account's credentials, if it exists, how the attempt was counted, and
+/// the name it was counted under.
 async fn count_sign_in(
     auth: &Auth,
-    username: &str,
+    login: &str,
     address: Option<IpAddr>,
     proofs: &[String],
-) -> Result<(Option<Credentials>, Via), CheckError> {
+) -> Result<(Option<Credentials>, Via, String), CheckError> {
     auth.throttle
         .sign_in_from(address)
         .await
         .map_err(CheckError::Throttled)?;
-    let found = auth.users.credentials(username).await?;
+    let found = auth.users.credentials(login).await?;
     let now = now_unix();
     let device = found.as_ref().and_then(|c| {
         let account = crate::device::Account {
@@ -229,12 +230,15 @@ async fn count_sign_in(
             .iter()
             .find_map(|proof| auth.devices.verify(proof, account, now))
     });
+    let counted_as = found
+        .as_ref()
+        .map_or_else(|| login.to_owned(), |c| c.username.clone());
     let via = auth
         .throttle
-        .sign_in(username, address, device)
+        .sign_in(&counted_as, address, device)
         .await
         .map_err(CheckError::Throttled)?;
-    Ok((found, via))
+    Ok((found, via, counted_as))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! An account's e-mail address as it is kept: trimmed, its domain lower-cased, nothing else
 //! rewritten (the local part is the mailbox owner's business: `John.Doe` and `john.doe` may be
-//! two mailboxes), at most 254 characters, and a valid address by a real parser's account (the
-//! `email_address` crate, RFC 5321/5322), without a display name or a bracketed IP literal.
+//! two mailboxes), at most 254 characters, ASCII, and a valid address by a real parser's
+//! account (the `email_address` crate, RFC 5321/5322), without a display name or a bracketed IP
+//! literal.
 //! Addresses are then compared without regard to case, by the database's collation.
 
 /// The longest address kept (RFC 5321's path limit, less its brackets).
@@ -16,6 +17,11 @@ pub enum AddressError {
     TooLong,
     #[error("That is not an e-mail address: it should look like name@example.com.")]
     Invalid,
+    #[error(
+        "Use the address in plain letters and digits: a domain with accents in its xn-- form, \
+         and no accented letters before the @."
+    )]
+    NotAscii,
 }
 
 /// `typed` as an account keeps it (see the module's documentation).
@@ -26,6 +32,12 @@ pub fn normalise(typed: &str) -> Result<String, AddressError> {
     }
     if trimmed.chars().count() > MAX_LEN {
         return Err(AddressError::TooLong);
+    }
+    // ASCII only: the databases compare addresses without regard to case, and PostgreSQL's
+    // collation would also take a full-width letter or an invisible character for another
+    // (`alice` and `al\u{ad}ice` equal), which would make endless spellings of one address.
+    if !trimmed.is_ascii() {
+        return Err(AddressError::NotAscii);
     }
     let (local, domain) = trimmed.rsplit_once('@').ok_or(AddressError::Invalid)?;
     let address = format!("{local}@{}", domain.to_lowercase());
@@ -76,6 +88,21 @@ mod tests {
             assert_eq!(normalise(bad), Err(AddressError::Invalid), "{bad:?}");
         }
         assert_eq!(normalise("   "), Err(AddressError::Empty));
+        for unicode in [
+            "al\u{ad}ice@example.com",
+            "ａlice@example.com",
+            "jo@bücher.de",
+        ] {
+            assert_eq!(
+                normalise(unicode),
+                Err(AddressError::NotAscii),
+                "{unicode:?}"
+            );
+        }
+        assert_eq!(
+            normalise("jo@xn--bcher-kva.de").as_deref(),
+            Ok("jo@xn--bcher-kva.de")
+        );
     }
 
     #[test]

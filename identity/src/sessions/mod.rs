@@ -427,7 +427,7 @@ impl Sessions {
         &self,
         hash: &[u8; 32],
         password_hash: &str,
-        notice: crate::store::email::Notify<'_>,
+        notice: Option<crate::store::email::Notify<'_>>,
         now: i64,
     ) -> Result<crate::store::email::Reset, WriteError> {
         let _write = lock_write(&self.write).await?;

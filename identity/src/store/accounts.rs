@@ -128,6 +128,7 @@ impl Store {
         };
         super::users::set_password(&mut tx, user_id, password_hash).await?;
         let ended = end_others(&mut tx, user_id, current, renewal.now).await?;
+        super::email::expire_links(&mut tx, user_id, None).await?;
         super::email::notify_owner(&mut tx, user_id, notice, renewal.now).await?;
         tx.commit().await?;
         Ok(Some(PasswordChanged { session, ended }))

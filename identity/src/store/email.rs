@@ -36,6 +36,9 @@ pub struct TooSoon(pub i64);
 pub struct LinkMails<'a> {
     pub link: Notify<'a>,
     pub in_use: Notify<'a>,
+    /// Whether to send either: `false` when the recipient had too many mails lately (the link
+    /// is put in place all the same, so the answer is the same).
+    pub send: bool,
 }
 
 /// What following an address-confirming link did.
@@ -92,6 +95,10 @@ pub struct AddressStatus {
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
+/// A link as [`Store::link_state`] reads it: user, address, expiry, when used, the stamp it
+/// was sent under, the account's stamp now, and the account's verified address.
+type LinkRow = (i64, String, i64, Option<i64>, i64, i64, Option<String>);
+
 /// The verified address of `user_id`, in `tx`.
 async fn verified_address(tx: &mut Tx<'_>, user_id: i64) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar(
@@ -102,6 +109,25 @@ async fn verified_address(tx: &mut Tx<'_>, user_id: i64) -> Result<Option<String
     .fetch_optional(&mut **tx)
     .await
     .map(Option::flatten)
+}
+
+/// Ends every unspent link of `user_id` (of `purpose`, when given), in `tx`: following one is
+/// then answered "expired". Its credentials changed, and a link someone else may have asked
+/// for (a change of address to their own) must not outlive that.
+pub(super) async fn expire_links(
+    tx: &mut Tx<'_>,
+    user_id: i64,
+    purpose: Option<Purpose>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE email_links SET expires_at = 0 WHERE user_id = $1 AND used_at IS NULL \
+         AND ($2 = '' OR purpose = $2)",
+    )
+    .bind(user_id)
+    .bind(purpose.map_or("", Purpose::as_str))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Queues `notice` to the verified address of `user_id`, in `tx`, if it has one.
@@ -121,21 +147,26 @@ pub(crate) async fn notify_owner(
     Ok(true)
 }
 
-/// Whether `address` is the verified address of an account other than `user_id`.
-async fn taken(tx: &mut Tx<'_>, address: &str, user_id: i64) -> Result<bool, sqlx::Error> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM users WHERE email = $1 AND email_verified_at IS NOT NULL AND id != $2",
+/// The verified address of an account other than `user_id` that `address` names (as that
+/// account keeps it), if there is one.
+async fn taken(
+    tx: &mut Tx<'_>,
+    address: &str,
+    user_id: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT email FROM users WHERE email = $1 AND email_verified_at IS NOT NULL AND id != $2",
     )
     .bind(address)
     .bind(user_id)
     .fetch_optional(&mut **tx)
-    .await?;
-    Ok(found.is_some())
+    .await
+    .map(Option::flatten)
 }
 
 /// Puts a link of `purpose` for `user_id` to `address` in place of the last one, bound to the
 /// account's credential stamp as it is; `Err(TooSoon)` (nothing written) when the last one is
-/// unspent and was made less than `link.min_gap` seconds ago. One statement: two requests at once cannot both
+/// still live and was made less than `link.min_gap` seconds ago. One statement: two requests at once cannot both
 /// replace it.
 async fn put_link(
     tx: &mut Tx<'_>,
@@ -151,7 +182,8 @@ async fn put_link(
          ON CONFLICT (user_id, purpose) DO UPDATE SET token_hash = excluded.token_hash, \
          address = excluded.address, stamp = excluded.stamp, created_at = excluded.created_at, \
          expires_at = excluded.expires_at, used_at = NULL \
-         WHERE email_links.created_at <= $7 OR email_links.used_at IS NOT NULL",
+         WHERE email_links.created_at <= $7 OR email_links.used_at IS NOT NULL \
+         OR email_links.expires_at <= $8",
     )
     .bind(purpose.as_str())
     .bind(link.hash.as_slice())
@@ -160,6 +192,7 @@ async fn put_link(
     .bind(link.expires_at)
     .bind(user_id)
     .bind(now - link.min_gap)
+    .bind(now)
     .execute(&mut **tx)
     .await?;
     if done.rows_affected() == 1 {
@@ -189,10 +222,13 @@ async fn send_confirmation(
     if let Err(soon) = put_link(tx, user_id, Purpose::Verify, address, link, now).await? {
         return Ok(Err(soon));
     }
-    let mail = if taken(tx, address, user_id).await? {
-        (mails.in_use)(address)
-    } else {
-        (mails.link)(address)
+    if !mails.send {
+        return Ok(Ok(()));
+    }
+    let mail = match taken(tx, address, user_id).await? {
+        // To the owner's mailbox as the owner's account keeps it.
+        Some(owners) => (mails.in_use)(&owners),
+        None => (mails.link)(address),
     };
     super::outbox::enqueue(tx, &mail, now).await?;
     Ok(Ok(()))
@@ -284,6 +320,7 @@ impl Store {
         now: i64,
     ) -> Result<Result<bool, TooSoon>, StoreError> {
         let mut tx = self.pool().begin().await?;
+        lock_sessions_of(&mut tx, self.dialect(), target.id).await?;
         if verified_address(&mut tx, target.id).await?.as_deref() != Some(target.email.as_str()) {
             tx.rollback().await?;
             return Ok(Ok(false));
@@ -333,12 +370,15 @@ impl Store {
         now: i64,
     ) -> Result<AddressChange, StoreError> {
         let mut tx = self.pool().begin().await?;
+        lock_sessions_of(&mut tx, self.dialect(), user_id).await?;
         let verified = verified_address(&mut tx, user_id).await?;
         if verified
             .as_deref()
-            .is_some_and(|v| v.to_lowercase() == address.to_lowercase())
+            .is_some_and(|v| v.eq_ignore_ascii_case(address))
         {
-            tx.rollback().await?;
+            // Back to the address it has: a change waiting for its link is called off.
+            expire_links(&mut tx, user_id, Some(Purpose::Verify)).await?;
+            tx.commit().await?;
             return Ok(AddressChange::Unchanged);
         }
         if verified.is_none() {
@@ -366,8 +406,9 @@ impl Store {
         purpose: Purpose,
         now: i64,
     ) -> Result<LinkState, StoreError> {
-        let row: Option<(i64, String, i64, Option<i64>, i64, i64)> = sqlx::query_as(
-            "SELECT l.user_id, l.address, l.expires_at, l.used_at, l.stamp, u.credential_stamp \
+        let row: Option<LinkRow> = sqlx::query_as(
+            "SELECT l.user_id, l.address, l.expires_at, l.used_at, l.stamp, u.credential_stamp, \
+             CASE WHEN u.email_verified_at IS NOT NULL THEN u.email END \
              FROM email_links l JOIN users u ON u.id = l.user_id \
              WHERE l.token_hash = $1 AND l.purpose = $2",
         )
@@ -377,14 +418,18 @@ impl Store {
         .await?;
         Ok(match row {
             None => LinkState::Unknown,
-            Some((_, _, _, Some(_), _, _)) => LinkState::Used,
-            // A reset link dies with the credentials it was sent under.
-            Some((_, _, expires_at, None, stamp, current))
-                if expires_at <= now || (purpose == Purpose::Reset && stamp != current) =>
+            Some((_, _, _, Some(_), _, _, _)) => LinkState::Used,
+            // A link dies with the credentials it was sent under (a password changed or reset
+            // since: whoever asked for it may have been an intruder), and a reset link with the
+            // address it was sent to.
+            Some((_, address, expires_at, None, stamp, current, verified))
+                if expires_at <= now
+                    || stamp != current
+                    || (purpose == Purpose::Reset && verified.as_deref() != Some(&address)) =>
             {
                 LinkState::Expired
             }
-            Some((user_id, address, expires_at, None, _, _)) => LinkState::Live(Link {
+            Some((user_id, address, expires_at, None, _, _, _)) => LinkState::Live(Link {
                 user_id,
                 address,
                 expires_at,
@@ -400,17 +445,27 @@ impl Store {
         hash: &[u8; 32],
         now: i64,
     ) -> Result<Confirmed, StoreError> {
+        let LinkState::Live(link) = self.link_state(hash, Purpose::Verify, now).await? else {
+            return Ok(Confirmed::NotLive(
+                self.link_state(hash, Purpose::Verify, now).await?,
+            ));
+        };
         let mut tx = self.pool().begin().await?;
-        let spent: Option<(i64, String)> = sqlx::query_as(
+        // The lock order: the user's row before their links.
+        lock_sessions_of(&mut tx, self.dialect(), link.user_id).await?;
+        let spent: Option<String> = sqlx::query_scalar(
             "UPDATE email_links SET used_at = $1 WHERE token_hash = $2 AND purpose = 'verify' \
-             AND used_at IS NULL AND expires_at > $3 RETURNING user_id, address",
+             AND user_id = $3 AND used_at IS NULL AND expires_at > $4 \
+             AND stamp = (SELECT credential_stamp FROM users WHERE id = $5) RETURNING address",
         )
         .bind(now)
         .bind(hash.as_slice())
+        .bind(link.user_id)
         .bind(now)
+        .bind(link.user_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((user_id, address)) = spent else {
+        let Some(address) = spent else {
             tx.rollback().await?;
             return Ok(Confirmed::NotLive(
                 self.link_state(hash, Purpose::Verify, now).await?,
@@ -419,7 +474,7 @@ impl Store {
         let set = sqlx::query("UPDATE users SET email = $1, email_verified_at = $2 WHERE id = $3")
             .bind(&address)
             .bind(now)
-            .bind(user_id)
+            .bind(link.user_id)
             .execute(&mut *tx)
             .await;
         match set {
@@ -430,8 +485,13 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
+        // A reset link sent to the address before goes with it.
+        expire_links(&mut tx, link.user_id, Some(Purpose::Reset)).await?;
         tx.commit().await?;
-        Ok(Confirmed::Done { user_id, address })
+        Ok(Confirmed::Done {
+            user_id: link.user_id,
+            address,
+        })
     }
 
     /// Follows a reset link: spent, the password and the credential stamp replaced (only if
@@ -441,7 +501,7 @@ impl Store {
         &self,
         hash: &[u8; 32],
         password_hash: &str,
-        notice: Notify<'_>,
+        notice: Option<Notify<'_>>,
         now: i64,
     ) -> Result<Reset, StoreError> {
         let LinkState::Live(link) = self.link_state(hash, Purpose::Reset, now).await? else {
@@ -483,7 +543,8 @@ impl Store {
             ));
         }
         let ended = super::accounts::end_others(&mut tx, link.user_id, Uuid::nil(), now).await?;
-        notify_owner(&mut tx, link.user_id, Some(notice), now).await?;
+        expire_links(&mut tx, link.user_id, None).await?;
+        notify_owner(&mut tx, link.user_id, notice, now).await?;
         tx.commit().await?;
         Ok(Reset::Done {
             user_id: link.user_id,

@@ -37,13 +37,21 @@ pub struct Rotation {
 /// deleting the account) that took them in the order of the table instead could deadlock with
 /// another instance's batch. The user's row first, so that no session of theirs can be started
 /// meanwhile (sign-in reads the user `FOR SHARE`) and then locked out of order. (The purge
-/// skips rows locked here rather than waiting for them.) Nothing to do on SQLite, which has one
-/// writer at a time.
+/// skips rows locked here rather than waiting for them.) On SQLite, which has one writer at a
+/// time, the transaction becomes that writer at once (a write to the user's row that changes
+/// nothing): one that read first and wrote later would fail outright, rather than wait, if
+/// another writer committed in between.
 pub(crate) async fn lock_sessions_of(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     dialect: crate::store::Dialect,
     user_id: i64,
 ) -> Result<(), sqlx::Error> {
+    if dialect == crate::store::Dialect::Sqlite {
+        sqlx::query("UPDATE users SET id = id WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     if dialect == crate::store::Dialect::Postgres {
         sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
             .bind(user_id)

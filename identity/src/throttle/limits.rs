@@ -35,18 +35,19 @@ pub const SIGNUP_BURST: u32 = 30;
 /// After the burst, one more sign-up per address every so often.
 pub const SIGNUP_PERIOD: Duration = Duration::from_secs(10);
 
-/// One limit, with its GCRA parameters: the same wherever the counts live.
 /// Reset links asked for from one client address: 10 at once, then one every 30 seconds. A
 /// person who forgot a password asks once or twice; a script walking a list of addresses is
 /// held to two a minute per address.
 pub const MAIL_FROM_BURST: u32 = 10;
 pub const MAIL_FROM_PERIOD: Duration = Duration::from_secs(30);
-/// Reset links asked for to one account or address, from anywhere: 3 at once, then one every
+/// Mails asked for to one account or address, from anywhere (reset links, and every mail to an
+/// address not confirmed yet: a sign-up's link, a resend, a change): 3 at once, then one every
 /// 5 minutes, so nobody can flood a mailbox (the store also keeps one link a minute per
 /// account).
 pub const MAIL_TO_BURST: u32 = 3;
 pub const MAIL_TO_PERIOD: Duration = Duration::from_secs(300);
 
+/// One limit, with its GCRA parameters: the same wherever the counts live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
     Address,

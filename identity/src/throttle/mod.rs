@@ -297,6 +297,16 @@ impl<C: Clock + Clone> Throttle<C> {
         self.take(Limit::MailTo, limits::account_key(to)).await
     }
 
+    /// A mail to `address`, not asked for through [`mail_request`](Self::mail_request) (a
+    /// sign-up's confirming link, a resend, a change of address): counted on the recipient;
+    /// refused (the mail is then not sent) while it has none left.
+    pub async fn mail_to(&self, address: &str) -> Result<(), Throttled> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.take(Limit::MailTo, limits::account_key(address)).await
+    }
+
     /// Drops the records that are back to a full allowance; run from the periodic purge.
     pub async fn forget_stale(&self) -> Result<u64, StoreError> {
         match &self.counts {
