@@ -188,7 +188,7 @@ dist: tools
 	@echo "dist/: $$(du -sh dist | cut -f1); serve it with: make serve-dist (README, Deploying)"
 
 # The release folder served as in production, behind Caddy: https://127.0.0.1:8443
-serve-dist: dist caddy
+serve-dist: dist caddy smtp-sink
 	deploy/serve-local.sh dist
 
 # Every API endpoint fuzzed by schemathesis from the server's own OpenAPI document: the release

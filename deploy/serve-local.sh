@@ -10,6 +10,8 @@
 #   DATA_DIR     database, generated secret and Caddy's local CA (DIST.data, beside the
 #                release folder, so that rebuilding it keeps them)
 #   JWT_SECRET   signing key (generated once into DATA_DIR/jwt_secret when unset)
+#   SMTP_URL     the mail server; when unset (and EMAIL is not off), a local SMTP server
+#                (scripts/smtp-sink.py, `make smtp-sink`) keeps every mail in DATA_DIR/mail
 #   any other variable of the server (README, "Configuration") is passed on
 #
 # Caddy's certificate comes from its own local CA, which is not installed anywhere: a browser
@@ -41,15 +43,39 @@ if [ -z "${JWT_SECRET:-}" ]; then
 fi
 
 pids=()
+sink_pid=
 stop() {
   trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}" $sink_pid; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}" $sink_pid; do wait "$pid" 2>/dev/null || true; done
 }
 trap stop EXIT
 trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# Production sends mail: without a mail server of the caller's, a local one that keeps every
+# mail it receives as a file (plain SMTP on loopback).
+if [ -z "${SMTP_URL:-}" ] && [ "${EMAIL:-on}" != off ]; then
+  rm -f "$data/smtp-port"
+  "$here/../scripts/smtp-sink.py" "$data/mail" --port-file "$data/smtp-port" \
+    >"$data/smtp-sink.log" 2>&1 &
+  sink_pid=$!
+  for _ in $(seq 100); do
+    [ -s "$data/smtp-port" ] && break
+    kill -0 "$sink_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -s "$data/smtp-port" ] || {
+    cat "$data/smtp-sink.log" >&2
+    echo "no SMTP_URL, and the local SMTP server did not start (make smtp-sink)" >&2
+    exit 1
+  }
+  export SMTP_URL="smtp://127.0.0.1:$(cat "$data/smtp-port")?tls=none"
+  export MAIL_FROM=${MAIL_FROM:-authapp <noreply@localhost>}
+  echo "mail is kept in $data/mail (a local SMTP server on ${SMTP_URL#smtp://})"
+fi
+export PUBLIC_URL=${PUBLIC_URL:-https://127.0.0.1:$proxy_port}
 
 # Caddy serves it over https: Secure cookies whatever the caller's environment says (production
 # refuses COOKIE_SECURE=false).
@@ -71,7 +97,7 @@ parent=$PPID
 self=$$
 (
   while kill -0 "$parent" 2>/dev/null && kill -0 "$self" 2>/dev/null; do sleep 1; done
-  kill -TERM "${pids[0]}" "${pids[1]}" 2>/dev/null
+  kill -TERM "${pids[0]}" "${pids[1]}" $sink_pid 2>/dev/null
 ) &
 pids+=($!)
 

@@ -32,6 +32,7 @@ time_budget=${FUZZ_TIME:-40}
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/authapp-fuzz.XXXXXX")
 pid=
+sink_pid=
 failed=()
 failed_logs=()
 # Stops the server of the current pass (by its PID), if one runs.
@@ -49,6 +50,10 @@ stop() {
   local status=$?
   trap - EXIT INT TERM
   stop_server
+  if [ -n "$sink_pid" ]; then
+    kill -TERM "$sink_pid" 2>/dev/null || true
+    wait "$sink_pid" 2>/dev/null || true
+  fi
   if [ "$status" != 0 ]; then
     for log in "$dir"/server-*.log; do
       [ -f "$log" ] || continue
@@ -79,6 +84,18 @@ trap stop EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# The mail server both passes send to (production refuses to start without one): a real SMTP
+# server on a free loopback port, plain SMTP (`make smtp-sink`), stopped by its PID at the end.
+"$root/scripts/smtp-sink.py" "$dir/mail" --port-file "$dir/smtp-port" >"$dir/smtp-sink.log" 2>&1 &
+sink_pid=$!
+for _ in $(seq 100); do
+  [ -s "$dir/smtp-port" ] && break
+  kill -0 "$sink_pid" 2>/dev/null || break
+  sleep 0.1
+done
+[ -s "$dir/smtp-port" ] || { cat "$dir/smtp-sink.log" >&2; echo "the SMTP server did not start" >&2; exit 1; }
+smtp_url="smtp://127.0.0.1:$(cat "$dir/smtp-port")?tls=none"
+
 # One pass: the server started with the database URL $2 in the environment $3 (development or
 # production), fuzzed for $4 seconds per token state, then stopped. $1 names the pass.
 fuzz_pass() {
@@ -102,6 +119,7 @@ fuzz_pass() {
   env JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n')" \
     ACCESS_TTL=$((time_budget * 6 + 900)) APP_ENV="$app_env" "${cookie_env[@]}" \
     LEPTOS_SITE_ADDR=127.0.0.1:$port DATABASE_URL="$database_url" DATA_DIR="$dir/data-$pass" \
+    SMTP_URL="$smtp_url" MAIL_FROM="authapp <noreply@authapp.test>" PUBLIC_URL="$origin" \
     RUST_LOG="${RUST_LOG:-warn}" "$server" >"$log" 2>&1 &
   pid=$!
   local ready=

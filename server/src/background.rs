@@ -1,13 +1,49 @@
 //! The tasks that run beside the requests for as long as the process lives: the periodic purge
-//! of what has expired, and (on PostgreSQL) the feed of the other instances' revocations.
+//! of what has expired, the outbox's sender, and (on PostgreSQL) the feed of the other
+//! instances' revocations.
 //! (The sessions' use writers are started by the sessions themselves.)
 
 use std::{sync::Arc, time::Duration};
 
 use app::{
-    auth::{revocation::feed, AppState, Auth},
+    auth::{
+        mail::{self, sender},
+        revocation::feed,
+        AppState, Auth,
+    },
     store,
 };
+
+use crate::config::MailConfig;
+
+/// Starts the outbox's sender when there is a mail server to send to, woken by `mail`'s wake.
+/// Without one, in development, mail stays in the outbox for /dev/mail.
+pub(crate) fn spawn_sender(
+    store: &store::Store,
+    mail: &mail::Mail,
+    settings: &MailConfig,
+) -> Result<(), sender::SmtpConfigError> {
+    if !settings.enabled {
+        tracing::info!("EMAIL=off: the service sends no mail");
+        return Ok(());
+    }
+    let Some(smtp) = &settings.smtp else {
+        tracing::info!(
+            "no SMTP_URL: mail is not sent; it stays in the outbox, and can be read at /dev/mail"
+        );
+        return Ok(());
+    };
+    if smtp.insecure() {
+        tracing::warn!(
+            security = ?smtp.security,
+            "SMTP_URL: mail (and the mail server's password, if any) may cross the network \
+             unencrypted; only for a relay on this machine or a network of its own"
+        );
+    }
+    sender::Sender::new(store.clone(), smtp, mail.wake.clone())?.spawn();
+    tracing::info!(host = %smtp.host, port = smtp.port, security = ?smtp.security, "sending mail");
+    Ok(())
+}
 
 /// Follows the revocations of every instance from `cursor` on, re-reading them all every
 /// `resync` (see `app::auth::revocation::feed`).
@@ -49,6 +85,12 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
             {
                 Ok(n) => tracing::debug!(purged = n, "sessions purge"),
                 Err(e) => tracing::warn!(error = %e, "sessions purge failed"),
+            }
+            let done_before = app::auth::tokens::access::now_unix()
+                - i64::try_from(sender::KEEP_DONE.as_secs()).unwrap_or(i64::MAX);
+            match store.purge_outbox(done_before).await {
+                Ok(n) => tracing::debug!(purged = n, "outbox purge"),
+                Err(e) => tracing::warn!(error = %e, "outbox purge failed"),
             }
             if store.dialect() == store::Dialect::Postgres {
                 let dead = app::auth::tokens::access::now_unix()

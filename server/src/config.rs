@@ -16,6 +16,14 @@
 //! | `HOT_CACHE_ENTRIES` | `200000` | verified tokens, users and sessions' last writes kept in memory, each (0: none) |
 //! | `TRUSTED_PROXIES` | none | reverse proxies (addresses or CIDRs) whose `X-Forwarded-For` names the client |
 //! | `LOGIN_THROTTLE` | `on` | `off` lifts the sign-in, sign-up and refresh limits, for load tests only; refused in production |
+//! | `EMAIL` | `on` | `off`: the service sends no mail (no addresses at sign-up, no resets) and needs no mail server |
+//! | `SMTP_URL` | none | the mail server: `smtp://[user:password@]host[:port]` (STARTTLS required, 587; `?tls=opportunistic`, `?tls=none` for a relay on this machine), `smtps://...` (TLS, 465); required in production with e-mail on; in development without it mail stays in the outbox (`/dev/mail`) |
+//! | `MAIL_FROM` | none | who the mails are from, `addr@example.com` or `Name <addr@example.com>`; required with `SMTP_URL` |
+//! | `SMTP_CA_FILE` | none | a PEM certificate authority trusted for the mail server beside the system's |
+//! | `PUBLIC_URL` | `http://` + `LEPTOS_SITE_ADDR` in development | the site's public address, for the links in mails; required (`https://`) in production with e-mail on |
+//! | `APP_NAME` | `authapp` | the service's name in the mails |
+//! | `RESET_TTL` | `30m` | how long a password-reset link lives |
+//! | `EMAIL_REQUIRED` | `false` | sign-up requires an address |
 
 use std::{
     fs,
@@ -24,7 +32,12 @@ use std::{
     time::Duration,
 };
 
-use app::auth::{proxies::TrustedProxies, sessions::Lifetimes, tokens::access::MIN_SECRET_LEN};
+use app::auth::{
+    mail::sender::{Smtp, SmtpConfigError},
+    proxies::TrustedProxies,
+    sessions::Lifetimes,
+    tokens::access::MIN_SECRET_LEN,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -43,6 +56,18 @@ pub enum ConfigError {
     ShortSecret(usize),
     #[error("cannot use the development secret file {0}: {1}")]
     SecretFile(String, std::io::Error),
+    #[error(transparent)]
+    Smtp(#[from] SmtpConfigError),
+    #[error(
+        "APP_ENV=production with e-mail on requires SMTP_URL (the mail server) and MAIL_FROM; \
+         or set EMAIL=off for a service that sends no mail"
+    )]
+    NoMailServer,
+    #[error(
+        "APP_ENV=production with e-mail on requires PUBLIC_URL, the site's https:// address \
+         that the links in mails point to"
+    )]
+    NoPublicUrl,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/app.db";
@@ -64,6 +89,123 @@ pub struct Config {
     pub cache_entries: usize,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: TrustedProxies,
+    /// How the service mails.
+    pub mail: MailConfig,
+}
+
+/// The mail settings (`EMAIL`, `SMTP_URL`, `MAIL_FROM`, `SMTP_CA_FILE`, `PUBLIC_URL`,
+/// `APP_NAME`, `RESET_TTL`, `EMAIL_REQUIRED`).
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// `EMAIL=off` turns mail off altogether.
+    pub enabled: bool,
+    /// The mail server; none in development keeps mail in the outbox.
+    pub smtp: Option<Smtp>,
+    /// `https://example.com`, without a trailing slash.
+    pub public_url: String,
+    pub app_name: String,
+    pub reset_ttl: Duration,
+    pub required: bool,
+}
+
+/// Mail on, kept in the outbox (no mail server), links to the development address.
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            smtp: None,
+            public_url: "http://127.0.0.1:3000".into(),
+            app_name: "authapp".into(),
+            reset_ttl: Duration::from_secs(30 * 60),
+            required: false,
+        }
+    }
+}
+
+/// `PUBLIC_URL`: an absolute http(s) URL with neither query nor fragment; `https://` in
+/// production. Returned without its trailing slashes.
+fn parse_public_url(text: &str, production: bool) -> Result<String, ConfigError> {
+    let bad = |why: &str| ConfigError::Invalid("PUBLIC_URL", format!("{text:?} {why}"));
+    let url = url::Url::parse(text.trim()).map_err(|e| bad(&format!("is not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if !production => {}
+        "http" => {
+            return Err(bad(
+                "must be https:// in production (the site is served over https)",
+            ))
+        }
+        _ => return Err(bad("must be an http:// or https:// address")),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("names no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(bad(
+            "must be the site's address alone (no user, query or fragment)",
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+impl MailConfig {
+    fn from_lookup(
+        get: &impl Fn(&str) -> Option<String>,
+        production: bool,
+    ) -> Result<Self, ConfigError> {
+        let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let enabled = match set("EMAIL") {
+            Some(v) => parse_bool("EMAIL", &v)?,
+            None => true,
+        };
+        let required = match set("EMAIL_REQUIRED") {
+            Some(v) => parse_bool("EMAIL_REQUIRED", &v)?,
+            None => false,
+        };
+        if required && !enabled {
+            return Err(ConfigError::Invalid(
+                "EMAIL_REQUIRED",
+                "an address cannot be required with EMAIL=off".into(),
+            ));
+        }
+        let smtp = match (enabled, set("SMTP_URL")) {
+            (true, Some(url)) => {
+                let ca = set("SMTP_CA_FILE").map(PathBuf::from);
+                Some(Smtp::parse(
+                    &url,
+                    set("MAIL_FROM").as_deref(),
+                    ca.as_deref(),
+                )?)
+            }
+            _ => None,
+        };
+        if production && enabled && smtp.is_none() {
+            return Err(ConfigError::NoMailServer);
+        }
+        let public_url = match set("PUBLIC_URL") {
+            Some(url) => parse_public_url(&url, production)?,
+            None if production && enabled => return Err(ConfigError::NoPublicUrl),
+            None => format!(
+                "http://{}",
+                set("LEPTOS_SITE_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into())
+            ),
+        };
+        let defaults = Self::default();
+        let reset_ttl = match set("RESET_TTL") {
+            Some(v) => parse_duration(&v).ok_or_else(|| {
+                ConfigError::Invalid("RESET_TTL", format!("{v:?} is not a duration like 30m"))
+            })?,
+            None => defaults.reset_ttl,
+        };
+        Ok(Self {
+            enabled,
+            smtp,
+            public_url,
+            app_name: set("APP_NAME").map_or(defaults.app_name, |n| n.trim().to_owned()),
+            reset_ttl,
+            required,
+        })
+    }
 }
 
 /// `scheme://user:***@host/...`: a URL with its password, if any, hidden (in the user info or
@@ -112,6 +254,7 @@ impl std::fmt::Debug for Config {
             .field("throttle", &self.throttle)
             .field("cache_entries", &self.cache_entries)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("mail", &self.mail)
             .finish_non_exhaustive()
     }
 }
@@ -257,6 +400,7 @@ impl Config {
             },
             trusted_proxies: TrustedProxies::parse(&get("TRUSTED_PROXIES").unwrap_or_default())
                 .map_err(|e| ConfigError::Invalid("TRUSTED_PROXIES", e))?,
+            mail: MailConfig::from_lookup(&get, production)?,
         })
     }
 
@@ -322,6 +466,7 @@ mod tests {
         let ok = Config::from_lookup(lookup(&[
             ("APP_ENV", "production"),
             ("JWT_SECRET", &"k".repeat(32)),
+            ("EMAIL", "off"),
         ]))
         .unwrap();
         assert!(ok.production && ok.secure_cookie);
@@ -373,7 +518,11 @@ mod tests {
             assert!(!dev.secure_cookie);
         }
         for on in [None, Some("true"), Some("1")] {
-            let mut prod = vec![("APP_ENV", "production"), ("JWT_SECRET", secret.as_str())];
+            let mut prod = vec![
+                ("APP_ENV", "production"),
+                ("JWT_SECRET", secret.as_str()),
+                ("EMAIL", "off"),
+            ];
             prod.extend(on.map(|v| ("COOKIE_SECURE", v)));
             assert!(Config::from_lookup(lookup(&prod)).unwrap().secure_cookie);
         }
@@ -458,6 +607,116 @@ mod tests {
             let (config, _) = read(&[(name, "soon")]);
             let err = config.unwrap_err().to_string();
             assert!(err.starts_with(says), "{name}: {err}");
+        }
+    }
+
+    /// Production with e-mail on needs a mail server and the site's public address; `EMAIL=off`
+    /// needs neither. Development needs neither and keeps mail in the outbox.
+    #[test]
+    fn production_mail_needs_a_server_and_a_public_address() {
+        let secret = "k".repeat(32);
+        let prod = |pairs: &[(&'static str, &'static str)]| {
+            let mut all = vec![("APP_ENV", "production"), ("JWT_SECRET", secret.as_str())];
+            all.extend_from_slice(pairs);
+            Config::from_lookup(lookup(&all))
+        };
+        let smtp = ("SMTP_URL", "smtp://mailer:pw@smtp.example.com");
+        let from = ("MAIL_FROM", "authapp <noreply@example.com>");
+        let public = ("PUBLIC_URL", "https://auth.example.com/");
+
+        let err = prod(&[public]).unwrap_err();
+        assert!(matches!(err, ConfigError::NoMailServer), "{err}");
+        assert!(err.to_string().contains("requires SMTP_URL"), "{err}");
+        assert!(err.to_string().contains("EMAIL=off"), "{err}");
+        let err = prod(&[smtp, from]).unwrap_err();
+        assert!(matches!(err, ConfigError::NoPublicUrl), "{err}");
+        let err = prod(&[smtp, public]).unwrap_err();
+        assert!(err.to_string().contains("MAIL_FROM is required"), "{err}");
+        let err = prod(&[smtp, from, ("PUBLIC_URL", "http://auth.example.com")]).unwrap_err();
+        assert!(err.to_string().contains("PUBLIC_URL"), "{err}");
+
+        let ok = prod(&[smtp, from, public]).unwrap();
+        assert!(ok.mail.enabled && ok.mail.smtp.is_some());
+        assert_eq!(ok.mail.public_url, "https://auth.example.com");
+        // The password never reaches a printed configuration.
+        let printed = format!("{ok:?}");
+        assert!(
+            printed.contains("smtp.example.com") && !printed.contains("pw"),
+            "{printed}"
+        );
+
+        let off = prod(&[("EMAIL", "off")]).unwrap();
+        assert!(!off.mail.enabled && off.mail.smtp.is_none());
+
+        let dev = Config::from_lookup(lookup(&[
+            ("JWT_SECRET", secret.as_str()),
+            ("LEPTOS_SITE_ADDR", "127.0.0.1:3100"),
+        ]))
+        .unwrap();
+        assert!(dev.mail.enabled && dev.mail.smtp.is_none());
+        assert_eq!(dev.mail.public_url, "http://127.0.0.1:3100");
+        assert_eq!(dev.mail.app_name, "authapp");
+        assert_eq!(dev.mail.reset_ttl, Duration::from_secs(1800));
+        assert!(!dev.mail.required);
+    }
+
+    #[test]
+    fn mail_settings_are_read_and_bad_ones_named() {
+        let secret = "k".repeat(32);
+        let dev = |pairs: &[(&'static str, &'static str)]| {
+            let mut all = vec![("JWT_SECRET", secret.as_str())];
+            all.extend_from_slice(pairs);
+            Config::from_lookup(lookup(&all))
+        };
+        let ok = dev(&[
+            ("SMTP_URL", "smtps://smtp.example.com"),
+            ("MAIL_FROM", "noreply@example.com"),
+            ("PUBLIC_URL", "http://localhost:3000/"),
+            ("APP_NAME", " Example "),
+            ("RESET_TTL", "15m"),
+            ("EMAIL_REQUIRED", "true"),
+        ])
+        .unwrap();
+        let smtp = ok.mail.smtp.unwrap();
+        assert_eq!((smtp.host.as_str(), smtp.port), ("smtp.example.com", 465));
+        assert_eq!(ok.mail.public_url, "http://localhost:3000");
+        assert_eq!(ok.mail.app_name, "Example");
+        assert_eq!(ok.mail.reset_ttl, Duration::from_secs(900));
+        assert!(ok.mail.required);
+
+        for (pairs, names) in [
+            (&[("SMTP_URL", "smtp.example.com")][..], "SMTP_URL"),
+            (
+                &[("SMTP_URL", "imap://h"), ("MAIL_FROM", "a@b.c")][..],
+                "SMTP_URL",
+            ),
+            (
+                &[("SMTP_URL", "smtp://h"), ("MAIL_FROM", "nobody")][..],
+                "MAIL_FROM",
+            ),
+            (
+                &[
+                    ("SMTP_URL", "smtp://h"),
+                    ("MAIL_FROM", "a@b.c"),
+                    ("SMTP_CA_FILE", "/nonexistent/ca.pem"),
+                ][..],
+                "SMTP_CA_FILE",
+            ),
+            (&[("PUBLIC_URL", "example.com")][..], "PUBLIC_URL"),
+            (&[("PUBLIC_URL", "ftp://example.com")][..], "PUBLIC_URL"),
+            (
+                &[("PUBLIC_URL", "https://example.com/?a=1")][..],
+                "PUBLIC_URL",
+            ),
+            (&[("RESET_TTL", "soon")][..], "RESET_TTL"),
+            (&[("EMAIL", "maybe")][..], "EMAIL"),
+            (
+                &[("EMAIL", "off"), ("EMAIL_REQUIRED", "yes")][..],
+                "EMAIL_REQUIRED",
+            ),
+        ] {
+            let err = dev(pairs).unwrap_err().to_string();
+            assert!(err.contains(names), "{pairs:?}: {err}");
         }
     }
 

@@ -10,6 +10,7 @@
 
 mod background;
 pub mod config;
+mod dev_mail;
 mod hot_path;
 pub mod layers;
 mod router;

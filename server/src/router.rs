@@ -50,6 +50,7 @@ fn pages(state: AppState) -> Router {
             app::api::contract::DOCUMENT_PATH,
             get(openapi_document(auth.cookie)),
         )
+        .merge(dev_mail_routes(&auth))
         .leptos_routes(&state, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
@@ -71,6 +72,17 @@ fn pages(state: AppState) -> Router {
         router = router.layer(hsts());
     }
     router.layer(trace())
+}
+
+/// `/dev/mail` (the development mail page), when it is served: never in production.
+fn dev_mail_routes(auth: &app::auth::Auth) -> Router<AppState> {
+    let router = Router::new();
+    if !auth.mail.dev_page {
+        return router;
+    }
+    router
+        .route("/dev/mail", get(crate::dev_mail::list))
+        .route("/dev/mail/{id}", get(crate::dev_mail::one))
 }
 
 /// The handler of `GET /api/openapi.json`: the document, written once.

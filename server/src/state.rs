@@ -39,6 +39,8 @@ pub enum StartError {
     Passwords(#[from] app::auth::credentials::password::PasswordError),
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Mail(#[from] app::auth::mail::sender::SmtpConfigError),
 }
 
 /// Opens the database (running migrations), loads the revocations and builds the shared state.
@@ -121,11 +123,30 @@ pub async fn build_state(
         devices: DeviceProofs::new(&config.jwt_secret),
         proxies: config.trusted_proxies.clone(),
         health,
-        mail: Default::default(),
+        mail: mail(config),
     };
     let auth = Arc::new(auth);
+    crate::background::spawn_sender(&store, &auth.mail, &config.mail)?;
     if let Some(cursor) = cursor {
         crate::background::follow_revocations(&store, auth.clone(), cursor, config.resync_interval);
     }
     Ok(AppState::new(leptos_options, pool, auth))
+}
+
+/// How the service mails, from its settings.
+fn mail(config: &Config) -> app::auth::mail::Mail {
+    let settings = &config.mail;
+    app::auth::mail::Mail {
+        enabled: settings.enabled,
+        site: app::auth::mail::compose::Site {
+            name: settings.app_name.clone(),
+            public_url: settings.public_url.clone(),
+        },
+        reset_ttl: i64::try_from(settings.reset_ttl.as_secs()).unwrap_or(i64::MAX),
+        required: settings.required,
+        // Development only: there, mail without a mail server stays in the outbox, to be read
+        // at /dev/mail.
+        dev_page: !config.production,
+        ..Default::default()
+    }
 }

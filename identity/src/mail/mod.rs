@@ -92,7 +92,8 @@ impl Wake {
 /// lives, whether an address is required at sign-up; and the sender's wake-up.
 #[derive(Debug, Clone)]
 pub struct Mail {
-    /// `EMAIL=off`: the service takes no addresses and sends no mail.
+    /// Whether the service mails at all (`EMAIL`, on by default): off, it takes no addresses
+    /// and queues nothing.
     pub enabled: bool,
     pub site: compose::Site,
     /// How long a reset link lives (`RESET_TTL`, 30 minutes).
@@ -103,6 +104,8 @@ pub struct Mail {
     pub required: bool,
     /// Wakes the background sender after a mail was committed.
     pub wake: Wake,
+    /// Serve the development mail page (`/dev/mail`): never in production.
+    pub dev_page: bool,
 }
 
 impl Default for Mail {
@@ -117,6 +120,7 @@ impl Default for Mail {
             verify_ttl: 24 * 3600,
             required: false,
             wake: Wake::default(),
+            dev_page: false,
         }
     }
 }

@@ -31,7 +31,7 @@ use lettre::{
 
 use super::Wake;
 use crate::store::{
-    outbox::{Claimed, Mark},
+    outbox::{Entry, Mark},
     Store, StoreError,
 };
 
@@ -40,6 +40,10 @@ pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the whole of one mail's sending may take, connection and TLS included.
 pub const SEND_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long a mail that is done (sent, or given up on) stays in the outbox, its bodies blanked,
+/// for the operator to see what became of it.
+pub const KEEP_DONE: Duration = Duration::from_secs(7 * 86_400);
 
 /// How a connection to the mail server is secured (`SMTP_URL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -440,7 +444,7 @@ impl Sender {
         Ok(round)
     }
 
-    async fn send(&self, mail: &Claimed) -> Outcome {
+    async fn send(&self, mail: &Entry) -> Outcome {
         let message = match self.message(mail) {
             Ok(message) => message,
             Err(e) => return Outcome::Refused(e.clone(), e),
@@ -458,7 +462,7 @@ impl Sender {
     /// The mail as it goes out: plain text and HTML as alternatives. Its Message-ID and Date
     /// are the outbox row's, so that a second copy (see [`Store::claim_outbox`]) is recognisably
     /// the same mail.
-    fn message(&self, mail: &Claimed) -> Result<Message, String> {
+    fn message(&self, mail: &Entry) -> Result<Message, String> {
         let to: Address = mail
             .recipient
             .parse()

@@ -27,43 +27,21 @@ pub(crate) async fn enqueue(
     .await
 }
 
-/// A mail a sender has claimed: what it needs to send it and to mark it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Claimed {
-    pub id: i64,
-    pub kind: String,
-    pub recipient: String,
-    pub subject: String,
-    pub text: String,
-    pub html: String,
-    pub created_at: i64,
-    /// Attempts before this one.
-    pub attempts: i64,
-}
-
-// The bodies hold the link the mail exists for, and the recipient is personal data.
-impl std::fmt::Debug for Claimed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Claimed")
-            .field("id", &self.id)
-            .field("kind", &self.kind)
-            .field("attempts", &self.attempts)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A row of the outbox as it stands, for the development mail page (`/dev/mail`): the bodies
-/// are blank once the mail was sent or given up on.
-#[derive(Clone, PartialEq, Eq)]
+/// A row of the outbox as it stands: a mail a sender claimed, or one listed on the development
+/// mail page (`/dev/mail`). The bodies are blank once the mail was sent or given up on.
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Entry {
     pub id: i64,
     pub kind: String,
     pub user_id: Option<i64>,
     pub recipient: String,
     pub subject: String,
+    #[sqlx(rename = "body_text")]
     pub text: String,
+    #[sqlx(rename = "body_html")]
     pub html: String,
     pub created_at: i64,
+    /// Attempts so far.
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub sent_at: Option<i64>,
@@ -71,6 +49,7 @@ pub struct Entry {
     pub last_error: Option<String>,
 }
 
+// The bodies hold the link the mail exists for, and the recipient is personal data.
 impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Entry")
@@ -106,6 +85,10 @@ fn clip(error: &str) -> String {
 /// Which rows are waiting: not sent, not given up on.
 const PENDING: &str = "sent_at IS NULL AND failed_at IS NULL";
 
+/// The columns of an [`Entry`].
+const COLUMNS: &str = "id, kind, user_id, recipient, subject, body_text, body_html, created_at, \
+                       attempts, next_attempt_at, sent_at, failed_at, last_error";
+
 impl Store {
     /// Claims up to `limit` mails due at `now` for one sender, until `lease_until`: no other
     /// sender takes them before then. One statement, so that two senders never claim the same
@@ -122,39 +105,23 @@ impl Store {
         now: i64,
         lease_until: i64,
         limit: usize,
-    ) -> Result<Vec<Claimed>, StoreError> {
+    ) -> Result<Vec<Entry>, StoreError> {
         let lock = match self.dialect() {
             super::Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
             super::Dialect::Sqlite => "",
         };
-        let rows: Vec<(i64, String, String, String, String, String, i64, i64)> =
-            sqlx::query_as(&format!(
-                "UPDATE outbox SET claimed_until = $1 WHERE id IN (\
-                   SELECT id FROM outbox WHERE {PENDING} AND next_attempt_at <= $2 \
-                   AND (claimed_until IS NULL OR claimed_until <= $2) \
-                   ORDER BY next_attempt_at, id LIMIT $3{lock}) \
-                 RETURNING id, kind, recipient, subject, body_text, body_html, created_at, attempts"
-            ))
-            .bind(lease_until)
-            .bind(now)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(self.pool())
-            .await?;
-        let mut claimed: Vec<Claimed> = rows
-            .into_iter()
-            .map(
-                |(id, kind, recipient, subject, text, html, created_at, attempts)| Claimed {
-                    id,
-                    kind,
-                    recipient,
-                    subject,
-                    text,
-                    html,
-                    created_at,
-                    attempts,
-                },
-            )
-            .collect();
+        let mut claimed: Vec<Entry> = sqlx::query_as(&format!(
+            "UPDATE outbox SET claimed_until = $1 WHERE id IN (\
+               SELECT id FROM outbox WHERE {PENDING} AND next_attempt_at <= $2 \
+               AND (claimed_until IS NULL OR claimed_until <= $2) \
+               ORDER BY next_attempt_at, id LIMIT $3{lock}) \
+             RETURNING {COLUMNS}"
+        ))
+        .bind(lease_until)
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(self.pool())
+        .await?;
         // RETURNING promises no order: the oldest first.
         claimed.sort_by_key(|c| c.id);
         Ok(claimed)
@@ -203,63 +170,12 @@ impl Store {
 
     /// The newest `limit` mails, sent or not, newest first (the development mail page).
     pub async fn recent_outbox(&self, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        type Row = (
-            i64,
-            String,
-            Option<i64>,
-            String,
-            String,
-            String,
-            String,
-            i64,
-            i64,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, kind, user_id, recipient, subject, body_text, body_html, created_at, \
-             attempts, next_attempt_at, sent_at, failed_at, last_error \
-             FROM outbox ORDER BY id DESC LIMIT $1",
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM outbox ORDER BY id DESC LIMIT $1"
+        ))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(
-                    id,
-                    kind,
-                    user_id,
-                    recipient,
-                    subject,
-                    text,
-                    html,
-                    created_at,
-                    attempts,
-                    next_attempt_at,
-                    sent_at,
-                    failed_at,
-                    last_error,
-                )| Entry {
-                    id,
-                    kind,
-                    user_id,
-                    recipient,
-                    subject,
-                    text,
-                    html,
-                    created_at,
-                    attempts,
-                    next_attempt_at,
-                    sent_at,
-                    failed_at,
-                    last_error,
-                },
-            )
-            .collect())
+        .await?)
     }
 
     /// How many mails are waiting to be sent (claimed or not).

@@ -160,6 +160,7 @@ async fn spawn_app_in_with(dir: Arc<TempDir>, tweak: impl FnOnce(&mut Config)) -
         throttle: true,
         cache_entries: 1000,
         trusted_proxies: Default::default(),
+        mail: Default::default(),
     };
     tweak(&mut config);
     let options = LeptosOptions::builder().output_name("authapp").build();

@@ -629,3 +629,71 @@ async fn during_a_database_outage_valid_tokens_work_and_the_rest_fails_fast() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Two instances on one database, each with its sender, one mail server: fifty mails, each
+/// delivered once, though the mail server was away while half of them were queued.
+#[tokio::test]
+async fn two_instances_deliver_fifty_mails_once_each_through_a_mail_server_outage() {
+    use crate::delivery::{app_mailing_to, outbox_counts, queue, recipients};
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let mut sink = identity::mail::sink::SmtpSink::start();
+    let a = app_mailing_to(&sink, Some(url.clone())).await;
+    let b = app_mailing_to(&sink, Some(url.clone())).await;
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&url).await.unwrap();
+
+    queue(&db, 0, 25).await;
+    assert_eq!(sink.wait_for(25, Duration::from_secs(20)).await.len(), 25);
+    sink.stop();
+    queue(&db, 25, 25).await;
+    // Both senders find the server away and put the mails off.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tried: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND attempts > 0")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(tried > 0, "no mail was tried while the server was away");
+    sink.restart();
+    let got = sink.wait_for(50, Duration::from_secs(30)).await;
+    // Time for a second copy to arrive, were there one.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got_after = sink.received();
+    assert_eq!(got.len(), 50);
+    assert_eq!(got_after.len(), 50, "a mail went out twice");
+    let (to, twice) = recipients(&got_after);
+    assert!(!twice);
+    to.windows(2).for_each(|w| assert_ne!(w[0], w[1]));
+    assert_eq!(outbox_counts(&db).await, (0, 50));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// 64 claims at once from two instances' pools over fifty mails: each mail is claimed by
+/// exactly one (`FOR UPDATE SKIP LOCKED`), and none is left behind.
+#[tokio::test]
+async fn concurrent_claims_on_postgres_never_share_a_mail() {
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let a = identity::store::Store::connect(&url).await.unwrap();
+    let b = identity::store::Store::connect(&url).await.unwrap();
+    crate::delivery::queue(a.pool(), 0, 50).await;
+    let now = identity::tokens::access::now_unix() + 1;
+    let claims: Vec<_> = (0..64)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { store.claim_outbox(now, now + 60, 3).await.unwrap() })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for claim in claims {
+        ids.extend(claim.await.unwrap().into_iter().map(|c| c.id));
+    }
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!((ids.len(), unique.len()), (50, 50));
+}

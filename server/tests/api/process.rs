@@ -183,6 +183,21 @@ async fn refuses_to_start_without_a_production_secret_or_on_a_broken_database() 
         "{out}"
     );
 
+    // Production with e-mail on and no mail server: the mail would never go out.
+    let (code, out) = run_to_exit(
+        dir.path(),
+        &[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", SECRET),
+            ("PUBLIC_URL", "https://auth.example.com"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("APP_ENV=production with e-mail on requires SMTP_URL"),
+        "{out}"
+    );
+
     // A database whose `users` table is not ours: the first migration cannot run.
     let db = dir.path().join("broken.db");
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", db.display()))
