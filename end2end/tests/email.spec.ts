@@ -527,7 +527,9 @@ test('the mails, rendered in Chromium: each one in text and HTML, with its link 
   // Someone signs up with this address: its owner is told, and the other account is not named.
   before = lastMail();
   const intruder = uniqueUser('intruder');
-  await registerWithAddress(request, intruder, address);
+  const elsewhere = await newBrowser(browser, baseURL);
+  await registerWithAddress(elsewhere.request, intruder, address);
+  await elsewhere.close();
   const inUse = await waitForMail(address, { subject: SUBJECT.inUse, after: before });
   expect(inUse.text).not.toContain(intruder);
   expect(inUse.link).toBeUndefined();
