@@ -319,7 +319,15 @@ test('the address is changed from the account page through the new address\'s ma
   const { username, address: oldAddress } = await verifiedAccount(request, 'move');
   const newAddress = uniqueAddress('moved');
   await signInAt(page, username);
-  await page.goto('/account');
+  // The account page is loaded from the server (it shows what the server read): Back from it
+  // returns to the profile, not to a second copy of itself.
+  await page.getByRole('link', { name: 'Password and account' }).click();
+  await expect(page).toHaveURL(/\/account$/);
+  await hydrated(page);
+  await page.goBack();
+  await expect(page).toHaveURL(/\/profile$/);
+  await page.goForward();
+  await expect(page).toHaveURL(/\/account$/);
   await hydrated(page);
   const section = addressSection(page);
   await expect(section.getByTestId('email-state')).toHaveAttribute('data-state', 'verified');
