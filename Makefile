@@ -221,7 +221,7 @@ lighthouse-gate: tools chromium dist
 wrk:
 	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
 
-bench: tools wrk postgresql
+bench: tools wrk postgresql smtp-sink
 	cargo leptos build $(RELEASE_BUILD_FLAGS)
 	cargo build --release -p bare
 	scripts/pg-tmp.sh run python3 bench/run.py

@@ -12,6 +12,8 @@ signed-in accounts, a million revocations) is written by the server binary itsel
 (`server seed`), so the rows and tokens are the app's own.
 """
 
+import atexit
+import email
 import gzip
 import json
 import os
@@ -61,6 +63,61 @@ def free_port() -> int:
 SERVER_LOGS = []
 
 
+class MailSink:
+    """A real SMTP server (scripts/smtp-sink.py, Debian's aiosmtpd) on a free loopback port for
+    the whole run: every server benchmarked has its outbox sender running and delivering to it.
+    Stopped by its own PID."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="authapp-bench-mail-"))
+        port_file = self.dir / "port"
+        self.proc = subprocess.Popen(["/usr/bin/python3", str(ROOT / "scripts" / "smtp-sink.py"),
+                                      str(self.dir / "mail"), "--port-file", str(port_file)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        (self.dir / "mail").mkdir(exist_ok=True)
+        for _ in range(500):
+            if port_file.exists() and port_file.read_text().strip():
+                self.port = int(port_file.read_text())
+                return
+            if self.proc.poll() is not None:
+                sys.exit("the SMTP sink (scripts/smtp-sink.py) did not start: `make smtp-sink` installs it")
+            time.sleep(0.02)
+        sys.exit("the SMTP sink did not announce its port")
+
+    def received(self, to: str) -> list:
+        """The messages received for `to`, oldest first (raw text)."""
+        found = []
+        for envelope in sorted((self.dir / "mail").glob("*.json")):
+            meta = json.loads(envelope.read_text())
+            if to in meta["rcpt_tos"]:
+                found.append((self.dir / "mail" / meta["eml"]).read_text(errors="replace"))
+        return found
+
+    def stop(self):
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+SINK = None
+
+
+def link_token(raw: str) -> str:
+    """The token of the link in a mail's plain-text part."""
+    for part in email.message_from_string(raw).walk():
+        if part.get_content_type() == "text/plain":
+            found = re.search(r"token=(ml1\.[A-Za-z0-9_-]{43})", part.get_payload(decode=True).decode())
+            if found:
+                return found.group(1)
+    sys.exit("a mail without a link")
+
+
 def panics_in(logs) -> list:
     """The lines of the servers' output that report a Rust panic."""
     found = []
@@ -79,6 +136,10 @@ def server_env(data: Path, secret: str, database_url=None) -> dict:
         DATA_DIR=str(data),
         RUST_LOG="warn",
     )
+    if SINK is not None:
+        # The outbox's sender runs beside every case, as it does in production.
+        env.update(SMTP_URL=f"smtp://127.0.0.1:{SINK.port}?tls=none",
+                   MAIL_FROM="bench <bench@authapp.test>")
     return env
 
 
@@ -99,7 +160,7 @@ def seed(data: Path, secret: str, users: int, revoked: int = 0) -> list:
 class Server:
     """The release server as a child process on a free loopback port, stopped by its own PID."""
 
-    def __init__(self, data: Path, secret: str, database_url=None):
+    def __init__(self, data: Path, secret: str, database_url=None, throttle=False):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = server_env(data, secret, database_url)
@@ -108,7 +169,8 @@ class Server:
             # The login cases measure argon2 under load, from one address: the limits that
             # would answer them 429 are off (refused in production), and with them, on
             # PostgreSQL, the shared limits' upserts (about 0.1 ms each, three per sign-in).
-            LOGIN_THROTTLE="off",
+            # The reset case measures the limits themselves: on there.
+            LOGIN_THROTTLE="on" if throttle else "off",
         )
         started = time.monotonic()
         log = Path(tempfile.mkstemp(prefix="bench-server-", suffix=".log")[1])
@@ -640,6 +702,45 @@ def first_visit(run: Run, server: Server):
 
 # Every case, in the order they run. Those marked True share the first server, started on a
 # fresh database before them; it is stopped before the others, which copy and seed its data.
+def reset_requests(run: Run):
+    """`POST /api/password/forgot` asked for as fast as a crowd can for one account with a
+    confirmed address, with the limits on: the answers stay fast (the look-up runs after the
+    answer, the mail server is never waited for), and the mails that go out are bounded by the
+    limits, not by the requests nor the mail server."""
+    data = Path(tempfile.mkdtemp(prefix="authapp-bench-reset-"))
+    run.folders.append(data)
+    server = Server(data, run.secret, throttle=True)
+    address = "reset-bench@example.com"
+    server.post("/api/register", {"username": "reset_bench", "password": PASSWORD, "email": address})
+    deadline = time.monotonic() + 20
+    while not SINK.received(address):
+        if time.monotonic() > deadline:
+            server.stop()
+            sys.exit("the confirming mail of the reset case never arrived")
+        time.sleep(0.05)
+    server.post("/api/email/verify", {"token": link_token(SINK.received(address)[0])})
+    before = len(SINK.received(address))
+    started = time.monotonic()
+    body = urllib.parse.urlencode({"login": address})
+    flood = wrk_once(f"{server.base}/api/password/forgot", (), body, 8, DURATION)
+    time.sleep(3)  # the mails the limits let through, delivered
+    elapsed = time.monotonic() - started
+    mails = len(SINK.received(address)) - before
+    server.stop()
+    run.record("POST /api/password/forgot, one address, limits on", flood,
+               f"{mails} reset mails sent in {elapsed:.0f} s; the rest answered 429")
+    allowed = MAIL_TO_BURST + int(elapsed // MAIL_TO_PERIOD_S) + 1
+    run.budget("reset mails bounded by the limits, not by the requests", 1 <= mails <= allowed,
+               f"{mails} mails for {flood['requests']:,} requests (at most {allowed} allowed)")
+    run.budget("forgot-password p99 ≤ 20 ms under a flood", flood["p99_us"] <= 20_000,
+               f"p99 {flood['p99_us'] / 1000:.2f} ms at {flood['rps']:,.0f} requests/s")
+
+
+# identity::throttle::MAIL_TO_BURST and MAIL_TO_PERIOD: reset links to one recipient.
+MAIL_TO_BURST = 3
+MAIL_TO_PERIOD_S = 300
+
+
 CASES = [
     (hot_path, True),
     (pages, True),
@@ -647,6 +748,7 @@ CASES = [
     (replay, True),
     (sign_in, True),
     (first_visit, True),
+    (reset_requests, False),
     (large_revocation_list, False),
     (many_users, False),
     (postgres, False),
@@ -769,6 +871,9 @@ def main():
     if unknown:
         sys.exit(f"BENCH_CASES names no such case: {', '.join(unknown)} "
                  f"(cases: {', '.join(case.__name__ for case, _ in CASES)})")
+    global SINK
+    SINK = MailSink()
+    atexit.register(SINK.stop)
     run = Run()
     print(f"benchmarking {SERVER} with wrk, {CONNECTIONS} connections, {PAIRS} pairs of {PAIR_DURATION} runs per budget")
     first = Server(run.data, run.secret)
