@@ -199,6 +199,7 @@ fuzz: dist fuzz-deps postgresql smtp-sink
 
 # Release build, served on a free loopback port with a fresh database, driven by Playwright.
 # The https tests also start dist/server in production mode behind Caddy (end2end/global-setup.ts).
+# The servers mail through a real SMTP server (smtp-sink: Debian's aiosmtpd) the tests read.
 # Its log and how a run is judged: scripts/e2e.sh.
 e2e: tools chromium caddy dist smtp-sink
 	scripts/e2e.sh

@@ -54,10 +54,12 @@ function httpsStatus(url: string): Promise<number> {
   });
 }
 
-/** The environment of a server of our own: none of the development server's settings. */
+/** The environment of a server of our own: none of the development server's settings, but its
+ * mail server (SMTP_URL, SMTP_CA_FILE, MAIL_FROM: scripts/e2e.sh's SMTP server, which keeps the
+ * mails of all three). */
 function ownEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  for (const name of ['DATABASE_URL', 'DATA_DIR', 'LEPTOS_SITE_ADDR', 'JWT_SECRET', 'APP_ENV', 'COOKIE_SECURE', 'LOGIN_THROTTLE']) {
+  for (const name of ['DATABASE_URL', 'DATA_DIR', 'LEPTOS_SITE_ADDR', 'JWT_SECRET', 'APP_ENV', 'COOKIE_SECURE', 'LOGIN_THROTTLE', 'PUBLIC_URL', 'TRUSTED_PROXIES']) {
     delete env[name];
   }
   return { ...env, RUST_LOG: 'warn', NO_COLOR: '1', ...extra };
@@ -129,7 +131,7 @@ export default async function globalSetup() {
         data,
         'bash',
         [path.join(root, 'deploy', 'serve-local.sh'), path.join(root, 'dist')],
-        ownEnv({ PROXY_PORT: String(proxyPort), DATA_DIR: data }),
+        ownEnv({ PROXY_PORT: String(proxyPort), DATA_DIR: data, PUBLIC_URL: httpsBase }),
         async () => (await httpsStatus(`${httpsBase}/health`)) === 200,
       ),
     );
@@ -148,6 +150,7 @@ export default async function globalSetup() {
           DATABASE_URL: `sqlite://${sessionsData}/app.db`,
           DATA_DIR: sessionsData,
           ACCESS_TTL: `${SHORT_ACCESS_TTL}s`,
+          PUBLIC_URL: `http://${sessionsAddr}`,
         }),
         async () => (await fetch(`http://${sessionsAddr}/health`)).ok,
       ),

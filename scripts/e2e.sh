@@ -22,10 +22,47 @@ log=$dir/output.log
 # The servers global-setup.ts starts keep their output in target/e2e-*.
 rm -rf "$dir" target/e2e-*
 mkdir -p "$dir"
-echo "end-to-end: server on 127.0.0.1:$port, database in $dir"
 
+# The SMTP server, up before the app: its port is known once it listens (--port-file), and its
+# certificate authority (--tls makes one in the mail folder) is the one the app trusts.
+mail=$PWD/$dir/mail
+scripts/smtp-sink.py "$mail" --tls --port-file "$dir/smtp.port" >"$dir/smtp.log" 2>&1 &
+sink=$!
+# Should this script die without running its traps (SIGKILL), the SMTP server goes all the same.
+self=$$
+( while kill -0 "$self" 2>/dev/null; do sleep 1; done; kill -TERM "$sink" 2>/dev/null ) &
+guard=$!
+stop_sink() {
+  kill -TERM "$sink" "$guard" 2>/dev/null || true
+  wait "$sink" "$guard" 2>/dev/null || true
+}
+trap stop_sink EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+for _ in $(seq 300); do
+  [ -s "$dir/smtp.port" ] && break
+  if ! kill -0 "$sink" 2>/dev/null; then
+    echo "the SMTP server did not start:" >&2
+    cat "$dir/smtp.log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+[ -s "$dir/smtp.port" ] || { echo "the SMTP server did not listen within 30 s" >&2; exit 1; }
+smtp_port=$(cat "$dir/smtp.port")
+echo "end-to-end: server on 127.0.0.1:$port, database in $dir, SMTP on 127.0.0.1:$smtp_port (mails in $dir/mail)"
+
+# PUBLIC_URL is the address the tests browse, so that a mailed link opens in the test's browser.
+# TRUSTED_PROXIES: the mail tests speak as clients of their own (X-Forwarded-For), as people
+# behind a proxy do, so that the per-client limit on reset links counts each test apart; the
+# other tests send no such header and are counted by their loopback address as before.
+# (The https stack and the short-token server of global-setup.ts mail through the same server.)
+export SMTP_URL=smtp://localhost:$smtp_port SMTP_CA_FILE=$mail/ca.pem \
+  MAIL_FROM="authapp <noreply@authapp.test>" MAIL_DIR=$mail
 status=0
 LEPTOS_SITE_ADDR=127.0.0.1:$port DATABASE_URL=sqlite://$dir/app.db DATA_DIR=$dir \
+  PUBLIC_URL=http://127.0.0.1:$port TRUSTED_PROXIES=127.0.0.1 \
   RUST_LOG=${RUST_LOG:-warn} cargo leptos end-to-end ${RELEASE_BUILD_FLAGS:---release --split --precompress} 2>&1 | tee "$log" || status=$?
 
 # Playwright's summary lines: "  12 passed (1.2m)", "  1 failed", "  2 did not run"...

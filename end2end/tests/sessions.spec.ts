@@ -192,7 +192,7 @@ test('deleting the account signs every browser out and the name can be taken aga
   const there = await signedIn(browser, user);
   await here.page.goto('/account');
   await hydrated(here.page);
-  await here.page.getByLabel('Your password', { exact: true }).fill(PASSWORD);
+  await here.page.getByRole('form', { name: 'Delete your account' }).getByLabel('Your password').fill(PASSWORD);
   await here.page.getByRole('button', { name: 'Delete my account' }).click();
   await expect(here.page).toHaveURL(/\/\?deleted=1$/);
   await expect(here.page.getByTestId('account-deleted')).toBeVisible();

@@ -80,8 +80,9 @@ for (const [locale, timezoneId, pattern] of [
     expect(await page.evaluate(() => (window as any).timeChanges)).toEqual([]);
 
     // Rendered again in the browser alone (away and back, without a page load): the same words.
-    await page.getByRole('link', { name: 'Password and account' }).click();
-    await expect(page).toHaveURL(/\/account$/);
+    // (The home page: the account and sessions pages are loaded from the server.)
+    await page.getByRole('link', { name: 'Auth app' }).click();
+    await expect(page).toHaveURL(/\/$/);
     await page.goBack();
     await expect(page).toHaveURL(/\/profile$/);
     await expect(page.getByTestId('profile-expires')).toHaveText(shown);

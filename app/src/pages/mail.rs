@@ -18,7 +18,8 @@ use crate::{
 
 /// What the server read for this page (see [`MailFacts`]); in the browser, read back from the
 /// page being hydrated. A page the browser's router renders by itself has none: it is loaded
-/// from the server instead (as the sessions page is).
+/// from the server instead (as the sessions page is), which leaves the router's history entry
+/// behind it: links to such a page say `rel="external"`, so that the browser loads it at once.
 pub(crate) fn page_facts(path: &'static str) -> MailFacts {
     // (Not the window's address: the router moves it only after this runs.)
     #[cfg(not(feature = "ssr"))]
@@ -88,7 +89,7 @@ fn DeadLink(state: String, again: &'static str, again_href: &'static str) -> imp
     view! {
         <h1 data-testid="dead-link" data-state=state>{heading}</h1>
         <p>{text}</p>
-        <p><a href=again_href>{again}</a></p>
+        <p><a href=again_href rel="external">{again}</a></p>
     }
 }
 
@@ -183,7 +184,7 @@ pub fn VerifyPage() -> impl IntoView {
                 "It now receives the account's notices and password reset links, and you can "
                 "sign in with it."
             </p>
-            <p><a href="/account">"Go to your account"</a></p>
+            <p><a href="/account" rel="external">"Go to your account"</a></p>
         }
         .into_any();
     }

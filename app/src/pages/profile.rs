@@ -29,9 +29,11 @@ pub fn ProfilePage() -> impl IntoView {
                             <dd data-testid="profile-expires"><LocalTime at=user.expires_at/></dd>
                         </dl>
                         <p class="actions">
-                            // A page the server renders whole (see `pages::sessions`).
+                            // Pages the server renders whole (see `pages::sessions` and
+                            // `pages::mail::page_facts`): followed by the router, each would be
+                            // loaded once more, and Back would land on the same page again.
                             <a href="/sessions" rel="external">"Your sessions"</a>
-                            <a href="/account">"Password and account"</a>
+                            <a href="/account" rel="external">"Password and account"</a>
                         </p>
                         <SignOutButton auth=auth.clone()/>
                     }),

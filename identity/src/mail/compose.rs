@@ -489,6 +489,8 @@ impl Letter {
         }
         let name = escape(&clean(&site.name));
         let home = escape(&site.public_url);
+        // The card's overflow-wrap (inherited): an address or a username has no place to break,
+        // and a long one would otherwise widen the card past a phone's screen.
         format!(
             "<!doctype html>\n\
              <html lang=\"en\">\n\
@@ -504,7 +506,7 @@ impl Letter {
              <tr><td align=\"center\" style=\"padding:24px 12px;\">\n\
              <table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" border=\"0\" \
              style=\"max-width:600px;background:#ffffff;border:1px solid #d7dbe3;border-radius:8px;\">\n\
-             <tr><td style=\"padding:24px;color:#1d2330;text-align:left;{FONT}\">\n\
+             <tr><td style=\"padding:24px;color:#1d2330;text-align:left;overflow-wrap:anywhere;{FONT}\">\n\
              <p style=\"margin:0 0 16px;font-size:16px;font-weight:700;\">{name}</p>\n\
              <h1 style=\"margin:0 0 16px;font-size:24px;line-height:1.3;color:#1d2330;\">{heading}</h1>\n\
              {body}\
