@@ -75,6 +75,12 @@ impl Auth {
         compose::compose(&self.mail.site, notice, user_id, to)
     }
 
+    /// `mail`, carrying the link whose token hashes to `hash`.
+    fn with_link(mut mail: OutgoingMail, hash: [u8; 32]) -> OutgoingMail {
+        mail.link = Some(hash);
+        mail
+    }
+
     fn new_link(&self, purpose: Purpose, now: i64, min_gap: i64) -> (String, NewLink) {
         let (token, hash) = links::new_token();
         let ttl = match purpose {
@@ -132,15 +138,18 @@ impl Auth {
         let (url, link) = self.new_link(Purpose::Verify, now, 0);
         let valid_minutes = Self::minutes(self.mail.verify_ttl);
         let confirm = |to: &str| {
-            self.mail(
-                None,
-                to,
-                &Notice::VerifyAddress {
-                    username,
-                    link: &url,
-                    valid_minutes,
-                    change: false,
-                },
+            Self::with_link(
+                self.mail(
+                    None,
+                    to,
+                    &Notice::VerifyAddress {
+                        username,
+                        link: &url,
+                        valid_minutes,
+                        change: false,
+                    },
+                ),
+                link.hash,
             )
         };
         let in_use = |to: &str| self.mail(None, to, &Notice::AddressInUse);
@@ -189,15 +198,18 @@ impl Auth {
             None => false,
         };
         let confirm = |to: &str| {
-            self.mail(
-                Some(user_id),
-                to,
-                &Notice::VerifyAddress {
-                    username,
-                    link: &url,
-                    valid_minutes,
-                    change,
-                },
+            Self::with_link(
+                self.mail(
+                    Some(user_id),
+                    to,
+                    &Notice::VerifyAddress {
+                        username,
+                        link: &url,
+                        valid_minutes,
+                        change,
+                    },
+                ),
+                link.hash,
             )
         };
         let in_use = |to: &str| self.mail(Some(user_id), to, &Notice::AddressInUse);
@@ -231,15 +243,18 @@ impl Auth {
         let valid_minutes = Self::minutes(self.mail.verify_ttl);
         let told = Told::new(origin, now);
         let confirm = |to: &str| {
-            self.mail(
-                Some(user_id),
-                to,
-                &Notice::VerifyAddress {
-                    username,
-                    link: &url,
-                    valid_minutes,
-                    change: true,
-                },
+            Self::with_link(
+                self.mail(
+                    Some(user_id),
+                    to,
+                    &Notice::VerifyAddress {
+                        username,
+                        link: &url,
+                        valid_minutes,
+                        change: true,
+                    },
+                ),
+                link.hash,
             )
         };
         let in_use = |to: &str| self.mail(Some(user_id), to, &Notice::AddressInUse);
@@ -305,14 +320,17 @@ impl Auth {
         let (url, link) = self.new_link(Purpose::Reset, now, LINK_GAP);
         let valid_minutes = Self::minutes(self.mail.reset_ttl);
         let mail = |to: &str| {
-            self.mail(
-                Some(target.id),
-                to,
-                &Notice::ResetPassword {
-                    username: &target.username,
-                    link: &url,
-                    valid_minutes,
-                },
+            Self::with_link(
+                self.mail(
+                    Some(target.id),
+                    to,
+                    &Notice::ResetPassword {
+                        username: &target.username,
+                        link: &url,
+                        valid_minutes,
+                    },
+                ),
+                link.hash,
             )
         };
         let sent = store.send_reset_link(&target, link, &mail, now).await?;
@@ -975,5 +993,33 @@ mod tests {
             .await
             .unwrap());
         assert_eq!(outbox(&pool).await.len(), before);
+    }
+
+    /// A link mail still waiting when its link dies (a newer one asked for, say, after the
+    /// mail server was away) is given up on, and its text blanked, before a sender claims it;
+    /// the newer one goes.
+    #[tokio::test]
+    async fn a_mail_whose_link_died_is_not_sent() {
+        let (_dir, pool, auth) = core().await;
+        verified(&auth, &pool, "alice", "alice@example.com").await;
+        assert!(auth.request_reset("alice").await.unwrap());
+        sqlx::query("UPDATE email_links SET created_at = 0")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert!(auth.request_reset("alice").await.unwrap());
+        let store = auth.health.store();
+        // The first reset mail, and the confirming mail (no sender runs here: it still waits,
+        // and its link was followed already).
+        assert_eq!(store.drop_dead_links(now_unix()).await.unwrap(), 2);
+        let rows: Vec<(Option<i64>, String)> = sqlx::query_as(
+            "SELECT failed_at, body_text FROM outbox WHERE kind = 'reset_password' ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert!(rows[0].0.is_some() && rows[0].1.is_empty(), "{rows:?}");
+        assert!(rows[1].0.is_none() && rows[1].1.contains("token="));
+        assert_eq!(store.drop_dead_links(now_unix()).await.unwrap(), 0);
     }
 }

@@ -1,18 +1,20 @@
 //! `GET /dev/mail`: the development mail page, the way Rails' letter_opener or a local mail
 //! catcher shows what would have been sent. In development without `SMTP_URL` the mails stay
 //! in the outbox; this page lists the newest with their words and links, and
-//! `GET /dev/mail/{id}` shows one mail's HTML as a mail client would. Never routed in production
-//! (see `identity::mail::Mail::dev_page`).
+//! `GET /dev/mail/{id}` shows one mail's HTML as a mail client would. Routed only in
+//! development without a mail server (see `identity::mail::Mail::dev_page`), and answered only
+//! to a client on this machine: its links are every account's keys.
 
 use std::sync::Arc;
 
 use app::{api::escape, auth::Auth};
 use axum::{
-    extract::Path,
+    extract::{ConnectInfo, Path, Request},
     http::{header, StatusCode},
     response::{IntoResponse, Response},
     Extension,
 };
+use std::net::SocketAddr;
 
 /// How many mails the page lists.
 const SHOWN: usize = 50;
@@ -50,7 +52,23 @@ fn linked(text: &str) -> String {
     out
 }
 
-pub(crate) async fn list(Extension(auth): Extension<Arc<Auth>>) -> Response {
+/// Whether the client (as the trusted proxies name it) is on this machine.
+fn from_this_machine(auth: &Auth, req: &Request) -> bool {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|ConnectInfo(peer)| {
+            auth.proxies.client(peer.ip(), req.headers()).is_loopback()
+        })
+}
+
+fn elsewhere() -> Response {
+    (StatusCode::NOT_FOUND, "Not found.").into_response()
+}
+
+pub(crate) async fn list(Extension(auth): Extension<Arc<Auth>>, req: Request) -> Response {
+    if !from_this_machine(&auth, &req) {
+        return elsewhere();
+    }
     let mails = match auth.health.store().recent_outbox(SHOWN).await {
         Ok(mails) => mails,
         Err(e) => {
@@ -101,7 +119,14 @@ pub(crate) async fn list(Extension(auth): Extension<Arc<Auth>>) -> Response {
     html_page(body)
 }
 
-pub(crate) async fn one(Extension(auth): Extension<Arc<Auth>>, Path(id): Path<i64>) -> Response {
+pub(crate) async fn one(
+    Extension(auth): Extension<Arc<Auth>>,
+    Path(id): Path<i64>,
+    req: Request,
+) -> Response {
+    if !from_this_machine(&auth, &req) {
+        return elsewhere();
+    }
     let mails = auth
         .health
         .store()

@@ -144,9 +144,9 @@ fn mail(config: &Config) -> app::auth::mail::Mail {
         },
         reset_ttl: i64::try_from(settings.reset_ttl.as_secs()).unwrap_or(i64::MAX),
         required: settings.required,
-        // Development only: there, mail without a mail server stays in the outbox, to be read
-        // at /dev/mail.
-        dev_page: !config.production,
+        // Development without a mail server only: mail then stays in the outbox, to be read
+        // at /dev/mail (from this machine).
+        dev_page: !config.production && config.mail.smtp.is_none(),
         ..Default::default()
     }
 }

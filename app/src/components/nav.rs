@@ -29,7 +29,7 @@ pub fn Nav() -> impl IntoView {
                     }),
                     None => Either::Right(view! {
                         <a href="/login">"Sign in"</a>
-                        <a href="/register">"Sign up"</a>
+                        <a href="/register" rel="external">"Sign up"</a>
                     }),
                 }}
             </nav>

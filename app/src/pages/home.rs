@@ -28,7 +28,7 @@ pub fn HomePage() -> impl IntoView {
                 <p class="lead" data-testid="home-status">"You are not signed in."</p>
                 <p class="actions">
                     <a class="button" href="/login">"Sign in"</a>
-                    <a class="button secondary" href="/register">"Create an account"</a>
+                    <a class="button secondary" href="/register" rel="external">"Create an account"</a>
                 </p>
             }),
         }}

@@ -38,6 +38,6 @@ pub fn LoginPage() -> impl IntoView {
             <SubmitButton pending=auth.signing_in idle="Sign in" busy="Signing in…"/>
         </form>
         <p><a href="/forgot" data-testid="forgot-link">"Forgot your password?"</a></p>
-        <p>"No account yet? " <a href="/register">"Create one"</a></p>
+        <p>"No account yet? " <a href="/register" rel="external">"Create one"</a></p>
     }
 }

@@ -34,12 +34,6 @@ pub(crate) fn page_facts(path: &'static str) -> MailFacts {
     }
     #[cfg(feature = "ssr")]
     let _ = path;
-    shared_facts()
-}
-
-/// What the server read for this page, with no reload when there is none (a page that can do
-/// without: the sign-up page).
-pub(crate) fn shared_facts() -> MailFacts {
     SharedValue::new_str(prepared).into_inner()
 }
 

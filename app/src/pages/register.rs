@@ -15,7 +15,7 @@ pub fn RegisterPage() -> impl IntoView {
     let username_hint =
         format!("{USERNAME_MIN}–{USERNAME_MAX} characters: letters, digits, '_', '.' or '-'.");
     // Whether this site asks for an address, as the server said in the page.
-    let email = crate::pages::mail::shared_facts();
+    let email = crate::pages::mail::page_facts(crate::routes::REGISTER.path);
     let email_input = (email.get(0) != "off").then(|| {
         let required = email.get(0) == "required";
         let label = if required {

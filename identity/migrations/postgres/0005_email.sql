@@ -34,7 +34,8 @@ CREATE TABLE outbox (
     claimed_until   BIGINT,
     sent_at         BIGINT,
     failed_at       BIGINT,
-    last_error      TEXT
+    last_error      TEXT,
+    link_hash       BYTEA
 );
 
 CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE sent_at IS NULL AND failed_at IS NULL;

@@ -50,7 +50,8 @@ CREATE TABLE outbox (
     claimed_until   INTEGER,                     -- a sender holds it until then
     sent_at         INTEGER,
     failed_at       INTEGER,                     -- given up on (a permanent refusal, or too many attempts)
-    last_error      TEXT                         -- the mail server's last answer, for the operator
+    last_error      TEXT,                        -- the mail server's last answer, for the operator
+    link_hash       BLOB                         -- the link it carries (email_links.token_hash): not sent once that is dead
 );
 
 CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE sent_at IS NULL AND failed_at IS NULL;

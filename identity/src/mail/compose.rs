@@ -87,6 +87,7 @@ pub fn compose(site: &Site, notice: &Notice<'_>, user_id: Option<i64>, to: &str)
     let letter = letter(site, notice);
     OutgoingMail {
         kind: notice.kind(),
+        link: None,
         user_id,
         to: to.to_owned(),
         // Already one line (every value in it went through `clean`); stripped again because a

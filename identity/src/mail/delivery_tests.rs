@@ -31,6 +31,7 @@ fn mail(to: &str, n: usize) -> OutgoingMail {
         html: format!(
             "<p>Follow <a href=\"https://authapp.test/reset#token-{n}\">this link</a>.</p>"
         ),
+        link: None,
     }
 }
 

@@ -60,6 +60,9 @@ pub struct OutgoingMail {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// The hash of the link the mail carries, if any: a mail whose link died before it went
+    /// out (replaced, spent, expired) is not sent.
+    pub link: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for OutgoingMail {

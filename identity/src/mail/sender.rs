@@ -381,6 +381,13 @@ impl Sender {
     /// Claims the mails that are due, tries each once and records how it went.
     pub async fn round(&self) -> Result<Round, StoreError> {
         let now = crate::tokens::access::now_unix();
+        let dropped = self.store.drop_dead_links(now).await?;
+        if dropped > 0 {
+            tracing::info!(
+                dropped,
+                "mails whose link died before they went out: given up on"
+            );
+        }
         let lease_until = now + secs(self.policy.lease);
         let claimed = self
             .store

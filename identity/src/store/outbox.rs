@@ -13,7 +13,8 @@ pub(crate) async fn enqueue(
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO outbox (kind, user_id, recipient, subject, body_text, body_html, \
-         created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+         created_at, next_attempt_at, link_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         RETURNING id",
     )
     .bind(mail.kind.as_str())
     .bind(mail.user_id)
@@ -23,6 +24,7 @@ pub(crate) async fn enqueue(
     .bind(&mail.html)
     .bind(now)
     .bind(now)
+    .bind(mail.link.as_ref().map(|h| h.to_vec()))
     .fetch_one(&mut **tx)
     .await
 }
@@ -176,6 +178,24 @@ impl Store {
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.pool())
         .await?)
+    }
+
+    /// Gives up on the waiting mails whose link died before they went out (replaced by a newer
+    /// one, spent, past its time, ended by a change of credentials): after a mail-server outage,
+    /// no stale link is mailed, and its text (the link in it) goes at once. How many.
+    pub async fn drop_dead_links(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!(
+            "UPDATE outbox SET failed_at = $1, last_error = 'its link is no longer live', \
+             body_text = '', body_html = '', claimed_until = NULL \
+             WHERE {PENDING} AND link_hash IS NOT NULL AND NOT EXISTS (\
+               SELECT 1 FROM email_links l WHERE l.token_hash = outbox.link_hash \
+               AND l.used_at IS NULL AND l.expires_at > $2)"
+        ))
+        .bind(now)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// How many mails are waiting to be sent (claimed or not).

@@ -591,3 +591,87 @@ async fn forgot_is_throttled_and_refuses_bad_bytes() {
     assert_eq!(res.status(), 400);
     app.stop().await;
 }
+
+/// 64 accounts with confirmed addresses ask for a reset at once (from a few client addresses,
+/// each within its allowance): 64 mails, one each, on either database. (On SQLite a
+/// transaction that read before it wrote would fail outright when another committed between.)
+#[tokio::test]
+async fn sixty_four_resets_at_once_send_sixty_four_mails() {
+    let sink = SmtpSink::start();
+    let app = app_mailing_to(&sink, None).await;
+    let db = database(app.dir.path()).await;
+    for i in 0..64 {
+        sqlx::query(
+            "INSERT INTO users (username, password_hash, created_at, email, email_verified_at) \
+             VALUES ($1, 'x', 0, $2, 0)",
+        )
+        .bind(format!("user{i}"))
+        .bind(format!("user{i}@example.org"))
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    let asks: Vec<_> = (0..64u8)
+        .map(|i| {
+            let client = app.api_from([127, 0, 4, 1 + i / 8]);
+            let url = app.url("/api/password/forgot");
+            tokio::spawn(async move {
+                let login = format!("user{i}@example.org");
+                client
+                    .post(url)
+                    .form(&[("login", login.as_str())])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for ask in asks {
+        assert_eq!(ask.await.unwrap(), 200);
+    }
+    let got = sink.wait_for(64, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (to, twice) = crate::delivery::recipients(&sink.received());
+    assert_eq!(got.len(), 64);
+    assert!(!twice);
+    assert_eq!(to.len(), 64);
+    to.windows(2).for_each(|w| assert_ne!(w[0], w[1]));
+    app.stop().await;
+}
+
+/// In development without a mail server, `/dev/mail` lists the outbox, links and all, to a
+/// client on this machine only; with a mail server it does not exist.
+#[tokio::test]
+async fn the_development_mail_page_shows_the_outbox_to_this_machine_only() {
+    use app::auth::proxies::TrustedProxies;
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.trusted_proxies = TrustedProxies::parse("127.0.0.1").unwrap();
+    })
+    .await;
+    assert_eq!(
+        register(&app, "dora", "dora@example.com").await.status(),
+        200
+    );
+    let res = app.api().get(app.url("/dev/mail")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("dora@example.com"), "{page}");
+    assert!(page.contains("/verify?token=ml1."), "{page}");
+    // Through the trusted proxy, for a client elsewhere: nothing.
+    let res = app
+        .api()
+        .get(app.url("/dev/mail"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    app.stop().await;
+
+    let sink = SmtpSink::start();
+    let app = app_mailing_to(&sink, None).await;
+    let res = app.api().get(app.url("/dev/mail")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    app.stop().await;
+}
