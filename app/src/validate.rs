@@ -93,6 +93,17 @@ pub fn safe_next(next: Option<&str>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    /// The server's words for a bad address are ours, word for word (a form posted without
+    /// JavaScript shows them only then).
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn the_address_parsers_words_are_ours() {
+        use identity::mail::address::AddressError as E;
+        for e in [E::Empty, E::TooLong, E::Invalid, E::NotAscii] {
+            assert!(super::is_our_message(&e.to_string()), "{e}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -92,6 +92,13 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
                 Ok(n) => tracing::debug!(purged = n, "outbox purge"),
                 Err(e) => tracing::warn!(error = %e, "outbox purge failed"),
             }
+            // A link over for a day is forgotten: following it is then "not valid" rather
+            // than "expired" or "used".
+            let links_before = app::auth::tokens::access::now_unix() - 86_400;
+            match store.purge_links(links_before).await {
+                Ok(n) => tracing::debug!(purged = n, "mailed links purge"),
+                Err(e) => tracing::warn!(error = %e, "mailed links purge failed"),
+            }
             if store.dialect() == store::Dialect::Postgres {
                 let dead = app::auth::tokens::access::now_unix()
                     - app::auth::tokens::access::LEEWAY_SECS as i64;

@@ -474,11 +474,11 @@ pub mod server {
     }
 
     pub async fn change_email(email: String, password: String) -> Result<EmailStatus, ApiError> {
+        let state = state()?;
+        let user = authenticate().await?;
+        mail_off(&state)?;
         let address =
             address::normalise(&email).map_err(|e| ApiError::invalid_input(e.to_string()))?;
-        let state = state()?;
-        mail_off(&state)?;
-        let user = authenticate().await?;
         let username =
             super::super::account::server::check_password(&state, &user, password).await?;
         let (agent, addr) = (user_agent(), client_addr(&state).await);

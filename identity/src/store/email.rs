@@ -553,12 +553,15 @@ impl Store {
         })
     }
 
-    /// Drops the links that ended before `before`.
+    /// Drops the links made and ended before `before`.
     pub async fn purge_links(&self, before: i64) -> Result<u64, StoreError> {
-        Ok(sqlx::query("DELETE FROM email_links WHERE expires_at < $1")
-            .bind(before)
-            .execute(self.pool())
-            .await?
-            .rows_affected())
+        Ok(
+            sqlx::query("DELETE FROM email_links WHERE expires_at < $1 AND created_at < $2")
+                .bind(before)
+                .bind(before)
+                .execute(self.pool())
+                .await?
+                .rows_affected(),
+        )
     }
 }

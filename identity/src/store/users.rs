@@ -1,14 +1,14 @@
 //! The `users` table's statements.
 
 use super::{email::SignUpAddress, Store, StoreError};
-
-/// The columns of [`Credentials`]: the verified address only.
-const CREDENTIALS: &str = "id, username, created_at, password_hash, credential_stamp, \
-    CASE WHEN email_verified_at IS NOT NULL THEN email END AS email";
 use crate::{
     credentials::{CredentialStamp, Credentials},
     users::{CreateUserError, User},
 };
+
+/// The columns of [`Credentials`]: the verified address only.
+const CREDENTIALS: &str = "id, username, created_at, password_hash, credential_stamp, \
+    CASE WHEN email_verified_at IS NOT NULL THEN email END AS email";
 
 impl Store {
     /// Creates an account, with a credential stamp of its own (see [`CredentialStamp`]), and
