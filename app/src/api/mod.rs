@@ -41,20 +41,8 @@ pub use sign_in::{
 };
 
 /// Text made safe for HTML, in element content and in quoted attribute values alike.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+#[cfg(feature = "ssr")]
+pub use identity::mail::compose::escape;
 
 /// What every feature's server side shares: the state, the error hook, the client's address,
 /// the session's cookies and small helpers.

@@ -566,8 +566,9 @@ fn clean(value: &str) -> String {
     out
 }
 
-/// `text` safe inside an element or a quoted attribute value.
-fn escape(text: &str) -> String {
+/// `text` safe inside an element or a quoted attribute value (the mails', and every page the
+/// server writes by hand).
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
