@@ -26,9 +26,6 @@ pub const EMAIL_REQUIRED: &str = "Enter an e-mail address: this site needs one f
 /// Said when an address is given to a site that sends no mail (`EMAIL=off`).
 pub const EMAIL_OFF: &str = "This site sends no e-mail: leave the address out.";
 
-/// Said when a resend finds no address waiting to be confirmed.
-pub const NOTHING_TO_CONFIRM: &str = "There is no address waiting to be confirmed.";
-
 /// Said when a sign-in or reset name is neither a username nor an address.
 pub const LOGIN_INVALID: &str = "Enter your username or your e-mail address.";
 
@@ -42,7 +39,6 @@ pub fn is_our_message(text: &str) -> bool {
         Some(PASSWORDS_DIFFER.to_string()),
         Some(EMAIL_REQUIRED.to_string()),
         Some(LOGIN_INVALID.to_string()),
-        Some(NOTHING_TO_CONFIRM.to_string()),
         Some(EMAIL_OFF.to_string()),
     ];
     ours.iter().flatten().any(|m| m == text) || EMAIL_MESSAGES.contains(&text)

@@ -200,8 +200,8 @@ pub async fn change_email(email: String, password: String) -> Result<EmailStatus
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeEmailBody {
-    /// The new address (at most 254 characters).
-    #[schema(max_length = 254)]
+    /// The new address (at most 254 characters, ASCII).
+    #[schema(format = Email, max_length = 254)]
     email: String,
     /// The account's current password.
     password: String,
@@ -307,14 +307,13 @@ pub mod server {
     use leptos_axum::redirect;
 
     /// A typed username or address, as the account would keep it: an address normalised, a
-    /// username trimmed. 422 when it can be neither.
-    pub(crate) fn login_name(typed: &str) -> Result<String, ApiError> {
+    /// username trimmed. `None` when it can be neither.
+    fn login_name(typed: &str) -> Option<String> {
         let typed = typed.trim();
         if typed.contains('@') {
-            return address::normalise(typed).map_err(|e| ApiError::invalid_input(e.to_string()));
+            return address::normalise(typed).ok();
         }
-        validate::username(typed).map_err(|_| ApiError::invalid_input(validate::LOGIN_INVALID))?;
-        Ok(typed.to_owned())
+        validate::username(typed).ok().map(|()| typed.to_owned())
     }
 
     fn link_refused(state: &LinkState) -> ApiError {
@@ -346,14 +345,22 @@ pub mod server {
     }
 
     pub async fn forgot_password(login: String) -> Result<ResetRequested, ApiError> {
-        let login = login_name(&login)?;
+        if login.chars().count() > crate::auth::mail::address::MAX_LEN {
+            return Err(ApiError::invalid_input(validate::LOGIN_INVALID));
+        }
+        // What cannot be a username nor an address names no account: the same answer as for an
+        // unknown one (counted all the same), rather than a hint.
+        let login = login_name(&login);
         let state = state()?;
         mail_off(&state)?;
         database(&state)?;
         let auth = state.auth.clone();
         // Counted before anything is looked up: per client, then per recipient.
         auth.throttle
-            .mail_request(client_addr(&state).await, &login)
+            .mail_request(
+                client_addr(&state).await,
+                login.as_deref().unwrap_or_default(),
+            )
             .await
             .map_err(|t| match t {
                 crate::auth::throttle::Throttled::TooMany { retry_after } => {
@@ -364,6 +371,9 @@ pub mod server {
         // Not waited for: the answer (its words and its time) cannot depend on what the
         // look-up finds. The request it came from may hang up; the task goes on.
         tokio::spawn(async move {
+            let Some(login) = login else {
+                return;
+            };
             match auth.request_reset(&login).await {
                 Ok(sent) => tracing::info!(sent, "password reset requested"),
                 Err(e) => tracing::warn!(error = %e, "a password reset request failed"),
@@ -527,7 +537,7 @@ pub mod server {
             .await
             .map_err(|e| internal("sending a confirming link failed", e))?;
         match sent {
-            None => return Err(ApiError::invalid_input(validate::NOTHING_TO_CONFIRM)),
+            None => return Err(ApiError::nothing_to_confirm()),
             Some(Err(soon)) => return Err(too_soon(soon)),
             Some(Ok(())) => redirect("/account?email=resent"),
         }

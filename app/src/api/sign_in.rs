@@ -80,11 +80,12 @@ pub struct RegisterBody {
     #[serde(default)]
     #[schema(ignore)]
     password_confirm: Option<String>,
-    /// An e-mail address for the account (required when the site says so): a link sent to it
-    /// confirms it, and only then does it receive reset links and notices, and sign in.
+    /// An e-mail address for the account (required when the site says so; empty or left out:
+    /// none): a link sent to it confirms it, and only then does it receive reset links and
+    /// notices, and sign in.
     #[serde(default)]
-    #[schema(max_length = 254)]
-    email: Option<String>,
+    #[schema(format = Email, max_length = 254)]
+    email: String,
 }
 
 #[cfg(feature = "ssr")]
@@ -100,7 +101,7 @@ impl From<RegisterBody> for Register {
             username,
             password,
             password_confirm,
-            email,
+            email: Some(email),
         }
     }
 }

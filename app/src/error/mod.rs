@@ -57,6 +57,8 @@ pub enum ErrorCode {
     LinkUsed,
     /// An address that another account confirmed first.
     EmailTaken,
+    /// No address is waiting to be confirmed.
+    NothingToConfirm,
     /// Client side only: the server could not be reached or answered something unreadable.
     Network,
 }
@@ -81,9 +83,9 @@ impl ErrorCode {
             Self::NotFound => S::NOT_FOUND,
             Self::TemporarilyUnavailable => S::SERVICE_UNAVAILABLE,
             Self::Internal => S::INTERNAL_SERVER_ERROR,
-            Self::LinkInvalid => S::BAD_REQUEST,
+            Self::LinkInvalid => S::NOT_FOUND,
             Self::LinkExpired | Self::LinkUsed => S::GONE,
-            Self::EmailTaken => S::CONFLICT,
+            Self::EmailTaken | Self::NothingToConfirm => S::CONFLICT,
             Self::Network => S::SERVICE_UNAVAILABLE,
         }
     }
@@ -112,13 +114,14 @@ impl ErrorCode {
             Self::LinkExpired => "link_expired",
             Self::LinkUsed => "link_used",
             Self::EmailTaken => "email_taken",
+            Self::NothingToConfirm => "nothing_to_confirm",
             Self::Network => "network",
         }
     }
 
     /// Every code.
     #[cfg(any(test, feature = "ssr"))]
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 22] = [
         Self::MissingToken,
         Self::InvalidToken,
         Self::TokenExpired,
@@ -139,6 +142,7 @@ impl ErrorCode {
         Self::LinkExpired,
         Self::LinkUsed,
         Self::EmailTaken,
+        Self::NothingToConfirm,
         Self::Network,
     ];
 
@@ -355,6 +359,14 @@ impl ApiError {
         Self::new(code, text)
     }
 
+    /// A new confirming link asked for, with no address waiting to be confirmed.
+    pub fn nothing_to_confirm() -> Self {
+        Self::new(
+            ErrorCode::NothingToConfirm,
+            "There is no address waiting to be confirmed.",
+        )
+    }
+
     /// E-mail is off on this site.
     pub fn mail_off() -> Self {
         Self::new(
@@ -478,6 +490,7 @@ impl ApiError {
             C::Internal => Self::internal(),
             C::LinkInvalid | C::LinkExpired | C::LinkUsed => Self::link(self.error),
             C::EmailTaken => Self::email_taken(),
+            C::NothingToConfirm => Self::nothing_to_confirm(),
         }
     }
 

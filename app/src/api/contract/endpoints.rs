@@ -391,7 +391,7 @@ pub static ENDPOINTS: [Endpoint; 18] = [
             E::InvalidToken,
             E::TokenExpired,
             E::TokenRevoked,
-            E::InvalidInput,
+            E::NothingToConfirm,
             E::TooManyRequests,
             E::TemporarilyUnavailable,
         ],
