@@ -91,6 +91,27 @@ pub async fn forgot_password(login: String) -> Result<ResetRequested, ApiError> 
     answered(ForgotPassword::PATH, server::forgot_password(login).await)
 }
 
+/// The schema of an optional address in a form: an address, or empty (a form's field left
+/// blank, which means none).
+#[cfg(feature = "ssr")]
+pub(crate) fn address_or_empty() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
+                .max_length(Some(254)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([""])),
+        )
+        .build()
+        .into()
+}
+
 /// `POST /api/password/forgot`
 #[cfg(feature = "ssr")]
 #[derive(Deserialize, utoipa::ToSchema)]

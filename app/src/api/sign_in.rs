@@ -84,7 +84,7 @@ pub struct RegisterBody {
     /// none): a link sent to it confirms it, and only then does it receive reset links and
     /// notices, and sign in.
     #[serde(default)]
-    #[schema(format = Email, max_length = 254)]
+    #[schema(schema_with = crate::api::email::address_or_empty)]
     email: String,
 }
 
