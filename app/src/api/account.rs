@@ -117,7 +117,6 @@ pub mod server {
     use crate::auth::{
         access::{AuthRejection, AuthUser},
         credentials::{self, Attempt},
-        email::Origin,
         extractor::{MaybeAuthUser, SignedIn},
         tokens::access::now_unix,
         users, AppState,
@@ -170,12 +169,9 @@ pub mod server {
             .await
             .map_err(|e| internal("password hashing failed", e))?;
         let auth = state.auth.clone();
-        let (agent, addr) = (user_agent(), client_addr(&state).await);
+        let requester = Requester::of(&state).await;
         let renewed = detached("the password task failed", async move {
-            let origin = Origin {
-                user_agent: &agent,
-                address: addr,
-            };
+            let origin = requester.origin();
             auth.change_password(user.user_id, user.session_id, &hash, now_unix(), origin)
                 .await
         })
@@ -204,12 +200,9 @@ pub mod server {
         let user = authenticate().await?;
         check_password(&state, &user, password).await?;
         let auth = state.auth.clone();
-        let (agent, addr) = (user_agent(), client_addr(&state).await);
+        let requester = Requester::of(&state).await;
         detached("the account deletion task failed", async move {
-            let origin = Origin {
-                user_agent: &agent,
-                address: addr,
-            };
+            let origin = requester.origin();
             auth.delete_account(user.user_id, now_unix(), origin).await
         })
         .await?

@@ -318,7 +318,7 @@ pub mod server {
     use super::*;
     use crate::api::server::*;
     use crate::auth::{
-        email::{Origin, ResetOutcome},
+        email::ResetOutcome,
         mail::{address, links::LinkState},
         AppState, IssueError,
     };
@@ -432,21 +432,20 @@ pub mod server {
             .hash(password)
             .await
             .map_err(|e| internal("password hashing failed", e))?;
-        let (agent, addr) = (user_agent(), client_addr(&state).await);
+        let requester = Requester::of(&state).await;
         // The reset and this client's new session, in a task of their own: a client that hangs
         // up after the password is set still leaves every other session ended in memory.
         let outcome = detached("the password reset task failed", {
             let auth = auth.clone();
             async move {
-                let origin = Origin {
-                    user_agent: &agent,
-                    address: addr,
-                };
+                let origin = requester.origin();
                 let proof = match auth.reset_password(&token, &hash, origin).await? {
                     ResetOutcome::Done(proof) => proof,
                     ResetOutcome::NotLive(state) => return Ok(Err(state)),
                 };
-                let issued = auth.start_session(&proof, &agent, addr).await;
+                let issued = auth
+                    .start_session(&proof, &requester.agent, requester.address)
+                    .await;
                 Ok::<_, crate::auth::sessions::WriteError>(Ok((proof, issued)))
             }
         })
@@ -512,15 +511,12 @@ pub mod server {
             address::normalise(&email).map_err(|e| ApiError::invalid_input(e.to_string()))?;
         let username =
             super::super::account::server::check_password(&state, &user, password).await?;
-        let (agent, addr) = (user_agent(), client_addr(&state).await);
+        let requester = Requester::of(&state).await;
         let auth = state.auth.clone();
         let changed = detached("the address change task failed", {
             let address = address.clone();
             async move {
-                let origin = Origin {
-                    user_agent: &agent,
-                    address: addr,
-                };
+                let origin = requester.origin();
                 auth.change_address(user.user_id, &username, &address, origin)
                     .await
             }

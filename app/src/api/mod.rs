@@ -153,6 +153,29 @@ pub mod server {
             .unwrap_or_default()
     }
 
+    /// Who made this request, as a notice tells it (its device and address), owned so that
+    /// it can move into a [`detached`] task.
+    pub(super) struct Requester {
+        pub(super) agent: String,
+        pub(super) address: Option<std::net::IpAddr>,
+    }
+
+    impl Requester {
+        pub(super) async fn of(state: &AppState) -> Self {
+            Self {
+                agent: user_agent(),
+                address: client_addr(state).await,
+            }
+        }
+
+        pub(super) fn origin(&self) -> crate::auth::email::Origin<'_> {
+            crate::auth::email::Origin {
+                user_agent: &self.agent,
+                address: self.address,
+            }
+        }
+    }
+
     /// The client's address (see [`TrustedProxies`](crate::auth::proxies::TrustedProxies)),
     /// when the server was started with connect info.
     pub(super) async fn client_addr(state: &AppState) -> Option<std::net::IpAddr> {
