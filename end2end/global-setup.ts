@@ -3,7 +3,7 @@
 //   - the production stack of the `https` project: dist/server in APP_ENV=production behind
 //     Caddy (deploy/serve-local.sh) on a free loopback port → HTTPS_BASE;
 //   - the `sessions` project's server: dist/server with access tokens of a few seconds
-//     (ACCESS_TTL), so that tests can outlive them → SESSIONS_BASE.
+//     (ACCESS_TTL) and a short REAUTH_WINDOW, so that tests can outlive them → SESSIONS_BASE.
 // The returned teardown stops each by its PID (and process group), and fails the run if a server
 // panicked.
 import { ChildProcess, spawn } from 'node:child_process';
@@ -12,7 +12,7 @@ import * as https from 'node:https';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
-import { SHORT_ACCESS_TTL } from './tests/helpers';
+import { SHORT_ACCESS_TTL, SHORT_REAUTH_WINDOW } from './tests/helpers';
 
 const root = path.resolve(__dirname, '..');
 
@@ -150,6 +150,9 @@ export default async function globalSetup() {
           DATABASE_URL: `sqlite://${sessionsData}/app.db`,
           DATA_DIR: sessionsData,
           ACCESS_TTL: `${SHORT_ACCESS_TTL}s`,
+          // A sign-in older than this must be confirmed before a dangerous change (longer than
+          // any other test of this server waits before changing a password).
+          REAUTH_WINDOW: `${SHORT_REAUTH_WINDOW}s`,
           PUBLIC_URL: `http://${sessionsAddr}`,
         }),
         async () => (await fetch(`http://${sessionsAddr}/health`)).ok,

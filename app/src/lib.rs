@@ -27,9 +27,9 @@ use leptos_router::{
 
 use pages::{
     AccountPage, ForgotPage, HomePage, LoginPage, NotFound, ProfilePage, RegisterPage, ResetPage,
-    SessionsPage, VerifyPage,
+    SecurityPage, SessionsPage, VerifyPage,
 };
-use routes::{ACCOUNT, FORGOT, LOGIN, PROFILE, REGISTER, RESET, SESSIONS, VERIFY};
+use routes::{ACCOUNT, FORGOT, LOGIN, PROFILE, REGISTER, RESET, SECURITY, SESSIONS, VERIFY};
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -197,6 +197,7 @@ fn Layout() -> impl IntoView {
                 <Route path=(StaticSegment(FORGOT.segment()),) view={Lazy::<Forgot>::new()} ssr=SsrMode::Async/>
                 <Route path=(StaticSegment(RESET.segment()),) view={Lazy::<Reset>::new()} ssr=SsrMode::Async/>
                 <Route path=(StaticSegment(VERIFY.segment()),) view={Lazy::<Verify>::new()} ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(SECURITY.segment()),) view={Lazy::<Security>::new()} ssr=SsrMode::Async/>
             </Routes>
         </main>
     }
@@ -247,6 +248,20 @@ impl LazyRoute for Account {
 
     fn view(_this: Self) -> AnyView {
         view! { <AccountPage/> }.into_any()
+    }
+}
+
+/// `/security`, in a chunk of its own.
+struct Security;
+
+#[lazy_route]
+impl LazyRoute for Security {
+    fn data() -> Self {
+        Security
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <SecurityPage/> }.into_any()
     }
 }
 

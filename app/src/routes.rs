@@ -46,10 +46,11 @@ pub const ACCOUNT: Page = page!("/account", protected: true, next: "%2Faccount")
 pub const FORGOT: Page = page!("/forgot", protected: false, next: "%2Fforgot");
 pub const RESET: Page = page!("/reset", protected: false, next: "%2Freset");
 pub const VERIFY: Page = page!("/verify", protected: false, next: "%2Fverify");
+pub const SECURITY: Page = page!("/security", protected: true, next: "%2Fsecurity");
 
 /// Every page, in the router's order.
-pub const PAGES: [Page; 9] = [
-    HOME, LOGIN, REGISTER, PROFILE, SESSIONS, ACCOUNT, FORGOT, RESET, VERIFY,
+pub const PAGES: [Page; 10] = [
+    HOME, LOGIN, REGISTER, PROFILE, SESSIONS, ACCOUNT, FORGOT, RESET, VERIFY, SECURITY,
 ];
 
 /// Whether the page at `path` needs a session (the server's guard asks it of every `GET`).
@@ -96,7 +97,7 @@ mod tests {
             .filter(|p| is_protected(p.path))
             .map(|p| p.path)
             .collect();
-        assert_eq!(protected, ["/profile", "/sessions", "/account"]);
+        assert_eq!(protected, ["/profile", "/sessions", "/account", "/security"]);
         // Exact paths only: a longer path is another (unknown) page.
         assert!(!is_protected("/profile/x"));
         assert!(!is_protected("/profilex"));

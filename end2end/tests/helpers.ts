@@ -1,4 +1,5 @@
 import { APIRequestContext, Page, expect } from '@playwright/test';
+import * as OTPAuth from 'otpauth';
 
 /** A username no other test (or earlier run on the same database) uses. */
 export function uniqueUser(prefix = 'u'): string {
@@ -10,6 +11,10 @@ export const PASSWORD = 'correct horse battery staple';
 
 /** The access-token lifetime of the `sessions` project's server (global-setup.ts), in seconds. */
 export const SHORT_ACCESS_TTL = 4;
+
+/** That server's REAUTH_WINDOW, in seconds: a sign-in older than this is asked to confirm
+ * before a dangerous change. */
+export const SHORT_REAUTH_WINDOW = 25;
 
 /** Long enough for an access token of that server to be refused as expired (its lifetime and
  * the verifier's 2 s leeway, and a margin). */
@@ -42,4 +47,27 @@ export async function signIn(page: Page, username: string, password = PASSWORD) 
   await page.getByLabel('Username').fill(username);
   await page.getByLabel('Password', { exact: true }).fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+/** The code an authenticator app shows for `secret` (base32), `offset` steps from now. */
+export function totpCode(secret: string, offset = 0): string {
+  const totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret), algorithm: 'SHA1', digits: 6, period: 30 });
+  return totp.generate({ timestamp: Date.now() + offset * 30_000 });
+}
+
+/** Turns two-step sign-in on for `username` through the API, as a script would: the secret
+ * and the recovery codes. The first code is the previous step's, so that the current one is
+ * still unused. */
+export async function enrolTotpByApi(request: APIRequestContext, username: string, password = PASSWORD) {
+  const login = await request.post('/api/login', { form: { username, password } });
+  expect(login.status(), await login.text()).toBe(200);
+  const { access_token } = await login.json();
+  const headers = { Authorization: `Bearer ${access_token}` };
+  const begin = await request.post('/api/totp/begin', { headers, form: {} });
+  expect(begin.status(), await begin.text()).toBe(200);
+  const { secret } = await begin.json();
+  const confirm = await request.post('/api/totp/confirm', { headers, form: { code: totpCode(secret, -1) } });
+  expect(confirm.status(), await confirm.text()).toBe(200);
+  const { codes } = await confirm.json();
+  return { secret: secret as string, codes: codes as string[] };
 }

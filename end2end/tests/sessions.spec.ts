@@ -2,7 +2,7 @@
 // (global-setup.ts): tabs outlive them, pages load after they expired, and a person ends their
 // other sessions from the sessions page or by changing the password.
 import { Browser, BrowserContext, Page, test, expect } from '@playwright/test';
-import { PASSWORD, PAST_ACCESS_TTL_MS, hydrated, registerByApi, signIn, uniqueUser } from './helpers';
+import { PASSWORD, PAST_ACCESS_TTL_MS, SHORT_REAUTH_WINDOW, hydrated, registerByApi, signIn, uniqueUser } from './helpers';
 
 test.use({ baseURL: process.env.SESSIONS_BASE });
 
@@ -240,3 +240,34 @@ async function signedInNoJs(browser: Browser, user: string) {
   await expect(page).toHaveURL(/\/profile$/);
   return { context, page };
 }
+
+test('a password change from a sign-in older than REAUTH_WINDOW asks to confirm, then goes through', async ({ browser, request }) => {
+  test.setTimeout(90_000);
+  const user = uniqueUser('stepup');
+  await registerByApi(request, user);
+  const { context, page } = await signedIn(browser, user);
+  // Past the window: the tab has renewed its tokens meanwhile, which makes nothing fresh.
+  await page.waitForTimeout((SHORT_REAUTH_WINDOW + 2) * 1000);
+  await page.goto('/account');
+  await hydrated(page);
+  const change = async () => {
+    await page.getByLabel('Current password').fill(PASSWORD);
+    await page.getByLabel('New password', { exact: true }).fill('changed after confirming');
+    await page.getByLabel('Repeat the new password').fill('changed after confirming');
+    await page.getByRole('button', { name: 'Change password' }).click();
+  };
+  await change();
+  const confirm = page.getByTestId('reauth');
+  await expect(confirm).toBeVisible();
+  await expect(page.getByTestId('password-changed')).toHaveCount(0);
+  // The wrong password is refused, and asked again.
+  await confirm.getByLabel('Your password').fill('not my password at all');
+  await confirm.getByRole('button', { name: 'Confirm' }).click();
+  await expect(page.getByTestId('reauth').getByRole('alert')).toContainText('incorrect');
+  await page.getByTestId('reauth').getByLabel('Your password').fill(PASSWORD);
+  await page.getByTestId('reauth').getByRole('button', { name: 'Confirm' }).click();
+  await expect(page.getByTestId('reauth-ok')).toBeVisible();
+  await change();
+  await expect(page.getByTestId('password-changed')).toBeVisible();
+  await context.close();
+});

@@ -18,6 +18,10 @@ pub const SECURE_REFRESH_COOKIE_NAME: &str = "__Host-refresh_token";
 /// The device cookie's names, likewise.
 pub const DEVICE_COOKIE_NAME: &str = "device_token";
 pub const SECURE_DEVICE_COOKIE_NAME: &str = "__Host-device_token";
+/// The cookie of a sign-in waiting for its second factor (see [`crate::factors`]), likewise: it
+/// binds the half-way sign-in to the browser that began it.
+pub const PENDING_COOKIE_NAME: &str = "pending_sign_in";
+pub const SECURE_PENDING_COOKIE_NAME: &str = "__Host-pending_sign_in";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthCookie {
@@ -30,6 +34,7 @@ enum Kind {
     Access,
     Refresh,
     Device,
+    Pending,
 }
 
 /// Every value of the cookie `name` that a request carries, in the order sent (trimmed). The
@@ -79,6 +84,8 @@ impl AuthCookie {
             (Kind::Refresh, true) => SECURE_REFRESH_COOKIE_NAME,
             (Kind::Device, false) => DEVICE_COOKIE_NAME,
             (Kind::Device, true) => SECURE_DEVICE_COOKIE_NAME,
+            (Kind::Pending, false) => PENDING_COOKIE_NAME,
+            (Kind::Pending, true) => SECURE_PENDING_COOKIE_NAME,
         }
     }
 
@@ -161,6 +168,19 @@ impl AuthCookie {
     /// The device cookie's value, if the request carries a non-empty one.
     pub fn read_device(self, headers: &HeaderMap) -> Option<&str> {
         self.read_of(Kind::Device, headers)
+    }
+
+    /// `Set-Cookie` value carrying a waiting sign-in's token, for `max_age_secs`.
+    pub fn set_pending(self, token: &str, max_age_secs: u64) -> Option<HeaderValue> {
+        self.set_of(Kind::Pending, token, max_age_secs)
+    }
+
+    pub fn clear_pending(self) -> HeaderValue {
+        self.clear_of(Kind::Pending)
+    }
+
+    pub fn read_pending(self, headers: &HeaderMap) -> Option<&str> {
+        self.read_of(Kind::Pending, headers)
     }
 }
 

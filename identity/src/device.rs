@@ -54,6 +54,18 @@ impl DeviceId {
         Self(rand::random())
     }
 
+    /// The id [`hex`](Self::hex) wrote.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut id = [0u8; 16];
+        for (i, byte) in id.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(id))
+    }
+
     /// The id as 32 hex digits (the throttle's key).
     pub fn hex(&self) -> String {
         use std::fmt::Write;

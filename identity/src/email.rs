@@ -68,6 +68,10 @@ pub enum ResetOutcome {
     /// The password is set, every session ended: the proof starts this browser's session.
     Done(Proof),
     NotLive(LinkState),
+    /// The account has a second factor: the reset needs a code too (the link is not spent).
+    CodeNeeded,
+    /// The code given was not accepted (the link is not spent).
+    CodeRefused(crate::factors::CodeError),
 }
 
 impl Auth {
@@ -348,6 +352,7 @@ impl Auth {
         &self,
         token: &str,
         password_hash: &str,
+        code: Option<&str>,
         origin: Origin<'_>,
     ) -> Result<ResetOutcome, WriteError> {
         if !links::well_formed(token) {
@@ -363,6 +368,18 @@ impl Auth {
         let Some(user) = self.users.get(link.user_id).await? else {
             return Ok(ResetOutcome::NotLive(LinkState::Unknown));
         };
+        // Losing the password is not losing the second factor: a reset asks for it too (or a
+        // recovery code), checked before the link is spent.
+        if self.factor_status(user.id).await?.totp_since.is_some() {
+            let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+                return Ok(ResetOutcome::CodeNeeded);
+            };
+            match self.check_second_factor(user.id, code).await {
+                Ok(_) => {}
+                Err(crate::factors::CodeError::Store(e)) => return Err(e.into()),
+                Err(e) => return Ok(ResetOutcome::CodeRefused(e)),
+            }
+        }
         let told = Told::new(origin, now);
         let notice = |to: &str| {
             self.mail(
@@ -557,7 +574,7 @@ mod tests {
             .await
             .unwrap();
         let ResetOutcome::Done(proof) = auth
-            .reset_password(&token, &hash, testing::ORIGIN)
+            .reset_password(&token, &hash, None, testing::ORIGIN)
             .await
             .unwrap()
         else {
@@ -573,7 +590,7 @@ mod tests {
         let (kind, _, _) = outbox(&pool).await.pop().unwrap();
         assert_eq!(kind, "password_changed");
         assert!(matches!(
-            auth.reset_password(&token, &hash, testing::ORIGIN)
+            auth.reset_password(&token, &hash, None, testing::ORIGIN)
                 .await
                 .unwrap(),
             ResetOutcome::NotLive(LinkState::Used)
@@ -617,7 +634,7 @@ mod tests {
             LinkState::Expired
         );
         assert!(matches!(
-            auth.reset_password(&token, &hash, testing::ORIGIN)
+            auth.reset_password(&token, &hash, None, testing::ORIGIN)
                 .await
                 .unwrap(),
             ResetOutcome::NotLive(LinkState::Expired)
@@ -634,7 +651,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(
-            auth.reset_password(&token, &hash, testing::ORIGIN)
+            auth.reset_password(&token, &hash, None, testing::ORIGIN)
                 .await
                 .unwrap(),
             ResetOutcome::NotLive(LinkState::Expired)
@@ -657,7 +674,7 @@ mod tests {
             .map(|_| {
                 let (auth, token, hash) = (auth.clone(), token.clone(), hash.clone());
                 tokio::spawn(
-                    async move { auth.reset_password(&token, &hash, testing::ORIGIN).await },
+                    async move { auth.reset_password(&token, &hash, None, testing::ORIGIN).await },
                 )
             })
             .collect();
@@ -666,6 +683,7 @@ mod tests {
             match t.await.unwrap() {
                 Ok(ResetOutcome::Done(_)) => done += 1,
                 Ok(ResetOutcome::NotLive(state)) => assert_eq!(state, LinkState::Used),
+                Ok(other) => panic!("{other:?}"),
                 Err(WriteError::Busy) => {}
                 Err(e) => panic!("{e}"),
             }
@@ -875,7 +893,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(
-            auth.reset_password(&reset, &hash, testing::ORIGIN)
+            auth.reset_password(&reset, &hash, None, testing::ORIGIN)
                 .await
                 .unwrap(),
             ResetOutcome::Done(_)

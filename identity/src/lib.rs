@@ -10,6 +10,7 @@ pub mod cookie;
 pub mod credentials;
 pub mod device;
 pub mod email;
+pub mod factors;
 pub mod mail;
 pub mod proxies;
 pub mod revocation;
@@ -50,6 +51,8 @@ pub struct Auth {
     pub health: Arc<crate::store::Health>,
     /// How the service mails (see [`mail`]).
     pub mail: mail::Mail,
+    /// Second factors and fresh authentication (see [`factors`]).
+    pub factors: factors::Factors,
 }
 
 /// What a sign-in and every refresh hand out.
@@ -179,6 +182,7 @@ pub mod testing {
             proxies: Default::default(),
             health,
             mail: Default::default(),
+            factors: factors::Factors::new(factors::FactorKey::derive(SECRET)),
         };
         (dir, pool, auth)
     }
@@ -200,7 +204,7 @@ pub mod testing {
         now: i64,
     ) -> Result<Option<crate::sessions::LiveSession>, crate::sessions::WriteError> {
         sessions
-            .create(user_id, stamp, "test", None, now, None)
+            .create(user_id, stamp, "test", None, now, None, crate::factors::Method::Password)
             .await
     }
 

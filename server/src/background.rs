@@ -99,6 +99,14 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
                 Ok(n) => tracing::debug!(purged = n, "mailed links purge"),
                 Err(e) => tracing::warn!(error = %e, "mailed links purge failed"),
             }
+            // A sign-in waiting for its second factor past its few minutes.
+            match store
+                .purge_pending_sign_ins(app::auth::tokens::access::now_unix())
+                .await
+            {
+                Ok(n) => tracing::debug!(purged = n, "waiting sign-ins purge"),
+                Err(e) => tracing::warn!(error = %e, "waiting sign-ins purge failed"),
+            }
             if store.dialect() == store::Dialect::Postgres {
                 let dead = app::auth::tokens::access::now_unix()
                     - app::auth::tokens::access::LEEWAY_SECS as i64;

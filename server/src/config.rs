@@ -91,6 +91,11 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// How the service mails.
     pub mail: MailConfig,
+    /// What seals the TOTP secrets and keys the recovery codes (`FACTOR_KEY`, at least 32
+    /// bytes; else `JWT_SECRET`).
+    pub factor_key: Vec<u8>,
+    /// Dangerous changes need an authentication this recent (`REAUTH_WINDOW`, 10 minutes).
+    pub reauth_window: Duration,
 }
 
 /// The mail settings (`EMAIL`, `SMTP_URL`, `MAIL_FROM`, `SMTP_CA_FILE`, `PUBLIC_URL`,
@@ -401,6 +406,17 @@ impl Config {
             trusted_proxies: TrustedProxies::parse(&get("TRUSTED_PROXIES").unwrap_or_default())
                 .map_err(|e| ConfigError::Invalid("TRUSTED_PROXIES", e))?,
             mail: MailConfig::from_lookup(&get, production)?,
+            factor_key: match get("FACTOR_KEY").filter(|s| !s.is_empty()) {
+                Some(s) if s.len() < MIN_SECRET_LEN => {
+                    return Err(ConfigError::Invalid(
+                        "FACTOR_KEY",
+                        format!("{} bytes; at least {MIN_SECRET_LEN} are needed", s.len()),
+                    ))
+                }
+                Some(s) => s.into_bytes(),
+                None => jwt_secret.clone(),
+            },
+            reauth_window: duration("REAUTH_WINDOW", 10 * 60)?,
         })
     }
 

@@ -36,6 +36,7 @@ async fn main() {
         Some("backup") if args.len() == 2 => backup(std::path::Path::new(&args[1])).await,
         Some("seed") => seed(&args[1..]).await,
         Some("hash-rate") if args.len() <= 2 => hash_rate(args.get(1)),
+        Some("admin") => admin(&args[1..]).await,
         Some("-h" | "--help" | "help") => println!("{USAGE}"),
         Some(_) => {
             eprintln!("{USAGE}");
@@ -53,10 +54,38 @@ const USAGE: &str =
                              signed in once, and M revoked tokens of theirs; an access token
                              of each session goes to the new file FILE (JSON lines). Their
                              password: SEED_PASSWORD, or a random one. Refused in production
+       server admin remove-factors USER
+                             for a person who lost every second factor (and proved who they
+                             are another way): removes the account's authenticator app and
+                             recovery codes, ends every session of it and mails its owner.
+                             USER: a username, a confirmed e-mail address, or #ID
        server hash-rate [SECONDS]
                              how many passwords a second this machine can check with the
                              server's argon2id parameters, hashing on every core for SECONDS
                              (default 5): the ceiling of sign-ins a second";
+
+/// `server admin ...`: exits 2 on a bad command line, 1 when the action fails (or the account
+/// does not exist), 0 when it was done.
+async fn admin(args: &[std::ffi::OsString]) {
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    let done = match args.as_slice() {
+        ["remove-factors", who] => match Config::from_env() {
+            Ok(config) => server::admin::remove_factors(&config, who).await,
+            Err(e) => Err(server::admin::AdminError::Failed(e.to_string())),
+        },
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    match done {
+        Ok(what) => println!("{what}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
 
 /// `server seed ...`: exits 2 on a bad command line, 1 when the seeding fails.
 async fn seed(args: &[std::ffi::OsString]) {

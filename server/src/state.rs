@@ -48,8 +48,23 @@ pub async fn build_state(
     config: &Config,
     leptos_options: LeptosOptions,
 ) -> Result<AppState, StartError> {
-    let store = store::Store::connect(&config.database_url).await?;
+    let (auth, store, cursor) = build_auth(config).await?;
     let pool = store.pool().clone();
+    let auth = Arc::new(auth);
+    crate::background::spawn_sender(&store, &auth.mail, &config.mail)?;
+    if let Some(cursor) = cursor {
+        crate::background::follow_revocations(&store, auth.clone(), cursor, config.resync_interval);
+    }
+    Ok(AppState::new(leptos_options, pool, auth))
+}
+
+/// The core on the configured database, with nothing running beside it (no mail sender, no
+/// revocation feed): what `server admin` works with. On PostgreSQL, also where the instances'
+/// revocations stood when it was built, for the feed to follow from.
+pub async fn build_auth(
+    config: &Config,
+) -> Result<(Auth, store::Store, Option<i64>), StartError> {
+    let store = store::Store::connect(&config.database_url).await?;
     let health = store::Health::new(store.clone());
     // On PostgreSQL other instances revoke too: where their revocations stand is read before
     // anything is loaded, and followed from there (`app::auth::revocation::feed`).
@@ -124,13 +139,20 @@ pub async fn build_state(
         proxies: config.trusted_proxies.clone(),
         health,
         mail: mail(config),
+        factors: factors(config),
     };
-    let auth = Arc::new(auth);
-    crate::background::spawn_sender(&store, &auth.mail, &config.mail)?;
-    if let Some(cursor) = cursor {
-        crate::background::follow_revocations(&store, auth.clone(), cursor, config.resync_interval);
+    Ok((auth, store, cursor))
+}
+
+/// Second factors and fresh authentication, from the settings.
+pub fn factors(config: &Config) -> app::auth::factors::Factors {
+    app::auth::factors::Factors {
+        reauth_window: config.reauth_window,
+        issuer: config.mail.app_name.clone(),
+        ..app::auth::factors::Factors::new(app::auth::factors::FactorKey::derive(
+            &config.factor_key,
+        ))
     }
-    Ok(AppState::new(leptos_options, pool, auth))
 }
 
 /// How the service mails, from its settings.

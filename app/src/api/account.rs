@@ -162,7 +162,7 @@ pub mod server {
             }
         }
         let state = state()?;
-        let user = authenticate().await?;
+        let user = crate::api::factors::server::fresh_caller(&state).await?;
         let username = check_password(&state, &user, current_password).await?;
         let hash = hashing_ticket(&state)?
             .hash(new_password)
@@ -197,7 +197,7 @@ pub mod server {
 
     pub async fn delete_account(password: String) -> Result<AccountDeleted, ApiError> {
         let state = state()?;
-        let user = authenticate().await?;
+        let user = crate::api::factors::server::fresh_caller(&state).await?;
         check_password(&state, &user, password).await?;
         let auth = state.auth.clone();
         let requester = Requester::of(&state).await;

@@ -138,10 +138,11 @@ pub async fn reset_password(
     token: String,
     password: String,
     password_confirm: Option<String>,
+    code: Option<String>,
 ) -> Result<TokenResponse, ApiError> {
     answered(
         ResetPassword::PATH,
-        server::reset_password(token, password, password_confirm).await,
+        server::reset_password(token, password, password_confirm, code).await,
     )
 }
 
@@ -158,6 +159,10 @@ pub struct ResetPasswordBody {
     #[serde(default)]
     #[schema(ignore)]
     password_confirm: Option<String>,
+    /// When the account has two-step sign-in on: the authenticator app's code, or a recovery
+    /// code (without it, such an account's reset is `403 second_factor_required`).
+    #[serde(default)]
+    code: Option<String>,
 }
 
 #[cfg(feature = "ssr")]
@@ -167,11 +172,13 @@ impl From<ResetPasswordBody> for ResetPassword {
             token,
             password,
             password_confirm,
+            code,
         } = b;
         Self {
             token,
             password,
             password_confirm,
+            code,
         }
     }
 }
@@ -276,7 +283,9 @@ pub mod server {
                 (true, true) => "required".to_owned(),
                 (true, false) => "optional".to_owned(),
             }],
-            "/account" => match auth.address_status(user?.user_id).await {
+            "/account" => {
+                let user_id = user?.user_id;
+                match auth.address_status(user_id).await {
                 Ok(status) => vec![
                     status.email.unwrap_or_default(),
                     if status.verified {
@@ -287,12 +296,31 @@ pub mod server {
                     .to_owned(),
                     status.pending.unwrap_or_default(),
                     if auth.mail.enabled { "on" } else { "off" }.to_owned(),
+                    totp_fact(auth, user_id).await,
                 ],
                 Err(e) => {
                     tracing::warn!(error = %e, "the account page's address could not be read");
                     vec!["".into(), "unknown".into()]
                 }
-            },
+            }
+            }
+            "/security" => {
+                let user = user?;
+                match (
+                    auth.factor_status(user.user_id).await,
+                    auth.fresh_until(user.session_id).await,
+                ) {
+                    (Ok(status), Ok(fresh)) => vec![
+                        status.totp_since.map(|t| t.to_string()).unwrap_or_default(),
+                        status.recovery_left.to_string(),
+                        fresh.unwrap_or_default().to_string(),
+                    ],
+                    (Err(e), _) | (_, Err(e)) => {
+                        tracing::warn!(error = %e, "the security page's facts could not be read");
+                        vec!["unknown".into()]
+                    }
+                }
+            }
             "/reset" | "/verify" => {
                 let purpose = if path == "/reset" {
                     Purpose::Reset
@@ -300,7 +328,19 @@ pub mod server {
                     Purpose::Verify
                 };
                 match auth.link_state(&token(), purpose).await {
-                    Ok(LinkState::Live(link)) => vec!["live".into(), link.address],
+                    Ok(LinkState::Live(link)) => {
+                        // A reset of an account with two-step sign-in asks for a code too.
+                        let code = purpose == Purpose::Reset
+                            && auth
+                                .factor_status(link.user_id)
+                                .await
+                                .is_ok_and(|f| f.totp_since.is_some());
+                        vec![
+                            "live".into(),
+                            link.address,
+                            if code { "code" } else { "" }.to_owned(),
+                        ]
+                    }
                     Ok(LinkState::Used) => vec!["used".into()],
                     Ok(LinkState::Expired) => vec!["expired".into()],
                     Ok(LinkState::Unknown) => vec!["invalid".into()],
@@ -313,6 +353,15 @@ pub mod server {
             _ => return None,
         };
         Some(MailFacts(facts))
+    }
+
+    /// Whether two-step sign-in is on for `user_id`, as a page fact (`totp`, or empty).
+    async fn totp_fact(auth: &crate::auth::Auth, user_id: i64) -> String {
+        let on = auth
+            .factor_status(user_id)
+            .await
+            .is_ok_and(|f| f.totp_since.is_some());
+        if on { "totp" } else { "" }.to_owned()
     }
 
     use super::*;
@@ -410,6 +459,7 @@ pub mod server {
         token: String,
         password: String,
         password_confirm: Option<String>,
+        code: Option<String>,
     ) -> Result<TokenResponse, ApiError> {
         validate::password(&password).map_err(ApiError::invalid_input)?;
         if let Some(confirm) = password_confirm.filter(|c| !c.is_empty()) {
@@ -425,8 +475,20 @@ pub mod server {
             .link_state(&token, crate::auth::mail::links::Purpose::Reset)
             .await
             .map_err(|e| internal("reading a link failed", e))?;
-        if !matches!(link, LinkState::Live(_)) {
+        let LinkState::Live(live) = &link else {
             return Err(link_refused(&link));
+        };
+        // An account with a second factor: no code, no hash (the code itself is checked with
+        // the reset, before the link is spent).
+        let code = code.filter(|c| !c.trim().is_empty());
+        if code.is_none() {
+            let factors = auth
+                .factor_status(live.user_id)
+                .await
+                .map_err(|e| internal("reading the second factors failed", e))?;
+            if factors.totp_since.is_some() {
+                return Err(ApiError::second_factor_required(None));
+            }
         }
         let hash = hashing_ticket(&state)?
             .hash(password)
@@ -439,9 +501,12 @@ pub mod server {
             let auth = auth.clone();
             async move {
                 let origin = requester.origin();
-                let proof = match auth.reset_password(&token, &hash, origin).await? {
+                let proof = match auth
+                    .reset_password(&token, &hash, code.as_deref(), origin)
+                    .await?
+                {
                     ResetOutcome::Done(proof) => proof,
-                    ResetOutcome::NotLive(state) => return Ok(Err(state)),
+                    refused => return Ok(Err(refused)),
                 };
                 let issued = auth
                     .start_session(&proof, &requester.agent, requester.address)
@@ -451,7 +516,12 @@ pub mod server {
         })
         .await?
         .map_err(|e| not_written("resetting a password failed", e))?;
-        let (proof, issued) = outcome.map_err(|state| link_refused(&state))?;
+        let (proof, issued) = outcome.map_err(|refused| match refused {
+            ResetOutcome::NotLive(state) => link_refused(&state),
+            ResetOutcome::CodeNeeded => ApiError::second_factor_required(None),
+            ResetOutcome::CodeRefused(e) => super::super::factors::server::code_refused(e),
+            ResetOutcome::Done(_) => ApiError::internal(),
+        })?;
         let issued = issued
             .map_err(|e| match e {
                 IssueError::Write(e) => not_written("starting a session failed", e),
@@ -505,7 +575,7 @@ pub mod server {
 
     pub async fn change_email(email: String, password: String) -> Result<EmailStatus, ApiError> {
         let state = state()?;
-        let user = authenticate().await?;
+        let user = super::super::factors::server::fresh_caller(&state).await?;
         mail_off(&state)?;
         let address =
             address::normalise(&email).map_err(|e| ApiError::invalid_input(e.to_string()))?;

@@ -4,6 +4,8 @@
 //! - [`sign_in`]: signing up, in and out, and renewing a session;
 //! - [`sessions`]: the caller's sessions;
 //! - [`account`]: the signed-in user, the password and the account itself;
+//! - [`factors`]: the sign-in's second step, confirming it is you, the authenticator app and
+//!   the recovery codes;
 //! - [`contract`] (server only): the table of every route under `/api`, how a POST body is read,
 //!   and the OpenAPI document made from the table;
 //! - [`renewal`] (server only): what the refresh endpoint and the server's refresh layer share.
@@ -14,6 +16,7 @@
 
 pub mod account;
 pub mod email;
+pub mod factors;
 pub mod sessions;
 pub mod sign_in;
 
@@ -30,6 +33,12 @@ pub use email::{
     account_email, change_email, confirm_email, forgot_password, reset_password, AccountEmail,
     ChangeEmail, ConfirmEmail, EmailConfirmed, EmailStatus, ForgotPassword, ResendEmail,
     ResetPassword, ResetRequested, RESET_REQUESTED,
+};
+pub use factors::{
+    account_factors, begin_totp, confirm_totp, login_code, reauthenticate, remove_totp,
+    renew_recovery_codes, AccountFactors, BeginTotp, ConfirmTotp, FactorsInfo, LoginCode,
+    Reauthenticate, Reauthenticated, RecoveryCodes, RemoveTotp, RenewRecoveryCodes,
+    TotpEnrolment,
 };
 pub use sessions::{
     end_other_sessions, end_session, list_sessions, EndOtherSessions, EndSession, ListSessions,
@@ -75,13 +84,7 @@ pub mod server {
         if let Err(err) = &result {
             let parts = use_context::<http::request::Parts>();
             let own = parts.as_ref().is_some_and(|p| p.uri.path() == path);
-            let form_post = parts.as_ref().is_some_and(|p| {
-                p.headers
-                    .get(http::header::ACCEPT)
-                    .and_then(|a| a.to_str().ok())
-                    .is_some_and(|a| a.contains("text/html"))
-            });
-            if let (true, false, Some(res)) = (own, form_post, use_context::<ResponseOptions>()) {
+            if let (true, false, Some(res)) = (own, form_post(), use_context::<ResponseOptions>()) {
                 res.set_status(err.status());
                 for (name, value) in err.headers() {
                     res.insert_header(name, value);
@@ -89,6 +92,17 @@ pub mod server {
             }
         }
         result
+    }
+
+    /// Whether this request is a browser posting a form without JavaScript (it accepts HTML):
+    /// its answer is a redirect, to a page that shows the outcome.
+    pub fn form_post() -> bool {
+        use_context::<http::request::Parts>().is_some_and(|p| {
+            p.headers
+                .get(http::header::ACCEPT)
+                .and_then(|a| a.to_str().ok())
+                .is_some_and(|a| a.contains("text/html"))
+        })
     }
 
     pub(super) fn state() -> Result<AppState, ApiError> {

@@ -23,6 +23,12 @@ pub struct SessionInfo {
     pub address: String,
     pub created_at: i64,
     pub last_used_at: i64,
+    /// How it was signed in: `password`, `password_totp`, `recovery_code`, `passkey` or
+    /// `reset_link`. A refresh never changes it.
+    pub auth_method: String,
+    /// When its holder last proved who they are: the sign-in, or a later confirmation
+    /// (`POST /api/reauth`).
+    pub authenticated_at: i64,
     /// The session this request was made with.
     pub current: bool,
 }
@@ -48,6 +54,8 @@ pub struct SessionRow {
     pub address: String,
     pub signed_in: String,
     pub last_active: String,
+    /// How it was signed in, in words ("Password and authenticator code").
+    pub method: String,
     /// The session's id and its "Sign out" button's accessible name; `None` for the session of
     /// this request ("This device"), which is ended by signing out.
     pub sign_out: Option<(String, String)>,
@@ -71,10 +79,11 @@ impl std::fmt::Display for SessionsList {
                         address,
                         signed_in,
                         last_active,
+                        method,
                         sign_out,
                     } = row;
                     let sign_out = sign_out.iter().flat_map(|(id, label)| [id, label]);
-                    for (i, field) in [device, address, signed_in, last_active]
+                    for (i, field) in [device, address, signed_in, last_active, method]
                         .into_iter()
                         .chain(sign_out)
                         .enumerate()
@@ -113,7 +122,7 @@ impl std::str::FromStr for SessionsList {
 }
 
 impl SessionRow {
-    /// Four fields, or six with the sign-out's.
+    /// Five fields, or seven with the sign-out's.
     fn from_line(line: &str) -> Option<Self> {
         let mut fields = line.split('\t').map(str::to_string);
         let row = SessionRow {
@@ -121,6 +130,7 @@ impl SessionRow {
             address: fields.next()?,
             signed_in: fields.next()?,
             last_active: fields.next()?,
+            method: fields.next()?,
             sign_out: match (fields.next(), fields.next()) {
                 (Some(id), Some(label)) => Some((id, label)),
                 (None, _) => None,
@@ -237,6 +247,8 @@ pub mod server {
             address: s.address,
             created_at: s.created_at,
             last_used_at: s.last_used_at,
+            auth_method: s.auth_method,
+            authenticated_at: s.authenticated_at,
         }
     }
 
@@ -255,6 +267,9 @@ pub mod server {
             address,
             signed_in: clock.format(s.created_at),
             last_active: clock.format(s.last_used_at),
+            method: crate::auth::factors::Method::parse(&s.auth_method)
+                .map_or("Unknown", |m| m.words())
+                .to_owned(),
         }
     }
 

@@ -328,11 +328,29 @@ pub mod server {
             .map_err(|e| check_refused(e, "the sign-in count failed", failed))?;
         let proof = match step {
             Step::Done(proof) => proof,
-            Step::AnotherFactorNeeded(_) => {
-                return Err(internal(
-                    "signing in failed",
-                    "a second factor was asked for, and no sign-in takes one yet",
-                ))
+            Step::AnotherFactorNeeded(pending) => {
+                // No session yet: the sign-in waits for its code, bound to this browser by a
+                // cookie (an API client holds the token itself).
+                let token = auth
+                    .hold_sign_in(&pending)
+                    .await
+                    .map_err(|e| internal("holding a sign-in failed", e))?;
+                tracing::info!(
+                    user_id = pending.user().id,
+                    "password right; second factor asked for"
+                );
+                let page = from_a_page();
+                if page {
+                    let ttl = auth.factors.pending_ttl.as_secs();
+                    if let Some(cookie) = auth.cookie.set_pending(&token, ttl) {
+                        set_cookie(cookie);
+                    }
+                }
+                if form_post() {
+                    // Without JavaScript: on to the sign-in page's second step.
+                    redirect(&crate::api::factors::code_step(next.as_deref(), None));
+                }
+                return Err(ApiError::second_factor_required((!page).then_some(token)));
             }
         };
         let user_id = proof.user().id;

@@ -10,7 +10,8 @@
 pub mod extractor;
 
 pub use identity::{
-    access, account, authn, cache, cookie, credentials, device, email, mail, proxies, revocation,
+    access, account, authn, cache, cookie, credentials, device, email, factors, mail, proxies,
+    revocation,
     sessions, throttle, tokens, users, Auth, IssueError, Issued,
 };
 

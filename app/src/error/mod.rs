@@ -59,6 +59,20 @@ pub enum ErrorCode {
     EmailTaken,
     /// No address is waiting to be confirmed.
     NothingToConfirm,
+    /// The password was right; the account asks for a second factor (an authenticator's code
+    /// or a recovery code) before a session starts: `POST /api/login/code`.
+    SecondFactorRequired,
+    /// A second-factor code that is wrong, or was used already.
+    InvalidCode,
+    /// A sign-in waiting for its second factor that is over (too slow, finished already, or
+    /// its account's credentials changed): sign in again.
+    SignInExpired,
+    /// A dangerous change needs an authentication within the last `REAUTH_WINDOW`: confirm
+    /// with `POST /api/reauth`, then try again.
+    ReauthRequired,
+    /// A second factor that is already on (enrolling) or not on (removing, new codes), or an
+    /// enrolment that is not waiting.
+    FactorConflict,
     /// Client side only: the server could not be reached or answered something unreadable.
     Network,
 }
@@ -86,6 +100,9 @@ impl ErrorCode {
             Self::LinkInvalid => S::NOT_FOUND,
             Self::LinkExpired | Self::LinkUsed => S::GONE,
             Self::EmailTaken | Self::NothingToConfirm => S::CONFLICT,
+            Self::SecondFactorRequired | Self::ReauthRequired => S::FORBIDDEN,
+            Self::InvalidCode | Self::SignInExpired => S::UNAUTHORIZED,
+            Self::FactorConflict => S::CONFLICT,
             Self::Network => S::SERVICE_UNAVAILABLE,
         }
     }
@@ -115,13 +132,18 @@ impl ErrorCode {
             Self::LinkUsed => "link_used",
             Self::EmailTaken => "email_taken",
             Self::NothingToConfirm => "nothing_to_confirm",
+            Self::SecondFactorRequired => "second_factor_required",
+            Self::InvalidCode => "invalid_code",
+            Self::SignInExpired => "sign_in_expired",
+            Self::ReauthRequired => "reauth_required",
+            Self::FactorConflict => "factor_conflict",
             Self::Network => "network",
         }
     }
 
     /// Every code.
     #[cfg(any(test, feature = "ssr"))]
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 27] = [
         Self::MissingToken,
         Self::InvalidToken,
         Self::TokenExpired,
@@ -143,6 +165,11 @@ impl ErrorCode {
         Self::LinkUsed,
         Self::EmailTaken,
         Self::NothingToConfirm,
+        Self::SecondFactorRequired,
+        Self::InvalidCode,
+        Self::SignInExpired,
+        Self::ReauthRequired,
+        Self::FactorConflict,
         Self::Network,
     ];
 
@@ -178,6 +205,10 @@ pub struct ApiError {
     /// `temporarily_unavailable`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// With `second_factor_required`, to an API client: the token of the waiting sign-in, sent
+    /// back with the code to `POST /api/login/code` (a page has it in an `HttpOnly` cookie).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_token: Option<String>,
 }
 
 /// One named constructor per code: the texts live here, in one table.
@@ -187,7 +218,47 @@ impl ApiError {
             error,
             description: description.into(),
             retry_after: None,
+            pending_token: None,
         }
+    }
+
+    /// The password was right; a second factor is asked for. `pending_token` for an API
+    /// client (a page has it in its cookie).
+    pub fn second_factor_required(pending_token: Option<String>) -> Self {
+        Self {
+            pending_token,
+            ..Self::new(
+                ErrorCode::SecondFactorRequired,
+                "Enter the code from your authenticator app, or one of your recovery codes.",
+            )
+        }
+    }
+
+    pub fn invalid_code() -> Self {
+        Self::new(
+            ErrorCode::InvalidCode,
+            "That code is not right, or was used already. Enter the code your authenticator \
+             app shows now, or an unused recovery code.",
+        )
+    }
+
+    pub fn sign_in_expired() -> Self {
+        Self::new(
+            ErrorCode::SignInExpired,
+            "This sign-in is over: it took too long, or was finished already. Please sign in \
+             again.",
+        )
+    }
+
+    pub fn reauth_required() -> Self {
+        Self::new(
+            ErrorCode::ReauthRequired,
+            "For your safety, confirm it is you: enter your password again, then try once more.",
+        )
+    }
+
+    pub fn factor_conflict(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::FactorConflict, description)
     }
 
     pub fn missing_token() -> Self {
@@ -491,6 +562,14 @@ impl ApiError {
             C::LinkInvalid | C::LinkExpired | C::LinkUsed => Self::link(self.error),
             C::EmailTaken => Self::email_taken(),
             C::NothingToConfirm => Self::nothing_to_confirm(),
+            // A token from a URL is never believed: the page's cookie holds the real one.
+            C::SecondFactorRequired => Self::second_factor_required(None),
+            C::InvalidCode => Self::invalid_code(),
+            C::SignInExpired => Self::sign_in_expired(),
+            C::ReauthRequired => Self::reauth_required(),
+            C::FactorConflict => Self::factor_conflict(
+                "That change does not fit how your account is set up now. Reload the page.",
+            ),
         }
     }
 

@@ -98,6 +98,7 @@ fn text_from_a_url_is_never_shown() {
         error,
         description: description.into(),
         retry_after,
+        pending_token: None,
     };
     for code in [
         ErrorCode::InvalidCredentials,

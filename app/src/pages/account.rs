@@ -9,7 +9,11 @@ use leptos_router::hooks::use_query_map;
 
 use crate::{
     api::{ChangeEmail, ChangePassword, DeleteAccount, ResendEmail},
-    components::form::{ErrorFn, Failure, NewPasswordInputs, PasswordInput},
+    components::{
+        form::{ErrorFn, Failure, NewPasswordInputs, PasswordInput},
+        reauth::ReauthForm,
+    },
+    error::ErrorCode,
     routes,
     signed_in::{sign_in_when_signed_out, use_auth},
 };
@@ -28,17 +32,40 @@ pub fn AccountPage() -> impl IntoView {
             }
         })
     };
+    // A change refused for want of a recent sign-in (or a confirmation that was refused, or
+    // went through: `reauth` in the address) shows the "confirm it is you" form, or its outcome.
+    let reauth = query.read_untracked().get("reauth");
+    let asked = [ChangePassword::PATH, DeleteAccount::PATH, ChangeEmail::PATH]
+        .iter()
+        .any(|path| auth.posted_to(path).is_some_and(|e| e.error == ErrorCode::ReauthRequired));
+    let confirm = if reauth.as_deref() == Some("ok") {
+        view! {
+            <p class="notice" role="status" data-testid="reauth-ok">
+                "Thank you. Now make your change again."
+            </p>
+        }
+        .into_any()
+    } else if asked || reauth.is_some() {
+        let code = crate::pages::mail::page_facts(routes::ACCOUNT.path).get(4) == "totp";
+        view! { <ReauthForm back=routes::ACCOUNT.path code/> }.into_any()
+    } else {
+        ().into_any()
+    };
+    let not_reauth = |e: Option<crate::error::ApiError>| {
+        e.filter(|e| e.error != ErrorCode::ReauthRequired)
+    };
     let change_error: ErrorFn = {
         let auth = auth.clone();
-        Box::new(move || auth.posted_to(ChangePassword::PATH))
+        Box::new(move || not_reauth(auth.posted_to(ChangePassword::PATH)))
     };
     let delete_error: ErrorFn = {
         let auth = auth.clone();
-        Box::new(move || auth.posted_to(DeleteAccount::PATH))
+        Box::new(move || not_reauth(auth.posted_to(DeleteAccount::PATH)))
     };
 
     view! {
         <h1>"Password and account"</h1>
+        {confirm}
         <EmailSection/>
         <section aria-labelledby="password-heading">
             <h2 id="password-heading">"Change your password"</h2>
@@ -118,7 +145,10 @@ fn EmailSection() -> impl IntoView {
         let auth = auth.clone();
         Box::new(move || auth.posted_to(ResendEmail::PATH))
     };
-    let change_error: ErrorFn = Box::new(move || auth.posted_to(ChangeEmail::PATH));
+    let change_error: ErrorFn = Box::new(move || {
+        auth.posted_to(ChangeEmail::PATH)
+            .filter(|e| e.error != ErrorCode::ReauthRequired)
+    });
     let current = match (email.is_empty(), state.as_str()) {
         (true, _) => view! { <p data-testid="email-state" data-state="none">"Your account has no e-mail address."</p> }.into_any(),
         (false, "verified") => view! {

@@ -158,6 +158,24 @@ pub fn ResetPage() -> impl IntoView {
                 confirm_id="password_confirm"
                 confirm_label="Repeat the new password"
             />
+            {(facts.get(2) == "code").then(|| view! {
+                <label for="code">"Authenticator or recovery code"</label>
+                <p class="hint" id="code-hint">
+                    "Your account has two-step sign-in: enter the code your authenticator app "
+                    "shows now, or one of your recovery codes."
+                </p>
+                <input
+                    id="code"
+                    name="code"
+                    type="text"
+                    autocomplete="one-time-code"
+                    autocapitalize="none"
+                    spellcheck="false"
+                    required
+                    maxlength="32"
+                    aria-describedby="code-hint"
+                />
+            })}
             <Failure error/>
             <button type="submit">"Set the new password"</button>
         </form>

@@ -7,6 +7,7 @@ pub mod mail;
 pub mod not_found;
 pub mod profile;
 pub mod register;
+pub mod security;
 pub mod sessions;
 
 pub use account::AccountPage;
@@ -16,4 +17,5 @@ pub use mail::{ForgotPage, ResetPage, VerifyPage};
 pub use not_found::NotFound;
 pub use profile::ProfilePage;
 pub use register::RegisterPage;
+pub use security::SecurityPage;
 pub use sessions::SessionsPage;

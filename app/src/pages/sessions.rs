@@ -110,6 +110,7 @@ fn session_row(row: SessionRow) -> impl IntoView {
                 <dt>"Address"</dt><dd>{row.address}</dd>
                 <dt>"Signed in"</dt><dd>{row.signed_in}</dd>
                 <dt>"Last active"</dt><dd>{row.last_active}</dd>
+                <dt>"Signed in with"</dt><dd>{row.method}</dd>
             </dl>
             {row.sign_out.map(|(id, label)| view! {
                 <form action=EndSession::PATH method="post">
@@ -139,6 +140,8 @@ mod tests {
             address: text.into(),
             created_at: 1_700_000_000,
             last_used_at: 1_700_000_060,
+            auth_method: "password_totp".into(),
+            authenticated_at: 1_700_000_000,
             current,
         }
     }
@@ -153,6 +156,7 @@ mod tests {
         assert_eq!(this.sign_out, None);
         assert_eq!(this.signed_in, "2023-11-14 22:13 UTC");
         assert_eq!(this.last_active, "2023-11-14 22:14 UTC");
+        assert_eq!(this.method, "Password and authenticator code");
         let mut other = info(false, "Firefox");
         other.address = String::new();
         let other = row_of(&other);

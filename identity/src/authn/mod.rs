@@ -8,9 +8,10 @@
 //!    - [`Step::Done`]: a [`Proof`] that this user passed every factor their account asks for,
 //!      carrying the user and the credential stamp read with the password;
 //!    - [`Step::AnotherFactorNeeded`]: the account asks for another factor before a session
-//!      starts ([`Pending`]). Not produced yet: no account has a second factor. The issue that
-//!      adds one adds the step that turns a `Pending` and that factor into a `Proof`; the door
-//!      and the session's start stay as they are.
+//!      starts ([`Pending`]): TOTP is on. The door keeps it
+//!      ([`Auth::hold_sign_in`](crate::Auth::hold_sign_in)) and the second step
+//!      ([`Auth::finish_sign_in`](crate::Auth::finish_sign_in)) turns it and a code into a
+//!      `Proof`.
 //! 2. **The session.** [`Auth::start_session`] takes the proof (nothing else starts a session)
 //!    and writes the session only if the proof's credential stamp is still the account's, in
 //!    the statement that writes it: a sign-in whose check ran while the password changed or the
@@ -26,6 +27,7 @@ use std::{net::IpAddr, sync::Arc};
 use crate::{
     credentials::{check_password, Attempt, CheckError, Checked, CredentialStamp},
     device,
+    factors::Method,
     throttle::Via,
     users::{ReadStamp, User},
     Auth, IssueError, Issued,
@@ -37,7 +39,7 @@ use crate::{
 pub enum Step {
     /// Signed in: start the session with the proof ([`Auth::start_session`]).
     Done(Proof),
-    /// The account asks for another factor first (none does yet).
+    /// The account asks for another factor first (TOTP is on).
     AnotherFactorNeeded(Pending),
 }
 
@@ -54,6 +56,8 @@ pub struct Proof {
     read: ReadStamp,
     /// Whether the account has a verified address (a sign-in from a new device tells it).
     has_address: bool,
+    /// How the user signed in (the session records it).
+    method: Method,
 }
 
 impl Proof {
@@ -64,6 +68,27 @@ impl Proof {
             via,
             read: checked.read,
             has_address: checked.has_address,
+            method: Method::Password,
+        }
+    }
+
+    /// The proof of a sign-in whose second step passed (see
+    /// [`Auth::finish_sign_in`](crate::Auth::finish_sign_in)).
+    pub(crate) fn second_factor(
+        user: User,
+        stamp: CredentialStamp,
+        via: Via,
+        read: ReadStamp,
+        has_address: bool,
+        method: Method,
+    ) -> Self {
+        Self {
+            user,
+            stamp,
+            via,
+            read,
+            has_address,
+            method,
         }
     }
 
@@ -76,6 +101,7 @@ impl Proof {
             via: Via::Unknown,
             read,
             has_address: false,
+            method: Method::ResetLink,
         }
     }
 
@@ -89,6 +115,7 @@ impl Proof {
             via: Via::Unknown,
             read,
             has_address: false,
+            method: Method::Password,
         }
     }
 
@@ -98,6 +125,11 @@ impl Proof {
 
     pub fn stamp(&self) -> CredentialStamp {
         self.stamp
+    }
+
+    /// How the user signed in.
+    pub fn method(&self) -> Method {
+        self.method
     }
 
     /// How the sign-in was counted: through a known device's proof, or not.
@@ -115,7 +147,7 @@ impl Proof {
 }
 
 /// A sign-in that passed a first factor and must pass another before a session starts. Holds
-/// what the first one proved; nothing turns it into a [`Proof`] yet.
+/// what the first one proved.
 #[derive(Debug)]
 pub struct Pending {
     first: Proof,
@@ -125,6 +157,11 @@ impl Pending {
     /// The user signing in.
     pub fn user(&self) -> &User {
         self.first.user()
+    }
+
+    /// What the first factor proved.
+    pub(crate) fn first(&self) -> &Proof {
+        &self.first
     }
 }
 
@@ -147,8 +184,12 @@ pub async fn sign_in(
     let checked = check_password(auth, attempt, Some(password)).await?;
     // Counted as a sign-in, so counted on a way in.
     let via = checked.via.unwrap_or(Via::Unknown);
-    // No account has a second factor yet: a right password is every factor there is.
-    Ok(Step::Done(Proof::passed(checked, via)))
+    let second_factor = checked.second_factor;
+    let first = Proof::passed(checked, via);
+    if second_factor {
+        return Ok(Step::AnotherFactorNeeded(Pending { first }));
+    }
+    Ok(Step::Done(first))
 }
 
 impl Auth {
@@ -192,6 +233,7 @@ impl Auth {
                 address,
                 now,
                 new_device.then_some(&notice as crate::store::email::Notify<'_>),
+                proof.method,
             )
             .await?;
         if new_device && started.is_some() {

@@ -66,6 +66,8 @@ pub struct Checked {
     pub(crate) read: ReadStamp,
     /// Whether the account has a verified address.
     pub(crate) has_address: bool,
+    /// Whether the account asks for a second factor after the password.
+    pub second_factor: bool,
 }
 
 /// Why a password check let nobody through. Every refusal before [`CheckError::Wrong`] happens
@@ -188,6 +190,7 @@ pub async fn check_password(
         via,
         read,
         has_address: found.email.is_some(),
+        second_factor: found.second_factor != 0,
     })
 }
 

@@ -53,6 +53,9 @@ pub struct Credentials {
     pub stamp: CredentialStamp,
     /// The account's verified address, if it has one (where its notices go).
     pub email: Option<String>,
+    /// 1 when a sign-in with the password must then pass a second factor (TOTP is on), else 0
+    /// (an integer: the one type both databases give an expression).
+    pub second_factor: i64,
 }
 
 impl Credentials {

@@ -66,6 +66,23 @@ pub enum Notice<'a> {
     },
     /// The account was deleted.
     AccountDeleted { username: &'a str, event: Event<'a> },
+    /// A second factor was added or removed.
+    FactorChanged {
+        username: &'a str,
+        change: FactorChange,
+        event: Event<'a>,
+    },
+}
+
+/// What happened to an account's second factors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorChange {
+    /// Its owner turned on an authenticator app (and got recovery codes).
+    TotpAdded,
+    /// Its owner turned the authenticator app off.
+    TotpRemoved,
+    /// The operator removed every second factor (for an owner who lost them all).
+    RemovedByOperator,
 }
 
 impl Notice<'_> {
@@ -78,6 +95,7 @@ impl Notice<'_> {
             Self::NewSignIn { .. } => MailKind::NewSignIn,
             Self::AddressChanging { .. } => MailKind::AddressChanging,
             Self::AccountDeleted { .. } => MailKind::AccountDeleted,
+            Self::FactorChanged { .. } => MailKind::FactorChanged,
         }
     }
 }
@@ -388,6 +406,48 @@ fn letter(site: &Site, notice: &Notice<'_>) -> Letter {
                 ],
             }
         }
+        Notice::FactorChanged {
+            username,
+            change,
+            event,
+        } => {
+            let username = clean(username);
+            let (subject, heading, what) = match change {
+                FactorChange::TotpAdded => (
+                    format!("Two-step sign-in was turned on for your {name} account"),
+                    "Two-step sign-in is on",
+                    "now asks for a code from an authenticator app after the password",
+                ),
+                FactorChange::TotpRemoved => (
+                    format!("Two-step sign-in was turned off for your {name} account"),
+                    "Two-step sign-in is off",
+                    "no longer asks for a code from an authenticator app",
+                ),
+                FactorChange::RemovedByOperator => (
+                    format!("The second factors of your {name} account were removed"),
+                    "Your second factors were removed",
+                    "had its second factors removed by the site's operator, as its owner asked; \
+                     it no longer asks for a code after the password",
+                ),
+            };
+            Letter {
+                subject,
+                heading,
+                lead: format!("Your account {username} on {name} {what}."),
+                greeting: Some(username),
+                blocks: vec![
+                    facts(&event),
+                    Block::Para("The account was signed out on every other device.".into()),
+                    Block::Para("If this was you, there is nothing to do.".into()),
+                    Block::Link {
+                        lead: "If this was not you, someone else can sign in as you. Reset your \
+                               password now; this ends every session of the account:"
+                            .into(),
+                        href: page("/forgot"),
+                    },
+                ],
+            }
+        }
     }
 }
 
@@ -675,6 +735,30 @@ mod tests {
                     event: EVENT,
                 },
             ),
+            (
+                "totp_added",
+                Notice::FactorChanged {
+                    username: "alice",
+                    change: FactorChange::TotpAdded,
+                    event: EVENT,
+                },
+            ),
+            (
+                "totp_removed",
+                Notice::FactorChanged {
+                    username: "alice",
+                    change: FactorChange::TotpRemoved,
+                    event: EVENT,
+                },
+            ),
+            (
+                "removed_by_operator",
+                Notice::FactorChanged {
+                    username: "alice",
+                    change: FactorChange::RemovedByOperator,
+                    event: EVENT,
+                },
+            ),
         ]
     }
 
@@ -802,6 +886,7 @@ mod tests {
             MailKind::NewSignIn,
             MailKind::AddressChanging,
             MailKind::AccountDeleted,
+            MailKind::FactorChanged,
         ] {
             assert!(kinds.contains(&kind), "{kind:?} has no sample");
         }
@@ -866,7 +951,8 @@ mod tests {
             if let Notice::PasswordChanged { event, .. }
             | Notice::NewSignIn { event, .. }
             | Notice::AddressChanging { event, .. }
-            | Notice::AccountDeleted { event, .. } = notice
+            | Notice::AccountDeleted { event, .. }
+            | Notice::FactorChanged { event, .. } = notice
             {
                 has(event.when);
                 has(event.device);
@@ -913,6 +999,16 @@ mod tests {
                 Notice::AccountDeleted { .. } => {
                     has("The account alice on authapp was deleted on 5 December 2026, 00:52 UTC.");
                     has("last mail");
+                }
+                Notice::FactorChanged { change, .. } => {
+                    has(forgot);
+                    has("signed out on every other device");
+                    let what = match change {
+                        FactorChange::TotpAdded => "turned on",
+                        FactorChange::TotpRemoved => "turned off",
+                        FactorChange::RemovedByOperator => "removed",
+                    };
+                    assert!(mail.subject.contains(what), "{name}: {}", mail.subject);
                 }
             }
         }

@@ -33,6 +33,8 @@ pub enum MailKind {
     AddressChanging,
     /// The account was deleted.
     AccountDeleted,
+    /// A second factor was added or removed.
+    FactorChanged,
 }
 
 impl MailKind {
@@ -45,6 +47,7 @@ impl MailKind {
             Self::NewSignIn => "new_sign_in",
             Self::AddressChanging => "address_changing",
             Self::AccountDeleted => "account_deleted",
+            Self::FactorChanged => "factor_changed",
         }
     }
 }

@@ -34,7 +34,7 @@ mod tests;
 
 use crate::tokens::refresh::RefreshSecret;
 pub use agent::{describe_device, trim_user_agent, USER_AGENT_MAX};
-pub use model::{EndReason, EndedByToken, Lifetimes, LiveSession, Session, SessionId};
+pub use model::{secs, EndReason, EndedByToken, Lifetimes, LiveSession, Session, SessionId};
 pub use uses::RECORD_USE_EVERY_SECS;
 pub use write::{WriteError, WRITE_WAIT};
 
@@ -47,7 +47,6 @@ use crate::{
         refresh::{encode, Presented},
     },
 };
-use model::secs;
 use rotation::Decision;
 use std::{net::IpAddr, sync::Arc, time::Duration};
 use uuid::Uuid;
@@ -228,6 +227,7 @@ impl Sessions {
         address: Option<IpAddr>,
         now: i64,
         notice: Option<crate::store::email::Notify<'_>>,
+        method: crate::factors::Method,
     ) -> Result<Option<LiveSession>, WriteError> {
         let id = Uuid::new_v4();
         let key: [u8; 32] = rand::random();
@@ -248,6 +248,8 @@ impl Sessions {
             address: address.map(|a| a.to_string()).unwrap_or_default(),
             revoked_at: None,
             revoked_reason: None,
+            auth_method: method.as_str().to_owned(),
+            authenticated_at: now,
         };
         let _write = lock_write(&self.write).await?;
         if !self.store.start_session(&session, stamp, notice).await? {
@@ -397,6 +399,23 @@ impl Sessions {
         self.remember_ended(changed.ended);
         let token_exp = self.token_exp(now, changed.session.expires_at);
         Ok(Some(self.live(changed.session, token_exp)))
+    }
+
+    /// Runs `change`, a transaction of the store that changes a credential of an account and
+    /// ends sessions of it (`None`: it changed nothing), under the write lock, and remembers the
+    /// sessions it ended. Whether it changed anything.
+    pub(crate) async fn credential_change(
+        &self,
+        change: impl std::future::Future<
+            Output = Result<Option<crate::store::accounts::Ended>, StoreError>,
+        >,
+    ) -> Result<bool, WriteError> {
+        let _write = lock_write(&self.write).await?;
+        let Some(ended) = change.await? else {
+            return Ok(false);
+        };
+        self.remember_ended(ended);
+        Ok(true)
     }
 
     /// Deletes account `user_id`: every session of it ends first, in the database and then in

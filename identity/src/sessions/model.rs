@@ -43,7 +43,7 @@ impl Lifetimes {
 }
 
 /// A lifetime in whole seconds, as the database stores times.
-pub(crate) fn secs(d: Duration) -> i64 {
+pub fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
 }
 
@@ -57,6 +57,8 @@ pub enum EndReason {
     Reuse,
     PasswordChanged,
     AccountDeleted,
+    /// A second factor was added to the account or removed from it.
+    FactorsChanged,
 }
 
 impl EndReason {
@@ -68,6 +70,7 @@ impl EndReason {
             Self::Reuse => "reuse",
             Self::PasswordChanged => "password_changed",
             Self::AccountDeleted => "account_deleted",
+            Self::FactorsChanged => "factors_changed",
         }
     }
 }
@@ -93,6 +96,10 @@ pub struct Session {
     pub address: String,
     pub revoked_at: Option<i64>,
     pub revoked_reason: Option<String>,
+    /// How it was signed in ([`crate::factors::Method`], as stored); a refresh never changes it.
+    pub auth_method: String,
+    /// When its holder last proved who they are (the sign-in, or a reauthentication).
+    pub authenticated_at: i64,
 }
 
 /// Its key, half of every refresh token of it, is never printed.

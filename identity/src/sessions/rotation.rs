@@ -114,6 +114,8 @@ mod tests {
             address: String::new(),
             revoked_at: None,
             revoked_reason: None,
+            auth_method: "password".into(),
+            authenticated_at: NOW - 86_400,
         }
     }
 

@@ -56,9 +56,10 @@ impl Store {
         };
         let insert = format!(
             "INSERT INTO sessions (id, user_id, refresh_key, generation, confirmed_generation, \
-             rotated_at, created_at, last_used_at, expires_at, access_exp, user_agent, address) \
-             SELECT $1, $2, $3, 1, 1, $4, $5, $6, $7, $8, $9, $10 \
-             WHERE EXISTS (SELECT 1 FROM users WHERE id = $11 AND credential_stamp = $12{for_share})"
+             rotated_at, created_at, last_used_at, expires_at, access_exp, user_agent, address, \
+             auth_method, authenticated_at) \
+             SELECT $1, $2, $3, 1, 1, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = $13 AND credential_stamp = $14{for_share})"
         );
         let query = sqlx::query(&insert)
             .bind(session.id.0.as_bytes().as_slice())
@@ -71,6 +72,8 @@ impl Store {
             .bind(session.access_exp)
             .bind(&session.user_agent)
             .bind(&session.address)
+            .bind(&session.auth_method)
+            .bind(session.authenticated_at)
             .bind(session.user_id)
             .bind(stamp.get());
         let Some(notice) = notice else {

@@ -8,6 +8,7 @@ pub mod accounts;
 mod backup;
 mod connect;
 pub mod email;
+pub mod factors;
 mod files;
 mod health;
 pub mod outbox;

@@ -18,7 +18,7 @@ use crate::sessions::{EndReason, Session};
 pub(crate) const COLUMNS: &str =
     "id, user_id, refresh_key, generation, confirmed_generation, rotated_at, \
                        created_at, last_used_at, expires_at, access_exp, user_agent, address, \
-                       revoked_at, revoked_reason";
+                       revoked_at, revoked_reason, auth_method, authenticated_at";
 
 /// One rotation: the compare-and-swap of session `id`'s generation from `generation` to the
 /// next, at `now`, for an access token until `token_exp`, from `address`.

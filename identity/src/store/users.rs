@@ -8,7 +8,9 @@ use crate::{
 
 /// The columns of [`Credentials`]: the verified address only.
 const CREDENTIALS: &str = "id, username, created_at, password_hash, credential_stamp, \
-    CASE WHEN email_verified_at IS NOT NULL THEN email END AS email";
+    CASE WHEN email_verified_at IS NOT NULL THEN email END AS email, \
+    CAST(CASE WHEN EXISTS (SELECT 1 FROM totp_secrets t WHERE t.user_id = users.id \
+    AND t.confirmed_at IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) AS second_factor";
 
 impl Store {
     /// Creates an account, with a credential stamp of its own (see [`CredentialStamp`]), and

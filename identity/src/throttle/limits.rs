@@ -47,6 +47,12 @@ pub const MAIL_FROM_PERIOD: Duration = Duration::from_secs(30);
 pub const MAIL_TO_BURST: u32 = 3;
 pub const MAIL_TO_PERIOD: Duration = Duration::from_secs(300);
 
+/// Wrong second-factor codes in a row allowed on one account (from anywhere: whoever types
+/// them knows the password already), then one every 5 minutes: about 300 guesses a day at a
+/// one-in-330,000 chance each (three codes of the window out of a million).
+pub const CODE_BURST: u32 = 5;
+pub const CODE_PERIOD: Duration = Duration::from_secs(300);
+
 /// One limit, with its GCRA parameters: the same wherever the counts live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -61,10 +67,12 @@ pub enum Limit {
     MailFrom,
     /// Mails asked for to one account or address, whoever asks.
     MailTo,
+    /// Second-factor codes tried on one account.
+    Code,
 }
 
 impl Limit {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Address,
         Self::Pair,
         Self::Account,
@@ -74,6 +82,7 @@ impl Limit {
         Self::SignUp,
         Self::MailFrom,
         Self::MailTo,
+        Self::Code,
     ];
 
     /// Cells in a row.
@@ -88,6 +97,7 @@ impl Limit {
             Self::SignUp => SIGNUP_BURST,
             Self::MailFrom => MAIL_FROM_BURST,
             Self::MailTo => MAIL_TO_BURST,
+            Self::Code => CODE_BURST,
         }
     }
 
@@ -103,6 +113,7 @@ impl Limit {
             Self::SignUp => SIGNUP_PERIOD,
             Self::MailFrom => MAIL_FROM_PERIOD,
             Self::MailTo => MAIL_TO_PERIOD,
+            Self::Code => CODE_PERIOD,
         }
     }
 
@@ -118,6 +129,7 @@ impl Limit {
             Self::SignUp => "sign-up",
             Self::MailFrom => "mail-from",
             Self::MailTo => "mail-to",
+            Self::Code => "code",
         }
     }
 

@@ -56,7 +56,8 @@ mod shared;
 mod tests;
 
 pub use limits::{
-    address_key, Limit, ACCOUNT_BURST, ACCOUNT_PERIOD, ADDRESS_BURST, ADDRESS_PERIOD, DEVICE_BURST,
+    address_key, Limit, ACCOUNT_BURST, ACCOUNT_PERIOD, ADDRESS_BURST, ADDRESS_PERIOD, CODE_BURST,
+    CODE_PERIOD, DEVICE_BURST,
     DEVICE_DISTRUST_PERIOD, DEVICE_FAILURES, DEVICE_PERIOD, MAIL_FROM_BURST, MAIL_FROM_PERIOD,
     MAIL_TO_BURST, MAIL_TO_PERIOD, PAIR_BURST, PAIR_PERIOD, SESSION_BURST, SESSION_PERIOD,
     SIGNUP_BURST, SIGNUP_PERIOD,
@@ -79,7 +80,7 @@ use memory::Limiter;
 /// Where the counts live.
 enum Counts<C: Clock> {
     /// This process's memory: one bounded limiter per [`Limit`], in [`Limit::ALL`]'s order.
-    Memory(Box<[Limiter<C>; 9]>),
+    Memory(Box<[Limiter<C>; 10]>),
     /// A table every instance shares.
     Shared(Shared),
 }
@@ -305,6 +306,20 @@ impl<C: Clock + Clone> Throttle<C> {
             return Ok(());
         }
         self.take(Limit::MailTo, limits::account_key(address)).await
+    }
+
+    /// A second-factor code tried on account `user_id` (at sign-in, reauthentication, a
+    /// reset or an enrolment), counted before it is checked.
+    pub async fn code(&self, user_id: i64) -> Result<(), Throttled> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.take(Limit::Code, user_id.to_string()).await
+    }
+
+    /// A right code: the account's count of codes is forgiven.
+    pub async fn code_accepted(&self, user_id: i64) {
+        self.forget(Limit::Code, &user_id.to_string()).await;
     }
 
     /// Drops the records that are back to a full allowance; run from the periodic purge.

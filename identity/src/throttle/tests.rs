@@ -342,6 +342,7 @@ async fn full_records_are_forgotten() {
     t.password_check(uuid::Uuid::new_v4()).await.unwrap();
     t.sign_up(v4(1)).await.unwrap();
     t.mail_request(v4(1), "erin").await.unwrap();
+    t.code(7).await.unwrap();
     for limit in Limit::ALL {
         assert_eq!(t.tracked(limit), 1, "{limit:?}");
     }

@@ -161,6 +161,8 @@ async fn spawn_app_in_with(dir: Arc<TempDir>, tweak: impl FnOnce(&mut Config)) -
         cache_entries: 1000,
         trusted_proxies: Default::default(),
         mail: Default::default(),
+        factor_key: SECRET.as_bytes().to_vec(),
+        reauth_window: Duration::from_secs(600),
     };
     tweak(&mut config);
     let options = LeptosOptions::builder().output_name("authapp").build();

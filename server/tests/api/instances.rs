@@ -745,3 +745,65 @@ async fn concurrent_claims_on_postgres_never_share_a_mail() {
     unique.dedup();
     assert_eq!((ids.len(), unique.len()), (50, 50));
 }
+
+/// Two-step sign-in across instances: the password step on one, the code on the other (the
+/// half-way sign-in is in the database); turning the factor on through one ends the other
+/// sessions on both at once, and the shared code count holds across them.
+#[tokio::test]
+async fn a_sign_in_begun_on_one_instance_is_finished_on_the_other() {
+    use app::auth::factors::totp::{TotpSecret, STEP};
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let minute = Duration::from_secs(60);
+    let (a, b) = (instance(&url, minute).await, instance(&url, minute).await);
+    let first = sign_in(&a, "twohosts").await;
+    let first = first["access_token"].as_str().unwrap().to_owned();
+    let other: Value = b
+        .login(&b.api(), "twohosts", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let other = other["access_token"].as_str().unwrap().to_owned();
+    let begin: Value = a
+        .api()
+        .post(a.url("/api/totp/begin"))
+        .bearer_auth(&first)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = TotpSecret::from_base32(begin["secret"].as_str().unwrap()).unwrap();
+    let step = crate::helpers::now_unix() / STEP;
+    let confirmed = b
+        .api()
+        .post(b.url("/api/totp/confirm"))
+        .bearer_auth(&first)
+        .form(&[("code", secret.code_at(step - 1).unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    refused_within(&a, &other, Duration::from_secs(1)).await;
+    refused_within(&b, &other, Duration::from_secs(1)).await;
+
+    let res = a.login(&a.api(), "twohosts", PASSWORD).await;
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.unwrap();
+    let pending = body["pending_token"].as_str().unwrap().to_owned();
+    let finish = |app: &TestApp, code: String| {
+        app.api()
+            .post(app.url("/api/login/code"))
+            .form(&[("pending_token", pending.clone()), ("code", code)])
+            .send()
+    };
+    let code = secret.code_at(step).unwrap();
+    assert_eq!(finish(&b, code.clone()).await.unwrap().status(), 200);
+    // Spent on B: A refuses it, and the code with it.
+    assert_eq!(finish(&a, code).await.unwrap().status(), 401);
+    a.stop().await;
+    b.stop().await;
+}

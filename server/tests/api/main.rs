@@ -13,6 +13,7 @@ mod account; // password change and account deletion
 mod contract; // the API's contract: bodies, answers, errors, the OpenAPI document
 mod delivery; // the outbox's sender against a real SMTP server
 mod email; // addresses, mailed links, forgot/reset and notices, through a real SMTP server
+mod factors; // two-step sign-in, recovery codes and fresh authentication
 mod instances; // several instances on one PostgreSQL database
 mod process; // the real binary: crashes, shutdown, logs, files, `server backup` and `seed`
 mod sessions; // rotation, reuse, renewal, the sessions API and page

@@ -14,12 +14,15 @@ use crate::{
     api::{
         account::{ChangePasswordBody, DeleteAccountBody},
         email::{ChangeEmailBody, ConfirmEmailBody, ForgotPasswordBody, ResetPasswordBody},
+        factors::{ConfirmTotpBody, LoginCodeBody, ReauthBody},
         sessions::RevokeSessionBody,
         sign_in::{LoginBody, LogoutBody, RefreshBody, RegisterBody},
         AccountDeleted, AccountEmail, ChangeEmail, ChangePassword, ConfirmEmail, CurrentUser,
         DeleteAccount, EmailConfirmed, EmailStatus, EndOtherSessions, EndSession, ForgotPassword,
         ListSessions, LoggedOut, Login, Logout, Refresh, Register, Registered, ResendEmail,
         ResetPassword, ResetRequested, SessionInfo, SessionsEnded, SignedInUser, TokenResponse,
+        AccountFactors, BeginTotp, ConfirmTotp, FactorsInfo, LoginCode, Reauthenticate,
+        Reauthenticated, RecoveryCodes, RemoveTotp, RenewRecoveryCodes, TotpEnrolment,
     },
     error::{ApiError, ErrorCode},
 };
@@ -137,8 +140,20 @@ const TOKEN_OR_BUSY: [ErrorCode; 5] = [
     E::TemporarilyUnavailable,
 ];
 
+/// The token rejections, a session not fresh enough, a factor not in the state the change
+/// needs, and 503.
+const FRESH: [ErrorCode; 7] = [
+    E::MissingToken,
+    E::InvalidToken,
+    E::TokenExpired,
+    E::TokenRevoked,
+    E::ReauthRequired,
+    E::FactorConflict,
+    E::TemporarilyUnavailable,
+];
+
 /// Every route under `/api`, in the order the document lists them.
-pub static ENDPOINTS: [Endpoint; 18] = [
+pub static ENDPOINTS: [Endpoint; 25] = [
     Endpoint {
         method: Method::POST,
         path: Register::PATH,
@@ -164,6 +179,23 @@ pub static ENDPOINTS: [Endpoint; 18] = [
         answer: reference::<TokenResponse>,
         errors: &[
             E::InvalidCredentials,
+            E::SecondFactorRequired,
+            E::TooManyRequests,
+            E::TemporarilyUnavailable,
+        ],
+    },
+    Endpoint {
+        method: Method::POST,
+        path: LoginCode::PATH,
+        operation_id: "login_code",
+        summary: "Sign in, second step: an authenticator app's code or a recovery code for the \
+                  sign-in that answered 403 second_factor_required",
+        access: Access::Anyone,
+        body: Some(Body::of::<LoginCodeBody, LoginCode>(true)),
+        answer: reference::<TokenResponse>,
+        errors: &[
+            E::InvalidCode,
+            E::SignInExpired,
             E::TooManyRequests,
             E::TemporarilyUnavailable,
         ],
@@ -274,6 +306,7 @@ pub static ENDPOINTS: [Endpoint; 18] = [
             E::TokenExpired,
             E::TokenRevoked,
             E::InvalidCredentials,
+            E::ReauthRequired,
             E::InvalidInput,
             E::TooManyRequests,
             E::TemporarilyUnavailable,
@@ -293,6 +326,7 @@ pub static ENDPOINTS: [Endpoint; 18] = [
             E::TokenExpired,
             E::TokenRevoked,
             E::InvalidCredentials,
+            E::ReauthRequired,
             E::TooManyRequests,
             E::TemporarilyUnavailable,
         ],
@@ -328,6 +362,9 @@ pub static ENDPOINTS: [Endpoint; 18] = [
             E::LinkExpired,
             E::LinkUsed,
             E::TokenRevoked,
+            E::SecondFactorRequired,
+            E::InvalidCode,
+            E::TooManyRequests,
             E::TemporarilyUnavailable,
         ],
     },
@@ -372,6 +409,7 @@ pub static ENDPOINTS: [Endpoint; 18] = [
             E::TokenExpired,
             E::TokenRevoked,
             E::InvalidCredentials,
+            E::ReauthRequired,
             E::InvalidInput,
             E::TooManyRequests,
             E::NotFound,
@@ -395,6 +433,90 @@ pub static ENDPOINTS: [Endpoint; 18] = [
             E::TooManyRequests,
             E::TemporarilyUnavailable,
         ],
+    },
+    Endpoint {
+        method: Method::POST,
+        path: Reauthenticate::PATH,
+        operation_id: "reauthenticate",
+        summary: "Confirm it is you (the password, and a code with two-step sign-in on): this \
+                  session may make dangerous changes for REAUTH_WINDOW",
+        access: Access::SignedIn,
+        body: Some(Body::of::<ReauthBody, Reauthenticate>(true)),
+        answer: reference::<Reauthenticated>,
+        errors: &[
+            E::MissingToken,
+            E::InvalidToken,
+            E::TokenExpired,
+            E::TokenRevoked,
+            E::InvalidCredentials,
+            E::SecondFactorRequired,
+            E::InvalidCode,
+            E::TooManyRequests,
+            E::TemporarilyUnavailable,
+        ],
+    },
+    Endpoint {
+        method: Method::GET,
+        path: AccountFactors::PATH,
+        operation_id: "account_factors",
+        summary: "The caller's second factors, and until when this session may make dangerous \
+                  changes",
+        access: Access::SignedIn,
+        body: None,
+        answer: reference::<FactorsInfo>,
+        errors: &TOKEN_OR_BUSY,
+    },
+    Endpoint {
+        method: Method::POST,
+        path: BeginTotp::PATH,
+        operation_id: "begin_totp",
+        summary: "Start turning on two-step sign-in: a new authenticator secret (QR code and \
+                  text), waiting for its first code",
+        access: Access::SignedIn,
+        body: Some(Body::of::<NoFields, BeginTotp>(false)),
+        answer: reference::<TotpEnrolment>,
+        errors: &FRESH,
+    },
+    Endpoint {
+        method: Method::POST,
+        path: ConfirmTotp::PATH,
+        operation_id: "confirm_totp",
+        summary: "Turn two-step sign-in on with the authenticator's first code: ten recovery \
+                  codes, shown once; every other session ends",
+        access: Access::SignedIn,
+        body: Some(Body::of::<ConfirmTotpBody, ConfirmTotp>(true)),
+        answer: reference::<RecoveryCodes>,
+        errors: &[
+            E::MissingToken,
+            E::InvalidToken,
+            E::TokenExpired,
+            E::TokenRevoked,
+            E::ReauthRequired,
+            E::InvalidCode,
+            E::FactorConflict,
+            E::TooManyRequests,
+            E::TemporarilyUnavailable,
+        ],
+    },
+    Endpoint {
+        method: Method::POST,
+        path: RemoveTotp::PATH,
+        operation_id: "remove_totp",
+        summary: "Turn two-step sign-in off (the recovery codes go too); every other session ends",
+        access: Access::SignedIn,
+        body: Some(Body::of::<NoFields, RemoveTotp>(false)),
+        answer: reference::<FactorsInfo>,
+        errors: &FRESH,
+    },
+    Endpoint {
+        method: Method::POST,
+        path: RenewRecoveryCodes::PATH,
+        operation_id: "renew_recovery_codes",
+        summary: "Ten new recovery codes, shown once; the old ones stop working",
+        access: Access::SignedIn,
+        body: Some(Body::of::<NoFields, RenewRecoveryCodes>(false)),
+        answer: reference::<RecoveryCodes>,
+        errors: &FRESH,
     },
     Endpoint {
         method: Method::GET,

@@ -1,0 +1,347 @@
+//! Second factors through the core: enrolment, the sign-in's two steps, single use, recovery
+//! codes, fresh authentication, and changes racing each other.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::{
+    authn::{self, Step},
+    testing, users,
+};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A core with "alice" (id 1) and a session of hers.
+async fn core() -> (tempfile::TempDir, crate::store::Pool, Arc<Auth>, uuid::Uuid) {
+    let (dir, pool, auth) = testing::auth().await;
+    let hash = auth.passwords.hash(PASSWORD.into()).await.unwrap();
+    assert_eq!(users::create(&pool, "alice", &hash).await.unwrap().id, 1);
+    let auth = Arc::new(auth);
+    let issued = auth
+        .start_session(&testing::proof(&auth, 1).await, "test", None)
+        .await
+        .unwrap()
+        .unwrap();
+    (dir, pool, auth, issued.session_id)
+}
+
+/// TOTP turned on for alice through `session`: the secret and the recovery codes.
+async fn enrolled(auth: &Arc<Auth>, session: uuid::Uuid) -> (totp::TotpSecret, Vec<String>) {
+    let enrolment = auth.begin_totp(1, "alice").await.unwrap();
+    assert!(enrolment.url.contains(&enrolment.secret));
+    assert!(enrolment.qr_svg.contains("<svg"));
+    let secret = totp::TotpSecret::from_base32(&enrolment.secret).unwrap();
+    // A code of the step before: the step of now stays free for the tests' sign-ins.
+    let code = secret.code_at(now_unix() / totp::STEP - 1).unwrap();
+    let codes = auth
+        .confirm_totp(1, session, &code, testing::ORIGIN)
+        .await
+        .unwrap();
+    (secret, codes)
+}
+
+fn now_code(secret: &totp::TotpSecret) -> String {
+    secret.code_at(now_unix() / totp::STEP).unwrap()
+}
+
+async fn password_step(auth: &Arc<Auth>) -> Step {
+    authn::sign_in(auth, "alice", None, Vec::new(), PASSWORD.into())
+        .await
+        .unwrap()
+}
+
+/// The token of a sign-in held at its second step.
+async fn held(auth: &Arc<Auth>) -> String {
+    match password_step(auth).await {
+        Step::AnotherFactorNeeded(pending) => auth.hold_sign_in(&pending).await.unwrap(),
+        Step::Done(_) => panic!("no second step was asked for"),
+    }
+}
+
+async fn method_of(pool: &crate::store::Pool, session: uuid::Uuid) -> String {
+    sqlx::query_scalar("SELECT auth_method FROM sessions WHERE id = ?")
+        .bind(session.as_bytes().as_slice())
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn turning_totp_on_asks_every_password_sign_in_for_a_code_accepted_once() {
+    let (_dir, pool, auth, session) = core().await;
+    let other = auth
+        .start_session(&testing::proof(&auth, 1).await, "other", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(password_step(&auth).await, Step::Done(_)));
+    let (secret, codes) = enrolled(&auth, session).await;
+    assert_eq!(codes.len(), recovery::COUNT);
+    // Every other session ended; this one goes on.
+    assert!(auth.sessions.is_ended(&other.session_id));
+    assert!(!auth.sessions.is_ended(&session));
+    let status = auth.factor_status(1).await.unwrap();
+    assert!(status.totp_since.is_some());
+    assert_eq!(status.recovery_left, 10);
+    // The secret is sealed at rest: the database alone does not hold it.
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT sealed FROM totp_secrets")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!sealed
+        .windows(secret.as_bytes().len())
+        .any(|w| w == secret.as_bytes()));
+    // Nor the recovery codes.
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT code_hash FROM recovery_codes")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 10);
+    assert!(stored
+        .iter()
+        .all(|h| codes.iter().all(|c| !h.windows(5).any(|w| w == &c.as_bytes()[..5]))));
+
+    // A password sign-in now stops half-way.
+    let token = held(&auth).await;
+    assert!(matches!(
+        auth.finish_sign_in(&token, "000000").await,
+        Err(FinishError::Code(CodeError::Wrong))
+    ));
+    let code = now_code(&secret);
+    let proof = auth.finish_sign_in(&token, &code).await.unwrap();
+    assert_eq!(proof.method(), Method::PasswordTotp);
+    let issued = auth
+        .start_session(&proof, "phone", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(method_of(&pool, issued.session_id).await, "password_totp");
+    // The held sign-in is spent; the code too, for any other sign-in.
+    assert!(matches!(
+        auth.finish_sign_in(&token, &code).await,
+        Err(FinishError::Over)
+    ));
+    let again = held(&auth).await;
+    assert!(matches!(
+        auth.finish_sign_in(&again, &code).await,
+        Err(FinishError::Code(CodeError::Wrong))
+    ));
+    // A recovery code, once.
+    let proof = auth.finish_sign_in(&again, &codes[3]).await.unwrap();
+    assert_eq!(proof.method(), Method::RecoveryCode);
+    let third = held(&auth).await;
+    assert!(matches!(
+        auth.finish_sign_in(&third, &codes[3]).await,
+        Err(FinishError::Code(CodeError::Wrong))
+    ));
+    assert_eq!(auth.factor_status(1).await.unwrap().recovery_left, 9);
+    // Typed differently, another code still works.
+    let typed = codes[4].to_uppercase().replace('-', " ");
+    assert!(auth.finish_sign_in(&third, &typed).await.is_ok());
+    // Forged and malformed tokens are over.
+    for bad in ["", "ps1.", "ps1.AAAA", "xx1.abc", &format!("{token}x")] {
+        assert!(matches!(
+            auth.finish_sign_in(bad, &codes[5]).await,
+            Err(FinishError::Over)
+        ));
+    }
+}
+
+/// Wrong codes are counted on the account: after the burst, even the right code waits.
+#[tokio::test]
+async fn wrong_codes_are_throttled_per_account() {
+    let (_dir, _pool, auth, session) = core().await;
+    let (secret, _codes) = enrolled(&auth, session).await;
+    let token = held(&auth).await;
+    for _ in 0..crate::throttle::CODE_BURST {
+        assert!(matches!(
+            auth.finish_sign_in(&token, "123456").await,
+            Err(FinishError::Code(CodeError::Wrong))
+        ));
+    }
+    assert!(matches!(
+        auth.finish_sign_in(&token, &now_code(&secret)).await,
+        Err(FinishError::Code(CodeError::Throttled(_)))
+    ));
+}
+
+/// 64 requests with one right code for one held sign-in: one proof. And 64 held sign-ins with
+/// the same code: one passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_code_sixty_four_times_at_once_passes_once() {
+    let (_dir, _pool, auth, session) = core().await;
+    let (secret, codes) = enrolled(&auth, session).await;
+    let token = held(&auth).await;
+    let code = now_code(&secret);
+    let tries: Vec<_> = (0..64)
+        .map(|_| {
+            let (auth, token, code) = (auth.clone(), token.clone(), code.clone());
+            tokio::spawn(async move { auth.finish_sign_in(&token, &code).await })
+        })
+        .collect();
+    let mut passed = 0;
+    for t in tries {
+        if t.await.unwrap().is_ok() {
+            passed += 1;
+        }
+    }
+    assert_eq!(passed, 1);
+    // One recovery code through many held sign-ins at once (the throttle forgives each pass).
+    let mut tokens = Vec::new();
+    for _ in 0..8 {
+        tokens.push(held(&auth).await);
+    }
+    let tries: Vec<_> = tokens
+        .into_iter()
+        .map(|token| {
+            let (auth, code) = (auth.clone(), codes[0].clone());
+            tokio::spawn(async move { auth.finish_sign_in(&token, &code).await })
+        })
+        .collect();
+    let mut passed = 0;
+    for t in tries {
+        if t.await.unwrap().is_ok() {
+            passed += 1;
+        }
+    }
+    assert_eq!(passed, 1);
+}
+
+/// A change of credentials between the steps (TOTP turned off and on again, the password
+/// changed) ends the held sign-in.
+#[tokio::test]
+async fn a_credential_change_between_the_steps_ends_the_held_sign_in() {
+    let (_dir, _pool, auth, session) = core().await;
+    let (secret, _codes) = enrolled(&auth, session).await;
+    let token = held(&auth).await;
+    let hash = auth.passwords.hash("a new password!".into()).await.unwrap();
+    auth.change_password(1, session, &hash, now_unix(), testing::ORIGIN)
+        .await
+        .unwrap()
+        .unwrap();
+    // Its code is right, but the stamp it read is not the account's any more.
+    match auth.finish_sign_in(&token, &now_code(&secret)).await {
+        Err(FinishError::Over) => {}
+        other => panic!("{other:?}"),
+    }
+    // Removing the factor drops every held sign-in.
+    let token = match authn::sign_in(&auth, "alice", None, Vec::new(), "a new password!".into())
+        .await
+        .unwrap()
+    {
+        Step::AnotherFactorNeeded(p) => auth.hold_sign_in(&p).await.unwrap(),
+        Step::Done(_) => panic!(),
+    };
+    auth.remove_totp(1, Some(session), testing::ORIGIN)
+        .await
+        .unwrap();
+    assert!(auth.held_sign_in(&token).await.unwrap().is_none());
+    assert!(matches!(
+        auth.remove_totp(1, Some(session), testing::ORIGIN).await,
+        Err(ChangeError::Conflict)
+    ));
+    // Off: the password is the whole sign-in again, and no codes are left.
+    assert!(matches!(
+        authn::sign_in(&auth, "alice", None, Vec::new(), "a new password!".into())
+            .await
+            .unwrap(),
+        Step::Done(_)
+    ));
+    assert_eq!(auth.factor_status(1).await.unwrap().recovery_left, 0);
+}
+
+#[tokio::test]
+async fn enrolment_waits_for_its_own_first_code() {
+    let (_dir, _pool, auth, session) = core().await;
+    // Nothing waits: nothing to confirm.
+    assert!(matches!(
+        auth.confirm_totp(1, session, "123456", testing::ORIGIN).await,
+        Err(ChangeError::Conflict)
+    ));
+    let first = auth.begin_totp(1, "alice").await.unwrap();
+    let second = auth.begin_totp(1, "alice").await.unwrap();
+    assert_ne!(first.secret, second.secret);
+    // The first tab's secret was replaced: its code does not turn anything on.
+    let old = totp::TotpSecret::from_base32(&first.secret).unwrap();
+    assert!(matches!(
+        auth.confirm_totp(1, session, &now_code(&old), testing::ORIGIN)
+            .await,
+        Err(ChangeError::Code(CodeError::Wrong))
+    ));
+    let new = totp::TotpSecret::from_base32(&second.secret).unwrap();
+    auth.confirm_totp(1, session, &now_code(&new), testing::ORIGIN)
+        .await
+        .unwrap();
+    // On: no second enrolment, no second confirmation.
+    assert!(matches!(
+        auth.begin_totp(1, "alice").await,
+        Err(ChangeError::Conflict)
+    ));
+    assert!(matches!(
+        auth.confirm_totp(1, session, &now_code(&new), testing::ORIGIN).await,
+        Err(ChangeError::Conflict)
+    ));
+    // New recovery codes replace the old.
+    let codes = auth.renew_recovery_codes(1).await.unwrap();
+    assert_eq!(codes.len(), 10);
+    let token = held(&auth).await;
+    assert!(auth.finish_sign_in(&token, &codes[0]).await.is_ok());
+}
+
+/// Fresh authentication: a session is fresh from its sign-in for the window, a
+/// reauthentication makes it fresh again, a refresh never does.
+#[tokio::test]
+async fn a_session_is_fresh_after_a_sign_in_or_a_reauthentication_only() {
+    let (_dir, pool, auth, session) = core().await;
+    let window = crate::sessions::secs(auth.factors.reauth_window);
+    let until = auth.fresh_until(session).await.unwrap().unwrap();
+    assert!(until >= now_unix() + window - 5);
+    // An hour old.
+    sqlx::query("UPDATE sessions SET authenticated_at = authenticated_at - 3600")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(auth.fresh_until(session).await.unwrap().unwrap() < now_unix());
+    let refresh = {
+        let s = auth.sessions.find(session).await.unwrap().unwrap();
+        crate::tokens::refresh::encode(
+            &testing::refresh_secret(),
+            &s.refresh_key,
+            session,
+            s.generation,
+        )
+    };
+    auth.refresh(&refresh, None).await.unwrap();
+    assert!(auth.fresh_until(session).await.unwrap().unwrap() < now_unix());
+    // The wrong password changes nothing; the right one makes it fresh.
+    assert!(matches!(
+        auth.reauthenticate(1, session, Some("wrong password!".into()), None)
+            .await,
+        Err(ReauthError::Password(_))
+    ));
+    auth.reauthenticate(1, session, Some(PASSWORD.into()), None)
+        .await
+        .unwrap();
+    assert!(auth.fresh_until(session).await.unwrap().unwrap() >= now_unix() + window - 5);
+    // With TOTP on, the password alone is not enough.
+    let (secret, _codes) = enrolled(&auth, session).await;
+    assert!(matches!(
+        auth.reauthenticate(1, session, Some(PASSWORD.into()), None)
+            .await,
+        Err(ReauthError::CodeNeeded)
+    ));
+    auth.reauthenticate(1, session, Some(PASSWORD.into()), Some(&now_code(&secret)))
+        .await
+        .unwrap();
+    assert_eq!(method_of(&pool, session).await, "password");
+}
+
+/// The operator's removal (no session kept) ends every session of the account.
+#[tokio::test]
+async fn the_operators_removal_ends_every_session() {
+    let (_dir, _pool, auth, session) = core().await;
+    enrolled(&auth, session).await;
+    auth.remove_totp(1, None, testing::ORIGIN).await.unwrap();
+    assert!(auth.sessions.is_ended(&session));
+    assert_eq!(auth.factor_status(1).await.unwrap().totp_since, None);
+}
