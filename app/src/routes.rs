@@ -97,7 +97,10 @@ mod tests {
             .filter(|p| is_protected(p.path))
             .map(|p| p.path)
             .collect();
-        assert_eq!(protected, ["/profile", "/sessions", "/account", "/security"]);
+        assert_eq!(
+            protected,
+            ["/profile", "/sessions", "/account", "/security"]
+        );
         // Exact paths only: a longer path is another (unknown) page.
         assert!(!is_protected("/profile/x"));
         assert!(!is_protected("/profilex"));

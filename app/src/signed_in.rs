@@ -115,7 +115,9 @@ pub fn provide_auth() {
         if path == Login::PATH {
             login.value().set(Some(Err(claimed.in_our_words(false))));
         } else if path == LoginCode::PATH {
-            login_code.value().set(Some(Err(claimed.in_our_words(false))));
+            login_code
+                .value()
+                .set(Some(Err(claimed.in_our_words(false))));
         } else if path == Register::PATH {
             register.value().set(Some(Err(claimed.in_our_words(true))));
         } else if path == Logout::PATH {
@@ -290,8 +292,7 @@ impl AuthState {
     /// refetch starts). Reactive.
     pub fn settled(&self) -> Option<Result<Option<SignedInUser>, ApiError>> {
         let snapshot = self.current.try_get().flatten()?;
-        let version =
-            self.logins.try_get()? + self.codes.try_get()? + self.logouts.try_get()?;
+        let version = self.logins.try_get()? + self.codes.try_get()? + self.logouts.try_get()?;
         let signing_in = self.signing_in.try_get().unwrap_or(true)
             || self.checking_code.try_get().unwrap_or(true);
         (!signing_in && snapshot.version == version).then_some(snapshot.user)

@@ -101,7 +101,15 @@ mod tests {
 
     async fn start(auth: &Auth, user: i64) -> LiveSession {
         auth.sessions
-            .create(user, testing::STAMP, "test", None, now_unix(), None, crate::factors::Method::Password)
+            .create(
+                user,
+                testing::STAMP,
+                "test",
+                None,
+                now_unix(),
+                None,
+                crate::factors::Method::Password,
+            )
             .await
             .unwrap()
             .unwrap()

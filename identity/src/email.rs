@@ -673,9 +673,10 @@ mod tests {
         let tries: Vec<_> = (0..64)
             .map(|_| {
                 let (auth, token, hash) = (auth.clone(), token.clone(), hash.clone());
-                tokio::spawn(
-                    async move { auth.reset_password(&token, &hash, None, testing::ORIGIN).await },
-                )
+                tokio::spawn(async move {
+                    auth.reset_password(&token, &hash, None, testing::ORIGIN)
+                        .await
+                })
             })
             .collect();
         let mut done = 0;

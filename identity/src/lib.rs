@@ -204,7 +204,15 @@ pub mod testing {
         now: i64,
     ) -> Result<Option<crate::sessions::LiveSession>, crate::sessions::WriteError> {
         sessions
-            .create(user_id, stamp, "test", None, now, None, crate::factors::Method::Password)
+            .create(
+                user_id,
+                stamp,
+                "test",
+                None,
+                now,
+                None,
+                crate::factors::Method::Password,
+            )
             .await
     }
 

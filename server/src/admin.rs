@@ -33,11 +33,20 @@ impl std::fmt::Display for AdminError {
 
 /// The account `who` names: `#ID`, a username or a confirmed address. Its id and username.
 async fn find(auth: &Auth, who: &str) -> Result<(i64, String), AdminError> {
-    let failed = |e: &dyn std::fmt::Display| AdminError::Failed(format!("reading the account failed: {e}"));
+    let failed =
+        |e: &dyn std::fmt::Display| AdminError::Failed(format!("reading the account failed: {e}"));
     let found = match who.strip_prefix('#').map(str::parse::<i64>) {
-        Some(Ok(id)) => auth.users.credentials_of(id).await.map_err(|e| failed(&e))?,
+        Some(Ok(id)) => auth
+            .users
+            .credentials_of(id)
+            .await
+            .map_err(|e| failed(&e))?,
         Some(Err(_)) => return Err(AdminError::NoSuchUser(who.to_owned())),
-        None => auth.users.credentials(who.trim()).await.map_err(|e| failed(&e))?,
+        None => auth
+            .users
+            .credentials(who.trim())
+            .await
+            .map_err(|e| failed(&e))?,
     };
     found
         .map(|c| (c.id, c.username))
@@ -68,6 +77,8 @@ pub async fn remove_factors(config: &Config, who: &str) -> Result<String, AdminE
         Err(ChangeError::Conflict) => Err(AdminError::Nothing(format!(
             "{username} (#{user_id}) has no second factor: nothing to remove"
         ))),
-        Err(e) => Err(AdminError::Failed(format!("removing the second factors failed: {e}"))),
+        Err(e) => Err(AdminError::Failed(format!(
+            "removing the second factors failed: {e}"
+        ))),
     }
 }

@@ -368,6 +368,16 @@ impl Config {
                 "the limits cannot be turned off with APP_ENV=production".into(),
             ));
         }
+        let factor_key = match get("FACTOR_KEY").filter(|s| !s.is_empty()) {
+            Some(s) if s.len() < MIN_SECRET_LEN => {
+                return Err(ConfigError::Invalid(
+                    "FACTOR_KEY",
+                    format!("{} bytes; at least {MIN_SECRET_LEN} are needed", s.len()),
+                ))
+            }
+            Some(s) => s.into_bytes(),
+            None => jwt_secret.clone(),
+        };
         Ok(Self {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             jwt_secret,
@@ -406,16 +416,7 @@ impl Config {
             trusted_proxies: TrustedProxies::parse(&get("TRUSTED_PROXIES").unwrap_or_default())
                 .map_err(|e| ConfigError::Invalid("TRUSTED_PROXIES", e))?,
             mail: MailConfig::from_lookup(&get, production)?,
-            factor_key: match get("FACTOR_KEY").filter(|s| !s.is_empty()) {
-                Some(s) if s.len() < MIN_SECRET_LEN => {
-                    return Err(ConfigError::Invalid(
-                        "FACTOR_KEY",
-                        format!("{} bytes; at least {MIN_SECRET_LEN} are needed", s.len()),
-                    ))
-                }
-                Some(s) => s.into_bytes(),
-                None => jwt_secret.clone(),
-            },
+            factor_key,
             reauth_window: duration("REAUTH_WINDOW", 10 * 60)?,
         })
     }

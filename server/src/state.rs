@@ -61,9 +61,7 @@ pub async fn build_state(
 /// The core on the configured database, with nothing running beside it (no mail sender, no
 /// revocation feed): what `server admin` works with. On PostgreSQL, also where the instances'
 /// revocations stood when it was built, for the feed to follow from.
-pub async fn build_auth(
-    config: &Config,
-) -> Result<(Auth, store::Store, Option<i64>), StartError> {
+pub async fn build_auth(config: &Config) -> Result<(Auth, store::Store, Option<i64>), StartError> {
     let store = store::Store::connect(&config.database_url).await?;
     let health = store::Health::new(store.clone());
     // On PostgreSQL other instances revoke too: where their revocations stand is read before
@@ -145,7 +143,7 @@ pub async fn build_auth(
 }
 
 /// Second factors and fresh authentication, from the settings.
-pub fn factors(config: &Config) -> app::auth::factors::Factors {
+fn factors(config: &Config) -> app::auth::factors::Factors {
     app::auth::factors::Factors {
         reauth_window: config.reauth_window,
         issuer: config.mail.app_name.clone(),

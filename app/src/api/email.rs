@@ -286,23 +286,23 @@ pub mod server {
             "/account" => {
                 let user_id = user?.user_id;
                 match auth.address_status(user_id).await {
-                Ok(status) => vec![
-                    status.email.unwrap_or_default(),
-                    if status.verified {
-                        "verified"
-                    } else {
-                        "unverified"
+                    Ok(status) => vec![
+                        status.email.unwrap_or_default(),
+                        if status.verified {
+                            "verified"
+                        } else {
+                            "unverified"
+                        }
+                        .to_owned(),
+                        status.pending.unwrap_or_default(),
+                        if auth.mail.enabled { "on" } else { "off" }.to_owned(),
+                        totp_fact(auth, user_id).await,
+                    ],
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the account page's address could not be read");
+                        vec!["".into(), "unknown".into()]
                     }
-                    .to_owned(),
-                    status.pending.unwrap_or_default(),
-                    if auth.mail.enabled { "on" } else { "off" }.to_owned(),
-                    totp_fact(auth, user_id).await,
-                ],
-                Err(e) => {
-                    tracing::warn!(error = %e, "the account page's address could not be read");
-                    vec!["".into(), "unknown".into()]
                 }
-            }
             }
             "/security" => {
                 let user = user?;

@@ -215,7 +215,10 @@ pub async fn remove_totp() -> Result<FactorsInfo, ApiError> {
 /// fresh authentication.
 #[server(prefix = "/api", endpoint = "recovery-codes")]
 pub async fn renew_recovery_codes() -> Result<RecoveryCodes, ApiError> {
-    answered(RenewRecoveryCodes::PATH, server::renew_recovery_codes().await)
+    answered(
+        RenewRecoveryCodes::PATH,
+        server::renew_recovery_codes().await,
+    )
 }
 
 #[cfg(feature = "ssr")]
@@ -406,7 +409,10 @@ pub mod server {
         })
     }
 
-    pub(crate) async fn factors_of(state: &AppState, user: &AuthUser) -> Result<FactorsInfo, ApiError> {
+    pub(crate) async fn factors_of(
+        state: &AppState,
+        user: &AuthUser,
+    ) -> Result<FactorsInfo, ApiError> {
         database(state)?;
         let status = state
             .auth
@@ -508,5 +514,26 @@ pub mod server {
         })?;
         tracing::info!(user_id = user.user_id, "recovery codes renewed");
         Ok(RecoveryCodes { codes })
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<super::contract::NoFields> for BeginTotp {
+    fn from(super::contract::NoFields {}: super::contract::NoFields) -> Self {
+        Self {}
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<super::contract::NoFields> for RemoveTotp {
+    fn from(super::contract::NoFields {}: super::contract::NoFields) -> Self {
+        Self {}
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<super::contract::NoFields> for RenewRecoveryCodes {
+    fn from(super::contract::NoFields {}: super::contract::NoFields) -> Self {
+        Self {}
     }
 }

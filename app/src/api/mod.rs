@@ -37,8 +37,7 @@ pub use email::{
 pub use factors::{
     account_factors, begin_totp, confirm_totp, login_code, reauthenticate, remove_totp,
     renew_recovery_codes, AccountFactors, BeginTotp, ConfirmTotp, FactorsInfo, LoginCode,
-    Reauthenticate, Reauthenticated, RecoveryCodes, RemoveTotp, RenewRecoveryCodes,
-    TotpEnrolment,
+    Reauthenticate, Reauthenticated, RecoveryCodes, RemoveTotp, RenewRecoveryCodes, TotpEnrolment,
 };
 pub use sessions::{
     end_other_sessions, end_session, list_sessions, EndOtherSessions, EndSession, ListSessions,

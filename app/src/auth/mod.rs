@@ -11,8 +11,7 @@ pub mod extractor;
 
 pub use identity::{
     access, account, authn, cache, cookie, credentials, device, email, factors, mail, proxies,
-    revocation,
-    sessions, throttle, tokens, users, Auth, IssueError, Issued,
+    revocation, sessions, throttle, tokens, users, Auth, IssueError, Issued,
 };
 
 use std::sync::Arc;

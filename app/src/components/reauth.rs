@@ -9,7 +9,9 @@ use leptos_router::hooks::use_query_map;
 
 use crate::{
     api::Reauthenticate,
-    components::form::{failure, field, submit_with, ErrorFn, Failure, PasswordInput, SubmitButton},
+    components::form::{
+        failure, field, submit_with, ErrorFn, Failure, PasswordInput, SubmitButton,
+    },
     error::{ApiError, ErrorCode},
 };
 

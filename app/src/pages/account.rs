@@ -37,7 +37,10 @@ pub fn AccountPage() -> impl IntoView {
     let reauth = query.read_untracked().get("reauth");
     let asked = [ChangePassword::PATH, DeleteAccount::PATH, ChangeEmail::PATH]
         .iter()
-        .any(|path| auth.posted_to(path).is_some_and(|e| e.error == ErrorCode::ReauthRequired));
+        .any(|path| {
+            auth.posted_to(path)
+                .is_some_and(|e| e.error == ErrorCode::ReauthRequired)
+        });
     let confirm = if reauth.as_deref() == Some("ok") {
         view! {
             <p class="notice" role="status" data-testid="reauth-ok">
@@ -51,9 +54,8 @@ pub fn AccountPage() -> impl IntoView {
     } else {
         ().into_any()
     };
-    let not_reauth = |e: Option<crate::error::ApiError>| {
-        e.filter(|e| e.error != ErrorCode::ReauthRequired)
-    };
+    let not_reauth =
+        |e: Option<crate::error::ApiError>| e.filter(|e| e.error != ErrorCode::ReauthRequired);
     let change_error: ErrorFn = {
         let auth = auth.clone();
         Box::new(move || not_reauth(auth.posted_to(ChangePassword::PATH)))

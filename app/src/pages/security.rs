@@ -74,11 +74,16 @@ pub fn SecurityPage() -> impl IntoView {
 
     // Each answer: the state it leaves, or the change to make again after confirming.
     let needs_reauth = |e: &Option<crate::error::ApiError>| {
-        e.as_ref().is_some_and(|e| e.error == ErrorCode::ReauthRequired)
+        e.as_ref()
+            .is_some_and(|e| e.error == ErrorCode::ReauthRequired)
     };
     Effect::new({
-        let (begin, confirm, remove, renew) =
-            (begin.clone(), confirm.clone(), remove.clone(), renew.clone());
+        let (begin, confirm, remove, renew) = (
+            begin.clone(),
+            confirm.clone(),
+            remove.clone(),
+            renew.clone(),
+        );
         move |_| {
             if needs_reauth(&failure(begin.value().try_get())) {
                 interrupted.set(Some(Interrupted::Begin));
@@ -175,17 +180,27 @@ pub fn SecurityPage() -> impl IntoView {
     };
 
     let state = {
-        let (begin, confirm, remove, renew) =
-            (begin.clone(), confirm.clone(), remove.clone(), renew.clone());
+        let (begin, confirm, remove, renew) = (
+            begin.clone(),
+            confirm.clone(),
+            remove.clone(),
+            renew.clone(),
+        );
         move || match since.get() {
             Some(at) => {
                 let remove_error: ErrorFn = {
                     let remove = remove.clone();
-                    Box::new(move || failure(remove.value().try_get()).filter(|e| e.error != ErrorCode::ReauthRequired))
+                    Box::new(move || {
+                        failure(remove.value().try_get())
+                            .filter(|e| e.error != ErrorCode::ReauthRequired)
+                    })
                 };
                 let renew_error: ErrorFn = {
                     let renew = renew.clone();
-                    Box::new(move || failure(renew.value().try_get()).filter(|e| e.error != ErrorCode::ReauthRequired))
+                    Box::new(move || {
+                        failure(renew.value().try_get())
+                            .filter(|e| e.error != ErrorCode::ReauthRequired)
+                    })
                 };
                 view! {
                     <p data-testid="totp-state" data-state="on">
@@ -222,7 +237,10 @@ pub fn SecurityPage() -> impl IntoView {
             None => {
                 let begin_error: ErrorFn = {
                     let begin = begin.clone();
-                    Box::new(move || failure(begin.value().try_get()).filter(|e| e.error != ErrorCode::ReauthRequired))
+                    Box::new(move || {
+                        failure(begin.value().try_get())
+                            .filter(|e| e.error != ErrorCode::ReauthRequired)
+                    })
                 };
                 let enrolment = {
                     let (begin, confirm) = (begin.clone(), confirm.clone());

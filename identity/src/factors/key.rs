@@ -103,7 +103,10 @@ mod tests {
         let key = FactorKey::derive(b"a secret of at least thirty-two bytes!");
         let sealed = key.seal(7, b"the totp secret");
         assert!(!sealed.windows(15).any(|w| w == b"the totp secret"));
-        assert_eq!(key.open(7, &sealed).as_deref(), Some(&b"the totp secret"[..]));
+        assert_eq!(
+            key.open(7, &sealed).as_deref(),
+            Some(&b"the totp secret"[..])
+        );
         assert_eq!(key.open(8, &sealed), None);
         let other = FactorKey::derive(b"another secret of thirty-two bytes!!!");
         assert_eq!(other.open(7, &sealed), None);

@@ -383,7 +383,9 @@ impl Auth {
         let attempt = crate::credentials::Attempt::SignedIn { user_id, session };
         let checked = crate::credentials::check_password(self, attempt, password).await?;
         if checked.second_factor {
-            let code = code.filter(|c| !c.trim().is_empty()).ok_or(ReauthError::CodeNeeded)?;
+            let code = code
+                .filter(|c| !c.trim().is_empty())
+                .ok_or(ReauthError::CodeNeeded)?;
             self.check_second_factor(user_id, code).await?;
         }
         let fresh = self
@@ -401,11 +403,7 @@ impl Auth {
 
     /// Begins (or begins again) a TOTP enrolment for `user_id`: a new secret, sealed and kept
     /// unconfirmed, shown to the person. [`ChangeError::Conflict`] when TOTP is already on.
-    pub async fn begin_totp(
-        &self,
-        user_id: i64,
-        username: &str,
-    ) -> Result<Enrolment, ChangeError> {
+    pub async fn begin_totp(&self, user_id: i64, username: &str) -> Result<Enrolment, ChangeError> {
         let secret = totp::TotpSecret::random();
         let sealed = self.factors.key.seal(user_id, secret.as_bytes());
         if !self
@@ -451,8 +449,8 @@ impl Auth {
             .map(totp::TotpSecret::from_bytes)
             .ok_or(ChangeError::Conflict)?;
         let now = now_unix();
-        let Some(step) = totp::normalise_code(typed)
-            .and_then(|code| secret.matching_step(&code, now, 0))
+        let Some(step) =
+            totp::normalise_code(typed).and_then(|code| secret.matching_step(&code, now, 0))
         else {
             return Err(ChangeError::Code(CodeError::Wrong));
         };
@@ -490,7 +488,13 @@ impl Auth {
             FactorChange::RemovedByOperator
         };
         let done = self
-            .factor_change(user_id, now, origin, change, FactorWrite::RemoveTotp { current })
+            .factor_change(
+                user_id,
+                now,
+                origin,
+                change,
+                FactorWrite::RemoveTotp { current },
+            )
             .await?;
         if done {
             Ok(())

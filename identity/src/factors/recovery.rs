@@ -62,10 +62,20 @@ mod tests {
             assert_eq!(code.len(), 11);
             let n = normalise(code).unwrap();
             assert_eq!(normalise(&code.to_uppercase()).unwrap(), n);
-            assert_eq!(normalise(&format!(" {} ", code.replace('-', " "))).unwrap(), n);
+            assert_eq!(
+                normalise(&format!(" {} ", code.replace('-', " "))).unwrap(),
+                n
+            );
         }
         assert_eq!(normalise("O1IL0-abcde").unwrap(), "01110abcde");
-        for bad in ["", "abcde", "abcde-fghjk-m", "abcde-fghj!", "abcdé-fghjk", "123456"] {
+        for bad in [
+            "",
+            "abcde",
+            "abcde-fghjk-m",
+            "abcde-fghj!",
+            "abcdé-fghjk",
+            "123456",
+        ] {
             assert_eq!(normalise(bad), None, "{bad}");
         }
         let key = FactorKey::derive(b"a secret of at least thirty-two bytes!");

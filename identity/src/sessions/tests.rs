@@ -43,10 +43,18 @@ fn encode(secret: &RefreshSecret, session: &Session) -> String {
 
 /// A session of `user` (whose credential stamp `testing::user` leaves at `testing::STAMP`).
 async fn start(s: &Sessions, user: i64, now: i64) -> LiveSession {
-    s.create(user, testing::STAMP, "Mozilla/5.0", None, now, None, crate::factors::Method::Password)
-        .await
-        .unwrap()
-        .unwrap()
+    s.create(
+        user,
+        testing::STAMP,
+        "Mozilla/5.0",
+        None,
+        now,
+        None,
+        crate::factors::Method::Password,
+    )
+    .await
+    .unwrap()
+    .unwrap()
 }
 
 #[tokio::test]
@@ -149,7 +157,15 @@ async fn a_write_that_cannot_get_its_turn_is_busy_not_queued_forever() {
     let (ended, rotated, created, signed_out) = tokio::join!(
         s.end_one(first.id(), None, EndReason::EndedOnSessionsPage, now),
         s.rotate(&token, None, now),
-        s.create(1, testing::STAMP, "ua", None, now, None, crate::factors::Method::Password),
+        s.create(
+            1,
+            testing::STAMP,
+            "ua",
+            None,
+            now,
+            None,
+            crate::factors::Method::Password
+        ),
         s.sign_out(Uuid::new_v4(), 1, now + 60, first.id(), now),
     );
     let waited = started.elapsed();

@@ -77,12 +77,14 @@ async fn replace_codes(
         .execute(&mut **tx)
         .await?;
     for hash in hashes {
-        sqlx::query("INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES ($1, $2, $3)")
-            .bind(user_id)
-            .bind(hash.as_slice())
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(user_id)
+        .bind(hash.as_slice())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }
@@ -183,7 +185,11 @@ impl Store {
     }
 
     /// The sign-in `hash` names, if it still waits at `now`.
-    pub async fn held_sign_in(&self, hash: &[u8; 32], now: i64) -> Result<Option<Held>, StoreError> {
+    pub async fn held_sign_in(
+        &self,
+        hash: &[u8; 32],
+        now: i64,
+    ) -> Result<Option<Held>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT user_id, stamp, device FROM pending_sign_ins \
              WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
@@ -195,7 +201,11 @@ impl Store {
     }
 
     /// Spends the waiting sign-in `hash` names, once.
-    pub async fn spend_sign_in(&self, hash: &[u8; 32], now: i64) -> Result<Option<Held>, StoreError> {
+    pub async fn spend_sign_in(
+        &self,
+        hash: &[u8; 32],
+        now: i64,
+    ) -> Result<Option<Held>, StoreError> {
         Ok(sqlx::query_as(
             "UPDATE pending_sign_ins SET used_at = $1 \
              WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $3 \
@@ -210,11 +220,13 @@ impl Store {
 
     /// Drops the waiting sign-ins that ended before `before`.
     pub async fn purge_pending_sign_ins(&self, before: i64) -> Result<u64, StoreError> {
-        Ok(sqlx::query("DELETE FROM pending_sign_ins WHERE expires_at < $1")
-            .bind(before)
-            .execute(self.pool())
-            .await?
-            .rows_affected())
+        Ok(
+            sqlx::query("DELETE FROM pending_sign_ins WHERE expires_at < $1")
+                .bind(before)
+                .execute(self.pool())
+                .await?
+                .rows_affected(),
+        )
     }
 
     /// When session `id`'s holder last proved who they are.
@@ -248,7 +260,12 @@ impl Store {
 
     /// Keeps a new secret for `user_id`, waiting for its first code (replacing one that was
     /// waiting). `false` when TOTP is already on.
-    pub async fn begin_totp(&self, user_id: i64, sealed: &[u8], now: i64) -> Result<bool, StoreError> {
+    pub async fn begin_totp(
+        &self,
+        user_id: i64,
+        sealed: &[u8],
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "INSERT INTO totp_secrets (user_id, sealed, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (user_id) DO UPDATE SET sealed = excluded.sealed, \
@@ -312,10 +329,11 @@ impl Store {
     ) -> Result<Option<Ended>, StoreError> {
         let mut tx = self.pool().begin().await?;
         lock_sessions_of(&mut tx, self.dialect(), user_id).await?;
-        let removed = sqlx::query("DELETE FROM totp_secrets WHERE user_id = $1 AND confirmed_at IS NOT NULL")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
+        let removed =
+            sqlx::query("DELETE FROM totp_secrets WHERE user_id = $1 AND confirmed_at IS NOT NULL")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
         if removed.rows_affected() == 0 {
             tx.rollback().await?;
             return Ok(None);

@@ -8,7 +8,9 @@ use std::time::Duration;
 use app::auth::factors::totp::{TotpSecret, STEP};
 use serde_json::Value;
 
-use crate::helpers::{error_of, now_unix, sessions_of, sign_in, spawn_app, spawn_app_with, PASSWORD};
+use crate::helpers::{
+    error_of, now_unix, sessions_of, sign_in, spawn_app, spawn_app_with, PASSWORD,
+};
 
 /// The code of the step `offset` steps from now.
 fn code(secret: &TotpSecret, offset: i64) -> String {
@@ -52,7 +54,11 @@ async fn enrol(app: &crate::helpers::TestApp, access: &str) -> (TotpSecret, Vec<
     (secret, codes)
 }
 
-async fn second_step(app: &crate::helpers::TestApp, pending: &str, code: &str) -> reqwest::Response {
+async fn second_step(
+    app: &crate::helpers::TestApp,
+    pending: &str,
+    code: &str,
+) -> reqwest::Response {
     app.api()
         .post(app.url("/api/login/code"))
         .form(&[("pending_token", pending), ("code", code)])
@@ -154,7 +160,9 @@ async fn a_pages_half_way_sign_in_is_bound_to_its_browser() {
     assert_eq!(res.status(), 403);
     let cookies = crate::helpers::set_cookies(&res);
     assert!(
-        cookies.iter().any(|c| c.starts_with("pending_sign_in=ps1.") && c.contains("HttpOnly")),
+        cookies
+            .iter()
+            .any(|c| c.starts_with("pending_sign_in=ps1.") && c.contains("HttpOnly")),
         "{cookies:?}"
     );
     assert!(!cookies.iter().any(|c| c.starts_with("auth_token=ps")));
@@ -176,8 +184,14 @@ async fn a_pages_half_way_sign_in_is_bound_to_its_browser() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let cookies = crate::helpers::set_cookies(&res);
-    assert!(cookies.iter().any(|c| c.starts_with("pending_sign_in=;")), "{cookies:?}");
-    assert!(cookies.iter().any(|c| c.starts_with("auth_token=ey")), "{cookies:?}");
+    assert!(
+        cookies.iter().any(|c| c.starts_with("pending_sign_in=;")),
+        "{cookies:?}"
+    );
+    assert!(
+        cookies.iter().any(|c| c.starts_with("auth_token=ey")),
+        "{cookies:?}"
+    );
     let me = browser.get(app.url("/api/whoami")).send().await.unwrap();
     let me: Value = me.json().await.unwrap();
     assert_eq!(me["username"], "bound");
@@ -225,7 +239,10 @@ async fn a_stale_session_confirms_before_a_dangerous_change() {
         app.api()
             .post(app.url("/api/password"))
             .bearer_auth(access)
-            .form(&[("current_password", PASSWORD), ("new_password", "a brand new password")])
+            .form(&[
+                ("current_password", PASSWORD),
+                ("new_password", "a brand new password"),
+            ])
             .send()
     };
     for access in [&old.access, &renewed.access] {
@@ -247,7 +264,11 @@ async fn a_stale_session_confirms_before_a_dangerous_change() {
             .send()
             .await
             .unwrap();
-        assert_eq!(error_of(res).await, (403, "reauth_required".into()), "{path}");
+        assert_eq!(
+            error_of(res).await,
+            (403, "reauth_required".into()),
+            "{path}"
+        );
     }
     let reauth = |password: &str| {
         app.api()
@@ -284,13 +305,19 @@ async fn confirming_with_two_step_sign_in_on_needs_a_code() {
     };
     let res = reauth(vec![("password", PASSWORD.into())]).await.unwrap();
     assert_eq!(error_of(res).await, (403, "second_factor_required".into()));
-    let res = reauth(vec![("password", PASSWORD.into()), ("code", "111111".into())])
-        .await
-        .unwrap();
+    let res = reauth(vec![
+        ("password", PASSWORD.into()),
+        ("code", "111111".into()),
+    ])
+    .await
+    .unwrap();
     assert_eq!(error_of(res).await, (401, "invalid_code".into()));
-    let res = reauth(vec![("password", PASSWORD.into()), ("code", code(&secret, 0))])
-        .await
-        .unwrap();
+    let res = reauth(vec![
+        ("password", PASSWORD.into()),
+        ("code", code(&secret, 0)),
+    ])
+    .await
+    .unwrap();
     assert_eq!(res.status(), 200);
     // Turning it off ends the other sessions and makes the password enough again.
     let res = app
@@ -303,6 +330,9 @@ async fn confirming_with_two_step_sign_in_on_needs_a_code() {
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["totp_enabled"], false);
-    assert_eq!(app.login(&app.api(), "confirmer", PASSWORD).await.status(), 200);
+    assert_eq!(
+        app.login(&app.api(), "confirmer", PASSWORD).await.status(),
+        200
+    );
     app.stop().await;
 }
