@@ -69,6 +69,8 @@ pub fn SecurityPage() -> impl IntoView {
     let renew = ArcServerAction::<RenewRecoveryCodes>::new();
     let reauth = ArcServerAction::<Reauthenticate>::new();
     let interrupted = RwSignal::new(None::<Interrupted>);
+    // The first code last sent to turn the app on (made again after a confirmation).
+    let last_code = RwSignal::new(String::new());
     // The codes last shown (from turning it on, or new ones).
     let codes = RwSignal::new(None::<RecoveryCodes>);
 
@@ -89,10 +91,7 @@ pub fn SecurityPage() -> impl IntoView {
                 interrupted.set(Some(Interrupted::Begin));
             }
             if needs_reauth(&failure(confirm.value().try_get())) {
-                let input = confirm.input().try_get_untracked().flatten();
-                interrupted.set(Some(Interrupted::Confirm(
-                    input.map(|i| i.code).unwrap_or_default(),
-                )));
+                interrupted.set(Some(Interrupted::Confirm(last_code.get_untracked())));
             }
             if needs_reauth(&failure(remove.value().try_get())) {
                 interrupted.set(Some(Interrupted::Remove));
@@ -246,7 +245,7 @@ pub fn SecurityPage() -> impl IntoView {
                     let (begin, confirm) = (begin.clone(), confirm.clone());
                     move || match begin.value().get() {
                         Some(Ok(enrolment)) => Some(view! {
-                            <Enrol enrolment confirm=confirm.clone()/>
+                            <Enrol enrolment confirm=confirm.clone() last_code/>
                         }),
                         _ => None,
                     }
@@ -303,13 +302,18 @@ pub fn SecurityPage() -> impl IntoView {
 
 /// A waiting enrolment: the QR code, the key as text, and the first code that turns it on.
 #[component]
-fn Enrol(enrolment: TotpEnrolment, confirm: ArcServerAction<ConfirmTotp>) -> impl IntoView {
+fn Enrol(
+    enrolment: TotpEnrolment,
+    confirm: ArcServerAction<ConfirmTotp>,
+    last_code: RwSignal<String>,
+) -> impl IntoView {
     let error: ErrorFn = {
         let confirm = confirm.clone();
         Box::new(move || {
             failure(confirm.value().try_get()).filter(|e| e.error != ErrorCode::ReauthRequired)
         })
     };
+    let code_input = NodeRef::<leptos::html::Input>::new();
     view! {
         <section aria-labelledby="enrol-heading" class="enrol">
             <h2 id="enrol-heading">"Scan this with your authenticator app"</h2>
@@ -323,10 +327,19 @@ fn Enrol(enrolment: TotpEnrolment, confirm: ArcServerAction<ConfirmTotp>) -> imp
                 method="post"
                 class="auth-form"
                 aria-labelledby="enrol-heading"
-                on:submit=submit_with(confirm.clone(), |form| ConfirmTotp { code: field(form, "code") })
+                on:submit={
+                    let submit = submit_with(confirm.clone(), |form| ConfirmTotp { code: field(form, "code") });
+                    move |ev: leptos::ev::SubmitEvent| {
+                        if let Some(code) = code_input.get_untracked() {
+                            last_code.set(code.value());
+                        }
+                        submit(ev)
+                    }
+                }
             >
                 <label for="totp_code">"The 6-digit code the app shows now"</label>
                 <input
+                    node_ref=code_input
                     id="totp_code"
                     name="code"
                     type="text"

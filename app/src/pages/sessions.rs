@@ -251,8 +251,9 @@ mod tests {
             "",
             "rows\n",
             "rows\na\tb",
-            "rows\na\tb\tc\td\te",
-            "rows\na\tb\tc\td\te\tf\tg",
+            "rows\na\tb\tc\td",
+            "rows\na\tb\tc\td\te\tf",
+            "rows\na\tb\tc\td\te\tf\tg\th",
             "error",
             "html",
         ] {

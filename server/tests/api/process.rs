@@ -1211,3 +1211,89 @@ async fn mail_survives_sigkill_and_no_link_reaches_the_log() {
         );
     }
 }
+
+/// `server admin remove-factors USER` with the server's environment, as the person on call
+/// runs it while the server runs.
+async fn run_admin(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_server"))
+        .arg("admin")
+        .args(args)
+        .current_dir(dir)
+        .env("DATABASE_URL", database_url(dir).await)
+        .env("JWT_SECRET", SECRET)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("server binary")
+}
+
+/// A person who lost every second factor: the operator removes them while the server runs.
+/// The password alone signs in again, the factor's secret and codes are gone, the action is
+/// logged (with no secret), and a mistyped name or an account without a factor is an error.
+#[tokio::test]
+async fn the_operator_removes_a_locked_out_persons_second_factors() {
+    use app::auth::factors::totp::{TotpSecret, STEP};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "info").await;
+    let token = register_and_login(&Client::new(), &server.base, "lockedout").await;
+    let client = Client::new();
+    let begin: Value = client
+        .post(format!("{}/api/totp/begin", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = TotpSecret::from_base32(begin["secret"].as_str().unwrap()).unwrap();
+    let confirmed = client
+        .post(format!("{}/api/totp/confirm", server.base))
+        .bearer_auth(&token)
+        .form(&[("code", secret.code_at(now_unix() / STEP).unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    assert_eq!(sign_in(&server.base, "lockedout").await.status(), 403);
+
+    let nobody = run_admin(dir.path(), &["remove-factors", "nobody"]).await;
+    assert_eq!(nobody.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no account is named"));
+    let usage = run_admin(dir.path(), &["remove-factor"]).await;
+    assert_eq!(usage.status.code(), Some(2));
+
+    let done = run_admin(dir.path(), &["remove-factors", "lockedout"]).await;
+    let out = String::from_utf8_lossy(&done.stdout);
+    let log = String::from_utf8_lossy(&done.stderr).into_owned() + &out;
+    assert_eq!(done.status.code(), Some(0), "{log}");
+    assert!(
+        out.contains("removed the second factors of lockedout"),
+        "{out}"
+    );
+    assert!(
+        log.contains("admin: the account's second factors were removed"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&secret.base32()),
+        "the secret reached the output"
+    );
+    assert!(!log.contains(SECRET));
+    // The password alone signs in again; the session from before is over (refused at once by
+    // the instances on PostgreSQL, which follow the revocations).
+    assert_eq!(sign_in(&server.base, "lockedout").await.status(), 200);
+    if on_postgres() {
+        assert_eq!(me(&server.base, &token).await.status(), 401);
+    }
+    let again = run_admin(dir.path(), &["remove-factors", "#1"]).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no second factor"));
+    signal(&server, "-TERM");
+    let (_, log) = finish(server);
+    assert!(
+        !log.contains(&secret.base32()),
+        "the secret reached the server's log"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+}
