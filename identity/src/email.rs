@@ -68,10 +68,9 @@ pub enum ResetOutcome {
     /// The password is set, every session ended: the proof starts this browser's session.
     Done(Proof),
     NotLive(LinkState),
-    /// The account has a second factor: the reset needs a code too (the link is not spent).
+    /// The account has a second factor: the reset needs a code too, accepted before (see
+    /// [`Auth::accept_code`]); the link is not spent.
     CodeNeeded,
-    /// The code given was not accepted (the link is not spent).
-    CodeRefused(crate::factors::CodeError),
 }
 
 impl Auth {
@@ -352,7 +351,7 @@ impl Auth {
         &self,
         token: &str,
         password_hash: &str,
-        code: Option<&str>,
+        code: Option<crate::factors::CodeAccepted>,
         origin: Origin<'_>,
     ) -> Result<ResetOutcome, WriteError> {
         if !links::well_formed(token) {
@@ -369,16 +368,11 @@ impl Auth {
             return Ok(ResetOutcome::NotLive(LinkState::Unknown));
         };
         // Losing the password is not losing the second factor: a reset asks for it too (or a
-        // recovery code), checked before the link is spent.
-        if self.factor_status(user.id).await?.totp_since.is_some() {
-            let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
-                return Ok(ResetOutcome::CodeNeeded);
-            };
-            match self.check_second_factor(user.id, code).await {
-                Ok(_) => {}
-                Err(crate::factors::CodeError::Store(e)) => return Err(e.into()),
-                Err(e) => return Ok(ResetOutcome::CodeRefused(e)),
-            }
+        // recovery code), checked and spent by the caller before the password was hashed.
+        if self.factor_status(user.id).await?.totp_since.is_some()
+            && !code.is_some_and(|c| c.user_id() == user.id)
+        {
+            return Ok(ResetOutcome::CodeNeeded);
         }
         let told = Told::new(origin, now);
         let notice = |to: &str| {

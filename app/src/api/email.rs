@@ -478,18 +478,21 @@ pub mod server {
         let LinkState::Live(live) = &link else {
             return Err(link_refused(&link));
         };
-        // An account with a second factor: no code, no hash (the code itself is checked with
-        // the reset, before the link is spent).
-        let code = code.filter(|c| !c.trim().is_empty());
-        if code.is_none() {
-            let factors = auth
-                .factor_status(live.user_id)
-                .await
-                .map_err(|e| internal("reading the second factors failed", e))?;
-            if factors.totp_since.is_some() {
-                return Err(ApiError::second_factor_required(None));
-            }
-        }
+        // An account with a second factor: its code is counted, checked and spent before any
+        // hashing, so a guess costs no hash (and a wrong one leaves the link as it was).
+        let factors = auth
+            .factor_status(live.user_id)
+            .await
+            .map_err(|e| internal("reading the second factors failed", e))?;
+        let accepted = match (factors.totp_since, code.filter(|c| !c.trim().is_empty())) {
+            (None, _) => None,
+            (Some(_), None) => return Err(ApiError::second_factor_required(None)),
+            (Some(_), Some(code)) => Some(
+                auth.accept_code(live.user_id, &code)
+                    .await
+                    .map_err(super::super::factors::server::code_refused)?,
+            ),
+        };
         let hash = hashing_ticket(&state)?
             .hash(password)
             .await
@@ -501,10 +504,7 @@ pub mod server {
             let auth = auth.clone();
             async move {
                 let origin = requester.origin();
-                let proof = match auth
-                    .reset_password(&token, &hash, code.as_deref(), origin)
-                    .await?
-                {
+                let proof = match auth.reset_password(&token, &hash, accepted, origin).await? {
                     ResetOutcome::Done(proof) => proof,
                     refused => return Ok(Err(refused)),
                 };
@@ -519,7 +519,6 @@ pub mod server {
         let (proof, issued) = outcome.map_err(|refused| match refused {
             ResetOutcome::NotLive(state) => link_refused(&state),
             ResetOutcome::CodeNeeded => ApiError::second_factor_required(None),
-            ResetOutcome::CodeRefused(e) => super::super::factors::server::code_refused(e),
             ResetOutcome::Done(_) => ApiError::internal(),
         })?;
         let issued = issued

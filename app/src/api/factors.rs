@@ -502,8 +502,10 @@ pub mod server {
         let state = state()?;
         let user = fresh_caller(&state).await?;
         let auth = state.auth.clone();
+        let requester = Requester::of(&state).await;
         let codes = detached("renewing the recovery codes failed", async move {
-            auth.renew_recovery_codes(user.user_id).await
+            auth.renew_recovery_codes(user.user_id, user.session_id, requester.origin())
+                .await
         })
         .await?
         .map_err(|e| {

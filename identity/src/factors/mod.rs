@@ -28,7 +28,10 @@ use crate::{
     email::{Origin, Told},
     mail::compose::{FactorChange, Notice},
     sessions::WriteError,
-    store::StoreError,
+    store::{
+        factors::{FactorWritten, Finished, Spend},
+        StoreError,
+    },
     throttle::{Throttled, Via},
     tokens::access::now_unix,
     Auth,
@@ -124,6 +127,25 @@ pub struct Enrolment {
     pub url: String,
     /// The QR code, as an SVG document.
     pub qr_svg: String,
+}
+
+/// Proof that a second factor of `user_id` was just checked and spent (see
+/// [`Auth::accept_code`]): what a reset of an account with two-step sign-in takes. Made only
+/// there.
+#[derive(Debug)]
+pub struct CodeAccepted {
+    user_id: i64,
+    method: Method,
+}
+
+impl CodeAccepted {
+    pub fn user_id(&self) -> i64 {
+        self.user_id
+    }
+
+    pub fn method(&self) -> Method {
+        self.method
+    }
 }
 
 /// Why a second factor was not accepted.
@@ -236,24 +258,18 @@ impl Auth {
         self.health.store().factor_status(user_id).await
     }
 
-    /// Checks a second factor `typed` for `user_id`: counted on the account first, then an
-    /// authenticator's code of now (not used before) or an unused recovery code, spent in one
-    /// statement, so that two requests with the same code cannot both pass. The way it signed
-    /// in.
-    pub async fn check_second_factor(
-        &self,
-        user_id: i64,
-        typed: &str,
-    ) -> Result<Method, CodeError> {
+    /// Reads a second factor `typed` for `user_id` without spending it: counted on the account
+    /// first, then an authenticator's code of now (of a step after the last one accepted) or a
+    /// recovery code. What to spend, and the way it signs in.
+    async fn read_factor(&self, user_id: i64, typed: &str) -> Result<(Spend, Method), CodeError> {
         self.health.check().map_err(|_| CodeError::DatabaseDown)?;
         self.throttle
             .code(user_id)
             .await
             .map_err(CodeError::Throttled)?;
-        let store = self.health.store();
-        let now = now_unix();
-        let method = match read_code(typed) {
+        match read_code(typed) {
             Some(Typed::Totp(code)) => {
+                let store = self.health.store();
                 let Some((sealed, last_step)) = store.confirmed_totp(user_id).await? else {
                     return Err(CodeError::Wrong);
                 };
@@ -262,25 +278,36 @@ impl Auth {
                     return Err(CodeError::Wrong);
                 };
                 let secret = totp::TotpSecret::from_bytes(secret);
-                let Some(step) = secret.matching_step(&code, now, last_step) else {
-                    return Err(CodeError::Wrong);
-                };
-                if !store.use_totp_step(user_id, step).await? {
-                    return Err(CodeError::Wrong);
-                }
-                Method::PasswordTotp
+                let step = secret
+                    .matching_step(&code, now_unix(), last_step)
+                    .ok_or(CodeError::Wrong)?;
+                Ok((Spend::Step(step), Method::PasswordTotp))
             }
-            Some(Typed::Recovery(code)) => {
-                let hash = recovery::hash(&self.factors.key, &code);
-                if !store.use_recovery_code(user_id, &hash, now).await? {
-                    return Err(CodeError::Wrong);
-                }
-                Method::RecoveryCode
-            }
-            None => return Err(CodeError::Wrong),
-        };
+            Some(Typed::Recovery(code)) => Ok((
+                Spend::Recovery(recovery::hash(&self.factors.key, &code)),
+                Method::RecoveryCode,
+            )),
+            None => Err(CodeError::Wrong),
+        }
+    }
+
+    /// Checks and spends a second factor `typed` of `user_id` (see [`read_factor`]): once, in
+    /// one statement, so that two requests with the same code cannot both pass. The proof of
+    /// it, which a reset takes.
+    ///
+    /// [`read_factor`]: Self::read_factor
+    pub async fn accept_code(&self, user_id: i64, typed: &str) -> Result<CodeAccepted, CodeError> {
+        let (spend, method) = self.read_factor(user_id, typed).await?;
+        if !self
+            .health
+            .store()
+            .spend_factor(user_id, &spend, now_unix())
+            .await?
+        {
+            return Err(CodeError::Wrong);
+        }
         self.throttle.code_accepted(user_id).await;
-        Ok(method)
+        Ok(CodeAccepted { user_id, method })
     }
 
     /// Keeps a sign-in that passed its password and waits for a second factor: the token that
@@ -336,10 +363,14 @@ impl Auth {
         let Some(held) = store.held_sign_in(&hash, now_unix()).await? else {
             return Err(FinishError::Over);
         };
-        let method = self.check_second_factor(held.user_id, typed).await?;
-        let Some(held) = store.spend_sign_in(&hash, now_unix()).await? else {
-            return Err(FinishError::Over);
+        let (spend, method) = self.read_factor(held.user_id, typed).await?;
+        // The code and the held sign-in spent together, or neither.
+        let held = match store.finish_held(&hash, &spend, now_unix()).await? {
+            Finished::Done(held) => held,
+            Finished::Over => return Err(FinishError::Over),
+            Finished::Spent => return Err(FinishError::Code(CodeError::Wrong)),
         };
+        self.throttle.code_accepted(held.user_id).await;
         let Some(found) = self.users.credentials_of(held.user_id).await? else {
             return Err(FinishError::Over);
         };
@@ -386,7 +417,7 @@ impl Auth {
             let code = code
                 .filter(|c| !c.trim().is_empty())
                 .ok_or(ReauthError::CodeNeeded)?;
-            self.check_second_factor(user_id, code).await?;
+            self.accept_code(user_id, code).await?;
         }
         let fresh = self
             .health
@@ -455,21 +486,30 @@ impl Auth {
             return Err(ChangeError::Code(CodeError::Wrong));
         };
         self.throttle.code_accepted(user_id).await;
-        let codes = recovery::generate();
-        let hashes: Vec<Vec<u8>> = codes
-            .iter()
-            .filter_map(|c| recovery::hash(&self.factors.key, &recovery::normalise(c)?).into())
-            .collect();
+        let (codes, hashes) = self.new_recovery_codes();
         let write = FactorWrite::ConfirmTotp {
             current,
             step,
             sealed: &sealed,
             hashes: &hashes,
         };
-        let done = self
-            .factor_change(user_id, now, origin, FactorChange::TotpAdded, write)
+        self.factor_change(user_id, now, origin, FactorChange::TotpAdded, write)
             .await?;
-        done.then_some(codes).ok_or(ChangeError::Conflict)
+        Ok(codes)
+    }
+
+    /// Ten new recovery codes, as shown and as stored.
+    fn new_recovery_codes(&self) -> (Vec<String>, Vec<Vec<u8>>) {
+        let codes = recovery::generate();
+        let hashes = codes
+            .iter()
+            .map(|c| {
+                // Made by `generate`, so always a code.
+                let normalised = recovery::normalise(c).unwrap_or_default();
+                recovery::hash(&self.factors.key, &normalised)
+            })
+            .collect();
+        (codes, hashes)
     }
 
     /// Turns TOTP off for `user_id` (and drops the recovery codes), through session `current`
@@ -487,44 +527,43 @@ impl Auth {
         } else {
             FactorChange::RemovedByOperator
         };
-        let done = self
-            .factor_change(
-                user_id,
-                now,
-                origin,
-                change,
-                FactorWrite::RemoveTotp { current },
-            )
-            .await?;
-        if done {
-            Ok(())
-        } else {
-            Err(ChangeError::Conflict)
-        }
+        self.factor_change(
+            user_id,
+            now,
+            origin,
+            change,
+            FactorWrite::RemoveTotp { current },
+        )
+        .await
     }
 
-    /// A new set of recovery codes for `user_id` (TOTP on): the old ones die. The codes.
-    pub async fn renew_recovery_codes(&self, user_id: i64) -> Result<Vec<String>, ChangeError> {
-        let codes = recovery::generate();
-        let hashes: Vec<Vec<u8>> = codes
-            .iter()
-            .filter_map(|c| recovery::hash(&self.factors.key, &recovery::normalise(c)?).into())
-            .collect();
-        if self
-            .health
-            .store()
-            .renew_recovery_codes(user_id, &hashes, now_unix())
-            .await?
-        {
-            Ok(codes)
-        } else {
-            Err(ChangeError::Conflict)
-        }
+    /// A new set of recovery codes for `user_id` (TOTP on), through session `current`: the old
+    /// ones die, every other session ends, the owner is told. The codes.
+    pub async fn renew_recovery_codes(
+        &self,
+        user_id: i64,
+        current: uuid::Uuid,
+        origin: Origin<'_>,
+    ) -> Result<Vec<String>, ChangeError> {
+        let (codes, hashes) = self.new_recovery_codes();
+        let write = FactorWrite::RenewCodes {
+            current,
+            hashes: &hashes,
+        };
+        self.factor_change(
+            user_id,
+            now_unix(),
+            origin,
+            FactorChange::CodesRenewed,
+            write,
+        )
+        .await?;
+        Ok(codes)
     }
 
     /// Runs a change of `user_id`'s factors (one transaction of the store that ends every
     /// session but the one it is made in, and queues the notice) under the sessions' write
-    /// lock, and remembers the sessions it ended. Whether it changed anything.
+    /// lock, and remembers the sessions it ended.
     async fn factor_change(
         &self,
         user_id: i64,
@@ -532,7 +571,7 @@ impl Auth {
         origin: Origin<'_>,
         change: FactorChange,
         write: FactorWrite<'_>,
-    ) -> Result<bool, ChangeError> {
+    ) -> Result<(), ChangeError> {
         let username = self
             .users
             .get(user_id)
@@ -553,10 +592,10 @@ impl Auth {
         };
         let notify = self.when_mailing(&notice);
         let store = self.health.store();
-        let changed = self
+        let written = self
             .sessions
             .credential_change(async {
-                match write {
+                let written = match write {
                     FactorWrite::ConfirmTotp {
                         current,
                         step,
@@ -570,13 +609,23 @@ impl Auth {
                     FactorWrite::RemoveTotp { current } => {
                         store.remove_totp(user_id, current, notify, now).await
                     }
-                }
+                    FactorWrite::RenewCodes { current, hashes } => {
+                        store
+                            .renew_recovery_codes(user_id, current, hashes, notify, now)
+                            .await
+                    }
+                }?;
+                Ok(match written {
+                    FactorWritten::Done(ended) => (Ok(()), Some(ended)),
+                    FactorWritten::Conflict => (Err(ChangeError::Conflict), None),
+                    FactorWritten::SessionOver => (Err(ChangeError::SessionOver), None),
+                })
             })
             .await?;
-        if changed {
+        if written.is_ok() {
             self.mail.wake.wake();
         }
-        Ok(changed)
+        written
     }
 }
 
@@ -590,6 +639,10 @@ enum FactorWrite<'a> {
     },
     RemoveTotp {
         current: Option<uuid::Uuid>,
+    },
+    RenewCodes {
+        current: uuid::Uuid,
+        hashes: &'a [Vec<u8>],
     },
 }
 

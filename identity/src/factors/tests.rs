@@ -284,7 +284,10 @@ async fn enrolment_waits_for_its_own_first_code() {
         Err(ChangeError::Conflict)
     ));
     // New recovery codes replace the old.
-    let codes = auth.renew_recovery_codes(1).await.unwrap();
+    let codes = auth
+        .renew_recovery_codes(1, session, testing::ORIGIN)
+        .await
+        .unwrap();
     assert_eq!(codes.len(), 10);
     let token = held(&auth).await;
     assert!(auth.finish_sign_in(&token, &codes[0]).await.is_ok());
@@ -346,4 +349,109 @@ async fn the_operators_removal_ends_every_session() {
     auth.remove_totp(1, None, testing::ORIGIN).await.unwrap();
     assert!(auth.sessions.is_ended(&session));
     assert_eq!(auth.factor_status(1).await.unwrap().totp_since, None);
+}
+
+/// A change through a session that has ended (another instance, the operator, or a change of
+/// its own) changes nothing, whatever the token in hand still says.
+#[tokio::test]
+async fn an_ended_session_changes_no_factor() {
+    let (_dir, _pool, auth, session) = core().await;
+    let (_secret, _codes) = enrolled(&auth, session).await;
+    auth.sessions
+        .end_one(
+            session,
+            Some(1),
+            crate::sessions::EndReason::EndedOnSessionsPage,
+            now_unix(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(auth.fresh_until(session).await.unwrap(), None);
+    assert!(matches!(
+        auth.remove_totp(1, Some(session), testing::ORIGIN).await,
+        Err(ChangeError::SessionOver)
+    ));
+    assert!(matches!(
+        auth.renew_recovery_codes(1, session, testing::ORIGIN).await,
+        Err(ChangeError::SessionOver)
+    ));
+    assert!(auth.factor_status(1).await.unwrap().totp_since.is_some());
+}
+
+/// A recovery code posted to a held sign-in that is over (another tab finished it) is not
+/// spent: the code and the held sign-in go together or not at all.
+#[tokio::test]
+async fn a_code_is_not_spent_on_a_sign_in_that_is_over() {
+    let (_dir, _pool, auth, session) = core().await;
+    let (secret, codes) = enrolled(&auth, session).await;
+    let token = held(&auth).await;
+    auth.finish_sign_in(&token, &now_code(&secret))
+        .await
+        .unwrap();
+    assert!(matches!(
+        auth.finish_sign_in(&token, &codes[0]).await,
+        Err(FinishError::Over)
+    ));
+    assert_eq!(auth.factor_status(1).await.unwrap().recovery_left, 10);
+    let fresh = held(&auth).await;
+    assert!(auth.finish_sign_in(&fresh, &codes[0]).await.is_ok());
+}
+
+/// A reset of an account with two-step sign-in needs a code accepted for that very account.
+#[tokio::test]
+async fn a_reset_needs_a_code_accepted_for_its_account() {
+    use crate::{email::ResetOutcome, mail::links::Purpose};
+    let (_dir, pool, auth, session) = core().await;
+    let (secret, codes) = enrolled(&auth, session).await;
+    sqlx::query("UPDATE users SET email = 'alice@example.com', email_verified_at = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // A reset link as the mail would carry it: made directly in the store.
+    let (token, hash) = crate::mail::links::new_token();
+    let stamp: i64 = sqlx::query_scalar("SELECT credential_stamp FROM users WHERE id = 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO email_links (user_id, purpose, token_hash, address, stamp, created_at, expires_at) \
+         VALUES (1, 'reset', ?, 'alice@example.com', ?, ?, ?)",
+    )
+    .bind(hash.as_slice())
+    .bind(stamp)
+    .bind(now_unix())
+    .bind(now_unix() + 600)
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(matches!(
+        auth.link_state(&token, Purpose::Reset).await.unwrap(),
+        crate::mail::links::LinkState::Live(_)
+    ));
+    let new_hash = auth
+        .passwords
+        .hash("the new password".into())
+        .await
+        .unwrap();
+    assert!(matches!(
+        auth.reset_password(&token, &new_hash, None, testing::ORIGIN)
+            .await
+            .unwrap(),
+        ResetOutcome::CodeNeeded
+    ));
+    assert!(matches!(
+        auth.accept_code(1, "000000").await,
+        Err(CodeError::Wrong)
+    ));
+    let accepted = auth.accept_code(1, &codes[9]).await.unwrap();
+    assert_eq!(accepted.method(), Method::RecoveryCode);
+    match auth
+        .reset_password(&token, &new_hash, Some(accepted), testing::ORIGIN)
+        .await
+        .unwrap()
+    {
+        ResetOutcome::Done(proof) => assert_eq!(proof.method(), Method::ResetLink),
+        other => panic!("{other:?}"),
+    }
+    let _ = secret;
 }

@@ -83,6 +83,8 @@ pub enum FactorChange {
     TotpRemoved,
     /// The operator removed every second factor (for an owner who lost them all).
     RemovedByOperator,
+    /// Its owner made a new set of recovery codes (the old ones stopped working).
+    CodesRenewed,
 }
 
 impl Notice<'_> {
@@ -413,6 +415,11 @@ fn letter(site: &Site, notice: &Notice<'_>) -> Letter {
         } => {
             let username = clean(username);
             let (subject, heading, what) = match change {
+                FactorChange::CodesRenewed => (
+                    format!("New recovery codes were made for your {name} account"),
+                    "New recovery codes",
+                    "has a new set of recovery codes; the old ones no longer work",
+                ),
                 FactorChange::TotpAdded => (
                     format!("Two-step sign-in was turned on for your {name} account"),
                     "Two-step sign-in is on",
@@ -437,13 +444,33 @@ fn letter(site: &Site, notice: &Notice<'_>) -> Letter {
                 greeting: Some(username),
                 blocks: vec![
                     facts(&event),
-                    Block::Para("The account was signed out on every other device.".into()),
+                    Block::Para(
+                        if change == FactorChange::RemovedByOperator {
+                            "Every session of the account was signed out."
+                        } else {
+                            "The account was signed out on every other device."
+                        }
+                        .into(),
+                    ),
                     Block::Para("If this was you, there is nothing to do.".into()),
-                    Block::Link {
-                        lead: "If this was not you, someone else can sign in as you. Reset your \
-                               password now; this ends every session of the account:"
-                            .into(),
-                        href: page("/forgot"),
+                    if change == FactorChange::TotpRemoved {
+                        Block::Link {
+                            lead: "If this was not you, someone else can sign in as you. Reset \
+                                   your password now; this ends every session of the account:"
+                                .into(),
+                            href: page("/forgot"),
+                        }
+                    } else {
+                        // Turned on by someone else, a reset would ask for their code: only the
+                        // operator can take it off.
+                        Block::Link {
+                            lead: "If this was not you, someone else can sign in as you, and may \
+                                   have locked you out with their own authenticator: contact the \
+                                   site's operator, who can remove it, then reset your password \
+                                   here:"
+                                .into(),
+                            href: page("/forgot"),
+                        }
                     },
                 ],
             }
@@ -752,6 +779,14 @@ mod tests {
                 },
             ),
             (
+                "codes_renewed",
+                Notice::FactorChanged {
+                    username: "alice",
+                    change: FactorChange::CodesRenewed,
+                    event: EVENT,
+                },
+            ),
+            (
                 "removed_by_operator",
                 Notice::FactorChanged {
                     username: "alice",
@@ -1002,8 +1037,9 @@ mod tests {
                 }
                 Notice::FactorChanged { change, .. } => {
                     has(forgot);
-                    has("signed out on every other device");
+                    has("signed out");
                     let what = match change {
+                        FactorChange::CodesRenewed => "New recovery codes",
                         FactorChange::TotpAdded => "turned on",
                         FactorChange::TotpRemoved => "turned off",
                         FactorChange::RemovedByOperator => "removed",

@@ -402,20 +402,20 @@ impl Sessions {
     }
 
     /// Runs `change`, a transaction of the store that changes a credential of an account and
-    /// ends sessions of it (`None`: it changed nothing), under the write lock, and remembers the
-    /// sessions it ended. Whether it changed anything.
-    pub(crate) async fn credential_change(
+    /// may end sessions of it, under the write lock, and remembers the sessions it ended. What
+    /// it answered.
+    pub(crate) async fn credential_change<T>(
         &self,
         change: impl std::future::Future<
-            Output = Result<Option<crate::store::accounts::Ended>, StoreError>,
+            Output = Result<(T, Option<crate::store::accounts::Ended>), StoreError>,
         >,
-    ) -> Result<bool, WriteError> {
+    ) -> Result<T, WriteError> {
         let _write = lock_write(&self.write).await?;
-        let Some(ended) = change.await? else {
-            return Ok(false);
-        };
-        self.remember_ended(ended);
-        Ok(true)
+        let (answer, ended) = change.await?;
+        if let Some(ended) = ended {
+            self.remember_ended(ended);
+        }
+        Ok(answer)
     }
 
     /// Deletes account `user_id`: every session of it ends first, in the database and then in

@@ -65,6 +65,86 @@ async fn factors_changed(
     Ok(ended)
 }
 
+/// Whether session `id` of `user_id` is still live, read in `tx` after the lock order was
+/// taken: a change made through a session that another instance, the operator or a
+/// concurrent change has just ended changes nothing.
+async fn session_is_live(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: Uuid,
+    user_id: i64,
+) -> Result<bool, sqlx::Error> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT user_id FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(id.as_bytes().as_slice())
+    .bind(user_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// What a factor change through a session found.
+#[derive(Debug)]
+pub enum FactorWritten {
+    /// Done: the sessions it ended.
+    Done(Ended),
+    /// The account is not in the state the change needs.
+    Conflict,
+    /// The session it was made through has ended.
+    SessionOver,
+}
+
+/// What a second factor spends: an authenticator's step, or a recovery code's MAC.
+#[derive(Debug, Clone)]
+pub enum Spend {
+    Step(i64),
+    Recovery(Vec<u8>),
+}
+
+/// Spends `spend` for `user_id` in `tx`, once: whether it was still unspent.
+async fn spend_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: i64,
+    spend: &Spend,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = match spend {
+        Spend::Step(step) => {
+            sqlx::query(
+                "UPDATE totp_secrets SET last_step = $1 \
+                 WHERE user_id = $2 AND confirmed_at IS NOT NULL AND last_step < $3",
+            )
+            .bind(*step)
+            .bind(user_id)
+            .bind(*step)
+            .execute(&mut **tx)
+            .await?
+        }
+        Spend::Recovery(hash) => {
+            sqlx::query(
+                "UPDATE recovery_codes SET used_at = $1 \
+                 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+            )
+            .bind(now)
+            .bind(user_id)
+            .bind(hash.as_slice())
+            .execute(&mut **tx)
+            .await?
+        }
+    };
+    Ok(done.rows_affected() == 1)
+}
+
+/// What finishing a held sign-in found.
+#[derive(Debug)]
+pub enum Finished {
+    Done(Held),
+    /// The held sign-in is spent, past its time, or unknown.
+    Over,
+    /// The code was spent already (by another request).
+    Spent,
+}
+
 /// Replaces the recovery codes of `user_id` with `hashes`, in `tx`.
 async fn replace_codes(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -126,38 +206,51 @@ impl Store {
         .await?)
     }
 
-    /// Accepts the code of `step` for `user_id`: only if no code of that step or a later one
-    /// was accepted before. One statement: of two requests with one code, one gets `true`.
-    pub async fn use_totp_step(&self, user_id: i64, step: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE totp_secrets SET last_step = $1 \
-             WHERE user_id = $2 AND confirmed_at IS NOT NULL AND last_step < $3",
-        )
-        .bind(step)
-        .bind(user_id)
-        .bind(step)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Spends the unused recovery code of `user_id` whose MAC is `hash`, once.
-    pub async fn use_recovery_code(
+    /// Spends a second factor of `user_id` (the step of an authenticator's code: only if no
+    /// code of that step or a later one was accepted before; or an unused recovery code), once.
+    /// One statement: of two requests with one code, one gets `true`.
+    pub async fn spend_factor(
         &self,
         user_id: i64,
-        hash: &[u8],
+        spend: &Spend,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE recovery_codes SET used_at = $1 \
-             WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+        let mut tx = self.pool().begin().await?;
+        let spent = spend_in(&mut tx, user_id, spend, now).await?;
+        tx.commit().await?;
+        Ok(spent)
+    }
+
+    /// Finishes the held sign-in `hash` names with the second factor `spend` of its account,
+    /// both spent in one transaction or neither: a code is never spent on a sign-in that was
+    /// over already (another tab's), nor a held sign-in on a code that was spent.
+    pub async fn finish_held(
+        &self,
+        hash: &[u8; 32],
+        spend: &Spend,
+        now: i64,
+    ) -> Result<Finished, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let held: Option<Held> = sqlx::query_as(
+            "UPDATE pending_sign_ins SET used_at = $1 \
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $3 \
+             RETURNING user_id, stamp, device",
         )
         .bind(now)
-        .bind(user_id)
-        .bind(hash)
-        .execute(self.pool())
+        .bind(hash.as_slice())
+        .bind(now)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let Some(held) = held else {
+            tx.rollback().await?;
+            return Ok(Finished::Over);
+        };
+        if !spend_in(&mut tx, held.user_id, spend, now).await? {
+            tx.rollback().await?;
+            return Ok(Finished::Spent);
+        }
+        tx.commit().await?;
+        Ok(Finished::Done(held))
     }
 
     pub async fn hold_sign_in(
@@ -200,24 +293,6 @@ impl Store {
         .await?)
     }
 
-    /// Spends the waiting sign-in `hash` names, once.
-    pub async fn spend_sign_in(
-        &self,
-        hash: &[u8; 32],
-        now: i64,
-    ) -> Result<Option<Held>, StoreError> {
-        Ok(sqlx::query_as(
-            "UPDATE pending_sign_ins SET used_at = $1 \
-             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $3 \
-             RETURNING user_id, stamp, device",
-        )
-        .bind(now)
-        .bind(hash.as_slice())
-        .bind(now)
-        .fetch_optional(self.pool())
-        .await?)
-    }
-
     /// Drops the waiting sign-ins that ended before `before`.
     pub async fn purge_pending_sign_ins(&self, before: i64) -> Result<u64, StoreError> {
         Ok(
@@ -229,14 +304,14 @@ impl Store {
         )
     }
 
-    /// When session `id`'s holder last proved who they are.
+    /// When the holder of session `id`, if it has not ended, last proved who they are.
     pub async fn authenticated_at(&self, id: Uuid) -> Result<Option<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT authenticated_at FROM sessions WHERE id = $1")
-                .bind(id.as_bytes().as_slice())
-                .fetch_optional(self.pool())
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT authenticated_at FROM sessions WHERE id = $1 AND revoked_at IS NULL",
         )
+        .bind(id.as_bytes().as_slice())
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     /// Records that live session `id` of `user_id` was authenticated again at `now`.
@@ -294,9 +369,13 @@ impl Store {
         hashes: &[Vec<u8>],
         notice: Option<Notify<'_>>,
         now: i64,
-    ) -> Result<Option<Ended>, StoreError> {
+    ) -> Result<FactorWritten, StoreError> {
         let mut tx = self.pool().begin().await?;
         lock_sessions_of(&mut tx, self.dialect(), user_id).await?;
+        if !session_is_live(&mut tx, current, user_id).await? {
+            tx.rollback().await?;
+            return Ok(FactorWritten::SessionOver);
+        }
         let done = sqlx::query(
             "UPDATE totp_secrets SET confirmed_at = $1, last_step = $2 \
              WHERE user_id = $3 AND confirmed_at IS NULL AND sealed = $4",
@@ -309,12 +388,12 @@ impl Store {
         .await?;
         if done.rows_affected() != 1 {
             tx.rollback().await?;
-            return Ok(None);
+            return Ok(FactorWritten::Conflict);
         }
         replace_codes(&mut tx, user_id, hashes, now).await?;
         let ended = factors_changed(&mut tx, user_id, Some(current), notice, now).await?;
         tx.commit().await?;
-        Ok(Some(ended))
+        Ok(FactorWritten::Done(ended))
     }
 
     /// Turns TOTP off for `user_id` and drops the recovery codes; then every session but
@@ -326,9 +405,15 @@ impl Store {
         current: Option<Uuid>,
         notice: Option<Notify<'_>>,
         now: i64,
-    ) -> Result<Option<Ended>, StoreError> {
+    ) -> Result<FactorWritten, StoreError> {
         let mut tx = self.pool().begin().await?;
         lock_sessions_of(&mut tx, self.dialect(), user_id).await?;
+        if let Some(current) = current {
+            if !session_is_live(&mut tx, current, user_id).await? {
+                tx.rollback().await?;
+                return Ok(FactorWritten::SessionOver);
+            }
+        }
         let removed =
             sqlx::query("DELETE FROM totp_secrets WHERE user_id = $1 AND confirmed_at IS NOT NULL")
                 .bind(user_id)
@@ -336,7 +421,7 @@ impl Store {
                 .await?;
         if removed.rows_affected() == 0 {
             tx.rollback().await?;
-            return Ok(None);
+            return Ok(FactorWritten::Conflict);
         }
         sqlx::query("DELETE FROM totp_secrets WHERE user_id = $1")
             .bind(user_id)
@@ -348,32 +433,39 @@ impl Store {
             .await?;
         let ended = factors_changed(&mut tx, user_id, current, notice, now).await?;
         tx.commit().await?;
-        Ok(Some(ended))
+        Ok(FactorWritten::Done(ended))
     }
 
-    /// Replaces the recovery codes of `user_id` (whose TOTP is on) with `hashes`. `false` when
-    /// TOTP is not on.
+    /// Replaces the recovery codes of `user_id` (whose TOTP is on) with `hashes`, through live
+    /// session `current`: new codes are new credentials, so, as for every factor change, the
+    /// stamp is replaced, every other session ends and the owner is told.
     pub async fn renew_recovery_codes(
         &self,
         user_id: i64,
+        current: Uuid,
         hashes: &[Vec<u8>],
+        notice: Option<Notify<'_>>,
         now: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<FactorWritten, StoreError> {
         let mut tx = self.pool().begin().await?;
-        // Holds the TOTP row (SQLite: becomes the writer at once) so that a removal cannot
-        // come between the check and the codes.
-        let on = sqlx::query(
-            "UPDATE totp_secrets SET user_id = user_id WHERE user_id = $1 AND confirmed_at IS NOT NULL",
+        lock_sessions_of(&mut tx, self.dialect(), user_id).await?;
+        if !session_is_live(&mut tx, current, user_id).await? {
+            tx.rollback().await?;
+            return Ok(FactorWritten::SessionOver);
+        }
+        let on: Option<i64> = sqlx::query_scalar(
+            "SELECT user_id FROM totp_secrets WHERE user_id = $1 AND confirmed_at IS NOT NULL",
         )
         .bind(user_id)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if on.rows_affected() != 1 {
+        if on.is_none() {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(FactorWritten::Conflict);
         }
         replace_codes(&mut tx, user_id, hashes, now).await?;
+        let ended = factors_changed(&mut tx, user_id, Some(current), notice, now).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(FactorWritten::Done(ended))
     }
 }
