@@ -370,7 +370,7 @@ impl Auth {
         // Losing the password is not losing the second factor: a reset asks for it too (or a
         // recovery code), checked and spent by the caller before the password was hashed.
         if self.factor_status(user.id).await?.totp_since.is_some()
-            && !code.is_some_and(|c| c.user_id() == user.id)
+            && code.is_none_or(|c| c.user_id() != user.id)
         {
             return Ok(ResetOutcome::CodeNeeded);
         }

@@ -219,6 +219,7 @@ impl Sessions {
     /// stamp ([`Store::start_session`]): a sign-in whose check was running while the password
     /// changed or the account was deleted starts nothing, and gets `None`. Crate-private: a
     /// session is started from a [`Proof`](crate::authn::Proof) (`Auth::start_session`).
+    #[allow(clippy::too_many_arguments)] // each one a fact of the new session's row
     pub(crate) async fn create(
         &self,
         user_id: i64,
