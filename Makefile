@@ -25,7 +25,7 @@ export RELEASE_BUILD_FLAGS := --release --split --precompress
 CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM_PATH ?= $(CHROMIUM)
 
-.PHONY: help dev dev-pg test quick tools chromium check fmt clippy test-rust e2e bench audit \
+.PHONY: help dev dev-pg test quick tools openssl chromium check fmt clippy test-rust e2e bench audit \
         wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps wrk cargo-audit caddy dist serve-dist \
         fuzz fuzz-deps postgresql smtp-sink lighthouse lighthouse-gate
 
@@ -44,7 +44,13 @@ help:
 
 # ---------------------------------------------------------------- tools
 
-tools: wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps cargo-audit
+tools: openssl wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps cargo-audit
+
+# Debian's OpenSSL headers and pkg-config: webauthn-rs (passkeys) verifies signatures with
+# OpenSSL through the openssl crate.
+openssl:
+	@pkg-config --exists openssl 2>/dev/null \
+	  || { apt-get update && apt-get install -y libssl-dev pkg-config; }
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown \
@@ -151,14 +157,14 @@ fmt:
 SSR_PACKAGES := -p identity -p app -p server -p bare
 
 # The two feature sets are checked separately: a workspace-wide run would unify them.
-clippy:
+clippy: openssl
 	cargo clippy $(SSR_PACKAGES) --features app/ssr --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
 # The inner loop: what most changes break, in under two minutes on a warm tree. No browser
 # build, no integration test, no install step but the test mail server's (the core's delivery
 # tests send to it). The core's unit tests are the identity crate's (no Leptos to compile).
-quick: fmt smtp-sink
+quick: fmt openssl smtp-sink
 	cargo clippy $(SSR_PACKAGES) --features app/ssr --all-targets -- -D warnings
 	cargo test -p identity
 
@@ -167,7 +173,7 @@ quick: fmt smtp-sink
 # instances on PostgreSQL), then the same suite on PostgreSQL. The second pass skips what does
 # not touch the chosen database (start-up refusals), what only SQLite has (`server backup`),
 # and what the first pass just ran.
-test-rust: postgresql smtp-sink
+test-rust: openssl postgresql smtp-sink
 	cargo test -p identity
 	cargo test -p app --features ssr
 	AUTHAPP_REQUIRE_PG=1 scripts/pg-tmp.sh run sh -c '\

@@ -86,6 +86,8 @@ fn HydrationLoader(options: LeptosOptions) -> impl IntoView {
 		started = true;
 		// Both downloads at once: the WASM's does not wait for the JS that names it.
 		const module = fetch(wasm);
+		// Passkeys' browser side (public/passkeys.js), where the browser has them.
+		if (window.PublicKeyCredential) import("/passkeys.js").catch(() => {});
 		// Hydration runs in a task of its own after the WASM's instantiation: two shorter tasks
 		// keep the page answering input better than one long one.
 		import(js).then(mod => mod.default({ module_or_path: module })

@@ -46,7 +46,7 @@ export async function registerByUi(page: Page, username: string, password = PASS
 export async function signIn(page: Page, username: string, password = PASSWORD) {
   await page.getByLabel('Username').fill(username);
   await page.getByLabel('Password', { exact: true }).fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
 }
 
 /** The code an authenticator app shows for `secret` (base32), `offset` steps from now. */

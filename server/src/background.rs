@@ -99,6 +99,14 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
                 Ok(n) => tracing::debug!(purged = n, "mailed links purge"),
                 Err(e) => tracing::warn!(error = %e, "mailed links purge failed"),
             }
+            // WebAuthn ceremonies the browser never finished.
+            match store
+                .purge_ceremonies(app::auth::tokens::access::now_unix())
+                .await
+            {
+                Ok(n) => tracing::debug!(purged = n, "passkey ceremonies purge"),
+                Err(e) => tracing::warn!(error = %e, "passkey ceremonies purge failed"),
+            }
             // A sign-in waiting for its second factor past its few minutes.
             match store
                 .purge_pending_sign_ins(app::auth::tokens::access::now_unix())

@@ -309,13 +309,33 @@ pub mod server {
                 match (
                     auth.factor_status(user.user_id).await,
                     auth.fresh_until(user.session_id).await,
+                    auth.passkeys(user.user_id).await,
                 ) {
-                    (Ok(status), Ok(fresh)) => vec![
-                        status.totp_since.map(|t| t.to_string()).unwrap_or_default(),
-                        status.recovery_left.to_string(),
-                        fresh.unwrap_or_default().to_string(),
-                    ],
-                    (Err(e), _) | (_, Err(e)) => {
+                    (Ok(status), Ok(fresh), Ok(passkeys)) => {
+                        let mut facts = vec![
+                            status.totp_since.map(|t| t.to_string()).unwrap_or_default(),
+                            status.recovery_left.to_string(),
+                            fresh.unwrap_or_default().to_string(),
+                            if auth.factors.passkeys.is_some() {
+                                "on"
+                            } else {
+                                "off"
+                            }
+                            .to_owned(),
+                        ];
+                        // Five fields a passkey: id, name, added, last used, backed up.
+                        for p in passkeys {
+                            facts.extend([
+                                p.id.to_string(),
+                                p.name,
+                                p.created_at.to_string(),
+                                p.last_used_at.map(|t| t.to_string()).unwrap_or_default(),
+                                p.backed_up.to_string(),
+                            ]);
+                        }
+                        facts
+                    }
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                         tracing::warn!(error = %e, "the security page's facts could not be read");
                         vec!["unknown".into()]
                     }

@@ -6,6 +6,7 @@
 //! - [`account`]: the signed-in user, the password and the account itself;
 //! - [`factors`]: the sign-in's second step, confirming it is you, the authenticator app and
 //!   the recovery codes;
+//! - [`passkeys`]: signing in with a passkey, adding, renaming and removing them;
 //! - [`contract`] (server only): the table of every route under `/api`, how a POST body is read,
 //!   and the OpenAPI document made from the table;
 //! - [`renewal`] (server only): what the refresh endpoint and the server's refresh layer share.
@@ -17,6 +18,7 @@
 pub mod account;
 pub mod email;
 pub mod factors;
+pub mod passkeys;
 pub mod sessions;
 pub mod sign_in;
 
@@ -38,6 +40,12 @@ pub use factors::{
     account_factors, begin_totp, confirm_totp, login_code, reauthenticate, remove_totp,
     renew_recovery_codes, AccountFactors, BeginTotp, ConfirmTotp, FactorsInfo, LoginCode,
     Reauthenticate, Reauthenticated, RecoveryCodes, RemoveTotp, RenewRecoveryCodes, TotpEnrolment,
+};
+pub use passkeys::{
+    list_passkeys, passkey_reauth, passkey_register, passkey_register_begin, passkey_sign_in,
+    passkey_sign_in_begin, remove_passkey, rename_passkey, ListPasskeys, PasskeyChallenge,
+    PasskeyInfo, PasskeyReauth, PasskeyRegister, PasskeyRegisterBegin, PasskeySignIn,
+    PasskeySignInBegin, RemovePasskey, RenamePasskey,
 };
 pub use sessions::{
     end_other_sessions, end_session, list_sessions, EndOtherSessions, EndSession, ListSessions,

@@ -105,7 +105,7 @@ pub(crate) fn UsernameInput(
             id="username"
             name="username"
             type="text"
-            autocomplete="username"
+            autocomplete=if login { "username webauthn" } else { "username" }
             autocapitalize="none"
             spellcheck="false"
             required

@@ -114,6 +114,12 @@ pub(crate) fn ReauthForm(
                 <Failure error/>
                 <SubmitButton pending idle="Confirm" busy="Checking…"/>
             </form>
+            <div class="passkey-only">
+                <button type="button" class="secondary" data-passkey="reauth" data-back=back>
+                    "Use a passkey instead"
+                </button>
+                <p class="form-error" role="alert" data-passkey-error hidden></p>
+            </div>
         </section>
     }
 }

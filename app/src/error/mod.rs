@@ -73,6 +73,10 @@ pub enum ErrorCode {
     /// A second factor that is already on (enrolling) or not on (removing, new codes), or an
     /// enrolment that is not waiting.
     FactorConflict,
+    /// A passkey that did not verify, or is no passkey of ours.
+    PasskeyRefused,
+    /// A passkey ceremony that is unknown, spent or past its 5 minutes: begin again.
+    CeremonyExpired,
     /// Client side only: the server could not be reached or answered something unreadable.
     Network,
 }
@@ -103,6 +107,7 @@ impl ErrorCode {
             Self::SecondFactorRequired | Self::ReauthRequired => S::FORBIDDEN,
             Self::InvalidCode | Self::SignInExpired => S::UNAUTHORIZED,
             Self::FactorConflict => S::CONFLICT,
+            Self::PasskeyRefused | Self::CeremonyExpired => S::UNAUTHORIZED,
             Self::Network => S::SERVICE_UNAVAILABLE,
         }
     }
@@ -137,13 +142,15 @@ impl ErrorCode {
             Self::SignInExpired => "sign_in_expired",
             Self::ReauthRequired => "reauth_required",
             Self::FactorConflict => "factor_conflict",
+            Self::PasskeyRefused => "passkey_refused",
+            Self::CeremonyExpired => "ceremony_expired",
             Self::Network => "network",
         }
     }
 
     /// Every code.
     #[cfg(any(test, feature = "ssr"))]
-    pub const ALL: [Self; 27] = [
+    pub const ALL: [Self; 29] = [
         Self::MissingToken,
         Self::InvalidToken,
         Self::TokenExpired,
@@ -170,6 +177,8 @@ impl ErrorCode {
         Self::SignInExpired,
         Self::ReauthRequired,
         Self::FactorConflict,
+        Self::PasskeyRefused,
+        Self::CeremonyExpired,
         Self::Network,
     ];
 
@@ -259,6 +268,28 @@ impl ApiError {
 
     pub fn factor_conflict(description: impl Into<String>) -> Self {
         Self::new(ErrorCode::FactorConflict, description)
+    }
+
+    pub fn passkey_refused() -> Self {
+        Self::new(
+            ErrorCode::PasskeyRefused,
+            "That passkey could not sign you in. Try again, or sign in with your password.",
+        )
+    }
+
+    pub fn ceremony_expired() -> Self {
+        Self::new(
+            ErrorCode::CeremonyExpired,
+            "That took too long, or was finished already. Please try again.",
+        )
+    }
+
+    pub fn passkeys_off() -> Self {
+        Self::new(ErrorCode::NotFound, "Passkeys are not set up on this site.")
+    }
+
+    pub fn no_such_passkey() -> Self {
+        Self::new(ErrorCode::NotFound, "There is no such passkey.")
     }
 
     pub fn missing_token() -> Self {
@@ -555,6 +586,9 @@ impl ApiError {
             }
             C::Forbidden => Self::forbidden_origin(),
             C::NotFound if self.description == Self::mail_off().description => Self::mail_off(),
+            C::NotFound if self.description == Self::no_such_passkey().description => {
+                Self::no_such_passkey()
+            }
             C::NotFound => Self::no_such_session(),
             // One text for every cause (busy, the database out of reach): the page's words.
             C::TemporarilyUnavailable => Self::unavailable(1),
@@ -567,6 +601,8 @@ impl ApiError {
             C::InvalidCode => Self::invalid_code(),
             C::SignInExpired => Self::sign_in_expired(),
             C::ReauthRequired => Self::reauth_required(),
+            C::PasskeyRefused => Self::passkey_refused(),
+            C::CeremonyExpired => Self::ceremony_expired(),
             C::FactorConflict => Self::factor_conflict(
                 "That change does not fit how your account is set up now. Reload the page.",
             ),

@@ -141,6 +141,12 @@ pub fn LoginPage() -> impl IntoView {
             <p class="notice" role="status">"Your account was created. Sign in to continue."</p>
         })}
         {move || if second_step.get() { code_step().into_any() } else { password_step().into_any() }}
+        <div class="passkey-only">
+            <button type="button" class="secondary" data-passkey="sign-in" data-testid="passkey-sign-in">
+                "Sign in with a passkey"
+            </button>
+            <p class="form-error" role="alert" data-passkey-error hidden></p>
+        </div>
         <p><a href="/forgot" data-testid="forgot-link">"Forgot your password?"</a></p>
         <p>"No account yet? " <a href="/register" rel="external">"Create one"</a></p>
     }

@@ -34,7 +34,7 @@ pub fn ProfilePage() -> impl IntoView {
                             // loaded once more, and Back would land on the same page again.
                             <a href="/sessions" rel="external">"Your sessions"</a>
                             <a href="/account" rel="external">"Password and account"</a>
-                            <a href="/security" rel="external">"Two-step sign-in"</a>
+                            <a href="/security" rel="external">"Two-step sign-in and passkeys"</a>
                         </p>
                         <SignOutButton auth=auth.clone()/>
                     }),

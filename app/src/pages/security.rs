@@ -11,8 +11,8 @@ use leptos::{prelude::*, server_fn::ServerFn};
 
 use crate::{
     api::{
-        BeginTotp, ConfirmTotp, Reauthenticate, RecoveryCodes, RemoveTotp, RenewRecoveryCodes,
-        TotpEnrolment,
+        BeginTotp, ConfirmTotp, Reauthenticate, RecoveryCodes, RemovePasskey, RemoveTotp,
+        RenamePasskey, RenewRecoveryCodes, TotpEnrolment,
     },
     clock::LocalTime,
     components::{
@@ -290,14 +290,135 @@ pub fn SecurityPage() -> impl IntoView {
         })
     };
 
+    let passkeys = (facts.get(3) == "on").then(|| {
+        let listed: Vec<Vec<String>> = facts
+            .0
+            .get(4..)
+            .unwrap_or_default()
+            .chunks(5)
+            .filter(|c| c.len() == 5)
+            .map(<[String]>::to_vec)
+            .collect();
+        view! { <Passkeys listed/> }
+    });
+    // A change posted without JavaScript (or the passkey button) that needs a recent sign-in.
+    let query = leptos_router::hooks::use_query_map();
+    let reauth_in_address = query.read_untracked().get("reauth");
+    let posted_reauth = [RemovePasskey::PATH, RenamePasskey::PATH]
+        .iter()
+        .any(|path| {
+            auth.posted_to(path)
+                .is_some_and(|e| e.error == ErrorCode::ReauthRequired)
+        });
+    let page_reauth = match reauth_in_address.as_deref() {
+        Some("ok") => Some(
+            view! {
+                <p class="notice" role="status" data-testid="reauth-ok">
+                    "Thank you. Now make your change again."
+                </p>
+            }
+            .into_any(),
+        ),
+        Some(_) => Some(
+            view! { <ReauthForm back=routes::SECURITY.path code=facts.get(0) != ""/> }.into_any(),
+        ),
+        None if posted_reauth => Some(
+            view! { <ReauthForm back=routes::SECURITY.path code=facts.get(0) != ""/> }.into_any(),
+        ),
+        None => None,
+    };
+
     view! {
-        <h1>"Two-step sign-in"</h1>
+        <h1>"Two-step sign-in and passkeys"</h1>
+        {page_reauth}
         {reauth_form}
-        {state}
+        <section aria-labelledby="totp-heading">
+            <h2 id="totp-heading">"Authenticator app"</h2>
+            {state}
+        </section>
         {shown_codes}
+        {passkeys}
         <p><a href="/profile">"Back to your profile"</a></p>
     }
     .into_any()
+}
+
+/// The account's passkeys (id, name, added, last used, backed up, as the page facts carry
+/// them), each renamable and removable with a plain form, and the button that adds one (in
+/// public/passkeys.js: the browser's WebAuthn call).
+#[component]
+fn Passkeys(listed: Vec<Vec<String>>) -> impl IntoView {
+    let auth = use_auth();
+    let query = leptos_router::hooks::use_query_map();
+    let notice = move || {
+        let text = match query.read().get("passkey").as_deref() {
+            Some("added") => "Your passkey was added. Every other session was signed out.",
+            Some("renamed") => "The passkey was renamed.",
+            Some("removed") => "The passkey was removed. Every other session was signed out.",
+            _ => return None,
+        };
+        Some(view! { <p class="notice" role="status" data-testid="passkey-notice">{text}</p> })
+    };
+    let error: ErrorFn = Box::new(move || {
+        auth.posted_to(RemovePasskey::PATH)
+            .or_else(|| auth.posted_to(RenamePasskey::PATH))
+            .filter(|e| e.error != ErrorCode::ReauthRequired)
+    });
+    let rows = listed
+        .into_iter()
+        .map(|fields| {
+            let [id, name, added, used, backed_up] = <[String; 5]>::try_from(fields)
+                .unwrap_or_else(|_| Default::default());
+            let added = added.parse::<i64>().unwrap_or_default();
+            let used = used.parse::<i64>().ok();
+            let rename_id = format!("passkey-name-{id}");
+            let label = format!("New name for {name}");
+            let remove_label = format!("Remove {name}");
+            view! {
+                <li data-testid="passkey">
+                    <p>
+                        <strong data-testid="passkey-name">{name.clone()}</strong>
+                        {(backed_up == "true").then(|| view! { " " <span class="badge">"Synced"</span> })}
+                    </p>
+                    <p class="hint">
+                        "Added " <LocalTime at=added/> ". "
+                        {match used {
+                            Some(at) => view! { "Last used " <LocalTime at/> "." }.into_any(),
+                            None => "Not used yet.".into_any(),
+                        }}
+                    </p>
+                    <form action=RenamePasskey::url() method="post" class="inline-form">
+                        <input type="hidden" name="id" value=id.clone()/>
+                        <label for=rename_id.clone() class="visually-hidden">{label}</label>
+                        <input id=rename_id name="name" type="text" required maxlength="64" value=name/>
+                        <button type="submit" class="secondary">"Rename"</button>
+                    </form>
+                    <form action=RemovePasskey::url() method="post" class="inline-form">
+                        <input type="hidden" name="id" value=id/>
+                        <button type="submit" class="danger" aria-label=remove_label>"Remove"</button>
+                    </form>
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <section aria-labelledby="passkeys-heading">
+            <h2 id="passkeys-heading">"Passkeys"</h2>
+            <p>
+                "A passkey signs you in on its own, with your device's screen lock or fingerprint "
+                "instead of a password, and cannot be phished."
+            </p>
+            {notice}
+            <ul class="passkey-list" data-testid="passkeys">{rows}</ul>
+            <Failure error/>
+            <div class="passkey-only">
+                <label for="passkey_name">"Name for a new passkey (optional)"</label>
+                <input id="passkey_name" name="passkey_name" type="text" maxlength="64"/>
+                <button type="button" data-passkey="add" data-testid="passkey-add">"Add a passkey"</button>
+                <p class="form-error" role="alert" data-passkey-error hidden></p>
+            </div>
+        </section>
+    }
 }
 
 /// A waiting enrolment: the QR code, the key as text, and the first code that turns it on.

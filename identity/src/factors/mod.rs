@@ -16,6 +16,7 @@
 //! checked, as a wrong password is.
 
 pub mod key;
+pub mod passkeys;
 pub mod recovery;
 pub mod totp;
 
@@ -96,6 +97,8 @@ pub struct Factors {
     pub pending_ttl: Duration,
     /// The name authenticator apps show for the account (`APP_NAME`).
     pub issuer: String,
+    /// The relying party of passkeys (`None`: passkeys are off, the site has no domain name).
+    pub passkeys: Option<passkeys::PasskeySettings>,
 }
 
 impl Factors {
@@ -105,6 +108,7 @@ impl Factors {
             reauth_window: Duration::from_secs(600),
             pending_ttl: Duration::from_secs(300),
             issuer: "Auth App".into(),
+            passkeys: None,
         }
     }
 }
@@ -218,23 +222,27 @@ pub enum ReauthError {
 
 /// The token of a sign-in half-way: `ps1.` and 32 random bytes (base64url).
 const PENDING_PREFIX: &str = "ps1.";
+/// The token of a WebAuthn ceremony, likewise.
+const CEREMONY_PREFIX: &str = "wa1.";
 
-fn pending_hash(token: &str) -> Option<[u8; 32]> {
+/// The SHA-256 kept of a token made by [`new_token`] with `prefix`; `None` for anything else.
+fn token_hash(token: &str, prefix: &str) -> Option<[u8; 32]> {
     use base64::Engine as _;
     use sha2::Digest as _;
-    let body = token.trim().strip_prefix(PENDING_PREFIX)?;
+    let body = token.trim().strip_prefix(prefix)?;
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(body)
         .ok()?;
     (raw.len() == 32).then(|| sha2::Sha256::digest(&raw).into())
 }
 
-fn new_pending() -> (String, [u8; 32]) {
+/// A new token (`prefix` and 32 random bytes, base64url) and the SHA-256 that is kept of it.
+fn new_token(prefix: &str) -> (String, [u8; 32]) {
     use base64::Engine as _;
     use sha2::Digest as _;
     let raw: [u8; 32] = rand::random();
     let token = format!(
-        "{PENDING_PREFIX}{}",
+        "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
     );
     (token, sha2::Sha256::digest(raw).into())
@@ -313,7 +321,7 @@ impl Auth {
     /// Keeps a sign-in that passed its password and waits for a second factor: the token that
     /// finishes it (only its hash is stored), good for `pending_ttl`, once.
     pub async fn hold_sign_in(&self, pending: &Pending) -> Result<String, StoreError> {
-        let (token, hash) = new_pending();
+        let (token, hash) = new_token(PENDING_PREFIX);
         let now = now_unix();
         let first = pending.first();
         let device = match first.via() {
@@ -337,7 +345,7 @@ impl Auth {
 
     /// The account a held sign-in is for, if the token names one still waiting.
     pub async fn held_sign_in(&self, token: &str) -> Result<Option<i64>, StoreError> {
-        let Some(hash) = pending_hash(token) else {
+        let Some(hash) = token_hash(token, PENDING_PREFIX) else {
             return Ok(None);
         };
         Ok(self
@@ -352,7 +360,7 @@ impl Auth {
     /// held sign-in spent (once: a second tab with another right code gets [`FinishError::Over`]).
     /// A proof that starts the session (which still checks the credential stamp).
     pub async fn finish_sign_in(&self, token: &str, typed: &str) -> Result<Proof, FinishError> {
-        let Some(hash) = pending_hash(token) else {
+        let Some(hash) = token_hash(token, PENDING_PREFIX) else {
             return Err(FinishError::Over);
         };
         self.health
@@ -614,6 +622,24 @@ impl Auth {
                             .renew_recovery_codes(user_id, current, hashes, notify, now)
                             .await
                     }
+                    FactorWrite::AddPasskey {
+                        current,
+                        cred_id,
+                        credential,
+                        name,
+                    } => {
+                        let new = crate::store::passkeys::NewPasskey {
+                            cred_id,
+                            credential,
+                            name,
+                        };
+                        store.add_passkey(user_id, current, &new, notify, now).await
+                    }
+                    FactorWrite::RemovePasskey { current, id } => {
+                        store
+                            .remove_passkey(user_id, current, id, notify, now)
+                            .await
+                    }
                 }?;
                 Ok(match written {
                     FactorWritten::Done(ended) => (Ok(()), Some(ended)),
@@ -643,6 +669,16 @@ enum FactorWrite<'a> {
     RenewCodes {
         current: uuid::Uuid,
         hashes: &'a [Vec<u8>],
+    },
+    AddPasskey {
+        current: uuid::Uuid,
+        cred_id: &'a [u8],
+        credential: &'a str,
+        name: &'a str,
+    },
+    RemovePasskey {
+        current: uuid::Uuid,
+        id: i64,
     },
 }
 

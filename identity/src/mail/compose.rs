@@ -85,6 +85,10 @@ pub enum FactorChange {
     RemovedByOperator,
     /// Its owner made a new set of recovery codes (the old ones stopped working).
     CodesRenewed,
+    /// Its owner added a passkey.
+    PasskeyAdded,
+    /// Its owner removed a passkey.
+    PasskeyRemoved,
 }
 
 impl Notice<'_> {
@@ -415,6 +419,16 @@ fn letter(site: &Site, notice: &Notice<'_>) -> Letter {
         } => {
             let username = clean(username);
             let (subject, heading, what) = match change {
+                FactorChange::PasskeyAdded => (
+                    format!("A passkey was added to your {name} account"),
+                    "A passkey was added",
+                    "has a new passkey, which signs in on its own",
+                ),
+                FactorChange::PasskeyRemoved => (
+                    format!("A passkey was removed from your {name} account"),
+                    "A passkey was removed",
+                    "had one of its passkeys removed",
+                ),
                 FactorChange::CodesRenewed => (
                     format!("New recovery codes were made for your {name} account"),
                     "New recovery codes",
@@ -453,7 +467,10 @@ fn letter(site: &Site, notice: &Notice<'_>) -> Letter {
                         .into(),
                     ),
                     Block::Para("If this was you, there is nothing to do.".into()),
-                    if change == FactorChange::TotpRemoved {
+                    if matches!(
+                        change,
+                        FactorChange::TotpRemoved | FactorChange::PasskeyRemoved
+                    ) {
                         Block::Link {
                             lead: "If this was not you, someone else can sign in as you. Reset \
                                    your password now; this ends every session of the account:"
@@ -779,6 +796,14 @@ mod tests {
                 },
             ),
             (
+                "passkey_added",
+                Notice::FactorChanged {
+                    username: "alice",
+                    change: FactorChange::PasskeyAdded,
+                    event: EVENT,
+                },
+            ),
+            (
                 "codes_renewed",
                 Notice::FactorChanged {
                     username: "alice",
@@ -1040,6 +1065,8 @@ mod tests {
                     has("signed out");
                     let what = match change {
                         FactorChange::CodesRenewed => "New recovery codes",
+                        FactorChange::PasskeyAdded => "added",
+                        FactorChange::PasskeyRemoved => "removed",
                         FactorChange::TotpAdded => "turned on",
                         FactorChange::TotpRemoved => "turned off",
                         FactorChange::RemovedByOperator => "removed",

@@ -44,7 +44,7 @@ async fn end_sessions_but(
 /// credential stamp (a sign-in, a reset link or a waiting second step that read the old one
 /// starts nothing), the waiting sign-ins dropped, every session but `keep` ended, the owner
 /// told.
-async fn factors_changed(
+pub(super) async fn factors_changed(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     user_id: i64,
     keep: Option<Uuid>,
@@ -68,7 +68,7 @@ async fn factors_changed(
 /// Whether session `id` of `user_id` is still live, read in `tx` after the lock order was
 /// taken: a change made through a session that another instance, the operator or a
 /// concurrent change has just ended changes nothing.
-async fn session_is_live(
+pub(super) async fn session_is_live(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: Uuid,
     user_id: i64,

@@ -12,6 +12,7 @@ pub mod factors;
 mod files;
 mod health;
 pub mod outbox;
+pub mod passkeys;
 pub mod revocations;
 mod seed;
 pub mod sessions;

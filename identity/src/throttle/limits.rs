@@ -53,6 +53,11 @@ pub const MAIL_TO_PERIOD: Duration = Duration::from_secs(300);
 pub const CODE_BURST: u32 = 5;
 pub const CODE_PERIOD: Duration = Duration::from_secs(300);
 
+/// Passkey ceremonies begun from one client address (each is a row kept a few minutes): the
+/// sign-in page begins one at every load, so a generous allowance, then one a second.
+pub const CEREMONY_BURST: u32 = 60;
+pub const CEREMONY_PERIOD: Duration = Duration::from_secs(1);
+
 /// One limit, with its GCRA parameters: the same wherever the counts live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -69,10 +74,12 @@ pub enum Limit {
     MailTo,
     /// Second-factor codes tried on one account.
     Code,
+    /// Passkey ceremonies begun from one client address.
+    Ceremony,
 }
 
 impl Limit {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Address,
         Self::Pair,
         Self::Account,
@@ -83,6 +90,7 @@ impl Limit {
         Self::MailFrom,
         Self::MailTo,
         Self::Code,
+        Self::Ceremony,
     ];
 
     /// Cells in a row.
@@ -98,6 +106,7 @@ impl Limit {
             Self::MailFrom => MAIL_FROM_BURST,
             Self::MailTo => MAIL_TO_BURST,
             Self::Code => CODE_BURST,
+            Self::Ceremony => CEREMONY_BURST,
         }
     }
 
@@ -114,6 +123,7 @@ impl Limit {
             Self::MailFrom => MAIL_FROM_PERIOD,
             Self::MailTo => MAIL_TO_PERIOD,
             Self::Code => CODE_PERIOD,
+            Self::Ceremony => CEREMONY_PERIOD,
         }
     }
 
@@ -130,6 +140,7 @@ impl Limit {
             Self::MailFrom => "mail-from",
             Self::MailTo => "mail-to",
             Self::Code => "code",
+            Self::Ceremony => "ceremony",
         }
     }
 

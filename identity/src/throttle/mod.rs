@@ -56,10 +56,11 @@ mod shared;
 mod tests;
 
 pub use limits::{
-    address_key, Limit, ACCOUNT_BURST, ACCOUNT_PERIOD, ADDRESS_BURST, ADDRESS_PERIOD, CODE_BURST,
-    CODE_PERIOD, DEVICE_BURST, DEVICE_DISTRUST_PERIOD, DEVICE_FAILURES, DEVICE_PERIOD,
-    MAIL_FROM_BURST, MAIL_FROM_PERIOD, MAIL_TO_BURST, MAIL_TO_PERIOD, PAIR_BURST, PAIR_PERIOD,
-    SESSION_BURST, SESSION_PERIOD, SIGNUP_BURST, SIGNUP_PERIOD,
+    address_key, Limit, ACCOUNT_BURST, ACCOUNT_PERIOD, ADDRESS_BURST, ADDRESS_PERIOD,
+    CEREMONY_BURST, CEREMONY_PERIOD, CODE_BURST, CODE_PERIOD, DEVICE_BURST, DEVICE_DISTRUST_PERIOD,
+    DEVICE_FAILURES, DEVICE_PERIOD, MAIL_FROM_BURST, MAIL_FROM_PERIOD, MAIL_TO_BURST,
+    MAIL_TO_PERIOD, PAIR_BURST, PAIR_PERIOD, SESSION_BURST, SESSION_PERIOD, SIGNUP_BURST,
+    SIGNUP_PERIOD,
 };
 pub use memory::MAX_KEYS;
 pub use refresh::{
@@ -79,7 +80,7 @@ use memory::Limiter;
 /// Where the counts live.
 enum Counts<C: Clock> {
     /// This process's memory: one bounded limiter per [`Limit`], in [`Limit::ALL`]'s order.
-    Memory(Box<[Limiter<C>; 10]>),
+    Memory(Box<[Limiter<C>; 11]>),
     /// A table every instance shares.
     Shared(Shared),
 }
@@ -314,6 +315,15 @@ impl<C: Clock + Clone> Throttle<C> {
             return Ok(());
         }
         self.take(Limit::Code, user_id.to_string()).await
+    }
+
+    /// A passkey ceremony begun from `addr`: counted, or refused while the address has none
+    /// left.
+    pub async fn ceremony(&self, addr: Option<IpAddr>) -> Result<(), Throttled> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.take(Limit::Ceremony, optional_address_key(addr)).await
     }
 
     /// A right code: the account's count of codes is forgiven.

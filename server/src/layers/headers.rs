@@ -52,7 +52,7 @@ pub fn cache_control(path: &str) -> HeaderValue {
 }
 
 /// The site's files outside `/pkg/` (public/, copied to the site's root by the build).
-const STATIC_FILES: [&str; 1] = ["/favicon.svg"];
+const STATIC_FILES: [&str; 2] = ["/favicon.svg", "/passkeys.js"];
 
 /// Whether `path` names one of the site's files (served as they are, for anyone): no session is
 /// renewed on the way to one, and only one may be kept by a cache.

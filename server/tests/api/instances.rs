@@ -807,3 +807,64 @@ async fn a_sign_in_begun_on_one_instance_is_finished_on_the_other() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A passkey ceremony begun on one instance is finished on the other (its state is in the
+/// database), for adding a passkey and for signing in with it; the spent ceremony is refused by
+/// both.
+#[tokio::test]
+async fn a_passkey_ceremony_begun_on_one_instance_is_finished_on_the_other() {
+    use crate::passkey_device::SoftPasskey;
+    use crate::passkeys::ORIGIN;
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let minute = Duration::from_secs(60);
+    let (a, b) = (instance(&url, minute).await, instance(&url, minute).await);
+    let first = sign_in(&a, "keyhosts").await;
+    let access = first["access_token"].as_str().unwrap().to_owned();
+    let begin = |app: &TestApp, path: &'static str, token: Option<String>| {
+        let mut req = app.api().post(app.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        async move {
+            let body: Value = req.send().await.unwrap().json().await.unwrap();
+            (
+                body["ceremony"].as_str().unwrap().to_owned(),
+                body["options"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let mut key = SoftPasskey::new(ORIGIN);
+    let (ceremony, options) = begin(&a, "/api/passkeys/register/begin", Some(access.clone())).await;
+    let credential = key.register(&options);
+    let added = b
+        .api()
+        .post(b.url("/api/passkeys/register"))
+        .bearer_auth(&access)
+        .form(&[("ceremony", ceremony), ("credential", credential)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 200);
+
+    let (ceremony, options) = begin(&b, "/api/passkeys/sign-in/begin", None).await;
+    let credential = key.sign_in(&options);
+    let form = [("ceremony", ceremony), ("credential", credential)];
+    let finish = |app: &TestApp| {
+        app.api()
+            .post(app.url("/api/passkeys/sign-in"))
+            .form(&form)
+            .send()
+    };
+    let res = finish(&a).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(me(&b, body["access_token"].as_str().unwrap()).await.0, 200);
+    for app in [&a, &b] {
+        let again = finish(app).await.unwrap();
+        assert_eq!(again.status(), 401);
+    }
+    a.stop().await;
+    b.stop().await;
+}

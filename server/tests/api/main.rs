@@ -15,6 +15,8 @@ mod delivery; // the outbox's sender against a real SMTP server
 mod email; // addresses, mailed links, forgot/reset and notices, through a real SMTP server
 mod factors; // two-step sign-in, recovery codes and fresh authentication
 mod instances; // several instances on one PostgreSQL database
+mod passkey_device; // a software passkey, as a browser's authenticator answers
+mod passkeys; // adding passkeys and signing in with them
 mod process; // the real binary: crashes, shutdown, logs, files, `server backup` and `seed`
 mod sessions; // rotation, reuse, renewal, the sessions API and page
 mod sign_in; // signing up and in, by cookie and by Bearer, across restarts
