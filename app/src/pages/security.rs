@@ -310,6 +310,7 @@ pub fn SecurityPage() -> impl IntoView {
             auth.posted_to(path)
                 .is_some_and(|e| e.error == ErrorCode::ReauthRequired)
         });
+    let has_totp = !facts.get(0).is_empty();
     let page_reauth = match reauth_in_address.as_deref() {
         Some("ok") => Some(
             view! {
@@ -319,12 +320,12 @@ pub fn SecurityPage() -> impl IntoView {
             }
             .into_any(),
         ),
-        Some(_) => Some(
-            view! { <ReauthForm back=routes::SECURITY.path code=facts.get(0) != ""/> }.into_any(),
-        ),
-        None if posted_reauth => Some(
-            view! { <ReauthForm back=routes::SECURITY.path code=facts.get(0) != ""/> }.into_any(),
-        ),
+        Some(_) => {
+            Some(view! { <ReauthForm back=routes::SECURITY.path code=has_totp/> }.into_any())
+        }
+        None if posted_reauth => {
+            Some(view! { <ReauthForm back=routes::SECURITY.path code=has_totp/> }.into_any())
+        }
         None => None,
     };
 

@@ -43,6 +43,15 @@ pub struct NewPasskey<'a> {
 
 const COLUMNS: &str = "id, cred_id, credential, name, created_at, last_used_at, backed_up";
 
+/// A ceremony as it is spent: its state, and the account and session that began it.
+#[derive(sqlx::FromRow)]
+struct Taken {
+    state: String,
+    user_id: Option<i64>,
+    session_id: Option<Vec<u8>>,
+    expires_at: i64,
+}
+
 impl Store {
     /// The account's WebAuthn user handle, made (16 random bytes) at the first call.
     pub async fn webauthn_handle(&self, user_id: i64) -> Result<[u8; 16], StoreError> {
@@ -231,7 +240,7 @@ impl Store {
         owner: Option<(i64, Uuid)>,
         now: i64,
     ) -> Result<Option<String>, StoreError> {
-        let taken: Option<(String, Option<i64>, Option<Vec<u8>>, i64)> = sqlx::query_as(
+        let taken: Option<Taken> = sqlx::query_as(
             "DELETE FROM webauthn_ceremonies WHERE token_hash = $1 AND kind = $2 \
              RETURNING state, user_id, session_id, expires_at",
         )
@@ -239,16 +248,17 @@ impl Store {
         .bind(kind)
         .fetch_optional(self.pool())
         .await?;
-        let Some((state, user, session, expires_at)) = taken else {
+        let Some(taken) = taken else {
             return Ok(None);
         };
         let same_owner = match owner {
             None => true,
             Some((user_id, id)) => {
-                user == Some(user_id) && session.as_deref() == Some(id.as_bytes().as_slice())
+                taken.user_id == Some(user_id)
+                    && taken.session_id.as_deref() == Some(id.as_bytes().as_slice())
             }
         };
-        Ok((same_owner && expires_at > now).then_some(state))
+        Ok((same_owner && taken.expires_at > now).then_some(taken.state))
     }
 
     /// Drops the ceremonies past their time.
