@@ -62,7 +62,12 @@ async function post(path, fields = {}) {
   return body;
 }
 
-const next = () => new URLSearchParams(location.search).get('next') || '/profile';
+/** Where to go after signing in: a path on this site (as the server checks it), else the
+ * profile. */
+const next = () => {
+  const asked = new URLSearchParams(location.search).get('next') || '';
+  return /^\/(?![\/\\])[\x21-\x7e]*$/.test(asked) && !asked.includes('\\') ? asked : '/profile';
+};
 
 function showError(button, error) {
   const out = button.closest('form, section, div')?.querySelector('[data-passkey-error]');
@@ -76,19 +81,41 @@ function showError(button, error) {
 
 let conditional = null; // the autofill offer waiting on the sign-in page
 
-async function signIn(mediation) {
+async function signIn() {
   const { ceremony, options } = await post('/api/passkeys/sign-in/begin');
-  const publicKey = requestOptions(options);
-  const request = { publicKey };
-  if (mediation) {
-    conditional = new AbortController();
-    request.mediation = 'conditional';
-    request.signal = conditional.signal;
-  }
-  const cred = await navigator.credentials.get(request);
+  const cred = await navigator.credentials.get({ publicKey: requestOptions(options) });
   await post('/api/passkeys/sign-in', { ceremony, credential: credentialJson(cred), next: next() });
   location.assign(next());
 }
+
+/** The username field's autofill offer: a conditional request, begun again before its ceremony
+ * (5 minutes) runs out. Only the browser's own "nothing chosen" is quiet; a refusal by the
+ * server is shown. */
+async function offer(field) {
+  const { ceremony, options } = await post('/api/passkeys/sign-in/begin');
+  conditional = new AbortController();
+  const renew = setTimeout(() => conditional.abort(), 240_000);
+  let cred;
+  try {
+    cred = await navigator.credentials.get({ publicKey: requestOptions(options), mediation: 'conditional', signal: conditional.signal });
+  } catch (e) {
+    clearTimeout(renew);
+    // Aborted to renew it (not by a button, which aborts and takes over): offer again.
+    if (e && e.name === 'AbortError' && !buttonTookOver) offer(field).catch(() => {});
+    return;
+  }
+  clearTimeout(renew);
+  try {
+    await post('/api/passkeys/sign-in', { ceremony, credential: credentialJson(cred), next: next() });
+    location.assign(next());
+  } catch (e) {
+    const button = document.querySelector('[data-passkey="sign-in"]');
+    if (button) showError(button, e);
+    offer(field).catch(() => {});
+  }
+}
+
+let buttonTookOver = false;
 
 async function reauth(back) {
   const { ceremony, options } = await post('/api/passkeys/sign-in/begin');
@@ -120,17 +147,24 @@ if (window.PublicKeyCredential && navigator.credentials) {
     const button = event.target.closest('[data-passkey]');
     if (!button) return;
     event.preventDefault();
-    if (conditional) conditional.abort(); // one request at a time
+    if (button.disabled) return;
+    if (conditional) {
+      buttonTookOver = true;
+      conditional.abort(); // one request at a time
+    }
     const action = button.dataset.passkey;
+    button.disabled = true;
     const run =
-      action === 'sign-in' ? signIn(false) : action === 'reauth' ? reauth(button.dataset.back || location.pathname) : add(button);
-    run.catch((e) => showError(button, e));
+      action === 'sign-in' ? signIn() : action === 'reauth' ? reauth(button.dataset.back || location.pathname) : add(button);
+    run.catch((e) => showError(button, e)).finally(() => {
+      button.disabled = false;
+    });
   });
   // The username field's autofill offers the passkeys of this site.
   const field = document.querySelector('input[autocomplete~="webauthn"]');
   if (field && PublicKeyCredential.isConditionalMediationAvailable) {
     PublicKeyCredential.isConditionalMediationAvailable()
-      .then((available) => (available ? signIn(true) : null))
-      .catch(() => {}); // no passkey chosen, or the button took over
+      .then((available) => (available ? offer(field) : null))
+      .catch(() => {}); // the offer could not begin (the server is busy): the button remains
   }
 }

@@ -27,9 +27,11 @@ use leptos_router::{
 
 use pages::{
     AccountPage, ForgotPage, HomePage, LoginPage, NotFound, ProfilePage, RegisterPage, ResetPage,
-    SecurityPage, SessionsPage, VerifyPage,
+    SecurityPage, SessionsPage, TwoStepPage, VerifyPage,
 };
-use routes::{ACCOUNT, FORGOT, LOGIN, PROFILE, REGISTER, RESET, SECURITY, SESSIONS, VERIFY};
+use routes::{
+    ACCOUNT, FORGOT, LOGIN, PROFILE, REGISTER, RESET, SECURITY, SESSIONS, TWO_STEP, VERIFY,
+};
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -200,6 +202,7 @@ fn Layout() -> impl IntoView {
                 <Route path=(StaticSegment(RESET.segment()),) view={Lazy::<Reset>::new()} ssr=SsrMode::Async/>
                 <Route path=(StaticSegment(VERIFY.segment()),) view={Lazy::<Verify>::new()} ssr=SsrMode::Async/>
                 <Route path=(StaticSegment(SECURITY.segment()),) view={Lazy::<Security>::new()} ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(TWO_STEP.segment()),) view={Lazy::<TwoStep>::new()} ssr=SsrMode::Async/>
             </Routes>
         </main>
     }
@@ -264,6 +267,20 @@ impl LazyRoute for Security {
 
     fn view(_this: Self) -> AnyView {
         view! { <SecurityPage/> }.into_any()
+    }
+}
+
+/// `/two-step`, in a chunk of its own: only a sign-in with two-step sign-in on opens it.
+struct TwoStep;
+
+#[lazy_route]
+impl LazyRoute for TwoStep {
+    fn data() -> Self {
+        TwoStep
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <TwoStepPage/> }.into_any()
     }
 }
 

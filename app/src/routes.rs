@@ -47,10 +47,11 @@ pub const FORGOT: Page = page!("/forgot", protected: false, next: "%2Fforgot");
 pub const RESET: Page = page!("/reset", protected: false, next: "%2Freset");
 pub const VERIFY: Page = page!("/verify", protected: false, next: "%2Fverify");
 pub const SECURITY: Page = page!("/security", protected: true, next: "%2Fsecurity");
+pub const TWO_STEP: Page = page!("/two-step", protected: false, next: "%2Ftwo-step");
 
 /// Every page, in the router's order.
-pub const PAGES: [Page; 10] = [
-    HOME, LOGIN, REGISTER, PROFILE, SESSIONS, ACCOUNT, FORGOT, RESET, VERIFY, SECURITY,
+pub const PAGES: [Page; 11] = [
+    HOME, LOGIN, REGISTER, PROFILE, SESSIONS, ACCOUNT, FORGOT, RESET, VERIFY, SECURITY, TWO_STEP,
 ];
 
 /// Whether the page at `path` needs a session (the server's guard asks it of every `GET`).

@@ -14,8 +14,7 @@ use server_fn::error::ServerFnUrlError;
 
 use crate::{
     api::{
-        current_user, LoggedOut, Login, LoginCode, Logout, Register, Registered, SignedInUser,
-        TokenResponse,
+        current_user, LoggedOut, Login, Logout, Register, Registered, SignedInUser, TokenResponse,
     },
     error::{ApiError, ErrorCode},
     routes::Page,
@@ -68,13 +67,10 @@ pub struct Snapshot {
 #[derive(Clone)]
 pub struct AuthState {
     pub login: ArcServerAction<Login>,
-    /// The sign-in's second step (an authenticator's code or a recovery code).
-    pub login_code: ArcServerAction<LoginCode>,
     pub logout: ArcServerAction<Logout>,
     pub register: ArcServerAction<Register>,
     /// Completed sign-ins and sign-outs. Their sum only grows: it versions the sign-in state.
     logins: ArcRwSignal<usize>,
-    codes: ArcRwSignal<usize>,
     logouts: ArcRwSignal<usize>,
     /// What the server last said about this browser's session.
     current: ArcResource<Snapshot>,
@@ -87,20 +83,16 @@ pub struct AuthState {
     /// (or such an answer handed back to a page without JavaScript) is shown as the reason.
     signed_out: ArcMappedSignal<Option<Result<LoggedOut, ApiError>>>,
     pub signed_in: ArcMappedSignal<Option<Result<TokenResponse, ApiError>>>,
-    /// The second step's last answer.
-    pub code_answer: ArcMappedSignal<Option<Result<TokenResponse, ApiError>>>,
     pub registered: ArcMappedSignal<Option<Result<Registered, ApiError>>>,
     /// Whether each action is on its way. Made once, here: `pending()` makes a new memo at
     /// every call.
     pub signing_in: ArcMemo<bool>,
-    pub checking_code: ArcMemo<bool>,
     pub signing_out: ArcMemo<bool>,
     pub registering: ArcMemo<bool>,
 }
 
 pub fn provide_auth() {
     let login = ArcServerAction::<Login>::new();
-    let login_code = ArcServerAction::<LoginCode>::new();
     let logout = ArcServerAction::<Logout>::new();
     let register = ArcServerAction::<Register>::new();
 
@@ -114,10 +106,6 @@ pub fn provide_auth() {
         let claimed = ServerFnUrlError::<ApiError>::decode_err(&err);
         if path == Login::PATH {
             login.value().set(Some(Err(claimed.in_our_words(false))));
-        } else if path == LoginCode::PATH {
-            login_code
-                .value()
-                .set(Some(Err(claimed.in_our_words(false))));
         } else if path == Register::PATH {
             register.value().set(Some(Err(claimed.in_our_words(true))));
         } else if path == Logout::PATH {
@@ -147,11 +135,11 @@ pub fn provide_auth() {
         .description
     });
 
-    let (logins, codes, logouts) = (login.version(), login_code.version(), logout.version());
+    let (logins, logouts) = (login.version(), logout.version());
     let current = {
-        let (logins, codes, logouts) = (logins.clone(), codes.clone(), logouts.clone());
+        let (logins, logouts) = (logins.clone(), logouts.clone());
         ArcResource::new_blocking(
-            move || logins.get() + codes.get() + logouts.get(),
+            move || logins.get() + logouts.get(),
             |version| async move {
                 Snapshot {
                     version,
@@ -162,21 +150,17 @@ pub fn provide_auth() {
     };
     let s = AuthState {
         logins,
-        codes,
         logouts,
         current,
         notice: ArcRwSignal::new(notice),
         posted: posted_elsewhere,
         signed_out: logout.value(),
         signed_in: login.value(),
-        code_answer: login_code.value(),
         registered: register.value(),
         signing_in: login.pending(),
-        checking_code: login_code.pending(),
         signing_out: logout.pending(),
         registering: register.pending(),
         login,
-        login_code,
         logout,
         register,
     };
@@ -292,10 +276,15 @@ impl AuthState {
     /// refetch starts). Reactive.
     pub fn settled(&self) -> Option<Result<Option<SignedInUser>, ApiError>> {
         let snapshot = self.current.try_get().flatten()?;
-        let version = self.logins.try_get()? + self.codes.try_get()? + self.logouts.try_get()?;
-        let signing_in = self.signing_in.try_get().unwrap_or(true)
-            || self.checking_code.try_get().unwrap_or(true);
+        let version = self.logins.try_get()? + self.logouts.try_get()?;
+        let signing_in = self.signing_in.try_get().unwrap_or(true);
         (!signing_in && snapshot.version == version).then_some(snapshot.user)
+    }
+
+    /// A sign-in finished by another action than the sign-in form's (its second step): the
+    /// session is read again, as after the form's.
+    pub fn signed_in_again(&self) {
+        self.logins.update(|n| *n += 1);
     }
 
     /// A session found missing: ask the visitor to sign in, unless a reason is already shown.

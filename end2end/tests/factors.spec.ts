@@ -68,7 +68,7 @@ test('turning on two-step sign-in: a code signs in once, a recovery code once', 
   await signOut(page);
   await signInWithCode(page, user, code);
   await expect(page.getByRole('alert')).toContainText('not right, or was used already');
-  await expect(page).toHaveURL(/\/login/);
+  await expect(page).toHaveURL(/\/two-step/);
   await expectNoViolations(page, 'the code step, refused');
 
   // A recovery code in its place, once.
@@ -93,7 +93,7 @@ test('with JavaScript off, the code and recovery-code steps are form posts', asy
     await page.getByLabel('Username').fill(user);
     await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
     await page.getByRole('button', { name: 'Sign in', exact: true }).click();
-    await expect(page).toHaveURL(/\/login\?step=code/);
+    await expect(page).toHaveURL(/\/two-step\?next=%2Fsessions$/);
   };
   await passwordStep();
   await page.getByLabel('Code').fill('123456');
@@ -113,7 +113,7 @@ test('with JavaScript off, the code and recovery-code steps are form posts', asy
   await expect(page.getByTestId('session').first()).toContainText('Password and recovery code');
   // The code step without its cookie (another browser, or one that waited too long) starts over.
   await context.clearCookies();
-  await page.goto('/login?step=code');
+  await page.goto('/two-step');
   await page.getByLabel('Code').fill(codes[2]);
   await page.getByRole('button', { name: 'Continue' }).click();
   await expect(page).toHaveURL(/error=sign_in_expired/);

@@ -2,7 +2,8 @@
 //! database, while the servers run.
 //!
 //! - `server admin remove-factors USER`: removes the account's second factors (the
-//!   authenticator app and its recovery codes), for a person who lost all of them and proved
+//!   authenticator app and its recovery codes) and its passkeys, for a person who lost all of
+//!   them, or whose account someone took over and protected with their own, and proved
 //!   who they are another way. The account's credential stamp is replaced, every session of it
 //!   ends, and its owner is mailed a notice; the action is logged. `USER` is a username, a
 //!   confirmed address, or `#ID`.
@@ -75,7 +76,7 @@ pub async fn remove_factors(config: &Config, who: &str) -> Result<String, AdminE
             ))
         }
         Err(ChangeError::Conflict) => Err(AdminError::Nothing(format!(
-            "{username} (#{user_id}) has no second factor: nothing to remove"
+            "{username} (#{user_id}) has no second factor nor passkey: nothing to remove"
         ))),
         Err(e) => Err(AdminError::Failed(format!(
             "removing the second factors failed: {e}"

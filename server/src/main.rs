@@ -56,8 +56,9 @@ const USAGE: &str =
                              password: SEED_PASSWORD, or a random one. Refused in production
        server admin remove-factors USER
                              for a person who lost every second factor (and proved who they
-                             are another way): removes the account's authenticator app and
-                             recovery codes, ends every session of it and mails its owner.
+                             are another way): removes the account's authenticator app,
+                             recovery codes and passkeys, ends every session of it and mails
+                             its owner.
                              USER: a username, a confirmed e-mail address, or #ID
        server hash-rate [SECONDS]
                              how many passwords a second this machine can check with the

@@ -146,17 +146,20 @@ pub async fn build_auth(config: &Config) -> Result<(Auth, store::Store, Option<i
 fn factors(config: &Config) -> app::auth::factors::Factors {
     use app::auth::factors::passkeys::PasskeySettings;
     // The relying party of passkeys is the public address (checked here, at start).
-    let passkeys =
-        match PasskeySettings::from_public_url(&config.mail.public_url, &config.mail.app_name) {
-            Ok(settings) => {
-                tracing::info!(rp_id = %settings.rp_id, origin = %settings.origin, "passkeys on");
-                Some(settings)
-            }
-            Err(e) => {
-                tracing::warn!("passkeys off: PUBLIC_URL {e}");
-                None
-            }
-        };
+    let passkeys = match PasskeySettings::from_public_url(
+        &config.mail.public_url,
+        &config.mail.app_name,
+        config.production,
+    ) {
+        Ok(settings) => {
+            tracing::info!(rp_id = %settings.rp_id, origin = %settings.origin, "passkeys on");
+            Some(settings)
+        }
+        Err(e) => {
+            tracing::warn!("passkeys off: PUBLIC_URL {e}");
+            None
+        }
+    };
     app::auth::factors::Factors {
         reauth_window: config.reauth_window,
         issuer: config.mail.app_name.clone(),

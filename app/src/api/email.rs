@@ -330,7 +330,7 @@ pub mod server {
                                 p.name,
                                 p.created_at.to_string(),
                                 p.last_used_at.map(|t| t.to_string()).unwrap_or_default(),
-                                p.backed_up.to_string(),
+                                (p.backed_up != 0).to_string(),
                             ]);
                         }
                         facts

@@ -58,17 +58,21 @@ pub struct Reauthenticated {
     pub fresh_until: i64,
 }
 
-/// The sign-in page at its second step (`step=code`), with where to go next and, after a
-/// refused code posted without JavaScript, the refusal's code (`error`, never text).
+/// The second step's page (`/two-step`), with where to go next and, after a refused code
+/// posted without JavaScript, the refusal's code (`error`, never text).
 #[cfg(feature = "ssr")]
 pub fn code_step(next: Option<&str>, error: Option<crate::error::ErrorCode>) -> String {
-    let mut url = String::from("/login?step=code");
+    let mut url = String::from("/two-step");
+    let mut sep = '?';
     if let Some(next) = crate::validate::safe_next(next) {
-        url.push_str("&next=");
+        url.push(sep);
+        sep = '&';
+        url.push_str("next=");
         url.push_str(&crate::routes::encode_component(&next));
     }
     if let Some(error) = error {
-        url.push_str("&error=");
+        url.push(sep);
+        url.push_str("error=");
         url.push_str(error.as_str());
     }
     url

@@ -326,12 +326,20 @@ pub mod server {
         database(&state)?;
         let auth = state.auth.clone();
         let requester = Requester::of(&state).await;
+        // The proof of an earlier sign-in from this browser, if it has one: no "new device"
+        // notice then.
+        let proofs: Vec<String> = use_context::<http::request::Parts>()
+            .and_then(|p| auth.cookie.read_device(&p.headers).map(str::to_owned))
+            .into_iter()
+            .collect();
         // The ceremony spent, the counter written and the session started in a task of their
         // own: a client that hangs up does not leave the ceremony spent for nothing.
         let finished = detached("the passkey sign-in task failed", {
             let auth = auth.clone();
             async move {
-                let proof = auth.finish_passkey_sign_in(&ceremony, &credential).await?;
+                let proof = auth
+                    .finish_passkey_sign_in(&ceremony, &credential, &proofs)
+                    .await?;
                 let issued = auth
                     .start_session(&proof, &requester.agent, requester.address)
                     .await;

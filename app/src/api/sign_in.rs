@@ -346,8 +346,8 @@ pub mod server {
                         set_cookie(cookie);
                     }
                 }
-                if form_post() {
-                    // Without JavaScript: on to the sign-in page's second step.
+                if page {
+                    // On to the second step's page (the WASM follows the redirect too).
                     redirect(&crate::api::factors::code_step(next.as_deref(), None));
                 }
                 return Err(ApiError::second_factor_required((!page).then_some(token)));

@@ -9,6 +9,7 @@ pub mod profile;
 pub mod register;
 pub mod security;
 pub mod sessions;
+pub mod two_step;
 
 pub use account::AccountPage;
 pub use home::HomePage;
@@ -19,3 +20,4 @@ pub use profile::ProfilePage;
 pub use register::RegisterPage;
 pub use security::SecurityPage;
 pub use sessions::SessionsPage;
+pub use two_step::TwoStepPage;

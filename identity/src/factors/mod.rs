@@ -627,11 +627,14 @@ impl Auth {
                         cred_id,
                         credential,
                         name,
+                        flags: (backup_eligible, backed_up),
                     } => {
                         let new = crate::store::passkeys::NewPasskey {
                             cred_id,
                             credential,
                             name,
+                            backup_eligible,
+                            backed_up,
                         };
                         store.add_passkey(user_id, current, &new, notify, now).await
                     }
@@ -675,6 +678,8 @@ enum FactorWrite<'a> {
         cred_id: &'a [u8],
         credential: &'a str,
         name: &'a str,
+        /// Backup eligible, backed up.
+        flags: (bool, bool),
     },
     RemovePasskey {
         current: uuid::Uuid,

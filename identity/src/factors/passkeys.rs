@@ -50,15 +50,20 @@ pub struct PasskeySettings {
 }
 
 impl PasskeySettings {
-    /// The relying party of the site served at `public_url`, named `name` to the person.
-    pub fn from_public_url(public_url: &str, name: &str) -> Result<Self, String> {
+    /// The relying party of the site served at `public_url`, named `name` to the person. Out
+    /// of production, a loopback address is taken as `localhost`; in production it is refused
+    /// (a server behind a proxy whose PUBLIC_URL was left out would name a party no browser of
+    /// its users can reach).
+    pub fn from_public_url(public_url: &str, name: &str, production: bool) -> Result<Self, String> {
         let mut url = Url::parse(public_url).map_err(|e| format!("{public_url:?}: {e}"))?;
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            _ => false,
+        };
         match url.host() {
             Some(url::Host::Domain(_)) => {}
-            Some(url::Host::Ipv4(ip)) if ip.is_loopback() => {
-                url.set_host(Some("localhost")).map_err(|e| e.to_string())?;
-            }
-            Some(url::Host::Ipv6(ip)) if ip.is_loopback() => {
+            Some(_) if loopback && !production => {
                 url.set_host(Some("localhost")).map_err(|e| e.to_string())?;
             }
             _ => {
@@ -226,8 +231,12 @@ impl Auth {
         if cred_id.is_empty() || cred_id.len() > MAX_CREDENTIAL_ID {
             return Err(PasskeyError::Refused("credential id length".into()));
         }
-        let stored =
-            serde_json::to_string(&passkey).map_err(|e| PasskeyError::Malformed(e.to_string()))?;
+        let stored = serde_json::to_value(&passkey)
+            .map_err(|e| PasskeyError::Refused(format!("a passkey that cannot be kept: {e}")))?;
+        // webauthn-rs keeps the flags in the credential (no getter): read as stored.
+        let flag = |name: &str| stored.pointer(&format!("/cred/{name}")) == Some(&true.into());
+        let (backup_eligible, backed_up) = (flag("backup_eligible"), flag("backup_state"));
+        let stored = stored.to_string();
         let name = clean_name(
             name,
             &crate::sessions::agent::describe_device(origin.user_agent),
@@ -238,6 +247,7 @@ impl Auth {
             cred_id: &cred_id,
             credential: &stored,
             name: &name,
+            flags: (backup_eligible, backed_up),
         };
         match self
             .factor_change(user_id, now, origin, FactorChange::PasskeyAdded, write)
@@ -285,6 +295,7 @@ impl Auth {
         &self,
         token: &str,
         credential: &str,
+        device_proofs: &[String],
     ) -> Result<Proof, PasskeyError> {
         let settings = self.passkey_settings()?;
         let hash =
@@ -347,10 +358,19 @@ impl Auth {
             tracing::warn!(user_id, "a passkey's counter did not move forward: refused");
             return Err(PasskeyError::Refused("counter".into()));
         }
+        // A device that signed in to this account before (its proof) is no new device.
+        let account = crate::device::Account {
+            user_id,
+            created_at: found.created_at,
+        };
+        let via = device_proofs
+            .iter()
+            .find_map(|proof| self.devices.verify(proof, account, now_unix()))
+            .map_or(crate::throttle::Via::Unknown, crate::throttle::Via::Device);
         Ok(Proof::second_factor(
             found.user(),
             found.stamp,
-            crate::throttle::Via::Unknown,
+            via,
             read,
             found.email.is_some(),
             Method::Passkey,
@@ -367,7 +387,7 @@ impl Auth {
         token: &str,
         credential: &str,
     ) -> Result<(), PasskeyError> {
-        let proof = self.finish_passkey_sign_in(token, credential).await?;
+        let proof = self.finish_passkey_sign_in(token, credential, &[]).await?;
         if proof.user().id != user_id {
             return Err(PasskeyError::Refused("another account's passkey".into()));
         }
@@ -427,14 +447,16 @@ mod tests {
 
     #[test]
     fn the_relying_party_is_the_public_address() {
-        let site = PasskeySettings::from_public_url("https://auth.example.com/", "Auth").unwrap();
+        let site =
+            PasskeySettings::from_public_url("https://auth.example.com/", "Auth", true).unwrap();
         assert_eq!(site.rp_id, "auth.example.com");
         assert_eq!(site.origin, "https://auth.example.com");
-        let dev = PasskeySettings::from_public_url("http://127.0.0.1:3000", "Auth").unwrap();
+        let dev = PasskeySettings::from_public_url("http://127.0.0.1:3000", "Auth", false).unwrap();
         assert_eq!(dev.rp_id, "localhost");
         assert_eq!(dev.origin, "http://localhost:3000");
-        assert!(PasskeySettings::from_public_url("https://203.0.113.7", "Auth").is_err());
-        assert!(PasskeySettings::from_public_url("not a url", "Auth").is_err());
+        assert!(PasskeySettings::from_public_url("http://127.0.0.1:3000", "Auth", true).is_err());
+        assert!(PasskeySettings::from_public_url("https://203.0.113.7", "Auth", false).is_err());
+        assert!(PasskeySettings::from_public_url("not a url", "Auth", false).is_err());
     }
 
     #[test]

@@ -447,8 +447,8 @@ fn letter(site: &Site, notice: &Notice<'_>) -> Letter {
                 FactorChange::RemovedByOperator => (
                     format!("The second factors of your {name} account were removed"),
                     "Your second factors were removed",
-                    "had its second factors removed by the site's operator, as its owner asked; \
-                     it no longer asks for a code after the password",
+                    "had its second factors and passkeys removed by the site's operator, as its \
+                     owner asked; it no longer asks for a code after the password",
                 ),
             };
             Letter {
@@ -467,7 +467,15 @@ fn letter(site: &Site, notice: &Notice<'_>) -> Letter {
                         .into(),
                     ),
                     Block::Para("If this was you, there is nothing to do.".into()),
-                    if matches!(
+                    if change == FactorChange::PasskeyAdded {
+                        Block::Link {
+                            lead: "If this was not you, someone else can sign in as you: remove \
+                                   the passkeys you do not know on your security page, then reset \
+                                   your password:"
+                                .into(),
+                            href: page("/security"),
+                        }
+                    } else if matches!(
                         change,
                         FactorChange::TotpRemoved | FactorChange::PasskeyRemoved
                     ) {
@@ -1061,7 +1069,11 @@ mod tests {
                     has("last mail");
                 }
                 Notice::FactorChanged { change, .. } => {
-                    has(forgot);
+                    has(if change == FactorChange::PasskeyAdded {
+                        "https://auth.example.com/security"
+                    } else {
+                        forgot
+                    });
                     has("signed out");
                     let what = match change {
                         FactorChange::CodesRenewed => "New recovery codes",

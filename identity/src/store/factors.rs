@@ -397,8 +397,8 @@ impl Store {
     }
 
     /// Turns TOTP off for `user_id` and drops the recovery codes; then every session but
-    /// `current` (every one, when `None`: the operator's removal) ends. `None` when the account
-    /// had no second factor.
+    /// `current` ends. `None` for `current` is the operator's removal: the passkeys go too, and
+    /// every session ends. `Conflict` when there was nothing to remove.
     pub async fn remove_totp(
         &self,
         user_id: i64,
@@ -418,8 +418,20 @@ impl Store {
             sqlx::query("DELETE FROM totp_secrets WHERE user_id = $1 AND confirmed_at IS NOT NULL")
                 .bind(user_id)
                 .execute(&mut *tx)
-                .await?;
-        if removed.rows_affected() == 0 {
+                .await?
+                .rows_affected();
+        // The operator's removal (no session kept) takes the passkeys too: an account taken
+        // over may hold the intruder's.
+        let passkeys = if current.is_none() {
+            sqlx::query("DELETE FROM passkeys WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+        } else {
+            0
+        };
+        if removed + passkeys == 0 {
             tx.rollback().await?;
             return Ok(FactorWritten::Conflict);
         }

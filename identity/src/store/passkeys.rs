@@ -39,6 +39,8 @@ pub struct NewPasskey<'a> {
     pub cred_id: &'a [u8],
     pub credential: &'a str,
     pub name: &'a str,
+    pub backup_eligible: bool,
+    pub backed_up: bool,
 }
 
 const COLUMNS: &str = "id, cred_id, credential, name, created_at, last_used_at, backed_up";
@@ -154,14 +156,17 @@ impl Store {
             return Ok(FactorWritten::SessionOver);
         }
         let inserted = sqlx::query(
-            "INSERT INTO passkeys (user_id, cred_id, credential, name, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cred_id) DO NOTHING",
+            "INSERT INTO passkeys \
+             (user_id, cred_id, credential, name, created_at, backup_eligible, backed_up) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (cred_id) DO NOTHING",
         )
         .bind(user_id)
         .bind(new.cred_id)
         .bind(new.credential)
         .bind(new.name)
         .bind(now)
+        .bind(i64::from(new.backup_eligible))
+        .bind(i64::from(new.backed_up))
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() != 1 {
@@ -214,6 +219,12 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<(), StoreError> {
+        // What is over goes as new ones come (besides the periodic purge): the table holds
+        // at most the last few minutes' ceremonies.
+        sqlx::query("DELETE FROM webauthn_ceremonies WHERE expires_at < $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?;
         sqlx::query(
             "INSERT INTO webauthn_ceremonies \
              (token_hash, kind, user_id, session_id, state, created_at, expires_at) \

@@ -290,6 +290,19 @@ async fn a_passkey_confirms_it_is_you() {
             .status(),
         200
     );
+    // Another account's passkey confirms nothing for this one.
+    app.register(&app.api(), "neighbour", PASSWORD).await;
+    let neighbour = sign_in(&app, "neighbour").await;
+    let (ceremony, options) = begin(&app, "/api/passkeys/sign-in/begin", None).await;
+    let credential = key.sign_in(&options);
+    let res = post(
+        &app,
+        "/api/passkeys/reauth",
+        Some(&neighbour.access),
+        &[("ceremony", &ceremony), ("credential", &credential)],
+    )
+    .await;
+    assert_eq!(error_of(res).await, (401, "passkey_refused".into()));
     app.stop().await;
 }
 
