@@ -21,6 +21,25 @@ pub fn LoginPage() -> impl IntoView {
         (query.read().get("error").as_deref() == Some("sign_in_expired"))
             .then(ApiError::sign_in_expired)
     };
+    // The password was right and a second factor is asked for: on to its page (a full load:
+    // the server renders it, and the half-way sign-in is in this browser's cookie).
+    #[cfg(not(feature = "ssr"))]
+    Effect::new({
+        let signed_in = auth.signed_in.clone();
+        move |_| {
+            let asked = failure(signed_in.try_get())
+                .is_some_and(|e| e.error == ErrorCode::SecondFactorRequired);
+            if asked {
+                let next = query.read_untracked().get("next").unwrap_or_default();
+                let to = if next.is_empty() {
+                    "/two-step".to_owned()
+                } else {
+                    format!("/two-step?next={}", crate::routes::encode_component(&next))
+                };
+                let _ = window().location().assign(&to);
+            }
+        }
+    });
     let signed_in = auth.signed_in.clone();
     // The password's answer "a second factor is needed" is no error here: the server sends the
     // browser on to /two-step.

@@ -56,19 +56,19 @@ pub fn TwoStepPage() -> impl IntoView {
         })
     };
     view! {
-        <h1>"Two-step sign-in"</h1>
+        <h1 id="two-step-heading">"Two-step sign-in"</h1>
         <form
             action=LoginCode::url()
             method="post"
             class="auth-form"
-            aria-labelledby="code-heading"
+            aria-labelledby="two-step-heading"
             on:submit=submit_with(action.clone(), |form| LoginCode {
                 code: field(form, "code"),
                 pending_token: None,
                 next: Some(field(form, "next")),
             })
         >
-            <p id="code-heading">
+            <p id="code-hint">
                 "Enter the 6-digit code your authenticator app shows now, "
                 "or one of your recovery codes."
             </p>
@@ -83,6 +83,7 @@ pub fn TwoStepPage() -> impl IntoView {
                 spellcheck="false"
                 required
                 maxlength="32"
+                aria-describedby="code-hint"
             />
             <Failure error/>
             <SubmitButton pending=action.pending() idle="Continue" busy="Checking…"/>
