@@ -287,25 +287,6 @@ pub mod server {
     ) -> Result<TokenResponse, ApiError> {
         let state = state()?;
         let auth = state.auth.clone();
-        let Some(token) = pending_token
-            .filter(|t| !t.trim().is_empty())
-            .or_else(|| pending_cookie(&state))
-        else {
-            return Err(ApiError::sign_in_expired());
-        };
-        let addr = client_addr(&state).await;
-        let agent = user_agent();
-        // The code spent, the waiting sign-in spent and the session started, in a task of
-        // their own: a client that hangs up halfway leaves no code spent for nothing.
-        let finished = detached("the sign-in's second step failed", {
-            let auth = auth.clone();
-            async move {
-                let proof = auth.finish_sign_in(&token, &code).await?;
-                let issued = auth.start_session(&proof, &agent, addr).await;
-                Ok::<_, FinishError>((proof, issued))
-            }
-        })
-        .await?;
         // Without JavaScript, a refusal goes back to the sign-in page at the step to take next,
         // its reason as a code in the address.
         let back = |e: ApiError| {
@@ -322,6 +303,25 @@ pub mod server {
             }
             e
         };
+        let Some(token) = pending_token
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| pending_cookie(&state))
+        else {
+            return Err(back(ApiError::sign_in_expired()));
+        };
+        let addr = client_addr(&state).await;
+        let agent = user_agent();
+        // The code spent, the waiting sign-in spent and the session started, in a task of
+        // their own: a client that hangs up halfway leaves no code spent for nothing.
+        let finished = detached("the sign-in's second step failed", {
+            let auth = auth.clone();
+            async move {
+                let proof = auth.finish_sign_in(&token, &code).await?;
+                let issued = auth.start_session(&proof, &agent, addr).await;
+                Ok::<_, FinishError>((proof, issued))
+            }
+        })
+        .await?;
         let over = || {
             set_cookie(auth.cookie.clear_pending());
             back(ApiError::sign_in_expired())
