@@ -34,7 +34,8 @@ pub struct PasskeyChallenge {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PasskeyInfo {
-    pub id: i64,
+    /// What `/api/passkeys/rename` and `/api/passkeys/remove` take to name it.
+    pub id: String,
     pub name: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
@@ -179,7 +180,7 @@ pub async fn list_passkeys() -> Result<Vec<PasskeyInfo>, ApiError> {
 
 /// `POST /api/passkeys/rename` (`id`, `name`): the list as it is now.
 #[server(prefix = "/api", endpoint = "passkeys/rename")]
-pub async fn rename_passkey(id: i64, name: String) -> Result<Vec<PasskeyInfo>, ApiError> {
+pub async fn rename_passkey(id: String, name: String) -> Result<Vec<PasskeyInfo>, ApiError> {
     answered(RenamePasskey::PATH, server::rename(id, name).await)
 }
 
@@ -189,7 +190,7 @@ pub async fn rename_passkey(id: i64, name: String) -> Result<Vec<PasskeyInfo>, A
 #[serde(deny_unknown_fields)]
 pub struct RenamePasskeyBody {
     /// The passkey's `id`.
-    id: i64,
+    id: String,
     /// Its new name: at most 64 characters (longer is cut).
     name: String,
 }
@@ -207,7 +208,7 @@ impl From<RenamePasskeyBody> for RenamePasskey {
 /// `POST /api/passkeys/remove` (`id`): removes the passkey; every other session ends and the
 /// owner is told. Needs a fresh authentication. The list as it is now.
 #[server(prefix = "/api", endpoint = "passkeys/remove")]
-pub async fn remove_passkey(id: i64) -> Result<Vec<PasskeyInfo>, ApiError> {
+pub async fn remove_passkey(id: String) -> Result<Vec<PasskeyInfo>, ApiError> {
     answered(RemovePasskey::PATH, server::remove(id).await)
 }
 
@@ -217,7 +218,7 @@ pub async fn remove_passkey(id: i64) -> Result<Vec<PasskeyInfo>, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct RemovePasskeyBody {
     /// The passkey's `id`.
-    id: i64,
+    id: String,
 }
 
 #[cfg(feature = "ssr")]
@@ -259,7 +260,7 @@ pub mod server {
 
     fn info(row: PasskeyRow) -> PasskeyInfo {
         PasskeyInfo {
-            id: row.id,
+            id: row.id.to_string(),
             name: row.name,
             created_at: row.created_at,
             last_used_at: row.last_used_at,
@@ -272,8 +273,10 @@ pub mod server {
         match e {
             PasskeyError::Off => ApiError::passkeys_off(),
             PasskeyError::CeremonyOver => ApiError::ceremony_expired(),
-            PasskeyError::Malformed(_) => {
-                ApiError::bad_request("The credential could not be read: send it as JSON text.")
+            // What cannot be read as a credential did not verify either.
+            PasskeyError::Malformed(why) => {
+                tracing::info!(why, "passkey refused: not a credential");
+                ApiError::passkey_refused()
             }
             PasskeyError::Refused(why) => {
                 tracing::info!(why, "passkey refused");
@@ -454,10 +457,16 @@ pub mod server {
         listed(&state, user.user_id).await
     }
 
-    pub async fn rename(id: i64, name: String) -> Result<Vec<PasskeyInfo>, ApiError> {
+    /// A passkey's id as the API names it; what is no number names no passkey.
+    fn passkey_id(id: &str) -> Result<i64, ApiError> {
+        id.trim().parse().map_err(|_| ApiError::no_such_passkey())
+    }
+
+    pub async fn rename(id: String, name: String) -> Result<Vec<PasskeyInfo>, ApiError> {
         let state = state()?;
         let user = authenticate().await?;
         database(&state)?;
+        let id = passkey_id(&id)?;
         let renamed = state
             .auth
             .rename_passkey(user.user_id, id, &name)
@@ -470,9 +479,10 @@ pub mod server {
         listed(&state, user.user_id).await
     }
 
-    pub async fn remove(id: i64) -> Result<Vec<PasskeyInfo>, ApiError> {
+    pub async fn remove(id: String) -> Result<Vec<PasskeyInfo>, ApiError> {
         let state = state()?;
         let user = fresh_caller(&state).await?;
+        let id = passkey_id(&id)?;
         let auth = state.auth.clone();
         let requester = Requester::of(&state).await;
         detached("removing a passkey failed", async move {

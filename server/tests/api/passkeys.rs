@@ -130,7 +130,7 @@ async fn a_passkey_signs_in_on_its_own_and_each_ceremony_once() {
     );
     key.counter += 5;
     assert_eq!(passkey_sign_in(&app, &mut key).await.status(), 200);
-    // Garbage for a credential is a 400, never a 500.
+    // Garbage for a credential is refused as one that did not verify, never a 500.
     let (ceremony, _) = begin(&app, "/api/passkeys/sign-in/begin", None).await;
     let res = post(
         &app,
@@ -139,10 +139,10 @@ async fn a_passkey_signs_in_on_its_own_and_each_ceremony_once() {
         &[("ceremony", &ceremony), ("credential", "{not json")],
     )
     .await;
-    assert_eq!(res.status(), 400);
+    assert_eq!(error_of(res).await, (401, "passkey_refused".into()));
 
     // Renamed, then removed: it signs in no more.
-    let id = added["id"].as_i64().unwrap().to_string();
+    let id = added["id"].as_str().unwrap().to_owned();
     let res = post(
         &app,
         "/api/passkeys/rename",
