@@ -2,6 +2,7 @@
 // (DevTools protocol: ctap2, internal, resident keys, user verification). WebAuthn needs a
 // relying-party ID that is a domain, so these tests browse the server as `localhost` (its
 // PUBLIC_URL is the loopback address, which the server takes as `localhost`), never 127.0.0.1.
+import AxeBuilder from '@axe-core/playwright';
 import { BrowserContext, CDPSession, Page, expect, test } from '@playwright/test';
 import { PASSWORD, hydrated, registerByApi, signIn, uniqueUser } from './helpers';
 
@@ -52,6 +53,9 @@ test('a passkey is added, signs in with no username typed, and once removed sign
   await page.getByTestId('passkey-add').click();
   await expect(page).toHaveURL(/\/security\?passkey=added$/);
   await expect(page.getByTestId('passkey-name')).toHaveText(['Test laptop']);
+  // The security page with a passkey listed (its rename and remove forms) passes axe.
+  const axe = await new AxeBuilder({ page }).analyze();
+  expect(axe.violations.map((v) => ({ rule: v.id, where: v.nodes.map((n) => n.target.join(' ')) }))).toEqual([]);
   const { credentials } = await client.send('WebAuthn.getCredentials', { authenticatorId });
   expect(credentials).toHaveLength(1);
   expect(credentials[0].isResidentCredential).toBe(true);
