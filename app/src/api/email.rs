@@ -389,7 +389,7 @@ pub mod server {
     use crate::auth::{
         email::ResetOutcome,
         mail::{address, links::LinkState},
-        AppState, IssueError,
+        AppState,
     };
     use crate::error::ErrorCode;
     use crate::validate;
@@ -542,24 +542,19 @@ pub mod server {
             ResetOutcome::Done(_) => ApiError::internal(),
         })?;
         let issued = issued
-            .map_err(|e| match e {
-                IssueError::Write(e) => not_written("starting a session failed", e),
-                IssueError::Sign(e) => internal("signing a token failed", e),
-            })?
+            .map_err(super::super::sign_in::server::not_started)?
             // The password changed again meanwhile: set, but this client signs in anew.
             .ok_or_else(ApiError::session_ended)?;
-        set_session_cookies(&auth, &issued);
-        let device_proof = super::super::sign_in::server::hand_out_device_proof(&auth, &proof);
         tracing::info!(
             user_id = issued.user_id,
             "password reset; every other session ended"
         );
-        redirect("/profile?reset=1");
-        let page = super::super::sign_in::server::from_a_page();
-        Ok(TokenResponse {
-            device_token: (!page).then_some(device_proof),
-            ..token_response(&issued, proof.user().username.clone(), page)
-        })
+        Ok(super::super::sign_in::server::signed_in(
+            &auth,
+            &proof,
+            &issued,
+            "/profile?reset=1",
+        ))
     }
 
     pub async fn confirm_email(token: String) -> Result<EmailConfirmed, ApiError> {

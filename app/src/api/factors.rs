@@ -229,12 +229,12 @@ pub async fn renew_recovery_codes() -> Result<RecoveryCodes, ApiError> {
 pub mod server {
     use super::*;
     use crate::api::server::*;
-    use crate::api::sign_in::server::{from_a_page, hand_out_device_proof};
+    use crate::api::sign_in::server::{not_started, signed_in};
     use crate::auth::{
         access::AuthUser,
         factors::{ChangeError, CodeError, FinishError, ReauthError},
         tokens::access::now_unix,
-        AppState, IssueError,
+        AppState,
     };
     use crate::validate;
     use leptos_axum::redirect;
@@ -336,27 +336,15 @@ pub mod server {
                 return Err(back(code_refused(e)));
             }
         };
-        let issued = issued
-            .map_err(|e| match e {
-                IssueError::Write(e) => not_written("starting a session failed", e),
-                IssueError::Sign(e) => internal("signing a token failed", e),
-            })?
-            .ok_or_else(over)?;
+        let issued = issued.map_err(not_started)?.ok_or_else(over)?;
         set_cookie(auth.cookie.clear_pending());
-        set_session_cookies(&auth, &issued);
-        let device_proof = hand_out_device_proof(&auth, &proof);
         tracing::info!(
             user_id = proof.user().id,
             method = proof.method().as_str(),
             "login succeeded"
         );
         let next = validate::safe_next(next.as_deref()).unwrap_or_else(|| "/profile".into());
-        redirect(&next);
-        let page = from_a_page();
-        Ok(TokenResponse {
-            device_token: (!page).then_some(device_proof),
-            ..token_response(&issued, proof.user().username.clone(), page)
-        })
+        Ok(signed_in(&auth, &proof, &issued, &next))
     }
 
     pub async fn reauthenticate(

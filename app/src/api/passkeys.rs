@@ -247,12 +247,12 @@ pub mod server {
     use super::*;
     use crate::api::factors::server::fresh_caller;
     use crate::api::server::*;
-    use crate::api::sign_in::server::{from_a_page, hand_out_device_proof};
+    use crate::api::sign_in::server::{not_started, signed_in};
     use crate::auth::{
         factors::{passkeys::PasskeyError, ChangeError},
         throttle::Throttled,
         tokens::access::now_unix,
-        AppState, IssueError,
+        AppState,
     };
     use crate::store::passkeys::PasskeyRow;
     use crate::validate;
@@ -352,25 +352,15 @@ pub mod server {
         .await?;
         let (proof, issued) = finished.map_err(refused)?;
         let issued = issued
-            .map_err(|e| match e {
-                IssueError::Write(e) => not_written("starting a session failed", e),
-                IssueError::Sign(e) => internal("signing a token failed", e),
-            })?
+            .map_err(not_started)?
             .ok_or_else(ApiError::passkey_refused)?;
-        set_session_cookies(&auth, &issued);
-        let device_proof = hand_out_device_proof(&auth, &proof);
         tracing::info!(
             user_id = proof.user().id,
             method = "passkey",
             "login succeeded"
         );
         let next = validate::safe_next(next.as_deref()).unwrap_or_else(|| "/profile".into());
-        redirect(&next);
-        let page = from_a_page();
-        Ok(TokenResponse {
-            device_token: (!page).then_some(device_proof),
-            ..token_response(&issued, proof.user().username.clone(), page)
-        })
+        Ok(signed_in(&auth, &proof, &issued, &next))
     }
 
     pub async fn reauth(ceremony: String, credential: String) -> Result<Reauthenticated, ApiError> {

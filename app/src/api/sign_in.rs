@@ -358,26 +358,44 @@ pub mod server {
         let issued = auth
             .start_session(&proof, &user_agent(), addr)
             .await
-            .map_err(|e| match e {
-                IssueError::Write(e) => not_written("starting a session failed", e),
-                IssueError::Sign(e) => internal("signing a token failed", e),
-            })?
+            .map_err(not_started)?
             .ok_or_else(failed)?;
-        set_session_cookies(auth, &issued);
-        let device_proof = hand_out_device_proof(auth, &proof);
         tracing::info!(
             user_id,
             known_device = matches!(proof.via(), Via::Device(_)),
             "login succeeded"
         );
         let next = validate::safe_next(next.as_deref()).unwrap_or_else(|| "/profile".into());
-        redirect(&next);
+        Ok(signed_in(auth, &proof, &issued, &next))
+    }
+
+    /// A session that could not be started: 503 when its write did not get its turn, else a
+    /// 500 whose cause is logged.
+    pub(crate) fn not_started(e: IssueError) -> ApiError {
+        match e {
+            IssueError::Write(e) => not_written("starting a session failed", e),
+            IssueError::Sign(e) => internal("signing a token failed", e),
+        }
+    }
+
+    /// The answer to a sign-in that just started a session (by password, code, passkey or
+    /// reset link): the session's cookies and a new device proof, the browser sent on to
+    /// `to`, and the token response (the refresh token and the device proof in the body only
+    /// for an API client: a page has them in HttpOnly cookies, where no script reads them).
+    pub(crate) fn signed_in(
+        auth: &crate::auth::Auth,
+        proof: &authn::Proof,
+        issued: &crate::auth::Issued,
+        to: &str,
+    ) -> TokenResponse {
+        set_session_cookies(auth, issued);
+        let device_proof = hand_out_device_proof(auth, proof);
+        redirect(to);
         let page = from_a_page();
-        Ok(TokenResponse {
-            // A page has it in its HttpOnly cookie, where no script reads it.
+        TokenResponse {
             device_token: (!page).then_some(device_proof),
-            ..token_response(&issued, proof.user().username.clone(), page)
-        })
+            ..token_response(issued, proof.user().username.clone(), page)
+        }
     }
 
     /// A new proof that this client signed in to `proof`'s account, in the device cookie (a
