@@ -124,16 +124,7 @@ pub fn provide_auth() {
             .as_deref()
             .and_then(ErrorCode::token_rejection)
     });
-    let notice = reason.map(|code| {
-        ApiError {
-            error: code,
-            description: String::new(),
-            retry_after: None,
-            pending_token: None,
-        }
-        .in_our_words(false)
-        .description
-    });
+    let notice = reason.map(|code| ApiError::of_code(code).description);
 
     let (logins, logouts) = (login.version(), logout.version());
     let current = {

@@ -18,23 +18,10 @@ use crate::{
 /// The refusal a reauthentication posted without JavaScript names in the address
 /// (`reauth=invalid_code`), in our words; `None` for `ok` or anything else.
 pub(crate) fn refusal_in_address(code: &str) -> Option<ApiError> {
-    let error = match code {
-        "invalid_credentials" => return Some(ApiError::wrong_password()),
-        "second_factor_required" => ErrorCode::SecondFactorRequired,
-        "invalid_code" => ErrorCode::InvalidCode,
-        "too_many_requests" => ErrorCode::TooManyRequests,
-        "temporarily_unavailable" => ErrorCode::TemporarilyUnavailable,
-        _ => return None,
-    };
-    Some(
-        ApiError {
-            error,
-            description: String::new(),
-            retry_after: None,
-            pending_token: None,
-        }
-        .in_our_words(false),
-    )
+    Some(match ErrorCode::in_address(code)? {
+        ErrorCode::InvalidCredentials => ApiError::wrong_password(),
+        code => ApiError::of_code(code),
+    })
 }
 
 /// The form. `back` is the page's own path (where the server sends a browser without

@@ -194,6 +194,20 @@ impl ErrorCode {
         }
     }
 
+    /// A refusal named by its code in a page's address, as the server writes it there after a
+    /// form posted without JavaScript (`error=invalid_code`, `reauth=…`): the few it writes.
+    pub fn in_address(text: &str) -> Option<Self> {
+        match text {
+            "invalid_credentials" => Some(Self::InvalidCredentials),
+            "second_factor_required" => Some(Self::SecondFactorRequired),
+            "invalid_code" => Some(Self::InvalidCode),
+            "sign_in_expired" => Some(Self::SignInExpired),
+            "too_many_requests" => Some(Self::TooManyRequests),
+            "temporarily_unavailable" => Some(Self::TemporarilyUnavailable),
+            _ => None,
+        }
+    }
+
     /// True for the four token rejections: the caller has no valid session.
     pub fn is_token_rejection(self) -> bool {
         matches!(
@@ -222,6 +236,12 @@ pub struct ApiError {
 
 /// One named constructor per code: the texts live here, in one table.
 impl ApiError {
+    /// The refusal `code` in our words: what a page shows for a code it read from its address
+    /// (whoever wrote the link, only the code is believed).
+    pub fn of_code(code: ErrorCode) -> Self {
+        Self::new(code, String::new()).in_our_words(false)
+    }
+
     fn new(error: ErrorCode, description: impl Into<String>) -> Self {
         Self {
             error,

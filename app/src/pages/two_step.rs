@@ -17,21 +17,9 @@ use crate::{
 /// The refusal a code posted without JavaScript names in the address (`error=invalid_code`),
 /// in our words.
 fn error_in_address(code: Option<String>) -> Option<ApiError> {
-    let error = match code?.as_str() {
-        "invalid_code" => ErrorCode::InvalidCode,
-        "too_many_requests" => ErrorCode::TooManyRequests,
-        "temporarily_unavailable" => ErrorCode::TemporarilyUnavailable,
-        _ => return None,
-    };
-    Some(
-        ApiError {
-            error,
-            description: String::new(),
-            retry_after: None,
-            pending_token: None,
-        }
-        .in_our_words(false),
-    )
+    code.as_deref()
+        .and_then(ErrorCode::in_address)
+        .map(ApiError::of_code)
 }
 
 #[component]
