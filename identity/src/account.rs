@@ -8,6 +8,7 @@ use crate::{
     email::{Origin, Told},
     mail::compose::Notice,
     sessions::{LiveSession, WriteError},
+    store::accounts::Switched,
     Auth,
 };
 
@@ -38,6 +39,13 @@ impl Auth {
                 },
             )
         };
+        let event = crate::audit::Entry {
+            user_id,
+            kind: crate::audit::Kind::PasswordChanged,
+            detail: "",
+            seen: origin.into(),
+            session: Some(current),
+        };
         let changed = self
             .sessions
             .change_password(
@@ -46,6 +54,7 @@ impl Auth {
                 password_hash,
                 now,
                 self.when_mailing(&notice),
+                &event,
             )
             .await?;
         if changed.is_some() {
@@ -60,11 +69,14 @@ impl Auth {
     /// the next account, and a remembered user would go on answering for it (its name on the
     /// newcomer's pages, its `created_at` in the token check). `false` when there was no such
     /// account.
+    ///
+    /// `by`: who deleted it, for its event (`owner` or `operator`).
     pub async fn delete_account(
         &self,
         user_id: i64,
         now: i64,
         origin: Origin<'_>,
+        by: &str,
     ) -> Result<bool, WriteError> {
         let username = self.users.get(user_id).await?.map(|u| u.username);
         let told = Told::new(origin, now);
@@ -78,15 +90,103 @@ impl Auth {
                 },
             )
         };
+        let event = crate::audit::Entry {
+            user_id,
+            kind: crate::audit::Kind::AccountDeleted,
+            detail: by,
+            seen: origin.into(),
+            session: None,
+        };
         let deleted = self
             .sessions
-            .delete_account(user_id, now, self.when_mailing(&notice))
+            .delete_account(user_id, now, self.when_mailing(&notice), &event)
             .await?;
         self.users.forget(user_id);
         if deleted {
             self.mail.wake.wake();
         }
         Ok(deleted)
+    }
+}
+
+/// What an operator's command did to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorDid {
+    /// Done: this many sessions ended.
+    Done { sessions_ended: usize },
+    /// The account was so already: nothing changed.
+    Already,
+    /// No such account.
+    NoSuchUser,
+}
+
+impl Auth {
+    /// The operator disables account `user_id`: no sign-in from now on (a right password is
+    /// answered `account_disabled`), every session ended (refused at once here; on
+    /// PostgreSQL by every instance through the revocation feed, on SQLite by a running
+    /// server within a second, see `store::Store::sessions_ended_since`).
+    pub async fn disable_account(&self, user_id: i64) -> Result<OperatorDid, WriteError> {
+        let now = crate::tokens::access::now_unix();
+        let event = crate::audit::Entry {
+            user_id,
+            kind: crate::audit::Kind::AccountDisabled,
+            detail: "",
+            seen: crate::audit::Seen::OPERATOR,
+            session: None,
+        };
+        let store = self.health.store();
+        let did = self
+            .sessions
+            .credential_change(crate::sessions::EndReason::AccountDisabled, async {
+                Ok(match store.disable_user(user_id, &event, now).await? {
+                    Switched::Done(ended) => (
+                        OperatorDid::Done {
+                            sessions_ended: ended.len(),
+                        },
+                        Some(ended),
+                    ),
+                    Switched::Already => (OperatorDid::Already, None),
+                    Switched::NoSuchUser => (OperatorDid::NoSuchUser, None),
+                })
+            })
+            .await?;
+        self.users.forget(user_id);
+        Ok(did)
+    }
+
+    /// The operator enables account `user_id` again: it signs in as before.
+    pub async fn enable_account(&self, user_id: i64) -> Result<OperatorDid, WriteError> {
+        let now = crate::tokens::access::now_unix();
+        let event = crate::audit::Entry {
+            user_id,
+            kind: crate::audit::Kind::AccountEnabled,
+            detail: "",
+            seen: crate::audit::Seen::OPERATOR,
+            session: None,
+        };
+        let did = match self
+            .health
+            .store()
+            .enable_user(user_id, &event, now)
+            .await?
+        {
+            Switched::Done(_) => OperatorDid::Done { sessions_ended: 0 },
+            Switched::Already => OperatorDid::Already,
+            Switched::NoSuchUser => OperatorDid::NoSuchUser,
+        };
+        self.users.forget(user_id);
+        Ok(did)
+    }
+
+    /// The operator ends every session of account `user_id` (each ending an event, with the
+    /// reason `operator`); the account signs in again as before. How many ended.
+    pub async fn end_sessions_by_operator(&self, user_id: i64) -> Result<usize, WriteError> {
+        let now = crate::tokens::access::now_unix();
+        let n = self
+            .sessions
+            .end_all(user_id, None, crate::sessions::EndReason::Operator, now)
+            .await?;
+        Ok(n)
     }
 }
 
@@ -109,6 +209,7 @@ mod tests {
                 now_unix(),
                 None,
                 crate::factors::Method::Password,
+                false,
             )
             .await
             .unwrap()
@@ -190,7 +291,7 @@ mod tests {
         .await
         .unwrap();
         assert!(auth
-            .delete_account(1, now_unix(), testing::ORIGIN)
+            .delete_account(1, now_unix(), testing::ORIGIN, "owner")
             .await
             .is_err());
         // The sessions ended first, in the database and in memory alike; the account stays,
@@ -214,7 +315,7 @@ mod tests {
             .await
             .unwrap();
         assert!(auth
-            .delete_account(1, now_unix(), testing::ORIGIN)
+            .delete_account(1, now_unix(), testing::ORIGIN, "owner")
             .await
             .unwrap());
         assert!(auth.sessions.is_ended(&session.id()));
@@ -225,7 +326,7 @@ mod tests {
             .unwrap();
         assert_eq!(left, 0);
         assert!(!auth
-            .delete_account(1, now_unix(), testing::ORIGIN)
+            .delete_account(1, now_unix(), testing::ORIGIN, "owner")
             .await
             .unwrap());
     }

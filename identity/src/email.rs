@@ -280,7 +280,7 @@ impl Auth {
         let changed = self
             .health
             .store()
-            .change_address(user_id, address, link, &mails, &old, now)
+            .change_address(user_id, address, link, &mails, &old, origin.into(), now)
             .await?;
         if changed == AddressChange::Sent {
             self.mail.wake.wake();
@@ -300,13 +300,17 @@ impl Auth {
     }
 
     /// Follows an address-confirming link (the page's POST).
-    pub async fn confirm_address(&self, token: &str) -> Result<Confirmed, StoreError> {
+    pub async fn confirm_address(
+        &self,
+        token: &str,
+        origin: Origin<'_>,
+    ) -> Result<Confirmed, StoreError> {
         if !links::well_formed(token) {
             return Ok(Confirmed::NotLive(LinkState::Unknown));
         }
         self.health
             .store()
-            .confirm_address(&links::hash(token), now_unix())
+            .confirm_address(&links::hash(token), origin.into(), now_unix())
             .await
     }
 
@@ -392,6 +396,7 @@ impl Auth {
                 &links::hash(token),
                 password_hash,
                 self.when_mailing(&notice),
+                origin.into(),
                 now,
             )
             .await?;
@@ -443,7 +448,7 @@ mod tests {
     }
 
     async fn sign_in(auth: &Arc<Auth>, login: &str, password: &str) -> Option<Proof> {
-        match authn::sign_in(auth, login, None, Vec::new(), password.into()).await {
+        match authn::sign_in(auth, login, None, Vec::new(), password.into(), "test").await {
             Ok(Step::Done(proof)) => Some(proof),
             Ok(Step::AnotherFactorNeeded(p)) => panic!("{p:?}"),
             Err(_) => None,
@@ -460,7 +465,10 @@ mod tests {
         let user = sign_up(auth, name, Some(address)).await;
         let (kind, to, text) = outbox(pool).await.pop().unwrap();
         assert_eq!((kind.as_str(), to.as_str()), ("verify_address", address));
-        let confirmed = auth.confirm_address(&token_in(&text)).await.unwrap();
+        let confirmed = auth
+            .confirm_address(&token_in(&text), testing::ORIGIN)
+            .await
+            .unwrap();
         assert_eq!(
             confirmed,
             Confirmed::Done {
@@ -494,11 +502,11 @@ mod tests {
             ));
         }
         assert!(matches!(
-            auth.confirm_address(&token).await.unwrap(),
+            auth.confirm_address(&token, testing::ORIGIN).await.unwrap(),
             Confirmed::Done { .. }
         ));
         assert_eq!(
-            auth.confirm_address(&token).await.unwrap(),
+            auth.confirm_address(&token, testing::ORIGIN).await.unwrap(),
             Confirmed::NotLive(LinkState::Used)
         );
         assert!(auth.address_status(user.id).await.unwrap().verified);
@@ -510,11 +518,15 @@ mod tests {
             .is_none());
         let forged = format!("ml1.{}", "A".repeat(43));
         assert_eq!(
-            auth.confirm_address(&forged).await.unwrap(),
+            auth.confirm_address(&forged, testing::ORIGIN)
+                .await
+                .unwrap(),
             Confirmed::NotLive(LinkState::Unknown)
         );
         assert_eq!(
-            auth.confirm_address("not a token").await.unwrap(),
+            auth.confirm_address("not a token", testing::ORIGIN)
+                .await
+                .unwrap(),
             Confirmed::NotLive(LinkState::Unknown)
         );
     }
@@ -732,7 +744,7 @@ mod tests {
         ));
         let token = token_in(&mails[n - 2].2);
         assert!(matches!(
-            auth.confirm_address(&token).await.unwrap(),
+            auth.confirm_address(&token, testing::ORIGIN).await.unwrap(),
             Confirmed::Done { .. }
         ));
         let status = auth.address_status(user.id).await.unwrap();
@@ -754,11 +766,15 @@ mod tests {
         let bob = sign_up(&auth, "bob", Some("shared@example.com")).await;
         let bob_token = token_in(&outbox(&pool).await.pop().unwrap().2);
         assert!(matches!(
-            auth.confirm_address(&bob_token).await.unwrap(),
+            auth.confirm_address(&bob_token, testing::ORIGIN)
+                .await
+                .unwrap(),
             Confirmed::Done { .. }
         ));
         assert_eq!(
-            auth.confirm_address(&alice_token).await.unwrap(),
+            auth.confirm_address(&alice_token, testing::ORIGIN)
+                .await
+                .unwrap(),
             Confirmed::InUse
         );
         let proof = sign_in(&auth, "shared@example.com", PASSWORD)
@@ -806,7 +822,7 @@ mod tests {
             now_unix(),
         );
         let Ok(Step::Done(proof)) =
-            authn::sign_in(&auth, "alice", None, vec![device], PASSWORD.into()).await
+            authn::sign_in(&auth, "alice", None, vec![device], PASSWORD.into(), "test").await
         else {
             panic!()
         };
@@ -839,7 +855,7 @@ mod tests {
             .unwrap();
         assert_eq!(outbox(&pool).await.pop().unwrap().0, "password_changed");
         assert!(auth
-            .delete_account(user.id, now_unix(), testing::ORIGIN)
+            .delete_account(user.id, now_unix(), testing::ORIGIN, "owner")
             .await
             .unwrap());
         let (kind, to, _) = outbox(&pool).await.pop().unwrap();
@@ -894,7 +910,7 @@ mod tests {
             ResetOutcome::Done(_)
         ));
         assert_eq!(
-            auth.confirm_address(&evil).await.unwrap(),
+            auth.confirm_address(&evil, testing::ORIGIN).await.unwrap(),
             Confirmed::NotLive(LinkState::Expired)
         );
         assert_eq!(
@@ -921,7 +937,9 @@ mod tests {
             AddressChange::Unchanged
         );
         assert_eq!(
-            auth.confirm_address(&second).await.unwrap(),
+            auth.confirm_address(&second, testing::ORIGIN)
+                .await
+                .unwrap(),
             Confirmed::NotLive(LinkState::Expired)
         );
         assert!(auth
@@ -952,7 +970,9 @@ mod tests {
                 .2,
         );
         assert!(matches!(
-            auth.confirm_address(&confirm).await.unwrap(),
+            auth.confirm_address(&confirm, testing::ORIGIN)
+                .await
+                .unwrap(),
             Confirmed::Done { .. }
         ));
         assert_eq!(
@@ -1002,7 +1022,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(auth
-            .delete_account(user.id, now_unix(), testing::ORIGIN)
+            .delete_account(user.id, now_unix(), testing::ORIGIN, "owner")
             .await
             .unwrap());
         assert_eq!(outbox(&pool).await.len(), before);

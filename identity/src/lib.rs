@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod account;
+pub mod audit;
 pub mod authn;
 pub mod cache;
 pub mod cookie;
@@ -12,6 +13,7 @@ pub mod device;
 pub mod email;
 pub mod factors;
 pub mod mail;
+pub mod metrics;
 pub mod proxies;
 pub mod revocation;
 pub mod sessions;
@@ -212,6 +214,7 @@ pub mod testing {
                 now,
                 None,
                 crate::factors::Method::Password,
+                false,
             )
             .await
     }
@@ -348,7 +351,7 @@ mod cache_tests {
             // which must not be taken for it), every token of theirs refused, the other
             // user's untouched.
             assert!(auth
-                .delete_account(1, tokens::access::now_unix(), testing::ORIGIN)
+                .delete_account(1, tokens::access::now_unix(), testing::ORIGIN, "owner")
                 .await
                 .unwrap());
             assert_eq!(auth.users.get(1).await.unwrap(), None);
@@ -357,7 +360,7 @@ mod cache_tests {
             }
             assert_eq!(check(&auth, &other.access_token).await, Ok(2));
             assert!(!auth
-                .delete_account(1, tokens::access::now_unix(), testing::ORIGIN)
+                .delete_account(1, tokens::access::now_unix(), testing::ORIGIN, "owner")
                 .await
                 .unwrap());
 

@@ -96,6 +96,11 @@ pub struct Config {
     pub factor_key: Vec<u8>,
     /// Dangerous changes need an authentication this recent (`REAUTH_WINDOW`, 10 minutes).
     pub reauth_window: Duration,
+    /// Where Prometheus metrics are served (`METRICS_ADDR`); `None`: nowhere, and nothing
+    /// measured.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// How long security events are kept (`AUDIT_RETENTION`, 90 days).
+    pub audit_retention: Duration,
 }
 
 /// The mail settings (`EMAIL`, `SMTP_URL`, `MAIL_FROM`, `SMTP_CA_FILE`, `PUBLIC_URL`,
@@ -418,6 +423,16 @@ impl Config {
             mail: MailConfig::from_lookup(&get, production)?,
             factor_key,
             reauth_window: duration("REAUTH_WINDOW", 10 * 60)?,
+            metrics_addr: match get("METRICS_ADDR").filter(|v| !v.trim().is_empty()) {
+                None => None,
+                Some(v) => Some(v.trim().parse().map_err(|_| {
+                    ConfigError::Invalid(
+                        "METRICS_ADDR",
+                        format!("{v:?} is not an address and port like 127.0.0.1:9100"),
+                    )
+                })?),
+            },
+            audit_retention: duration("AUDIT_RETENTION", 90 * 86_400)?,
         })
     }
 

@@ -42,6 +42,12 @@ pub(crate) fn in_front_of(pages: Router, state: AppState) -> Router {
     } else {
         hot
     };
+    // Measured only when metrics are on: off, the hot path has not one step more.
+    let hot = if crate::metrics::on() {
+        hot.layer(axum::middleware::from_fn(crate::metrics::measure))
+    } else {
+        hot
+    };
     // Set after the hot path's layers, so the pages go through their own stack only.
     hot.fallback_service(pages)
 }

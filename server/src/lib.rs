@@ -6,6 +6,7 @@
 //! - `state`: the shared state built at start-up ([`build_state`]);
 //! - `router` and `hot_path`: the HTTP surface ([`router`]), the hot path in front;
 //! - [`layers`]: the layers in front of the pages and the API, one file each;
+//! - [`metrics`]: Prometheus metrics on their own address (`METRICS_ADDR`);
 //! - `background`: the tasks beside the requests ([`spawn_purge`], the revocation feed);
 //! - `serve`: serving with a graceful shutdown ([`serve`], [`shutdown_signal`]).
 
@@ -15,6 +16,7 @@ pub mod config;
 mod dev_mail;
 mod hot_path;
 pub mod layers;
+pub mod metrics;
 mod router;
 mod serve;
 mod state;

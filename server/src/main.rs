@@ -18,12 +18,23 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() {
     let _ = dotenvy::dotenv();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info")),
-        )
-        .init();
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    // LOG_FORMAT=json: one JSON object per line, for a log collector. The same fields either
+    // way: what is never logged (tokens, passwords, cookies) is never handed to a log line.
+    match std::env::var("LOG_FORMAT").as_deref().map(str::trim) {
+        Ok("json") => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .init(),
+        Ok("" | "text") | Err(_) => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        Ok(other) => {
+            eprintln!("error: LOG_FORMAT is not valid: {other:?} is not text or json");
+            std::process::exit(1);
+        }
+    }
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     match args.first().and_then(|a| a.to_str()) {
         None => {
@@ -204,7 +215,34 @@ async fn run() -> Result<(), StartError> {
         );
     }
     let addr = leptos_options.site_addr;
+    // Installed before anything counts, and before the router is built (it measures requests
+    // only when metrics are on).
+    let metrics = match config.metrics_addr {
+        Some(at) if at.port() == addr.port() => {
+            return Err(std::io::Error::other(format!(
+                "METRICS_ADDR {at} would share the site's port: metrics are never served on the \
+                 public port"
+            ))
+            .into())
+        }
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at).await?;
+            let handle = server::metrics::install()
+                .ok_or_else(|| std::io::Error::other("a metrics recorder is installed already"))?;
+            Some((listener, handle))
+        }
+        None => None,
+    };
     let state = build_state(&config, leptos_options).await?;
+    if let Some((listener, handle)) = metrics {
+        tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+        let router = server::metrics::router(handle, state.auth.clone());
+        tokio::spawn(async move {
+            if let Err(e) = server::metrics::serve(listener, router, shutdown_signal()).await {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
     spawn_purge(&state, config.purge_interval);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);

@@ -50,6 +50,7 @@ fn pages(state: AppState) -> Router {
             app::api::contract::DOCUMENT_PATH,
             get(openapi_document(auth.cookie)),
         )
+        .route("/ready", get(ready))
         .merge(dev_mail_routes(&auth))
         .leptos_routes(&state, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
@@ -70,6 +71,11 @@ fn pages(state: AppState) -> Router {
     }
     if https {
         router = router.layer(hsts());
+    }
+    // Outside the other layers, so their refusals are measured too. (A layer of a router
+    // wraps each of its routes: the route that matched is known here.)
+    if crate::metrics::on() {
+        router = router.layer(mw::from_fn(crate::metrics::measure));
     }
     router.layer(trace())
 }
@@ -97,5 +103,40 @@ fn openapi_document(
         std::future::ready(
             ([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response(),
         )
+    }
+}
+
+/// `GET /ready`, for a load balancer's checks: 200 when the database answers (within two
+/// seconds) and has every migration of this binary; else 503 and why, in words. (`/health`
+/// only says that the process answers.)
+async fn ready(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    match state
+        .auth
+        .health
+        .store()
+        .ready(std::time::Duration::from_secs(2))
+        .await
+    {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "status": "ready" })),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            let reason = match e {
+                app::store::NotReady::Unreachable(_) => "the database does not answer".to_owned(),
+                app::store::NotReady::Migration(v) => format!("the database misses migration {v}"),
+            };
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                axum::Json(serde_json::json!({ "status": "not_ready", "reason": reason })),
+            )
+                .into_response()
+        }
     }
 }

@@ -203,7 +203,8 @@ pub mod server {
         let requester = Requester::of(&state).await;
         detached("the account deletion task failed", async move {
             let origin = requester.origin();
-            auth.delete_account(user.user_id, now_unix(), origin).await
+            auth.delete_account(user.user_id, now_unix(), origin, "owner")
+                .await
         })
         .await?
         .map_err(|e| not_written("deleting an account failed", e))?;

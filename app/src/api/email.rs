@@ -560,7 +560,8 @@ pub mod server {
     pub async fn confirm_email(token: String) -> Result<EmailConfirmed, ApiError> {
         let state = state()?;
         database(&state)?;
-        match state.auth.confirm_address(&token).await {
+        let requester = Requester::of(&state).await;
+        match state.auth.confirm_address(&token, requester.origin()).await {
             Ok(Confirmed::Done { user_id, address }) => {
                 tracing::info!(user_id, "e-mail address confirmed");
                 redirect("/verify?confirmed=1");

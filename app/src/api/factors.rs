@@ -316,7 +316,11 @@ pub mod server {
         let finished = detached("the sign-in's second step failed", {
             let auth = auth.clone();
             async move {
-                let proof = auth.finish_sign_in(&token, &code).await?;
+                let origin = crate::auth::email::Origin {
+                    user_agent: &agent,
+                    address: addr,
+                };
+                let proof = auth.finish_sign_in(&token, &code, origin).await?;
                 let issued = auth.start_session(&proof, &agent, addr).await;
                 Ok::<_, FinishError>((proof, issued))
             }

@@ -241,6 +241,7 @@ pub mod server {
             CheckError::Throttled(throttled) => sign_in_refused(throttled),
             CheckError::Wrong => wrong(),
             CheckError::Gone => ApiError::session_ended(),
+            CheckError::Disabled => ApiError::account_disabled(),
             CheckError::Store(e) => internal("looking up a user failed", e),
             CheckError::Hash(e) => internal("password verification failed", e),
             CheckError::Task(e) => internal(counting, e),

@@ -217,6 +217,7 @@ pub mod server {
     use crate::api::server::*;
     use crate::auth::{
         authn::{self, Step},
+        credentials::CheckError,
         device::DeviceId,
         sessions::{EndReason, EndedByToken},
         throttle::{Throttled, Via},
@@ -323,9 +324,18 @@ pub mod server {
         };
         // The password checked and the attempt counted, the steps of `authn` (the database's
         // health and a place in the hashing queue first, the count before any password work).
-        let step = authn::sign_in(auth, &login, addr, proofs, password)
-            .await
-            .map_err(|e| check_refused(e, "the sign-in count failed", failed))?;
+        let step = authn::sign_in(auth, &login, addr, proofs, password, &user_agent()).await;
+        crate::auth::metrics::sign_in(match &step {
+            Ok(Step::Done(_)) => "ok",
+            Ok(Step::AnotherFactorNeeded(_)) => "second_factor",
+            Err(CheckError::Wrong | CheckError::Gone) => "wrong_password",
+            Err(CheckError::Disabled) => "disabled",
+            Err(CheckError::Throttled(_)) => "throttled",
+            Err(CheckError::Busy) => "busy",
+            Err(CheckError::DatabaseDown) => "unavailable",
+            Err(CheckError::Store(_) | CheckError::Hash(_) | CheckError::Task(_)) => "error",
+        });
+        let step = step.map_err(|e| check_refused(e, "the sign-in count failed", failed))?;
         let proof = match step {
             Step::Done(proof) => proof,
             Step::AnotherFactorNeeded(pending) => {

@@ -10,8 +10,8 @@
 pub mod extractor;
 
 pub use identity::{
-    access, account, authn, cache, cookie, credentials, device, email, factors, mail, proxies,
-    revocation, sessions, throttle, tokens, users, Auth, IssueError, Issued,
+    access, account, audit, authn, cache, cookie, credentials, device, email, factors, mail,
+    metrics, proxies, revocation, sessions, throttle, tokens, users, Auth, IssueError, Issued,
 };
 
 use std::sync::Arc;

@@ -77,6 +77,8 @@ pub enum ErrorCode {
     PasskeyRefused,
     /// A passkey ceremony that is unknown, spent or past its 5 minutes: begin again.
     CeremonyExpired,
+    /// The password (or passkey) was right, but the operator disabled the account.
+    AccountDisabled,
     /// Client side only: the server could not be reached or answered something unreadable.
     Network,
 }
@@ -108,6 +110,7 @@ impl ErrorCode {
             Self::InvalidCode | Self::SignInExpired => S::UNAUTHORIZED,
             Self::FactorConflict => S::CONFLICT,
             Self::PasskeyRefused | Self::CeremonyExpired => S::UNAUTHORIZED,
+            Self::AccountDisabled => S::FORBIDDEN,
             Self::Network => S::SERVICE_UNAVAILABLE,
         }
     }
@@ -144,13 +147,14 @@ impl ErrorCode {
             Self::FactorConflict => "factor_conflict",
             Self::PasskeyRefused => "passkey_refused",
             Self::CeremonyExpired => "ceremony_expired",
+            Self::AccountDisabled => "account_disabled",
             Self::Network => "network",
         }
     }
 
     /// Every code.
     #[cfg(any(test, feature = "ssr"))]
-    pub const ALL: [Self; 29] = [
+    pub const ALL: [Self; 30] = [
         Self::MissingToken,
         Self::InvalidToken,
         Self::TokenExpired,
@@ -179,6 +183,7 @@ impl ErrorCode {
         Self::FactorConflict,
         Self::PasskeyRefused,
         Self::CeremonyExpired,
+        Self::AccountDisabled,
         Self::Network,
     ];
 
@@ -301,6 +306,14 @@ impl ApiError {
         Self::new(
             ErrorCode::CeremonyExpired,
             "That took too long, or was finished already. Please try again.",
+        )
+    }
+
+    pub fn account_disabled() -> Self {
+        Self::new(
+            ErrorCode::AccountDisabled,
+            "This account has been disabled by the site's administrator, so it cannot sign in. \
+             If you think this is a mistake, contact them.",
         )
     }
 
@@ -623,6 +636,7 @@ impl ApiError {
             C::ReauthRequired => Self::reauth_required(),
             C::PasskeyRefused => Self::passkey_refused(),
             C::CeremonyExpired => Self::ceremony_expired(),
+            C::AccountDisabled => Self::account_disabled(),
             C::FactorConflict => Self::factor_conflict(
                 "That change does not fit how your account is set up now. Reload the page.",
             ),

@@ -175,11 +175,13 @@ pub async fn sign_in(
     address: Option<IpAddr>,
     device_proofs: Vec<String>,
     password: String,
+    user_agent: &str,
 ) -> Result<Step, CheckError> {
     let attempt = Attempt::SignIn {
         username: username.to_owned(),
         address,
         device_proofs,
+        user_agent: user_agent.to_owned(),
     };
     let checked = check_password(auth, attempt, Some(password)).await?;
     // Counted as a sign-in, so counted on a way in.
@@ -234,6 +236,7 @@ impl Auth {
                 now,
                 new_device.then_some(&notice as crate::store::email::Notify<'_>),
                 proof.method,
+                !matches!(proof.via, Via::Device(_)),
             )
             .await?;
         if new_device && started.is_some() {
@@ -266,7 +269,7 @@ mod tests {
     }
 
     async fn signed_in(auth: &Arc<Auth>, password: &str) -> Result<Proof, CheckError> {
-        match sign_in(auth, "alice", None, Vec::new(), password.into()).await? {
+        match sign_in(auth, "alice", None, Vec::new(), password.into(), "test").await? {
             Step::Done(proof) => Ok(proof),
             Step::AnotherFactorNeeded(pending) => panic!("{pending:?}"),
         }
@@ -345,7 +348,12 @@ mod tests {
         let (_dir, pool, auth) = core().await;
         let raced = signed_in(&auth, PASSWORD).await.unwrap();
         assert!(auth
-            .delete_account(1, crate::tokens::access::now_unix(), testing::ORIGIN)
+            .delete_account(
+                1,
+                crate::tokens::access::now_unix(),
+                testing::ORIGIN,
+                "owner"
+            )
             .await
             .unwrap());
         let next = users::create(&pool, "bob", "hash").await.unwrap();

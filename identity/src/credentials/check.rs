@@ -25,6 +25,8 @@ pub enum Attempt {
         username: String,
         address: Option<IpAddr>,
         device_proofs: Vec<String>,
+        /// The client's user agent, for the failed sign-in's event.
+        user_agent: String,
     },
     /// The signed-in owner of `session` confirming it is them before a change to their account
     /// (the password, a deletion): counted on the session alone, not on the account's ceiling
@@ -91,6 +93,9 @@ pub enum CheckError {
     /// The signed-in user's account is gone.
     #[error("the account is gone")]
     Gone,
+    /// The password was right, but the operator disabled the account.
+    #[error("the account is disabled")]
+    Disabled,
     #[error("looking up a user failed: {0}")]
     Store(#[from] StoreError),
     #[error("password verification failed: {0}")]
@@ -128,12 +133,15 @@ pub async fn check_password(
     let ticket = auth.passwords.ticket().map_err(|_| CheckError::Busy)?;
     // Taken before the account is read: a user deleted meanwhile is not put back in memory.
     let read = auth.users.stamp();
+    let mut agent = String::new();
     let (found, counted) = match attempt {
         Attempt::SignIn {
             username,
             address,
             device_proofs,
+            user_agent,
         } => {
+            agent = user_agent;
             let counting = auth.clone();
             let (found, via, username) = tokio::spawn(async move {
                 count_sign_in(&counting, &username, address, &device_proofs).await
@@ -168,8 +176,18 @@ pub async fn check_password(
     };
     let found = match (right, found) {
         (true, Some(found)) => found,
+        (false, Some(found)) => {
+            if let Counted::SignIn { address, .. } = &counted {
+                failed_sign_in(auth, found.id, *address, agent);
+            }
+            return Err(CheckError::Wrong);
+        }
         _ => return Err(CheckError::Wrong),
     };
+    // Told only to whoever knows the password: a disabled account is not revealed to a guess.
+    if found.disabled_at.is_some() {
+        return Err(CheckError::Disabled);
+    }
     let via = match counted {
         Counted::SignIn {
             username,
@@ -192,6 +210,29 @@ pub async fn check_password(
         has_address: found.email.is_some(),
         second_factor: found.second_factor != 0,
     })
+}
+
+/// Records a failed sign-in of account `user_id` (a known account: an unknown name has no
+/// activity to show), off the answer's path: a write only for known accounts, waited for,
+/// would tell a guesser which names exist by the time the answer takes.
+fn failed_sign_in(auth: &Arc<Auth>, user_id: i64, address: Option<IpAddr>, user_agent: String) {
+    let store = auth.health.store().clone();
+    tokio::spawn(async move {
+        let entry = crate::audit::Entry {
+            user_id,
+            kind: crate::audit::Kind::SignInFailed,
+            detail: "password",
+            seen: crate::audit::Seen {
+                address,
+                user_agent: &user_agent,
+            },
+            session: None,
+        };
+        let now = crate::tokens::access::now_unix();
+        if let Err(e) = store.record_event(&entry, now).await {
+            tracing::warn!(error = %e, "recording a failed sign-in failed");
+        }
+    });
 }
 
 /// How an attempt was counted: what a right password forgives.
@@ -273,6 +314,7 @@ mod tests {
             username: username.into(),
             address: Some([192, 0, 2, 1].into()),
             device_proofs: Vec::new(),
+            user_agent: "test".into(),
         }
     }
 

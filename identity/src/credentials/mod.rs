@@ -56,6 +56,8 @@ pub struct Credentials {
     /// 1 when a sign-in with the password must then pass a second factor (TOTP is on), else 0
     /// (an integer: the one type both databases give an expression).
     pub second_factor: i64,
+    /// When the operator disabled the account (`server admin disable`), if they did.
+    pub disabled_at: Option<i64>,
 }
 
 impl Credentials {

@@ -84,6 +84,8 @@ pub struct Passwords {
     active: Arc<AtomicUsize>,
     started: Arc<AtomicUsize>,
     queue: Arc<Semaphore>,
+    /// Places in the queue in all.
+    places: usize,
     /// A real argon2id hash of a random password: verifying against it costs what a real check costs.
     dummy_hash: Arc<str>,
 }
@@ -130,6 +132,7 @@ impl Passwords {
             active: Arc::default(),
             started: Arc::default(),
             queue: Arc::new(Semaphore::new(queue.max(1))),
+            places: queue.max(1),
             dummy_hash: dummy.into(),
         })
     }
@@ -149,6 +152,13 @@ impl Passwords {
             started: self.started.clone(),
             dummy_hash: self.dummy_hash.clone(),
         })
+    }
+
+    /// Requests holding a place in the queue now: waiting for a hash or hashing (the depth of
+    /// the hashing queue; at [`QUEUE_PER_HASHER`](Self::QUEUE_PER_HASHER) per hasher, the next
+    /// is refused as busy).
+    pub fn queued(&self) -> usize {
+        self.places.saturating_sub(self.queue.available_permits())
     }
 
     /// Hashes running now, counted by the hashing threads themselves.

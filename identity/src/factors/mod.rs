@@ -359,7 +359,12 @@ impl Auth {
     /// The second step of a sign-in: the code checked for the held sign-in's account, then the
     /// held sign-in spent (once: a second tab with another right code gets [`FinishError::Over`]).
     /// A proof that starts the session (which still checks the credential stamp).
-    pub async fn finish_sign_in(&self, token: &str, typed: &str) -> Result<Proof, FinishError> {
+    pub async fn finish_sign_in(
+        &self,
+        token: &str,
+        typed: &str,
+        origin: Origin<'_>,
+    ) -> Result<Proof, FinishError> {
         let Some(hash) = token_hash(token, PENDING_PREFIX) else {
             return Err(FinishError::Over);
         };
@@ -371,12 +376,31 @@ impl Auth {
         let Some(held) = store.held_sign_in(&hash, now_unix()).await? else {
             return Err(FinishError::Over);
         };
-        let (spend, method) = self.read_factor(held.user_id, typed).await?;
+        let user_id = held.user_id;
+        // A wrong code is the account's event: someone knows its password.
+        let wrong = || async move {
+            let entry = crate::audit::Entry {
+                user_id,
+                kind: crate::audit::Kind::SignInFailed,
+                detail: "code",
+                seen: origin.into(),
+                session: None,
+            };
+            if let Err(e) = store.record_event(&entry, now_unix()).await {
+                tracing::warn!(error = %e, "recording a failed sign-in failed");
+            }
+            FinishError::Code(CodeError::Wrong)
+        };
+        let (spend, method) = match self.read_factor(held.user_id, typed).await {
+            Ok(read) => read,
+            Err(CodeError::Wrong) => return Err(wrong().await),
+            Err(e) => return Err(e.into()),
+        };
         // The code and the held sign-in spent together, or neither.
         let held = match store.finish_held(&hash, &spend, now_unix()).await? {
             Finished::Done(held) => held,
             Finished::Over => return Err(FinishError::Over),
-            Finished::Spent => return Err(FinishError::Code(CodeError::Wrong)),
+            Finished::Spent => return Err(wrong().await),
         };
         self.throttle.code_accepted(held.user_id).await;
         let Some(found) = self.users.credentials_of(held.user_id).await? else {
@@ -599,62 +623,102 @@ impl Auth {
             )
         };
         let notify = self.when_mailing(&notice);
+        let event = crate::audit::Entry {
+            user_id,
+            kind: match change {
+                FactorChange::TotpAdded => crate::audit::Kind::TotpAdded,
+                FactorChange::TotpRemoved => crate::audit::Kind::TotpRemoved,
+                FactorChange::RemovedByOperator => crate::audit::Kind::FactorsRemovedByOperator,
+                FactorChange::CodesRenewed => crate::audit::Kind::RecoveryCodesRenewed,
+                FactorChange::PasskeyAdded => crate::audit::Kind::PasskeyAdded,
+                FactorChange::PasskeyRemoved => crate::audit::Kind::PasskeyRemoved,
+            },
+            detail: "",
+            seen: origin.into(),
+            session: write.session(),
+        };
+        let event = &event;
         let store = self.health.store();
         let written = self
             .sessions
-            .credential_change(async {
-                let written = match write {
-                    FactorWrite::ConfirmTotp {
-                        current,
-                        step,
-                        sealed,
-                        hashes,
-                    } => {
-                        store
-                            .confirm_totp(user_id, current, step, sealed, hashes, notify, now)
-                            .await
-                    }
-                    FactorWrite::RemoveTotp { current } => {
-                        store.remove_totp(user_id, current, notify, now).await
-                    }
-                    FactorWrite::RenewCodes { current, hashes } => {
-                        store
-                            .renew_recovery_codes(user_id, current, hashes, notify, now)
-                            .await
-                    }
-                    FactorWrite::AddPasskey {
-                        current,
-                        cred_id,
-                        credential,
-                        name,
-                        flags: (backup_eligible, backed_up),
-                    } => {
-                        let new = crate::store::passkeys::NewPasskey {
+            .credential_change(
+                match change {
+                    FactorChange::RemovedByOperator => crate::sessions::EndReason::Operator,
+                    _ => crate::sessions::EndReason::FactorsChanged,
+                },
+                async {
+                    let written = match write {
+                        FactorWrite::ConfirmTotp {
+                            current,
+                            step,
+                            sealed,
+                            hashes,
+                        } => {
+                            store
+                                .confirm_totp(
+                                    user_id, current, step, sealed, hashes, notify, event, now,
+                                )
+                                .await
+                        }
+                        FactorWrite::RemoveTotp { current } => {
+                            store
+                                .remove_totp(user_id, current, notify, event, now)
+                                .await
+                        }
+                        FactorWrite::RenewCodes { current, hashes } => {
+                            store
+                                .renew_recovery_codes(user_id, current, hashes, notify, event, now)
+                                .await
+                        }
+                        FactorWrite::AddPasskey {
+                            current,
                             cred_id,
                             credential,
                             name,
-                            backup_eligible,
-                            backed_up,
-                        };
-                        store.add_passkey(user_id, current, &new, notify, now).await
-                    }
-                    FactorWrite::RemovePasskey { current, id } => {
-                        store
-                            .remove_passkey(user_id, current, id, notify, now)
-                            .await
-                    }
-                }?;
-                Ok(match written {
-                    FactorWritten::Done(ended) => (Ok(()), Some(ended)),
-                    FactorWritten::Conflict => (Err(ChangeError::Conflict), None),
-                    FactorWritten::SessionOver => (Err(ChangeError::SessionOver), None),
-                })
-            })
+                            flags: (backup_eligible, backed_up),
+                        } => {
+                            let new = crate::store::passkeys::NewPasskey {
+                                cred_id,
+                                credential,
+                                name,
+                                backup_eligible,
+                                backed_up,
+                            };
+                            store
+                                .add_passkey(user_id, current, &new, notify, event, now)
+                                .await
+                        }
+                        FactorWrite::RemovePasskey { current, id } => {
+                            store
+                                .remove_passkey(user_id, current, id, notify, event, now)
+                                .await
+                        }
+                    }?;
+                    Ok(match written {
+                        FactorWritten::Done(ended) => (Ok(()), Some(ended)),
+                        FactorWritten::Conflict => (Err(ChangeError::Conflict), None),
+                        FactorWritten::SessionOver => (Err(ChangeError::SessionOver), None),
+                    })
+                },
+            )
             .await?;
         if written.is_ok() {
             self.mail.wake.wake();
         }
         written
+    }
+}
+
+impl FactorWrite<'_> {
+    /// The session the change is made in (none: the operator's).
+    fn session(&self) -> Option<uuid::Uuid> {
+        match self {
+            Self::ConfirmTotp { current, .. }
+            | Self::RenewCodes { current, .. }
+            | Self::AddPasskey { current, .. }
+            | Self::RemovePasskey { current, .. } => Some(*current),
+            Self::RemoveTotp { current } => *current,
+        }
     }
 }
 

@@ -45,7 +45,7 @@ fn now_code(secret: &totp::TotpSecret) -> String {
 }
 
 async fn password_step(auth: &Arc<Auth>) -> Step {
-    authn::sign_in(auth, "alice", None, Vec::new(), PASSWORD.into())
+    authn::sign_in(auth, "alice", None, Vec::new(), PASSWORD.into(), "test")
         .await
         .unwrap()
 }
@@ -104,11 +104,14 @@ async fn turning_totp_on_asks_every_password_sign_in_for_a_code_accepted_once() 
     // A password sign-in now stops half-way.
     let token = held(&auth).await;
     assert!(matches!(
-        auth.finish_sign_in(&token, "000000").await,
+        auth.finish_sign_in(&token, "000000", testing::ORIGIN).await,
         Err(FinishError::Code(CodeError::Wrong))
     ));
     let code = now_code(&secret);
-    let proof = auth.finish_sign_in(&token, &code).await.unwrap();
+    let proof = auth
+        .finish_sign_in(&token, &code, testing::ORIGIN)
+        .await
+        .unwrap();
     assert_eq!(proof.method(), Method::PasswordTotp);
     let issued = auth
         .start_session(&proof, "phone", None)
@@ -118,30 +121,37 @@ async fn turning_totp_on_asks_every_password_sign_in_for_a_code_accepted_once() 
     assert_eq!(method_of(&pool, issued.session_id).await, "password_totp");
     // The held sign-in is spent; the code too, for any other sign-in.
     assert!(matches!(
-        auth.finish_sign_in(&token, &code).await,
+        auth.finish_sign_in(&token, &code, testing::ORIGIN).await,
         Err(FinishError::Over)
     ));
     let again = held(&auth).await;
     assert!(matches!(
-        auth.finish_sign_in(&again, &code).await,
+        auth.finish_sign_in(&again, &code, testing::ORIGIN).await,
         Err(FinishError::Code(CodeError::Wrong))
     ));
     // A recovery code, once.
-    let proof = auth.finish_sign_in(&again, &codes[3]).await.unwrap();
+    let proof = auth
+        .finish_sign_in(&again, &codes[3], testing::ORIGIN)
+        .await
+        .unwrap();
     assert_eq!(proof.method(), Method::RecoveryCode);
     let third = held(&auth).await;
     assert!(matches!(
-        auth.finish_sign_in(&third, &codes[3]).await,
+        auth.finish_sign_in(&third, &codes[3], testing::ORIGIN)
+            .await,
         Err(FinishError::Code(CodeError::Wrong))
     ));
     assert_eq!(auth.factor_status(1).await.unwrap().recovery_left, 9);
     // Typed differently, another code still works.
     let typed = codes[4].to_uppercase().replace('-', " ");
-    assert!(auth.finish_sign_in(&third, &typed).await.is_ok());
+    assert!(auth
+        .finish_sign_in(&third, &typed, testing::ORIGIN)
+        .await
+        .is_ok());
     // Forged and malformed tokens are over.
     for bad in ["", "ps1.", "ps1.AAAA", "xx1.abc", &format!("{token}x")] {
         assert!(matches!(
-            auth.finish_sign_in(bad, &codes[5]).await,
+            auth.finish_sign_in(bad, &codes[5], testing::ORIGIN).await,
             Err(FinishError::Over)
         ));
     }
@@ -155,12 +165,13 @@ async fn wrong_codes_are_throttled_per_account() {
     let token = held(&auth).await;
     for _ in 0..crate::throttle::CODE_BURST {
         assert!(matches!(
-            auth.finish_sign_in(&token, "123456").await,
+            auth.finish_sign_in(&token, "123456", testing::ORIGIN).await,
             Err(FinishError::Code(CodeError::Wrong))
         ));
     }
     assert!(matches!(
-        auth.finish_sign_in(&token, &now_code(&secret)).await,
+        auth.finish_sign_in(&token, &now_code(&secret), testing::ORIGIN)
+            .await,
         Err(FinishError::Code(CodeError::Throttled(_)))
     ));
 }
@@ -176,7 +187,7 @@ async fn one_code_sixty_four_times_at_once_passes_once() {
     let tries: Vec<_> = (0..64)
         .map(|_| {
             let (auth, token, code) = (auth.clone(), token.clone(), code.clone());
-            tokio::spawn(async move { auth.finish_sign_in(&token, &code).await })
+            tokio::spawn(async move { auth.finish_sign_in(&token, &code, testing::ORIGIN).await })
         })
         .collect();
     let mut passed = 0;
@@ -195,7 +206,7 @@ async fn one_code_sixty_four_times_at_once_passes_once() {
         .into_iter()
         .map(|token| {
             let (auth, code) = (auth.clone(), codes[0].clone());
-            tokio::spawn(async move { auth.finish_sign_in(&token, &code).await })
+            tokio::spawn(async move { auth.finish_sign_in(&token, &code, testing::ORIGIN).await })
         })
         .collect();
     let mut passed = 0;
@@ -220,14 +231,24 @@ async fn a_credential_change_between_the_steps_ends_the_held_sign_in() {
         .unwrap()
         .unwrap();
     // Its code is right, but the stamp it read is not the account's any more.
-    match auth.finish_sign_in(&token, &now_code(&secret)).await {
+    match auth
+        .finish_sign_in(&token, &now_code(&secret), testing::ORIGIN)
+        .await
+    {
         Err(FinishError::Over) => {}
         other => panic!("{other:?}"),
     }
     // Removing the factor drops every held sign-in.
-    let token = match authn::sign_in(&auth, "alice", None, Vec::new(), "a new password!".into())
-        .await
-        .unwrap()
+    let token = match authn::sign_in(
+        &auth,
+        "alice",
+        None,
+        Vec::new(),
+        "a new password!".into(),
+        "test",
+    )
+    .await
+    .unwrap()
     {
         Step::AnotherFactorNeeded(p) => auth.hold_sign_in(&p).await.unwrap(),
         Step::Done(_) => panic!(),
@@ -242,9 +263,16 @@ async fn a_credential_change_between_the_steps_ends_the_held_sign_in() {
     ));
     // Off: the password is the whole sign-in again, and no codes are left.
     assert!(matches!(
-        authn::sign_in(&auth, "alice", None, Vec::new(), "a new password!".into())
-            .await
-            .unwrap(),
+        authn::sign_in(
+            &auth,
+            "alice",
+            None,
+            Vec::new(),
+            "a new password!".into(),
+            "test"
+        )
+        .await
+        .unwrap(),
         Step::Done(_)
     ));
     assert_eq!(auth.factor_status(1).await.unwrap().recovery_left, 0);
@@ -290,7 +318,10 @@ async fn enrolment_waits_for_its_own_first_code() {
         .unwrap();
     assert_eq!(codes.len(), 10);
     let token = held(&auth).await;
-    assert!(auth.finish_sign_in(&token, &codes[0]).await.is_ok());
+    assert!(auth
+        .finish_sign_in(&token, &codes[0], testing::ORIGIN)
+        .await
+        .is_ok());
 }
 
 /// Fresh authentication: a session is fresh from its sign-in for the window, a
@@ -385,16 +416,20 @@ async fn a_code_is_not_spent_on_a_sign_in_that_is_over() {
     let (_dir, _pool, auth, session) = core().await;
     let (secret, codes) = enrolled(&auth, session).await;
     let token = held(&auth).await;
-    auth.finish_sign_in(&token, &now_code(&secret))
+    auth.finish_sign_in(&token, &now_code(&secret), testing::ORIGIN)
         .await
         .unwrap();
     assert!(matches!(
-        auth.finish_sign_in(&token, &codes[0]).await,
+        auth.finish_sign_in(&token, &codes[0], testing::ORIGIN)
+            .await,
         Err(FinishError::Over)
     ));
     assert_eq!(auth.factor_status(1).await.unwrap().recovery_left, 10);
     let fresh = held(&auth).await;
-    assert!(auth.finish_sign_in(&fresh, &codes[0]).await.is_ok());
+    assert!(auth
+        .finish_sign_in(&fresh, &codes[0], testing::ORIGIN)
+        .await
+        .is_ok());
 }
 
 /// A reset of an account with two-step sign-in needs a code accepted for that very account.

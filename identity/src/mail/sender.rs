@@ -404,11 +404,13 @@ impl Sender {
             let mark = match outcome {
                 Outcome::Sent => {
                     round.sent += 1;
+                    crate::metrics::mail_sent();
                     tracing::info!(outbox_id = mail.id, kind = %mail.kind, attempts, "mail sent");
                     Mark::Sent
                 }
                 Outcome::Refused(error, logged) => {
                     round.failed += 1;
+                    crate::metrics::mail_failed(false);
                     tracing::warn!(
                         outbox_id = mail.id, kind = %mail.kind, attempts, error = %logged,
                         "the mail server refused a mail for good; it is given up on"
@@ -417,6 +419,7 @@ impl Sender {
                 }
                 Outcome::Later(error, logged) if attempts >= self.policy.max_attempts => {
                     round.failed += 1;
+                    crate::metrics::mail_failed(false);
                     tracing::warn!(
                         outbox_id = mail.id, kind = %mail.kind, attempts, error = %logged,
                         "a mail could not be sent after its last attempt; it is given up on"
@@ -427,6 +430,7 @@ impl Sender {
                 }
                 Outcome::Later(error, logged) => {
                     round.retried += 1;
+                    crate::metrics::mail_failed(true);
                     let wait = self.policy.backoff(attempts);
                     tracing::warn!(
                         outbox_id = mail.id, kind = %mail.kind, attempts, error = %logged,

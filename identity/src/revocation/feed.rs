@@ -29,6 +29,19 @@ pub const RESYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// Rows read per query.
 const BATCH: i64 = 1000;
 
+/// When this process last read every revocation of the other instances (unix seconds; 0:
+/// never). Its distance from now is the feed's lag (`authapp_revocation_feed_lag_seconds`).
+static LAST_READ: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// How many seconds ago this process last read every revocation of the other instances
+/// (`None` before the first read, and on SQLite, where there are no others).
+pub fn lag(now: i64) -> Option<i64> {
+    match LAST_READ.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        at => Some(now.saturating_sub(at).max(0)),
+    }
+}
+
 /// The newest revocation's id now (0 when there is none).
 pub async fn cursor(store: &Store) -> Result<i64, StoreError> {
     store.revocations_cursor().await
@@ -42,11 +55,16 @@ pub async fn catch_up(auth: &Auth, store: &Store, mut cursor: i64) -> Result<i64
         if let Some(last) = rows.last() {
             cursor = last.id;
         }
+        crate::metrics::revocations_followed(rows.len());
         auth.revocations.remember(
             rows.into_iter()
                 .filter_map(|row| Some((row.kind, row.key?, row.exp))),
         );
         if read < BATCH {
+            LAST_READ.store(
+                crate::tokens::access::now_unix(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             return Ok(cursor);
         }
     }

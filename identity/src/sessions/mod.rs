@@ -229,6 +229,7 @@ impl Sessions {
         now: i64,
         notice: Option<crate::store::email::Notify<'_>>,
         method: crate::factors::Method,
+        new_device: bool,
     ) -> Result<Option<LiveSession>, WriteError> {
         let id = Uuid::new_v4();
         let key: [u8; 32] = rand::random();
@@ -253,10 +254,15 @@ impl Sessions {
             authenticated_at: now,
         };
         let _write = lock_write(&self.write).await?;
-        if !self.store.start_session(&session, stamp, notice).await? {
+        if !self
+            .store
+            .start_session(&session, stamp, notice, new_device)
+            .await?
+        {
             return Ok(None);
         }
         self.last_recorded.insert(id, (now, 1));
+        crate::metrics::session_started(method.as_str());
         Ok(Some(self.live(session, token_exp)))
     }
 
@@ -279,6 +285,30 @@ impl Sessions {
         token: &str,
         address: Option<IpAddr>,
         now: i64,
+    ) -> Result<LiveSession, RefreshError> {
+        // How a refresh that answered did: `rotated`, or `grace` (the previous token, answered
+        // again).
+        let mut outcome = "rotated";
+        let answer = self.rotate_inner(token, address, now, &mut outcome).await;
+        crate::metrics::refresh(match &answer {
+            Ok(_) => outcome,
+            Err(RefreshError::Invalid) => "invalid",
+            Err(RefreshError::Ended) => "ended",
+            Err(RefreshError::Expired) => "expired",
+            Err(RefreshError::Reused) => "reuse",
+            Err(RefreshError::Throttled(_)) => "throttled",
+            Err(RefreshError::Busy) => "busy",
+            Err(RefreshError::Db(_) | RefreshError::Sign(_)) => "error",
+        });
+        answer
+    }
+
+    async fn rotate_inner(
+        &self,
+        token: &str,
+        address: Option<IpAddr>,
+        now: i64,
+        outcome: &mut &'static str,
     ) -> Result<LiveSession, RefreshError> {
         self.refresh_limits
             .address(address)
@@ -344,8 +374,12 @@ impl Sessions {
                 {
                     return Err(RefreshError::Ended);
                 }
-                Decision::AnswerAgain { token_exp } => return Ok(self.live(session, token_exp)),
+                Decision::AnswerAgain { token_exp } => {
+                    *outcome = "grace";
+                    return Ok(self.live(session, token_exp));
+                }
                 Decision::Extend { token_exp } => {
+                    *outcome = "grace";
                     let _write = lock_write(&self.write).await?;
                     if self
                         .store
@@ -383,6 +417,7 @@ impl Sessions {
         password_hash: &str,
         now: i64,
         notice: Option<crate::store::email::Notify<'_>>,
+        event: &crate::audit::Entry<'_>,
     ) -> Result<Option<LiveSession>, WriteError> {
         let renewal = crate::store::accounts::Renewal {
             now,
@@ -392,11 +427,12 @@ impl Sessions {
         let _write = lock_write(&self.write).await?;
         let changed = self
             .store
-            .change_password(user_id, current, password_hash, renewal, notice)
+            .change_password(user_id, current, password_hash, renewal, notice, event)
             .await?;
         let Some(changed) = changed else {
             return Ok(None);
         };
+        crate::metrics::sessions_ended(EndReason::PasswordChanged.as_str(), changed.ended.len());
         self.remember_ended(changed.ended);
         let token_exp = self.token_exp(now, changed.session.expires_at);
         Ok(Some(self.live(changed.session, token_exp)))
@@ -407,6 +443,7 @@ impl Sessions {
     /// it answered.
     pub(crate) async fn credential_change<T>(
         &self,
+        reason: EndReason,
         change: impl std::future::Future<
             Output = Result<(T, Option<crate::store::accounts::Ended>), StoreError>,
         >,
@@ -414,6 +451,7 @@ impl Sessions {
         let _write = lock_write(&self.write).await?;
         let (answer, ended) = change.await?;
         if let Some(ended) = ended {
+            crate::metrics::sessions_ended(reason.as_str(), ended.len());
             self.remember_ended(ended);
         }
         Ok(answer)
@@ -430,14 +468,16 @@ impl Sessions {
         user_id: i64,
         now: i64,
         notice: Option<crate::store::email::Notify<'_>>,
+        event: &crate::audit::Entry<'_>,
     ) -> Result<bool, WriteError> {
         let _write = lock_write(&self.write).await?;
         let ended = self
             .store
             .end_sessions_of(user_id, None, EndReason::AccountDeleted, now)
             .await?;
+        crate::metrics::sessions_ended(EndReason::AccountDeleted.as_str(), ended.len());
         self.remember_ended(ended);
-        Ok(self.store.delete_user(user_id, notice, now).await?)
+        Ok(self.store.delete_user(user_id, notice, event, now).await?)
     }
 
     /// Follows a reset link (see [`Store::reset_password`](crate::store::Store::reset_password)):
@@ -448,14 +488,16 @@ impl Sessions {
         hash: &[u8; 32],
         password_hash: &str,
         notice: Option<crate::store::email::Notify<'_>>,
+        seen: crate::audit::Seen<'_>,
         now: i64,
     ) -> Result<crate::store::email::Reset, WriteError> {
         let _write = lock_write(&self.write).await?;
         let reset = self
             .store
-            .reset_password(hash, password_hash, notice, now)
+            .reset_password(hash, password_hash, notice, seen, now)
             .await?;
         if let crate::store::email::Reset::Done { ended, .. } = &reset {
+            crate::metrics::sessions_ended(EndReason::PasswordReset.as_str(), ended.len());
             self.remember_ended(ended.iter().cloned());
         }
         Ok(reset)
@@ -504,6 +546,7 @@ impl Sessions {
             .sign_out(session, user_id, jti, token_exp, now)
             .await?;
         if let Some(access_exp) = ended {
+            crate::metrics::sessions_ended(EndReason::Logout.as_str(), 1);
             self.revocations.remember_ended(session, access_exp);
         }
         Ok(ended.is_some())
@@ -520,6 +563,7 @@ impl Sessions {
         let _write = lock_write(&self.write).await?;
         let ended = self.store.end_session(id, user_id, reason, now).await?;
         if let Some(access_exp) = ended {
+            crate::metrics::sessions_ended(reason.as_str(), 1);
             self.revocations.remember_ended(id, access_exp);
         }
         Ok(ended.is_some())
@@ -539,6 +583,7 @@ impl Sessions {
             .end_sessions_of(user_id, except, reason, now)
             .await?;
         let count = ended.len();
+        crate::metrics::sessions_ended(reason.as_str(), count);
         self.remember_ended(ended);
         Ok(count)
     }

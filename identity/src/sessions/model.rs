@@ -59,6 +59,12 @@ pub enum EndReason {
     AccountDeleted,
     /// A second factor was added to the account or removed from it.
     FactorsChanged,
+    /// The password was reset by a mailed link.
+    PasswordReset,
+    /// The operator ended it (`server admin end-sessions`, `remove-factors`).
+    Operator,
+    /// The operator disabled the account (`server admin disable`).
+    AccountDisabled,
 }
 
 impl EndReason {
@@ -71,6 +77,9 @@ impl EndReason {
             Self::PasswordChanged => "password_changed",
             Self::AccountDeleted => "account_deleted",
             Self::FactorsChanged => "factors_changed",
+            Self::PasswordReset => "password_reset",
+            Self::Operator => "operator",
+            Self::AccountDisabled => "account_disabled",
         }
     }
 }

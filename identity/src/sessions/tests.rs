@@ -51,6 +51,7 @@ async fn start(s: &Sessions, user: i64, now: i64) -> LiveSession {
         now,
         None,
         crate::factors::Method::Password,
+        false,
     )
     .await
     .unwrap()
@@ -164,7 +165,8 @@ async fn a_write_that_cannot_get_its_turn_is_busy_not_queued_forever() {
             None,
             now,
             None,
-            crate::factors::Method::Password
+            crate::factors::Method::Password,
+            false
         ),
         s.sign_out(Uuid::new_v4(), 1, now + 60, first.id(), now),
     );

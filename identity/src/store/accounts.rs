@@ -46,6 +46,7 @@ impl Store {
         session: &Session,
         stamp: CredentialStamp,
         notice: Option<Notify<'_>>,
+        new_device: bool,
     ) -> Result<bool, StoreError> {
         // On PostgreSQL the check waits for a password change or a deletion in progress (from
         // another instance: each holds the user's row, see `lock_sessions_of`) and reads the
@@ -59,7 +60,8 @@ impl Store {
              rotated_at, created_at, last_used_at, expires_at, access_exp, user_agent, address, \
              auth_method, authenticated_at) \
              SELECT $1, $2, $3, 1, 1, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
-             WHERE EXISTS (SELECT 1 FROM users WHERE id = $13 AND credential_stamp = $14{for_share})"
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = $13 AND credential_stamp = $14 \
+             AND disabled_at IS NULL{for_share})"
         );
         let query = sqlx::query(&insert)
             .bind(session.id.0.as_bytes().as_slice())
@@ -76,18 +78,31 @@ impl Store {
             .bind(session.authenticated_at)
             .bind(session.user_id)
             .bind(stamp.get());
-        let Some(notice) = notice else {
-            // No notice to queue: one statement, no transaction (the common sign-in).
-            let done = query.execute(self.pool()).await?;
-            return Ok(done.rows_affected() == 1);
-        };
         let mut tx = self.pool().begin().await?;
         if query.execute(&mut *tx).await?.rows_affected() != 1 {
             tx.rollback().await?;
             return Ok(false);
         }
-        super::email::notify_owner(&mut tx, session.user_id, Some(notice), session.created_at)
-            .await?;
+        // The sign-in's event, with the session's address and device.
+        let event = crate::audit::Entry {
+            user_id: session.user_id,
+            kind: if new_device {
+                crate::audit::Kind::SignInNewDevice
+            } else {
+                crate::audit::Kind::SignIn
+            },
+            detail: &session.auth_method,
+            seen: crate::audit::Seen {
+                address: session.address.parse().ok(),
+                user_agent: &session.user_agent,
+            },
+            session: Some(session.id.0),
+        };
+        super::audit::record(&mut tx, &event, session.created_at).await?;
+        if notice.is_some() {
+            super::email::notify_owner(&mut tx, session.user_id, notice, session.created_at)
+                .await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -104,6 +119,7 @@ impl Store {
         password_hash: &str,
         renewal: Renewal,
         notice: Option<Notify<'_>>,
+        event: &crate::audit::Entry<'_>,
     ) -> Result<Option<PasswordChanged>, StoreError> {
         let (max, min) = self.dialect().max_min();
         let mut tx = self.pool().begin().await?;
@@ -130,7 +146,15 @@ impl Store {
             return Ok(None);
         };
         super::users::set_password(&mut tx, user_id, password_hash).await?;
-        let ended = end_others(&mut tx, user_id, current, renewal.now).await?;
+        super::audit::record(&mut tx, event, renewal.now).await?;
+        let ended = end_others(
+            &mut tx,
+            user_id,
+            current,
+            EndReason::PasswordChanged,
+            renewal.now,
+        )
+        .await?;
         super::email::expire_links(&mut tx, user_id, None).await?;
         super::email::notify_owner(&mut tx, user_id, notice, renewal.now).await?;
         tx.commit().await?;
@@ -147,6 +171,7 @@ impl Store {
         &self,
         user_id: i64,
         notice: Option<Notify<'_>>,
+        event: &crate::audit::Entry<'_>,
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
@@ -157,6 +182,12 @@ impl Store {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
+        // The account's events go with it; the deletion's own stays, for the operator (until
+        // the retention ends it).
+        super::audit::forget(&mut tx, user_id).await?;
+        if done.rows_affected() > 0 {
+            super::audit::record(&mut tx, event, now).await?;
+        }
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
@@ -169,6 +200,7 @@ pub(super) async fn end_others(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     user_id: i64,
     keep: Uuid,
+    reason: EndReason,
     now: i64,
 ) -> Result<Ended, sqlx::Error> {
     sqlx::query_as(
@@ -176,9 +208,107 @@ pub(super) async fn end_others(
          WHERE user_id = $3 AND revoked_at IS NULL AND id != $4 RETURNING id, access_exp",
     )
     .bind(now)
-    .bind(EndReason::PasswordChanged.as_str())
+    .bind(reason.as_str())
     .bind(user_id)
     .bind(keep.as_bytes().as_slice())
     .fetch_all(&mut **tx)
     .await
+}
+
+/// What the operator's switch of an account did.
+#[derive(Debug)]
+pub enum Switched {
+    /// Done; the sessions it ended (none when enabling).
+    Done(Ended),
+    /// The account was so already (disabled, or enabled): nothing changed.
+    Already,
+    /// No such account.
+    NoSuchUser,
+}
+
+impl Store {
+    /// Disables account `user_id` (the operator's `server admin disable`), in one
+    /// transaction, in the lock order: marked disabled, its credential stamp replaced (a
+    /// sign-in or a second step under way starts nothing), its waiting sign-ins dropped, every
+    /// session ended (each ending an event, as every ending is), and the event written.
+    pub async fn disable_user(
+        &self,
+        user_id: i64,
+        event: &crate::audit::Entry<'_>,
+        now: i64,
+    ) -> Result<Switched, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        lock_sessions_of(&mut tx, self.dialect(), user_id).await?;
+        let state: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT disabled_at FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match state {
+            None => {
+                tx.rollback().await?;
+                return Ok(Switched::NoSuchUser);
+            }
+            Some(Some(_)) => {
+                tx.rollback().await?;
+                return Ok(Switched::Already);
+            }
+            Some(None) => {}
+        }
+        sqlx::query("UPDATE users SET disabled_at = $1, credential_stamp = $2 WHERE id = $3")
+            .bind(now)
+            .bind(CredentialStamp::new().get())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM pending_sign_ins WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        super::audit::record(&mut tx, event, now).await?;
+        let ended = end_others(
+            &mut tx,
+            user_id,
+            Uuid::nil(),
+            EndReason::AccountDisabled,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Switched::Done(ended))
+    }
+
+    /// Enables account `user_id` again (`server admin enable`): it signs in as before.
+    pub async fn enable_user(
+        &self,
+        user_id: i64,
+        event: &crate::audit::Entry<'_>,
+        now: i64,
+    ) -> Result<Switched, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        lock_sessions_of(&mut tx, self.dialect(), user_id).await?;
+        let state: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT disabled_at FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match state {
+            None => {
+                tx.rollback().await?;
+                return Ok(Switched::NoSuchUser);
+            }
+            Some(None) => {
+                tx.rollback().await?;
+                return Ok(Switched::Already);
+            }
+            Some(Some(_)) => {}
+        }
+        sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        super::audit::record(&mut tx, event, now).await?;
+        tx.commit().await?;
+        Ok(Switched::Done(Vec::new()))
+    }
 }

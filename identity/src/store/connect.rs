@@ -94,7 +94,7 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
                 .connect(url)
                 .await
                 .map_err(DbError::Open)?;
-            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            POSTGRES_MIGRATIONS.run(&pool).await?;
             return Ok(pool);
         }
     };
@@ -138,8 +138,57 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
         .connect(&any_sqlite_url(file, url))
         .await
         .map_err(DbError::Open)?;
-    sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+    SQLITE_MIGRATIONS.run(&pool).await?;
     Ok(pool)
+}
+
+/// The migrations of each dialect, built into the binary.
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Why the database is not ready for requests (see [`Store::ready`](super::Store::ready)).
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    #[error("the database does not answer: {0}")]
+    Unreachable(String),
+    #[error("the database misses migration {0}: run this version of the server once to apply it")]
+    Migration(i64),
+}
+
+impl super::Store {
+    /// Whether the database answers, within `wait`, and has every migration this binary was
+    /// built with (another version's server, or a restored backup, may have left it behind).
+    pub async fn ready(&self, wait: Duration) -> Result<(), NotReady> {
+        let migrator = match self.dialect() {
+            super::Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            super::Dialect::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let applied = tokio::time::timeout(
+            wait,
+            sqlx::query_scalar::<_, i64>(
+                "SELECT version FROM _sqlx_migrations WHERE success = TRUE",
+            )
+            .fetch_all(self.pool()),
+        )
+        .await
+        .map_err(|_| NotReady::Unreachable(format!("no answer within {wait:?}")))?
+        .map_err(|e| match super::failure(&e) {
+            // Reached, but no table of migrations: none has run.
+            super::Failure::Other => {
+                NotReady::Migration(migrator.iter().next().map_or(0, |m| m.version))
+            }
+            super::Failure::Unreachable | super::Failure::Busy => {
+                NotReady::Unreachable(e.to_string())
+            }
+        })?;
+        match migrator
+            .iter()
+            .find(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        {
+            Some(missing) => Err(NotReady::Migration(missing.version)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Whether SQLite creates the file of `url` when it is missing: unless its query says another

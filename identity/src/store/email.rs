@@ -367,6 +367,7 @@ impl Store {
         link: NewLink,
         mails: &LinkMails<'_>,
         notice: Notify<'_>,
+        seen: crate::audit::Seen<'_>,
         now: i64,
     ) -> Result<AddressChange, StoreError> {
         let mut tx = self.pool().begin().await?;
@@ -392,6 +393,18 @@ impl Store {
             tx.rollback().await?;
             return Ok(AddressChange::TooSoon(soon));
         }
+        let event = crate::audit::Entry {
+            user_id,
+            kind: if verified.is_some() {
+                crate::audit::Kind::AddressChangeRequested
+            } else {
+                crate::audit::Kind::AddressAdded
+            },
+            detail: "",
+            seen,
+            session: None,
+        };
+        super::audit::record(&mut tx, &event, now).await?;
         if let Some(old) = verified {
             super::outbox::enqueue(&mut tx, &notice(&old), now).await?;
         }
@@ -443,6 +456,7 @@ impl Store {
     pub async fn confirm_address(
         &self,
         hash: &[u8; 32],
+        seen: crate::audit::Seen<'_>,
         now: i64,
     ) -> Result<Confirmed, StoreError> {
         let LinkState::Live(link) = self.link_state(hash, Purpose::Verify, now).await? else {
@@ -471,6 +485,7 @@ impl Store {
                 self.link_state(hash, Purpose::Verify, now).await?,
             ));
         };
+        let before = verified_address(&mut tx, link.user_id).await?;
         let set = sqlx::query("UPDATE users SET email = $1, email_verified_at = $2 WHERE id = $3")
             .bind(&address)
             .bind(now)
@@ -487,6 +502,17 @@ impl Store {
         }
         // A reset link sent to the address before goes with it.
         expire_links(&mut tx, link.user_id, Some(Purpose::Reset)).await?;
+        let event = crate::audit::Entry {
+            user_id: link.user_id,
+            kind: match before {
+                Some(_) => crate::audit::Kind::AddressChanged,
+                None => crate::audit::Kind::AddressVerified,
+            },
+            detail: "",
+            seen,
+            session: None,
+        };
+        super::audit::record(&mut tx, &event, now).await?;
         tx.commit().await?;
         Ok(Confirmed::Done {
             user_id: link.user_id,
@@ -502,6 +528,7 @@ impl Store {
         hash: &[u8; 32],
         password_hash: &str,
         notice: Option<Notify<'_>>,
+        seen: crate::audit::Seen<'_>,
         now: i64,
     ) -> Result<Reset, StoreError> {
         let LinkState::Live(link) = self.link_state(hash, Purpose::Reset, now).await? else {
@@ -542,7 +569,22 @@ impl Store {
                 self.link_state(hash, Purpose::Reset, now).await?,
             ));
         }
-        let ended = super::accounts::end_others(&mut tx, link.user_id, Uuid::nil(), now).await?;
+        let event = crate::audit::Entry {
+            user_id: link.user_id,
+            kind: crate::audit::Kind::PasswordReset,
+            detail: "",
+            seen,
+            session: None,
+        };
+        super::audit::record(&mut tx, &event, now).await?;
+        let ended = super::accounts::end_others(
+            &mut tx,
+            link.user_id,
+            Uuid::nil(),
+            crate::sessions::EndReason::PasswordReset,
+            now,
+        )
+        .await?;
         expire_links(&mut tx, link.user_id, None).await?;
         notify_owner(&mut tx, link.user_id, notice, now).await?;
         tx.commit().await?;

@@ -25,6 +25,7 @@ async fn end_sessions_but(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     user_id: i64,
     keep: Option<Uuid>,
+    reason: EndReason,
     now: i64,
 ) -> Result<Ended, sqlx::Error> {
     let keep = keep.map(|id| id.as_bytes().to_vec()).unwrap_or_default();
@@ -33,7 +34,7 @@ async fn end_sessions_but(
          WHERE user_id = $3 AND revoked_at IS NULL AND id != $4 RETURNING id, access_exp",
     )
     .bind(now)
-    .bind(EndReason::FactorsChanged.as_str())
+    .bind(reason.as_str())
     .bind(user_id)
     .bind(keep)
     .fetch_all(&mut **tx)
@@ -49,6 +50,7 @@ pub(super) async fn factors_changed(
     user_id: i64,
     keep: Option<Uuid>,
     notice: Option<Notify<'_>>,
+    event: &crate::audit::Entry<'_>,
     now: i64,
 ) -> Result<Ended, sqlx::Error> {
     sqlx::query("UPDATE users SET credential_stamp = $1 WHERE id = $2")
@@ -60,7 +62,14 @@ pub(super) async fn factors_changed(
         .bind(user_id)
         .execute(&mut **tx)
         .await?;
-    let ended = end_sessions_but(tx, user_id, keep, now).await?;
+    // The operator's removal ends the sessions as the operator's; the owner's change, as a
+    // change of factors.
+    let reason = match event.kind {
+        crate::audit::Kind::FactorsRemovedByOperator => EndReason::Operator,
+        _ => EndReason::FactorsChanged,
+    };
+    super::audit::record(tx, event, now).await?;
+    let ended = end_sessions_but(tx, user_id, keep, reason, now).await?;
     super::email::notify_owner(tx, user_id, notice, now).await?;
     Ok(ended)
 }
@@ -368,6 +377,7 @@ impl Store {
         sealed: &[u8],
         hashes: &[Vec<u8>],
         notice: Option<Notify<'_>>,
+        event: &crate::audit::Entry<'_>,
         now: i64,
     ) -> Result<FactorWritten, StoreError> {
         let mut tx = self.pool().begin().await?;
@@ -391,7 +401,7 @@ impl Store {
             return Ok(FactorWritten::Conflict);
         }
         replace_codes(&mut tx, user_id, hashes, now).await?;
-        let ended = factors_changed(&mut tx, user_id, Some(current), notice, now).await?;
+        let ended = factors_changed(&mut tx, user_id, Some(current), notice, event, now).await?;
         tx.commit().await?;
         Ok(FactorWritten::Done(ended))
     }
@@ -404,6 +414,7 @@ impl Store {
         user_id: i64,
         current: Option<Uuid>,
         notice: Option<Notify<'_>>,
+        event: &crate::audit::Entry<'_>,
         now: i64,
     ) -> Result<FactorWritten, StoreError> {
         let mut tx = self.pool().begin().await?;
@@ -443,7 +454,7 @@ impl Store {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        let ended = factors_changed(&mut tx, user_id, current, notice, now).await?;
+        let ended = factors_changed(&mut tx, user_id, current, notice, event, now).await?;
         tx.commit().await?;
         Ok(FactorWritten::Done(ended))
     }
@@ -457,6 +468,7 @@ impl Store {
         current: Uuid,
         hashes: &[Vec<u8>],
         notice: Option<Notify<'_>>,
+        event: &crate::audit::Entry<'_>,
         now: i64,
     ) -> Result<FactorWritten, StoreError> {
         let mut tx = self.pool().begin().await?;
@@ -476,7 +488,7 @@ impl Store {
             return Ok(FactorWritten::Conflict);
         }
         replace_codes(&mut tx, user_id, hashes, now).await?;
-        let ended = factors_changed(&mut tx, user_id, Some(current), notice, now).await?;
+        let ended = factors_changed(&mut tx, user_id, Some(current), notice, event, now).await?;
         tx.commit().await?;
         Ok(FactorWritten::Done(ended))
     }

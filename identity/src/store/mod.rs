@@ -5,6 +5,7 @@
 //! the revocation feed.
 
 pub mod accounts;
+pub mod audit;
 mod backup;
 mod connect;
 pub mod email;
@@ -20,7 +21,9 @@ mod throttle;
 mod users;
 
 pub use backup::{backup, Backup};
-pub use connect::{connect, DbError, MAX_CONNECTIONS, PG_ACQUIRE_TIMEOUT, PG_MAX_CONNECTIONS};
+pub use connect::{
+    connect, DbError, NotReady, MAX_CONNECTIONS, PG_ACQUIRE_TIMEOUT, PG_MAX_CONNECTIONS,
+};
 pub use files::{create_private, create_private_dir_all};
 pub use health::{
     failure, known_unreachable, log_internal, sqlx_cause, Failure, Health, Verdict, PROBE_EVERY,

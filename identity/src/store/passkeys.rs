@@ -147,6 +147,7 @@ impl Store {
         current: Uuid,
         new: &NewPasskey<'_>,
         notice: Option<Notify<'_>>,
+        event: &crate::audit::Entry<'_>,
         now: i64,
     ) -> Result<FactorWritten, StoreError> {
         let mut tx = self.pool().begin().await?;
@@ -173,7 +174,8 @@ impl Store {
             tx.rollback().await?;
             return Ok(FactorWritten::Conflict);
         }
-        let ended: Ended = factors_changed(&mut tx, user_id, Some(current), notice, now).await?;
+        let ended: Ended =
+            factors_changed(&mut tx, user_id, Some(current), notice, event, now).await?;
         tx.commit().await?;
         Ok(FactorWritten::Done(ended))
     }
@@ -186,6 +188,7 @@ impl Store {
         current: Uuid,
         id: i64,
         notice: Option<Notify<'_>>,
+        event: &crate::audit::Entry<'_>,
         now: i64,
     ) -> Result<FactorWritten, StoreError> {
         let mut tx = self.pool().begin().await?;
@@ -203,7 +206,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(FactorWritten::Conflict);
         }
-        let ended = factors_changed(&mut tx, user_id, Some(current), notice, now).await?;
+        let ended = factors_changed(&mut tx, user_id, Some(current), notice, event, now).await?;
         tx.commit().await?;
         Ok(FactorWritten::Done(ended))
     }

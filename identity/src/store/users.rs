@@ -10,7 +10,7 @@ use crate::{
 const CREDENTIALS: &str = "id, username, created_at, password_hash, credential_stamp, \
     CASE WHEN email_verified_at IS NOT NULL THEN email END AS email, \
     CAST(CASE WHEN EXISTS (SELECT 1 FROM totp_secrets t WHERE t.user_id = users.id \
-    AND t.confirmed_at IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) AS second_factor";
+    AND t.confirmed_at IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) AS second_factor, disabled_at";
 
 impl Store {
     /// Creates an account, with a credential stamp of its own (see [`CredentialStamp`]), and

@@ -163,6 +163,8 @@ async fn spawn_app_in_with(dir: Arc<TempDir>, tweak: impl FnOnce(&mut Config)) -
         mail: Default::default(),
         factor_key: SECRET.as_bytes().to_vec(),
         reauth_window: Duration::from_secs(600),
+        metrics_addr: None,
+        audit_retention: Duration::from_secs(90 * 86_400),
     };
     tweak(&mut config);
     let options = LeptosOptions::builder().output_name("authapp").build();

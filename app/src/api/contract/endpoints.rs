@@ -185,6 +185,7 @@ pub static ENDPOINTS: [Endpoint; 33] = [
         errors: &[
             E::InvalidCredentials,
             E::SecondFactorRequired,
+            E::AccountDisabled,
             E::TooManyRequests,
             E::TemporarilyUnavailable,
         ],

@@ -1,0 +1,38 @@
+-- Security activity: one row per security event, written in the same transaction as the
+-- change it records (see identity/src/audit.rs). No foreign key to `users`: the row of an
+-- account's deletion outlives the account (its other rows are deleted with it). `kind` and
+-- `detail` are words from a fixed set; `address` is the client's address as the throttle saw
+-- it, `user_agent` the device's (as the sessions keep it), `session_id` the session the event
+-- is about (started, ended, or the one that made the change). Kept for AUDIT_RETENTION.
+CREATE TABLE security_events (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL,
+    at         INTEGER NOT NULL,
+    kind       TEXT    NOT NULL,
+    detail     TEXT    NOT NULL DEFAULT '',
+    address    TEXT    NOT NULL DEFAULT '',
+    user_agent TEXT    NOT NULL DEFAULT '',
+    session_id BLOB
+);
+CREATE INDEX security_events_user ON security_events (user_id, id);
+CREATE INDEX security_events_at ON security_events (at);
+
+-- Every ending of a session is an event, whichever statement ends it (signing out, the
+-- sessions page, a reuse, a credential change, the operator), in that statement's
+-- transaction: with the session's own address and device, and why it ended. A deletion's
+-- endings are not (the account's events go with it).
+CREATE TRIGGER sessions_end_audited AFTER UPDATE OF revoked_at ON sessions
+WHEN OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL
+    AND COALESCE(NEW.revoked_reason, '') <> 'account_deleted'
+BEGIN
+    INSERT INTO security_events (user_id, at, kind, detail, address, user_agent, session_id)
+    VALUES (NEW.user_id, NEW.revoked_at, 'session_ended', COALESCE(NEW.revoked_reason, ''),
+            NEW.address, NEW.user_agent, NEW.id);
+END;
+
+-- A disabled account: no sign-in, no session (the operator's `server admin disable`).
+ALTER TABLE users ADD COLUMN disabled_at INTEGER;
+
+-- Sessions ended since a moment, read every second by a running server: an operator's
+-- command (another process) refuses their tokens at once.
+CREATE INDEX sessions_revoked_at ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;
