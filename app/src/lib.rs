@@ -26,11 +26,12 @@ use leptos_router::{
 };
 
 use pages::{
-    AccountPage, ForgotPage, HomePage, LoginPage, NotFound, ProfilePage, RegisterPage, ResetPage,
-    SecurityPage, SessionsPage, TwoStepPage, VerifyPage,
+    AccountPage, ActivityPage, ForgotPage, HomePage, LoginPage, NotFound, ProfilePage,
+    RegisterPage, ResetPage, SecurityPage, SessionsPage, TwoStepPage, VerifyPage,
 };
 use routes::{
-    ACCOUNT, FORGOT, LOGIN, PROFILE, REGISTER, RESET, SECURITY, SESSIONS, TWO_STEP, VERIFY,
+    ACCOUNT, ACTIVITY, FORGOT, LOGIN, PROFILE, REGISTER, RESET, SECURITY, SESSIONS, TWO_STEP,
+    VERIFY,
 };
 
 /// The HTML document around the app, rendered on the server.
@@ -203,6 +204,7 @@ fn Layout() -> impl IntoView {
                 <Route path=(StaticSegment(VERIFY.segment()),) view={Lazy::<Verify>::new()} ssr=SsrMode::Async/>
                 <Route path=(StaticSegment(SECURITY.segment()),) view={Lazy::<Security>::new()} ssr=SsrMode::Async/>
                 <Route path=(StaticSegment(TWO_STEP.segment()),) view={Lazy::<TwoStep>::new()} ssr=SsrMode::Async/>
+                <Route path=(StaticSegment(ACTIVITY.segment()),) view={Lazy::<Activity>::new()} ssr=SsrMode::Async/>
             </Routes>
         </main>
     }
@@ -267,6 +269,20 @@ impl LazyRoute for Security {
 
     fn view(_this: Self) -> AnyView {
         view! { <SecurityPage/> }.into_any()
+    }
+}
+
+/// `/activity`, in a chunk of its own.
+struct Activity;
+
+#[lazy_route]
+impl LazyRoute for Activity {
+    fn data() -> Self {
+        Activity
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <ActivityPage/> }.into_any()
     }
 }
 

@@ -48,10 +48,12 @@ pub const RESET: Page = page!("/reset", protected: false, next: "%2Freset");
 pub const VERIFY: Page = page!("/verify", protected: false, next: "%2Fverify");
 pub const SECURITY: Page = page!("/security", protected: true, next: "%2Fsecurity");
 pub const TWO_STEP: Page = page!("/two-step", protected: false, next: "%2Ftwo-step");
+pub const ACTIVITY: Page = page!("/activity", protected: true, next: "%2Factivity");
 
 /// Every page, in the router's order.
-pub const PAGES: [Page; 11] = [
+pub const PAGES: [Page; 12] = [
     HOME, LOGIN, REGISTER, PROFILE, SESSIONS, ACCOUNT, FORGOT, RESET, VERIFY, SECURITY, TWO_STEP,
+    ACTIVITY,
 ];
 
 /// Whether the page at `path` needs a session (the server's guard asks it of every `GET`).
@@ -100,7 +102,13 @@ mod tests {
             .collect();
         assert_eq!(
             protected,
-            ["/profile", "/sessions", "/account", "/security"]
+            [
+                "/profile",
+                "/sessions",
+                "/account",
+                "/security",
+                "/activity"
+            ]
         );
         // Exact paths only: a longer path is another (unknown) page.
         assert!(!is_protected("/profile/x"));

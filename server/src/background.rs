@@ -60,8 +60,44 @@ pub(crate) fn follow_revocations(
     );
 }
 
+/// SQLite: how far back each look at the ended sessions reaches. An ending is stamped with
+/// the time its transaction began and may commit a few seconds later (it waits for the
+/// write lock): the looks overlap by this much, and remembering one twice changes nothing.
+const ENDED_OVERLAP_SECS: i64 = 15;
+
+/// SQLite: looks every `every` for sessions that another process ended (the operator's
+/// `server admin`, on the same database file), so that their access tokens are refused
+/// within about that long, as the PostgreSQL feed does between instances.
+pub(crate) fn follow_ended_sessions(store: &store::Store, auth: Arc<Auth>, every: Duration) {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut since = app::auth::tokens::access::now_unix() - ENDED_OVERLAP_SECS;
+        loop {
+            tick.tick().await;
+            let now = app::auth::tokens::access::now_unix();
+            match store.sessions_ended_since(since, now).await {
+                Ok(ended) => {
+                    for (id, access_exp) in ended {
+                        auth.revocations.remember_ended(id, access_exp);
+                    }
+                    since = now - ENDED_OVERLAP_SECS;
+                }
+                Err(e) => tracing::debug!(error = %e, "reading the ended sessions failed"),
+            }
+        }
+    });
+}
+
 /// Drops expired revocations every `interval`, for as long as the process lives.
-pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
+///
+/// Security events go once older than `retention` (`AUDIT_RETENTION`).
+pub fn spawn_purge(
+    state: &AppState,
+    interval: Duration,
+    retention: Duration,
+) -> tokio::task::JoinHandle<()> {
     let auth = state.auth.clone();
     let store = auth.health.store().clone();
     tokio::spawn(async move {
@@ -98,6 +134,13 @@ pub fn spawn_purge(state: &AppState, interval: Duration) -> tokio::task::JoinHan
             match store.purge_links(links_before).await {
                 Ok(n) => tracing::debug!(purged = n, "mailed links purge"),
                 Err(e) => tracing::warn!(error = %e, "mailed links purge failed"),
+            }
+            // Security events past their retention.
+            let events_before = app::auth::tokens::access::now_unix()
+                - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+            match store.purge_events(events_before).await {
+                Ok(n) => tracing::debug!(purged = n, "security events purge"),
+                Err(e) => tracing::warn!(error = %e, "security events purge failed"),
             }
             // WebAuthn ceremonies the browser never finished.
             match store

@@ -65,35 +65,54 @@ const USAGE: &str =
                              signed in once, and M revoked tokens of theirs; an access token
                              of each session goes to the new file FILE (JSON lines). Their
                              password: SEED_PASSWORD, or a random one. Refused in production
-       server admin remove-factors USER
-                             for a person who lost every second factor (and proved who they
-                             are another way): removes the account's authenticator app,
-                             recovery codes and passkeys, ends every session of it and mails
-                             its owner.
-                             USER: a username, a confirmed e-mail address, or #ID
+       server admin COMMAND [--json]
+                             what the person on call does to one account, against
+                             DATABASE_URL's database, while the servers run:
+         find QUERY          the accounts a username, an address or #ID names
+         show USER [--events N]
+                             the account, its live sessions, its last N security events
+         end-sessions USER   ends every session of it (it can sign in again)
+         disable USER        no sign-in from now on; every session ended at once
+         enable USER         undoes disable
+         delete USER --yes   deletes the account and everything of it, for good
+         remove-factors USER for a person who lost every second factor (and proved who
+                             they are another way): removes the authenticator app, the
+                             recovery codes and the passkeys, ends every session, mails
+                             the owner
+                             USER: a username, an address, or #ID. --json: one JSON object
+                             on stdout (an error too: its error and description)
        server hash-rate [SECONDS]
                              how many passwords a second this machine can check with the
                              server's argon2id parameters, hashing on every core for SECONDS
                              (default 5): the ceiling of sign-ins a second";
 
 /// `server admin ...`: exits 2 on a bad command line, 1 when the action fails (or the account
-/// does not exist), 0 when it was done.
+/// does not exist, or there is nothing to do), 0 when it was done.
 async fn admin(args: &[std::ffi::OsString]) {
     let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
-    let done = match args.as_slice() {
-        ["remove-factors", who] => match Config::from_env() {
-            Ok(config) => server::admin::remove_factors(&config, who).await,
-            Err(e) => Err(server::admin::AdminError::Failed(e.to_string())),
-        },
-        _ => {
-            eprintln!("{USAGE}");
+    let (command, json) = match server::admin::Command::parse(&args) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("error: {e}\n{USAGE}");
             std::process::exit(2);
         }
     };
-    match done {
-        Ok(what) => println!("{what}"),
-        Err(e) => {
+    let done = match Config::from_env() {
+        Ok(config) => server::admin::run(&config, &command).await,
+        Err(e) => Err(server::admin::AdminError::Failed(e.to_string())),
+    };
+    match (done, json) {
+        (Ok(done), false) => println!("{}", done.text),
+        (Ok(done), true) => println!("{}", done.json),
+        (Err(e), false) => {
             eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+        (Err(e), true) => {
+            println!(
+                "{}",
+                serde_json::json!({ "error": e.code(), "description": e.to_string() })
+            );
             std::process::exit(1);
         }
     }
@@ -243,7 +262,7 @@ async fn run() -> Result<(), StartError> {
             }
         });
     }
-    spawn_purge(&state, config.purge_interval);
+    spawn_purge(&state, config.purge_interval, config.audit_retention);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     let auth = state.auth.clone();

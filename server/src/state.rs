@@ -52,8 +52,16 @@ pub async fn build_state(
     let pool = store.pool().clone();
     let auth = Arc::new(auth);
     crate::background::spawn_sender(&store, &auth.mail, &config.mail)?;
-    if let Some(cursor) = cursor {
-        crate::background::follow_revocations(&store, auth.clone(), cursor, config.resync_interval);
+    match cursor {
+        Some(cursor) => crate::background::follow_revocations(
+            &store,
+            auth.clone(),
+            cursor,
+            config.resync_interval,
+        ),
+        None => {
+            crate::background::follow_ended_sessions(&store, auth.clone(), config.resync_interval)
+        }
     }
     Ok(AppState::new(leptos_options, pool, auth))
 }

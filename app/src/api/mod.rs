@@ -3,6 +3,7 @@
 //!
 //! - [`sign_in`]: signing up, in and out, and renewing a session;
 //! - [`sessions`]: the caller's sessions;
+//! - [`activity`]: the account's security activity;
 //! - [`account`]: the signed-in user, the password and the account itself;
 //! - [`factors`]: the sign-in's second step, confirming it is you, the authenticator app and
 //!   the recovery codes;
@@ -16,11 +17,13 @@
 //! [`server::answered`]).
 
 pub mod account;
+pub mod activity;
 pub mod email;
 pub mod factors;
 pub mod passkeys;
 pub mod sessions;
 pub mod sign_in;
+pub mod table;
 
 #[cfg(feature = "ssr")]
 pub mod contract;
@@ -30,6 +33,9 @@ pub mod renewal;
 pub use account::{
     change_password, current_user, delete_account, AccountDeleted, ChangePassword, CurrentUser,
     DeleteAccount, SignedInUser,
+};
+pub use activity::{
+    list_activity, Activity, ActivityEvent, ActivityList, ActivityRow, ListActivity,
 };
 pub use email::{
     account_email, change_email, confirm_email, forgot_password, reset_password, AccountEmail,

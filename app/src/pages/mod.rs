@@ -1,6 +1,7 @@
 //! One file per page.
 
 pub mod account;
+pub mod activity;
 pub mod home;
 pub mod login;
 pub mod mail;
@@ -12,6 +13,7 @@ pub mod sessions;
 pub mod two_step;
 
 pub use account::AccountPage;
+pub use activity::ActivityPage;
 pub use home::HomePage;
 pub use login::LoginPage;
 pub use mail::{ForgotPage, ResetPage, VerifyPage};

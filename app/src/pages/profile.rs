@@ -35,6 +35,7 @@ pub fn ProfilePage() -> impl IntoView {
                             <a href="/sessions" rel="external">"Your sessions"</a>
                             <a href="/account" rel="external">"Password and account"</a>
                             <a href="/security" rel="external">"Two-step sign-in and passkeys"</a>
+                            <a href="/activity" rel="external">"Security activity"</a>
                         </p>
                         <SignOutButton auth=auth.clone()/>
                     }),

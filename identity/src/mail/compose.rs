@@ -170,6 +170,26 @@ enum Block {
 }
 
 fn letter(site: &Site, notice: &Notice<'_>) -> Letter {
+    let mut letter = letter_of(site, notice);
+    // Each notice of a change to the account leads to the whole story.
+    if matches!(
+        notice,
+        Notice::PasswordChanged { .. }
+            | Notice::NewSignIn { .. }
+            | Notice::AddressChanging { .. }
+            | Notice::FactorChanged { .. }
+    ) {
+        letter.blocks.push(Block::Link {
+            lead: "Everything that happened to your account lately is on its security activity \
+                   page:"
+                .into(),
+            href: format!("{}/activity", site.public_url.trim_end_matches('/')),
+        });
+    }
+    letter
+}
+
+fn letter_of(site: &Site, notice: &Notice<'_>) -> Letter {
     let name = clean(&site.name);
     let page = |path: &str| format!("{}{path}", site.public_url.trim_end_matches('/'));
     let facts = |event: &Event<'_>| Block::Facts {

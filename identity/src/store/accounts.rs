@@ -312,3 +312,58 @@ impl Store {
         Ok(Switched::Done(Vec::new()))
     }
 }
+
+/// An account as the operator sees it (`server admin find`, `show`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct AccountSummary {
+    pub id: i64,
+    pub username: String,
+    pub created_at: i64,
+    /// The address, confirmed or waiting for its link.
+    pub email: Option<String>,
+    pub email_verified_at: Option<i64>,
+    pub disabled_at: Option<i64>,
+    /// 1 when an authenticator app is on.
+    pub totp: i64,
+    pub passkeys: i64,
+    pub recovery_codes_left: i64,
+}
+
+const SUMMARY: &str = "SELECT u.id, u.username, u.created_at, u.email, u.email_verified_at, \
+    u.disabled_at, \
+    (SELECT COUNT(*) FROM totp_secrets t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL) \
+    AS totp, \
+    (SELECT COUNT(*) FROM passkeys p WHERE p.user_id = u.id) AS passkeys, \
+    (SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL) \
+    AS recovery_codes_left \
+    FROM users u";
+
+impl Store {
+    /// The accounts `query` names: `#ID`, a username (any case), or an address (confirmed or
+    /// not, any case). At most a few: a username and an address are each one account's.
+    pub async fn find_accounts(&self, query: &str) -> Result<Vec<AccountSummary>, StoreError> {
+        let query = query.trim();
+        let rows = if let Some(id) = query.strip_prefix('#') {
+            let Ok(id) = id.parse::<i64>() else {
+                return Ok(Vec::new());
+            };
+            sqlx::query_as(&format!("{SUMMARY} WHERE u.id = $1"))
+                .bind(id)
+                .fetch_all(self.pool())
+                .await?
+        } else if query.contains('@') {
+            sqlx::query_as(&format!(
+                "{SUMMARY} WHERE LOWER(u.email) = LOWER($1) ORDER BY u.id LIMIT 10"
+            ))
+            .bind(query)
+            .fetch_all(self.pool())
+            .await?
+        } else {
+            sqlx::query_as(&format!("{SUMMARY} WHERE u.username = $1"))
+                .bind(query)
+                .fetch_all(self.pool())
+                .await?
+        };
+        Ok(rows)
+    }
+}

@@ -160,6 +160,28 @@ impl Store {
             .collect())
     }
 
+    /// The sessions ended at `since` or later whose access tokens may still be accepted at
+    /// `now`: what another process (the operator's command, on SQLite) ended, for a running
+    /// server to refuse their tokens too.
+    pub async fn sessions_ended_since(
+        &self,
+        since: i64,
+        now: i64,
+    ) -> Result<Vec<(Uuid, i64)>, StoreError> {
+        let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT id, access_exp FROM sessions WHERE revoked_at IS NOT NULL \
+             AND revoked_at >= $1 AND access_exp >= $2",
+        )
+        .bind(since)
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, exp)| Some((Uuid::from_slice(&id).ok()?, exp)))
+            .collect())
+    }
+
     /// Writes the rotations of `batch` in one transaction, in session-id order (the lock
     /// order), and hands each one's result to `answer` with its `R`: the session as rotated,
     /// or `None` when its generation had moved on or it had ended. When a statement is

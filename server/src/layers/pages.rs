@@ -90,7 +90,8 @@ pub async fn protect_pages(req: Request, next: Next) -> Response {
 
 /// What a page shows that cannot wait for data itself (see `app::pages::sessions`), read and
 /// worded here before it renders, and handed to it in the request's extensions: the sessions
-/// list of `GET /sessions` (once `protect_pages` has let it through), and the facts of the pages
+/// list of `GET /sessions` and the activity list of `GET /activity` (once `protect_pages` has
+/// let them through), and the facts of the pages
 /// of e-mail (the account's address, a mailed link's state, whether sign-up asks for an
 /// address: `app::api::email::MailFacts`).
 pub async fn page_data(mut req: Request, next: Next) -> Response {
@@ -107,6 +108,19 @@ pub async fn page_data(mut req: Request, next: Next) -> Response {
         if let Some(user) = user {
             let clock = app::clock::Clock::of_request(req.headers(), auth.cookie.secure());
             let list = app::api::sessions::server::sessions_list(&auth, &user, &clock).await;
+            req.extensions_mut().insert(list);
+        }
+    } else if path == routes::ACTIVITY.path {
+        if let Some(user) = user {
+            let clock = app::clock::Clock::of_request(req.headers(), auth.cookie.secure());
+            let before = req.uri().query().and_then(|q| {
+                q.split('&')
+                    .find_map(|pair| pair.strip_prefix("before="))
+                    .map(str::to_owned)
+            });
+            let list =
+                app::api::activity::server::activity_list(&auth, &user, &clock, before.as_deref())
+                    .await;
             req.extensions_mut().insert(list);
         }
     } else if let Some(facts) =

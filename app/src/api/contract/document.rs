@@ -128,6 +128,8 @@ pub fn document(cookie: AuthCookie) -> OpenApi {
     component::<crate::api::ResetRequested>(&mut schemas);
     component::<crate::api::EmailStatus>(&mut schemas);
     component::<crate::api::EmailConfirmed>(&mut schemas);
+    component::<crate::api::Activity>(&mut schemas);
+    component::<crate::api::ActivityEvent>(&mut schemas);
     OpenApiBuilder::new()
         .info(info())
         .paths(paths.build())
@@ -144,6 +146,23 @@ fn operation(
     let mut op = OperationBuilder::new()
         .operation_id(Some(e.operation_id))
         .summary(Some(e.summary));
+    if e.path == crate::api::ListActivity::PATH {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name("before")
+                .parameter_in(ParameterIn::Query)
+                .required(utoipa::openapi::Required::False)
+                .description(Some(
+                    "The `next_before` of the page before (a whole number)",
+                ))
+                .schema(Some(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::Type::String)
+                        .pattern(Some("^[1-9][0-9]{0,18}$")),
+                )),
+        );
+    }
     if e.path == Login::PATH {
         // The device cookie is no credential (it authorises nothing), so it is described
         // here rather than as a security scheme.

@@ -20,14 +20,15 @@ use crate::{
         },
         sessions::RevokeSessionBody,
         sign_in::{LoginBody, LogoutBody, RefreshBody, RegisterBody},
-        AccountDeleted, AccountEmail, AccountFactors, BeginTotp, ChangeEmail, ChangePassword,
-        ConfirmEmail, ConfirmTotp, CurrentUser, DeleteAccount, EmailConfirmed, EmailStatus,
-        EndOtherSessions, EndSession, FactorsInfo, ForgotPassword, ListPasskeys, ListSessions,
-        LoggedOut, Login, LoginCode, Logout, PasskeyChallenge, PasskeyInfo, PasskeyReauth,
-        PasskeyRegister, PasskeyRegisterBegin, PasskeySignIn, PasskeySignInBegin, Reauthenticate,
-        Reauthenticated, RecoveryCodes, Refresh, Register, Registered, RemovePasskey, RemoveTotp,
-        RenamePasskey, RenewRecoveryCodes, ResendEmail, ResetPassword, ResetRequested, SessionInfo,
-        SessionsEnded, SignedInUser, TokenResponse, TotpEnrolment,
+        AccountDeleted, AccountEmail, AccountFactors, Activity, BeginTotp, ChangeEmail,
+        ChangePassword, ConfirmEmail, ConfirmTotp, CurrentUser, DeleteAccount, EmailConfirmed,
+        EmailStatus, EndOtherSessions, EndSession, FactorsInfo, ForgotPassword, ListActivity,
+        ListPasskeys, ListSessions, LoggedOut, Login, LoginCode, Logout, PasskeyChallenge,
+        PasskeyInfo, PasskeyReauth, PasskeyRegister, PasskeyRegisterBegin, PasskeySignIn,
+        PasskeySignInBegin, Reauthenticate, Reauthenticated, RecoveryCodes, Refresh, Register,
+        Registered, RemovePasskey, RemoveTotp, RenamePasskey, RenewRecoveryCodes, ResendEmail,
+        ResetPassword, ResetRequested, SessionInfo, SessionsEnded, SignedInUser, TokenResponse,
+        TotpEnrolment,
     },
     error::{ApiError, ErrorCode},
 };
@@ -158,7 +159,7 @@ const FRESH: [ErrorCode; 7] = [
 ];
 
 /// Every route under `/api`, in the order the document lists them.
-pub static ENDPOINTS: [Endpoint; 33] = [
+pub static ENDPOINTS: [Endpoint; 34] = [
     Endpoint {
         method: Method::POST,
         path: Register::PATH,
@@ -270,6 +271,24 @@ pub static ENDPOINTS: [Endpoint; 33] = [
         body: None,
         answer: answer::<Vec<SessionInfo>>,
         errors: &TOKEN,
+    },
+    Endpoint {
+        method: Method::GET,
+        path: ListActivity::PATH,
+        operation_id: "list_activity",
+        summary: "The account's security events, newest first, 25 a page (the query's `before`: \
+                  the `next_before` of the page before)",
+        access: Access::SignedIn,
+        body: None,
+        answer: reference::<Activity>,
+        errors: &[
+            E::MissingToken,
+            E::InvalidToken,
+            E::TokenExpired,
+            E::TokenRevoked,
+            E::InvalidInput,
+            E::TemporarilyUnavailable,
+        ],
     },
     Endpoint {
         method: Method::POST,
