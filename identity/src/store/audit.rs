@@ -52,9 +52,9 @@ impl Store {
     }
 
     /// The events of account `user_id`, newest first: at most `limit`, those older than the
-    /// event `before` when given (the next page). Only the account's own: an event older than
-    /// the account (a deleted account's, on a database that gives its id again) is not
-    /// listed.
+    /// event `before` when given (the next page). Only the account's own: the deletion of an
+    /// earlier account with its id (SQLite gives a deleted account's id again), and any event
+    /// older than the account, are not listed.
     pub async fn events_of(
         &self,
         user_id: i64,
@@ -64,7 +64,7 @@ impl Store {
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT e.id, e.at, e.kind, e.detail, e.address, e.user_agent, e.session_id \
              FROM security_events e \
-             WHERE e.user_id = $1 AND e.id < $2 \
+             WHERE e.user_id = $1 AND e.id < $2 AND e.kind <> 'account_deleted' \
              AND e.at >= COALESCE((SELECT u.created_at FROM users u WHERE u.id = $3), 0) \
              ORDER BY e.id DESC LIMIT $4",
         )

@@ -10,6 +10,7 @@ mod helpers;
 // By feature, each module with its own story; the shared tools are in `helpers`.
 mod abuse; // brute force, concurrency and headers: what an attacker would try
 mod account; // password change and account deletion
+mod activity; // security events, the activity API and page, /ready
 mod contract; // the API's contract: bodies, answers, errors, the OpenAPI document
 mod delivery; // the outbox's sender against a real SMTP server
 mod email; // addresses, mailed links, forgot/reset and notices, through a real SMTP server
