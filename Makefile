@@ -27,7 +27,7 @@ export CHROMIUM_PATH ?= $(CHROMIUM)
 
 .PHONY: help dev dev-pg test quick tools openssl chromium check fmt clippy test-rust e2e bench audit \
         wasm-target cargo-leptos wasm-bindgen wasm-opt e2e-deps wrk cargo-audit caddy dist serve-dist \
-        fuzz fuzz-deps postgresql smtp-sink lighthouse lighthouse-gate
+        fuzz fuzz-deps postgresql smtp-sink promtool lighthouse lighthouse-gate
 
 help:
 	@echo "make dev-pg - make dev on a throwaway PostgreSQL cluster instead of SQLite"
@@ -112,6 +112,12 @@ smtp-sink:
 	@$(PYTHON) -c 'import aiosmtpd' 2>/dev/null \
 	  || { apt-get update && apt-get install -y python3-aiosmtpd; }
 
+# Prometheus's own checker of the metrics' text format (Debian's prometheus package): the
+# process tests run `promtool check metrics` on what METRICS_ADDR serves.
+promtool:
+	@command -v promtool >/dev/null 2>&1 \
+	  || { apt-get update && apt-get install -y --no-install-recommends prometheus; }
+
 # ---------------------------------------------------------------- the two commands
 
 # Every build of the site is split (`--split`): the pages only a signed-in person opens are lazy
@@ -173,7 +179,7 @@ quick: fmt openssl smtp-sink
 # instances on PostgreSQL), then the same suite on PostgreSQL. The second pass skips what does
 # not touch the chosen database (start-up refusals), what only SQLite has (`server backup`),
 # and what the first pass just ran.
-test-rust: openssl postgresql smtp-sink
+test-rust: openssl postgresql smtp-sink promtool
 	cargo test -p identity
 	cargo test -p app --features ssr
 	AUTHAPP_REQUIRE_PG=1 scripts/pg-tmp.sh run sh -c '\

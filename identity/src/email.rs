@@ -588,6 +588,22 @@ mod tests {
         };
         assert_eq!(proof.user().id, user.id);
         assert!(auth.sessions.is_ended(&before.session_id));
+        // One event for the reset, one for the session it ended, one for the address.
+        let store = auth.health.store();
+        let events = store.events_of(user.id, None, 100).await.unwrap();
+        let kinds: Vec<_> = events
+            .iter()
+            .map(|e| (e.kind.as_str(), e.detail.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("session_ended", "password_reset"),
+                ("password_reset", ""),
+                ("sign_in_new_device", "password"),
+                ("address_verified", ""),
+            ]
+        );
         assert!(auth
             .start_session(&proof, "new", None)
             .await

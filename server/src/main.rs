@@ -22,14 +22,19 @@ async fn main() {
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
     // LOG_FORMAT=json: one JSON object per line, for a log collector. The same fields either
     // way: what is never logged (tokens, passwords, cookies) is never handed to a log line.
+    // On stderr: stdout is a command's answer (`server admin --json`, `server seed`).
     match std::env::var("LOG_FORMAT").as_deref().map(str::trim) {
         Ok("json") => tracing_subscriber::fmt()
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .with_env_filter(filter)
+            .with_writer(std::io::stderr)
             .init(),
-        Ok("" | "text") | Err(_) => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        Ok("" | "text") | Err(_) => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
         Ok(other) => {
             eprintln!("error: LOG_FORMAT is not valid: {other:?} is not text or json");
             std::process::exit(1);

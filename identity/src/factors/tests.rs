@@ -490,3 +490,56 @@ async fn a_reset_needs_a_code_accepted_for_its_account() {
     }
     let _ = secret;
 }
+
+/// Every change of the factors is one event of the account, written with the change; a wrong
+/// code at the second step is one too; the operator's removal ends the sessions as the
+/// operator's.
+#[tokio::test]
+async fn factor_changes_and_wrong_codes_are_one_event_each() {
+    use crate::audit::Kind;
+    let (_dir, _pool, auth, session) = core().await;
+    let store = auth.health.store().clone();
+    let count = |kind| {
+        let store = store.clone();
+        async move { store.count_events(1, kind).await.unwrap() }
+    };
+    let (_secret, _codes) = enrolled(&auth, session).await;
+    assert_eq!(count(Kind::TotpAdded).await, 1);
+    let token = held(&auth).await;
+    assert!(matches!(
+        auth.finish_sign_in(&token, "000000", testing::ORIGIN).await,
+        Err(FinishError::Code(CodeError::Wrong))
+    ));
+    assert_eq!(count(Kind::SignInFailed).await, 1);
+    auth.renew_recovery_codes(1, session, testing::ORIGIN)
+        .await
+        .unwrap();
+    assert_eq!(count(Kind::RecoveryCodesRenewed).await, 1);
+    let origin = crate::email::Origin {
+        user_agent: crate::audit::OPERATOR_AGENT,
+        address: None,
+    };
+    auth.remove_totp(1, None, origin).await.unwrap();
+    assert_eq!(count(Kind::FactorsRemovedByOperator).await, 1);
+    assert_eq!(count(Kind::TotpRemoved).await, 0);
+    let events = store.events_of(1, None, 100).await.unwrap();
+    let ended: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "session_ended")
+        .map(|e| e.detail.as_str())
+        .collect();
+    // Alice's one session, ended by the operator's removal.
+    assert_eq!(ended, ["operator"]);
+    let removal = events
+        .iter()
+        .find(|e| e.kind == "factors_removed_by_operator")
+        .unwrap();
+    assert_eq!(removal.device, "The operator");
+    assert_eq!(removal.session_id, None);
+    let added = events.iter().find(|e| e.kind == "totp_added").unwrap();
+    assert_eq!(added.session_id, Some(session.to_string()));
+    // No event carries a code, a secret or a token.
+    for e in &events {
+        assert!(!e.detail.chars().any(|c| c.is_ascii_digit()), "{e:?}");
+    }
+}

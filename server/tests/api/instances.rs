@@ -563,6 +563,20 @@ async fn during_a_database_outage_valid_tokens_work_and_the_rest_fails_fast() {
     }
     let health = timed(client().get(a.url("/health"))).await;
     assert_eq!(health.status, StatusCode::OK);
+    // A load balancer's check: not ready, in words, within its wait and a margin.
+    let ready = timed(client().get(a.url("/ready"))).await;
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.body
+    );
+    assert_eq!(ready.body["status"], "not_ready");
+    assert!(
+        ready.took < Duration::from_secs(4),
+        "/ready took {:?}",
+        ready.took
+    );
 
     // A sign-in: 503 within the acquire timeout and a margin (at once if A has already found
     // the outage), then at once.
@@ -620,6 +634,10 @@ async fn during_a_database_outage_valid_tokens_work_and_the_rest_fails_fast() {
     eprintln!(
         "both instances signed in {:?} after the database came back",
         back.elapsed()
+    );
+    assert_eq!(
+        timed(client().get(b.url("/ready"))).await.status,
+        StatusCode::OK
     );
     // B reads the user now, and a sign-out through B is refused by A.
     assert_eq!(timed(me_request(&b, &token)).await.status, StatusCode::OK);
@@ -864,6 +882,50 @@ async fn a_passkey_ceremony_begun_on_one_instance_is_finished_on_the_other() {
     for app in [&a, &b] {
         let again = finish(app).await.unwrap();
         assert_eq!(again.status(), 401);
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The operator disables an account with `server admin` (a process of its own) while two
+/// instances serve it: both refuse its tokens within a second (the timer is a minute: only the
+/// revocation feed's wake-up is that quick), both refuse its sign-in in words; enabled again,
+/// it signs in through either.
+#[tokio::test]
+async fn an_account_the_operator_disables_is_refused_by_every_instance_at_once() {
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let minute = Duration::from_secs(60);
+    let (a, b) = (instance(&url, minute).await, instance(&url, minute).await);
+    let signed_in = sign_in(&a, "mallory").await;
+    let token = signed_in["access_token"].as_str().unwrap();
+    assert_eq!(me(&b, token).await.0, 200);
+    let admin = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+            .arg("admin")
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .env("JWT_SECRET", crate::helpers::SECRET)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("server binary")
+    };
+    let done = admin(&["disable", "mallory"]);
+    assert_eq!(done.status.code(), Some(0), "{done:?}");
+    for app in [&a, &b] {
+        let took = refused_within(app, token, Duration::from_secs(1)).await;
+        eprintln!("an instance refused the disabled account's token {took:?} after the command");
+        let res = app.login(&app.api(), "mallory", PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "account_disabled");
+    }
+    let done = admin(&["enable", "mallory"]);
+    assert_eq!(done.status.code(), Some(0), "{done:?}");
+    for app in [&a, &b] {
+        let res = app.login(&app.api(), "mallory", PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::OK);
     }
     a.stop().await;
     b.stop().await;

@@ -1297,3 +1297,278 @@ async fn the_operator_removes_a_locked_out_persons_second_factors() {
     );
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// `server admin ARGS` (with `--json`): its exit code and the one JSON object it printed.
+async fn admin_json(dir: &Path, args: &[&str]) -> (Option<i32>, Value) {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let out = run_admin(dir, &args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON object ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), json)
+}
+
+/// Polls `/api/me` with `token` until it is refused (the running server learns of an
+/// operator's command from the database: at once on PostgreSQL, within a second on SQLite).
+async fn refused_soon(base: &str, token: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let res = me(base, token).await;
+        if res.status() == 401 {
+            return res.json().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "the token was still accepted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The person on call, against a running server: finds an account, disables it (its tokens
+/// refused at once, its sign-in refused in words, every other account untouched), enables it
+/// again, ends its sessions, deletes it; each change an event of the account; a bad command
+/// line is exit 2, an unknown account exit 1, with `--json` too.
+#[tokio::test]
+async fn the_operator_disables_enables_ends_and_deletes_an_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "info").await;
+    let base = server.base.clone();
+    let client = Client::new();
+    let token = register_and_login(&client, &base, "mallory").await;
+    let bystander = register_and_login(&client, &base, "trent").await;
+
+    let (code, found) = admin_json(dir.path(), &["find", "MALLORY"]).await;
+    assert_eq!(code, Some(0), "{found}");
+    let account = &found["accounts"][0];
+    assert_eq!(account["username"], "mallory");
+    assert!(account["disabled_at"].is_null());
+    let id = account["id"].as_i64().unwrap();
+    let by_id = run_admin(dir.path(), &["find", &format!("#{id}")]).await;
+    assert!(String::from_utf8_lossy(&by_id.stdout).contains("mallory"));
+
+    let (code, nobody) = admin_json(dir.path(), &["disable", "nobody"]).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(nobody["error"], "no_such_user");
+    let words = run_admin(dir.path(), &["disable", "nobody"]).await;
+    assert!(String::from_utf8_lossy(&words.stderr).contains("no account is named \"nobody\""));
+    for bad in [
+        &["disable"][..],
+        &["delete", "mallory"],
+        &["show", "mallory", "--events", "0"],
+        &["frobnicate", "mallory"],
+        &["find", "mallory", "--frob"],
+    ] {
+        let out = run_admin(dir.path(), bad).await;
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+
+    let (code, disabled) = admin_json(dir.path(), &["disable", "mallory"]).await;
+    assert_eq!(code, Some(0), "{disabled}");
+    assert_eq!(disabled["sessions_ended"], 1);
+    let refused = refused_soon(&base, &token).await;
+    assert_eq!(refused["error"], "token_revoked");
+    assert_eq!(me(&base, &bystander).await.status(), 200);
+    let res = sign_in(&base, "mallory").await;
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "account_disabled");
+    assert!(body["description"].as_str().unwrap().contains("disabled"));
+    // A wrong password on a disabled account says nothing of it.
+    let wrong = client
+        .post(format!("{base}/api/login"))
+        .form(&[
+            ("username", "mallory"),
+            ("password", "not the password at all"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let (code, again) = admin_json(dir.path(), &["disable", "mallory"]).await;
+    assert_eq!(
+        (code, again["error"].as_str()),
+        (Some(1), Some("nothing_to_do"))
+    );
+
+    let (code, shown) = admin_json(dir.path(), &["show", "mallory"]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(shown["sessions"].as_array().unwrap().len(), 0);
+    let kinds: Vec<&str> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "account_disabled").count(),
+        1,
+        "{kinds:?}"
+    );
+    let words = run_admin(dir.path(), &["show", "mallory"]).await;
+    let words = String::from_utf8_lossy(&words.stdout);
+    assert!(words.contains("DISABLED since"), "{words}");
+    assert!(words.contains("account_disabled"), "{words}");
+
+    let (code, enabled) = admin_json(dir.path(), &["enable", "mallory"]).await;
+    assert_eq!(code, Some(0), "{enabled}");
+    let res = sign_in(&base, "mallory").await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(me(&base, &token).await.status(), 200);
+
+    let (code, ended) = admin_json(dir.path(), &["end-sessions", "mallory"]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(ended["sessions_ended"], 1);
+    refused_soon(&base, &token).await;
+    assert_eq!(sign_in(&base, "mallory").await.status(), 200);
+
+    let (code, deleted) = admin_json(dir.path(), &["delete", "mallory", "--yes"]).await;
+    assert_eq!(code, Some(0), "{deleted}");
+    assert_eq!(sign_in(&base, "mallory").await.status(), 401);
+    let (code, _) = admin_json(dir.path(), &["find", "mallory"]).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(me(&base, &bystander).await.status(), 200);
+    signal(&server, "-TERM");
+    let (_, log) = finish(server);
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// A free port on loopback for a listener the child opens itself.
+fn free_port_addr() -> String {
+    free_addr().to_string()
+}
+
+/// The exposition on METRICS_ADDR passes Prometheus's own checker, a sign-in moves its
+/// counter, the requests are counted by route and status; the public port serves no metrics.
+#[tokio::test]
+async fn metrics_pass_promtool_and_a_sign_in_moves_its_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_addr = free_port_addr();
+    let server = start_with(dir.path(), "info", &[("METRICS_ADDR", &metrics_addr)]).await;
+    let base = server.base.clone();
+    let client = Client::new();
+    let scrape = || async {
+        let res = client
+            .get(format!("http://{metrics_addr}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        res.text().await.unwrap()
+    };
+    let value = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    };
+    let ok = "authapp_sign_ins_total{outcome=\"ok\"}";
+    let wrong = "authapp_sign_ins_total{outcome=\"wrong_password\"}";
+    let before = scrape().await;
+    let token = register_and_login(&client, &base, "counted").await;
+    let _ = client
+        .post(format!("{base}/api/login"))
+        .form(&[
+            ("username", "counted"),
+            ("password", "not the password at all"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me(&base, &token).await.status(), 200);
+    let after = scrape().await;
+    assert_eq!(value(&after, ok) - value(&before, ok), 1.0, "{after}");
+    assert_eq!(value(&after, wrong) - value(&before, wrong), 1.0, "{after}");
+    for series in [
+        "authapp_http_request_duration_seconds_count{route=\"/api/me\",method=\"GET\",status=\"200\"}",
+        "authapp_http_request_duration_seconds_count{route=\"/api/login\",method=\"POST\",status=\"401\"}",
+        "authapp_sessions_started_total{method=\"password\"}",
+        "authapp_hashing_queue_depth",
+        "authapp_db_connections{state=\"idle\"}",
+        "authapp_outbox_depth",
+        "authapp_database_up",
+    ] {
+        assert!(
+            after.lines().any(|l| l.starts_with(series)),
+            "{series} is missing:\n{after}"
+        );
+    }
+    assert_eq!(value(&after, "authapp_database_up"), 1.0);
+    // Prometheus's own checker reads it: format, names, help and types.
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; `make promtool` installs it)");
+    {
+        use std::io::Write;
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(after.as_bytes())
+            .unwrap();
+    }
+    let checked = check.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}\n{after}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    // Never on the public port.
+    let public = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+    signal(&server, "-TERM");
+    let (_, log) = finish(server);
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// LOG_FORMAT=json: every line one JSON object, and the same never-log rules as the text.
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_and_never_hold_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(dir.path(), "debug", &[("LOG_FORMAT", "json")]).await;
+    let base = server.base.clone();
+    let client = Client::new();
+    let token = register_and_login(&client, &base, "jason").await;
+    let _ = client
+        .post(format!("{base}/api/login"))
+        .form(&[("username", "jason"), ("password", "wrong password here")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me(&base, &token).await.status(), 200);
+    assert_eq!(logout(&base, &token).await.status(), 200);
+    signal(&server, "-TERM");
+    let (_, out) = finish(server);
+    let mut lines = 0;
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let value: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+        assert!(value.is_object() && value.get("level").is_some(), "{line}");
+        lines += 1;
+    }
+    assert!(out.contains("login succeeded"), "{out}");
+    assert!(lines > 5, "{out}");
+    let signature = token.rsplit('.').next().unwrap();
+    for secret in [PASSWORD, "wrong password here", &token, signature, SECRET] {
+        assert!(
+            !out.contains(secret),
+            "{secret:?} appears in the log:\n{out}"
+        );
+    }
+    // A bad format is refused at start, in words.
+    let (code, said) = run_to_exit(dir.path(), &[("LOG_FORMAT", "yaml")]);
+    assert_eq!(code, Some(1));
+    assert!(said.contains("LOG_FORMAT"), "{said}");
+}
