@@ -90,11 +90,16 @@ impl Auth {
                 },
             )
         };
+        // What outlives the account: when, and by whom; nothing of the owner's device.
         let event = crate::audit::Entry {
             user_id,
             kind: crate::audit::Kind::AccountDeleted,
             detail: by,
-            seen: origin.into(),
+            seen: if by == "operator" {
+                crate::audit::Seen::OPERATOR
+            } else {
+                crate::audit::Seen::client(None, "")
+            },
             session: None,
         };
         let deleted = self

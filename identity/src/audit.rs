@@ -31,7 +31,7 @@ pub enum Kind {
     SessionEnded,
     PasswordChanged,
     PasswordReset,
-    /// An address was set where there was none confirmed (`detail`: `sign_up` or ``).
+    /// An address was set where there was none confirmed (on the account page).
     AddressAdded,
     /// A change of the confirmed address was asked for (a link went to the new one).
     AddressChangeRequested,
@@ -107,11 +107,13 @@ impl Kind {
 }
 
 /// Where a change came from: the client's address (as the throttle sees it) and its user
-/// agent. The operator's commands have no address and the agent `server admin`.
+/// agent, or the operator's command line (no address; `operator`, which no client can claim:
+/// it is never read from a request).
 #[derive(Debug, Clone, Copy)]
 pub struct Seen<'a> {
     pub address: Option<IpAddr>,
     pub user_agent: &'a str,
+    pub operator: bool,
 }
 
 impl<'a> Seen<'a> {
@@ -119,23 +121,32 @@ impl<'a> Seen<'a> {
     pub const OPERATOR: Seen<'static> = Seen {
         address: None,
         user_agent: OPERATOR_AGENT,
+        operator: true,
     };
 
-    /// What a row keeps of it: the address as text (or ``), the agent trimmed as a session's.
-    pub(crate) fn stored(&self) -> (String, String) {
+    /// A client's request.
+    pub fn client(address: Option<IpAddr>, user_agent: &'a str) -> Self {
+        Self {
+            address,
+            user_agent,
+            operator: false,
+        }
+    }
+
+    /// What a row keeps of it: the address as text (or ``), the agent trimmed as a session's,
+    /// and who acted (`person` or `operator`).
+    pub(crate) fn stored(&self) -> (String, String, &'static str) {
         (
             self.address.map(|a| a.to_string()).unwrap_or_default(),
             crate::sessions::agent::trim_user_agent(self.user_agent),
+            if self.operator { "operator" } else { "person" },
         )
     }
 }
 
 impl<'a> From<crate::email::Origin<'a>> for Seen<'a> {
     fn from(origin: crate::email::Origin<'a>) -> Self {
-        Self {
-            address: origin.address,
-            user_agent: origin.user_agent,
-        }
+        Self::client(origin.address, origin.user_agent)
     }
 }
 
@@ -165,7 +176,8 @@ pub struct Event {
     pub detail: String,
     /// The client's address, or `` when unknown.
     pub address: String,
-    /// The device in words ("Firefox on Linux"), or `` when unknown.
+    /// The device in words ("Firefox on Linux"), `The operator` for the operator's command,
+    /// or `` when unknown.
     pub device: String,
     /// The session it is about, when there is one.
     pub session_id: Option<String>,

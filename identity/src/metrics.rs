@@ -6,8 +6,9 @@
 //! is known in advance and their number stays small.
 
 /// Sign-ins by outcome: `ok`, `second_factor` (the password was right; a code is asked for),
-/// `wrong_password` (or no such account: the same answer), `throttled`, `busy` (the hashing
-/// queue was full), `unavailable` (the database), `error`.
+/// `wrong_password` (or no such account: the same answer), `disabled` (the password was right;
+/// the operator disabled the account), `throttled`, `busy` (the hashing queue was full),
+/// `unavailable` (the database), `error`.
 pub const SIGN_INS: &str = "authapp_sign_ins_total";
 /// Refreshes by outcome: `rotated`, `grace` (the previous token again, within its interval),
 /// `reuse` (the session ended), `expired`, `ended`, `invalid`, `throttled`, `busy`, `error`.

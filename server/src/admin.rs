@@ -106,7 +106,22 @@ impl Command {
                 words.push(*word);
             }
         }
+        const COMMANDS: [&str; 7] = [
+            "find",
+            "show",
+            "end-sessions",
+            "disable",
+            "enable",
+            "delete",
+            "remove-factors",
+        ];
         let command = match words.as_slice() {
+            [command] if COMMANDS.contains(command) => {
+                return Err(format!(
+                    "{command} needs a USER: a username, a confirmed address, or '#ID' (in \
+                     quotes: a shell takes an unquoted # for a comment)"
+                ))
+            }
             ["find", query] => Self::Find((*query).to_owned()),
             ["show", who] => Self::Show {
                 who: (*who).to_owned(),
@@ -149,17 +164,34 @@ fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> AdminError + '_ {
     move |e| AdminError::Failed(format!("{what} failed: {e}"))
 }
 
-/// The one account `who` names: `#ID`, a username or an address.
+/// The one account `who` names: `#ID`, a username or a confirmed address. (An address that
+/// was never confirmed proves nothing: whoever owns that mailbox now may not be the account's
+/// owner. Such a match is named, for the operator to check and act on by `#ID`.)
 async fn find(auth: &Auth, who: &str) -> Result<AccountSummary, AdminError> {
-    let found = auth
-        .health
-        .store()
-        .find_accounts(who)
+    let store = auth.health.store();
+    let found = store
+        .find_accounts(who, true)
         .await
         .map_err(|e| failed("reading the account")(&e))?;
     match found.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(AdminError::NoSuchUser(who.to_owned())),
+        [] => {
+            let unconfirmed = store
+                .find_accounts(who, false)
+                .await
+                .map_err(|e| failed("reading the account")(&e))?;
+            match unconfirmed.as_slice() {
+                [] => Err(AdminError::NoSuchUser(who.to_owned())),
+                some => Err(AdminError::Failed(format!(
+                    "{who:?} is only an address that was never confirmed, of {}: check that \
+                     account, then name it by '#ID'",
+                    some.iter()
+                        .map(|a| format!("#{} {}", a.id, a.username))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))),
+            }
+        }
         many => Err(AdminError::Failed(format!(
             "{who:?} names {} accounts ({}): give #ID",
             many.len(),
@@ -213,7 +245,7 @@ async fn find_all(auth: &Auth, query: &str) -> Result<Done, AdminError> {
     let found = auth
         .health
         .store()
-        .find_accounts(query)
+        .find_accounts(query, false)
         .await
         .map_err(|e| failed("finding accounts")(&e))?;
     if found.is_empty() {

@@ -60,31 +60,39 @@ pub(crate) fn follow_revocations(
     );
 }
 
-/// SQLite: how far back each look at the ended sessions reaches. An ending is stamped with
-/// the time its transaction began and may commit a few seconds later (it waits for the
-/// write lock): the looks overlap by this much, and remembering one twice changes nothing.
-const ENDED_OVERLAP_SECS: i64 = 15;
-
-/// SQLite: looks every `every` for sessions that another process ended (the operator's
-/// `server admin`, on the same database file), so that their access tokens are refused
-/// within about that long, as the PostgreSQL feed does between instances.
-pub(crate) fn follow_ended_sessions(store: &store::Store, auth: Arc<Auth>, every: Duration) {
+/// SQLite: follows the endings of sessions from `cursor` on, looking every `every` (the file
+/// has no NOTIFY), so that what another process ended (the operator's `server admin` on the
+/// same database) is refused here within about that long, as the PostgreSQL feed does
+/// between instances.
+pub(crate) fn follow_ended_sessions(
+    store: &store::Store,
+    auth: Arc<Auth>,
+    mut cursor: i64,
+    every: Duration,
+) {
     let store = store.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut since = app::auth::tokens::access::now_unix() - ENDED_OVERLAP_SECS;
         loop {
             tick.tick().await;
-            let now = app::auth::tokens::access::now_unix();
-            match store.sessions_ended_since(since, now).await {
-                Ok(ended) => {
-                    for (id, access_exp) in ended {
-                        auth.revocations.remember_ended(id, access_exp);
+            loop {
+                match store.session_endings_after(cursor, 1000).await {
+                    Ok(ended) => {
+                        let read = ended.len();
+                        for (id, session, access_exp) in ended {
+                            auth.revocations.remember_ended(session, access_exp);
+                            cursor = id;
+                        }
+                        if read < 1000 {
+                            break;
+                        }
                     }
-                    since = now - ENDED_OVERLAP_SECS;
+                    Err(e) => {
+                        tracing::debug!(error = %e, "reading the ended sessions failed");
+                        break;
+                    }
                 }
-                Err(e) => tracing::debug!(error = %e, "reading the ended sessions failed"),
             }
         }
     });
@@ -158,12 +166,14 @@ pub fn spawn_purge(
                 Ok(n) => tracing::debug!(purged = n, "waiting sign-ins purge"),
                 Err(e) => tracing::warn!(error = %e, "waiting sign-ins purge failed"),
             }
-            if store.dialect() == store::Dialect::Postgres {
-                let dead = app::auth::tokens::access::now_unix()
-                    - app::auth::tokens::access::LEEWAY_SECS as i64;
-                if let Err(e) = feed::purge(&store, dead).await {
-                    tracing::warn!(error = %e, "revocations purge failed");
-                }
+            let dead = app::auth::tokens::access::now_unix()
+                - app::auth::tokens::access::LEEWAY_SECS as i64;
+            let purged = match store.dialect() {
+                store::Dialect::Postgres => feed::purge(&store, dead).await,
+                store::Dialect::Sqlite => store.purge_session_endings(dead).await,
+            };
+            if let Err(e) = purged {
+                tracing::warn!(error = %e, "followed revocations purge failed");
             }
         }
     })

@@ -84,7 +84,8 @@ const USAGE: &str =
                              they are another way): removes the authenticator app, the
                              recovery codes and the passkeys, ends every session, mails
                              the owner
-                             USER: a username, an address, or #ID. --json: one JSON object
+                             USER: a username, a confirmed address, or '#ID' (quoted: a
+                             shell takes an unquoted # for a comment). --json: one JSON object
                              on stdout (an error too: its error and description)
        server hash-rate [SECONDS]
                              how many passwords a second this machine can check with the
@@ -97,6 +98,13 @@ async fn admin(args: &[std::ffi::OsString]) {
     let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
     let (command, json) = match server::admin::Command::parse(&args) {
         Ok(parsed) => parsed,
+        Err(e) if args.contains(&"--json") => {
+            println!(
+                "{}",
+                serde_json::json!({ "error": "usage", "description": e })
+            );
+            std::process::exit(2);
+        }
         Err(e) => {
             eprintln!("error: {e}\n{USAGE}");
             std::process::exit(2);
@@ -250,6 +258,13 @@ async fn run() -> Result<(), StartError> {
             .into())
         }
         Some(at) => {
+            if !at.ip().is_loopback() {
+                tracing::warn!(
+                    %at,
+                    "METRICS_ADDR is not a loopback address: keep its port closed to the \
+                     internet (the metrics say how the service is used)"
+                );
+            }
             let listener = tokio::net::TcpListener::bind(at).await?;
             let handle = server::metrics::install()
                 .ok_or_else(|| std::io::Error::other("a metrics recorder is installed already"))?;

@@ -50,7 +50,7 @@ fn pages(state: AppState) -> Router {
             app::api::contract::DOCUMENT_PATH,
             get(openapi_document(auth.cookie)),
         )
-        .route("/ready", get(ready))
+        .route("/ready", ready_route())
         .merge(dev_mail_routes(&auth))
         .leptos_routes(&state, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
@@ -106,37 +106,73 @@ fn openapi_document(
     }
 }
 
+/// What `/ready` last found, for a second: a load balancer's checks (or a flood of them) cost
+/// the database one query a second at most.
+#[derive(Default)]
+struct ReadyCache(std::sync::Mutex<Option<(std::time::Instant, Result<(), &'static str>)>>);
+
+/// How long `/ready`'s answer is reused.
+const READY_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// `GET /ready`, for a load balancer's checks: 200 when the database answers (within two
-/// seconds) and has every migration of this binary; else 503 and why, in words. (`/health`
-/// only says that the process answers.)
-async fn ready(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> axum::response::Response {
+/// seconds) and has every migration of this binary; else 503 and why, in a few words (the
+/// details go to the log). (`/health` only says that the process answers.)
+fn ready_route() -> axum::routing::MethodRouter<AppState> {
+    let cache = std::sync::Arc::new(ReadyCache::default());
+    get(
+        move |axum::extract::State(state): axum::extract::State<AppState>| {
+            let cache = cache.clone();
+            async move { ready(&state, &cache).await }
+        },
+    )
+}
+
+async fn ready(state: &AppState, cache: &ReadyCache) -> axum::response::Response {
     use axum::http::StatusCode;
-    match state
-        .auth
-        .health
-        .store()
-        .ready(std::time::Duration::from_secs(2))
-        .await
-    {
+    let cached = cache
+        .0
+        .lock()
+        .ok()
+        .and_then(|c| *c)
+        .filter(|(at, _)| at.elapsed() < READY_FOR)
+        .map(|(_, answer)| answer);
+    let answer = match cached {
+        Some(answer) => answer,
+        None => {
+            let found = state
+                .auth
+                .health
+                .store()
+                .ready(std::time::Duration::from_secs(2))
+                .await;
+            let answer = match found {
+                Ok(()) => Ok(()),
+                Err(app::store::NotReady::Migration(v)) => {
+                    tracing::warn!(missing = v, "not ready: the database misses a migration");
+                    Err("the database is not migrated for this version")
+                }
+                Err(app::store::NotReady::Unreachable(e)) => {
+                    tracing::warn!(error = %e, "not ready: the database does not answer");
+                    Err("the database does not answer")
+                }
+            };
+            if let Ok(mut c) = cache.0.lock() {
+                *c = Some((std::time::Instant::now(), answer));
+            }
+            answer
+        }
+    };
+    match answer {
         Ok(()) => (
             StatusCode::OK,
             axum::Json(serde_json::json!({ "status": "ready" })),
         )
             .into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready");
-            let reason = match e {
-                app::store::NotReady::Unreachable(_) => "the database does not answer".to_owned(),
-                app::store::NotReady::Migration(v) => format!("the database misses migration {v}"),
-            };
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "5")],
-                axum::Json(serde_json::json!({ "status": "not_ready", "reason": reason })),
-            )
-                .into_response()
-        }
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            axum::Json(serde_json::json!({ "status": "not_ready", "reason": reason })),
+        )
+            .into_response(),
     }
 }

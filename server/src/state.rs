@@ -52,36 +52,38 @@ pub async fn build_state(
     let pool = store.pool().clone();
     let auth = Arc::new(auth);
     crate::background::spawn_sender(&store, &auth.mail, &config.mail)?;
-    match cursor {
-        Some(cursor) => crate::background::follow_revocations(
+    match store.dialect() {
+        store::Dialect::Postgres => crate::background::follow_revocations(
             &store,
             auth.clone(),
             cursor,
             config.resync_interval,
         ),
-        None => {
-            crate::background::follow_ended_sessions(&store, auth.clone(), config.resync_interval)
-        }
+        store::Dialect::Sqlite => crate::background::follow_ended_sessions(
+            &store,
+            auth.clone(),
+            cursor,
+            config.resync_interval,
+        ),
     }
     Ok(AppState::new(leptos_options, pool, auth))
 }
 
 /// The core on the configured database, with nothing running beside it (no mail sender, no
-/// revocation feed): what `server admin` works with. On PostgreSQL, also where the instances'
-/// revocations stood when it was built, for the feed to follow from.
-pub async fn build_auth(config: &Config) -> Result<(Auth, store::Store, Option<i64>), StartError> {
+/// revocation feed): what `server admin` works with. Also where the other processes' endings
+/// of sessions stood when it was built, for the running server to follow from.
+pub async fn build_auth(config: &Config) -> Result<(Auth, store::Store, i64), StartError> {
     let store = store::Store::connect(&config.database_url).await?;
     let health = store::Health::new(store.clone());
-    // On PostgreSQL other instances revoke too: where their revocations stand is read before
-    // anything is loaded, and followed from there (`app::auth::revocation::feed`).
+    // Other processes end sessions too (other instances on PostgreSQL, the operator's
+    // `server admin` on both): where their endings stand is read before anything is loaded,
+    // and followed from there (`app::auth::revocation::feed`; on SQLite, the table of session
+    // endings).
     let cursor = match store.dialect() {
-        store::Dialect::Postgres => Some(
-            feed::cursor(&store)
-                .await
-                .map_err(StartError::RevocationFeed)?,
-        ),
-        store::Dialect::Sqlite => None,
-    };
+        store::Dialect::Postgres => feed::cursor(&store).await,
+        store::Dialect::Sqlite => store.session_endings_cursor().await,
+    }
+    .map_err(StartError::RevocationFeed)?;
     // Revoked tokens and ended sessions, in one set.
     let revocations = Arc::new(
         Revocations::load(store.clone())

@@ -283,6 +283,7 @@ pub mod server {
                 ApiError::passkey_refused()
             }
             PasskeyError::Taken => ApiError::factor_conflict("That passkey is registered already."),
+            PasskeyError::Disabled => ApiError::account_disabled(),
             PasskeyError::Change(ChangeError::SessionOver) => ApiError::session_ended(),
             PasskeyError::Change(ChangeError::Write(e)) => {
                 not_written("changing a passkey failed", e)

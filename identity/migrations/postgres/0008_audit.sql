@@ -7,7 +7,8 @@ CREATE TABLE security_events (
     detail     TEXT   NOT NULL DEFAULT '',
     address    TEXT   NOT NULL DEFAULT '',
     user_agent TEXT   NOT NULL DEFAULT '',
-    session_id BYTEA
+    session_id BYTEA,
+    actor      TEXT   NOT NULL DEFAULT 'person'
 );
 CREATE INDEX security_events_user ON security_events (user_id, id);
 CREATE INDEX security_events_at ON security_events (at);

@@ -222,10 +222,7 @@ fn failed_sign_in(auth: &Arc<Auth>, user_id: i64, address: Option<IpAddr>, user_
             user_id,
             kind: crate::audit::Kind::SignInFailed,
             detail: "password",
-            seen: crate::audit::Seen {
-                address,
-                user_agent: &user_agent,
-            },
+            seen: crate::audit::Seen::client(address, &user_agent),
             session: None,
         };
         let now = crate::tokens::access::now_unix();

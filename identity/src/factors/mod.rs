@@ -634,7 +634,10 @@ impl Auth {
                 FactorChange::PasskeyRemoved => crate::audit::Kind::PasskeyRemoved,
             },
             detail: "",
-            seen: origin.into(),
+            seen: crate::audit::Seen {
+                operator: matches!(change, FactorChange::RemovedByOperator),
+                ..origin.into()
+            },
             session: write.session(),
         };
         let event = &event;

@@ -107,6 +107,9 @@ pub enum PasskeyError {
     /// The passkey is already an account's.
     #[error("that passkey is registered already")]
     Taken,
+    /// The passkey was right, but the operator disabled the account.
+    #[error("the account is disabled")]
+    Disabled,
     #[error("{0}")]
     Change(#[from] ChangeError),
     #[error("{0}")]
@@ -326,6 +329,7 @@ impl Auth {
             .await?
             .ok_or_else(refused)?;
         let rows = store.passkeys_of(user_id).await?;
+        let disabled = found.disabled_at.is_some();
         let passkeys: Vec<(i64, Passkey)> = rows
             .iter()
             .filter_map(|row| Some((row.id, row.passkey().ok()?)))
@@ -357,6 +361,11 @@ impl Auth {
         if !used {
             tracing::warn!(user_id, "a passkey's counter did not move forward: refused");
             return Err(PasskeyError::Refused("counter".into()));
+        }
+        // Told only to whoever holds the passkey, as a password sign-in tells only whoever
+        // knows the password.
+        if disabled {
+            return Err(PasskeyError::Disabled);
         }
         // A device that signed in to this account before (its proof) is no new device.
         let account = crate::device::Account {

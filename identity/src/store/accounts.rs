@@ -92,10 +92,7 @@ impl Store {
                 crate::audit::Kind::SignIn
             },
             detail: &session.auth_method,
-            seen: crate::audit::Seen {
-                address: session.address.parse().ok(),
-                user_agent: &session.user_agent,
-            },
+            seen: crate::audit::Seen::client(session.address.parse().ok(), &session.user_agent),
             session: Some(session.id.0),
         };
         super::audit::record(&mut tx, &event, session.created_at).await?;
@@ -339,9 +336,13 @@ const SUMMARY: &str = "SELECT u.id, u.username, u.created_at, u.email, u.email_v
     FROM users u";
 
 impl Store {
-    /// The accounts `query` names: `#ID`, a username (any case), or an address (confirmed or
-    /// not, any case). At most a few: a username and an address are each one account's.
-    pub async fn find_accounts(&self, query: &str) -> Result<Vec<AccountSummary>, StoreError> {
+    /// The accounts `query` names: `#ID`, a username (any case), or an address (any case;
+    /// only a confirmed one when `confirmed`). At most a few.
+    pub async fn find_accounts(
+        &self,
+        query: &str,
+        confirmed: bool,
+    ) -> Result<Vec<AccountSummary>, StoreError> {
         let query = query.trim();
         let rows = if let Some(id) = query.strip_prefix('#') {
             let Ok(id) = id.parse::<i64>() else {
@@ -352,8 +353,13 @@ impl Store {
                 .fetch_all(self.pool())
                 .await?
         } else if query.contains('@') {
+            let confirmed = if confirmed {
+                " AND u.email_verified_at IS NOT NULL"
+            } else {
+                ""
+            };
             sqlx::query_as(&format!(
-                "{SUMMARY} WHERE LOWER(u.email) = LOWER($1) ORDER BY u.id LIMIT 10"
+                "{SUMMARY} WHERE LOWER(u.email) = LOWER($1){confirmed} ORDER BY u.id LIMIT 10"
             ))
             .bind(query)
             .fetch_all(self.pool())

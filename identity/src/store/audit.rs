@@ -1,7 +1,7 @@
 //! The security events' statements (see [`crate::audit`]).
 
 use super::{Store, StoreError};
-use crate::audit::{Entry, Event, Kind, OPERATOR_AGENT};
+use crate::audit::{Entry, Event, Kind};
 
 /// Writes `entry` in `tx`, the transaction of the change it records.
 pub(crate) async fn record(
@@ -9,10 +9,11 @@ pub(crate) async fn record(
     entry: &Entry<'_>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let (address, user_agent) = entry.seen.stored();
+    let (address, user_agent, actor) = entry.seen.stored();
     sqlx::query(
-        "INSERT INTO security_events (user_id, at, kind, detail, address, user_agent, session_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO security_events \
+         (user_id, at, kind, detail, address, user_agent, session_id, actor) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(entry.user_id)
     .bind(now)
@@ -21,6 +22,7 @@ pub(crate) async fn record(
     .bind(address)
     .bind(user_agent)
     .bind(entry.session.map(|s| s.as_bytes().to_vec()))
+    .bind(actor)
     .execute(&mut **tx)
     .await?;
     crate::metrics::audit_event(entry.kind.as_str());
@@ -39,15 +41,42 @@ pub(crate) async fn forget(
     Ok(())
 }
 
-type Row = (i64, i64, String, String, String, String, Option<Vec<u8>>);
+type Row = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<Vec<u8>>,
+    String,
+);
 
 impl Store {
-    /// Writes `entry` in a transaction of its own: an event that changes nothing else (a
-    /// failed sign-in).
+    /// Writes `entry` on its own (an event that changes nothing else: a failed sign-in), only
+    /// while the account exists, in one statement: an attempt that lost a race with the
+    /// account's deletion leaves no row (that a new account given the same id would show).
     pub async fn record_event(&self, entry: &Entry<'_>, now: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
-        record(&mut tx, entry, now).await?;
-        tx.commit().await?;
+        let (address, user_agent, actor) = entry.seen.stored();
+        let done = sqlx::query(
+            "INSERT INTO security_events \
+             (user_id, at, kind, detail, address, user_agent, session_id, actor) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM users WHERE id = $9)",
+        )
+        .bind(entry.user_id)
+        .bind(now)
+        .bind(entry.kind.as_str())
+        .bind(entry.detail)
+        .bind(address)
+        .bind(user_agent)
+        .bind(entry.session.map(|s| s.as_bytes().to_vec()))
+        .bind(actor)
+        .bind(entry.user_id)
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() > 0 {
+            crate::metrics::audit_event(entry.kind.as_str());
+        }
         Ok(())
     }
 
@@ -62,7 +91,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT e.id, e.at, e.kind, e.detail, e.address, e.user_agent, e.session_id \
+            "SELECT e.id, e.at, e.kind, e.detail, e.address, e.user_agent, e.session_id, e.actor \
              FROM security_events e \
              WHERE e.user_id = $1 AND e.id < $2 AND e.kind <> 'account_deleted' \
              AND e.at >= COALESCE((SELECT u.created_at FROM users u WHERE u.id = $3), 0) \
@@ -99,8 +128,8 @@ impl Store {
 }
 
 /// A row as the reader gets it: the device in words, the session id as text.
-fn event((id, at, kind, detail, address, user_agent, session): Row) -> Event {
-    let device = if user_agent == OPERATOR_AGENT {
+fn event((id, at, kind, detail, address, user_agent, session, actor): Row) -> Event {
+    let device = if actor == "operator" {
         "The operator".to_owned()
     } else if user_agent.is_empty() {
         String::new()

@@ -302,7 +302,7 @@ impl Store {
         };
         Ok(sqlx::query_as(&format!(
             "SELECT id, username, email FROM users WHERE {by} = $1 AND email IS NOT NULL \
-             AND email_verified_at IS NOT NULL"
+             AND email_verified_at IS NOT NULL AND disabled_at IS NULL"
         ))
         .bind(login)
         .fetch_optional(self.pool())
@@ -360,6 +360,7 @@ impl Store {
     /// Changes the account's address to `address`: an account without a verified address
     /// takes it at once (unverified); one with a verified address keeps it until the link
     /// sent to the new one is followed, and the old one is told (`notice`).
+    #[allow(clippy::too_many_arguments)] // the change, its link, its mails and its event
     pub async fn change_address(
         &self,
         user_id: i64,
@@ -552,7 +553,7 @@ impl Store {
         let changed = match stamp {
             Some(stamp) => sqlx::query(
                 "UPDATE users SET password_hash = $1, credential_stamp = $2 \
-                 WHERE id = $3 AND credential_stamp = $4",
+                 WHERE id = $3 AND credential_stamp = $4 AND disabled_at IS NULL",
             )
             .bind(password_hash)
             .bind(new_stamp.get())

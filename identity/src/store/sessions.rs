@@ -160,26 +160,46 @@ impl Store {
             .collect())
     }
 
-    /// The sessions ended at `since` or later whose access tokens may still be accepted at
-    /// `now`: what another process (the operator's command, on SQLite) ended, for a running
-    /// server to refuse their tokens too.
-    pub async fn sessions_ended_since(
-        &self,
-        since: i64,
-        now: i64,
-    ) -> Result<Vec<(Uuid, i64)>, StoreError> {
-        let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT id, access_exp FROM sessions WHERE revoked_at IS NOT NULL \
-             AND revoked_at >= $1 AND access_exp >= $2",
+    /// SQLite: the newest ending of a session written so far (0 when there is none), where a
+    /// running server starts following them ([`session_endings_after`](Self::session_endings_after)).
+    pub async fn session_endings_cursor(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM session_endings")
+                .fetch_one(self.pool())
+                .await?
+                .unwrap_or(0),
         )
-        .bind(since)
-        .bind(now)
+    }
+
+    /// SQLite: the endings of sessions written after `cursor` (by any process on the file: the
+    /// operator's `server admin` among them), at most `limit`, oldest first: each one's id
+    /// (the next cursor), the session and the latest expiry of its access tokens.
+    pub async fn session_endings_after(
+        &self,
+        cursor: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Uuid, i64)>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT id, session_id, access_exp FROM session_endings WHERE id > $1 \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(cursor)
+        .bind(limit)
         .fetch_all(self.pool())
         .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(id, exp)| Some((Uuid::from_slice(&id).ok()?, exp)))
+            .filter_map(|(id, session, exp)| Some((id, Uuid::from_slice(&session).ok()?, exp)))
             .collect())
+    }
+
+    /// SQLite: forgets the endings whose access tokens are refused as expired anyway.
+    pub async fn purge_session_endings(&self, dead_before: i64) -> Result<u64, StoreError> {
+        let gone = sqlx::query("DELETE FROM session_endings WHERE access_exp < $1")
+            .bind(dead_before)
+            .execute(self.pool())
+            .await?;
+        Ok(gone.rows_affected())
     }
 
     /// Writes the rotations of `batch` in one transaction, in session-id order (the lock

@@ -1354,6 +1354,12 @@ async fn the_operator_disables_enables_ends_and_deletes_an_account() {
     assert_eq!(nobody["error"], "no_such_user");
     let words = run_admin(dir.path(), &["disable", "nobody"]).await;
     assert!(String::from_utf8_lossy(&words.stderr).contains("no account is named \"nobody\""));
+    let (code, usage) = admin_json(dir.path(), &["disable"]).await;
+    assert_eq!((code, usage["error"].as_str()), (Some(2), Some("usage")));
+    assert!(usage["description"]
+        .as_str()
+        .unwrap()
+        .contains("needs a USER"));
     for bad in [
         &["disable"][..],
         &["delete", "mallory"],
@@ -1424,10 +1430,16 @@ async fn the_operator_disables_enables_ends_and_deletes_an_account() {
     assert_eq!(code, Some(0));
     assert_eq!(ended["sessions_ended"], 1);
     refused_soon(&base, &token).await;
-    assert_eq!(sign_in(&base, "mallory").await.status(), 200);
+    let res = sign_in(&base, "mallory").await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(me(&base, &token).await.status(), 200);
 
     let (code, deleted) = admin_json(dir.path(), &["delete", "mallory", "--yes"]).await;
     assert_eq!(code, Some(0), "{deleted}");
+    // Its sessions are gone with it (on SQLite too, where the rows are deleted at once).
+    refused_soon(&base, &token).await;
     assert_eq!(sign_in(&base, "mallory").await.status(), 401);
     let (code, _) = admin_json(dir.path(), &["find", "mallory"]).await;
     assert_eq!(code, Some(1));

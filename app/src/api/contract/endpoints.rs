@@ -567,6 +567,7 @@ pub static ENDPOINTS: [Endpoint; 34] = [
             E::CeremonyExpired,
             E::NotFound,
             E::TemporarilyUnavailable,
+            E::AccountDisabled,
         ],
     },
     Endpoint {
