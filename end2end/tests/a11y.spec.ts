@@ -27,7 +27,7 @@ test('every page passes axe, signed out and signed in', async ({ page, request }
   await hydrated(page);
   await signIn(page, user);
   await expect(page).toHaveURL(/\/profile$/);
-  for (const path of ['/', '/profile', '/sessions', '/security', '/account']) {
+  for (const path of ['/', '/profile', '/sessions', '/security', '/activity', '/account']) {
     await expectNoViolations(page, path);
   }
   // A form showing its error is checked too.
