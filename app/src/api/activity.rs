@@ -126,9 +126,9 @@ pub mod server {
     use crate::auth::{access::AuthUser, audit::Event, Auth, HealthAnswer};
     use crate::clock::Clock;
 
-    /// `before` as typed: a positive whole number, or nothing.
+    /// `before` as typed: a positive whole number, or none at all (an empty one is no page's).
     fn before_of(before: Option<&str>) -> Result<Option<i64>, ApiError> {
-        match before.map(str::trim).filter(|b| !b.is_empty()) {
+        match before {
             None => Ok(None),
             Some(b) => b
                 .parse::<i64>()
@@ -164,7 +164,18 @@ pub mod server {
     pub async fn list_activity(before: Option<String>) -> Result<Activity, ApiError> {
         let state = state()?;
         let user = authenticate().await?;
-        let before = before_of(before.as_deref())?;
+        // An empty `before=` reaches the function as none at all: read from the address.
+        let empty = leptos::prelude::use_context::<http::request::Parts>().is_some_and(|p| {
+            p.uri.query().is_some_and(|q| {
+                q.split('&')
+                    .any(|pair| pair == "before" || pair == "before=")
+            })
+        });
+        let before = if empty {
+            before_of(Some(""))?
+        } else {
+            before_of(before.as_deref())?
+        };
         database(&state)?;
         let (events, next_before) = page(&state.auth, user.user_id, before)
             .await

@@ -261,7 +261,7 @@ async fn the_activity_is_paged_newest_first_and_its_owners_only() {
     // Erin sees her one sign-in, none of Dave's.
     assert_eq!(events(&app, &erin.access).await.len(), 1);
     // A `before` that is not a page's: 422, in words.
-    for bad in ["abc", "-1", "0", "99999999999999999999999", "1.5"] {
+    for bad in ["", " 5", "abc", "-1", "0", "99999999999999999999999", "1.5"] {
         let res = api
             .get(app.url("/api/activity"))
             .query(&[("before", bad)])
@@ -271,6 +271,14 @@ async fn the_activity_is_paged_newest_first_and_its_owners_only() {
             .unwrap();
         assert_eq!(error_of(res).await.0, 422, "{bad}");
     }
+    // Two of it: 400, the request cannot be read.
+    let twice = api
+        .get(app.url("/api/activity?before=3&before=4"))
+        .bearer_auth(&dave.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(twice).await.0, 400);
     // No token, a bad one: 401 with the reason.
     assert_rejected(
         api.get(app.url("/api/activity")).send().await.unwrap(),

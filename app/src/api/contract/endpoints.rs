@@ -286,6 +286,7 @@ pub static ENDPOINTS: [Endpoint; 34] = [
             E::InvalidToken,
             E::TokenExpired,
             E::TokenRevoked,
+            E::BadRequest,
             E::InvalidInput,
             E::TemporarilyUnavailable,
         ],
