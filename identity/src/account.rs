@@ -129,7 +129,7 @@ impl Auth {
     /// The operator disables account `user_id`: no sign-in from now on (a right password is
     /// answered `account_disabled`), every session ended (refused at once here; on
     /// PostgreSQL by every instance through the revocation feed, on SQLite by a running
-    /// server within a second, see `store::Store::sessions_ended_since`).
+    /// server within a second, see `store::Store::session_endings_after`).
     pub async fn disable_account(&self, user_id: i64) -> Result<OperatorDid, WriteError> {
         let now = crate::tokens::access::now_unix();
         let event = crate::audit::Entry {

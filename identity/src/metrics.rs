@@ -29,6 +29,31 @@ pub const MAIL_SENT: &str = "authapp_mail_sent_total";
 /// Security events written to the activity log, by kind.
 pub const AUDIT_EVENTS: &str = "authapp_audit_events_total";
 
+/// Every outcome of a sign-in ([`SIGN_INS`]).
+pub const SIGN_IN_OUTCOMES: [&str; 8] = [
+    "ok",
+    "second_factor",
+    "wrong_password",
+    "disabled",
+    "throttled",
+    "busy",
+    "unavailable",
+    "error",
+];
+
+/// Every outcome of a refresh ([`REFRESHES`]).
+pub const REFRESH_OUTCOMES: [&str; 9] = [
+    "rotated",
+    "grace",
+    "reuse",
+    "expired",
+    "ended",
+    "invalid",
+    "throttled",
+    "busy",
+    "error",
+];
+
 /// Counts one sign-in's outcome.
 pub fn sign_in(outcome: &'static str) {
     metrics::counter!(SIGN_INS, "outcome" => outcome).increment(1);

@@ -10,7 +10,7 @@
 //! - `remove-factors USER`: its authenticator app, recovery codes and passkeys removed (for a
 //!   person who lost all of them and proved who they are another way), every session ended.
 //!
-//! `USER` is a username, an address or `#ID`. Each change is a security event of the account
+//! `USER` is a username, a confirmed address or `#ID`. Each change is a security event of the account
 //! (its device: "the operator"); its sessions are refused at once by every running server (on
 //! PostgreSQL through the revocation feed; on SQLite within a second). `--json` prints one JSON
 //! object instead of words, for scripts. Exit codes: 0 done, 1 failed (or no such account, or
@@ -27,6 +27,10 @@ use crate::{state::build_auth, Config};
 pub enum AdminError {
     /// No such account.
     NoSuchUser(String),
+    /// Only an address never confirmed names an account: act by its id.
+    UnconfirmedAddress(String),
+    /// Several accounts match.
+    Ambiguous(String),
     /// The account is not in the state the command changes.
     Nothing(String),
     /// The database or the configuration.
@@ -38,6 +42,8 @@ impl AdminError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::NoSuchUser(_) => "no_such_user",
+            Self::UnconfirmedAddress(_) => "unconfirmed_address",
+            Self::Ambiguous(_) => "ambiguous",
             Self::Nothing(_) => "nothing_to_do",
             Self::Failed(_) => "failed",
         }
@@ -49,10 +55,13 @@ impl std::fmt::Display for AdminError {
         match self {
             Self::NoSuchUser(who) => write!(
                 f,
-                "no account is named {who:?} (give a username, an address or #ID; `server admin \
-                 find` lists what matches)"
+                "no account is named {who:?} (give a username, a confirmed address or '#ID'; \
+                 `server admin find` lists what matches)"
             ),
-            Self::Nothing(what) | Self::Failed(what) => f.write_str(what),
+            Self::UnconfirmedAddress(what)
+            | Self::Ambiguous(what)
+            | Self::Nothing(what)
+            | Self::Failed(what) => f.write_str(what),
         }
     }
 }
@@ -116,6 +125,13 @@ impl Command {
             "remove-factors",
         ];
         let command = match words.as_slice() {
+            ["find"] => {
+                return Err(
+                    "find needs a QUERY: a username, an address, or '#ID' (in quotes: \
+                            a shell takes an unquoted # for a comment)"
+                        .into(),
+                )
+            }
             [command] if COMMANDS.contains(command) => {
                 return Err(format!(
                     "{command} needs a USER: a username, a confirmed address, or '#ID' (in \
@@ -144,8 +160,21 @@ impl Command {
     }
 }
 
-/// Runs `command` against the configured database.
+/// Runs `command` against the configured database: said on stderr which (without a password);
+/// a SQLite file that does not exist is refused (a relative `DATABASE_URL` run from another
+/// directory would name a new, empty one, where no account is found).
 pub async fn run(config: &Config, command: &Command) -> Result<Done, AdminError> {
+    let url = &config.database_url;
+    if let Some(path) = app::store::sqlite_file(url) {
+        if !path.is_file() {
+            return Err(AdminError::Failed(format!(
+                "there is no database at {} (DATABASE_URL={url}): run this with the servers' \
+                 configuration, from their working directory",
+                path.display()
+            )));
+        }
+    }
+    eprintln!("database: {}", crate::config::redact_password(url));
     let (auth, _store, _cursor) = build_auth(config)
         .await
         .map_err(|e| AdminError::Failed(e.to_string()))?;
@@ -182,7 +211,7 @@ async fn find(auth: &Auth, who: &str) -> Result<AccountSummary, AdminError> {
                 .map_err(|e| failed("reading the account")(&e))?;
             match unconfirmed.as_slice() {
                 [] => Err(AdminError::NoSuchUser(who.to_owned())),
-                some => Err(AdminError::Failed(format!(
+                some => Err(AdminError::UnconfirmedAddress(format!(
                     "{who:?} is only an address that was never confirmed, of {}: check that \
                      account, then name it by '#ID'",
                     some.iter()
@@ -192,8 +221,8 @@ async fn find(auth: &Auth, who: &str) -> Result<AccountSummary, AdminError> {
                 ))),
             }
         }
-        many => Err(AdminError::Failed(format!(
-            "{who:?} names {} accounts ({}): give #ID",
+        many => Err(AdminError::Ambiguous(format!(
+            "{who:?} names {} accounts ({}): give '#ID'",
             many.len(),
             many.iter()
                 .map(|a| format!("#{}", a.id))

@@ -74,22 +74,34 @@ pub(crate) fn follow_ended_sessions(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
         loop {
             tick.tick().await;
             loop {
                 match store.session_endings_after(cursor, 1000).await {
                     Ok(ended) => {
+                        if std::mem::take(&mut failing) {
+                            tracing::info!("following the ended sessions again");
+                        }
                         let read = ended.len();
+                        app::auth::metrics::revocations_followed(read);
                         for (id, session, access_exp) in ended {
                             auth.revocations.remember_ended(session, access_exp);
                             cursor = id;
                         }
                         if read < 1000 {
+                            app::auth::revocation::feed::read_all_now();
                             break;
                         }
                     }
                     Err(e) => {
-                        tracing::debug!(error = %e, "reading the ended sessions failed");
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(
+                                error = %e,
+                                "reading the ended sessions failed: sessions another process \
+                                 ends are not refused here until it works again"
+                            );
+                        }
                         break;
                     }
                 }

@@ -220,7 +220,7 @@ impl MailConfig {
 
 /// `scheme://user:***@host/...`: a URL with its password, if any, hidden (in the user info or
 /// as a `password=` parameter).
-fn redact_password(url: &str) -> String {
+pub(crate) fn redact_password(url: &str) -> String {
     let url = match url.split_once('?') {
         Some((base, query)) => {
             let query: Vec<&str> = query

@@ -44,7 +44,7 @@ pub(crate) fn in_front_of(pages: Router, state: AppState) -> Router {
     };
     // Measured only when metrics are on: off, the hot path has not one step more.
     let hot = if crate::metrics::on() {
-        hot.layer(axum::middleware::from_fn(crate::metrics::measure))
+        hot.layer(axum::middleware::from_fn(crate::metrics::measure_hot))
     } else {
         hot
     };

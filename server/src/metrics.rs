@@ -56,6 +56,19 @@ pub fn install() -> Option<PrometheusHandle> {
     metrics::set_global_recorder(recorder).ok()?;
     ON.store(true, std::sync::atomic::Ordering::Relaxed);
     describe();
+    // The counters of a fixed set of outcomes start at 0: the first event after a start is an
+    // increase to Prometheus too (a series born at 1 is not).
+    for outcome in app::auth::metrics::SIGN_IN_OUTCOMES {
+        metrics::counter!(app::auth::metrics::SIGN_INS, "outcome" => outcome).absolute(0);
+    }
+    for outcome in app::auth::metrics::REFRESH_OUTCOMES {
+        metrics::counter!(app::auth::metrics::REFRESHES, "outcome" => outcome).absolute(0);
+    }
+    for retry in ["yes", "no"] {
+        metrics::counter!(app::auth::metrics::MAIL_FAILURES, "retry" => retry).absolute(0);
+    }
+    metrics::counter!(app::auth::metrics::MAIL_SENT).absolute(0);
+    metrics::counter!(app::auth::metrics::REVOCATIONS_FOLLOWED).absolute(0);
     Some(handle)
 }
 
@@ -188,14 +201,8 @@ fn page_route(matched: &str) -> &'static str {
     leaked
 }
 
-/// Measures a request (a middleware, in front of both stacks when metrics are on).
-pub async fn measure(mut req: Request, next: Next) -> Response {
-    // Once: a request the hot path hands on to the full stack (another method on `/api/me`)
-    // meets this twice.
-    if req.extensions().get::<Measured>().is_some() {
-        return next.run(req).await;
-    }
-    req.extensions_mut().insert(Measured);
+/// Measures a request of the full stack (a middleware, when metrics are on).
+pub async fn measure(req: Request, next: Next) -> Response {
     let route = route_of(&req);
     let method = method_label(req.method());
     let started = Instant::now();
@@ -204,9 +211,14 @@ pub async fn measure(mut req: Request, next: Next) -> Response {
     res
 }
 
-/// Marks a request as measured already.
-#[derive(Clone, Copy)]
-struct Measured;
+/// Measures a request of the hot path (`GET`/`HEAD` of `/health` and `/api/me`): any other
+/// method goes on to the full stack, which measures it there, once.
+pub async fn measure_hot(req: Request, next: Next) -> Response {
+    if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
+        return next.run(req).await;
+    }
+    measure(req, next).await
+}
 
 /// Records one answer.
 pub(crate) fn record(

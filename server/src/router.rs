@@ -107,9 +107,11 @@ fn openapi_document(
 }
 
 /// What `/ready` last found, for a second: a load balancer's checks (or a flood of them) cost
-/// the database one query a second at most.
+/// the database one query a second at most. One check at a time: the others wait for its
+/// answer (an async lock, held across the check), rather than each running one of their own
+/// while the database is slow to answer.
 #[derive(Default)]
-struct ReadyCache(std::sync::Mutex<Option<(std::time::Instant, Result<(), &'static str>)>>);
+struct ReadyCache(tokio::sync::Mutex<Option<(std::time::Instant, Result<(), &'static str>)>>);
 
 /// How long `/ready`'s answer is reused.
 const READY_FOR: std::time::Duration = std::time::Duration::from_secs(1);
@@ -129,11 +131,8 @@ fn ready_route() -> axum::routing::MethodRouter<AppState> {
 
 async fn ready(state: &AppState, cache: &ReadyCache) -> axum::response::Response {
     use axum::http::StatusCode;
-    let cached = cache
-        .0
-        .lock()
-        .ok()
-        .and_then(|c| *c)
+    let mut last = cache.0.lock().await;
+    let cached = last
         .filter(|(at, _)| at.elapsed() < READY_FOR)
         .map(|(_, answer)| answer);
     let answer = match cached {
@@ -156,12 +155,11 @@ async fn ready(state: &AppState, cache: &ReadyCache) -> axum::response::Response
                     Err("the database does not answer")
                 }
             };
-            if let Ok(mut c) = cache.0.lock() {
-                *c = Some((std::time::Instant::now(), answer));
-            }
+            *last = Some((std::time::Instant::now(), answer));
             answer
         }
     };
+    drop(last);
     match answer {
         Ok(()) => (
             StatusCode::OK,

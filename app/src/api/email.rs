@@ -103,10 +103,11 @@ pub(crate) fn address_or_empty() -> utoipa::openapi::schema::Schema {
                 .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
                 .max_length(Some(254)),
         )
+        // Empty, or only spaces: no address (a form's empty field).
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .enum_values(Some([""])),
+                .pattern(Some(r"^\s*$")),
         )
         .build()
         .into()

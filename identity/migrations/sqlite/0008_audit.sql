@@ -43,7 +43,9 @@ ALTER TABLE users ADD COLUMN disabled_at INTEGER;
 -- live (its account deleted) is an ending too; a row outlives its session (no foreign key)
 -- until its access tokens have expired.
 CREATE TABLE session_endings (
-    id         INTEGER PRIMARY KEY,
+    -- AUTOINCREMENT: an id is never given again, even once the rows above it are purged (a
+    -- follower's cursor would skip a new ending with a lower id).
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     session_id BLOB    NOT NULL,
     access_exp INTEGER NOT NULL
 );
@@ -55,8 +57,10 @@ BEGIN
     INSERT INTO session_endings (session_id, access_exp) VALUES (NEW.id, NEW.access_exp);
 END;
 
+-- (Only while its access tokens could still be accepted: the purge deletes sessions long
+-- over, which need no following.)
 CREATE TRIGGER sessions_delete_followed AFTER DELETE ON sessions
-WHEN OLD.revoked_at IS NULL
+WHEN OLD.revoked_at IS NULL AND OLD.access_exp >= CAST(strftime('%s', 'now') AS INTEGER)
 BEGIN
     INSERT INTO session_endings (session_id, access_exp) VALUES (OLD.id, OLD.access_exp);
 END;

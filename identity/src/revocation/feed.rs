@@ -33,8 +33,17 @@ const BATCH: i64 = 1000;
 /// never). Its distance from now is the feed's lag (`authapp_revocation_feed_lag_seconds`).
 static LAST_READ: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
+/// Notes that this process has just read every revocation of the other processes.
+pub fn read_all_now() {
+    LAST_READ.store(
+        crate::tokens::access::now_unix(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
 /// How many seconds ago this process last read every revocation of the other instances
-/// (`None` before the first read, and on SQLite, where there are no others).
+/// (on SQLite, every session ending of another process: the operator's command) (`None`
+/// before the first read).
 pub fn lag(now: i64) -> Option<i64> {
     match LAST_READ.load(std::sync::atomic::Ordering::Relaxed) {
         0 => None,
@@ -61,10 +70,7 @@ pub async fn catch_up(auth: &Auth, store: &Store, mut cursor: i64) -> Result<i64
                 .filter_map(|row| Some((row.kind, row.key?, row.exp))),
         );
         if read < BATCH {
-            LAST_READ.store(
-                crate::tokens::access::now_unix(),
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            read_all_now();
             return Ok(cursor);
         }
     }

@@ -723,3 +723,35 @@ async fn a_full_queue_of_uses_drops_the_use_and_tries_again_next_time() {
     s.flush_recorded_uses().await.unwrap();
     assert_eq!(last_used(&pool, mine.id()).await.0, now + 1);
 }
+
+/// SQLite: every ending of a session is in the table of endings a running server follows
+/// (another process's too: the operator's), ended or deleted with its account; an id is never
+/// given again once the rows are purged, so a follower's cursor skips none.
+#[tokio::test]
+async fn endings_are_followed_in_order_and_never_renumbered() {
+    let (_dir, pool, s) = sessions(Lifetimes::default()).await;
+    let store = Store::new(pool.clone());
+    let now = now_unix();
+    let cursor = store.session_endings_cursor().await.unwrap();
+    let first = start(&s, 1, now).await;
+    assert!(s
+        .end_one(first.id(), None, EndReason::Logout, now)
+        .await
+        .unwrap());
+    let after = store.session_endings_after(cursor, 10).await.unwrap();
+    assert_eq!(after.len(), 1);
+    let (id, session, _) = after[0];
+    assert_eq!(session, first.id());
+    // Purged (its tokens long expired), then another ending: a higher id all the same.
+    assert_eq!(store.purge_session_endings(i64::MAX).await.unwrap(), 1);
+    let second = start(&s, 2, now).await;
+    // A live session deleted with its account is an ending too.
+    sqlx::query("DELETE FROM users WHERE id = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let after = store.session_endings_after(id, 10).await.unwrap();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(after[0].0 > id);
+    assert_eq!(after[0].1, second.id());
+}

@@ -69,6 +69,15 @@ fn target(url: &str) -> Result<Target, DbError> {
     }
 }
 
+/// The file a `sqlite:` `DATABASE_URL` names, as the server would open it (relative to the
+/// working directory); `None` for any other URL.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    match target(url) {
+        Ok(Target::Sqlite(options)) => Some(options.get_filename().to_path_buf()),
+        _ => None,
+    }
+}
+
 /// What every SQLite connection is set to when it opens. WAL: readers never wait for the
 /// writer. FULL: a committed revoke is on disk before logout answers, even across a power cut.
 const SQLITE_SETTINGS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \

@@ -22,7 +22,8 @@ mod users;
 
 pub use backup::{backup, Backup};
 pub use connect::{
-    connect, DbError, NotReady, MAX_CONNECTIONS, PG_ACQUIRE_TIMEOUT, PG_MAX_CONNECTIONS,
+    connect, sqlite_file, DbError, NotReady, MAX_CONNECTIONS, PG_ACQUIRE_TIMEOUT,
+    PG_MAX_CONNECTIONS,
 };
 pub use files::{create_private, create_private_dir_all};
 pub use health::{

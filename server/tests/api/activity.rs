@@ -394,3 +394,32 @@ async fn ready_says_whether_the_database_is_there_and_migrated() {
     let res = app.api().get(app.url("/health")).send().await.unwrap();
     assert_eq!(res.status(), 200);
 }
+
+/// A client cannot pass for the operator: what it sends as its user agent is its device, never
+/// "The operator".
+#[tokio::test]
+async fn a_client_calling_itself_the_operator_is_shown_as_its_device() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.register(&app.api(), "ivan", PASSWORD).await.status(),
+        200
+    );
+    let spoof = Client::builder()
+        .user_agent("server admin")
+        .build()
+        .unwrap();
+    let res = app.login(&spoof, "ivan", PASSWORD).await;
+    let token = tokens(res).await;
+    let page: Value = app
+        .api()
+        .get(app.url("/api/activity"))
+        .bearer_auth(&token.access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let device = page["events"][0]["device"].as_str().unwrap();
+    assert_ne!(device, "The operator");
+}

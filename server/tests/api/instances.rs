@@ -901,17 +901,17 @@ async fn an_account_the_operator_disables_is_refused_by_every_instance_at_once()
     let signed_in = sign_in(&a, "mallory").await;
     let token = signed_in["access_token"].as_str().unwrap();
     assert_eq!(me(&b, token).await.0, 200);
+    // A process of its own, waited for without holding up the instances (same runtime).
     let admin = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_server"))
             .arg("admin")
             .args(args)
             .env("DATABASE_URL", &url)
             .env("JWT_SECRET", crate::helpers::SECRET)
             .env("NO_COLOR", "1")
             .output()
-            .expect("server binary")
     };
-    let done = admin(&["disable", "mallory"]);
+    let done = admin(&["disable", "mallory"]).await.expect("server binary");
     assert_eq!(done.status.code(), Some(0), "{done:?}");
     for app in [&a, &b] {
         let took = refused_within(app, token, Duration::from_secs(1)).await;
@@ -921,7 +921,7 @@ async fn an_account_the_operator_disables_is_refused_by_every_instance_at_once()
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["error"], "account_disabled");
     }
-    let done = admin(&["enable", "mallory"]);
+    let done = admin(&["enable", "mallory"]).await.expect("server binary");
     assert_eq!(done.status.code(), Some(0), "{done:?}");
     for app in [&a, &b] {
         let res = app.login(&app.api(), "mallory", PASSWORD).await;

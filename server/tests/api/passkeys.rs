@@ -317,3 +317,24 @@ async fn without_a_domain_name_there_are_no_passkeys() {
     assert_eq!(body["description"], "Passkeys are not set up on this site.");
     app.stop().await;
 }
+
+/// A disabled account's passkey is answered `403 account_disabled` once it verified (a
+/// stranger's guess learns nothing), and starts no session.
+#[tokio::test]
+async fn a_disabled_accounts_passkey_is_told_so() {
+    let app = spawn_app().await;
+    app.register(&app.api(), "frozen", PASSWORD).await;
+    let first = sign_in(&app, "frozen").await;
+    let mut key = SoftPasskey::new(ORIGIN);
+    add_passkey(&app, &first.access, &mut key).await;
+    let db = crate::helpers::database(app.dir.path()).await;
+    sqlx::query("UPDATE users SET disabled_at = 1 WHERE username = 'frozen'")
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    assert_eq!(
+        error_of(passkey_sign_in(&app, &mut key).await).await,
+        (403, "account_disabled".into())
+    );
+}

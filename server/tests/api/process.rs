@@ -1371,6 +1371,39 @@ async fn the_operator_disables_enables_ends_and_deletes_an_account() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
     }
 
+    // An address never confirmed names no account to act on: the operator checks, then uses
+    // the id.
+    let registered = client
+        .post(format!("{base}/api/register"))
+        .form(&[
+            ("username", "una"),
+            ("password", PASSWORD),
+            ("email", "una@example.org"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 200);
+    let (code, unconfirmed) = admin_json(dir.path(), &["disable", "una@example.org"]).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(unconfirmed["error"], "unconfirmed_address", "{unconfirmed}");
+    let (code, listed) = admin_json(dir.path(), &["find", "una@example.org"]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(listed["accounts"][0]["username"], "una");
+    // Run where the database is not (a relative DATABASE_URL from another folder): refused,
+    // rather than a new, empty database where nobody is found.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let lost = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["admin", "show", "mallory"])
+        .current_dir(elsewhere.path())
+        .env("DATABASE_URL", "sqlite://data/app.db")
+        .env("JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(lost.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&lost.stderr).contains("there is no database at"));
+    assert!(!elsewhere.path().join("data").exists());
+
     let (code, disabled) = admin_json(dir.path(), &["disable", "mallory"]).await;
     assert_eq!(code, Some(0), "{disabled}");
     assert_eq!(disabled["sessions_ended"], 1);
