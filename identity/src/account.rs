@@ -184,12 +184,26 @@ impl Auth {
     }
 
     /// The operator ends every session of account `user_id` (each ending an event, with the
-    /// reason `operator`); the account signs in again as before. How many ended.
+    /// reason `operator`, and the command one of its own, even when no session was live); the
+    /// account signs in again as before. How many ended.
     pub async fn end_sessions_by_operator(&self, user_id: i64) -> Result<usize, WriteError> {
         let now = crate::tokens::access::now_unix();
+        let event = crate::audit::Entry {
+            user_id,
+            kind: crate::audit::Kind::SessionsEndedByOperator,
+            detail: "",
+            seen: crate::audit::Seen::OPERATOR,
+            session: None,
+        };
         let n = self
             .sessions
-            .end_all(user_id, None, crate::sessions::EndReason::Operator, now)
+            .end_all(
+                user_id,
+                None,
+                crate::sessions::EndReason::Operator,
+                Some(&event),
+                now,
+            )
             .await?;
         Ok(n)
     }

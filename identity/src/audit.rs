@@ -46,6 +46,8 @@ pub enum Kind {
     PasskeyRemoved,
     /// The operator removed every second factor and passkey (`server admin remove-factors`).
     FactorsRemovedByOperator,
+    /// The operator ended every session (`server admin end-sessions`; `detail`: how many).
+    SessionsEndedByOperator,
     AccountDisabled,
     AccountEnabled,
     AccountDeleted,
@@ -53,7 +55,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order of the list above.
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Kind::SignIn,
         Kind::SignInNewDevice,
         Kind::SignInFailed,
@@ -70,6 +72,7 @@ impl Kind {
         Kind::PasskeyAdded,
         Kind::PasskeyRemoved,
         Kind::FactorsRemovedByOperator,
+        Kind::SessionsEndedByOperator,
         Kind::AccountDisabled,
         Kind::AccountEnabled,
         Kind::AccountDeleted,
@@ -94,6 +97,7 @@ impl Kind {
             Self::PasskeyAdded => "passkey_added",
             Self::PasskeyRemoved => "passkey_removed",
             Self::FactorsRemovedByOperator => "factors_removed_by_operator",
+            Self::SessionsEndedByOperator => "sessions_ended_by_operator",
             Self::AccountDisabled => "account_disabled",
             Self::AccountEnabled => "account_enabled",
             Self::AccountDeleted => "account_deleted",

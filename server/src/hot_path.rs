@@ -25,26 +25,29 @@ pub(crate) fn in_front_of(pages: Router, state: AppState) -> Router {
         res
     });
     let [health, me] = HOT_PATHS;
-    let hot = Router::new()
-        .route(health, get(|| async { "ok" }))
-        .route(
-            me,
-            // Another method is the API door's to answer (405 with `Allow`): it goes on to the
-            // full stack, inside these layers too (which change nothing there).
-            get(app::api::server::me_handler).fallback_service(pages.clone()),
+    let health_route = get(|| async { "ok" });
+    // Another method is the API door's to answer (405 with `Allow`): it goes on to the full
+    // stack, inside these layers too (which change nothing there).
+    let me_route = get(app::api::server::me_handler);
+    // Timed only when metrics are on (a route layer: the full stack times the other methods):
+    // off, the hot path has not one step more.
+    let (health_route, me_route) = if crate::metrics::on() {
+        (
+            health_route.route_layer(crate::metrics::timed(health)),
+            me_route.route_layer(crate::metrics::timed(me)),
         )
+    } else {
+        (health_route, me_route)
+    };
+    let hot = Router::new()
+        .route(health, health_route)
+        .route(me, me_route.fallback_service(pages.clone()))
         .with_state(state)
         .layer(headers);
     // A span per request on the hot path only when it would be recorded (not at
     // RUST_LOG=warn): its answers are logged where they fail, and `/health` cannot fail.
     let hot = if tracing::span_enabled!(tracing::Level::INFO) {
         hot.layer(trace())
-    } else {
-        hot
-    };
-    // Measured only when metrics are on: off, the hot path has not one step more.
-    let hot = if crate::metrics::on() {
-        hot.layer(axum::middleware::from_fn(crate::metrics::measure_hot))
     } else {
         hot
     };

@@ -24,7 +24,8 @@ pub struct ActivityEvent {
     /// `password_changed`, `password_reset`, `address_added`, `address_change_requested`,
     /// `address_verified`, `address_changed`, `totp_added`, `totp_removed`,
     /// `recovery_codes_renewed`, `passkey_added`, `passkey_removed`,
-    /// `factors_removed_by_operator`, `account_disabled`, `account_enabled`.
+    /// `factors_removed_by_operator`, `sessions_ended_by_operator`, `account_disabled`,
+    /// `account_enabled`.
     pub kind: String,
     /// A word more: a sign-in's method, why a session ended (`logout`, `revoked`,
     /// `signed_out_elsewhere`, `reuse`, `password_changed`, `password_reset`,
@@ -297,6 +298,9 @@ pub mod server {
             Kind::PasskeyRemoved => "Passkey removed".into(),
             Kind::FactorsRemovedByOperator => {
                 "Second factors and passkeys removed by the site's administrator".into()
+            }
+            Kind::SessionsEndedByOperator => {
+                "Every session ended by the site's administrator".into()
             }
             Kind::AccountDisabled => "Account disabled by the site's administrator".into(),
             Kind::AccountEnabled => "Account enabled again by the site's administrator".into(),

@@ -319,6 +319,7 @@ pub mod server {
                     user.user_id,
                     Some(user.session_id),
                     EndReason::SignedOutElsewhere,
+                    None,
                     now_unix(),
                 )
                 .await

@@ -473,7 +473,7 @@ impl Sessions {
         let _write = lock_write(&self.write).await?;
         let ended = self
             .store
-            .end_sessions_of(user_id, None, EndReason::AccountDeleted, now)
+            .end_sessions_of(user_id, None, EndReason::AccountDeleted, None, now)
             .await?;
         crate::metrics::sessions_ended(EndReason::AccountDeleted.as_str(), ended.len());
         self.remember_ended(ended);
@@ -575,12 +575,13 @@ impl Sessions {
         user_id: i64,
         except: Option<Uuid>,
         reason: EndReason,
+        event: Option<&crate::audit::Entry<'_>>,
         now: i64,
     ) -> Result<usize, WriteError> {
         let _write = lock_write(&self.write).await?;
         let ended = self
             .store
-            .end_sessions_of(user_id, except, reason, now)
+            .end_sessions_of(user_id, except, reason, event, now)
             .await?;
         let count = ended.len();
         crate::metrics::sessions_ended(reason.as_str(), count);

@@ -588,7 +588,7 @@ async fn ending_is_remembered_across_a_restart_until_access_tokens_expire() {
         .unwrap());
     assert!(!s.is_ended(&theirs.id()));
     assert_eq!(
-        s.end_all(1, Some(mine.id()), EndReason::SignedOutElsewhere, now)
+        s.end_all(1, Some(mine.id()), EndReason::SignedOutElsewhere, None, now)
             .await
             .unwrap(),
         1

@@ -41,6 +41,10 @@ pub(crate) async fn forget(
     Ok(())
 }
 
+/// Events of one kind written on their own ([`Store::record_event`]) kept per account and
+/// hour.
+pub const ALONE_PER_HOUR: i64 = 100;
+
 type Row = (
     i64,
     i64,
@@ -56,12 +60,16 @@ impl Store {
     /// Writes `entry` on its own (an event that changes nothing else: a failed sign-in), only
     /// while the account exists, in one statement: an attempt that lost a race with the
     /// account's deletion leaves no row (that a new account given the same id would show).
+    /// At most [`ALONE_PER_HOUR`] of a kind an hour per account: a crowd guessing at one
+    /// account for the whole retention does not fill the table (the hundred say it all).
     pub async fn record_event(&self, entry: &Entry<'_>, now: i64) -> Result<(), StoreError> {
         let (address, user_agent, actor) = entry.seen.stored();
         let done = sqlx::query(
             "INSERT INTO security_events \
              (user_id, at, kind, detail, address, user_agent, session_id, actor) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM users WHERE id = $9)",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM users WHERE id = $9) \
+             AND (SELECT COUNT(*) FROM security_events \
+                  WHERE user_id = $10 AND kind = $11 AND at > $12) < $13",
         )
         .bind(entry.user_id)
         .bind(now)
@@ -72,6 +80,10 @@ impl Store {
         .bind(entry.session.map(|s| s.as_bytes().to_vec()))
         .bind(actor)
         .bind(entry.user_id)
+        .bind(entry.user_id)
+        .bind(entry.kind.as_str())
+        .bind(now - 3600)
+        .bind(ALONE_PER_HOUR)
         .execute(self.pool())
         .await?;
         if done.rows_affected() > 0 {
@@ -82,21 +94,27 @@ impl Store {
 
     /// The events of account `user_id`, newest first: at most `limit`, those older than the
     /// event `before` when given (the next page). Only the account's own: the deletion of an
-    /// earlier account with its id (SQLite gives a deleted account's id again), and any event
-    /// older than the account, are not listed.
+    /// earlier account with its id is not listed, and on SQLite (which gives a deleted
+    /// account's id again) no event older than the account either. (On PostgreSQL ids are
+    /// never given again, and the instances' clocks may differ by a moment.)
     pub async fn events_of(
         &self,
         user_id: i64,
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
-        let rows: Vec<Row> = sqlx::query_as(
+        let since = match self.dialect() {
+            super::Dialect::Sqlite => {
+                "AND e.at >= COALESCE((SELECT u.created_at FROM users u WHERE u.id = $3), 0)"
+            }
+            super::Dialect::Postgres => "AND $3 > 0",
+        };
+        let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT e.id, e.at, e.kind, e.detail, e.address, e.user_agent, e.session_id, e.actor \
              FROM security_events e \
-             WHERE e.user_id = $1 AND e.id < $2 AND e.kind <> 'account_deleted' \
-             AND e.at >= COALESCE((SELECT u.created_at FROM users u WHERE u.id = $3), 0) \
-             ORDER BY e.id DESC LIMIT $4",
-        )
+             WHERE e.user_id = $1 AND e.id < $2 AND e.kind <> 'account_deleted' {since} \
+             ORDER BY e.id DESC LIMIT $4"
+        ))
         .bind(user_id)
         .bind(before.unwrap_or(i64::MAX))
         .bind(user_id)
@@ -146,5 +164,57 @@ fn event((id, at, kind, detail, address, user_agent, session, actor): Row) -> Ev
         session_id: session
             .and_then(|s| uuid::Uuid::from_slice(&s).ok())
             .map(|s| s.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{audit, testing};
+
+    /// A failed sign-in's row: only for an account that exists, and at most a hundred an
+    /// hour per account.
+    #[tokio::test]
+    async fn events_written_alone_are_bounded_and_only_for_accounts() {
+        let (_dir, pool, auth) = testing::auth().await;
+        testing::user(&pool, 1, 0).await;
+        let store = auth.health.store();
+        let entry = |user_id| audit::Entry {
+            user_id,
+            kind: audit::Kind::SignInFailed,
+            detail: "password",
+            seen: audit::Seen::client(Some([192, 0, 2, 1].into()), "curl/8"),
+            session: None,
+        };
+        let now = crate::tokens::access::now_unix();
+        for _ in 0..(super::ALONE_PER_HOUR + 5) {
+            store.record_event(&entry(1), now).await.unwrap();
+        }
+        store.record_event(&entry(2), now).await.unwrap();
+        assert_eq!(
+            store
+                .count_events(1, audit::Kind::SignInFailed)
+                .await
+                .unwrap(),
+            super::ALONE_PER_HOUR
+        );
+        assert_eq!(
+            store
+                .count_events(2, audit::Kind::SignInFailed)
+                .await
+                .unwrap(),
+            0
+        );
+        // An hour on, counted afresh.
+        store.record_event(&entry(1), now + 3601).await.unwrap();
+        assert_eq!(
+            store
+                .count_events(1, audit::Kind::SignInFailed)
+                .await
+                .unwrap(),
+            super::ALONE_PER_HOUR + 1
+        );
+        let listed = store.events_of(1, None, 1).await.unwrap();
+        assert_eq!(listed[0].address, "192.0.2.1");
+        assert_eq!(listed[0].device, "HTTP Library");
     }
 }

@@ -89,13 +89,15 @@ async fn end_one_in(
 }
 
 impl Store {
-    /// Ends every live session of `user_id` but `except`, in the lock order: each one's id and
-    /// the latest expiry of its access tokens.
+    /// Ends every live session of `user_id` but `except`, in the lock order, with `event` when
+    /// given (in the same transaction): each one's id and the latest expiry of its access
+    /// tokens.
     pub async fn end_sessions_of(
         &self,
         user_id: i64,
         except: Option<Uuid>,
         reason: EndReason,
+        event: Option<&crate::audit::Entry<'_>>,
         now: i64,
     ) -> Result<Vec<(Vec<u8>, i64)>, StoreError> {
         let except = except.map(|id| id.as_bytes().to_vec()).unwrap_or_default();
@@ -112,6 +114,9 @@ impl Store {
         .bind(except)
         .fetch_all(&mut *tx)
         .await?;
+        if let Some(event) = event {
+            super::audit::record(&mut tx, event, now).await?;
+        }
         tx.commit().await?;
         Ok(ended)
     }

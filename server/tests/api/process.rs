@@ -1463,6 +1463,17 @@ async fn the_operator_disables_enables_ends_and_deletes_an_account() {
     assert_eq!(code, Some(0));
     assert_eq!(ended["sessions_ended"], 1);
     refused_soon(&base, &token).await;
+    // With none live, the command is an event of the account all the same.
+    let (code, none) = admin_json(dir.path(), &["end-sessions", "mallory"]).await;
+    assert_eq!((code, none["sessions_ended"].as_i64()), (Some(0), Some(0)));
+    let (_, shown) = admin_json(dir.path(), &["show", "mallory"]).await;
+    let by_operator = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "sessions_ended_by_operator")
+        .count();
+    assert_eq!(by_operator, 2, "{shown}");
     let res = sign_in(&base, "mallory").await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
