@@ -143,16 +143,18 @@ impl Auth {
         let did = self
             .sessions
             .credential_change(crate::sessions::EndReason::AccountDisabled, async {
-                Ok(match store.disable_user(user_id, &event, now).await? {
-                    Switched::Done(ended) => (
-                        OperatorDid::Done {
-                            sessions_ended: ended.len(),
-                        },
-                        Some(ended),
-                    ),
-                    Switched::Already => (OperatorDid::Already, None),
-                    Switched::NoSuchUser => (OperatorDid::NoSuchUser, None),
-                })
+                Ok(
+                    match store.set_disabled(user_id, true, &event, now).await? {
+                        Switched::Done(ended) => (
+                            OperatorDid::Done {
+                                sessions_ended: ended.len(),
+                            },
+                            Some(ended),
+                        ),
+                        Switched::Already => (OperatorDid::Already, None),
+                        Switched::NoSuchUser => (OperatorDid::NoSuchUser, None),
+                    },
+                )
             })
             .await?;
         self.users.forget(user_id);
@@ -172,7 +174,7 @@ impl Auth {
         let did = match self
             .health
             .store()
-            .enable_user(user_id, &event, now)
+            .set_disabled(user_id, false, &event, now)
             .await?
         {
             Switched::Done(_) => OperatorDid::Done { sessions_ended: 0 },

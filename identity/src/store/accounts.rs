@@ -224,13 +224,15 @@ pub enum Switched {
 }
 
 impl Store {
-    /// Disables account `user_id` (the operator's `server admin disable`), in one
-    /// transaction, in the lock order: marked disabled, its credential stamp replaced (a
-    /// sign-in or a second step under way starts nothing), its waiting sign-ins dropped, every
-    /// session ended (each ending an event, as every ending is), and the event written.
-    pub async fn disable_user(
+    /// Disables account `user_id` (`disabled`: the operator's `server admin disable`) or
+    /// enables it again, in one transaction, in the lock order, with `event`. Disabling marks
+    /// it, replaces its credential stamp (a sign-in or a second step under way starts
+    /// nothing), drops its waiting sign-ins and ends every session (each ending an event, as
+    /// every ending is); enabling only clears the mark: it signs in as before.
+    pub async fn set_disabled(
         &self,
         user_id: i64,
+        disabled: bool,
         event: &crate::audit::Entry<'_>,
         now: i64,
     ) -> Result<Switched, StoreError> {
@@ -241,16 +243,22 @@ impl Store {
                 .bind(user_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        match state {
-            None => {
-                tx.rollback().await?;
-                return Ok(Switched::NoSuchUser);
-            }
-            Some(Some(_)) => {
-                tx.rollback().await?;
-                return Ok(Switched::Already);
-            }
-            Some(None) => {}
+        let Some(disabled_at) = state else {
+            tx.rollback().await?;
+            return Ok(Switched::NoSuchUser);
+        };
+        if disabled_at.is_some() == disabled {
+            tx.rollback().await?;
+            return Ok(Switched::Already);
+        }
+        super::audit::record(&mut tx, event, now).await?;
+        if !disabled {
+            sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(Switched::Done(Vec::new()));
         }
         sqlx::query("UPDATE users SET disabled_at = $1, credential_stamp = $2 WHERE id = $3")
             .bind(now)
@@ -262,7 +270,6 @@ impl Store {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        super::audit::record(&mut tx, event, now).await?;
         let ended = end_others(
             &mut tx,
             user_id,
@@ -273,40 +280,6 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Switched::Done(ended))
-    }
-
-    /// Enables account `user_id` again (`server admin enable`): it signs in as before.
-    pub async fn enable_user(
-        &self,
-        user_id: i64,
-        event: &crate::audit::Entry<'_>,
-        now: i64,
-    ) -> Result<Switched, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        lock_sessions_of(&mut tx, self.dialect(), user_id).await?;
-        let state: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT disabled_at FROM users WHERE id = $1")
-                .bind(user_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match state {
-            None => {
-                tx.rollback().await?;
-                return Ok(Switched::NoSuchUser);
-            }
-            Some(None) => {
-                tx.rollback().await?;
-                return Ok(Switched::Already);
-            }
-            Some(Some(_)) => {}
-        }
-        sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        super::audit::record(&mut tx, event, now).await?;
-        tx.commit().await?;
-        Ok(Switched::Done(Vec::new()))
     }
 }
 

@@ -3,28 +3,36 @@
 use super::{Store, StoreError};
 use crate::audit::{Entry, Event, Kind};
 
+/// The columns an event is written with: `$1` to `$8`, bound by [`bound`].
+const INSERT: &str = "INSERT INTO security_events \
+    (user_id, at, kind, detail, address, user_agent, session_id, actor)";
+
+/// `sql` (an [`INSERT`] of one event) with the event's eight values bound as `$1` to `$8`.
+fn bound<'q>(
+    sql: &'q str,
+    entry: &Entry<'_>,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let (address, user_agent, actor) = entry.seen.stored();
+    sqlx::query(sql)
+        .bind(entry.user_id)
+        .bind(now)
+        .bind(entry.kind.as_str())
+        .bind(entry.detail.to_owned())
+        .bind(address)
+        .bind(user_agent)
+        .bind(entry.session.map(|s| s.as_bytes().to_vec()))
+        .bind(actor)
+}
+
 /// Writes `entry` in `tx`, the transaction of the change it records.
 pub(crate) async fn record(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     entry: &Entry<'_>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let (address, user_agent, actor) = entry.seen.stored();
-    sqlx::query(
-        "INSERT INTO security_events \
-         (user_id, at, kind, detail, address, user_agent, session_id, actor) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(entry.user_id)
-    .bind(now)
-    .bind(entry.kind.as_str())
-    .bind(entry.detail)
-    .bind(address)
-    .bind(user_agent)
-    .bind(entry.session.map(|s| s.as_bytes().to_vec()))
-    .bind(actor)
-    .execute(&mut **tx)
-    .await?;
+    let sql = format!("{INSERT} VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+    bound(&sql, entry, now).execute(&mut **tx).await?;
     crate::metrics::audit_event(entry.kind.as_str());
     Ok(())
 }
@@ -63,29 +71,20 @@ impl Store {
     /// At most [`ALONE_PER_HOUR`] of a kind an hour per account: a crowd guessing at one
     /// account for the whole retention does not fill the table (the hundred say it all).
     pub async fn record_event(&self, entry: &Entry<'_>, now: i64) -> Result<(), StoreError> {
-        let (address, user_agent, actor) = entry.seen.stored();
-        let done = sqlx::query(
-            "INSERT INTO security_events \
-             (user_id, at, kind, detail, address, user_agent, session_id, actor) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM users WHERE id = $9) \
+        let sql = format!(
+            "{INSERT} SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = $9) \
              AND (SELECT COUNT(*) FROM security_events \
-                  WHERE user_id = $10 AND kind = $11 AND at > $12) < $13",
-        )
-        .bind(entry.user_id)
-        .bind(now)
-        .bind(entry.kind.as_str())
-        .bind(entry.detail)
-        .bind(address)
-        .bind(user_agent)
-        .bind(entry.session.map(|s| s.as_bytes().to_vec()))
-        .bind(actor)
-        .bind(entry.user_id)
-        .bind(entry.user_id)
-        .bind(entry.kind.as_str())
-        .bind(now - 3600)
-        .bind(ALONE_PER_HOUR)
-        .execute(self.pool())
-        .await?;
+                  WHERE user_id = $10 AND kind = $11 AND at > $12) < $13"
+        );
+        let done = bound(&sql, entry, now)
+            .bind(entry.user_id)
+            .bind(entry.user_id)
+            .bind(entry.kind.as_str())
+            .bind(now - 3600)
+            .bind(ALONE_PER_HOUR)
+            .execute(self.pool())
+            .await?;
         if done.rows_affected() > 0 {
             crate::metrics::audit_event(entry.kind.as_str());
         }
