@@ -8,6 +8,6 @@ pub fn hydrate() {
     // WASM small.
     #[cfg(debug_assertions)]
     console_error_panic_hook::set_once();
-    // Waits for the chunk of a lazily loaded page (see `app::App`) before hydrating it.
-    leptos::mount::hydrate_lazy(app::App);
+    // The chunk of a lazily loaded page first (see `app::App`), then the page.
+    app::hydrate();
 }
