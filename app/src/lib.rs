@@ -182,13 +182,11 @@ pub fn App() -> impl IntoView {
 fn Layout() -> impl IntoView {
     signed_in::provide_auth();
 
-    // Set only in the browser, once the WASM has taken over the server-rendered page:
-    // end-to-end tests wait for it before they click.
-    let hydrated = components::form::hydrated();
-
     view! {
         <components::nav::Nav/>
-        <main data-hydrated=move || hydrated.get().to_string()>
+        // True once the WASM has taken over the whole server-rendered page, a lazy page's view
+        // too (see `hydrate`): end-to-end tests wait for it before they click.
+        <main data-hydrated=move || whole_page_hydrated().to_string()>
             // Async: every page is rendered whole on the server, session included, so a
             // signed-in visitor never sees a flash of the signed-out state. The paths are the
             // table's (`routes`); the home page's is the root (`routes::HOME`).
@@ -300,12 +298,14 @@ impl LazyRoute for TwoStep {
     }
 }
 
-/// A page in a chunk of its own ([`Lazy`]) whose view, in the browser, is built in a task after
-/// the one that built the layout around it. Hydrating a signed-in page is the longest work of
-/// its load: in one task (the layout, the page, and before [`hydrate`] loads the chunk, its
-/// fetches), it was about 36 ms here, which Lighthouse's phone, four times slower, counts as
-/// 100 to 135 ms of blocking on `/profile` against 10 to 60 on a page with no chunk. In tasks
-/// of a third of that each, the page keeps answering input in between.
+/// A page in a chunk of its own ([`Lazy`]) whose view, in the browser, is hydrated in a task
+/// after the one that hydrated the layout around it. The router awaits a page's `preload` (the
+/// chunk's loading) before it hydrates the page; [`hydrate`] has loaded the chunk already, so
+/// without the yield here that await would end at once, and the layout and the page would be
+/// hydrated in one task: about 25 ms here, which Lighthouse's phone, four times slower, counts
+/// as well over 50 ms of blocking. (Hydration polls `choose` once, synchronously, after every
+/// `preload` is done: a `choose` still pending there would hydrate nothing, so the yield is in
+/// `preload`.)
 struct LazyPage<T>(Lazy<T>);
 
 impl<T> LazyPage<T> {
@@ -320,8 +320,6 @@ impl<T> Clone for LazyPage<T> {
     }
 }
 
-// The router awaits `preload` before it hydrates the page's view, built by `choose`, which
-// must then be ready at once: the task ends after the chunk is there, not in `choose`.
 impl<T: LazyRoute + Send + Sync> ChooseView for LazyPage<T> {
     async fn choose(self) -> AnyView {
         self.0.choose().await
@@ -346,9 +344,10 @@ async fn next_task() {
     _ = wasm_bindgen_futures::JsFuture::from(next).await;
 }
 
-/// Loads the chunk of the lazy page at `path` (nothing for a page in the main WASM).
+/// Loads the chunk of the lazy page at `path`; false for a page in the main WASM (or no page).
+/// Every `LazyPage` of the router is here.
 #[cfg(feature = "hydrate")]
-async fn load_page_chunk(path: &str) {
+async fn load_page_chunk(path: &str) -> bool {
     match path {
         p if p == PROFILE.path => Profile::preload().await,
         p if p == SESSIONS.path => Sessions::preload().await,
@@ -359,22 +358,52 @@ async fn load_page_chunk(path: &str) {
         p if p == FORGOT.path => Forgot::preload().await,
         p if p == RESET.path => Reset::preload().await,
         p if p == VERIFY.path => Verify::preload().await,
-        _ => {}
+        _ => return false,
+    }
+    true
+}
+
+#[cfg(feature = "hydrate")]
+thread_local! {
+    /// Set by [`hydrate`] once the whole page is hydrated.
+    static HYDRATED: ArcRwSignal<bool> = ArcRwSignal::new(false);
+}
+
+/// Whether the WASM has taken over the whole page, a lazy page's view too (set by [`hydrate`]);
+/// never on the server.
+fn whole_page_hydrated() -> bool {
+    #[cfg(feature = "hydrate")]
+    {
+        HYDRATED.with(|hydrated| hydrated.get())
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        false
     }
 }
 
 /// Hydrates the server's page; the browser's entry point calls it once the WASM runs. A lazy
 /// page's chunk (about ten small files for `/profile`) is fetched and instantiated first, in
-/// tasks of its own, then the layout is hydrated in a task of its own and the page in the next
-/// ([`LazyPage`]), finding its chunk there.
+/// tasks of its own; then the layout is hydrated in one task and the page in the next
+/// ([`LazyPage`]). Left to `hydrate_lazy`, the chunk's fetches started in the task that built
+/// the layout, which made it the longest task of a signed-in page's load (about 36 ms here;
+/// Lighthouse's blocking time 99 to 135 ms on `/profile`, against 10 to 67 on the pages in the
+/// main WASM). A chunk that cannot be fetched stops the WASM (wasm-split's loader panics): the
+/// page stays as the server rendered it, its forms posting themselves.
 #[cfg(feature = "hydrate")]
 pub fn hydrate() {
-    // Before `hydrate_lazy` starts Leptos's executor: wasm-bindgen's own runs this future.
+    // Leptos's executor is wasm-bindgen's; `hydrate_from_async` sets it up for what it spawns,
+    // and nothing before it needs it.
     wasm_bindgen_futures::spawn_local(async {
         let path = window().location().pathname().unwrap_or_default();
-        load_page_chunk(&path).await;
-        next_task().await;
-        leptos::mount::hydrate_lazy(App);
+        if load_page_chunk(&path).await {
+            next_task().await;
+        }
+        let Some(body) = document().body() else {
+            return;
+        };
+        leptos::mount::hydrate_from_async(body, App).await.forget();
+        HYDRATED.with(|hydrated| hydrated.set(true));
     });
 }
 

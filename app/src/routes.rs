@@ -2,7 +2,8 @@
 //! value of the sign-in page's address that brings a visitor back to it. The router's routes
 //! (`crate::App`), the server's guard of protected pages (which sends a visitor without a valid
 //! session to sign in before anything renders) and the pages' own "sign in" links all read it,
-//! so a page is added here and in the router, nowhere else.
+//! so a page is added here and in the router (a lazy one also in `load_page_chunk`, which
+//! loads its chunk before hydration), nowhere else.
 
 /// One page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

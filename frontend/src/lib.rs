@@ -8,6 +8,6 @@ pub fn hydrate() {
     // WASM small.
     #[cfg(debug_assertions)]
     console_error_panic_hook::set_once();
-    // The chunk of a lazily loaded page first (see `app::App`), then the page.
+    // The chunk of a lazily loaded page first, then the page (see `app::hydrate`).
     app::hydrate();
 }
